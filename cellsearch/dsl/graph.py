@@ -1,0 +1,313 @@
+"""The intermediate representation every stage shares: ``CellGraph``.
+
+A cell is a small dataflow graph evaluated once per time step. Its leaves are
+
+* per-step inputs (``x``), size ``input_size``;
+* static inputs (constant over the sequence, e.g. a condition vector), size ``static_size``;
+* the previous value of every state, spelled ``<state>_prev`` (size ``hidden_size``).
+
+Every node is hidden-sized. The node named like a state is that state's new value, so
+``c: f * c_prev + i * g`` reads the old ``c`` and defines the new one. Graphs are immutable;
+the search builds new ones with ``replace``/``with_nodes``.
+"""
+
+from __future__ import annotations
+
+import keyword
+import warnings
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any, Iterable, Iterator
+
+from cellsearch.dsl.ops import OPS, normalize_attrs
+from cellsearch.errors import CellError, CellWarning, SizeError
+
+PREV_SUFFIX = "_prev"
+
+
+def prev_name(state: str) -> str:
+    return state + PREV_SUFFIX
+
+
+@dataclass(frozen=True)
+class Node:
+    """One operation: ``name = op(*args, **attrs)``.
+
+    ``auto`` marks names the equation parser invented for sub-expressions; the printer
+    inlines such nodes again, so they do not show up as separate equations.
+    """
+
+    name: str
+    op: str
+    args: tuple[str, ...] = ()
+    attrs: tuple[tuple[str, Any], ...] = ()
+    auto: bool = field(default=False, compare=False)
+
+    def attr(self, key: str) -> Any:
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return OPS[self.op].attrs[key].default
+
+    @property
+    def attr_dict(self) -> dict[str, Any]:
+        return dict(self.attrs)
+
+    @staticmethod
+    def make(name: str, op: str, args: Iterable[str] = (), attrs: dict[str, Any] | None = None,
+             auto: bool = False) -> "Node":
+        """A node with attributes checked and normalised (defaults dropped, sorted)."""
+        if op not in OPS:
+            raise CellError(f"unknown op '{op}' (known: {', '.join(OPS)})", node=name)
+        try:
+            norm = normalize_attrs(op, dict(attrs or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CellError(str(exc.args[0]), node=name) from None
+        return Node(name, op, tuple(args), tuple(sorted(norm.items())), auto)
+
+
+@dataclass(frozen=True)
+class CellGraph:
+    name: str
+    inputs: tuple[str, ...]
+    states: tuple[str, ...]
+    output: str
+    nodes: tuple[Node, ...]
+    static: tuple[str, ...] = ()
+    description: str = ""
+    source: str = ""  # the paper or origin of the cell
+
+    # ------------------------------------------------------------------ lookup
+    @cached_property
+    def node_map(self) -> dict[str, Node]:
+        return {n.name: n for n in self.nodes}
+
+    def __getitem__(self, name: str) -> Node:
+        return self.node_map[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.node_map
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    @property
+    def prev_names(self) -> tuple[str, ...]:
+        return tuple(prev_name(s) for s in self.states)
+
+    @cached_property
+    def leaf_kinds(self) -> dict[str, str]:
+        """Name → "input" | "static" | "prev" for every leaf of the step graph."""
+        kinds = {n: "input" for n in self.inputs}
+        kinds.update({n: "static" for n in self.static})
+        kinds.update({prev_name(s): "prev" for s in self.states})
+        return kinds
+
+    def state_of_prev(self, name: str) -> str:
+        return name[: -len(PREV_SUFFIX)]
+
+    @cached_property
+    def consumers(self) -> dict[str, list[str]]:
+        """Name (node or leaf) → names of the nodes that read it, in node order."""
+        out: dict[str, list[str]] = {name: [] for name in [*self.leaf_kinds, *self.node_map]}
+        for n in self.nodes:
+            for a in n.args:
+                out.setdefault(a, []).append(n.name)
+        return out
+
+    @cached_property
+    def order(self) -> tuple[str, ...]:
+        """Node names in an evaluation order (dependencies first); stable w.r.t. file order."""
+        done: set[str] = set(self.leaf_kinds)
+        order: list[str] = []
+        visiting: list[str] = []
+
+        def visit(name: str) -> None:
+            if name in done:
+                return
+            if name in visiting:
+                cycle = visiting[visiting.index(name):] + [name]
+                raise CellError("cycle inside one step: " + " -> ".join(cycle)
+                                + f" (to read last step's value of a state, use '{prev_name('STATE')}')",
+                                node=name)
+            node = self.node_map.get(name)
+            if node is None:
+                return  # undefined names are reported by validate()
+            visiting.append(name)
+            for a in node.args:
+                visit(a)
+            visiting.pop()
+            done.add(name)
+            order.append(name)
+
+        for n in self.nodes:
+            visit(n.name)
+        return tuple(order)
+
+    @cached_property
+    def live(self) -> frozenset[str]:
+        """Nodes that some state's new value depends on (the rest is dead code)."""
+        live: set[str] = set()
+        stack = [s for s in self.states if s in self.node_map]
+        while stack:
+            name = stack.pop()
+            if name in live or name not in self.node_map:
+                continue
+            live.add(name)
+            stack.extend(self.node_map[name].args)
+        return frozenset(live)
+
+    # ------------------------------------------------------------------ derived facts
+    def depends_on(self, name: str, leaves: set[str] | frozenset[str]) -> bool:
+        """Whether node/leaf ``name`` reads (transitively) any of ``leaves``."""
+        return name in self._reach(frozenset(leaves))
+
+    def _reach(self, leaves: frozenset[str]) -> frozenset[str]:
+        cache = self.__dict__.setdefault("_reach_cache", {})
+        if leaves not in cache:
+            reached = set(leaves)
+            for name in self.order:
+                if any(a in reached for a in self.node_map[name].args):
+                    reached.add(name)
+            cache[leaves] = frozenset(reached)
+        return cache[leaves]
+
+    def recurrent_nodes(self) -> frozenset[str]:
+        """Nodes whose value depends on a previous state (they must run inside the time loop)."""
+        return self._reach(frozenset(self.prev_names)) - set(self.prev_names)
+
+    def param_count(self, input_size: int, hidden_size: int, static_size: int | None = None) -> int:
+        sizes = self.leaf_sizes(input_size, hidden_size, static_size)
+        total = 0
+        for n in self.nodes:
+            if n.op == "linear":
+                total += sum(hidden_size * sizes.get(a, hidden_size) for a in n.args)
+                total += hidden_size if n.attr("bias") else 0
+            elif n.op == "diag":
+                total += hidden_size
+        return total
+
+    def leaf_sizes(self, input_size: int, hidden_size: int, static_size: int | None = None) -> dict[str, int]:
+        sizes = {n: input_size for n in self.inputs}
+        sizes.update({n: (static_size if static_size is not None else hidden_size) for n in self.static})
+        sizes.update({p: hidden_size for p in self.prev_names})
+        return sizes
+
+    def multiply_adds(self, input_size: int, hidden_size: int, static_size: int | None = None) -> int:
+        """Multiply-adds per time step and batch element (matmuls plus elementwise work)."""
+        sizes = self.leaf_sizes(input_size, hidden_size, static_size)
+        total = 0
+        for n in self.nodes:
+            if n.op == "linear":
+                total += sum(hidden_size * sizes.get(a, hidden_size) for a in n.args)
+            elif n.op != "const":
+                total += hidden_size
+        return total
+
+    # ------------------------------------------------------------------ building new graphs
+    def with_nodes(self, nodes: Iterable[Node], **changes: Any) -> "CellGraph":
+        return replace(self, nodes=tuple(nodes), **changes)
+
+    def renamed(self, name: str) -> "CellGraph":
+        return replace(self, name=name)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, *, warn: bool = True) -> list[str]:
+        """Raise CellError on the first problem; return (and warn) the soft problems."""
+        if not self.states:
+            raise CellError("a cell needs at least one state (e.g. states: [h])")
+        if not self.nodes:
+            raise CellError("the cell is empty: it has no nodes (add one node per state at least)")
+        seen: dict[str, str] = {}
+        for kind, names in (("input", self.inputs), ("static input", self.static), ("state", self.states)):
+            for n in names:
+                _check_identifier(n, kind)
+                if n in seen:
+                    raise CellError(f"duplicate name '{n}' (used as {seen[n]} and as {kind})", node=n)
+                seen[n] = kind
+        for p in self.prev_names:
+            if p in seen:
+                raise CellError(f"'{p}' is reserved for the previous value of state "
+                                f"'{self.state_of_prev(p)}'", node=p)
+            seen[p] = "previous state"
+        for n in self.nodes:
+            _check_identifier(n.name, "node")
+            if seen.get(n.name) == "node":
+                raise CellError(f"duplicate node name '{n.name}'", node=n.name)
+            if n.name in seen and seen[n.name] != "state":
+                raise CellError(f"duplicate name: '{n.name}' is already the name of a {seen[n.name]}",
+                                node=n.name)
+            seen[n.name] = "node"
+        for n in self.nodes:
+            spec = OPS.get(n.op)
+            if spec is None:
+                raise CellError(f"unknown op '{n.op}' (known: {', '.join(OPS)})", node=n.name)
+            if len(n.args) < spec.min_args or (spec.max_args is not None and len(n.args) > spec.max_args):
+                raise CellError(f"{n.op}() takes {spec.arity_text()} argument(s), got {len(n.args)}",
+                                node=n.name)
+            for a in n.args:
+                if a not in seen:
+                    raise CellError(f"undefined name '{a}'" + _did_you_mean(a, seen, self), node=n.name)
+            try:
+                normalize_attrs(n.op, dict(n.attrs))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CellError(str(exc.args[0]), node=n.name) from None
+            if n.op == "linear" and n.attr("diag_init") is not None:
+                for a in n.args:
+                    if self.leaf_kinds.get(a) == "input":
+                        raise CellError(f"linear(diag_init=...) needs square weights, but '{a}' is an input "
+                                        "(input size may differ from hidden size)", node=n.name)
+        for s in self.states:
+            if s not in self.node_map:
+                raise CellError(f"state '{s}' is never updated: add a node named '{s}' "
+                                f"that computes its new value from '{prev_name(s)}'", node=s)
+        if self.output not in self.states:
+            raise CellError(f"the output '{self.output}' is not a state (states: {', '.join(self.states)})"
+                            if self.output else "missing output: say which state is the output, e.g. output: h")
+        _ = self.order  # raises on cycles
+        soft = []
+        for n in self.nodes:
+            if n.name not in self.live:
+                soft.append(f"node '{n.name}' is never used by any state")
+        used_leaves = {a for n in self.nodes if n.name in self.live for a in n.args}
+        for leaf in (*self.inputs, *self.static):
+            if leaf not in used_leaves:
+                soft.append(f"input '{leaf}' is never used")
+        if warn:
+            for msg in soft:
+                warnings.warn(f"{self.name}: {msg}", CellWarning, stacklevel=2)
+        return soft
+
+    def check_sizes(self, input_size: int, hidden_size: int, static_size: int | None = None) -> None:
+        """Raise SizeError where an input of the wrong size is used elementwise."""
+        sizes = self.leaf_sizes(input_size, hidden_size, static_size)
+        for n in self.nodes:
+            if n.op == "linear":
+                continue
+            for a in n.args:
+                size = sizes.get(a, hidden_size)
+                if size != hidden_size:
+                    kind = self.leaf_kinds[a]
+                    raise SizeError(
+                        f"{kind} '{a}' has size {size} but is used directly in {n.op}(), which needs "
+                        f"hidden size {hidden_size}: wrap it in linear({a}) or make the sizes equal",
+                        node=n.name)
+
+
+def _check_identifier(name: str, kind: str) -> None:
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise CellError(f"{kind} name {name!r} is not a valid identifier (letters, digits, _)", node=str(name))
+    if name.startswith("__"):
+        raise CellError(f"{kind} name {name!r} may not start with '__'", node=name)
+
+
+def _did_you_mean(name: str, known: dict[str, str], graph: CellGraph) -> str:
+    import difflib
+
+    if name in graph.states:
+        return ""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    if name.endswith(PREV_SUFFIX):
+        hint += f"; '{name}' would be the previous value of a state '{name[:-len(PREV_SUFFIX)]}', which is not declared"
+    return hint

@@ -1,0 +1,64 @@
+"""Built-in cells, shipped as YAML files next to this module.
+
+``resolve_cell("lstm")`` loads a built-in by name; anything that looks like a path
+(or names an existing file) is loaded from disk instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from cellsearch.dsl.graph import CellGraph
+from cellsearch.dsl.io import load_cell, loads_cell
+from cellsearch.errors import CellError
+
+# Display order for `cellsearch cells list`: baselines, Greff et al., Jozefowicz et al., Zoph & Le.
+ORDER = ("tanh", "lstm", "gru",
+         "vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr",
+         "lstm-f", "lstm-i", "lstm-o", "lstm-b", "mut1", "mut2", "mut3",
+         "nas")
+
+
+def _files() -> dict[str, str]:
+    root = resources.files(__name__)
+    return {p.name[:-5]: p.read_text(encoding="utf-8") for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+@lru_cache(maxsize=None)
+def _texts() -> dict[str, str]:
+    return _files()
+
+
+def builtin_names() -> list[str]:
+    names = list(_texts())
+    return [n for n in ORDER if n in names] + sorted(n for n in names if n not in ORDER)
+
+
+@lru_cache(maxsize=None)
+def get_cell(name: str) -> CellGraph:
+    texts = _texts()
+    if name not in texts:
+        close = difflib.get_close_matches(name, list(texts), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise CellError(f"no built-in cell named '{name}'{hint}; `cellsearch cells list` shows them, "
+                        "or pass the path of a YAML file", source=name)
+    return loads_cell(texts[name], source=f"<builtin {name}>")
+
+
+def list_cells() -> list[CellGraph]:
+    return [get_cell(n) for n in builtin_names()]
+
+
+def resolve_cell(spec: str | Path | CellGraph) -> CellGraph:
+    """A cell from a built-in name, a YAML path, or a CellGraph (returned as is)."""
+    if isinstance(spec, CellGraph):
+        return spec
+    text = str(spec)
+    path = Path(text)
+    looks_like_path = path.suffix in (".yaml", ".yml") or "/" in text or path.exists()
+    if looks_like_path and not (text in _texts() and not path.exists()):
+        return load_cell(path)
+    return get_cell(text)
