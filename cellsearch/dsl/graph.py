@@ -264,7 +264,22 @@ class CellGraph:
         if self.output not in self.states:
             raise CellError(f"the output '{self.output}' is not a state (states: {', '.join(self.states)})"
                             if self.output else "missing output: say which state is the output, e.g. output: h")
-        _ = self.order  # raises on cycles
+        order = self.order  # raises on cycles
+        constant: set[str] = set()  # nodes whose value reads no input and no state
+        for name in order:
+            node = self.node_map[name]
+            if all(a in constant for a in node.args):
+                constant.add(name)
+            if node.op == "linear":
+                for a in node.args:
+                    if a in constant:
+                        raise CellError(f"linear() needs vectors as arguments, but '{a}' is a constant", node=name)
+        for name in order:
+            if name in constant and self.node_map[name].op != "const" and name in self.live:
+                raise CellError("the node reads no input and no state: it only combines constants", node=name)
+        for s in self.states:
+            if s in constant:
+                raise CellError(f"state '{s}' is a constant: it must read an input or a state", node=s)
         soft = []
         for n in self.nodes:
             if n.name not in self.live:

@@ -44,7 +44,8 @@ OPS: dict[str, OpSpec] = {
     for spec in [
         OpSpec("linear", "linear", 1, None, commutative=True, attrs={
             "bias": AttrSpec(bool, True, "add a learned bias"),
-            "bias_init": AttrSpec(float, 0.0, "initial value of the bias (e.g. 1.0 for a forget gate)"),
+            "bias_init": AttrSpec(float, None, "initial value of the bias, e.g. 1.0 for a forget gate "
+                                  "(default: uniform like the weights)"),
             "diag_init": AttrSpec(float, None, "Jozefowicz's Linear(a, x): square weights initialised "
                                   "small plus this value on the diagonal (hidden-sized arguments only)"),
         }, doc="W_1 a_1 + W_2 a_2 + ... + b, with its own weights at each occurrence"),

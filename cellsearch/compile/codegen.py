@@ -1,0 +1,650 @@
+"""Code generation: a cell becomes three plain Python functions over torch ops.
+
+* ``prologue(P, T, B, inputs, statics, inits)`` runs once per sequence. Everything that does
+  not depend on a previous state is computed here for all T steps at once: every linear
+  term that reads an input becomes one matmul over the whole sequence (stored in the
+  layout of the in-loop matmul it feeds, as cuDNN does), input-only nodes are evaluated
+  vectorised, and the fused recurrent weight matrices are assembled.
+* ``step(xt, prev, consts)`` is one time step: one matmul for all linear terms that read a
+  previous state, one per in-step value that feeds a linear, then the elementwise work.
+* ``step_backward(d_new, xt, prev, consts, saved)`` is the hand-derived backward of ``step``.
+  It leaves the weight gradients out: the runtime (``sequence.py``) computes dW for the
+  whole sequence as one matmul after the loop, which is where most of the speed comes from.
+
+The source is kept (``CellProgram.source``) and registered in ``linecache`` so a traceback
+points at the generated line, and ``cellsearch cells code CELL`` prints it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import linecache
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from cellsearch.compile.params import bias_name, scale_name, weight_name
+from cellsearch.dsl.equations import format_number
+from cellsearch.dsl.graph import CellGraph, prev_name
+from cellsearch.dsl.hashing import canonical_hash
+
+_RESERVED = set(keyword.kwlist) | set(dir(builtins)) | {"torch", "F", "aten", "H", "I", "S", "P", "T", "B",
+                                                        "xt", "prev", "consts", "saved", "d_new", "inputs",
+                                                        "statics", "inits", "self"}
+
+
+class _Namer:
+    """Predictable identifiers: a node keeps its name unless it clashes (then ``name_``)."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+        self.names: dict[str, str] = {}
+
+    def bind(self, value: str) -> str:
+        if value not in self.names:
+            name = value
+            while name in _RESERVED or name in self.used:
+                name += "_"
+            self.used.add(name)
+            self.names[value] = name
+        return self.names[value]
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 1
+        while name in _RESERVED or name in self.used:
+            name = f"{base}{k}"
+            k += 1
+        self.used.add(name)
+        return name
+
+    def __getitem__(self, value: str) -> str:
+        return self.names[value]
+
+
+@dataclass
+class Group:
+    """One in-loop matmul: ``out = base + arg @ W.T`` split into one chunk per member."""
+
+    index: int
+    args: tuple[str, ...]  # group 0: previous states (concatenated); others: one in-loop node
+    members: tuple[str, ...]  # linear nodes, in the layout order of W's rows
+    carried: tuple[bool, ...]  # member's input terms and bias live in this group's base
+    base_kind: str | None = None  # "step" (varies over t), "const" or None (no base)
+    weight: str = ""  # name of the fused weight in the generated code
+    base: str = ""  # name of the base tensor in the generated code
+
+
+@dataclass
+class Plan:
+    """Which node runs where, and how linear terms are fused."""
+
+    graph: CellGraph
+    input_size: int
+    hidden_size: int
+    static_size: int
+    recurrent_states: tuple[str, ...]
+    hoisted_states: tuple[str, ...]
+    loop_nodes: tuple[str, ...]
+    hoisted_order: tuple[str, ...]  # hoisted nodes and hoisted-state prevs, dependencies first
+    time_varying: frozenset[str]
+    groups: list[Group] = field(default_factory=list)
+    member_groups: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def loop_values(self) -> frozenset[str]:
+        return frozenset(self.loop_nodes) | {prev_name(s) for s in self.recurrent_states}
+
+
+def make_plan(graph: CellGraph, input_size: int, hidden_size: int, static_size: int | None = None) -> Plan:
+    g = graph
+    live = g.live
+    # States whose update needs last step's value of a recurrent state run in the loop; the rest
+    # (e.g. a state computed from the input alone) is computed for all steps at once. Start with
+    # every state recurrent and drop those that only read prevs of dropped states.
+    rec = set(g.states)
+    while True:
+        reach = g._reach(frozenset(prev_name(s) for s in rec))
+        keep = {s for s in rec if s in reach}
+        if keep == rec:
+            break
+        rec = keep
+    recurrent_states = tuple(s for s in g.states if s in rec)
+    hoisted_states = tuple(s for s in g.states if s not in rec)
+    reach = g._reach(frozenset(prev_name(s) for s in recurrent_states))
+    loop_nodes = tuple(n for n in g.order if n in live and n in reach)
+    loop_set = set(loop_nodes)
+
+    # Hoisted nodes: live, not in the loop. A hoisted state's prev is the state's own sequence
+    # shifted by one step, so it depends on that state's node.
+    hoisted_deps: dict[str, tuple[str, ...]] = {}
+    for n in g.order:
+        if n in live and n not in loop_set:
+            hoisted_deps[n] = g.node_map[n].args
+    for s in hoisted_states:
+        hoisted_deps[prev_name(s)] = (s,)
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(v: str) -> None:
+        if v in seen or v not in hoisted_deps:
+            return
+        seen.add(v)
+        for a in hoisted_deps[v]:
+            visit(a)
+        order.append(v)
+
+    for v in hoisted_deps:
+        visit(v)
+    tv = set(g.inputs) | {prev_name(s) for s in hoisted_states}
+    for v in order:
+        if any(a in tv for a in hoisted_deps[v]):
+            tv.add(v)
+    plan = Plan(g, input_size, hidden_size, static_size if static_size is not None else hidden_size,
+                recurrent_states, hoisted_states, loop_nodes, tuple(order), frozenset(tv))
+
+    # Groups: every linear term that reads a previous state goes into group 0 (one matmul per
+    # step); every in-loop node that feeds a linear gets a group of its own.
+    prevs = [prev_name(s) for s in recurrent_states]
+    loop_linears = [n for n in loop_nodes if g.node_map[n].op == "linear"]
+    g0_args = tuple(p for p in prevs if any(p in g.node_map[L].args for L in loop_linears))
+    specs: list[tuple[tuple[str, ...], list[str]]] = []
+    if g0_args:
+        specs.append((g0_args, [L for L in loop_linears if any(a in g0_args for a in g.node_map[L].args)]))
+    node_args: list[str] = []
+    for L in loop_linears:
+        for a in g.node_map[L].args:
+            if a in loop_set and a not in node_args:
+                node_args.append(a)
+    for a in sorted(node_args, key=loop_nodes.index):
+        specs.append(((a,), [L for L in loop_linears if a in g.node_map[L].args]))
+    carrier: dict[str, int] = {}
+    for idx, (args, members) in enumerate(specs):
+        for L in members:
+            carrier.setdefault(L, idx)
+            plan.member_groups.setdefault(L, []).append(idx)
+    for idx, (args, members) in enumerate(specs):
+        carried = tuple(carrier[L] == idx for L in members)
+        base_kind = None
+        for L, c in zip(members, carried):
+            if not c:
+                continue
+            node = g.node_map[L]
+            hoisted_args = [a for a in node.args if a not in plan.loop_values]
+            if any(a in tv for a in hoisted_args):
+                base_kind = "step"
+            elif (hoisted_args or node.attr("bias")) and base_kind is None:
+                base_kind = "const"
+        plan.groups.append(Group(idx, args, tuple(members), carried, base_kind))
+    return plan
+
+
+@dataclass
+class _Term:
+    sign: int  # +1 / -1
+    expr: str  # an expression, or for matmul terms the left factor
+    mm: str | None = None  # right factor of a matmul term (expr @ mm)
+    simple: bool = False  # expr is a plain variable
+
+
+class CellProgram:
+    """The generated functions of one cell at given sizes, with the metadata the runtime needs."""
+
+    def __init__(self, graph: CellGraph, input_size: int, hidden_size: int, static_size: int | None = None):
+        graph.validate(warn=False)
+        graph.check_sizes(input_size, hidden_size, static_size)
+        self.graph = graph
+        self.plan = plan = make_plan(graph, input_size, hidden_size, static_size)
+        self.namer = namer = _Namer()
+        for v in [*graph.inputs, *graph.static, *graph.prev_names, *(n.name for n in graph.nodes)]:
+            namer.bind(v)
+        for grp in plan.groups:
+            grp.weight = namer.fresh(f"W{grp.index}")
+            if grp.base_kind:
+                grp.base = namer.fresh(f"base{grp.index}")
+        self.loop_diags = [n for n in plan.loop_nodes if graph.node_map[n].op == "diag"]
+
+        # Values computed in the prologue that the loop reads.
+        loop_reads: list[str] = []
+        for n in plan.loop_nodes:
+            node = graph.node_map[n]
+            if node.op == "linear":
+                continue  # hoisted linear arguments go into the group bases
+            for a in node.args:
+                if a not in plan.loop_values and graph.node_map.get(a, None) is not None \
+                        and graph.node_map[a].op == "const":
+                    continue
+                if a not in plan.loop_values and a not in loop_reads:
+                    loop_reads.append(a)
+        self.ext: list[str] = []  # per-step tensors, (T, B, ...) unbound along T
+        self.consts: list[str] = []  # tensors constant over the steps
+        self.const_kinds: list[str] = []  # "value" (gets a gradient per step), "weight", "scale"
+        for grp in plan.groups:
+            if grp.base_kind == "step":
+                self.ext.append(grp.base)
+            elif grp.base_kind == "const":
+                self.consts.append(grp.base)
+                self.const_kinds.append("value")
+        for a in loop_reads:
+            if a in plan.time_varying:
+                self.ext.append(namer[a])
+            else:
+                self.consts.append(namer[a])
+                self.const_kinds.append("value")
+        for grp in plan.groups:
+            self.consts.append(grp.weight)
+            self.const_kinds.append("weight")
+        for n in self.loop_diags:
+            self.consts.append(namer.fresh(f"p_{n}"))
+            self.const_kinds.append("scale")
+        self.diag_param_var = {n: self.consts[len(self.consts) - len(self.loop_diags) + i]
+                               for i, n in enumerate(self.loop_diags)}
+
+        self.saved: list[str] = []  # loop nodes the backward reads, in order
+        backward_src = self._gen_backward() if plan.recurrent_states else ""
+        step_src = self._gen_step() if plan.recurrent_states else ""
+        prologue_src = self._gen_prologue()
+        header = (f"# generated by cellsearch for cell {graph.name!r} (hash {canonical_hash(graph)})\n"
+                  f"# sizes: input I={input_size}, hidden H={hidden_size}, static S={plan.static_size}\n")
+        self.source = header + "\n\n".join(s for s in (prologue_src, step_src, backward_src) if s) + "\n"
+        self.filename = f"<cellsearch-generated {graph.name} {canonical_hash(graph)} I{input_size} H{hidden_size}>"
+        code = compile(self.source, self.filename, "exec")
+        linecache.cache[self.filename] = (len(self.source), None, self.source.splitlines(True), self.filename)
+        namespace = {"torch": torch, "F": F, "aten": torch.ops.aten, "H": hidden_size, "I": input_size,
+                     "S": plan.static_size}
+        exec(code, namespace)
+        self.prologue = namespace["prologue"]
+        self.step = namespace.get("step")
+        self.step_backward = namespace.get("step_backward")
+
+    # ------------------------------------------------------------------ helpers
+    def _ref(self, name: str) -> str:
+        """A value as it appears in code: constants inline as literals."""
+        node = self.graph.node_map.get(name)
+        if node is not None and node.op == "const":
+            return format_number(node.attr("value"))
+        return self.namer[name]
+
+    def _is_const(self, name: str) -> bool:
+        node = self.graph.node_map.get(name)
+        return node is not None and node.op == "const"
+
+    def _expr(self, name: str, param=None) -> str:
+        """Forward expression of a non-linear node."""
+        node = self.graph.node_map[name]
+        a = [self._ref(x) for x in node.args]
+        op = node.op
+        if op == "add":
+            return f"{a[0]} + {a[1]}"
+        if op == "sub":
+            return f"{a[0]} - {a[1]}"
+        if op == "mul":
+            return f"{a[0]} * {a[1]}"
+        if op == "neg":
+            return f"-{a[0]}"
+        if op == "one_minus":
+            return f"1 - {a[0]}"
+        if op == "blend":  # z * a + (1 - z) * b, as one lerp: b + z * (a - b)
+            return f"torch.lerp({a[2]}, {a[1]}, {a[0]})"
+        if op == "diag":
+            return f"{param} * {a[0]}"
+        if op in ("tanh", "sigmoid", "relu"):
+            return f"torch.{op}({a[0]})"
+        if op == "leaky_relu":
+            return f"F.leaky_relu({a[0]}, {node.attr('slope')!r})"
+        if op == "identity":
+            return a[0]
+        raise NotImplementedError(op)  # pragma: no cover
+
+    @staticmethod
+    def _unpack(names: list[str], source: str) -> list[str]:
+        if not names:
+            return []
+        return [f"    {', '.join(names)}{',' if len(names) == 1 else ''} = {source}"]
+
+    def _weight_sum(self, node_name: str, arg: str) -> str:
+        node = self.graph.node_map[node_name]
+        ws = [f"P.{weight_name(node_name, k)}" for k, a in enumerate(node.args) if a == arg]
+        return " + ".join(ws) if len(ws) == 1 else "(" + " + ".join(ws) + ")"
+
+    def _size_expr(self, name: str) -> str:
+        kind = self.graph.leaf_kinds.get(name)
+        return {"input": "I", "static": "S"}.get(kind, "H")
+
+    # ------------------------------------------------------------------ prologue
+    def _gen_prologue(self) -> str:
+        g, plan, nm = self.graph, self.plan, self.namer
+        lines = ["def prologue(P, T, B, inputs, statics, inits):",
+                 '    """Everything that does not depend on a previous state, for all steps at once."""']
+        lines += self._unpack([nm[x] for x in g.inputs], "inputs")
+        lines += self._unpack([nm[x] for x in g.static], "statics")
+        init_names = [nm.fresh(f"{s}_init") for s in plan.hoisted_states]
+        lines += self._unpack(init_names, "inits")
+        init_of = dict(zip(plan.hoisted_states, init_names))
+        for v in plan.hoisted_order:
+            if v in g.node_map:
+                node = g.node_map[v]
+                if node.op == "const":
+                    continue
+                if node.op == "linear":
+                    terms = []
+                    for k, a in enumerate(node.args):
+                        if a in node.args[:k]:
+                            continue
+                        w = self._weight_sum(v, a)
+                        b = f", P.{bias_name(v)}" if (not terms and node.attr("bias")) else ""
+                        terms.append(f"F.linear({self._ref(a)}, {w}{b})")
+                    lines.append(f"    {nm[v]} = {' + '.join(terms)}")
+                elif node.op == "diag":
+                    lines.append(f"    {nm[v]} = {self._expr(v, f'P.{scale_name(v)}')}")
+                else:
+                    lines.append(f"    {nm[v]} = {self._expr(v)}")
+            else:  # the prev of a hoisted state: its sequence shifted by one step
+                s = g.state_of_prev(v)
+                seq = nm[s] if s in plan.time_varying else f"{nm[s]}.expand(T, B, H)"
+                lines.append(f"    {nm[v]} = torch.cat(({init_of[s]}.unsqueeze(0), {seq}[:-1]), 0)")
+        for grp in plan.groups:
+            lines += self._gen_group_weights(grp)
+        ext = ", ".join(self.ext) + ("," if len(self.ext) == 1 else "")
+        consts = []
+        for name, kind in zip(self.consts, self.const_kinds):
+            if kind == "scale":
+                node = next(n for n, var in self.diag_param_var.items() if var == name)
+                consts.append(f"P.{scale_name(node)}")
+            else:
+                consts.append(name)
+        const_txt = ", ".join(consts) + ("," if len(consts) == 1 else "")
+        seqs = []
+        for s in plan.hoisted_states:
+            seqs.append(nm[s] if s in plan.time_varying else f"{nm[s]}.expand(T, B, H)")
+        seq_txt = ", ".join(seqs) + ("," if len(seqs) == 1 else "")
+        lines.append(f"    return ({ext}), ({const_txt}), ({seq_txt})")
+        return "\n".join(lines)
+
+    def _gen_group_weights(self, grp: Group) -> list[str]:
+        g = self.graph
+        lines = [f"    # group {grp.index}: {' + '.join(self._ref(a) for a in grp.args)} -> "
+                 f"[{', '.join(grp.members)}]"]
+        ref_w = f"P.{weight_name(grp.members[0], 0)}"
+        rows = []
+        for L in grp.members:
+            node = g.node_map[L]
+            cols = []
+            for a in grp.args:
+                if a in node.args:
+                    cols.append(self._weight_sum(L, a))
+                else:
+                    cols.append(f"{ref_w}.new_zeros(H, {self._size_expr(a)})")
+            rows.append(cols[0] if len(cols) == 1 else f"torch.cat(({', '.join(cols)}), 1)")
+        w = rows[0] if len(rows) == 1 else f"torch.cat(({', '.join(rows)}), 0)"
+        lines.append(f"    {grp.weight} = {w}")
+        if grp.base_kind:
+            hoisted_args: list[str] = []
+            for L, c in zip(grp.members, grp.carried):
+                if c:
+                    for a in g.node_map[L].args:
+                        if a not in self.plan.loop_values and a not in hoisted_args:
+                            hoisted_args.append(a)
+            biases = []
+            any_bias = False
+            for L, c in zip(grp.members, grp.carried):
+                if c and g.node_map[L].attr("bias"):
+                    biases.append(f"P.{bias_name(L)}")
+                    any_bias = True
+                else:
+                    biases.append(f"{ref_w}.new_zeros(H)")
+            bias = (biases[0] if len(biases) == 1 else f"torch.cat(({', '.join(biases)}), 0)") if any_bias else None
+            terms = []
+            for a in hoisted_args:
+                blocks = []
+                for L, c in zip(grp.members, grp.carried):
+                    if c and a in g.node_map[L].args:
+                        blocks.append(self._weight_sum(L, a))
+                    else:
+                        blocks.append(f"{ref_w}.new_zeros(H, {self._size_expr(a)})")
+                wa = blocks[0] if len(blocks) == 1 else f"torch.cat(({', '.join(blocks)}), 0)"
+                b = f", {bias}" if (bias and not terms) else ""
+                terms.append(f"F.linear({self._ref(a)}, {wa}{b})")
+            lines.append(f"    {grp.base} = {' + '.join(terms) if terms else bias}")
+        return lines
+
+    # ------------------------------------------------------------------ forward step
+    def _step_header(self, name: str, extra: str = "") -> list[str]:
+        nm, plan = self.namer, self.plan
+        lines = [f"def {name}({extra}xt, prev, consts{', saved' if name == 'step_backward' else ''}):"]
+        lines += self._unpack(self.ext, "xt")
+        lines += self._unpack([nm[prev_name(s)] for s in plan.recurrent_states], "prev")
+        lines += self._unpack(self.consts, "consts")
+        return lines
+
+    def _gen_step(self) -> str:
+        g, plan, nm = self.graph, self.plan, self.namer
+        lines = self._step_header("step")
+        lines.insert(1, '    """One time step: new states, and the values step_backward needs."""')
+        emitted: set[int] = set()
+        part_names: dict[tuple[str, int], str] = {}
+        for grp in plan.groups:
+            for L in grp.members:
+                if len(plan.member_groups[L]) == 1:
+                    part_names[(L, grp.index)] = nm[L]
+                else:
+                    part_names[(L, grp.index)] = nm.fresh(f"{L}_g{grp.index}")
+        for n in plan.loop_nodes:
+            node = g.node_map[n]
+            if node.op == "const":
+                continue
+            if node.op == "linear":
+                for gi in plan.member_groups[n]:
+                    if gi not in emitted:
+                        emitted.add(gi)
+                        lines += self._emit_group(plan.groups[gi], part_names)
+                parts = [part_names[(n, gi)] for gi in plan.member_groups[n]]
+                if len(parts) > 1:
+                    lines.append(f"    {nm[n]} = {' + '.join(parts)}")
+            elif node.op == "diag":
+                lines.append(f"    {nm[n]} = {self._expr(n, self.diag_param_var[n])}")
+            else:
+                lines.append(f"    {nm[n]} = {self._expr(n)}")
+        new = ", ".join(nm[s] for s in plan.recurrent_states) + ("," if len(plan.recurrent_states) == 1 else "")
+        saved = ", ".join(nm[s] for s in self.saved) + ("," if len(self.saved) == 1 else "")
+        lines.append(f"    return ({new}), ({saved})")
+        return "\n".join(lines)
+
+    def _emit_group(self, grp: Group, part_names: dict) -> list[str]:
+        nm = self.namer
+        lines = []
+        if len(grp.args) == 1:
+            a = self._ref(grp.args[0])
+        else:
+            a = nm.fresh(f"a{grp.index}")
+            lines.append(f"    {a} = torch.cat(({', '.join(self._ref(x) for x in grp.args)}), 1)")
+        if grp.base_kind:
+            mm = f"torch.addmm({grp.base}, {a}, {grp.weight}.t())"
+        else:
+            mm = f"torch.mm({a}, {grp.weight}.t())"
+        parts = [part_names[(L, grp.index)] for L in grp.members]
+        if len(parts) == 1:
+            lines.append(f"    {parts[0]} = {mm}")
+        else:
+            out = nm.fresh(f"lin{grp.index}")
+            lines.append(f"    {out} = {mm}")
+            lines.append(f"    {', '.join(parts)} = {out}.chunk({len(parts)}, 1)")
+        return lines
+
+    # ------------------------------------------------------------------ backward step
+    def _gen_backward(self) -> str:
+        g, plan, nm = self.graph, self.plan, self.namer
+        loop_set = set(plan.loop_nodes)
+        prevs = {prev_name(s) for s in plan.recurrent_states}
+        needed: list[str] = []
+
+        def use(v: str) -> str:
+            """Reference a forward value inside the backward (saving loop nodes for it)."""
+            if v in loop_set and not self._is_const(v) and v not in needed:
+                needed.append(v)
+            return self._ref(v)
+
+        terms: dict[str, list[_Term]] = {}
+        grad_var: dict[str, str] = {}
+        body: list[str] = []
+
+        def add(target: str, term: _Term) -> None:
+            if self._is_const(target):
+                return
+            terms.setdefault(target, []).append(term)
+
+        def finalize(v: str) -> str | None:
+            ts = terms.pop(v, [])
+            if not ts:
+                return None
+            mms = [t for t in ts if t.mm is not None and t.sign > 0]
+            rest = [t for t in ts if not (t.mm is not None and t.sign > 0)]
+            if len(ts) == 1 and ts[0].sign > 0 and ts[0].simple:
+                grad_var[v] = ts[0].expr  # alias: no op
+                return grad_var[v]
+            name = nm.fresh(f"d_{v}")
+            expr = _sum_expr(rest) if rest else None
+            if mms:
+                first = mms[0]
+                if expr is None:
+                    expr = f"torch.mm({first.expr}, {first.mm})"
+                else:
+                    expr = f"torch.addmm({expr}, {first.expr}, {first.mm})"
+                for t in mms[1:]:
+                    expr = f"torch.addmm({expr}, {t.expr}, {t.mm})"
+            body.append(f"    {name} = {expr}")
+            grad_var[v] = name
+            return name
+
+        d_new = [nm.fresh(f"dn_{s}") for s in plan.recurrent_states]
+        for s, dn in zip(plan.recurrent_states, d_new):
+            add(s, _Term(1, dn, simple=True))
+        group_done: set[int] = set()
+        d_lin: dict[int, str] = {}
+        diag_terms: dict[str, str] = {}
+        earliest_member = {}
+        for grp in plan.groups:
+            earliest_member[grp.index] = min(grp.members, key=plan.loop_nodes.index)
+
+        for n in reversed(plan.loop_nodes):
+            node = g.node_map[n]
+            if node.op == "const":
+                continue
+            d = finalize(n)
+            if d is None:
+                continue
+            args = node.args
+            op = node.op
+            if op in ("add", "identity"):
+                for a in args:
+                    add(a, _Term(1, d, simple=True))
+            elif op == "sub":
+                add(args[0], _Term(1, d, simple=True))
+                add(args[1], _Term(-1, d, simple=True))
+            elif op in ("neg", "one_minus"):
+                add(args[0], _Term(-1, d, simple=True))
+            elif op == "mul":
+                add(args[0], _Term(1, f"{d} * {use(args[1])}"))
+                add(args[1], _Term(1, f"{d} * {use(args[0])}"))
+            elif op == "blend":
+                z, a, b = args
+                if not self._is_const(z):
+                    add(z, _Term(1, f"{d} * ({use(a)} - {use(b)})"))
+                t = nm.fresh(f"d_{n}_z")
+                body.append(f"    {t} = {d} * {use(z)}")
+                add(a, _Term(1, t, simple=True))
+                add(b, _Term(1, f"{d} - {t}"))
+            elif op == "diag":
+                add(args[0], _Term(1, f"{d} * {self.diag_param_var[n]}"))
+                diag_terms[n] = f"{d} * {use(args[0])}"
+            elif op == "tanh":
+                add(args[0], _Term(1, f"aten.tanh_backward({d}, {use(n)})"))
+            elif op == "sigmoid":
+                add(args[0], _Term(1, f"aten.sigmoid_backward({d}, {use(n)})"))
+            elif op == "relu":
+                add(args[0], _Term(1, f"aten.threshold_backward({d}, {use(n)}, 0)"))
+            elif op == "leaky_relu":
+                add(args[0], _Term(1, f"aten.leaky_relu_backward({d}, {use(args[0])}, "
+                                      f"{node.attr('slope')!r}, False)"))
+            elif op == "linear":
+                pass  # handled per group below
+            else:  # pragma: no cover
+                raise NotImplementedError(op)
+            for grp in plan.groups:
+                if grp.index in group_done or earliest_member[grp.index] != n:
+                    continue
+                group_done.add(grp.index)
+                parts = []
+                for L in grp.members:
+                    gv = grad_var.get(L)
+                    if gv is None:
+                        gv = f"{use(L)}.new_zeros({use(L)}.shape)"
+                    parts.append(gv)
+                if len(parts) == 1:
+                    dl = parts[0]
+                else:
+                    dl = nm.fresh(f"d_lin{grp.index}")
+                    body.append(f"    {dl} = torch.cat(({', '.join(parts)}), 1)")
+                d_lin[grp.index] = dl
+                if len(grp.args) == 1:
+                    add(grp.args[0], _Term(1, dl, mm=grp.weight))
+                else:
+                    da = nm.fresh(f"d_a{grp.index}")
+                    body.append(f"    {da} = torch.mm({dl}, {grp.weight})")
+                    pieces = [nm.fresh(f"d_{a}_g{grp.index}") for a in grp.args]
+                    body.append(f"    {', '.join(pieces)} = {da}.split(H, 1)")
+                    for a, p in zip(grp.args, pieces):
+                        add(a, _Term(1, p, simple=True))
+                for a in grp.args:
+                    if a in loop_set:
+                        use(a)  # the runtime needs the argument of every step for dW
+        # Gradients that leave the step: previous states, per-step and constant inputs.
+        d_prev = [finalize(prev_name(s)) or "None" for s in plan.recurrent_states]
+        for v in list(terms):
+            if v not in prevs:
+                finalize(v)
+        rev = {var: v for v, var in self.namer.names.items()}
+        d_ext = []
+        for e in self.ext:
+            grp = next((gr for gr in plan.groups if gr.base == e), None)
+            d_ext.append(d_lin[grp.index] if grp else (grad_var.get(rev[e]) or "None"))
+        d_const = []
+        for c, kind in zip(self.consts, self.const_kinds):
+            if kind != "value":
+                d_const.append("None")
+                continue
+            grp = next((gr for gr in plan.groups if gr.base == c), None)
+            d_const.append(d_lin[grp.index] if grp else (grad_var.get(rev[c]) or "None"))
+        d_lins = [d_lin[grp.index] for grp in plan.groups]
+        d_diags = [diag_terms.get(n, "None") for n in self.loop_diags]
+        self.saved = needed
+
+        lines = self._step_header("step_backward", "d_new, ")
+        lines.insert(1, '    """Gradients of one step (weight gradients are left to the runtime)."""')
+        lines += self._unpack(self.saved and [nm[s] for s in self.saved], "saved")
+        lines += self._unpack(d_new, "d_new")
+        lines += body
+
+        def tup(xs: list[str]) -> str:
+            return "(" + ", ".join(xs) + ("," if len(xs) == 1 else "") + ")"
+
+        lines.append(f"    return {tup(d_prev)}, {tup(d_ext)}, {tup(d_const)}, {tup(d_lins)}, {tup(d_diags)}")
+        return "\n".join(lines)
+
+
+def _sum_expr(ts: list[_Term]) -> str:
+    pos = [t for t in ts if t.sign > 0]
+    neg = [t for t in ts if t.sign < 0]
+    if pos:
+        out = pos[0].expr
+        rest = pos[1:]
+    else:
+        first = neg.pop(0)
+        out = f"-{first.expr}" if first.simple else f"-({first.expr})"
+        rest = []
+    for t in rest:
+        out += f" + {t.expr}"
+    for t in neg:
+        out += f" - {t.expr}" if t.simple or " " not in t.expr else f" - ({t.expr})"
+    return out

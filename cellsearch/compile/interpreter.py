@@ -1,0 +1,103 @@
+"""The reference interpreter: the oracle every optimisation is tested against.
+
+It evaluates the cell node by node, one time step at a time, with one matmul per linear
+argument and no fusion at all. It is deliberately plain: if the compiler and this disagree,
+the compiler is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cellsearch.compile.params import CellParameters, bias_name, scale_name, weight_name
+from cellsearch.dsl.graph import CellGraph, prev_name
+
+
+def eval_node(node, args: list, params: CellParameters) -> torch.Tensor:
+    """The value of one node given its argument values (tensors, or floats for constants)."""
+    op = node.op
+    if op == "linear":
+        out = None
+        for k, a in enumerate(args):
+            term = F.linear(a, getattr(params, weight_name(node.name, k)))
+            out = term if out is None else out + term
+        if node.attr("bias"):
+            out = out + getattr(params, bias_name(node.name))
+        return out
+    if op == "add":
+        return args[0] + args[1]
+    if op == "sub":
+        return args[0] - args[1]
+    if op == "mul":
+        return args[0] * args[1]
+    if op == "neg":
+        return -args[0]
+    if op == "one_minus":
+        return 1 - args[0]
+    if op == "blend":
+        z, a, b = args
+        return z * a + (1 - z) * b
+    if op == "diag":
+        return getattr(params, scale_name(node.name)) * args[0]
+    if op == "const":
+        return node.attr("value")
+    if op == "tanh":
+        return torch.tanh(args[0])
+    if op == "sigmoid":
+        return torch.sigmoid(args[0])
+    if op == "relu":
+        return torch.relu(args[0])
+    if op == "leaky_relu":
+        return F.leaky_relu(args[0], node.attr("slope"))
+    if op == "identity":
+        return args[0]
+    raise NotImplementedError(op)  # pragma: no cover - the op table and this list move together
+
+
+class InterpretedCell(nn.Module):
+    """Runs a cell over a sequence step by step: ``out, state = cell(x, state, static)``.
+
+    ``x`` is (T, B, input_size) (or a tuple of such tensors, one per per-step input),
+    ``state`` a tuple of (B, hidden) tensors in ``graph.states`` order (zeros if omitted),
+    ``static`` a tuple of (B, static_size) tensors. Returns the output state at every step
+    (T, B, hidden) and the tuple of final states.
+    """
+
+    def __init__(self, graph: CellGraph, input_size: int, hidden_size: int, static_size: int | None = None,
+                 params: CellParameters | None = None):
+        super().__init__()
+        self.graph = graph
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.params = params if params is not None else CellParameters(graph, input_size, hidden_size, static_size)
+
+    def forward(self, x, state: Sequence[torch.Tensor] | None = None, static: Sequence[torch.Tensor] | None = None):
+        g = self.graph
+        xs = (x,) if isinstance(x, torch.Tensor) else tuple(x)
+        T, B = xs[0].shape[:2]
+        if state is None:
+            state = tuple(xs[0].new_zeros(B, self.hidden_size) for _ in g.states)
+        prev = dict(zip(g.states, state))
+        statics = dict(zip(g.static, static or ()))
+        outs = []
+        for t in range(T):
+            values: dict = {name: xi[t] for name, xi in zip(g.inputs, xs)}
+            values.update(statics)
+            values.update({prev_name(s): v for s, v in prev.items()})
+            for name in g.order:
+                if name in g.live:
+                    node = g.node_map[name]
+                    values[name] = eval_node(node, [values[a] for a in node.args], self.params)
+            prev = {s: _as_tensor(values[s], xs[0], B, self.hidden_size) for s in g.states}
+            outs.append(prev[g.output])
+        return torch.stack(outs), tuple(prev[s] for s in g.states)
+
+
+def _as_tensor(v, like: torch.Tensor, batch: int, hidden: int) -> torch.Tensor:
+    if isinstance(v, torch.Tensor):
+        return v.expand(batch, hidden) if v.dim() < 2 else v
+    return like.new_full((batch, hidden), float(v))

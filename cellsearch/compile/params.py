@@ -1,0 +1,87 @@
+"""The learned parameters of one cell, shared by the interpreter and the compiled layer.
+
+Parameters belong to nodes, not to a backend: ``<node>__w<k>`` is the weight that a
+``linear`` node applies to its k-th argument (shape ``(hidden, size of that argument)``,
+the ``torch.nn.Linear`` layout), ``<node>__b`` its bias and ``<node>__p`` the scale of a
+``diag`` node. Backends read the same tensors, so a differential test only has to share
+one ``CellParameters`` between them; the compiler concatenates them into fused matrices
+on every call, and autograd routes the gradients back to these.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from cellsearch.dsl.graph import CellGraph
+
+
+def weight_name(node: str, k: int) -> str:
+    return f"{node}__w{k}"
+
+
+def bias_name(node: str) -> str:
+    return f"{node}__b"
+
+
+def scale_name(node: str) -> str:
+    return f"{node}__p"
+
+
+class CellParameters(nn.Module):
+    """Holds ``<node>__w<k>``, ``<node>__b`` and ``<node>__p`` for every live node."""
+
+    def __init__(self, graph: CellGraph, input_size: int, hidden_size: int, static_size: int | None = None,
+                 *, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+        super().__init__()
+        graph.check_sizes(input_size, hidden_size, static_size)
+        self.graph = graph
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.static_size = static_size if static_size is not None else hidden_size
+        sizes = graph.leaf_sizes(input_size, hidden_size, static_size)
+        kw = {"device": device, "dtype": dtype}
+        for n in graph.nodes:
+            if n.name not in graph.live:
+                continue
+            if n.op == "linear":
+                for k, a in enumerate(n.args):
+                    self.register_parameter(weight_name(n.name, k),
+                                            nn.Parameter(torch.empty(hidden_size, sizes.get(a, hidden_size), **kw)))
+                if n.attr("bias"):
+                    self.register_parameter(bias_name(n.name), nn.Parameter(torch.empty(hidden_size, **kw)))
+            elif n.op == "diag":
+                self.register_parameter(scale_name(n.name), nn.Parameter(torch.empty(hidden_size, **kw)))
+        self.reset_parameters()
+
+    def reset_parameters(self, init_scale: float = 1.0, generator: torch.Generator | None = None) -> None:
+        """Uniform(±init_scale/√hidden) like torch's RNNs, then the cell's own init attributes.
+
+        ``bias_init`` sets a bias to a constant (e.g. 1.0 for a forget gate), ``diag_init=a``
+        makes a weight small plus ``a`` on its diagonal (Jozefowicz's Linear(a, x)), and a
+        ``diag`` node's ``init`` sets its scales.
+        """
+        bound = init_scale / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.uniform_(-bound, bound, generator=generator)
+            for n in self.graph.nodes:
+                if n.name not in self.graph.live:
+                    continue
+                if n.op == "linear":
+                    if n.attr("bias") and n.attr("bias_init") is not None:
+                        getattr(self, bias_name(n.name)).fill_(n.attr("bias_init"))
+                    a = n.attr("diag_init")
+                    if a is not None:
+                        for k in range(len(n.args)):
+                            w = getattr(self, weight_name(n.name, k))
+                            w.mul_(0.1)  # "initialised small"
+                            w.diagonal().add_(a)
+                elif n.op == "diag" and n.attr("init") is not None:
+                    getattr(self, scale_name(n.name)).fill_(n.attr("init"))
+
+    def extra_repr(self) -> str:
+        return (f"cell={self.graph.name!r}, input_size={self.input_size}, hidden_size={self.hidden_size}, "
+                f"params={sum(p.numel() for p in self.parameters())}")

@@ -1,0 +1,251 @@
+"""The runtime of a compiled cell: the time loop and its custom autograd Function.
+
+``CompiledCell`` (an ``nn.Module``) runs ``prologue`` once, then the time loop. When a
+gradient is needed, the loop runs inside ``_Recurrence``, whose backward walks the steps in
+reverse with the generated ``step_backward`` and then computes, once for the whole sequence,
+every weight gradient (one matmul per fused weight) and the gradients of the hoisted
+tensors (handed back to autograd, which turns them into input-weight gradients, again one
+matmul each). Nothing here indexes a sequence tensor inside the loop: sequences are split
+with ``unbind`` and rebuilt with ``stack``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from cellsearch.compile.codegen import CellProgram
+from cellsearch.compile.params import CellParameters
+from cellsearch.dsl.graph import CellGraph, prev_name
+from cellsearch.errors import CellsearchError
+
+
+def _run_loop(program: CellProgram, T: int, ext: Sequence[torch.Tensor], consts: Sequence[torch.Tensor],
+              init: Sequence[torch.Tensor], keep_saved: bool):
+    step = program.step
+    cols = [e.unbind(0) for e in ext]
+    prev = tuple(init)
+    seqs: list[tuple] = []
+    saved: list[tuple] = []
+    consts = tuple(consts)
+    for t in range(T):
+        xt = tuple(c[t] for c in cols)
+        prev, s = step(xt, prev, consts)
+        seqs.append(prev)
+        if keep_saved:
+            saved.append(s)
+    return seqs, saved
+
+
+class _Recurrence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, program: CellProgram, T: int, n_ext: int, n_const: int, *tensors):
+        ext = tensors[:n_ext]
+        consts = tensors[n_ext:n_ext + n_const]
+        init = tensors[n_ext + n_const:]
+        seqs, saved = _run_loop(program, T, ext, consts, init, keep_saved=True)
+        ctx.program = program
+        ctx.T = T
+        ctx.seqs = seqs
+        ctx.saved_steps = saved
+        ctx.n_ext, ctx.n_const = n_ext, n_const
+        ctx.save_for_backward(*tensors)
+        rs = program.plan.recurrent_states
+        outputs = []
+        if program.plan.graph.output in rs:
+            k = rs.index(program.plan.graph.output)
+            outputs.append(torch.stack([st[k] for st in seqs]))
+        outputs.extend(seqs[-1])
+        return tuple(outputs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        program: CellProgram = ctx.program
+        plan = program.plan
+        tensors = ctx.saved_tensors
+        n_ext, n_const, T = ctx.n_ext, ctx.n_const, ctx.T
+        ext = tensors[:n_ext]
+        consts = tensors[n_ext:n_ext + n_const]
+        init = tensors[n_ext + n_const:]
+        rs = plan.recurrent_states
+        seqs, saved = ctx.seqs, ctx.saved_steps
+        out_k = rs.index(plan.graph.output) if plan.graph.output in rs else None
+        if out_k is not None:
+            d_out, d_final = grads[0], grads[1:]
+            d_out_steps = d_out.unbind(0) if d_out is not None else None
+        else:
+            d_out_steps, d_final = None, grads
+        d_state = [d if d is not None else torch.zeros_like(v) for d, v in zip(d_final, init)]
+        cols = [e.unbind(0) for e in ext]
+        d_ext_steps: list[list] = [[None] * T for _ in ext]
+        d_const_acc: list = [None] * n_const
+        d_lin_steps: list[list] = [[None] * T for _ in plan.groups]
+        d_diag_steps: list[list] = [[None] * T for _ in program.loop_diags]
+        step_backward = program.step_backward
+        for t in range(T - 1, -1, -1):
+            if d_out_steps is not None:
+                d_state[out_k] = d_state[out_k] + d_out_steps[t]
+            prev = seqs[t - 1] if t > 0 else init
+            xt = tuple(c[t] for c in cols)
+            d_prev, d_ext, d_const, d_lin, d_diag = step_backward(tuple(d_state), xt, prev, consts, saved[t])
+            for i, d in enumerate(d_ext):
+                d_ext_steps[i][t] = d
+            for i, d in enumerate(d_const):
+                if d is not None:
+                    d_const_acc[i] = d if d_const_acc[i] is None else d_const_acc[i] + d
+            for i, d in enumerate(d_lin):
+                d_lin_steps[i][t] = d
+            for i, d in enumerate(d_diag):
+                d_diag_steps[i][t] = d
+            d_state = [d if d is not None else torch.zeros_like(v) for d, v in zip(d_prev, init)]
+
+        grads_out: list = []
+        for i, e in enumerate(ext):
+            steps = d_ext_steps[i]
+            if any(d is None for d in steps):
+                grads_out.append(None)
+            else:
+                grads_out.append(torch.stack(steps).sum_to_size(e.shape))
+        # Constants: per-step gradients summed above; weights and scales over the whole sequence.
+        consts_grads: list = []
+        weight_i = 0
+        diag_i = 0
+        for i, (c, kind) in enumerate(zip(consts, program.const_kinds)):
+            if kind == "value":
+                d = d_const_acc[i]
+                consts_grads.append(None if d is None else d.sum_to_size(c.shape))
+            elif kind == "weight":
+                grp = plan.groups[weight_i]
+                weight_i += 1
+                if not ctx.needs_input_grad[4 + n_ext + i]:
+                    consts_grads.append(None)
+                    continue
+                d_lin = torch.stack(d_lin_steps[grp.index])  # (T, B, k*H)
+                arg = _group_argument(program, grp, seqs, init, saved)  # (T, B, in)
+                consts_grads.append(torch.mm(d_lin.reshape(-1, d_lin.shape[-1]).t(),
+                                             arg.reshape(-1, arg.shape[-1])))
+            else:  # scale of a diag node
+                steps = d_diag_steps[diag_i]
+                diag_i += 1
+                consts_grads.append(torch.stack(steps).sum((0, 1)).sum_to_size(c.shape))
+        grads_out.extend(consts_grads)
+        grads_out.extend(d_state)
+        return (None, None, None, None, *grads_out)
+
+
+def _group_argument(program: CellProgram, grp, seqs, init, saved) -> torch.Tensor:
+    """The input of a group's matmul at every step, (T, B, in)."""
+    plan = program.plan
+    rs = plan.recurrent_states
+    parts = []
+    for a in grp.args:
+        if a in program.saved:
+            k = program.saved.index(a)
+            parts.append(torch.stack([s[k] for s in saved]))
+        else:  # previous value of a recurrent state: init, then the state's own sequence
+            k = rs.index(plan.graph.state_of_prev(a))
+            parts.append(torch.stack([init[k]] + [st[k] for st in seqs[:-1]]))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
+
+
+class CompiledCell(nn.Module):
+    """A cell compiled for a whole sequence: ``out, state = cell(x, state, static)``.
+
+    Shapes: ``x`` (T, B, input_size) (a tuple for several per-step inputs), ``state`` a tuple
+    of (B, hidden_size) in ``graph.states`` order (zeros when omitted), ``static`` a tuple of
+    (B, static_size). Returns (T, B, hidden_size) and the tuple of final states. The device
+    and dtype are those of the parameters; nothing here is CPU-specific.
+
+    ``mode``: "fused" (default) uses the generated backward; "autograd" runs the same
+    generated step under plain autograd (slower, a second opinion for tests);
+    ``compile=True`` wraps the step functions in ``torch.compile`` (not the unrolled loop).
+    """
+
+    def __init__(self, graph: CellGraph, input_size: int, hidden_size: int, static_size: int | None = None,
+                 params: CellParameters | None = None, mode: str = "fused", compile: bool = False):
+        super().__init__()
+        if mode not in ("fused", "autograd"):
+            raise ValueError(f"mode must be 'fused' or 'autograd', not {mode!r}")
+        self.graph = graph
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.static_size = static_size if static_size is not None else hidden_size
+        self.params = params if params is not None else CellParameters(graph, input_size, hidden_size, static_size)
+        self.program = CellProgram(graph, input_size, hidden_size, static_size)
+        self.mode = mode
+        if compile:
+            self._compile_steps()
+
+    def _compile_steps(self) -> None:
+        p = self.program
+        if p.step is not None:
+            p.step = torch.compile(p.step, dynamic=False)
+            p.step_backward = torch.compile(p.step_backward, dynamic=False)
+
+    @property
+    def code(self) -> str:
+        return self.program.source
+
+    def forward(self, x, state: Sequence[torch.Tensor] | None = None, static: Sequence[torch.Tensor] | None = None):
+        g = self.graph
+        plan = self.program.plan
+        xs = (x,) if isinstance(x, torch.Tensor) else tuple(x)
+        if len(xs) != len(g.inputs):
+            raise CellsearchError(f"cell '{g.name}' has {len(g.inputs)} per-step input(s) "
+                                  f"({', '.join(g.inputs)}), got {len(xs)}")
+        if not xs:
+            raise CellsearchError("a cell without per-step inputs needs a sequence length")  # pragma: no cover
+        for xi in xs:
+            if xi.dim() != 3 or xi.shape[-1] != self.input_size:
+                raise CellsearchError(f"expected input of shape (T, B, {self.input_size}), got {tuple(xi.shape)}")
+        T, B = xs[0].shape[:2]
+        if T == 0:
+            raise CellsearchError("the input sequence is empty (T = 0)")
+        statics = tuple(static or ())
+        if len(statics) != len(g.static):
+            raise CellsearchError(f"cell '{g.name}' has {len(g.static)} static input(s), got {len(statics)}")
+        if state is None:
+            state = tuple(xs[0].new_zeros(B, self.hidden_size) for _ in g.states)
+        state = tuple(state)
+        if len(state) != len(g.states):
+            raise CellsearchError(f"cell '{g.name}' has {len(g.states)} states ({', '.join(g.states)}), "
+                                  f"got {len(state)}")
+        idx = {s: i for i, s in enumerate(g.states)}
+        hoisted_init = tuple(state[idx[s]] for s in plan.hoisted_states)
+        rec_init = tuple(state[idx[s]] for s in plan.recurrent_states)
+        ext, consts, hoisted_seqs = self.program.prologue(self.params, T, B, xs, statics, hoisted_init)
+        seq_of = dict(zip(plan.hoisted_states, hoisted_seqs))
+        final: dict[str, torch.Tensor] = {s: seq[-1] for s, seq in seq_of.items()}
+        out = seq_of.get(g.output)
+        if plan.recurrent_states:
+            tensors = (*ext, *consts, *rec_init)
+            need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+            if need_grad and self.mode == "fused":
+                res = _Recurrence.apply(self.program, T, len(ext), len(consts), *tensors)
+                if g.output in plan.recurrent_states:
+                    out, res = res[0], res[1:]
+                final.update(zip(plan.recurrent_states, res))
+            else:
+                seqs, _ = _run_loop(self.program, T, ext, consts, rec_init, keep_saved=False)
+                if g.output in plan.recurrent_states:
+                    k = plan.recurrent_states.index(g.output)
+                    out = torch.stack([st[k] for st in seqs])
+                final.update(zip(plan.recurrent_states, seqs[-1]))
+        return out, tuple(final[s] for s in g.states)
+
+    def extra_repr(self) -> str:
+        return (f"cell={self.graph.name!r}, input_size={self.input_size}, hidden_size={self.hidden_size}, "
+                f"mode={self.mode!r}")
+
+
+def compile_cell(graph: CellGraph | str, input_size: int, hidden_size: int, static_size: int | None = None,
+                 **kwargs) -> CompiledCell:
+    """Compile a cell (a CellGraph, a built-in name or a YAML path) into a sequence module."""
+    from cellsearch.library import resolve_cell
+
+    return CompiledCell(resolve_cell(graph), input_size, hidden_size, static_size, **kwargs)
+
+
+__all__ = ["CompiledCell", "compile_cell", "prev_name"]

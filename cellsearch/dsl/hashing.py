@@ -1,0 +1,52 @@
+"""A canonical structural hash: equal for cells that differ only by node names or by the
+argument order of commutative ops, different otherwise (up to hash collisions).
+
+Nodes are hashed bottom-up (a Merkle hash of op, attributes and children, children sorted
+for commutative ops). The previous value of a state is a leaf whose label is the hash of
+that state's update, so the labels are refined Weisfeiler–Lehman style for as many rounds as
+there are states; the result depends only on structure. Dead nodes do not count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from cellsearch.dsl.graph import CellGraph, prev_name
+from cellsearch.dsl.ops import OPS
+
+HASH_LENGTH = 16  # hex digits; 64 bits is plenty to deduplicate a search's candidates
+
+
+def _h(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def node_hashes(graph: CellGraph) -> dict[str, str]:
+    """Structural hash of every live node (after the state labels have converged)."""
+    labels: dict[str, str] = {f: f"input{i}" for i, f in enumerate(graph.inputs)}
+    labels.update({f: f"static{i}" for i, f in enumerate(graph.static)})
+    state_label = {s: ("output-state" if s == graph.output else "state") for s in graph.states}
+    live = graph.live
+    hashes: dict[str, str] = {}
+    for _ in range(len(graph.states) + 1):
+        for s in graph.states:
+            labels[prev_name(s)] = state_label[s]
+        hashes = {}
+        for name in graph.order:
+            if name not in live:
+                continue
+            node = graph.node_map[name]
+            children = [hashes.get(a) or labels[a] for a in node.args]
+            if OPS[node.op].commutative:
+                children.sort()
+            hashes[name] = _h(node.op, node.attrs, tuple(children))
+        state_label = {s: _h("state", s == graph.output, hashes[s]) for s in graph.states}
+    return hashes
+
+
+def canonical_hash(graph: CellGraph) -> str:
+    """Hex digest identifying the cell's structure (see module docstring)."""
+    hashes = node_hashes(graph)
+    states = sorted(_h("state", s == graph.output, hashes[s]) for s in graph.states)
+    out = _h("output", hashes[graph.output])
+    return _h("cell", len(graph.inputs), len(graph.static), tuple(states), out)[:HASH_LENGTH]
