@@ -57,7 +57,9 @@ class _Recurrence(torch.autograd.Function):
         if program.plan.graph.output in rs:
             k = rs.index(program.plan.graph.output)
             outputs.append(torch.stack([st[k] for st in seqs]))
-        outputs.extend(seqs[-1])
+        # Clones: an output that ctx also holds (through seqs or saved) would form a reference
+        # cycle through its grad_fn and live until the garbage collector runs.
+        outputs.extend(v.clone() for v in seqs[-1])
         return tuple(outputs)
 
     @staticmethod
