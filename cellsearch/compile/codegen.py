@@ -74,6 +74,14 @@ class Group:
     base_kind: str | None = None  # "step" (varies over t), "const" or None (no base)
     weight: str = ""  # name of the fused weight in the generated code
     base: str = ""  # name of the base tensor in the generated code
+    # Members read only by an activation (e.g. i_linear -> sigmoid): member -> activation node.
+    act_of: dict[str, str] = field(default_factory=dict)
+    # Runs of adjacent members with the same activation, applied with one call: (start, end, op).
+    runs: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def run_of(self, member: str) -> tuple[int, int, str] | None:
+        i = self.members.index(member)
+        return next((r for r in self.runs if r[0] <= i < r[1]), None)
 
 
 @dataclass
@@ -177,7 +185,48 @@ def make_plan(graph: CellGraph, input_size: int, hidden_size: int, static_size: 
             elif (hoisted_args or node.attr("bias")) and base_kind is None:
                 base_kind = "const"
         plan.groups.append(Group(idx, args, tuple(members), carried, base_kind))
+    for grp in plan.groups:
+        _order_by_activation(g, plan, grp)
     return plan
+
+
+_FUSABLE_ACTIVATIONS = ("sigmoid", "tanh", "relu")
+
+
+def _order_by_activation(g: CellGraph, plan: Plan, grp: Group) -> None:
+    """Put members that feed the same activation next to each other, so one call covers them.
+
+    LSTM's [i, f, g, o] becomes [i, f, o, g]: one sigmoid over 3H columns in the forward
+    step and one sigmoid_backward in the backward step instead of three each.
+    """
+    consumers = g.consumers
+    for L in grp.members:
+        readers = [c for c in consumers.get(L, []) if c in g.live]
+        if (len(readers) == 1 and len(plan.member_groups[L]) == 1 and L not in g.states
+                and g.node_map[readers[0]].op in _FUSABLE_ACTIVATIONS):
+            grp.act_of[L] = readers[0]
+    keys: list[str] = []
+    for L in grp.members:
+        k = g.node_map[grp.act_of[L]].op if L in grp.act_of else ""
+        if k not in keys:
+            keys.append(k)
+    order = sorted(range(len(grp.members)), key=lambda i: (
+        (keys.index(g.node_map[grp.act_of[grp.members[i]]].op) if grp.members[i] in grp.act_of else len(keys)), i))
+    grp.members = tuple(grp.members[i] for i in order)
+    grp.carried = tuple(grp.carried[i] for i in order)
+    i = 0
+    while i < len(grp.members):
+        L = grp.members[i]
+        if L not in grp.act_of:
+            i += 1
+            continue
+        op = g.node_map[grp.act_of[L]].op
+        j = i
+        while j < len(grp.members) and grp.members[j] in grp.act_of \
+                and g.node_map[grp.act_of[grp.members[j]]].op == op:
+            j += 1
+        grp.runs.append((i, j, op))
+        i = j
 
 
 @dataclass
@@ -410,50 +459,89 @@ class CellProgram:
         return lines
 
     # ------------------------------------------------------------------ forward step
-    def _step_header(self, name: str, extra: str = "") -> list[str]:
+    def _step_header(self, name: str, extra: str = "", tail: str = "") -> list[str]:
         nm, plan = self.namer, self.plan
-        lines = [f"def {name}({extra}xt, prev, consts{', saved' if name == 'step_backward' else ''}):"]
+        lines = [f"def {name}({extra}xt, prev, consts{tail}):"]
         lines += self._unpack(self.ext, "xt")
         lines += self._unpack([nm[prev_name(s)] for s in plan.recurrent_states], "prev")
         lines += self._unpack(self.consts, "consts")
         return lines
+
+    def _prepare_step_names(self) -> None:
+        """Names shared by step and step_backward: group chunks, activation runs, fused muls."""
+        g, plan, nm = self.graph, self.plan, self.namer
+        self.part_names: dict[tuple[str, int], str] = {}
+        for grp in plan.groups:
+            for L in grp.members:
+                if len(plan.member_groups[L]) == 1:
+                    self.part_names[(L, grp.index)] = nm[L]
+                else:
+                    self.part_names[(L, grp.index)] = nm.fresh(f"{L}_g{grp.index}")
+        self.run_names: dict[tuple[int, int], str] = {}
+        self.fused_acts: set[str] = set()
+        for grp in plan.groups:
+            for ri, (i, j, op) in enumerate(grp.runs):
+                if j - i > 1:
+                    self.run_names[(grp.index, ri)] = nm.fresh(f"{op}{grp.index}_{ri}")
+            self.fused_acts.update(grp.act_of.values())
+        # a * b read only by one `+` becomes torch.addcmul (one op instead of two)
+        self.folded_mul: dict[str, str] = {}
+        loop_set = set(plan.loop_nodes)
+        for n in plan.loop_nodes:
+            node = g.node_map[n]
+            if node.op != "add":
+                continue
+            for m, other in ((node.args[1], node.args[0]), (node.args[0], node.args[1])):
+                mnode = g.node_map.get(m)
+                if (mnode is not None and m in loop_set and mnode.op == "mul" and m not in g.states
+                        and g.consumers.get(m) == [n] and not self._is_const(other) and m != other
+                        and not any(self._is_const(a) for a in mnode.args) and m not in self.folded_mul):
+                    self.folded_mul[m] = n
+                    break
+
+    @staticmethod
+    def _cols(var: str, i: int, j: int) -> str:
+        """Columns i*H:j*H of a (B, k*H) tensor, written for reading."""
+        def times_h(k: int) -> str:
+            return "0" if k == 0 else ("H" if k == 1 else f"{k} * H")
+
+        return f"{var}[:, {times_h(i)}:{times_h(j)}]"
 
     def _gen_step(self) -> str:
         g, plan, nm = self.graph, self.plan, self.namer
         lines = self._step_header("step")
         lines.insert(1, '    """One time step: new states, and the values step_backward needs."""')
         emitted: set[int] = set()
-        part_names: dict[tuple[str, int], str] = {}
-        for grp in plan.groups:
-            for L in grp.members:
-                if len(plan.member_groups[L]) == 1:
-                    part_names[(L, grp.index)] = nm[L]
-                else:
-                    part_names[(L, grp.index)] = nm.fresh(f"{L}_g{grp.index}")
+        fold_into = {n: m for m, n in self.folded_mul.items()}
         for n in plan.loop_nodes:
             node = g.node_map[n]
-            if node.op == "const":
+            if node.op == "const" or n in self.fused_acts or n in self.folded_mul:
                 continue
             if node.op == "linear":
                 for gi in plan.member_groups[n]:
                     if gi not in emitted:
                         emitted.add(gi)
-                        lines += self._emit_group(plan.groups[gi], part_names)
-                parts = [part_names[(n, gi)] for gi in plan.member_groups[n]]
+                        lines += self._emit_group(plan.groups[gi])
+                parts = [self.part_names[(n, gi)] for gi in plan.member_groups[n]]
                 if len(parts) > 1:
                     lines.append(f"    {nm[n]} = {' + '.join(parts)}")
             elif node.op == "diag":
                 lines.append(f"    {nm[n]} = {self._expr(n, self.diag_param_var[n])}")
+            elif n in fold_into:
+                m = fold_into[n]
+                other = node.args[0] if node.args[1] == m else node.args[1]
+                b, c = (self._ref(a) for a in g.node_map[m].args)
+                lines.append(f"    {nm[n]} = torch.addcmul({self._ref(other)}, {b}, {c})")
             else:
                 lines.append(f"    {nm[n]} = {self._expr(n)}")
         new = ", ".join(nm[s] for s in plan.recurrent_states) + ("," if len(plan.recurrent_states) == 1 else "")
-        saved = ", ".join(nm[s] for s in self.saved) + ("," if len(self.saved) == 1 else "")
+        saved = ", ".join(self.saved) + ("," if len(self.saved) == 1 else "")
         lines.append(f"    return ({new}), ({saved})")
         return "\n".join(lines)
 
-    def _emit_group(self, grp: Group, part_names: dict) -> list[str]:
-        nm = self.namer
-        lines = []
+    def _emit_group(self, grp: Group) -> list[str]:
+        nm, g = self.namer, self.graph
+        lines = [f"    # group {grp.index}: [{', '.join(grp.members)}] from {', '.join(grp.args)}"]
         if len(grp.args) == 1:
             a = self._ref(grp.args[0])
         else:
@@ -463,27 +551,49 @@ class CellProgram:
             mm = f"torch.addmm({grp.base}, {a}, {grp.weight}.t())"
         else:
             mm = f"torch.mm({a}, {grp.weight}.t())"
-        parts = [part_names[(L, grp.index)] for L in grp.members]
+        parts = [self.part_names[(L, grp.index)] for L in grp.members]
         if len(parts) == 1:
-            lines.append(f"    {parts[0]} = {mm}")
+            out = parts[0]
+            lines.append(f"    {out} = {mm}")
         else:
             out = nm.fresh(f"lin{grp.index}")
             lines.append(f"    {out} = {mm}")
-            lines.append(f"    {', '.join(parts)} = {out}.chunk({len(parts)}, 1)")
+            if not grp.runs:
+                lines.append(f"    {', '.join(parts)} = {out}.chunk({len(parts)}, 1)")
+                return lines
+        for ri, (i, j, op) in enumerate(grp.runs):
+            acts = [nm[grp.act_of[L]] for L in grp.members[i:j]]
+            cols = out if len(parts) == 1 else self._cols(out, i, j)
+            if j - i == 1:
+                lines.append(f"    {acts[0]} = torch.{op}({cols})")
+            else:
+                run = self.run_names[(grp.index, ri)]
+                lines.append(f"    {run} = torch.{op}({cols})")
+                lines.append(f"    {', '.join(acts)} = {run}.chunk({j - i}, 1)")
+        if len(parts) > 1:
+            for k, L in enumerate(grp.members):
+                if L not in grp.act_of:
+                    lines.append(f"    {parts[k]} = {self._cols(out, k, k + 1)}")
         return lines
 
     # ------------------------------------------------------------------ backward step
     def _gen_backward(self) -> str:
         g, plan, nm = self.graph, self.plan, self.namer
+        self._prepare_step_names()
         loop_set = set(plan.loop_nodes)
         prevs = {prev_name(s) for s in plan.recurrent_states}
         needed: list[str] = []
 
         def use(v: str) -> str:
             """Reference a forward value inside the backward (saving loop nodes for it)."""
-            if v in loop_set and not self._is_const(v) and v not in needed:
-                needed.append(v)
+            if v in loop_set and not self._is_const(v) and nm[v] not in needed:
+                needed.append(nm[v])
             return self._ref(v)
+
+        def use_var(var: str) -> str:
+            if var not in needed:
+                needed.append(var)
+            return var
 
         terms: dict[str, list[_Term]] = {}
         grad_var: dict[str, str] = {}
@@ -520,117 +630,126 @@ class CellProgram:
         d_new = [nm.fresh(f"dn_{s}") for s in plan.recurrent_states]
         for s, dn in zip(plan.recurrent_states, d_new):
             add(s, _Term(1, dn, simple=True))
-        group_done: set[int] = set()
-        d_lin: dict[int, str] = {}
+        self.dbuf = [nm.fresh(f"d_lin{grp.index}") for grp in plan.groups]
         diag_terms: dict[str, str] = {}
-        earliest_member = {}
-        for grp in plan.groups:
-            earliest_member[grp.index] = min(grp.members, key=plan.loop_nodes.index)
+        earliest_member = {grp.index: min(grp.members, key=plan.loop_nodes.index) for grp in plan.groups}
 
         for n in reversed(plan.loop_nodes):
             node = g.node_map[n]
             if node.op == "const":
                 continue
             d = finalize(n)
-            if d is None:
-                continue
-            args = node.args
-            op = node.op
-            if op in ("add", "identity"):
-                for a in args:
-                    add(a, _Term(1, d, simple=True))
-            elif op == "sub":
-                add(args[0], _Term(1, d, simple=True))
-                add(args[1], _Term(-1, d, simple=True))
-            elif op in ("neg", "one_minus"):
-                add(args[0], _Term(-1, d, simple=True))
-            elif op == "mul":
-                add(args[0], _Term(1, f"{d} * {use(args[1])}"))
-                add(args[1], _Term(1, f"{d} * {use(args[0])}"))
-            elif op == "blend":
-                z, a, b = args
-                if not self._is_const(z):
-                    add(z, _Term(1, f"{d} * ({use(a)} - {use(b)})"))
-                t = nm.fresh(f"d_{n}_z")
-                body.append(f"    {t} = {d} * {use(z)}")
-                add(a, _Term(1, t, simple=True))
-                add(b, _Term(1, f"{d} - {t}"))
-            elif op == "diag":
-                add(args[0], _Term(1, f"{d} * {self.diag_param_var[n]}"))
-                diag_terms[n] = f"{d} * {use(args[0])}"
-            elif op == "tanh":
-                add(args[0], _Term(1, f"aten.tanh_backward({d}, {use(n)})"))
-            elif op == "sigmoid":
-                add(args[0], _Term(1, f"aten.sigmoid_backward({d}, {use(n)})"))
-            elif op == "relu":
-                add(args[0], _Term(1, f"aten.threshold_backward({d}, {use(n)}, 0)"))
-            elif op == "leaky_relu":
-                add(args[0], _Term(1, f"aten.leaky_relu_backward({d}, {use(args[0])}, "
-                                      f"{node.attr('slope')!r}, False)"))
-            elif op == "linear":
-                pass  # handled per group below
-            else:  # pragma: no cover
-                raise NotImplementedError(op)
+            if d is not None and n not in self.fused_acts:
+                self._grad_rule(n, d, add, use, body, diag_terms)
             for grp in plan.groups:
-                if grp.index in group_done or earliest_member[grp.index] != n:
-                    continue
-                group_done.add(grp.index)
-                parts = []
-                for L in grp.members:
-                    gv = grad_var.get(L)
-                    if gv is None:
-                        gv = f"{use(L)}.new_zeros({use(L)}.shape)"
-                    parts.append(gv)
-                if len(parts) == 1:
-                    dl = parts[0]
-                else:
-                    dl = nm.fresh(f"d_lin{grp.index}")
-                    body.append(f"    {dl} = torch.cat(({', '.join(parts)}), 1)")
-                d_lin[grp.index] = dl
-                if len(grp.args) == 1:
-                    add(grp.args[0], _Term(1, dl, mm=grp.weight))
-                else:
-                    da = nm.fresh(f"d_a{grp.index}")
-                    body.append(f"    {da} = torch.mm({dl}, {grp.weight})")
-                    pieces = [nm.fresh(f"d_{a}_g{grp.index}") for a in grp.args]
-                    body.append(f"    {', '.join(pieces)} = {da}.split(H, 1)")
-                    for a, p in zip(grp.args, pieces):
-                        add(a, _Term(1, p, simple=True))
-                for a in grp.args:
-                    if a in loop_set:
-                        use(a)  # the runtime needs the argument of every step for dW
+                if earliest_member[grp.index] == n:
+                    self._group_backward(grp, grad_var, add, use, use_var, body)
         # Gradients that leave the step: previous states, per-step and constant inputs.
         d_prev = [finalize(prev_name(s)) or "None" for s in plan.recurrent_states]
         for v in list(terms):
             if v not in prevs:
                 finalize(v)
         rev = {var: v for v, var in self.namer.names.items()}
-        d_ext = []
-        for e in self.ext:
-            grp = next((gr for gr in plan.groups if gr.base == e), None)
-            d_ext.append(d_lin[grp.index] if grp else (grad_var.get(rev[e]) or "None"))
-        d_const = []
-        for c, kind in zip(self.consts, self.const_kinds):
-            if kind != "value":
-                d_const.append("None")
-                continue
-            grp = next((gr for gr in plan.groups if gr.base == c), None)
-            d_const.append(d_lin[grp.index] if grp else (grad_var.get(rev[c]) or "None"))
-        d_lins = [d_lin[grp.index] for grp in plan.groups]
+        bases = {grp.base for grp in plan.groups if grp.base}
+        d_ext = ["None" if e in bases else (grad_var.get(rev[e]) or "None") for e in self.ext]
+        d_const = ["None" if (kind != "value" or c in bases) else (grad_var.get(rev[c]) or "None")
+                   for c, kind in zip(self.consts, self.const_kinds)]
         d_diags = [diag_terms.get(n, "None") for n in self.loop_diags]
         self.saved = needed
 
-        lines = self._step_header("step_backward", "d_new, ")
-        lines.insert(1, '    """Gradients of one step (weight gradients are left to the runtime)."""')
-        lines += self._unpack(self.saved and [nm[s] for s in self.saved], "saved")
+        lines = self._step_header("step_backward", "d_new, ", ", saved, d_lin")
+        lines.insert(1, '    """Gradients of one step. The pre-activation gradients of each fused matmul '
+                        'go into d_lin\n    (views of whole-sequence buffers); weight gradients are left '
+                        'to the runtime."""')
+        lines += self._unpack(self.saved, "saved")
         lines += self._unpack(d_new, "d_new")
+        lines += self._unpack(self.dbuf, "d_lin")
         lines += body
 
         def tup(xs: list[str]) -> str:
             return "(" + ", ".join(xs) + ("," if len(xs) == 1 else "") + ")"
 
-        lines.append(f"    return {tup(d_prev)}, {tup(d_ext)}, {tup(d_const)}, {tup(d_lins)}, {tup(d_diags)}")
+        lines.append(f"    return {tup(d_prev)}, {tup(d_ext)}, {tup(d_const)}, {tup(d_diags)}")
         return "\n".join(lines)
+
+    def _grad_rule(self, n: str, d: str, add, use, body: list[str], diag_terms: dict[str, str]) -> None:
+        """Add the gradient contributions of node ``n`` (gradient ``d``) to its arguments."""
+        node = self.graph.node_map[n]
+        args, op = node.args, node.op
+        if op in ("add", "identity"):
+            for a in args:
+                add(a, _Term(1, d, simple=True))
+        elif op == "sub":
+            add(args[0], _Term(1, d, simple=True))
+            add(args[1], _Term(-1, d, simple=True))
+        elif op in ("neg", "one_minus"):
+            add(args[0], _Term(-1, d, simple=True))
+        elif op == "mul":
+            add(args[0], _Term(1, f"{d} * {use(args[1])}"))
+            add(args[1], _Term(1, f"{d} * {use(args[0])}"))
+        elif op == "blend":
+            z, a, b = args
+            if not self._is_const(z):
+                add(z, _Term(1, f"{d} * ({use(a)} - {use(b)})"))
+            t = self.namer.fresh(f"d_{n}_z")
+            body.append(f"    {t} = {d} * {use(z)}")
+            add(a, _Term(1, t, simple=True))
+            add(b, _Term(1, f"{d} - {t}"))
+        elif op == "diag":
+            add(args[0], _Term(1, f"{d} * {self.diag_param_var[n]}"))
+            diag_terms[n] = f"{d} * {use(args[0])}"
+        elif op in ("tanh", "sigmoid", "relu"):
+            add(args[0], _Term(1, _act_backward(op, d, use(n))))
+        elif op == "leaky_relu":
+            add(args[0], _Term(1, f"aten.leaky_relu_backward({d}, {use(args[0])}, {node.attr('slope')!r}, False)"))
+        elif op == "linear":
+            pass  # gradients of linear nodes are gathered per group
+        else:  # pragma: no cover
+            raise NotImplementedError(op)
+
+    def _group_backward(self, grp: Group, grad_var: dict, add, use, use_var, body: list[str]) -> None:
+        """Write the group's pre-activation gradient into its buffer and pass it to its argument."""
+        nm = self.namer
+        dl = self.dbuf[grp.index]
+        whole = len(grp.members) == 1
+        for ri, (i, j, op) in enumerate(grp.runs):
+            acts = [grp.act_of[L] for L in grp.members[i:j]]
+            grads = [grad_var.get(a) or f"torch.zeros_like({use(a)})" for a in acts]
+            slot = dl if whole else nm.fresh(f"{dl}_{ri}")
+            if not whole:
+                body.append(f"    {slot} = {self._cols(dl, i, j)}")
+            if j - i == 1:
+                body.append(f"    {_act_backward(op, grads[0], use(acts[0]), out=slot)}")
+            else:
+                run = use_var(self.run_names[(grp.index, ri)])
+                body.append(f"    torch.cat(({', '.join(grads)}), 1, out={slot})")
+                body.append(f"    {_act_backward(op, slot, run, out=slot)}")
+        for k, L in enumerate(grp.members):
+            if L in grp.act_of:
+                continue
+            slot = dl if whole else self._cols(dl, k, k + 1)
+            gv = grad_var.get(L)
+            body.append(f"    {slot}.copy_({gv})" if gv else f"    {slot}.zero_()")
+        if len(grp.args) == 1:
+            add(grp.args[0], _Term(1, dl, mm=grp.weight))
+        else:
+            da = nm.fresh(f"d_a{grp.index}")
+            body.append(f"    {da} = torch.mm({dl}, {grp.weight})")
+            pieces = [nm.fresh(f"d_{a}_g{grp.index}") for a in grp.args]
+            body.append(f"    {', '.join(pieces)} = {da}.split(H, 1)")
+            for a, p in zip(grp.args, pieces):
+                add(a, _Term(1, p, simple=True))
+        for a in grp.args:
+            if a in self.plan.loop_nodes:
+                use(a)  # the runtime needs the argument of every step for dW
+
+
+def _act_backward(op: str, grad: str, out_value: str, out: str | None = None) -> str:
+    """Backward of an activation from its output value (optionally written into ``out``)."""
+    dest = f", grad_input={out}" if out else ""
+    if op == "relu":
+        return f"aten.threshold_backward({grad}, {out_value}, 0{dest})"
+    return f"aten.{op}_backward({grad}, {out_value}{dest})"
 
 
 def _sum_expr(ts: list[_Term]) -> str:

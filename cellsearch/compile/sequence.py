@@ -51,12 +51,16 @@ class _Recurrence(torch.autograd.Function):
         ctx.seqs = seqs
         ctx.saved_steps = saved
         ctx.n_ext, ctx.n_const = n_ext, n_const
-        ctx.save_for_backward(*tensors)
-        rs = program.plan.recurrent_states
+        plan = program.plan
+        rs = plan.recurrent_states
         outputs = []
-        if program.plan.graph.output in rs:
-            k = rs.index(program.plan.graph.output)
-            outputs.append(torch.stack([st[k] for st in seqs]))
+        if plan.graph.output in rs:
+            k = rs.index(plan.graph.output)
+            out = torch.stack([st[k] for st in seqs])
+            outputs.append(out)
+            ctx.save_for_backward(*tensors, out)
+        else:
+            ctx.save_for_backward(*tensors)
         # Clones: an output that ctx also holds (through seqs or saved) would form a reference
         # cycle through its grad_fn and live until the garbage collector runs.
         outputs.extend(v.clone() for v in seqs[-1])
@@ -66,14 +70,15 @@ class _Recurrence(torch.autograd.Function):
     def backward(ctx, *grads):
         program: CellProgram = ctx.program
         plan = program.plan
-        tensors = ctx.saved_tensors
         n_ext, n_const, T = ctx.n_ext, ctx.n_const, ctx.T
+        tensors = ctx.saved_tensors
         ext = tensors[:n_ext]
         consts = tensors[n_ext:n_ext + n_const]
-        init = tensors[n_ext + n_const:]
+        init = tensors[n_ext + n_const:n_ext + n_const + len(plan.recurrent_states)]
+        out = tensors[-1] if plan.graph.output in plan.recurrent_states else None
         rs = plan.recurrent_states
         seqs, saved = ctx.seqs, ctx.saved_steps
-        out_k = rs.index(plan.graph.output) if plan.graph.output in rs else None
+        out_k = rs.index(plan.graph.output) if out is not None else None
         if out_k is not None:
             d_out, d_final = grads[0], grads[1:]
             d_out_steps = d_out.unbind(0) if d_out is not None else None
@@ -81,9 +86,14 @@ class _Recurrence(torch.autograd.Function):
             d_out_steps, d_final = None, grads
         d_state = [d if d is not None else torch.zeros_like(v) for d, v in zip(d_final, init)]
         cols = [e.unbind(0) for e in ext]
+        B = init[0].shape[0]
+        ref = init[0]
+        # Pre-activation gradients of every fused matmul for the whole sequence: the step writes
+        # into views of these, and dW = d_lin^T @ argument is then one matmul.
+        d_lin = [ref.new_empty(T, B, len(grp.members) * program.plan.hidden_size) for grp in plan.groups]
+        d_lin_steps = [buf.unbind(0) for buf in d_lin]
         d_ext_steps: list[list] = [[None] * T for _ in ext]
         d_const_acc: list = [None] * n_const
-        d_lin_steps: list[list] = [[None] * T for _ in plan.groups]
         d_diag_steps: list[list] = [[None] * T for _ in program.loop_diags]
         step_backward = program.step_backward
         for t in range(T - 1, -1, -1):
@@ -91,65 +101,69 @@ class _Recurrence(torch.autograd.Function):
                 d_state[out_k] = d_state[out_k] + d_out_steps[t]
             prev = seqs[t - 1] if t > 0 else init
             xt = tuple(c[t] for c in cols)
-            d_prev, d_ext, d_const, d_lin, d_diag = step_backward(tuple(d_state), xt, prev, consts, saved[t])
+            dl = tuple(b[t] for b in d_lin_steps)
+            d_prev, d_ext, d_const, d_diag = step_backward(tuple(d_state), xt, prev, consts, saved[t], dl)
             for i, d in enumerate(d_ext):
                 d_ext_steps[i][t] = d
             for i, d in enumerate(d_const):
                 if d is not None:
                     d_const_acc[i] = d if d_const_acc[i] is None else d_const_acc[i] + d
-            for i, d in enumerate(d_lin):
-                d_lin_steps[i][t] = d
             for i, d in enumerate(d_diag):
                 d_diag_steps[i][t] = d
             d_state = [d if d is not None else torch.zeros_like(v) for d, v in zip(d_prev, init)]
 
+        base_grad = {grp.base: d_lin[grp.index] for grp in plan.groups if grp.base}
         grads_out: list = []
-        for i, e in enumerate(ext):
-            steps = d_ext_steps[i]
-            if any(d is None for d in steps):
+        for i, (name, e) in enumerate(zip(program.ext, ext)):
+            if name in base_grad:
+                grads_out.append(base_grad[name])
+            elif any(d is None for d in d_ext_steps[i]):
                 grads_out.append(None)
             else:
-                grads_out.append(torch.stack(steps).sum_to_size(e.shape))
-        # Constants: per-step gradients summed above; weights and scales over the whole sequence.
-        consts_grads: list = []
-        weight_i = 0
-        diag_i = 0
-        for i, (c, kind) in enumerate(zip(consts, program.const_kinds)):
+                grads_out.append(torch.stack(d_ext_steps[i]).sum_to_size(e.shape))
+        weight_i = diag_i = 0
+        for i, (name, c, kind) in enumerate(zip(program.consts, consts, program.const_kinds)):
             if kind == "value":
-                d = d_const_acc[i]
-                consts_grads.append(None if d is None else d.sum_to_size(c.shape))
+                d = base_grad[name].sum(0) if name in base_grad else d_const_acc[i]
+                grads_out.append(None if d is None else d.sum_to_size(c.shape))
             elif kind == "weight":
                 grp = plan.groups[weight_i]
                 weight_i += 1
-                if not ctx.needs_input_grad[4 + n_ext + i]:
-                    consts_grads.append(None)
-                    continue
-                d_lin = torch.stack(d_lin_steps[grp.index])  # (T, B, k*H)
-                arg = _group_argument(program, grp, seqs, init, saved)  # (T, B, in)
-                consts_grads.append(torch.mm(d_lin.reshape(-1, d_lin.shape[-1]).t(),
-                                             arg.reshape(-1, arg.shape[-1])))
-            else:  # scale of a diag node
+                needed = ctx.needs_input_grad[4 + n_ext + i]
+                grads_out.append(_weight_grad(program, grp, d_lin[grp.index], seqs, init, out, saved)
+                                 if needed else None)
+            else:  # the scale of a diag node
                 steps = d_diag_steps[diag_i]
                 diag_i += 1
-                consts_grads.append(torch.stack(steps).sum((0, 1)).sum_to_size(c.shape))
-        grads_out.extend(consts_grads)
+                grads_out.append(torch.stack(steps).sum((0, 1)).sum_to_size(c.shape))
         grads_out.extend(d_state)
         return (None, None, None, None, *grads_out)
 
 
-def _group_argument(program: CellProgram, grp, seqs, init, saved) -> torch.Tensor:
-    """The input of a group's matmul at every step, (T, B, in)."""
+def _weight_grad(program: CellProgram, grp, d_lin: torch.Tensor, seqs, init, out, saved) -> torch.Tensor:
+    """dW of one fused matmul for the whole sequence: d_lin^T @ argument, block by block."""
     plan = program.plan
     rs = plan.recurrent_states
-    parts = []
+    T = d_lin.shape[0]
+    flat = d_lin.reshape(-1, d_lin.shape[-1]).t()  # (k*H, T*B)
+    blocks = []
     for a in grp.args:
-        if a in program.saved:
-            k = program.saved.index(a)
-            parts.append(torch.stack([s[k] for s in saved]))
-        else:  # previous value of a recurrent state: init, then the state's own sequence
-            k = rs.index(plan.graph.state_of_prev(a))
-            parts.append(torch.stack([init[k]] + [st[k] for st in seqs[:-1]]))
-    return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
+        if a in plan.loop_nodes:  # an in-step value, saved at every step
+            k = program.saved.index(program.namer[a])
+            arg = torch.stack([s[k] for s in saved])
+            blocks.append(torch.mm(flat, arg.reshape(-1, arg.shape[-1])))
+            continue
+        # previous value of a recurrent state: the initial state, then the state's own sequence
+        k = rs.index(plan.graph.state_of_prev(a))
+        first = torch.mm(d_lin[0].t(), init[k])
+        if T == 1:
+            blocks.append(first)
+            continue
+        rest = out[:-1] if (out is not None and rs[k] == plan.graph.output) \
+            else torch.stack([st[k] for st in seqs[:-1]])
+        tail = d_lin[1:].reshape(-1, d_lin.shape[-1]).t()
+        blocks.append(torch.addmm(first, tail, rest.reshape(-1, rest.shape[-1])))
+    return blocks[0] if len(blocks) == 1 else torch.cat(blocks, 1)
 
 
 class CompiledCell(nn.Module):
