@@ -196,9 +196,38 @@ class CompiledCell(nn.Module):
 
     def _compile_steps(self) -> None:
         p = self.program
-        if p.step is not None:
-            p.step = torch.compile(p.step, dynamic=False)
-            p.step_backward = torch.compile(p.step_backward, dynamic=False)
+        if p.step is None:
+            return
+        # Compiled graphs specialise on aliasing between their inputs, and the runtime passes
+        # views (unbind, chunk) of shared buffers; give them standalone tensors instead.
+        def own(ts):
+            return tuple(t if t is None or t._base is None else t.clone() for t in ts)
+
+        compiled_step = torch.compile(p.step, dynamic=False)
+
+        def step(xt, prev, consts):
+            return compiled_step(own(xt), own(prev), own(consts))
+
+        p.step = step
+        # The generated backward writes into views of the runtime's whole-sequence buffers;
+        # compiled code should not mutate its inputs, so it writes into fresh local tensors
+        # and the copy into the buffers happens outside.
+        widths = [len(grp.members) * p.plan.hidden_size for grp in p.plan.groups]
+        eager_backward = p.step_backward
+
+        def functional_backward(d_new, xt, prev, consts, saved):
+            d_lin = tuple(d_new[0].new_empty(d_new[0].shape[0], w) for w in widths)
+            return (*eager_backward(d_new, xt, prev, consts, saved, d_lin), d_lin)
+
+        compiled_backward = torch.compile(functional_backward, dynamic=False)
+
+        def step_backward(d_new, xt, prev, consts, saved, d_lin):
+            *grads, local = compiled_backward(own(d_new), own(xt), own(prev), own(consts), own(saved))
+            for buf, value in zip(d_lin, local):
+                buf.copy_(value)
+            return tuple(grads)
+
+        p.step_backward = step_backward
 
     @property
     def code(self) -> str:

@@ -306,7 +306,7 @@ class CellGraph:
                     raise SizeError(
                         f"{kind} '{a}' has size {size} but is used directly in {n.op}(), which needs "
                         f"hidden size {hidden_size}: wrap it in linear({a}) or make the sizes equal",
-                        node=n.name)
+                        node=n.name, source=f"cell '{self.name}'")
 
 
 def _check_identifier(name: str, kind: str) -> None:

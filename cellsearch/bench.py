@@ -1,0 +1,122 @@
+"""Training-step throughput of compiled cells against torch's RNNs and the interpreter.
+
+Everything is measured in one process, interleaved round by round, and reported as the
+median over rounds of per-round ratios: on a shared, noisy machine a burst of load hits
+one round of every contender instead of all rounds of one. Absolute times are context only.
+A training step is forward + backward of ``out.sum()`` over a (T, B, I) batch.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from cellsearch.compile.interpreter import InterpretedCell
+from cellsearch.compile.sequence import CompiledCell
+from cellsearch.library import get_cell
+
+
+@dataclass
+class BenchConfig:
+    seq_len: int = 64  # T
+    batch: int = 32  # B
+    input_size: int = 128  # I
+    hidden_size: int = 256  # H
+    rounds: int = 7  # interleaved measurement rounds; the median ratio is reported
+    min_time: float = 0.25  # seconds each contender runs per round (at least one step)
+    threads: int | None = None  # torch threads (default: leave as is)
+    with_torch_compile: bool = False  # also time the generated steps under torch.compile
+    seed: int = 0
+
+
+TORCH_MODULES: dict[str, type[nn.Module]] = {"lstm": nn.LSTM, "gru": nn.GRU, "tanh": nn.RNN}
+
+
+def _timer(step: Callable[[], None], min_time: float) -> Callable[[], float]:
+    """A function that runs ``step`` for about ``min_time`` seconds and returns seconds per step."""
+    calls = [1]
+
+    def measure() -> float:
+        n = calls[0]
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        dt = time.perf_counter() - t0
+        per = dt / n
+        calls[0] = max(1, int(min_time / max(per, 1e-6)))
+        return per
+
+    return measure
+
+
+def _train_step(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    params = list(module.parameters())
+
+    def step() -> None:
+        for p in params:
+            p.grad = None
+        out, _ = module(x)
+        out.sum().backward()
+
+    return step
+
+
+def bench_cell(name: str, cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict:
+    """Throughputs (tokens/s) and ratios for one built-in cell that torch also implements."""
+    torch.manual_seed(cfg.seed)
+    T, B, I, H = cfg.seq_len, cfg.batch, cfg.input_size, cfg.hidden_size
+    graph = get_cell(name)
+    compiled = CompiledCell(graph, I, H)
+    interp = InterpretedCell(graph, I, H, params=compiled.params)
+    x = torch.randn(T, B, I)
+    contenders: dict[str, nn.Module] = {"compiled": compiled, "interpreter": interp}
+    if name in TORCH_MODULES:
+        contenders["torch"] = TORCH_MODULES[name](I, H)
+    if cfg.with_torch_compile:
+        contenders["compiled+torch.compile"] = CompiledCell(graph, I, H, params=compiled.params, compile=True)
+    steps = {k: _train_step(m, x) for k, m in contenders.items()}
+    for step in steps.values():  # warm up: allocator, caches, torch.compile
+        for _ in range(3):
+            step()
+    timers = {k: _timer(s, cfg.min_time) for k, s in steps.items()}
+    samples: dict[str, list[float]] = {k: [] for k in steps}
+    order = list(steps)
+    for r in range(cfg.rounds):
+        for k in (order if r % 2 == 0 else order[::-1]):
+            samples[k].append(timers[k]())
+        if progress:
+            progress(f"{name}: round {r + 1}/{cfg.rounds}")
+    tokens = T * B
+    result: dict = {"tokens_per_s": {k: tokens / statistics.median(v) for k, v in samples.items()},
+                    "ms_per_step": {k: 1e3 * statistics.median(v) for k, v in samples.items()}}
+
+    def ratio(other: str) -> float:
+        return statistics.median(o / c for o, c in zip(samples[other], samples["compiled"]))
+
+    if "torch" in samples:
+        result["vs_torch"] = ratio("torch")
+    result["vs_interpreter"] = ratio("interpreter")
+    if "compiled+torch.compile" in samples:
+        result["vs_torch_compiled_steps"] = statistics.median(
+            o / c for o, c in zip(samples["torch"], samples["compiled+torch.compile"]))
+    return result
+
+
+def run_benchmark(cells: tuple[str, ...] = ("lstm", "gru"), cfg: BenchConfig | None = None,
+                  progress: Callable[[str], None] | None = None) -> dict:
+    """The benchmark of the README: ``{"lstm": {"vs_torch": R, "vs_interpreter": R, ...}, ...}``."""
+    cfg = cfg or BenchConfig()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out: dict = {}
+    for name in cells:
+        out[name] = bench_cell(name, cfg, progress)
+    out["config"] = {"T": cfg.seq_len, "B": cfg.batch, "I": cfg.input_size, "H": cfg.hidden_size,
+                     "rounds": cfg.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
+                     "device": "cpu"}
+    return out

@@ -1,0 +1,240 @@
+"""Differential tests: the compiled layer against the reference interpreter (the oracle)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cellsearch.compile import CellParameters, CompiledCell, InterpretedCell
+from cellsearch.compile.codegen import CellProgram
+from cellsearch.dsl.io import loads_cell
+from cellsearch.errors import CellsearchError, SizeError
+from cellsearch.library import builtin_names, get_cell
+
+
+def assert_same(graph, input_size, hidden_size, *, T=5, B=3, static_size=None, mode="fused", seed=0, tol=1e-5):
+    """Compiled and interpreted modules agree on outputs, final states and all gradients."""
+    torch.manual_seed(seed)
+    compiled = CompiledCell(graph, input_size, hidden_size, static_size, mode=mode)
+    interp = InterpretedCell(graph, input_size, hidden_size, static_size, params=compiled.params)
+    x = torch.randn(T, B, input_size, dtype=torch.float64, requires_grad=True)
+    compiled.double()
+    states = tuple(torch.randn(B, hidden_size, dtype=torch.float64, requires_grad=True) for _ in graph.states)
+    statics = tuple(torch.randn(B, static_size or hidden_size, dtype=torch.float64, requires_grad=True)
+                    for _ in graph.static)
+    out_c, fin_c = compiled(x, states, statics)
+    out_i, fin_i = interp(x, states, statics)
+    torch.testing.assert_close(out_c, out_i, atol=tol, rtol=tol)
+    for a, b in zip(fin_c, fin_i):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+    # a random linear functional of every output, so each gets its own gradient
+    w_out = torch.randn_like(out_c)
+    w_fin = [torch.randn_like(f) for f in fin_c]
+
+    def loss(out, fin):
+        return (out * w_out).sum() + sum((f * w).sum() for f, w in zip(fin, w_fin))
+
+    wrt = [x, *states, *statics, *compiled.params.parameters()]
+    g_c = torch.autograd.grad(loss(out_c, fin_c), wrt, allow_unused=True)
+    g_i = torch.autograd.grad(loss(out_i, fin_i), wrt, allow_unused=True)
+    for a, b in zip(g_c, g_i):
+        if a is None or b is None:
+            assert (a is None or not a.abs().any()) and (b is None or not b.abs().any())
+        else:
+            torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("name", builtin_names())
+@pytest.mark.parametrize("mode", ["fused", "autograd"])
+def test_builtin_cells_match_interpreter(name, mode):
+    assert_same(get_cell(name), 6, 6, mode=mode)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "vanilla", "fgr", "nas", "mut3"])
+def test_builtin_cells_with_input_size_different_from_hidden(name):
+    assert_same(get_cell(name), 5, 7, T=4, B=2)
+
+
+@pytest.mark.parametrize("T", [1, 2])
+def test_short_sequences(T):
+    assert_same(get_cell("lstm"), 4, 4, T=T)
+    assert_same(get_cell("fgr"), 4, 4, T=T)
+
+
+CELLS = {
+    "static_condition": """
+name: cond
+inputs: [x]
+static: [y]
+states: [h]
+nodes:
+  g: sigmoid(linear(y))
+  h: g * tanh(linear(x, h_prev, y)) + one_minus(g) * h_prev + y
+""",
+    "hoisted_state": """
+name: hoisted
+inputs: [x]
+states: [h, m]
+output: h
+nodes:
+  m: tanh(linear(x))
+  h: tanh(linear(h_prev, m_prev) + m)
+""",
+    "hoisted_output": """
+name: hoisted_out
+inputs: [x]
+states: [h, c]
+output: h
+nodes:
+  h: sigmoid(linear(x)) * 2
+  c: c_prev * 0.5 + tanh(linear(x, c_prev, h_prev))
+""",
+    "chained_groups": """
+name: chain
+inputs: [x]
+states: [h]
+nodes:
+  a: tanh(linear(x, h_prev))
+  b: relu(linear(a, h_prev, a))
+  c: leaky_relu(linear(b), slope=0.2)
+  h: blend(sigmoid(linear(c, x)), diag(a), -c) - 0.5 * -b
+""",
+    "constants_everywhere": """
+name: consts
+inputs: [x]
+states: [h]
+nodes:
+  h: 1 - tanh(linear(h_prev, bias=false) * 2) * -0.5 + identity(h_prev) * 0.25 + linear(x)
+""",
+    "input_elementwise": """
+name: raw
+inputs: [x]
+states: [h, c]
+output: h
+nodes:
+  c: x * c_prev + tanh(x + linear(h_prev))
+  h: c * sigmoid(x)
+""",
+    "two_inputs": """
+name: two
+inputs: [x, u]
+states: [h]
+nodes:
+  h: tanh(linear(x, u, h_prev) + diag(h_prev))
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("mode", ["fused", "autograd"])
+def test_special_structures(name, mode):
+    g = loads_cell(CELLS[name])
+    if name == "two_inputs":
+        torch.manual_seed(0)
+        compiled = CompiledCell(g, 4, 4, mode=mode).double()
+        interp = InterpretedCell(g, 4, 4, params=compiled.params)
+        xs = (torch.randn(3, 2, 4, dtype=torch.float64), torch.randn(3, 2, 4, dtype=torch.float64))
+        torch.testing.assert_close(compiled(xs)[0], interp(xs)[0])
+        return
+    assert_same(g, 4, 4, mode=mode)
+
+
+def test_generated_code_is_readable_and_fuses_the_recurrent_matmul():
+    src = CellProgram(get_cell("lstm"), 8, 8).source
+    step = src[src.index("def step("):src.index("def step_backward(")]
+    assert step.count("torch.addmm(") == 1  # one matmul per step for all four gates
+    assert "[t]" not in src  # no per-step indexing of sequences
+    assert "c = torch.addcmul(c_mul, i, g)" in step
+    prologue = src[:src.index("def step(")]
+    assert prologue.count("F.linear(x,") == 1  # all input projections in one matmul
+
+
+def test_compiled_gradients_do_not_create_reference_cycles():
+    import gc
+    import weakref
+
+    cell = CompiledCell(get_cell("lstm"), 4, 4)
+    x = torch.randn(3, 2, 4)
+    out, (h, c) = cell(x)
+    ref = weakref.ref(out)
+    (out.sum() + h.sum()).backward()
+    del out, h, c
+    gc.disable()
+    try:
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
+def test_no_grad_path_matches():
+    cell = CompiledCell(get_cell("gru"), 4, 6)
+    x = torch.randn(5, 2, 4)
+    out, _ = cell(x)
+    with torch.no_grad():
+        out2, _ = cell(x)
+    torch.testing.assert_close(out, out2)
+
+
+def test_bad_shapes_raise_clear_errors():
+    cell = CompiledCell(get_cell("lstm"), 4, 6)
+    with pytest.raises(CellsearchError, match=r"expected input of shape \(T, B, 4\)"):
+        cell(torch.randn(3, 2, 5))
+    with pytest.raises(CellsearchError, match="has 2 states"):
+        cell(torch.randn(3, 2, 4), (torch.zeros(2, 6),))
+    with pytest.raises(CellsearchError, match="empty"):
+        cell(torch.randn(0, 2, 4))
+
+
+def test_size_mismatch_is_reported_at_build_time():
+    with pytest.raises(SizeError, match="input 'x' has size 16"):
+        CompiledCell(get_cell("mut1"), 16, 32)
+    with pytest.raises(SizeError):
+        CellParameters(get_cell("mut2"), 16, 32)
+
+
+def test_parameters_follow_init_attributes():
+    params = CellParameters(get_cell("lstm-b"), 4, 8)
+    f_lin = get_cell("lstm-b").node_map["f"].args[0]
+    assert torch.all(getattr(params, f"{f_lin}__b") == 1.0)
+    g = loads_cell("""
+name: lin1
+states: [h]
+nodes:
+  h: tanh(linear(h_prev, diag_init=1.0) + linear(x))
+""")
+    p = CellParameters(g, 4, 8)
+    lin = next(n for n in g.nodes if n.op == "linear" and n.args == ("h_prev",))
+    w = getattr(p, f"{lin.name}__w0")
+    assert torch.allclose(w.diagonal(), torch.ones(8), atol=0.1)
+    off = w - torch.diag(w.diagonal())
+    assert off.abs().max() < 0.05
+
+
+def test_torch_compile_path_matches(tmp_path, monkeypatch):
+    pytest.importorskip("torch._dynamo")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch.manual_seed(0)
+    g = get_cell("gru")
+    compiled = CompiledCell(g, 4, 4, compile=True)
+    eager = CompiledCell(g, 4, 4, params=compiled.params)
+    x = torch.randn(3, 2, 4)
+    try:
+        out_c, _ = compiled(x)
+    except Exception as exc:  # pragma: no cover - no C++ toolchain for inductor
+        pytest.skip(f"torch.compile unavailable here: {exc}")
+    out_e, _ = eager(x)
+    torch.testing.assert_close(out_c, out_e, atol=1e-5, rtol=1e-5)
+    g_c = torch.autograd.grad(out_c.sum(), list(compiled.params.parameters()))
+    g_e = torch.autograd.grad(out_e.sum(), list(compiled.params.parameters()))
+    for a, b in zip(g_c, g_e):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():  # pragma: no cover - runs only where a GPU exists
+    g = get_cell("lstm")
+    cpu = CompiledCell(g, 8, 8)
+    gpu = CompiledCell(g, 8, 8).cuda()
+    gpu.params.load_state_dict(cpu.params.state_dict())
+    x = torch.randn(5, 3, 8)
+    torch.testing.assert_close(gpu(x.cuda())[0].cpu(), cpu(x)[0], atol=1e-5, rtol=1e-5)
