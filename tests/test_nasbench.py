@@ -148,8 +148,6 @@ def test_param_count_matches_recipe(recipe, sizes):
     assert sum(p.numel() for p in CellParameters(g, I, H).parameters()) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="CellGraph.param_count counts dead linear nodes, which CellParameters "
-                   "does not create (fix: skip nodes not in self.live in param_count); remove this mark then")
 def test_param_count_ignores_dead_nodes():
     recipe = dict(TANH_CELL, dead={"op": "linear", "input": ["x", "h_prev_0"]})
     g = recipe_to_cell(recipe, "dead")

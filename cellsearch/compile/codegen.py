@@ -598,6 +598,8 @@ class CellProgram:
         terms: dict[str, list[_Term]] = {}
         grad_var: dict[str, str] = {}
         body: list[str] = []
+        defined_at: dict[str, tuple[int, str]] = {}  # gradient variable -> (body line, expression)
+        self._defined_at = defined_at
 
         def add(target: str, term: _Term) -> None:
             if self._is_const(target):
@@ -625,6 +627,7 @@ class CellProgram:
                     expr = f"torch.addmm({expr}, {t.expr}, {t.mm})"
             body.append(f"    {name} = {expr}")
             grad_var[v] = name
+            defined_at[name] = (len(body) - 1, expr)
             return name
 
         d_new = [nm.fresh(f"dn_{s}") for s in plan.recurrent_states]
@@ -729,7 +732,13 @@ class CellProgram:
                 continue
             slot = dl if whole else self._cols(dl, k, k + 1)
             gv = grad_var.get(L)
-            body.append(f"    {slot}.copy_({gv})" if gv else f"    {slot}.zero_()")
+            line = self._defined_at.get(gv) if gv else None
+            factors = line[1].split(" * ") if line else []
+            if len(factors) == 2 and all(f.isidentifier() for f in factors):
+                # `d_L = a * b` read only here: compute it straight into the buffer
+                body[line[0]] = f"    torch.mul({factors[0]}, {factors[1]}, out={slot})"
+            else:
+                body.append(f"    {slot}.copy_({gv})" if gv else f"    {slot}.zero_()")
         if len(grp.args) == 1:
             add(grp.args[0], _Term(1, dl, mm=grp.weight))
         else:

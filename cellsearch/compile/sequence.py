@@ -25,14 +25,13 @@ from cellsearch.errors import CellsearchError
 def _run_loop(program: CellProgram, T: int, ext: Sequence[torch.Tensor], consts: Sequence[torch.Tensor],
               init: Sequence[torch.Tensor], keep_saved: bool):
     step = program.step
-    cols = [e.unbind(0) for e in ext]
+    per_step = list(zip(*[e.unbind(0) for e in ext])) if ext else [()] * T  # step t -> tuple of views
     prev = tuple(init)
     seqs: list[tuple] = []
     saved: list[tuple] = []
     consts = tuple(consts)
     for t in range(T):
-        xt = tuple(c[t] for c in cols)
-        prev, s = step(xt, prev, consts)
+        prev, s = step(per_step[t], prev, consts)
         seqs.append(prev)
         if keep_saved:
             saved.append(s)
@@ -85,13 +84,13 @@ class _Recurrence(torch.autograd.Function):
         else:
             d_out_steps, d_final = None, grads
         d_state = [d if d is not None else torch.zeros_like(v) for d, v in zip(d_final, init)]
-        cols = [e.unbind(0) for e in ext]
+        per_step = list(zip(*[e.unbind(0) for e in ext])) if ext else [()] * T
         B = init[0].shape[0]
         ref = init[0]
         # Pre-activation gradients of every fused matmul for the whole sequence: the step writes
         # into views of these, and dW = d_lin^T @ argument is then one matmul.
         d_lin = [ref.new_empty(T, B, len(grp.members) * program.plan.hidden_size) for grp in plan.groups]
-        d_lin_steps = [buf.unbind(0) for buf in d_lin]
+        d_lin_steps = list(zip(*[buf.unbind(0) for buf in d_lin])) if d_lin else [()] * T
         d_ext_steps: list[list] = [[None] * T for _ in ext]
         d_const_acc: list = [None] * n_const
         d_diag_steps: list[list] = [[None] * T for _ in program.loop_diags]
@@ -100,9 +99,8 @@ class _Recurrence(torch.autograd.Function):
             if d_out_steps is not None:
                 d_state[out_k] = d_state[out_k] + d_out_steps[t]
             prev = seqs[t - 1] if t > 0 else init
-            xt = tuple(c[t] for c in cols)
-            dl = tuple(b[t] for b in d_lin_steps)
-            d_prev, d_ext, d_const, d_diag = step_backward(tuple(d_state), xt, prev, consts, saved[t], dl)
+            d_prev, d_ext, d_const, d_diag = step_backward(tuple(d_state), per_step[t], prev, consts, saved[t],
+                                                           d_lin_steps[t])
             for i, d in enumerate(d_ext):
                 d_ext_steps[i][t] = d
             for i, d in enumerate(d_const):

@@ -19,6 +19,7 @@ from cellsearch.errors import CellError
 
 _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul"}
 _BOOL_NAMES = {"true": True, "false": False, "True": True, "False": False}
+_SPELLED = {"add": "a + b", "sub": "a - b", "mul": "a * b", "neg": "-a", "const": "as a number, e.g. 0.5"}
 _INFIX_NAMES = {ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**", ast.MatMult: "@",
                 ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>"}
 
@@ -116,6 +117,8 @@ class _Builder:
             if fn not in CALLABLE_OPS:
                 close = difflib.get_close_matches(fn, CALLABLE_OPS, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(CALLABLE_OPS)})"
+                if fn in _SPELLED:  # an op that has no function spelling
+                    hint = f" ({fn} is written {_SPELLED[fn]})"
                 raise self.fail(f"unknown function '{fn}'" + hint, expr)
             spec = OPS[fn]
             if any(isinstance(a, ast.Starred) for a in expr.args):
@@ -130,7 +133,9 @@ class _Builder:
                 attrs[kw.arg] = self.literal(kw.value, f"{fn}({kw.arg}=...)")
             args = [self.arg(a) for a in expr.args]
             return self.emit(fn, args, attrs, name)
-        if isinstance(expr, (ast.Name, ast.Constant)) or _is_number(expr):
+        if isinstance(expr, ast.Constant):  # numbers never get here: strings, True, None, ...
+            raise self.fail(f"the constant {expr.value!r} is not allowed (only numbers such as 1 or 0.5)", expr)
+        if isinstance(expr, ast.Name) or _is_number(expr):
             raise self.fail("internal: leaf visited as an operation", expr)  # pragma: no cover
         raise self.fail(f"{_describe(expr)} is not allowed in an equation", expr)
 

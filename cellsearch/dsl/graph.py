@@ -76,6 +76,9 @@ class CellGraph:
     static: tuple[str, ...] = ()
     description: str = ""
     source: str = ""  # the paper or origin of the cell
+    # The file the cell was loaded from, for error messages only (not part of the cell: not
+    # compared, not saved; with_nodes() drops it, since the new cell is no longer that file's).
+    file: str = field(default="", compare=False, repr=False)
 
     # ------------------------------------------------------------------ lookup
     @cached_property
@@ -180,6 +183,8 @@ class CellGraph:
         sizes = self.leaf_sizes(input_size, hidden_size, static_size)
         total = 0
         for n in self.nodes:
+            if n.name not in self.live:
+                continue  # dead nodes get no parameters (see CellParameters)
             if n.op == "linear":
                 total += sum(hidden_size * sizes.get(a, hidden_size) for a in n.args)
                 total += hidden_size if n.attr("bias") else 0
@@ -198,6 +203,8 @@ class CellGraph:
         sizes = self.leaf_sizes(input_size, hidden_size, static_size)
         total = 0
         for n in self.nodes:
+            if n.name not in self.live:
+                continue
             if n.op == "linear":
                 total += sum(hidden_size * sizes.get(a, hidden_size) for a in n.args)
             elif n.op != "const":
@@ -206,6 +213,7 @@ class CellGraph:
 
     # ------------------------------------------------------------------ building new graphs
     def with_nodes(self, nodes: Iterable[Node], **changes: Any) -> "CellGraph":
+        changes.setdefault("file", "")
         return replace(self, nodes=tuple(nodes), **changes)
 
     def renamed(self, name: str) -> "CellGraph":
@@ -306,7 +314,22 @@ class CellGraph:
                     raise SizeError(
                         f"{kind} '{a}' has size {size} but is used directly in {n.op}(), which needs "
                         f"hidden size {hidden_size}: wrap it in linear({a}) or make the sizes equal",
-                        node=n.name, source=f"cell '{self.name}'")
+                        node=self.written_node(n.name), source=self.file or f"cell '{self.name}'")
+
+    def written_node(self, name: str) -> str:
+        """The node a user wrote that ``name`` is part of.
+
+        Auto nodes are sub-expressions the equation parser named (``h_add``); errors name the
+        equation they came from (``h``) instead, following their single reader upwards.
+        """
+        seen: set[str] = set()
+        while name in self.node_map and self.node_map[name].auto and name not in seen:
+            seen.add(name)
+            readers = set(self.consumers.get(name, ()))
+            if len(readers) != 1:
+                break
+            name = readers.pop()
+        return name
 
 
 def _check_identifier(name: str, kind: str) -> None:

@@ -6,10 +6,11 @@ for commutative ops). The previous value of a state is a leaf whose label is the
 that state's update, so the labels are refined Weisfeiler–Lehman style for as many rounds as
 there are states; the result depends only on structure. Dead nodes do not count.
 
-Nodes with parameters (``linear``, ``diag``) also hash their number of live readers: each
-such node has its own weights, so ``a + a`` with one shared ``a = linear(x)`` (one weight
-matrix) is a different cell from ``linear(x) + linear(x)`` (two), although both unfold to
-the same expression tree.
+Every node also hashes how often live nodes read it, so sharing shows: ``a + a`` with one
+``a = linear(x)`` (one weight matrix) is a different cell from ``linear(x) + linear(x)``
+(two), although both unfold to the same expression tree. (Sharing a parameter-free node,
+``t * t`` with ``t = tanh(x)`` against ``tanh(x) * tanh(x)``, changes the hash too: the
+hash is structural, it does not eliminate common sub-expressions.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from cellsearch.dsl.graph import CellGraph, prev_name
 from cellsearch.dsl.ops import OPS
 
 HASH_LENGTH = 16  # hex digits; 64 bits is plenty to deduplicate a search's candidates
-_PARAMETERISED = frozenset({"linear", "diag"})  # ops with their own learned weights per node
 
 
 def _h(*parts: object) -> str:
@@ -33,8 +33,8 @@ def node_hashes(graph: CellGraph) -> dict[str, str]:
     labels.update({f: f"static{i}" for i, f in enumerate(graph.static)})
     state_label = {s: ("output-state" if s == graph.output else "state") for s in graph.states}
     live = graph.live
-    # How often live nodes read each parameterised node: sharing one set of weights is not
-    # the same cell as two separate ones (see the module docstring).
+    # How often live nodes read each node: sharing one set of weights is not the same cell
+    # as two separate ones (see the module docstring).
     fan_out: dict[str, int] = {}
     for n in graph.nodes:
         if n.name in live:
@@ -52,10 +52,7 @@ def node_hashes(graph: CellGraph) -> dict[str, str]:
             children = [hashes.get(a) or labels[a] for a in node.args]
             if OPS[node.op].commutative:
                 children.sort()
-            if node.op in _PARAMETERISED:
-                hashes[name] = _h(node.op, node.attrs, tuple(children), fan_out.get(name, 0))
-            else:
-                hashes[name] = _h(node.op, node.attrs, tuple(children))
+            hashes[name] = _h(node.op, node.attrs, tuple(children), fan_out.get(name, 0))
         state_label = {s: _h("state", s == graph.output, hashes[s]) for s in graph.states}
     return hashes
 

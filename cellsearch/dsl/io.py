@@ -181,7 +181,7 @@ def cell_from_dict(data: Any, source: str | None = None, lines: dict[int, dict] 
         nodes.extend(new)
     graph = CellGraph(name=name, inputs=inputs, states=states, output=output, nodes=tuple(nodes),
                       static=static, description=str(data.get("description") or "").strip(),
-                      source=str(data.get("source") or "").strip())
+                      source=str(data.get("source") or "").strip(), file=source or "")
     try:
         graph.validate(warn=warn)
     except CellError as exc:
