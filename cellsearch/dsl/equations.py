@@ -123,13 +123,15 @@ class _Builder:
             spec = OPS[fn]
             if any(isinstance(a, ast.Starred) for a in expr.args):
                 raise self.fail("*args is not allowed", expr)
+            if any(kw.arg is None for kw in expr.keywords):
+                raise self.fail("**kwargs is not allowed", expr)
             n = len(expr.args)
             if n < spec.min_args or (spec.max_args is not None and n > spec.max_args):
                 raise self.fail(f"{fn}() takes {spec.arity_text()} argument(s), got {n}", expr)
             attrs = {}
             for kw in expr.keywords:
-                if kw.arg is None:
-                    raise self.fail("**kwargs is not allowed", expr)
+                if kw.arg in attrs:  # ast.parse accepts f(a=1, a=2); only the compiler rejects it
+                    raise self.fail(f"{fn}(): keyword '{kw.arg}' is given twice", expr)
                 attrs[kw.arg] = self.literal(kw.value, f"{fn}({kw.arg}=...)")
             args = [self.arg(a) for a in expr.args]
             return self.emit(fn, args, attrs, name)

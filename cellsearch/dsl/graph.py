@@ -130,9 +130,15 @@ class CellGraph:
                 return
             if name in visiting:
                 cycle = visiting[visiting.index(name):] + [name]
-                raise CellError("cycle inside one step: " + " -> ".join(cycle)
-                                + f" (to read last step's value of a state, use '{prev_name('STATE')}')",
-                                node=name)
+                # name the equations, not the sub-expressions the parser invented (a_add)
+                shown = [self.written_node(c) for c in cycle]
+                shown = [c for i, c in enumerate(shown) if i == 0 or c != shown[i - 1]]
+                if len(shown) == 1:
+                    shown *= 2
+                state = next((c for c in shown if c in self.states), "STATE")
+                raise CellError("cycle inside one step: " + " -> ".join(shown)
+                                + f" (to read last step's value of a state, use '{prev_name(state)}')",
+                                node=shown[0])
             node = self.node_map.get(name)
             if node is None:
                 return  # undefined names are reported by validate()
@@ -242,8 +248,12 @@ class CellGraph:
             _check_identifier(n.name, "node")
             if seen.get(n.name) == "node":
                 raise CellError(f"duplicate node name '{n.name}'", node=n.name)
+            if seen.get(n.name) == "previous state":
+                raise CellError(f"'{n.name}' is reserved for the previous value of state "
+                                f"'{self.state_of_prev(n.name)}': choose another node name", node=n.name)
             if n.name in seen and seen[n.name] != "state":
-                raise CellError(f"duplicate name: '{n.name}' is already the name of a {seen[n.name]}",
+                raise CellError(f"duplicate name: '{n.name}' is already the name of "
+                                f"{'an' if seen[n.name][0] in 'aeiou' else 'a'} {seen[n.name]}",
                                 node=n.name)
             seen[n.name] = "node"
         for n in self.nodes:
@@ -281,7 +291,11 @@ class CellGraph:
             if node.op == "linear":
                 for a in node.args:
                     if a in constant:
-                        raise CellError(f"linear() needs vectors as arguments, but '{a}' is a constant", node=name)
+                        arg = self.node_map[a]
+                        shown = (f"{arg.attr('value'):g}" if arg.op == "const" else "a constant expression") \
+                            if arg.auto else f"'{a}'"
+                        raise CellError(f"linear() needs vectors as arguments, but {shown} is a constant",
+                                        node=name)
         for name in order:
             if name in constant and self.node_map[name].op != "const" and name in self.live:
                 raise CellError("the node reads no input and no state: it only combines constants", node=name)
@@ -291,7 +305,9 @@ class CellGraph:
         soft = []
         for n in self.nodes:
             if n.name not in self.live:
-                soft.append(f"node '{n.name}' is never used by any state")
+                msg = f"node '{self.written_node(n.name)}' is never used by any state"  # not 'a_linear'
+                if msg not in soft:
+                    soft.append(msg)
         used_leaves = {a for n in self.nodes if n.name in self.live for a in n.args}
         for leaf in (*self.inputs, *self.static):
             if leaf not in used_leaves:

@@ -27,6 +27,11 @@ def _h(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
+def _canonical_attrs(attrs: tuple) -> tuple:
+    # -0.0 == 0.0, so nodes that compare equal must hash equal ("0" is also how both print)
+    return tuple((k, v + 0.0 if isinstance(v, float) else v) for k, v in attrs)
+
+
 def node_hashes(graph: CellGraph) -> dict[str, str]:
     """Structural hash of every live node (after the state labels have converged)."""
     labels: dict[str, str] = {f: f"input{i}" for i, f in enumerate(graph.inputs)}
@@ -52,7 +57,7 @@ def node_hashes(graph: CellGraph) -> dict[str, str]:
             children = [hashes.get(a) or labels[a] for a in node.args]
             if OPS[node.op].commutative:
                 children.sort()
-            hashes[name] = _h(node.op, node.attrs, tuple(children), fan_out.get(name, 0))
+            hashes[name] = _h(node.op, _canonical_attrs(node.attrs), tuple(children), fan_out.get(name, 0))
         state_label = {s: _h("state", s == graph.output, hashes[s]) for s in graph.states}
     return hashes
 

@@ -1,0 +1,122 @@
+"""The one interface every evaluation task implements: vocabulary, batches, metrics.
+
+A ``Task`` hands the trainer an endless, resumable ``Stream`` of training ``Batch``es and
+scores a model on a fixed split with ``evaluate``. Every task has a ``primary_metric``
+where higher is better (the search maximises it).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import torch
+
+
+@dataclass
+class Batch:
+    inputs: torch.Tensor  # (T, B) token ids
+    targets: torch.Tensor  # (T, B) token ids, the next token at every position
+    mask: torch.Tensor  # (T, B) bool: positions that count in the loss and the metrics
+    carry_state: bool = False  # continue from the state the previous batch ended in (truncated BPTT)
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(self.inputs.to(device), self.targets.to(device), self.mask.to(device), self.carry_state)
+
+
+class Vocab:
+    """Token strings ↔ ids; special tokens come first."""
+
+    def __init__(self, tokens: Sequence[str], specials: Sequence[str] = ("<pad>", "<bos>", "<eos>")):
+        self.itos: list[str] = list(specials) + [t for t in tokens if t not in specials]
+        self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            raise ValueError("duplicate tokens in vocabulary")
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def id(self, token: str) -> int:
+        return self.stoi[token]
+
+    @property
+    def pad(self) -> int:
+        return self.stoi.get("<pad>", -1)
+
+    @property
+    def bos(self) -> int:
+        return self.stoi.get("<bos>", -1)
+
+    @property
+    def eos(self) -> int:
+        return self.stoi.get("<eos>", -1)
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        unk = self.stoi.get("<unk>")
+        try:
+            return [self.stoi[t] for t in tokens]
+        except KeyError:
+            if unk is None:
+                raise
+            return [self.stoi.get(t, unk) for t in tokens]
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        return [self.itos[i] for i in ids]
+
+    def state_dict(self) -> dict:
+        return {"itos": self.itos}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Vocab":
+        v = cls.__new__(cls)
+        v.itos = list(state["itos"])
+        v.stoi = {t: i for i, t in enumerate(v.itos)}
+        return v
+
+
+class Stream(ABC):
+    """An endless iterator of training batches whose position can be saved and restored."""
+
+    @abstractmethod
+    def __next__(self) -> Batch: ...
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Task(ABC):
+    name: str = "task"
+    primary_metric: str = "accuracy"  # higher is better
+    vocab: Vocab
+
+    @abstractmethod
+    def train_stream(self, batch_size: int, seed: int) -> Stream:
+        """Training batches, deterministic given the seed."""
+
+    @abstractmethod
+    def evaluate(self, model, split: str = "valid", batch_size: int = 64) -> dict[str, float]:
+        """Metrics on a fixed split ("valid" or "test"); must include ``primary_metric``."""
+
+    def config(self) -> dict[str, Any]:
+        """The task's settings, stored with results and checkpoints."""
+        return {"name": self.name}
+
+    @staticmethod
+    def masked_nll(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Sum of the negative log-likelihood over masked positions, and their number."""
+        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                                reduction="none").view_as(targets)
+        m = mask.to(nll.dtype)
+        return (nll * m).sum(), int(mask.sum())
+
+
+def bits(nats: float) -> float:
+    return nats / math.log(2)

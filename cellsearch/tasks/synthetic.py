@@ -1,0 +1,153 @@
+"""Character tasks built from (prompt, answer) examples generated from a seed.
+
+Each example is ``<bos> prompt answer <eos>``; the model reads it character by character
+and predicts the next one. The loss and metrics count only the answer (and its ``<eos>``),
+except for tasks whose prompt is empty (XML), where every character counts. Validation and
+test sets are fixed per seed; training examples are drawn on the fly from a
+``random.Random`` whose state is the stream's whole state, so resuming is exact.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import abstractmethod
+from collections import defaultdict
+from typing import Any
+
+import torch
+
+from cellsearch.tasks.base import Batch, Stream, Task, Vocab, bits
+
+SPLIT_OFFSETS = {"valid": 1_000_003, "test": 2_000_003}
+
+
+class ExampleTask(Task):
+    """A task whose data is independent (prompt, answer) string pairs."""
+
+    alphabet: str = ""
+    exact_match: bool = True  # score free-running (greedy) decoding of the answer
+    eval_examples: int = 1000
+    exact_match_examples: int = 256  # greedy decoding is slower: score a prefix of the split
+
+    def __init__(self, seed: int = 0, eval_examples: int | None = None):
+        self.seed = seed
+        if eval_examples is not None:
+            self.eval_examples = eval_examples
+        self.vocab = Vocab(list(self.alphabet))
+        self._splits: dict[str, list[tuple[str, str]]] = {}
+
+    @abstractmethod
+    def make_example(self, rng: random.Random) -> tuple[str, str]:
+        """One (prompt, answer) pair."""
+
+    # ------------------------------------------------------------------ data
+    def split(self, name: str) -> list[tuple[str, str]]:
+        if name not in SPLIT_OFFSETS:
+            raise ValueError(f"unknown split {name!r} (valid or test)")
+        if name not in self._splits:
+            rng = random.Random(self.seed * 7919 + SPLIT_OFFSETS[name])
+            self._splits[name] = [self.make_example(rng) for _ in range(self.eval_examples)]
+        return self._splits[name]
+
+    def encode(self, examples: list[tuple[str, str]]) -> Batch:
+        """Pad a list of examples into one (T, B) batch with the answer mask."""
+        seqs, starts = [], []
+        for prompt, answer in examples:
+            ids = [self.vocab.bos, *self.vocab.encode(prompt), *self.vocab.encode(answer), self.vocab.eos]
+            seqs.append(ids)
+            starts.append(len(prompt))  # first target position of the answer
+        T = max(len(s) for s in seqs) - 1
+        B = len(seqs)
+        inputs = torch.full((T, B), self.vocab.pad, dtype=torch.long)
+        targets = torch.full((T, B), self.vocab.pad, dtype=torch.long)
+        mask = torch.zeros((T, B), dtype=torch.bool)
+        for b, (ids, start) in enumerate(zip(seqs, starts)):
+            n = len(ids) - 1
+            inputs[:n, b] = torch.tensor(ids[:-1])
+            targets[:n, b] = torch.tensor(ids[1:])
+            mask[start:n, b] = True
+        return Batch(inputs, targets, mask)
+
+    def train_stream(self, batch_size: int, seed: int) -> Stream:
+        return _ExampleStream(self, batch_size, seed)
+
+    # ------------------------------------------------------------------ metrics
+    def extra_metrics(self, examples, batch: Batch, predictions: torch.Tensor, correct: torch.Tensor) -> dict:
+        """Task-specific teacher-forced metrics (XML's predictable characters)."""
+        return {}
+
+    @torch.no_grad()
+    def evaluate(self, model, split: str = "valid", batch_size: int = 128) -> dict[str, float]:
+        examples = self.split(split)
+        was_training = model.training
+        model.eval()
+        try:
+            device = next(model.parameters()).device
+            nll_sum, count, correct_sum = 0.0, 0, 0
+            extra: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+            for i in range(0, len(examples), batch_size):
+                chunk = examples[i:i + batch_size]
+                batch = self.encode(chunk).to(device)
+                logits, _ = model(batch.inputs)
+                nll, n = self.masked_nll(logits, batch.targets, batch.mask)
+                pred = logits.argmax(-1)
+                correct = (pred == batch.targets) & batch.mask
+                nll_sum += float(nll)
+                count += n
+                correct_sum += int(correct.sum())
+                for k, (num, den) in self.extra_metrics(chunk, batch, pred, correct).items():
+                    extra[k][0] += num
+                    extra[k][1] += den
+            metrics = self.summarise(nll_sum / max(count, 1), correct_sum / max(count, 1))
+            for k, (num, den) in extra.items():
+                metrics[k] = num / den if den else float("nan")
+            if self.exact_match:
+                metrics["exact_match"] = self.exact_match_rate(model, examples[: self.exact_match_examples])
+            return metrics
+        finally:
+            model.train(was_training)
+
+    def summarise(self, mean_nll: float, accuracy: float) -> dict[str, float]:
+        return {"loss": mean_nll, "accuracy": accuracy, "bpc": bits(mean_nll)}
+
+    @torch.no_grad()
+    def exact_match_rate(self, model, examples: list[tuple[str, str]]) -> float:
+        """Fraction of answers reproduced exactly by greedy decoding from the prompt alone."""
+        from cellsearch.nn.decoding import greedy
+
+        if not examples:
+            return float("nan")
+        device = next(model.parameters()).device
+        by_length: dict[int, list[tuple[str, str]]] = defaultdict(list)
+        for ex in examples:
+            by_length[len(ex[0])].append(ex)  # same prompt length -> one batch
+        hits = 0
+        for plen, group in by_length.items():
+            prompt = torch.tensor([[self.vocab.bos, *self.vocab.encode(p)] for p, _ in group],
+                                  dtype=torch.long, device=device).t()  # (T0, B)
+            longest = max(len(a) for _, a in group) + 1
+            out = greedy(model, prompt, longest, eos_id=self.vocab.eos)  # (longest, B)
+            for b, (_, answer) in enumerate(group):
+                want = [*self.vocab.encode(answer), self.vocab.eos]
+                hits += out[: len(want), b].tolist() == want
+        return hits / len(examples)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "seed": self.seed, "eval_examples": self.eval_examples}
+
+
+class _ExampleStream(Stream):
+    def __init__(self, task: ExampleTask, batch_size: int, seed: int):
+        self.task = task
+        self.batch_size = batch_size
+        self.rng = random.Random(seed)
+
+    def __next__(self) -> Batch:
+        return self.task.encode([self.task.make_example(self.rng) for _ in range(self.batch_size)])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.getstate(), "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.setstate(state["rng"])
+        self.batch_size = state["batch_size"]

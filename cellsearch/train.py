@@ -1,0 +1,413 @@
+"""The budgeted trainer shared by the CLI, the search and the analysis.
+
+``train(TrainConfig(cell="lstm", task="arith", steps=300))`` builds the task and a
+``SeqModel`` around the cell, trains within a budget of steps and/or seconds, evaluates on
+the validation split, and returns a ``TrainResult`` whose ``status`` is ``ok``,
+``diverged`` (NaN/Inf or exploding loss), or ``stopped`` (the evaluation callback asked to
+stop, e.g. an early-stopping scheduler). Same seed ⇒ same metrics on CPU; a checkpoint
+holds everything needed to resume bit for bit (weights, optimizer, RNG and data-stream
+state, the carried hidden state).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from cellsearch.dsl.hashing import canonical_hash
+from cellsearch.dsl.io import dumps_cell, loads_cell
+from cellsearch.errors import ConfigError
+from cellsearch.nn.model import ModelConfig, SeqModel
+from cellsearch.tasks import make_task
+from cellsearch.tasks.base import Task
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    cell: str = "lstm"  # built-in name or YAML path
+    task: str = "arith"  # arith | xml | memorize | ptb
+    task_options: dict = field(default_factory=dict)  # e.g. {"max_digits": 4}
+    data_dir: str | None = None  # PTB data (default: $CELLSEARCH_DATA or the user cache)
+    hidden_size: int = 128
+    num_layers: int = 1
+    embed_size: int | None = None  # default: hidden_size
+    dropout: float = 0.0
+    batch_size: int = 32
+    steps: int | None = 300  # budget in optimizer steps (None: only the time budget)
+    seconds: float | None = None  # budget in wall-clock seconds (whichever ends first)
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 2e-3
+    momentum: float = 0.0  # SGD only
+    weight_decay: float = 0.0
+    clip: float | None = 5.0  # max global gradient norm (None: no clipping)
+    lr_schedule: str = "constant"  # constant | cosine | linear (decay to 0 over the step budget)
+    warmup_steps: int = 0
+    init_scale: float = 1.0  # cell weights uniform(±init_scale/√H)
+    forget_bias: float | None = None  # initial bias of the linear feeding a gate node named "f"
+    seed: int = 0
+    threads: int | None = None  # torch CPU threads (None: leave as is)
+    device: str = "auto"  # auto | cpu | cuda
+    eval_every: int = 0  # steps between validation runs reported to the callback (0: end only)
+    eval_batch_size: int = 128
+    scheduled_sampling: str | None = None  # None | linear | exponential | inverse_sigmoid
+    ss_k: float = 1000.0  # schedule speed: linear → steps to reach ss_min; exponential → k**step with
+    #                       k = 1 - 1/ss_k; inverse_sigmoid → ss_k / (ss_k + exp(step / ss_k))
+    ss_min: float = 0.0  # lowest teacher-forcing probability (linear schedule)
+    diverge_factor: float = 100.0  # loss above this × the first loss counts as divergence
+    checkpoint_every: int = 0  # steps between checkpoints in out_dir (0: only at the end)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def validate(self) -> None:
+        if self.steps is None and self.seconds is None:
+            raise ConfigError("give a budget: steps or seconds")
+        if self.steps is not None and self.steps < 0:
+            raise ConfigError("steps must be >= 0")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"optimizer must be adam or sgd, not {self.optimizer!r}")
+        if self.lr_schedule not in ("constant", "cosine", "linear"):
+            raise ConfigError(f"lr_schedule must be constant, cosine or linear, not {self.lr_schedule!r}")
+        if self.scheduled_sampling not in (None, "linear", "exponential", "inverse_sigmoid"):
+            raise ConfigError("scheduled_sampling must be linear, exponential or inverse_sigmoid")
+        if self.hidden_size < 1 or self.num_layers < 1 or self.batch_size < 1:
+            raise ConfigError("hidden_size, num_layers and batch_size must be positive")
+        if self.lr <= 0:
+            raise ConfigError("lr must be positive")
+
+
+@dataclass
+class TrainResult:
+    status: str  # ok | diverged | stopped
+    steps: int
+    seconds: float
+    metrics: dict[str, float | None]  # validation metrics
+    history: list[dict] = field(default_factory=list)  # periodic evaluations {"step", "seconds", **metrics}
+    params: int = 0
+    cell: str = ""
+    hash: str = ""
+    task: str = ""
+    losses: list[float] = field(default_factory=list)  # training loss of every step
+    checkpoint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task": self.task, "cell": self.cell, "hash": self.hash, "params": self.params,
+                "steps": self.steps, "seconds": round(self.seconds, 3), "status": self.status,
+                "metrics": self.metrics, "checkpoint": self.checkpoint}
+
+
+def teacher_forcing_probability(cfg: TrainConfig, step: int) -> float:
+    """Probability of feeding the reference token (Bengio et al. 2015 decay schedules)."""
+    if cfg.scheduled_sampling is None:
+        return 1.0
+    if cfg.scheduled_sampling == "linear":
+        return max(cfg.ss_min, 1.0 - step / max(cfg.ss_k, 1.0))
+    if cfg.scheduled_sampling == "exponential":
+        return (1.0 - 1.0 / max(cfg.ss_k, 1.0)) ** step
+    return cfg.ss_k / (cfg.ss_k + math.exp(min(step / cfg.ss_k, 700.0)))
+
+
+def _lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    if cfg.lr_schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    return 1.0
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda requested but CUDA is not available")
+    return torch.device(name)
+
+
+def set_gate_bias(model: SeqModel, gate: str, value: float) -> int:
+    """Set the bias of the linear that feeds node ``gate`` in every layer; returns how many."""
+    from cellsearch.compile.params import bias_name
+
+    node = model.graph.node_map.get(gate)
+    if node is None:
+        return 0
+    lin = node.name if node.op == "linear" else next(
+        (a for a in node.args if a in model.graph.node_map and model.graph.node_map[a].op == "linear"), None)
+    if lin is None or not model.graph.node_map[lin].attr("bias"):
+        return 0
+    n = 0
+    with torch.no_grad():
+        for cell in model.rnn.cells:
+            getattr(cell.params, bias_name(lin)).fill_(value)
+            n += 1
+    return n
+
+
+class Trainer:
+    """One training run; ``run()`` trains to the budget. Use ``train()`` for the common case."""
+
+    def __init__(self, cfg: TrainConfig, *, task: Task | None = None, graph=None):
+        from cellsearch.library import resolve_cell
+
+        cfg.validate()
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = _device(cfg.device)
+        self.graph = graph if graph is not None else resolve_cell(cfg.cell)
+        self.task = task if task is not None else make_task(cfg.task, seed=cfg.seed, data_dir=cfg.data_dir,
+                                                            **cfg.task_options)
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        self.model = SeqModel(self.graph, ModelConfig(vocab_size=len(self.task.vocab), hidden_size=cfg.hidden_size,
+                                                      num_layers=cfg.num_layers, embed_size=cfg.embed_size,
+                                                      dropout=cfg.dropout))
+        self.model.reset_parameters(cfg.init_scale, gen)
+        if cfg.forget_bias is not None and not set_gate_bias(self.model, "f", cfg.forget_bias):
+            raise ConfigError(f"--forget-bias: cell '{self.graph.name}' has no gate 'f' fed by a linear with bias")
+        self.model.to(self.device)
+        params = list(self.model.parameters())
+        if cfg.optimizer == "adam":
+            self.opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.stream = self.task.train_stream(cfg.batch_size, cfg.seed)
+        self.step = 0
+        self.elapsed = 0.0
+        self.state = None  # carried hidden state (truncated BPTT)
+        self.first_loss: float | None = None
+        self.history: list[dict] = []
+        self.losses: list[float] = []
+        self.status = "ok"
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "config": asdict(self.cfg),
+            "cell_yaml": dumps_cell(self.graph),
+            "vocab": self.task.vocab.state_dict(),
+            "task": self.task.config(),
+            "model_config": self.model.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "stream": self.stream.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "carried_state": self.state,
+            "first_loss": self.first_loss,
+            "history": self.history,
+            "losses": self.losses,
+            "status": self.status,
+        }
+
+    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
+        if ckpt.get("version") != CHECKPOINT_VERSION:
+            raise ConfigError(f"checkpoint version {ckpt.get('version')} is not supported "
+                              f"(this cellsearch writes {CHECKPOINT_VERSION})")
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.stream.load_state_dict(ckpt["stream"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        self.step = ckpt["step"]
+        self.elapsed = ckpt["elapsed"]
+        st = ckpt.get("carried_state")
+        self.state = tuple(s.to(self.device) for s in st) if st is not None else None
+        self.first_loss = ckpt["first_loss"]
+        self.history = list(ckpt["history"])
+        self.losses = list(ckpt["losses"])
+        self.status = ckpt["status"]
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **overrides: Any) -> "Trainer":
+        """Rebuild a trainer from a checkpoint (``overrides`` change config fields, e.g. steps)."""
+        ckpt = load_checkpoint(path)
+        cfg = TrainConfig.from_dict({**ckpt["config"], **overrides})
+        trainer = cls(cfg, graph=loads_cell(ckpt["cell_yaml"], source=f"{path}:cell"))
+        trainer.load_state_dict(ckpt)
+        return trainer
+
+    # ------------------------------------------------------------------ training
+    def _budget_left(self, start: float) -> bool:
+        if self.cfg.steps is not None and self.step >= self.cfg.steps:
+            return False
+        if self.cfg.seconds is not None and self.elapsed + (time.perf_counter() - start) >= self.cfg.seconds:
+            return False
+        return True
+
+    def _progress_fraction(self, start: float) -> float:
+        if self.cfg.steps:
+            return self.step / self.cfg.steps
+        if self.cfg.seconds:
+            return (self.elapsed + time.perf_counter() - start) / self.cfg.seconds
+        return 0.0
+
+    def _mixed_inputs(self, batch) -> torch.Tensor:
+        """Scheduled sampling: replace reference inputs inside the scored region by the model's own
+        predictions with probability 1 - teacher_forcing_probability (two-pass, "parallel"
+        scheduled sampling: the predictions come from a teacher-forced pass)."""
+        p_ref = teacher_forcing_probability(self.cfg, self.step)
+        if p_ref >= 1.0:
+            return batch.inputs
+        with torch.no_grad():
+            logits, _ = self.model(batch.inputs, self.state if batch.carry_state else None)
+            pred = logits.argmax(-1)  # (T, B): prediction for targets[t] = inputs[t + 1]
+        inputs = batch.inputs.clone()
+        swap = (torch.rand(inputs[1:].shape, device=inputs.device) >= p_ref) & batch.mask[:-1]
+        inputs[1:] = torch.where(swap, pred[:-1], inputs[1:])
+        return inputs
+
+    def train_step(self, batch) -> float:
+        cfg = self.cfg
+        self.model.train()
+        batch = batch.to(self.device)
+        state = self.state if batch.carry_state else None
+        inputs = self._mixed_inputs(batch) if cfg.scheduled_sampling else batch.inputs
+        logits, new_state = self.model(inputs, state)
+        nll, n = self.task.masked_nll(logits, batch.targets, batch.mask)
+        loss = nll / max(n, 1)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
+        self.opt.step()
+        self.state = SeqModel.detach_state(new_state)
+        return float(loss.detach())
+
+    def evaluate(self, split: str = "valid") -> dict[str, float | None]:
+        metrics = self.task.evaluate(self.model, split, self.cfg.eval_batch_size)
+        return {k: (None if (v is None or not math.isfinite(v)) else float(v)) for k, v in metrics.items()}
+
+    def run(self, callback: Callable[[int, dict], bool | None] | None = None, progress: bool = False,
+            out_dir: str | Path | None = None) -> TrainResult:
+        """Train until the budget is spent; ``callback(step, metrics)`` is called after every periodic
+        evaluation and may return False to stop. Writes ``checkpoint.pt`` into ``out_dir``."""
+        cfg = self.cfg
+        start = time.perf_counter()
+        bar = _Progress(cfg, self.step) if progress else None
+        last_ckpt = None
+        try:
+            while self.status == "ok" and self._budget_left(start):
+                for group in self.opt.param_groups:
+                    group["lr"] = cfg.lr * _lr_factor(cfg, self.step, self._progress_fraction(start))
+                loss = self.train_step(next(self.stream))
+                self.step += 1
+                self.losses.append(loss)
+                if self.first_loss is None:
+                    self.first_loss = loss
+                if not math.isfinite(loss) or loss > cfg.diverge_factor * max(self.first_loss, 1e-3):
+                    self.status = "diverged"
+                    break
+                if bar:
+                    bar.update(self.step, loss, self.elapsed + time.perf_counter() - start)
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self._budget_left(start):
+                    metrics = self.evaluate()
+                    self.history.append({"step": self.step,
+                                         "seconds": self.elapsed + time.perf_counter() - start, **metrics})
+                    if callback is not None and callback(self.step, metrics) is False:
+                        self.status = "stopped"
+                        break
+                if out_dir and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.elapsed += time.perf_counter() - start
+                    start = time.perf_counter()
+                    last_ckpt = self.save(Path(out_dir) / f"checkpoint-{self.step}.pt")
+        finally:
+            if bar:
+                bar.close()
+        self.elapsed += time.perf_counter() - start
+        finite = all(torch.isfinite(p).all() for p in self.model.parameters())
+        if finite:
+            metrics = self.evaluate()
+        else:
+            metrics = {self.task.primary_metric: None}
+        if self.status != "stopped" and (not self.history or self.history[-1]["step"] != self.step):
+            self.history.append({"step": self.step, "seconds": self.elapsed, **metrics})
+            if callback is not None and self.status == "ok":
+                callback(self.step, metrics)
+        if out_dir:
+            last_ckpt = self.save(Path(out_dir) / "checkpoint.pt")
+        return TrainResult(status=self.status, steps=self.step, seconds=self.elapsed, metrics=metrics,
+                           history=self.history, params=sum(p.numel() for p in self.model.rnn.parameters()),
+                           cell=self.graph.name, hash=canonical_hash(self.graph), task=self.task.name,
+                           losses=self.losses, checkpoint=str(last_ckpt) if last_ckpt else None)
+
+
+class _Progress:
+    """A rich progress bar with loss and speed (only when asked for: search trials stay quiet)."""
+
+    def __init__(self, cfg: TrainConfig, step: int):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.p = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                          TextColumn("{task.completed}/{task.total} steps" if cfg.steps else "{task.completed} steps"),
+                          TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[speed]:.1f} steps/s"),
+                          TimeElapsedColumn(), transient=False)
+        self.p.start()
+        total = cfg.steps if cfg.steps is not None else None
+        self.t = self.p.add_task(f"{cfg.cell} on {cfg.task}", total=total, completed=step, loss=float("nan"),
+                                 speed=0.0)
+        self.start_step = step
+        self.start = time.perf_counter()
+
+    def update(self, step: int, loss: float, seconds: float) -> None:
+        dt = time.perf_counter() - self.start
+        self.p.update(self.t, completed=step, loss=loss, speed=(step - self.start_step) / max(dt, 1e-9))
+
+    def close(self) -> None:
+        self.p.stop()
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.exists():
+        raise ConfigError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # corrupted or not a checkpoint
+        raise ConfigError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+def train(cfg: TrainConfig, *, callback=None, progress: bool = False, out_dir: str | Path | None = None,
+          task: Task | None = None, graph=None) -> TrainResult:
+    """Train one model to the budget (see module docstring)."""
+    return Trainer(cfg, task=task, graph=graph).run(callback=callback, progress=progress, out_dir=out_dir)
+
+
+def load_model(path: str | Path) -> tuple[SeqModel, Any, dict]:
+    """A trained model from a checkpoint, with its vocabulary and the checkpoint dict."""
+    from cellsearch.tasks.base import Vocab
+
+    ckpt = load_checkpoint(path)
+    graph = loads_cell(ckpt["cell_yaml"], source=f"{path}:cell")
+    model = SeqModel(graph, ModelConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, Vocab.from_state(ckpt["vocab"]), ckpt
