@@ -335,6 +335,8 @@ class CellProgram:
         if op == "one_minus":
             return f"1 - {a[0]}"
         if op == "blend":  # z * a + (1 - z) * b, as one lerp: b + z * (a - b)
+            if self._is_const(node.args[1]) or self._is_const(node.args[2]):
+                return f"{a[0]} * {a[1]} + (1 - {a[0]}) * {a[2]}"  # lerp needs tensors there
             return f"torch.lerp({a[2]}, {a[1]}, {a[0]})"
         if op == "diag":
             return f"{param} * {a[0]}"
@@ -598,7 +600,7 @@ class CellProgram:
         terms: dict[str, list[_Term]] = {}
         grad_var: dict[str, str] = {}
         body: list[str] = []
-        defined_at: dict[str, tuple[int, str]] = {}  # gradient variable -> (body line, expression)
+        defined_at: dict[str, tuple[int, str, str]] = {}  # gradient variable -> (body line, expression, node)
         self._defined_at = defined_at
 
         def add(target: str, term: _Term) -> None:
@@ -627,7 +629,7 @@ class CellProgram:
                     expr = f"torch.addmm({expr}, {t.expr}, {t.mm})"
             body.append(f"    {name} = {expr}")
             grad_var[v] = name
-            defined_at[name] = (len(body) - 1, expr)
+            defined_at[name] = (len(body) - 1, expr, v)
             return name
 
         d_new = [nm.fresh(f"dn_{s}") for s in plan.recurrent_states]
@@ -732,7 +734,11 @@ class CellProgram:
                 continue
             slot = dl if whole else self._cols(dl, k, k + 1)
             gv = grad_var.get(L)
-            line = self._defined_at.get(gv) if gv else None
+            # only when the variable is L's own gradient (not an alias another node also reads)
+            # and no other group reads it too
+            line = self._defined_at.get(gv) if gv and len(self.plan.member_groups[L]) == 1 else None
+            if line is not None and line[2] != L:
+                line = None
             factors = line[1].split(" * ") if line else []
             if len(factors) == 2 and all(f.isidentifier() for f in factors):
                 # `d_L = a * b` read only here: compute it straight into the buffer

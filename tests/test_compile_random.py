@@ -1,0 +1,36 @@
+"""Property-based differential tests: random valid cells, compiled vs the reference interpreter."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+try:
+    from tests.strategies import cells, reads_inputs_elementwise
+    from tests.test_compile import assert_same
+except ImportError:  # pytest run from inside tests/
+    from strategies import cells, reads_inputs_elementwise
+    from test_compile import assert_same
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(graph=cells(), T=st.integers(1, 4), seed=st.integers(0, 3))
+def test_random_cells_match_interpreter(graph, T, seed):
+    """Outputs, final states and every gradient agree (float64, 1e-5)."""
+    size = 5
+    assert_same(graph, size, size, T=T, B=2, static_size=size, seed=seed)
+
+
+@SETTINGS
+@given(graph=cells(elementwise_inputs=False), seed=st.integers(0, 3))
+def test_random_cells_with_other_input_sizes(graph, seed):
+    assert not reads_inputs_elementwise(graph)
+    assert_same(graph, 3, 4, T=3, B=2, static_size=6, seed=seed)
+
+
+@settings(max_examples=60, deadline=None)
+@given(graph=cells())
+def test_random_cells_autograd_mode(graph):
+    assert_same(graph, 4, 4, T=3, B=2, static_size=4, mode="autograd")
