@@ -46,9 +46,10 @@ app = typer.Typer(help="cellsearch: describe, compile, search, analyse and expor
 
 
 def _register() -> None:
-    from cellsearch.cli import bench, cells
+    from cellsearch.cli import bench, cells, train
 
     app.add_typer(cells.app, name="cells")
+    train.register(app)
     bench.register(app)
 
 

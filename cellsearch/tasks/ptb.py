@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from cellsearch.errors import ConfigError
 from cellsearch.tasks.base import Batch, Stream, Task, Vocab
 from cellsearch.tasks.data import DATASETS, verify
+from cellsearch.tasks.streams import batchify, chunk, evaluate_stream
 
 SPLITS = ("train", "valid", "test")
 EOS = "<eos>"
@@ -39,17 +39,6 @@ def read_words(path: str | Path) -> list[str]:
             words.extend(line.split())
             words.append(EOS)
     return words
-
-
-def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """(N,) → (N // batch_size, batch_size): column b is the b-th contiguous slice of the stream."""
-    rows = ids.numel() // batch_size
-    return ids[: rows * batch_size].view(batch_size, rows).t().contiguous()
-
-
-def _chunk(data: torch.Tensor, i: int, bptt: int) -> tuple[torch.Tensor, torch.Tensor]:
-    t = min(bptt, data.shape[0] - 1 - i)
-    return data[i:i + t], data[i + 1:i + 1 + t]
 
 
 class PTBStream(Stream):
@@ -81,7 +70,7 @@ class PTBStream(Stream):
             self.position = 0
             self.epoch += 1
         i = self.position
-        inputs, targets = _chunk(self.data, i, self.bptt)
+        inputs, targets = chunk(self.data, i, self.bptt)
         self.position = i + inputs.shape[0]
         mask = torch.ones(inputs.shape, dtype=torch.bool)
         return Batch(inputs, targets, mask, carry_state=i != 0)
@@ -150,32 +139,8 @@ class PTBTask(Task):
         limit = self.eval_tokens if max_tokens is None else max_tokens
         if limit is not None:
             ids = ids[:limit]
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-        data = batchify(ids, batch_size)
-        if data.shape[0] < 2:
-            raise ConfigError(f"{ids.numel()} evaluation tokens are too few for batch_size {batch_size}; "
-                              f"raise eval_tokens/max_tokens or lower the batch size")
-        param = next(iter(model.parameters()), None)
-        device = param.device if param is not None else torch.device("cpu")
-        was_training = model.training
-        model.eval()
-        total = torch.zeros((), dtype=torch.float64, device=device)
-        count = 0
-        state = None
-        try:
-            with torch.no_grad():
-                for i in range(0, data.shape[0] - 1, self.bptt):
-                    inputs, targets = _chunk(data, i, self.bptt)
-                    inputs, targets = inputs.to(device), targets.to(device)
-                    logits, state = model(inputs, state)
-                    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
-                                          reduction="sum")
-                    total += nll.double()
-                    count += targets.numel()
-        finally:
-            model.train(was_training)
-        loss = total.item() / count
+        metrics = evaluate_stream(model, ids, batch_size, self.bptt)
+        loss = metrics["loss"]
         perplexity = math.exp(loss) if loss < 700 else math.inf
         return {"perplexity": perplexity, "word_prob": math.exp(-loss), "loss": loss}
 

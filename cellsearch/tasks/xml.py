@@ -6,8 +6,12 @@ random lowercase letters is opened. After ``max_steps`` steps every open tag is 
 tag per line, indented by two spaces per depth. Opening tags are random, so accuracy over
 all characters is capped near 0.5; closing tags (after ``</``) are predictable.
 
-Metrics: ``accuracy`` over all characters, ``predictable_accuracy`` over the characters of
-closing tags after ``</`` (name and ``>``), and ``bpc`` (bits per character).
+Documents are concatenated into character streams read with truncated BPTT (``bptt``
+characters per batch, state carried), as the paper's language-model tasks are: documents
+are long (up to a few hundred characters) and a whole-document batch would be mostly padding.
+Metrics on a fixed validation stream of ``eval_chars`` characters: ``accuracy`` over all
+characters, ``predictable_accuracy`` over the characters of closing tags after ``</`` (name
+and ``>``), and ``bpc`` (bits per character).
 """
 
 from __future__ import annotations
@@ -16,7 +20,13 @@ import random
 import string
 from typing import Any
 
-from cellsearch.tasks.synthetic import ExampleTask
+import torch
+
+from cellsearch.tasks.base import Batch, Stream, Task, Vocab, bits
+from cellsearch.tasks.streams import evaluate_stream
+from cellsearch.tasks.synthetic import SPLIT_OFFSETS
+
+ALPHABET = string.ascii_lowercase + "<>/ \n"
 
 
 def make_document(rng: random.Random, max_steps: int = 50, min_len: int = 2, max_len: int = 10) -> str:
@@ -59,29 +69,74 @@ def predictable_positions(doc: str) -> list[bool]:
         i = j
 
 
-class XMLTask(ExampleTask):
+class XMLTask(Task):
     name = "xml"
     primary_metric = "accuracy"
-    alphabet = string.ascii_lowercase + "<>/ \n"
-    exact_match = False
 
-    def __init__(self, seed: int = 0, max_steps: int = 50, eval_examples: int | None = None):
+    def __init__(self, seed: int = 0, max_steps: int = 50, bptt: int = 35, eval_chars: int = 20_000):
+        self.seed = seed
         self.max_steps = max_steps
-        super().__init__(seed, eval_examples if eval_examples is not None else 300)
+        self.bptt = bptt
+        self.eval_chars = eval_chars
+        self.vocab = Vocab(list(ALPHABET), specials=())
+        self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def make_example(self, rng: random.Random) -> tuple[str, str]:
-        return "", make_document(rng, self.max_steps)
+    def document(self, rng: random.Random) -> str:
+        return make_document(rng, self.max_steps)
 
-    def extra_metrics(self, examples, batch, predictions, correct) -> dict:
-        mask = batch.mask.clone()
-        mask.zero_()
-        for b, (_, doc) in enumerate(examples):
-            # target position p predicts doc[p] (position 0 predicts the first character)
-            flags = predictable_positions(doc)
-            for p, flag in enumerate(flags):
-                if flag:
-                    mask[p, b] = True
-        return {"predictable_accuracy": (float((correct & mask).sum()), float(mask.sum()))}
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed (ids, predictable flags) stream of a split."""
+        if name not in SPLIT_OFFSETS:
+            raise ValueError(f"unknown split {name!r} (valid or test)")
+        if name not in self._splits:
+            rng = random.Random(self.seed * 7919 + SPLIT_OFFSETS[name])
+            text, flags = [], []
+            while len(text) < self.eval_chars:
+                doc = self.document(rng)
+                text.extend(doc)
+                flags.extend(predictable_positions(doc))
+            self._splits[name] = (torch.tensor(self.vocab.encode(text[: self.eval_chars])),
+                                  torch.tensor(flags[: self.eval_chars]))
+        return self._splits[name]
+
+    def train_stream(self, batch_size: int, seed: int) -> Stream:
+        return _DocumentStream(self, batch_size, seed)
+
+    def evaluate(self, model, split: str = "valid", batch_size: int = 16) -> dict[str, float]:
+        ids, flags = self.split(split)
+        m = evaluate_stream(model, ids, min(batch_size, 16), self.bptt, flags)
+        return {"loss": m["loss"], "accuracy": m["accuracy"], "predictable_accuracy": m["flagged_accuracy"],
+                "bpc": bits(m["loss"])}
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "max_steps": self.max_steps}
+        return {"name": self.name, "seed": self.seed, "max_steps": self.max_steps, "bptt": self.bptt,
+                "eval_chars": self.eval_chars}
+
+
+class _DocumentStream(Stream):
+    """``batch_size`` endless character streams of concatenated documents, ``bptt`` at a time."""
+
+    def __init__(self, task: XMLTask, batch_size: int, seed: int):
+        self.task = task
+        self.batch_size = batch_size
+        self.rng = random.Random(seed)
+        self.buffers = [""] * batch_size
+        self.started = False
+
+    def __next__(self) -> Batch:
+        T = self.task.bptt
+        for b in range(self.batch_size):
+            while len(self.buffers[b]) < T + 1:
+                self.buffers[b] += self.task.document(self.rng)
+        ids = torch.tensor([self.task.vocab.encode(buf[: T + 1]) for buf in self.buffers]).t()  # (T+1, B)
+        self.buffers = [buf[T:] for buf in self.buffers]
+        carry, self.started = self.started, True
+        return Batch(ids[:-1], ids[1:], torch.ones(T, self.batch_size, dtype=torch.bool), carry_state=carry)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.getstate(), "buffers": list(self.buffers), "started": self.started}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.setstate(state["rng"])
+        self.buffers = list(state["buffers"])
+        self.started = state["started"]

@@ -1,0 +1,169 @@
+"""``cellsearch train``, ``generate`` and ``data``: training a cell on a task, decoding, data sets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from cellsearch.cli import cli_errors, console, err_console
+from cellsearch.errors import ConfigError
+
+data_app = typer.Typer(help="Data sets: download (with SHA-256 checks) and verify.", no_args_is_help=True)
+
+
+def parse_options(items: list[str] | None) -> dict:
+    """``key=value`` pairs; values parsed as YAML scalars (numbers, booleans, strings)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"expected KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
+
+    @app.command("train")
+    @cli_errors
+    def train_cmd(
+        cell: Annotated[str, typer.Argument(help="Built-in cell name or YAML file.")],
+        task: Annotated[str, typer.Option(help="arith | xml | memorize | ptb")] = "arith",
+        steps: Annotated[Optional[int], typer.Option(help="Budget in optimizer steps.")] = None,
+        minutes: Annotated[Optional[float], typer.Option(help="Budget in minutes (with --steps: first to end).")] = None,
+        hidden: Annotated[int, typer.Option(help="Hidden size.")] = 128,
+        layers: Annotated[int, typer.Option(help="Stacked layers.")] = 1,
+        seed: Annotated[int, typer.Option(help="Seed for data, initialisation and dropout.")] = 0,
+        out: Annotated[Optional[Path], typer.Option(help="Output directory (default runs/train-CELL-TASK-sSEED).")] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Print the final metrics as one JSON object.")] = False,
+        batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 32,
+        lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-3,
+        optimizer: Annotated[str, typer.Option(help="adam | sgd")] = "adam",
+        clip: Annotated[float, typer.Option(help="Max gradient norm (0: off).")] = 5.0,
+        lr_schedule: Annotated[str, typer.Option(help="constant | cosine | linear")] = "constant",
+        dropout: Annotated[float, typer.Option(help="Dropout between layers.")] = 0.0,
+        forget_bias: Annotated[Optional[float], typer.Option(help="Initial bias of the gate named f.")] = None,
+        init_scale: Annotated[float, typer.Option(help="Cell weights uniform(±scale/√H).")] = 1.0,
+        scheduled_sampling: Annotated[Optional[str], typer.Option(
+            help="linear | exponential | inverse_sigmoid decay of teacher forcing.")] = None,
+        ss_k: Annotated[float, typer.Option(help="Scheduled-sampling decay speed (see TrainConfig).")] = 1000.0,
+        eval_every: Annotated[int, typer.Option(help="Steps between validation runs (0: at the end).")] = 0,
+        data_dir: Annotated[Optional[Path], typer.Option(help="Data root for PTB (default $CELLSEARCH_DATA).")] = None,
+        task_option: Annotated[Optional[List[str]], typer.Option(
+            "--task-option", "-t", help="Task setting KEY=VALUE, e.g. -t max_digits=4 (repeatable).")] = None,
+        threads: Annotated[Optional[int], typer.Option(help="torch CPU threads.")] = None,
+        device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+        resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint.")] = None,
+        progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    ) -> None:
+        """Train a cell on a task within a budget; save a checkpoint and the validation metrics."""
+        from cellsearch.train import TrainConfig, Trainer
+
+        if steps is None and minutes is None:
+            steps = 300
+        if resume is not None:
+            overrides = {k: v for k, v in {"steps": steps, "seconds": minutes * 60 if minutes else None}.items()}
+            trainer = Trainer.from_checkpoint(resume, **overrides)
+            cfg = trainer.cfg
+        else:
+            cfg = TrainConfig(cell=cell, task=task, task_options=parse_options(task_option),
+                              data_dir=str(data_dir) if data_dir else None, hidden_size=hidden, num_layers=layers,
+                              dropout=dropout, batch_size=batch_size, steps=steps,
+                              seconds=minutes * 60 if minutes else None, optimizer=optimizer, lr=lr,
+                              clip=clip or None, lr_schedule=lr_schedule, init_scale=init_scale,
+                              forget_bias=forget_bias, seed=seed, threads=threads, device=device,
+                              eval_every=eval_every, scheduled_sampling=scheduled_sampling, ss_k=ss_k)
+            trainer = Trainer(cfg)
+        out_dir = out or Path("runs") / f"train-{Path(cfg.cell).stem}-{cfg.task}-s{cfg.seed}"
+        result = trainer.run(progress=progress and not json_out, out_dir=out_dir)
+        payload = result.to_json()
+        (Path(out_dir) / "metrics.json").write_text(json.dumps(payload, indent=2) + "\n")
+        if json_out:
+            print(json.dumps(payload))
+            return
+        console.print(f"{payload['cell']} on {payload['task']}: status {payload['status']}, {payload['steps']} steps "
+                      f"in {payload['seconds']:.1f}s, {payload['params']:,} cell parameters")
+        for k, v in payload["metrics"].items():
+            console.print(f"  {k}: {v if v is None else round(v, 4)}")
+        console.print(f"checkpoint: {payload['checkpoint']}")
+
+    @app.command("generate")
+    @cli_errors
+    def generate_cmd(
+        checkpoint: Annotated[Path, typer.Argument(help="A checkpoint.pt (or its directory) from `cellsearch train`.")],
+        prompt: Annotated[str, typer.Option(help="Text to start from (characters; words for PTB).")] = "",
+        beam: Annotated[Optional[int], typer.Option(help="Beam search with this many beams.")] = None,
+        temperature: Annotated[Optional[float], typer.Option(help="Sample with this temperature.")] = None,
+        top_k: Annotated[Optional[int], typer.Option(help="Sample only from the k most likely tokens.")] = None,
+        length: Annotated[int, typer.Option(help="Tokens to generate at most.")] = 50,
+        length_penalty: Annotated[float, typer.Option(help="Beam score / len**penalty.")] = 0.0,
+        seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
+    ) -> None:
+        """Continue a prompt with a trained model: greedy by default, --temperature samples, --beam searches."""
+        import torch
+
+        from cellsearch.nn.decoding import beam_search, greedy, sample
+        from cellsearch.train import load_model
+
+        if beam is not None and temperature is not None:
+            raise ConfigError("use either --beam or --temperature, not both")
+        model, vocab, ckpt = load_model(checkpoint)
+        word_level = ckpt["task"].get("name") == "ptb"
+        tokens = prompt.split() if word_level else list(prompt)
+        unknown = [t for t in tokens if t not in vocab.stoi and "<unk>" not in vocab.stoi]
+        if unknown:
+            raise ConfigError(f"prompt has tokens the model does not know: {''.join(unknown)!r}")
+        ids = vocab.encode(tokens)
+        if vocab.bos >= 0:
+            ids = [vocab.bos, *ids]
+        if not ids:
+            ids = [vocab.eos]  # PTB: start a new sentence
+        eos = vocab.eos if vocab.eos >= 0 and not word_level else None
+        x = torch.tensor(ids, dtype=torch.long)
+        if beam is not None:
+            hyps = beam_search(model, x, beam, length, eos_id=eos, length_penalty=length_penalty)
+            outs = [(h, score) for h, score in hyps]
+        elif temperature is not None:
+            gen = torch.Generator().manual_seed(seed)
+            outs = [(sample(model, x[:, None], length, temperature, top_k, eos, gen)[:, 0].tolist(), None)]
+        else:
+            outs = [(greedy(model, x[:, None], length, eos)[:, 0].tolist(), None)]
+        for toks, score in outs:
+            if eos is not None and eos in toks:
+                toks = toks[: toks.index(eos)]
+            words = vocab.decode(toks)
+            text = " ".join(w if w != "<eos>" else "\n" for w in words) if word_level else "".join(words)
+            line = prompt + (" " if word_level and prompt else "") + text
+            print(f"{line}" if score is None else f"{score:.4f}\t{line}")
+
+    @data_app.command("download")
+    @cli_errors
+    def download_cmd(
+        name: Annotated[str, typer.Argument(help="Data set name (ptb).")],
+        data_dir: Annotated[Optional[Path], typer.Option(help="Data root (default $CELLSEARCH_DATA or the user cache).")] = None,
+        url: Annotated[Optional[str], typer.Option(help="Base URL to download from.")] = None,
+    ) -> None:
+        """Download a data set, verifying every file's SHA-256 (a corrupted file is refused)."""
+        from cellsearch.tasks.data import download
+
+        folder = download(name, data_dir, base_url=url, progress=True)
+        console.print(f"{name}: {folder}")
+
+    @data_app.command("verify")
+    @cli_errors
+    def verify_cmd(name: Annotated[str, typer.Argument(help="Data set name (ptb).")],
+                   data_dir: Annotated[Optional[Path], typer.Option(help="Data root.")] = None) -> None:
+        """Check that a data set is present and its checksums are right."""
+        from cellsearch.tasks.data import verify
+
+        folder = verify(name, data_dir)
+        console.print(f"{name}: ok ({folder})")
+
+
+__all__ = ["register", "parse_options", "err_console"]
