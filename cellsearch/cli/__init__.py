@@ -46,9 +46,10 @@ app = typer.Typer(help="cellsearch: describe, compile, search, analyse and expor
 
 
 def _register() -> None:
-    from cellsearch.cli import bench, cells, train
+    from cellsearch.cli import bench, cells, reproduce, train
 
     app.add_typer(cells.app, name="cells")
+    app.add_typer(reproduce.app, name="reproduce")
     train.register(app)
     bench.register(app)
 
