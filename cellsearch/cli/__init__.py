@@ -46,11 +46,12 @@ app = typer.Typer(help="cellsearch: describe, compile, search, analyse and expor
 
 
 def _register() -> None:
-    from cellsearch.cli import bench, cells, reproduce, train
+    from cellsearch.cli import bench, cells, reproduce, search, train
 
     app.add_typer(cells.app, name="cells")
-    app.add_typer(reproduce.app, name="reproduce")
+    search.register(app)
     train.register(app)
+    app.add_typer(reproduce.app, name="reproduce")
     bench.register(app)
 
 

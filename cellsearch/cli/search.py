@@ -1,0 +1,121 @@
+"""``cellsearch search``, ``resume`` and ``leaderboard``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+from rich.table import Table
+
+from cellsearch.cli import cli_errors, console
+
+
+def _print_leaderboard(run_dir: Path, top: int, equations: int = 3) -> None:
+    from cellsearch.runner.search import leaderboard, stage_counts
+
+    rows = leaderboard(run_dir, top)
+    table = Table(title=f"leaderboard: {run_dir}")
+    for col in ("rank", "hash", "score", "status", "params", "metrics", "cell"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        metrics = "; ".join(f"{task}: " + ", ".join(f"{k}={v:.4g}" for k, v in m.items()
+                                                    if isinstance(v, (int, float)) and k != "loss")
+                            for task, m in r["metrics"].items() if isinstance(m, dict))
+        score = "–" if r["score"] is None else f"{r['score']:.4f}"
+        origin = f" ({r['origin']})" if r["origin"] in ("reference", "seed") else ""
+        table.add_row(str(r["rank"]), r["hash"], score, r["status"], f"{r['params'] or 0:,}", metrics,
+                      r["cell"] + origin)
+    console.print(table)
+    for r in rows[:equations]:
+        console.print(f"#{r['rank']} {r['hash']}:", highlight=False)
+        for k, v in r["equations"].items():
+            console.print(f"    {k} = {v}", markup=False, highlight=False)
+    counts = stage_counts(run_dir)
+    if counts:
+        console.print("candidates: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("search")
+    @cli_errors
+    def search_cmd(
+        space: Annotated[str, typer.Option(help="Shipped space (nas_rl, mutation, dag, nasbench_nlp, greff) "
+                                                "or a YAML file.")] = "mutation",
+        strategy: Annotated[str, typer.Option(help="random | evolution | regularized-evolution | rl | tpe")]
+        = "evolution",
+        tasks: Annotated[str, typer.Option(help="Comma-separated tasks: arith, xml, ptb (memorize).")] = "arith",
+        trials: Annotated[int, typer.Option(min=1, help="Candidates to evaluate.")] = 12,
+        parallel: Annotated[int, typer.Option(min=1, help="Concurrent trials.")] = 1,
+        budget: Annotated[Optional[int], typer.Option(help="Training steps per trial and task.")] = None,
+        minutes: Annotated[Optional[float], typer.Option(help="Or minutes per trial and task.")] = None,
+        name: Annotated[Optional[str], typer.Option(help="Run name: results go to runs/NAME.")] = None,
+        address: Annotated[Optional[str], typer.Option(help="Join a Ray cluster at HOST:PORT.")] = None,
+        seed: Annotated[int, typer.Option(help="Search seed.")] = 0,
+        scheduler: Annotated[str, typer.Option(help="asha (early stopping) | fifo")] = "asha",
+        gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial.")] = 0.0,
+        cpus_per_trial: Annotated[Optional[int], typer.Option(help="CPUs (= torch threads) per trial.")] = None,
+        hidden: Annotated[int, typer.Option(help="Hidden size of trial models.")] = 64,
+        reference: Annotated[str, typer.Option(help="Cell that relative scores compare against.")] = "gru",
+        option: Annotated[Optional[List[str]], typer.Option(
+            "--option", "-o", help="Strategy option KEY=VALUE (repeatable), e.g. -o population_size=20.")] = None,
+        data_dir: Annotated[Optional[Path], typer.Option(help="Data root for PTB.")] = None,
+        runs: Annotated[Path, typer.Option(help="Directory of runs.")] = Path("runs"),
+        backend: Annotated[str, typer.Option(help="ray | local (in-process, sequential)")] = "ray",
+        top: Annotated[int, typer.Option(help="Leaderboard rows to print.")] = 5,
+        progress: Annotated[bool, typer.Option(help="Live progress on the terminal.")] = True,
+    ) -> None:
+        """Search a space for cells: trials on Ray Tune, results in runs/NAME/results.db, best cell in best.yaml."""
+        import time
+
+        from cellsearch.cli.train import parse_options
+        from cellsearch.runner.search import SearchConfig, SearchRun
+
+        run_name = name or f"{strategy}-{Path(space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        cfg = SearchConfig(name=run_name, space=space, strategy=strategy, strategy_options=parse_options(option),
+                           tasks=[t.strip() for t in tasks.split(",") if t.strip()], trials=trials,
+                           parallel=parallel, steps=budget if budget is not None else (None if minutes else 200),
+                           minutes=minutes, scheduler=scheduler, seed=seed, address=address,
+                           cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, reference=reference,
+                           data_dir=str(data_dir) if data_dir else None, backend=backend)
+        cfg.train = dict(cfg.train, hidden_size=hidden)
+        run = SearchRun(cfg, runs)
+        summary = run.run(progress=progress)
+        _finish(run.run_dir, summary, top)
+
+    @app.command("resume")
+    @cli_errors
+    def resume_cmd(run_dir: Annotated[Path, typer.Argument(help="runs/NAME of an interrupted search.")],
+                   trials: Annotated[Optional[int], typer.Option(help="Raise the number of trials.")] = None,
+                   address: Annotated[Optional[str], typer.Option(help="Ray cluster address.")] = None,
+                   top: Annotated[int, typer.Option(help="Leaderboard rows to print.")] = 5,
+                   progress: Annotated[bool, typer.Option(help="Live progress.")] = True) -> None:
+        """Continue an interrupted search: finished cells are not trained again, the strategy state is restored."""
+        from cellsearch.runner.search import SearchRun
+
+        run = SearchRun.resume(run_dir, trials=trials, address=address)
+        summary = run.run(progress=progress)
+        _finish(run.run_dir, summary, top)
+
+    @app.command("leaderboard")
+    @cli_errors
+    def leaderboard_cmd(run_dir: Annotated[Path, typer.Argument(help="runs/NAME")],
+                        top: Annotated[int, typer.Option(help="How many cells.")] = 10,
+                        json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False) -> None:
+        """Rank the cells of a search: rank, hash, score, per-task metrics, parameters, equations."""
+        from cellsearch.runner.search import leaderboard
+
+        if json_out:
+            print(json.dumps(leaderboard(run_dir, top), indent=2))
+        else:
+            _print_leaderboard(run_dir, top)
+
+
+def _finish(run_dir: Path, summary: dict, top: int) -> None:
+    _print_leaderboard(run_dir, top)
+    if summary.get("best_hash"):
+        console.print(f"best cell: {run_dir / 'best.yaml'} (hash {summary['best_hash']}, "
+                      f"score {summary['best_score']:.4f})")
+    if summary.get("interrupted"):
+        console.print(f"the search stopped early; continue it with: cellsearch resume {run_dir}")

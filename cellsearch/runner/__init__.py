@@ -1,0 +1,1 @@
+"""Running searches: trial evaluation, the controller and results, Ray Tune glue (lazy)."""

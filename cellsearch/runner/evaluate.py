@@ -1,0 +1,183 @@
+"""Evaluating one candidate: the body of a search trial (runs in a Ray worker or in-process).
+
+An evaluation **plan** is a list of stages. Each stage trains the cell on one task with the
+trial budget, under one or more hyperparameter settings (the first is the run's defaults,
+the others drawn from the Jozefowicz et al. grids), and keeps the best validation score of
+the task's primary metric. A stage may be a **filter**: an absolute threshold (memorisation
+≥ 0.95) or one relative to the reference cell's best on that task (≥ 0.9 × GRU); a candidate
+below it is ``rejected`` there and the later stages are skipped.
+
+Score (higher is better): with one task and no reference it is the task's metric itself;
+otherwise it is the minimum over the scoring stages of best ÷ reference best — the fitness
+of Jozefowicz et al. (the reference scores 1.0 by construction).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+# Hyperparameter grids of Jozefowicz et al. 2015 (two reimplementations agree), see PAPERS.md.
+# The paper trained with SGD at rates 0.1–5; short CPU budgets need Adam, so the learning
+# rate is drawn from an Adam range instead.
+INIT_SCALES = (0.3, 0.7, 1.0, 1.4, 2.0, 2.8)
+MAX_GRAD_NORMS = (1.0, 2.5, 5.0, 10.0, 20.0)
+ADAM_LRS = (1e-3, 2e-3, 3e-3, 5e-3, 1e-2)
+
+
+@dataclass
+class Stage:
+    task: str
+    min_score: float | None = None  # absolute filter on the task's primary metric
+    relative: float | None = None  # filter: at least this fraction of the reference's best
+    settings: int = 1  # hyperparameter settings tried (the best counts)
+    scoring: bool = True  # part of the fitness (a pure filter like memorisation is not)
+    steps: int | None = None  # overrides the trial budget for this stage
+    task_options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Stage":
+        return cls(**d)
+
+
+def default_plan(tasks: list[str]) -> list[Stage]:
+    return [Stage(task=t) for t in tasks]
+
+
+def hyperparameters(rng: random.Random) -> dict[str, Any]:
+    """One random setting from the paper's grids (Adam learning rate, see above)."""
+    return {"init_scale": rng.choice(INIT_SCALES), "clip": rng.choice(MAX_GRAD_NORMS), "lr": rng.choice(ADAM_LRS)}
+
+
+def _primary(task: str) -> str:
+    from cellsearch.tasks import make_task
+
+    return {"arith": "char_accuracy", "xml": "accuracy", "memorize": "accuracy", "ptb": "word_prob"}.get(
+        task) or make_task(task).primary_metric
+
+
+def evaluate_candidate(config: dict[str, Any], report: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Train and score one cell as described in the module docstring.
+
+    ``config``: ``cell`` (YAML text), ``plan`` (list of stage dicts), ``budget`` ({"steps", "seconds"}),
+    ``train`` (TrainConfig overrides: hidden_size, batch_size, lr, ...), ``task_options`` ({task: {...}}),
+    ``reference`` ({task: best score} or None), ``is_reference`` (bool), ``seed``, ``threads``, ``data_dir``.
+    ``report`` receives intermediate ``{"score": ..., "final": False}`` dicts (for early stopping).
+    Returns ``{"score", "status", "stage", "metrics", "params", "seconds", "error"}``; never raises for a bad
+    cell or a failing run (the status says what happened).
+    """
+    start = time.perf_counter()
+    try:
+        return _evaluate(config, report, start)
+    except MemoryError:
+        return _outcome(None, "failed", None, {}, 0, start, "out of memory")
+    except Exception as exc:  # a candidate that breaks training must not stop the search
+        err = f"{type(exc).__name__}: {exc}"
+        return _outcome(None, "failed", None, {}, 0, start, err + "\n" + traceback.format_exc(limit=5))
+
+
+def _outcome(score, status, stage, metrics, params, start, error=None) -> dict[str, Any]:
+    return {"score": score, "status": status, "stage": stage, "metrics": metrics, "params": params,
+            "seconds": round(time.perf_counter() - start, 3), "error": error}
+
+
+def _evaluate(config: dict[str, Any], report, start: float) -> dict[str, Any]:
+    import torch
+
+    from cellsearch.dsl.io import loads_cell
+    from cellsearch.train import TrainConfig, Trainer
+
+    if config.get("threads"):
+        torch.set_num_threads(int(config["threads"]))
+    graph = loads_cell(config["cell"], source="<candidate>", warn=False)
+    plan = [Stage.from_dict(s) for s in config.get("plan") or []]
+    reference = config.get("reference") or {}
+    is_reference = bool(config.get("is_reference"))
+    budget = config.get("budget") or {"steps": 300}
+    base = dict(config.get("train") or {})
+    seed = int(config.get("seed", 0))
+    normalise = bool(reference) or is_reference or len([s for s in plan if s.scoring]) > 1
+    rng = random.Random(seed * 1_000_003 + 17)
+    metrics: dict[str, dict] = {}
+    best_norm: dict[str, float] = {}
+    params = 0
+    reports = 0
+
+    def norm(task: str, value: float) -> float:
+        ref = reference.get(task)
+        return value / ref if (ref and not is_reference) else (1.0 if is_reference else value)
+
+    for stage in plan:
+        metric = _primary(stage.task)
+        steps = stage.steps if stage.steps is not None else budget.get("steps")
+        best: float | None = None
+        best_metrics: dict | None = None
+        statuses = []
+        for k in range(max(1, stage.settings)):
+            hp = {} if k == 0 else hyperparameters(rng)
+            eval_every = max(1, steps // 4) if (report and steps) else 0
+            task_options = {**(config.get("task_options") or {}).get(stage.task, {}), **stage.task_options}
+            cfg = TrainConfig.from_dict({**base, **hp, "cell": graph.name, "task": stage.task, "steps": steps,
+                                         "seconds": budget.get("seconds"), "seed": seed + k,
+                                         "data_dir": config.get("data_dir"), "task_options": task_options,
+                                         "eval_every": eval_every, "threads": None, "device": base.get("device", "auto")})
+
+            def on_eval(step: int, m: dict, _stage=stage, _metric=metric) -> None:
+                nonlocal reports
+                value = m.get(_metric)
+                if value is None or not report:
+                    return
+                partial = min([norm(_stage.task, value)] + [v for t, v in best_norm.items()]) \
+                    if (_stage.scoring and normalise) else value
+                reports += 1
+                report({"score": partial, "final": False, "stage": _stage.task})
+
+            trainer = Trainer(cfg, graph=graph)
+            result = trainer.run(callback=on_eval)
+            params = result.params
+            statuses.append(result.status)
+            value = result.metrics.get(metric)
+            if result.status == "ok" and value is not None and (best is None or value > best):
+                best, best_metrics = value, {**result.metrics, "hyperparameters": hp or "defaults"}
+        if best is None:  # every setting diverged or produced no metric
+            metrics[stage.task] = {"status": statuses}
+            return _outcome(None, "diverged" if "diverged" in statuses else "failed", stage.task, metrics,
+                            params, start)
+        metrics[stage.task] = best_metrics
+        if not is_reference:
+            if stage.min_score is not None and best < stage.min_score:
+                return _outcome(_partial(best_norm), "rejected", stage.task, metrics, params, start)
+            ref = reference.get(stage.task)
+            if stage.relative is not None and ref and best < stage.relative * ref:
+                return _outcome(_partial(best_norm, norm(stage.task, best)), "rejected", stage.task, metrics,
+                                params, start)
+        if stage.scoring:
+            best_norm[stage.task] = norm(stage.task, best) if normalise else best
+    score = _partial(best_norm)
+    return _outcome(score, "ok", "passed" if any(s.min_score or s.relative for s in plan) else None,
+                    metrics, params, start)
+
+
+def _partial(best_norm: dict[str, float], extra: float | None = None) -> float | None:
+    values = list(best_norm.values()) + ([extra] if extra is not None else [])
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return min(values) if values else None
+
+
+def reference_scores(outcome: dict[str, Any], plan: list[dict]) -> dict[str, float]:
+    """The reference cell's best primary metric per task, from its evaluation outcome."""
+    out = {}
+    for s in plan:
+        task = s["task"]
+        m = outcome.get("metrics", {}).get(task) or {}
+        value = m.get(_primary(task))
+        if value is not None:
+            out[task] = value
+    return out
+
+
+__all__ = ["Stage", "default_plan", "evaluate_candidate", "hyperparameters", "reference_scores", "asdict"]

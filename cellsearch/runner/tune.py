@@ -1,0 +1,115 @@
+"""Ray Tune glue: each candidate is one Tune trial; the Controller is wrapped as a Searcher.
+
+Imported lazily (only when a search runs on Ray). The trainable reports intermediate scores
+(for ASHA) and a final report flagged ``final``; a trial the scheduler stops early ends
+without it and is recorded as ``stopped-early`` with its last score. A trial whose worker
+dies is retried by Tune (``FailureConfig``); errors inside training are caught by
+``evaluate_candidate`` and reported as status ``failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import ray
+from ray import tune
+from ray.tune.search import Searcher
+
+from cellsearch.runner.evaluate import evaluate_candidate
+from cellsearch.runner.search import FINISHED, Controller
+
+METRIC = "tune_score"  # the score, with failures mapped to a very low number for the scheduler
+FAILED_SCORE = -1e9
+
+
+def _trainable(config: dict) -> None:
+    """One trial: evaluate the candidate, reporting as it goes."""
+    node = ray.get_runtime_context().get_node_id()
+
+    def report(partial: dict) -> None:
+        tune.report({METRIC: partial["score"], "final": False, "node": node, "outcome": ""})
+
+    outcome = evaluate_candidate(config["candidate"], report=report)
+    score = outcome.get("score")
+    tune.report({METRIC: score if score is not None else FAILED_SCORE, "final": True, "node": node,
+                 "outcome": json.dumps(outcome)})
+
+
+class ControllerSearcher(Searcher):
+    """Tune's Searcher interface over the Controller (suggest → next_trial, complete → tell)."""
+
+    def __init__(self, controller: Controller):
+        super().__init__(metric=METRIC, mode="max")
+        self.ctl = controller
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True
+
+    def suggest(self, trial_id: str):
+        nxt = self.ctl.next_trial(trial_id)
+        if nxt == FINISHED:
+            return Searcher.FINISHED
+        if nxt is None:
+            return None
+        return {"candidate": nxt}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        node = (result or {}).get("node")
+        if error:
+            outcome = {"status": "failed", "score": None, "error": "the trial's worker failed (see Tune's logs)"}
+        elif result and result.get("final"):
+            outcome = json.loads(result["outcome"])
+        else:  # stopped by the scheduler before the end: keep its last intermediate score
+            last = (result or {}).get(METRIC)
+            outcome = {"status": "stopped-early", "score": None if last in (None, FAILED_SCORE) else last,
+                       "metrics": {}, "stage": None}
+        self.ctl.complete(trial_id, outcome, node=node)
+
+    def save(self, checkpoint_path: str) -> None:
+        self.ctl.save()  # the Controller keeps its own state file (state.json) up to date
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass  # resuming goes through `cellsearch resume`, which restores the Controller
+
+
+def _init_ray(ctl: Controller) -> None:
+    if ray.is_initialized():
+        return
+    cfg = ctl.cfg
+    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if cfg.address:
+        ray.init(address=cfg.address, **kwargs)
+    else:
+        ray.init(num_cpus=os.cpu_count(), num_gpus=None, **kwargs)
+
+
+def run_tune(ctl: Controller, run_dir: Path) -> None:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    import torch
+
+    cfg = ctl.cfg
+    torch.set_num_threads(1)  # the driver only runs the strategy; trials have their own processes
+    _init_ray(ctl)
+    resources = {"cpu": ctl.threads}
+    if cfg.gpus_per_trial:
+        resources["gpu"] = cfg.gpus_per_trial
+    if cfg.scheduler == "asha":
+        # time = reports; ~4 per stage and setting, so a trial that lags at its first reports stops
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=1000, grace_period=2, reduction_factor=2)
+    else:
+        scheduler = FIFOScheduler()
+    tuner = tune.Tuner(
+        tune.with_resources(_trainable, resources),
+        tune_config=tune.TuneConfig(search_alg=ControllerSearcher(ctl), scheduler=scheduler, num_samples=-1,
+                                    max_concurrent_trials=cfg.parallel, metric=METRIC, mode="max",
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(name="tune", storage_path=str(Path(run_dir).resolve()), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+                                  log_to_file=True),
+    )
+    tuner.fit()

@@ -1,0 +1,129 @@
+"""What every search space offers the strategies.
+
+A space turns a fixed-length sequence of categorical **decisions** into a cell (``decode``),
+so a sampler (random search, the RL controller, TPE) only ever chooses integers. It can also
+``sample`` a random cell and ``mutate`` a candidate (evolution). Every cell a space returns
+has passed validation (``CellGraph.validate``) and compiles; a decision sequence that would
+give an invalid cell is rejected with ``InvalidCandidate`` (samplers then draw again).
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from cellsearch.dsl.graph import CellGraph
+from cellsearch.dsl.hashing import canonical_hash
+from cellsearch.errors import CellError, CellsearchError
+
+
+class InvalidCandidate(CellsearchError):
+    """A decision sequence or mutation produced a cell that is not valid (it is never trained)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One categorical choice of a space: ``choices`` are labels, the decision is an index."""
+
+    name: str
+    choices: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.choices)
+
+
+@dataclass
+class Candidate:
+    """A cell proposed by a strategy, with how it was made."""
+
+    graph: CellGraph
+    decisions: tuple[int, ...] | None = None  # the space's decisions that decode to ``graph``
+    origin: str = "sample"  # sample | mutation | seed | reevaluate
+    parent: str | None = None  # hash of the parent for mutations
+    plan: dict[str, Any] | None = None  # evaluation instructions (e.g. the evolution's staged filters)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hash(self) -> str:
+        return canonical_hash(self.graph)
+
+
+def check_cell(graph: CellGraph, input_size: int = 8, hidden_size: int = 8) -> CellGraph:
+    """Validate and compile a generated cell; raise InvalidCandidate with the reason otherwise."""
+    from cellsearch.compile.codegen import CellProgram
+
+    try:
+        graph.validate(warn=False)
+        CellProgram(graph, input_size, hidden_size)
+    except CellError as exc:
+        raise InvalidCandidate(f"generated cell is invalid: {exc.reason}") from None
+    return graph
+
+
+class Space(ABC):
+    """A search space (see module docstring). Subclasses are built from a validated YAML config."""
+
+    kind: str = ""
+
+    def __init__(self, name: str, description: str = "", config: dict[str, Any] | None = None):
+        self.name = name
+        self.description = description
+        self.config = dict(config or {})
+
+    # ------------------------------------------------------------------ decisions
+    @abstractmethod
+    def decisions(self) -> list[Decision]:
+        """The fixed sequence of categorical decisions a sampler makes."""
+
+    @abstractmethod
+    def decode(self, choices: Sequence[int]) -> CellGraph:
+        """The (valid) cell for a decision sequence; InvalidCandidate if there is none."""
+
+    def encode(self, graph: CellGraph) -> tuple[int, ...] | None:
+        """Decisions that decode to ``graph`` (same hash), if the space can tell; else None."""
+        return None
+
+    # ------------------------------------------------------------------ sampling and mutation
+    def seeds(self) -> list[CellGraph]:
+        """Cells the search should start from (e.g. LSTM and GRU for the mutation space)."""
+        return []
+
+    def random_decisions(self, rng: random.Random) -> tuple[int, ...]:
+        return tuple(rng.randrange(len(d)) for d in self.decisions())
+
+    def sample(self, rng: random.Random, max_tries: int = 100) -> Candidate:
+        """A random valid candidate (invalid draws are rejected and drawn again)."""
+        last = None
+        for _ in range(max_tries):
+            choices = self.random_decisions(rng)
+            try:
+                return Candidate(self.decode(choices), decisions=choices, origin="sample")
+            except InvalidCandidate as exc:
+                last = exc
+        raise InvalidCandidate(f"space '{self.name}': no valid cell in {max_tries} random draws ({last})")
+
+    def mutate(self, parent: Candidate, rng: random.Random, max_tries: int = 100) -> Candidate:
+        """A valid child that differs from ``parent`` (default: change one or two decisions)."""
+        decisions = parent.decisions if parent.decisions is not None else self.encode(parent.graph)
+        if decisions is None:
+            raise InvalidCandidate(f"space '{self.name}' cannot mutate a cell it did not produce")
+        dims = self.decisions()
+        for _ in range(max_tries):
+            child = list(decisions)
+            for _ in range(rng.choice((1, 1, 2))):
+                i = rng.randrange(len(dims))
+                if len(dims[i]) > 1:
+                    child[i] = rng.choice([c for c in range(len(dims[i])) if c != child[i]])
+            try:
+                graph = self.decode(child)
+            except InvalidCandidate:
+                continue
+            if canonical_hash(graph) != parent.hash:
+                return Candidate(graph, decisions=tuple(child), origin="mutation", parent=parent.hash)
+        raise InvalidCandidate(f"space '{self.name}': no valid mutation in {max_tries} tries")
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "description": self.description,
+                "decisions": len(self.decisions()), **self.config}

@@ -1,0 +1,128 @@
+"""The one small interface every search strategy implements: ``ask`` / ``tell`` + state.
+
+``ask()`` proposes a ``Candidate``; ``tell(candidate, result)`` reports how it did. The runner
+(local loop or Ray Tune) is built on these two calls only. A strategy's whole state is an
+explicit, versioned, JSON-serialisable dict (``state_dict``/``load_state_dict``), written
+atomically by ``save_state``, so an interrupted search resumes exactly where it stopped.
+Randomness comes only from the strategy's own seeded ``random.Random``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cellsearch.errors import ConfigError
+from cellsearch.spaces.base import Candidate, Space
+
+STATE_VERSION = 1
+
+# Trial outcomes. A result without a finite score counts as failed for every strategy.
+STATUSES = ("ok", "diverged", "failed", "stopped-early", "rejected")
+
+
+@dataclass
+class Result:
+    score: float | None  # higher is better; None when there is none (failed, diverged)
+    status: str = "ok"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    stage: str | None = None  # for staged evaluations: the stage that rejected it
+
+    @property
+    def failed(self) -> bool:
+        """No usable score: the strategy should treat the candidate as bad, not crash."""
+        return self.score is None or not math.isfinite(self.score)
+
+    def usable_score(self, worst: float = 0.0) -> float:
+        return worst if self.failed else float(self.score)
+
+
+class Strategy(ABC):
+    """Base class: subclasses implement ``ask``/``tell`` and extend the state dict."""
+
+    name: str = "strategy"
+
+    def __init__(self, space: Space, seed: int = 0, **options: Any):
+        if options:
+            raise ConfigError(f"strategy '{self.name}' has no option(s) {', '.join(sorted(options))}")
+        self.space = space
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.asked = 0
+        self.told = 0
+
+    @abstractmethod
+    def ask(self) -> Candidate:
+        """The next candidate to evaluate."""
+
+    @abstractmethod
+    def tell(self, candidate: Candidate, result: Result) -> None:
+        """Report a candidate's result (also for failed or deduplicated candidates)."""
+
+    def abandon_pending(self) -> None:
+        """Forget candidates that were asked but will never be told (a resumed search lost them)."""
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {"version": STATE_VERSION, "strategy": self.name, "space": self.space.name, "seed": self.seed,
+                "rng": _rng_to_json(self.rng), "asked": self.asked, "told": self.told}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise ConfigError(f"strategy state version {state.get('version')} is not supported "
+                              f"(expected {STATE_VERSION})")
+        if state.get("strategy") != self.name:
+            raise ConfigError(f"state is for strategy '{state.get('strategy')}', not '{self.name}'")
+        self.seed = state["seed"]
+        self.rng.setstate(_rng_from_json(state["rng"]))
+        self.asked = state["asked"]
+        self.told = state["told"]
+
+
+def _rng_to_json(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _rng_from_json(data: list) -> tuple:
+    return (data[0], tuple(data[1]), data[2])
+
+
+def candidate_to_json(c: Candidate) -> dict[str, Any]:
+    from cellsearch.dsl.io import cell_to_dict
+
+    return {"graph": cell_to_dict(c.graph, "graph"), "decisions": list(c.decisions) if c.decisions else None,
+            "origin": c.origin, "parent": c.parent, "plan": c.plan, "info": c.info}
+
+
+def candidate_from_json(data: dict[str, Any]) -> Candidate:
+    from cellsearch.dsl.io import cell_from_dict
+
+    return Candidate(cell_from_dict(data["graph"], warn=False),
+                     tuple(data["decisions"]) if data.get("decisions") is not None else None,
+                     data.get("origin", "sample"), data.get("parent"), data.get("plan"), data.get("info") or {})
+
+
+def save_state(state: dict[str, Any], path: str | Path) -> Path:
+    """Write a state dict as JSON atomically (temp file + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, path)
+    return path
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no strategy state at {path}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"strategy state {path} is corrupted: {exc}") from None

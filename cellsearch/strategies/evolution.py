@@ -1,0 +1,85 @@
+"""The mutation search of Jozefowicz, Zaremba & Sutskever 2015.
+
+Keep the best ``population_size`` architectures (default 100), seeded with the space's seed
+cells (LSTM and GRU). Each step either re-evaluates a random member under new
+hyperparameters (probability ``reevaluate``) or mutates a random member. Children go
+through staged filters — memorisation ≥ 95%, then every task in turn, dropped below 90% of
+the reference cell's (GRU's) best — each stage with a few random hyperparameter settings
+(``settings``); fitness = min over tasks of (best ÷ reference best). The filters are what
+make the search cheap: the results table records the stage that rejected each child.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cellsearch.runner.evaluate import Stage
+from cellsearch.spaces.base import Candidate, InvalidCandidate
+from cellsearch.strategies.base import Result, Strategy, candidate_from_json, candidate_to_json
+
+
+class JozefowiczEvolution(Strategy):
+    name = "evolution"
+
+    def __init__(self, space, seed: int = 0, population_size: int = 100, reevaluate: float = 0.1,
+                 settings: int = 2, memorize_threshold: float | None = 0.95, relative_threshold: float = 0.9,
+                 memorize_options: dict | None = None, memorize_steps: int | None = None, **options):
+        super().__init__(space, seed, **options)
+        self.population_size = population_size
+        self.reevaluate = reevaluate
+        self.settings = settings
+        self.memorize_threshold = memorize_threshold
+        self.relative_threshold = relative_threshold
+        self.memorize_options = dict(memorize_options or {})
+        self.memorize_steps = memorize_steps
+        self.population: list[tuple[Candidate, float]] = []  # best first
+        self.pending_seeds = [Candidate(g, decisions=space.encode(g), origin="seed") for g in space.seeds()]
+
+    def plan(self, tasks: list[str]) -> list[Stage]:
+        """Staged filters: memorisation, then each task relative to the reference."""
+        stages = []
+        if self.memorize_threshold is not None:
+            stages.append(Stage("memorize", min_score=self.memorize_threshold, settings=self.settings, scoring=False,
+                                steps=self.memorize_steps, task_options=self.memorize_options))
+        stages += [Stage(t, relative=self.relative_threshold, settings=self.settings) for t in tasks]
+        return stages
+
+    def ask(self) -> Candidate:
+        self.asked += 1
+        if self.pending_seeds:
+            return self.pending_seeds.pop(0)
+        if not self.population:
+            return self.space.sample(self.rng)
+        parent, _ = self.rng.choice(self.population)
+        if self.rng.random() < self.reevaluate:
+            return Candidate(parent.graph, parent.decisions, origin="reevaluate", parent=parent.hash,
+                             info={"reevaluation": self.asked})
+        try:
+            return self.space.mutate(parent, self.rng)
+        except InvalidCandidate:
+            return self.space.sample(self.rng)
+
+    def tell(self, candidate: Candidate, result: Result) -> None:
+        self.told += 1
+        if result.failed or result.status != "ok":
+            return  # rejected by a filter, diverged or failed: never joins the population
+        score = float(result.score)
+        h = candidate.hash
+        for i, (member, old) in enumerate(self.population):
+            if member.hash == h:  # a re-evaluation (or a duplicate): keep the best score seen
+                self.population[i] = (member, max(old, score))
+                break
+        else:
+            self.population.append((candidate, score))
+        self.population.sort(key=lambda m: -m[1])
+        del self.population[self.population_size:]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(),
+                "population": [[candidate_to_json(c), s] for c, s in self.population],
+                "pending_seeds": [candidate_to_json(c) for c in self.pending_seeds]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.population = [(candidate_from_json(c), float(s)) for c, s in state["population"]]
+        self.pending_seeds = [candidate_from_json(c) for c in state["pending_seeds"]]

@@ -1,0 +1,28 @@
+"""Random search: every ask is an independent uniform sample of the space (the baseline).
+
+``space.sample`` draws each decision uniformly and rejects invalid cells, so the distribution
+is uniform over valid decision sequences (not over distinct cells: cells reachable by many
+sequences are proportionally more likely). ``tell`` only counts results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cellsearch.spaces.base import Candidate, Space
+from cellsearch.strategies.base import Result, Strategy
+
+
+class RandomSearch(Strategy):
+    name = "random"
+
+    def __init__(self, space: Space, seed: int = 0, **options: Any):
+        super().__init__(space, seed, **options)
+
+    def ask(self) -> Candidate:
+        candidate = self.space.sample(self.rng)
+        self.asked += 1
+        return candidate
+
+    def tell(self, candidate: Candidate, result: Result) -> None:
+        self.told += 1
