@@ -46,11 +46,12 @@ app = typer.Typer(help="cellsearch: describe, compile, search, analyse and expor
 
 
 def _register() -> None:
-    from cellsearch.cli import bench, cells, reproduce, search, train
+    from cellsearch.cli import bench, cells, export, reproduce, search, train
 
     app.add_typer(cells.app, name="cells")
     search.register(app)
     train.register(app)
+    export.register(app)
     app.add_typer(reproduce.app, name="reproduce")
     bench.register(app)
 
