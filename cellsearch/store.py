@@ -131,6 +131,6 @@ def read_results(run_dir: str | Path):
         raise ConfigError(f"no results database at {db}")
     with sqlite3.connect(db) as conn:
         df = pd.read_sql_query("SELECT * FROM trials ORDER BY id", conn)
-    df["metrics"] = df["metrics"].map(lambda s: json.loads(s) if s else {})
-    df["decisions"] = df["decisions"].map(lambda s: json.loads(s) if s else None)
+    df["metrics"] = df["metrics"].map(lambda s: json.loads(s) if isinstance(s, str) and s else {})
+    df["decisions"] = df["decisions"].map(lambda s: json.loads(s) if isinstance(s, str) and s else None)
     return df

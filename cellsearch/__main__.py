@@ -1,0 +1,5 @@
+"""``python -m cellsearch`` = the ``cellsearch`` command."""
+
+from cellsearch.cli import main
+
+main()

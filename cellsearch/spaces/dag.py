@@ -1,0 +1,194 @@
+"""The ``dag`` space: the ENAS / DARTS recurrent cell (Pham et al. 2018; Liu et al. 2019).
+
+``nodes`` N nodes, each an activation applied through a highway connection:
+
+* node 0: ``n0 = act0(linear(x, h_prev))``;
+* node i ≥ 1 reads one earlier node ``n_j`` (j < i):
+  ``n_i = blend(sigmoid(linear(n_j)), act_i(linear(n_j)), n_j)``
+  = c ⊙ act(W n_j) + (1 − c) ⊙ n_j with the gate c = σ(W_c n_j);
+* the new ``h`` is the average of the loose ends (nodes no other node reads):
+  ``h = (a + b + ...) * (1/k)``; with a single loose end, that node is ``h``.
+
+An ``identity`` activation emits no node. States ``[h]``; the input is read only through
+``linear``, so the input size may differ from the hidden size.
+
+Decisions, in order: ``node0.activation``, then for i = 1 .. N-1 ``node{i}.input`` (i choices:
+``node0`` .. ``node{i-1}``) and ``node{i}.activation``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from cellsearch.dsl.graph import CellGraph
+from cellsearch.dsl.hashing import canonical_hash
+from cellsearch.spaces.base import Decision, InvalidCandidate, Space
+from cellsearch.spaces.common import NodeList, finish, validated_options
+
+SOURCE = "ENAS (Pham et al. 2018) / DARTS (Liu et al. 2019) recurrent cell space"
+
+
+class DagSpace(Space):
+    kind = "dag"
+
+    def __init__(self, name: str = "dag", description: str = "", **options: Any):
+        opts = validated_options(self.kind, options)
+        super().__init__(name, description, opts)
+        self.n: int = opts["nodes"]
+        self.activations: tuple[str, ...] = tuple(opts["activations"])
+        self.bias: bool = opts["bias"]
+        dims = [Decision("node0.activation", self.activations)]
+        for i in range(1, self.n):
+            dims.append(Decision(f"node{i}.input", tuple(f"node{j}" for j in range(i))))
+            dims.append(Decision(f"node{i}.activation", self.activations))
+        self._decisions = dims
+
+    def decisions(self) -> list[Decision]:
+        return list(self._decisions)
+
+    def _unpack(self, choices: Sequence[int]) -> tuple[list[str], list[int]]:
+        if len(choices) != len(self._decisions):
+            raise InvalidCandidate(f"space '{self.name}' takes {len(self._decisions)} decisions, got {len(choices)}")
+        for d, c in zip(self._decisions, choices):
+            if not 0 <= c < len(d):
+                raise InvalidCandidate(f"decision '{d.name}' has {len(d)} choices, got {c}")
+        acts = [self.activations[choices[0]]]
+        parents = [-1]
+        for i in range(1, self.n):
+            parents.append(choices[2 * i - 1])
+            acts.append(self.activations[choices[2 * i]])
+        return acts, parents
+
+    def _loose_ends(self, acts: list[str], parents: list[int]) -> list[int]:
+        """Nodes no other node reads, in a canonical order (the same for isomorphic cells).
+
+        The nodes form a tree rooted at node 0. Children are visited in the order of their
+        canonical subtree encodings (activation, sorted children), so the order of the sum
+        does not depend on how the nodes happen to be numbered, and ``encode`` can renumber.
+        """
+        children: list[list[int]] = [[] for _ in range(self.n)]
+        for i, p in enumerate(parents):
+            if p >= 0:
+                children[p].append(i)
+        enc: dict[int, str] = {}
+        for i in reversed(range(self.n)):  # children have larger indices
+            enc[i] = f"{acts[i]}(" + ",".join(sorted(enc[c] for c in children[i])) + ")"
+        out: list[int] = []
+        stack = [0]
+        while stack:
+            i = stack.pop()
+            if not children[i]:
+                out.append(i)
+            stack.extend(sorted(children[i], key=lambda c: enc[c], reverse=True))
+        return out
+
+    def decode(self, choices: Sequence[int]) -> CellGraph:
+        acts, parents = self._unpack(choices)
+        loose = self._loose_ends(acts, parents)
+        names = [f"node{i}" for i in range(self.n)]
+        if len(loose) == 1:
+            names[loose[0]] = "h"
+        nl = NodeList({"x", "h", "h_prev", *names})
+        attrs = {} if self.bias else {"bias": False}
+        for i in range(self.n):
+            last = names[i]
+            if i == 0:
+                if acts[0] == "identity":
+                    nl.add(last, "linear", ["x", "h_prev"], attrs, exact=True)
+                else:
+                    lin = nl.add(f"{last}_linear", "linear", ["x", "h_prev"], attrs, auto=True)
+                    nl.add(last, acts[0], [lin], exact=True)
+                continue
+            src = names[parents[i]]
+            gl = nl.add(f"{last}_gate_linear", "linear", [src], attrs, auto=True)
+            gate = nl.add(f"{last}_gate", "sigmoid", [gl], auto=True)
+            cand = nl.add(f"{last}_linear", "linear", [src], attrs, auto=True)
+            if acts[i] != "identity":
+                cand = nl.add(f"{last}_{acts[i]}", acts[i], [cand], auto=True)
+            nl.add(last, "blend", [gate, cand, src], exact=True)
+        if len(loose) > 1:
+            acc = names[loose[0]]
+            for i in loose[1:]:
+                acc = nl.add("h_add", "add", [acc, names[i]], auto=True)
+            scale = nl.add("h_const", "const", [], {"value": 1.0 / len(loose)}, auto=True)
+            nl.add("h", "mul", [acc, scale], exact=True)
+        graph = CellGraph(name=self.name, inputs=("x",), states=("h",), output="h", nodes=tuple(nl.nodes),
+                          source=SOURCE, description=f"Decoded from search space '{self.name}' (dag).")
+        return finish(graph, self.name, source=SOURCE, description=graph.description)
+
+    # ------------------------------------------------------------------ encode
+    def encode(self, graph: CellGraph) -> tuple[int, ...] | None:
+        """Decisions for a cell of this space (checked by decoding: same hash), else None."""
+        try:
+            choices = self._parse(graph)
+        except (KeyError, ValueError, IndexError):
+            return None
+        if choices is None:
+            return None
+        try:
+            decoded = self.decode(choices)
+        except InvalidCandidate:
+            return None
+        return choices if canonical_hash(decoded) == canonical_hash(graph) else None
+
+    def _parse(self, graph: CellGraph) -> tuple[int, ...] | None:
+        if tuple(graph.inputs) != ("x",) or tuple(graph.states) != ("h",):
+            return None
+        nm = graph.node_map
+        acts_allowed = set(self.activations) - {"identity"}
+        info: dict[str, tuple[str | None, str]] = {}  # dag node → (parent or None for node 0, activation)
+
+        def strip(name: str) -> tuple[str, str]:
+            node = nm[name]
+            if node.op in acts_allowed:
+                return node.args[0], node.op
+            return name, "identity"
+
+        def visit(name: str) -> None:
+            if name in info:
+                return
+            node = nm[name]
+            if node.op == "blend":
+                gate, cand, src = node.args
+                g = nm[gate]
+                if g.op != "sigmoid" or nm[g.args[0]].op != "linear" or nm[g.args[0]].args != (src,):
+                    raise ValueError("not a highway node")
+                lin, act = strip(cand)
+                if nm[lin].op != "linear" or nm[lin].args != (src,):
+                    raise ValueError("not a highway node")
+                info[name] = (src, act)
+                visit(src)
+                return
+            lin, act = strip(name)
+            if nm[lin].op != "linear" or sorted(nm[lin].args) != ["h_prev", "x"]:
+                raise ValueError("not node 0")
+            info[name] = (None, act)
+
+        h = nm["h"]
+        if h.op == "mul" and any(nm.get(a) is not None and nm[a].op == "const" for a in h.args):
+            loose: list[str] = []
+
+            def flatten(name: str) -> None:
+                if nm[name].op == "add":  # the sum of the loose ends (dag nodes are never add)
+                    for a in nm[name].args:
+                        flatten(a)
+                else:
+                    loose.append(name)
+
+            flatten(next(a for a in h.args if nm[a].op != "const"))
+        else:
+            loose = ["h"]
+        for name in loose:
+            visit(name)
+        roots = [n for n, (p, _) in info.items() if p is None]
+        if len(info) != self.n or len(roots) != 1:
+            return None
+        order = [n for n in graph.order if n in info]
+        index = {n: i for i, n in enumerate(order)}
+        if index[roots[0]] != 0:
+            return None
+        choices = [self.activations.index(info[order[0]][1])]
+        for name in order[1:]:
+            parent, act = info[name]
+            choices += [index[parent], self.activations.index(act)]
+        return tuple(choices)
