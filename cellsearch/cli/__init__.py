@@ -32,11 +32,13 @@ def cli_errors(fn):
                 err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
                 raise typer.Exit(exc.exit_code) from None
             finally:
-                for w in caught:
+                # a copy, and no warnings.showwarning here: inside catch_warnings(record=True) it
+                # appends to `caught`, and iterating over `caught` would never end
+                for w in list(caught):
                     if issubclass(w.category, CellWarning):
                         err_console.print(f"warning: {w.message}", markup=False, highlight=False, soft_wrap=True)
                     else:
-                        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+                        sys.stderr.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line))
 
     return wrapper
 
@@ -46,13 +48,14 @@ app = typer.Typer(help="cellsearch: describe, compile, search, analyse and expor
 
 
 def _register() -> None:
-    from cellsearch.cli import bench, cells, export, reproduce, search, train
+    from cellsearch.cli import analyze, bench, cells, export, reproduce, search, train
 
     app.add_typer(cells.app, name="cells")
     search.register(app)
     train.register(app)
     export.register(app)
     app.add_typer(reproduce.app, name="reproduce")
+    app.add_typer(analyze.app, name="analyze")
     bench.register(app)
 
 

@@ -1,0 +1,610 @@
+"""Which parts of the LSTM matter? The study of Greff et al. 2017 ("LSTM: A Search Space
+Odyssey") on our tasks.
+
+The nine variants of the paper (``vanilla`` and eight that each change one thing, see
+``cellsearch/library``) are trained with random hyperparameters — learning rate and hidden
+size log-uniform, as in the paper — and compared in two ways:
+
+* ``welch_tests``: every variant against ``vanilla`` with Welch's t-test on the best
+  ``top_fraction`` of each variant's trials, Bonferroni-corrected over the comparisons made
+  (8 with all variants), as in Section V of the paper;
+* ``gate_importance``: fANOVA (Hutter et al. 2014, Optuna's random-forest implementation) of
+  the score over the 0/1 gate features of ``GATE_FEATURES`` together with the
+  hyperparameters.
+
+``ranking_table`` puts the result beside the papers' findings (Greff: forget gate and output
+activation critical; Jozefowicz et al. 2015: forget > input > output gate).
+
+Choices that the paper does not fix, documented here and configurable:
+
+* **CIFG** keeps a forget gate — it is coupled to the input gate, ``f = 1 − i`` — so its
+  features are ``coupled = 1`` with ``forget_gate = 1`` (and ``input_gate = 1``): the only
+  thing that differs from vanilla is the coupling.
+* **Paired draws**: with ``paired=True`` (the default) the k-th hyperparameter setting is the
+  same for every variant, which removes hyperparameter noise from the comparison when there
+  are only a few trials per variant. ``paired=False`` draws each variant's settings
+  independently, as Greff et al. did.
+* **Diverged or failed trials** (no score) are kept in the DataFrame but take no part in the
+  tests or the fANOVA; ``welch_tests`` reports how many each variant had.
+* **Seeds**: each hyperparameter setting is trained with ``seeds`` seeds; every run is one row
+  and one sample.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
+
+from cellsearch.errors import ConfigError
+
+VARIANTS = ("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
+FEATURES = ("input_gate", "forget_gate", "output_gate", "peepholes", "input_activation", "output_activation",
+            "coupled", "full_recurrence")
+HYPERPARAMETERS = ("lr", "hidden")
+
+_VANILLA = {"input_gate": 1, "forget_gate": 1, "output_gate": 1, "peepholes": 1, "input_activation": 1,
+            "output_activation": 1, "coupled": 0, "full_recurrence": 0}
+# The one feature each variant changes (and to what).
+VARIANT_CHANGE: dict[str, tuple[str, int] | None] = {
+    "vanilla": None,
+    "nig": ("input_gate", 0),         # i = 1
+    "nfg": ("forget_gate", 0),        # f = 1
+    "nog": ("output_gate", 0),        # o = 1
+    "niaf": ("input_activation", 0),  # g = identity
+    "noaf": ("output_activation", 0),  # h = identity
+    "np": ("peepholes", 0),           # no peepholes
+    "cifg": ("coupled", 1),           # f = 1 - i (the forget gate stays, coupled)
+    "fgr": ("full_recurrence", 1),    # gates see the previous i, f, o
+}
+GATE_FEATURES: dict[str, dict[str, int]] = {
+    v: {**_VANILLA, **({change[0]: change[1]} if change else {})} for v, change in VARIANT_CHANGE.items()
+}
+FEATURE_VARIANT = {change[0]: v for v, change in VARIANT_CHANGE.items() if change}
+
+PRIMARY_METRIC = {"arith": "char_accuracy", "xml": "accuracy", "memorize": "accuracy", "ptb": "word_prob"}
+
+# Small settings per task: a study of 9 variants × a few trials runs in minutes on a CPU.
+DEFAULT_TASK_OPTIONS: dict[str, dict[str, Any]] = {
+    "arith": {"max_digits": 2, "eval_examples": 200},
+    "xml": {"eval_chars": 4000},
+    "memorize": {"eval_examples": 200},
+    "ptb": {"bptt": 35, "eval_tokens": 10000},
+}
+
+# What the papers found, per feature (see shared/PAPERS.md).
+GREFF_FINDING = {
+    "forget_gate": "critical: NFG hurts on all three datasets",
+    "output_activation": "critical: NOAF hurts on all three datasets",
+    "input_gate": "NIG hurts on TIMIT and IAM, not on JSB",
+    "output_gate": "NOG hurts on TIMIT and IAM, not on JSB",
+    "input_activation": "NIAF hurts on TIMIT and IAM, not on JSB",
+    "peepholes": "NP: no significant change",
+    "coupled": "CIFG: no significant change",
+    "full_recurrence": "FGR: worse on JSB only",
+}
+# Majority outcome over the paper's three datasets: what our Welch test is compared with.
+GREFF_EXPECTED = {"forget_gate": "worse", "output_activation": "worse", "input_gate": "worse",
+                  "output_gate": "worse", "input_activation": "worse", "peepholes": "n.s.", "coupled": "n.s.",
+                  "full_recurrence": "n.s."}
+GREFF_CRITICAL = ("forget_gate", "output_activation")
+# Jozefowicz et al. 2015: removing the forget gate hurts most, then the input gate, then the output gate
+# (Table 1, Arithmetic: LSTM .892, LSTM-f .293, LSTM-i .751, LSTM-o .867).
+JOZEFOWICZ_RANK = {"forget_gate": 1, "input_gate": 2, "output_gate": 3}
+JOZEFOWICZ_ARITH = {"forget_gate": 0.293, "input_gate": 0.751, "output_gate": 0.867}
+JOZEFOWICZ_LSTM_ARITH = 0.892
+
+
+def features_of(variant: str) -> dict[str, int]:
+    if variant not in GATE_FEATURES:
+        raise ConfigError(f"'{variant}' is not a Greff et al. variant (known: {', '.join(VARIANTS)})")
+    return dict(GATE_FEATURES[variant])
+
+
+def add_features(df):
+    """``df`` with one 0/1 column per gate feature, from its ``variant`` column."""
+    out = df.copy()
+    for f in FEATURES:
+        out[f] = [GATE_FEATURES[v][f] for v in out["variant"]]
+    return out
+
+
+def primary_metric(task: str) -> str:
+    if task in PRIMARY_METRIC:
+        return PRIMARY_METRIC[task]
+    from cellsearch.tasks import make_task
+
+    return make_task(task).primary_metric
+
+
+# ---------------------------------------------------------------------------------------- the study
+def _log_uniform(rng: random.Random, lo: float, hi: float) -> float:
+    return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+
+
+def draw_hyperparameters(rng: random.Random, hidden_range: tuple[int, int], lr_range: tuple[float, float]
+                         ) -> dict[str, Any]:
+    """One random setting: log-uniform learning rate and (rounded) log-uniform hidden size."""
+    lo, hi = hidden_range
+    hidden = int(round(_log_uniform(rng, lo - 0.5 + 1e-9, hi + 0.5 - 1e-9)))
+    return {"lr": _log_uniform(rng, *lr_range), "hidden": min(hi, max(lo, hidden))}
+
+
+def study_jobs(task: str = "arith", trials_per_variant: int = 3, seeds: int = 1, steps: int = 150,
+               hidden_range: tuple[int, int] = (16, 64), lr_range: tuple[float, float] = (1e-3, 3e-2),
+               task_options: dict | None = None, variants: Sequence[str] = VARIANTS, seed: int = 0,
+               batch_size: int = 32, paired: bool = True, train_options: dict | None = None) -> list[dict]:
+    """The runs of a study as plain dicts (variant, trial, seed, lr, hidden and the TrainConfig)."""
+    from dataclasses import asdict
+
+    from cellsearch.train import TrainConfig
+
+    if trials_per_variant < 1 or seeds < 1 or steps < 0:
+        raise ConfigError("trials_per_variant and seeds must be at least 1, steps at least 0")
+    if not (1 <= hidden_range[0] <= hidden_range[1]):
+        raise ConfigError(f"bad hidden_range {hidden_range}: need 1 <= low <= high")
+    if not (0 < lr_range[0] <= lr_range[1]):
+        raise ConfigError(f"bad lr_range {lr_range}: need 0 < low <= high")
+    variants = list(variants)
+    if not variants:
+        raise ConfigError("give at least one variant")
+    for v in variants:
+        features_of(v)
+    options = dict(DEFAULT_TASK_OPTIONS.get(task, {}) if task_options is None else task_options)
+    shared = [draw_hyperparameters(random.Random(seed * 1_000_003 + k), hidden_range, lr_range)
+              for k in range(trials_per_variant)]
+    jobs = []
+    for v_i, variant in enumerate(variants):
+        rng = random.Random(f"{seed}/{variant}")
+        for k in range(trials_per_variant):
+            hp = shared[k] if paired else draw_hyperparameters(rng, hidden_range, lr_range)
+            for s in range(seeds):
+                cfg = TrainConfig.from_dict({**(train_options or {}), "cell": variant, "task": task,
+                                             "task_options": options, "hidden_size": hp["hidden"], "lr": hp["lr"],
+                                             "steps": steps, "batch_size": batch_size, "seed": seed + s,
+                                             "threads": None, "device": "cpu"})
+                cfg.validate()
+                jobs.append({"variant": variant, "trial": k, "seed": seed + s, "lr": hp["lr"], "hidden": hp["hidden"],
+                             "config": asdict(cfg)})
+    return jobs
+
+
+def _run_trial(job: dict, threads: int | None = 1) -> dict:
+    """Train one run (in a worker process or in-process); never raises for a failing run."""
+    import torch
+
+    from cellsearch.train import TrainConfig, train
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    row = {k: job[k] for k in ("variant", "trial", "seed", "lr", "hidden")}
+    try:
+        cfg = TrainConfig.from_dict(job["config"])
+        res = train(cfg)
+        score = res.metrics.get(primary_metric(cfg.task)) if res.status == "ok" else None
+        row.update(score=float("nan") if score is None else float(score), status=res.status, steps=res.steps,
+                   params=res.params, error=None)
+    except Exception as exc:  # one broken run must not stop the study
+        row.update(score=float("nan"), status="failed", steps=0, params=0, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        torch.set_num_threads(before)
+    row["seconds"] = round(time.perf_counter() - start, 3)
+    return row
+
+
+COLUMNS = ("variant", "trial", "seed", "lr", "hidden", "score", "status", "seconds", "steps", "params", "error")
+
+
+def run_gate_study(task: str = "arith", trials_per_variant: int = 3, seeds: int = 1, steps: int = 150,
+                   hidden_range: tuple[int, int] = (16, 64), lr_range: tuple[float, float] = (1e-3, 3e-2),
+                   task_options: dict | None = None, variants: Sequence[str] = VARIANTS, workers: int = 1,
+                   progress: Callable[[int, int, dict], None] | None = None, *, seed: int = 0,
+                   batch_size: int = 32, paired: bool = True, train_options: dict | None = None):
+    """Train every variant ``trials_per_variant`` × ``seeds`` times with random hyperparameters.
+
+    ``task_options`` default to ``DEFAULT_TASK_OPTIONS[task]`` (arith: 2-digit numbers).
+    ``workers > 1`` trains in that many processes with one torch thread each; ``progress(i, n, row)``
+    is called after every run. Returns a DataFrame with one row per run: variant, trial, seed, lr,
+    hidden, score (the task's primary metric; NaN unless status is ok), status, seconds, steps,
+    params, error — sorted by variant (paper order), trial and seed.
+    """
+    import pandas as pd
+
+    from cellsearch.tasks import make_task
+
+    if task == "ptb":
+        from cellsearch.tasks.data import verify
+
+        verify("ptb", (train_options or {}).get("data_dir"))
+    todo = study_jobs(task, trials_per_variant, seeds, steps, hidden_range, lr_range, task_options, variants, seed,
+                      batch_size, paired, train_options)
+    try:  # a bad task option fails here, once, not in every run
+        make_task(task, seed=0, data_dir=(train_options or {}).get("data_dir"), **todo[0]["config"]["task_options"])
+    except TypeError as exc:
+        raise ConfigError(f"bad option for task '{task}': {exc}") from None
+    rows: list[dict] = []
+    if workers and workers > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+            futures = [pool.submit(_run_trial, job, 1) for job in todo]
+            for i, fut in enumerate(as_completed(futures), 1):
+                rows.append(fut.result())
+                if progress:
+                    progress(i, len(todo), rows[-1])
+    else:
+        for i, job in enumerate(todo, 1):
+            rows.append(_run_trial(job, 1))
+            if progress:
+                progress(i, len(todo), rows[-1])
+    return _sorted(pd.DataFrame(rows, columns=list(COLUMNS)))
+
+
+def _sorted(df):
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    df = df.assign(_o=df["variant"].map(order)).sort_values(["_o", "trial", "seed"], kind="stable")
+    return df.drop(columns="_o").reset_index(drop=True)
+
+
+def load_gate_study(run_dir: str | Path, task: str | None = None):
+    """The study's DataFrame from an existing search run, keeping the rows whose cell is a Greff variant.
+
+    Cells are matched by canonical hash, so renamed copies count. ``task`` (default: the run's first
+    task) selects the metrics: the score is that task's primary metric when the metrics JSON has it,
+    else the row's score. Hyperparameters: ``lr``/``hidden`` from the metrics JSON (``{task: {...,
+    "hyperparameters": {...}}}`` as the search writes it, or top-level keys ``lr``, ``hidden_size``);
+    a trial trained with the run's defaults takes them from ``config.json`` (``train``); NaN when
+    neither says. Deduplicated (reused) rows are left out; the seed is not stored by a search (NaN).
+    Note that the built-in ``lstm`` (torch's LSTM, no peepholes) is structurally ``np`` and counts as np.
+    """
+    import json
+
+    import pandas as pd
+
+    from cellsearch.dsl.hashing import canonical_hash
+    from cellsearch.library import get_cell
+    from cellsearch.store import read_results
+
+    path = Path(run_dir)
+    config: dict = {}
+    if (path / "config.json").exists():
+        config = json.loads((path / "config.json").read_text())
+    task = task or (config.get("tasks") or ["arith"])[0]
+    metric = primary_metric(task)
+    defaults = config.get("train") or {}
+    by_hash = {canonical_hash(get_cell(v)): v for v in VARIANTS}
+    df = read_results(path)
+    rows = []
+    for r in df.itertuples(index=False):
+        if r.hash not in by_hash or (r.reused_from is not None and r.reused_from == r.reused_from):
+            continue
+        m = r.metrics.get(task) if isinstance(r.metrics, dict) else None
+        m = m if isinstance(m, dict) else {}
+        hp = m.get("hyperparameters")
+        lr = hidden = float("nan")
+        if isinstance(hp, dict):
+            lr = hp.get("lr", defaults.get("lr", float("nan")))
+            hidden = hp.get("hidden_size", hp.get("hidden", defaults.get("hidden_size", float("nan"))))
+        elif hp == "defaults":
+            lr, hidden = defaults.get("lr", float("nan")), defaults.get("hidden_size", float("nan"))
+        lr = m.get("lr", lr)
+        hidden = m.get("hidden_size", m.get("hidden", hidden))
+        value = m.get(metric)
+        score = value if value is not None else r.score
+        rows.append({"variant": by_hash[r.hash], "trial": int(r.id), "seed": float("nan"),
+                     "lr": float(lr) if lr is not None else float("nan"),
+                     "hidden": float(hidden) if hidden is not None else float("nan"),
+                     "score": float(score) if score is not None and r.status in ("ok", "rejected") else float("nan"),
+                     "status": r.status, "seconds": r.seconds, "steps": float("nan"), "params": r.params,
+                     "error": r.error})
+    if not rows:
+        raise ConfigError(f"{path}: no trial of this run is one of the Greff et al. variants "
+                          f"({', '.join(VARIANTS)})")
+    return _sorted(pd.DataFrame(rows, columns=list(COLUMNS)))
+
+
+# ---------------------------------------------------------------------------------------- statistics
+def _valid(df):
+    return df[df["score"].notna() & df["score"].map(lambda v: math.isfinite(float(v)))]
+
+
+def welch_tests(df, top_fraction: float = 0.1, alpha: float = 0.05, baseline: str = "vanilla"):
+    """Each variant against ``baseline`` on the best ``top_fraction`` of its scored trials (at least 2).
+
+    Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``), Bonferroni over the comparisons made.
+    Returns one row per variant: variant, n (scored trials), n_top, failed (runs without a score),
+    mean, vanilla_mean, t, p, p_bonferroni, significant, direction (``worse``/``better`` when
+    significant, else ``n.s.``; ``–`` when there is nothing to test).
+    """
+    import pandas as pd
+    from scipy import stats
+
+    if not 0 < top_fraction <= 1:
+        raise ConfigError("top_fraction must be in (0, 1]")
+    valid = _valid(df)
+
+    def top(variant: str):
+        s = valid.loc[valid["variant"] == variant, "score"].astype(float).sort_values(ascending=False)
+        n_top = max(2, math.ceil(top_fraction * len(s)))
+        return s.iloc[:n_top].to_numpy(), len(s)
+
+    base, _ = top(baseline)
+    base_mean = float(base.mean()) if len(base) else float("nan")
+    present = [v for v in VARIANTS if v in set(df["variant"]) and v != baseline]
+    present += sorted(set(df["variant"]) - set(VARIANTS) - {baseline})
+    records = []
+    for variant in present:
+        vals, n = top(variant)
+        rec = {"variant": variant, "n": n, "n_top": len(vals),
+               "failed": int(((df["variant"] == variant) & ~df.index.isin(valid.index)).sum()),
+               "mean": float(vals.mean()) if len(vals) else float("nan"), "vanilla_mean": base_mean,
+               "t": float("nan"), "p": float("nan")}
+        if len(vals) >= 2 and len(base) >= 2:
+            if vals.std() == 0 and base.std() == 0:  # no spread at all: equal means or an obvious difference
+                rec["t"] = 0.0 if vals.mean() == base.mean() else math.copysign(math.inf, vals.mean() - base.mean())
+                rec["p"] = 1.0 if vals.mean() == base.mean() else 0.0
+            else:
+                with warnings.catch_warnings():  # nearly equal scores: scipy's precision-loss warning
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    res = stats.ttest_ind(vals, base, equal_var=False)
+                rec["t"], rec["p"] = float(res.statistic), float(res.pvalue)
+        records.append(rec)
+    out = pd.DataFrame(records, columns=["variant", "n", "n_top", "failed", "mean", "vanilla_mean", "t", "p"])
+    m = int(out["p"].notna().sum())
+    out["p_bonferroni"] = (out["p"] * m).clip(upper=1.0)
+    out["significant"] = out["p_bonferroni"].notna() & (out["p_bonferroni"] < alpha)
+
+    def direction(r) -> str:
+        if r["p"] != r["p"]:
+            return "–"
+        if not r["significant"]:
+            return "n.s."
+        return "worse" if r["mean"] < r["vanilla_mean"] else "better"
+
+    out["direction"] = out.apply(direction, axis=1) if len(out) else pd.Series(dtype=str)
+    return out
+
+
+def gate_importance(df, seed: int = 0, n_trees: int = 64, log_transform: bool = False):
+    """fANOVA importance of the gate features and the hyperparameters for the score.
+
+    Builds an Optuna study from the scored runs (0/1 features as categorical distributions, ``lr``
+    log-float, ``hidden`` int-log) and runs ``FanovaImportanceEvaluator(seed=seed)``. Optuna's fANOVA
+    integrates the marginals over the raw parameter values; ``log_transform=True`` hands it log10(lr)
+    and log10(hidden) as plain floats instead (uniform on the log scale, as the draws were). Features
+    or hyperparameters that take one value only get importance 0 and ``varies = False``. Returns the
+    ranking: feature, kind (gate / hyperparameter), importance (sums to 1 over what varies, unless the
+    score itself does not vary), rank, varies.
+    """
+    import optuna
+    import pandas as pd
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    valid = add_features(_valid(df))
+    params: dict[str, Any] = {}
+    for f in FEATURES:
+        if valid[f].nunique() > 1:
+            params[f] = CategoricalDistribution((0, 1))
+    for h in HYPERPARAMETERS:
+        col = valid[h].astype(float) if h in valid else pd.Series(dtype=float)
+        if col.isna().any() or col.nunique() < 2 or (col <= 0).any():
+            continue
+        lo, hi = float(col.min()), float(col.max())
+        if log_transform:
+            params[h] = FloatDistribution(math.log10(lo), math.log10(hi))
+        elif h == "lr":
+            params[h] = FloatDistribution(lo, hi, log=True)
+        else:
+            params[h] = IntDistribution(int(lo), int(hi), log=True)
+    importances = {k: 0.0 for k in (*FEATURES, *HYPERPARAMETERS)}
+    scores = valid["score"].astype(float)
+    if params and len(valid) >= 2 and scores.std() > 0:
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            study = optuna.create_study(direction="maximize")
+            trials = []
+            for (_, r), score in zip(valid.iterrows(), scores):
+                values = {}
+                for name in params:
+                    if name in FEATURES:
+                        values[name] = int(r[name])
+                    elif log_transform:
+                        values[name] = math.log10(float(r[name]))
+                    else:
+                        values[name] = float(r[name]) if name == "lr" else int(r[name])
+                trials.append(optuna.trial.create_trial(params=values, distributions=params, value=float(score)))
+            study.add_trials(trials)
+            evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=n_trees, seed=seed)
+            got = optuna.importance.get_param_importances(study, evaluator=evaluator, params=list(params))
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+        importances.update({k: float(v) for k, v in got.items()})
+    out = pd.DataFrame({"feature": list(importances), "importance": list(importances.values())})
+    out["kind"] = ["hyperparameter" if f in HYPERPARAMETERS else "gate" for f in out["feature"]]
+    out["varies"] = out["feature"].isin(list(params))
+    out = out.sort_values(["importance", "varies"], ascending=[False, False], kind="stable").reset_index(drop=True)
+    out["rank"] = range(1, len(out) + 1)
+    return out[["feature", "kind", "importance", "rank", "varies"]]
+
+
+# ---------------------------------------------------------------------------------------- papers
+class Ranking(NamedTuple):
+    frame: Any  # pandas DataFrame
+    markdown: str
+
+
+def ranking_table(importances, welch) -> Ranking:
+    """Our ranking of the gate features beside the papers'.
+
+    One row per gate feature, ours first (by fANOVA importance): the variant that changes it, our
+    importance and rank among the gate features, our Welch result (variant mean vs vanilla, corrected
+    p, direction), Greff et al.'s finding and expected direction, whether we agree, and Jozefowicz et
+    al.'s rank and Arithmetic accuracy without that gate. Returns ``Ranking(frame, markdown)``.
+    """
+    import pandas as pd
+
+    imp = importances[importances["kind"] == "gate"] if "kind" in importances else importances
+    imp = imp[imp["feature"].isin(FEATURES)].sort_values("importance", ascending=False, kind="stable")
+    w = welch.set_index("variant") if len(welch) else pd.DataFrame()
+    records = []
+    for rank, r in enumerate(imp.itertuples(index=False), 1):
+        variant = FEATURE_VARIANT[r.feature]
+        wr = w.loc[variant] if variant in w.index else None
+        ours = wr["direction"] if wr is not None else "–"
+        expected = GREFF_EXPECTED[r.feature]
+        agree = "–" if ours == "–" else ("yes" if ours == expected else "no")
+        records.append({
+            "feature": r.feature, "variant": variant, "importance": float(r.importance),
+            "our_rank": rank if getattr(r, "varies", True) else None,
+            "variant_mean": float(wr["mean"]) if wr is not None else float("nan"),
+            "vanilla_mean": float(wr["vanilla_mean"]) if wr is not None else float("nan"),
+            "p_bonferroni": float(wr["p_bonferroni"]) if wr is not None else float("nan"),
+            "our_welch": ours, "greff_finding": GREFF_FINDING[r.feature], "greff_expected": expected,
+            "greff_critical": r.feature in GREFF_CRITICAL, "agrees_with_greff": agree,
+            "jozefowicz_rank": JOZEFOWICZ_RANK.get(r.feature),
+            "jozefowicz_arith_without": JOZEFOWICZ_ARITH.get(r.feature),
+        })
+    frame = pd.DataFrame(records, columns=["feature", "variant", "importance", "our_rank", "variant_mean",
+                                           "vanilla_mean", "p_bonferroni", "our_welch", "greff_finding",
+                                           "greff_expected", "greff_critical", "agrees_with_greff",
+                                           "jozefowicz_rank", "jozefowicz_arith_without"])
+    lines = ["Gate features: our fANOVA ranking and Welch tests vs the papers", "",
+             "| our rank | feature | variant | importance | variant vs vanilla (top trials) | p (Bonferroni) | "
+             "ours | Greff et al. 2017 | agrees | Jozefowicz rank (Arith w/o gate; LSTM .892) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in frame.itertuples(index=False):
+        jz = "–" if r.jozefowicz_rank is None or r.jozefowicz_rank != r.jozefowicz_rank else \
+            f"{int(r.jozefowicz_rank)} ({r.jozefowicz_arith_without:.3f})"
+        means = "–" if r.variant_mean != r.variant_mean else f"{r.variant_mean:.3f} vs {r.vanilla_mean:.3f}"
+        p = "–" if r.p_bonferroni != r.p_bonferroni else f"{r.p_bonferroni:.3g}"
+        rank = "–" if r.our_rank is None or r.our_rank != r.our_rank else str(int(r.our_rank))
+        lines.append(f"| {rank} | {r.feature} | {r.variant} | {r.importance:.3g} | {means} | {p} | {r.our_welch} | "
+                     f"{r.greff_finding} | {r.agrees_with_greff} | {jz} |")
+    lines += ["", "Greff et al.: forget gate and output activation critical; Jozefowicz et al.: forget > input > "
+              "output gate."]
+    return Ranking(frame, "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------------------- output
+def markdown_table(df, floatfmt: str = ".4g") -> str:
+    """A DataFrame as a GitHub Markdown table (no tabulate needed)."""
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "–" if v != v else format(v, floatfmt)
+        if v is None:
+            return "–"
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_distributions(df, path: str | Path, title: str | None = None) -> Path:
+    """Box plots of the scores per variant (scored runs, each run a dot); PNG (or any matplotlib suffix)."""
+    plt = _pyplot()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    valid = _valid(df)
+    present = [v for v in VARIANTS if v in set(df["variant"])] + sorted(set(df["variant"]) - set(VARIANTS))
+    data = [valid.loc[valid["variant"] == v, "score"].astype(float).to_numpy() for v in present]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(present) + 2), 4.5))
+    positions = list(range(1, len(present) + 1))
+    nonempty = [(p, d) for p, d in zip(positions, data) if len(d)]
+    if nonempty:
+        ax.boxplot([d for _, d in nonempty], positions=[p for p, _ in nonempty], widths=0.6, showfliers=False)
+    rng = random.Random(0)
+    for p, d in zip(positions, data):
+        ax.scatter([p + rng.uniform(-0.12, 0.12) for _ in d], d, s=14, alpha=0.6, color="tab:blue", zorder=3)
+    labels = []
+    for v in present:
+        n_bad = int(((df["variant"] == v) & ~df.index.isin(valid.index)).sum())
+        labels.append(v + (f"\n({n_bad} failed)" if n_bad else ""))
+    ax.set_xticks(positions)
+    ax.set_xticklabels(labels)
+    if "vanilla" in present and len(data[present.index("vanilla")]):
+        ax.axhline(float(data[present.index("vanilla")].mean()), color="grey", ls="--", lw=0.8,
+                   label="vanilla mean")
+        ax.legend(loc="best", fontsize=8)
+    ax.set_ylabel("score")
+    ax.set_title(title or "Greff et al. variants: score per run")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_importance(importances, path: str | Path) -> Path:
+    """Horizontal bars of the fANOVA importances."""
+    plt = _pyplot()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    imp = importances.iloc[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(imp) + 1.2))
+    colors = ["tab:orange" if k == "hyperparameter" else "tab:blue" for k in imp["kind"]]
+    ax.barh(imp["feature"], imp["importance"], color=colors)
+    ax.set_xlabel("fANOVA importance")
+    ax.set_title("importance (blue: gate features, orange: hyperparameters)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_gate_report(df, out_dir: str | Path, top_fraction: float = 0.1, alpha: float = 0.05,
+                      seed: int = 0) -> dict[str, Path]:
+    """Write the study's tables and plots into ``out_dir`` and return them by name.
+
+    ``trials.csv`` (every run), ``welch.csv``/``.md``, ``importance.csv``/``.md``, ``ranking.csv``/``.md``,
+    ``distributions.png``, ``importance.png`` and ``report.md`` (all of it on one page).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    welch = welch_tests(df, top_fraction, alpha)
+    imp = gate_importance(df, seed=seed)
+    ranking = ranking_table(imp, welch)
+    files: dict[str, Path] = {}
+
+    def put(name: str, text: str) -> None:
+        (out / name).write_text(text, encoding="utf-8")
+        files[name.replace(".", "_")] = out / name
+
+    df.to_csv(out / "trials.csv", index=False)
+    files["trials_csv"] = out / "trials.csv"
+    welch.to_csv(out / "welch.csv", index=False)
+    files["welch_csv"] = out / "welch.csv"
+    put("welch.md", markdown_table(welch))
+    imp.to_csv(out / "importance.csv", index=False)
+    files["importance_csv"] = out / "importance.csv"
+    put("importance.md", markdown_table(imp))
+    ranking.frame.to_csv(out / "ranking.csv", index=False)
+    files["ranking_csv"] = out / "ranking.csv"
+    put("ranking.md", ranking.markdown)
+    files["distributions_png"] = plot_distributions(df, out / "distributions.png")
+    files["importance_png"] = plot_importance(imp, out / "importance.png")
+    n_ok = len(_valid(df))
+    report = [f"# Gate importance (Greff et al. 2017) — {n_ok} scored runs of {len(df)}", "",
+              ranking.markdown, f"## Welch's t-test vs vanilla (top {top_fraction:.0%} per variant, Bonferroni, "
+              f"alpha {alpha})", "", markdown_table(welch), "## fANOVA importance", "", markdown_table(imp),
+              "![score distributions](distributions.png)", "", "![importance](importance.png)", ""]
+    put("report.md", "\n".join(report))
+    return files
+
