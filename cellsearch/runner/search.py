@@ -107,6 +107,7 @@ class Controller:
         self.reference_running = False
         self.launched = 0  # strategy candidates launched or reused
         self.running: dict[str, Candidate] = {}
+        self.parked: list[Candidate] = []  # duplicates of a running trial, served when it finishes
         self.last_row = 0  # id of the last results row told to the strategy
         self.on_result: Callable[[dict], None] | None = None
         if resume:
@@ -154,7 +155,7 @@ class Controller:
     # ------------------------------------------------------------------ scheduling
     @property
     def done(self) -> bool:
-        return self.launched >= self.cfg.trials and not self.running
+        return self.launched >= self.cfg.trials and not self.running and not self.parked
 
     def trial_config(self, candidate: Candidate, is_reference: bool = False) -> dict[str, Any]:
         cfg = self.cfg
@@ -191,9 +192,12 @@ class Controller:
             if prior is not None:  # (the reference's own result counts: it was evaluated the same way)
                 self._reuse(cand, prior)
                 continue
+            if cand.origin != "reevaluate" and any(c.hash == cand.hash for c in self.running.values()):
+                self.parked.append(cand)  # being trained right now: reuse its result when it is done
+                continue
             self.running[trial_id] = cand
             return self.trial_config(cand)
-        return FINISHED if not self.running else None
+        return FINISHED if not (self.running or self.parked) else None
 
     def _reuse(self, cand: Candidate, prior) -> None:
         """A cell this run already evaluated: record the reuse and report the stored result."""
@@ -232,6 +236,12 @@ class Controller:
             self.last_row = row_id
         self.save()
         self._notify(outcome)
+        waiting = [c for c in self.parked if c.hash == cand.hash]
+        if waiting:
+            self.parked = [c for c in self.parked if c.hash != cand.hash]
+            prior = self.store.lookup(cand.hash)
+            for c in waiting:
+                self._reuse(c, prior)
 
     def _notify(self, outcome: dict) -> None:
         if self.on_result:

@@ -80,7 +80,6 @@ def _init_ray(ctl: Controller) -> None:
     cfg = ctl.cfg
     kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if cfg.address:
         ray.init(address=cfg.address, **kwargs)
     else:
