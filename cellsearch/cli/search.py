@@ -46,9 +46,10 @@ def register(app: typer.Typer) -> None:
         strategy: Annotated[str, typer.Option(help="random | evolution | regularized-evolution | rl | tpe")]
         = "evolution",
         tasks: Annotated[str, typer.Option(help="Comma-separated tasks: arith, xml, ptb (memorize).")] = "arith",
-        trials: Annotated[int, typer.Option(min=1, help="Candidates to evaluate.")] = 12,
-        parallel: Annotated[int, typer.Option(min=1, help="Concurrent trials.")] = 1,
-        budget: Annotated[Optional[int], typer.Option(help="Training steps per trial and task.")] = None,
+        trials: Annotated[int, typer.Option(min=1, help="Candidates to evaluate.")] = 40,
+        parallel: Annotated[int, typer.Option(min=1, help="Concurrent trials.")] = 2,
+        budget: Annotated[Optional[int], typer.Option(help="Training steps per trial and task (default 300).")]
+        = None,
         minutes: Annotated[Optional[float], typer.Option(help="Or minutes per trial and task.")] = None,
         name: Annotated[Optional[str], typer.Option(help="Run name: results go to runs/NAME.")] = None,
         address: Annotated[Optional[str], typer.Option(help="Join a Ray cluster at HOST:PORT.")] = None,
@@ -75,7 +76,7 @@ def register(app: typer.Typer) -> None:
         run_name = name or f"{strategy}-{Path(space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         cfg = SearchConfig(name=run_name, space=space, strategy=strategy, strategy_options=parse_options(option),
                            tasks=[t.strip() for t in tasks.split(",") if t.strip()], trials=trials,
-                           parallel=parallel, steps=budget if budget is not None else (None if minutes else 200),
+                           parallel=parallel, steps=budget if budget is not None else (None if minutes else 300),
                            minutes=minutes, scheduler=scheduler, seed=seed, address=address,
                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, reference=reference,
                            data_dir=str(data_dir) if data_dir else None, backend=backend)

@@ -105,7 +105,6 @@ def _evaluate(config: dict[str, Any], report, start: float) -> dict[str, Any]:
     metrics: dict[str, dict] = {}
     best_norm: dict[str, float] = {}
     params = 0
-    reports = 0
 
     def norm(task: str, value: float) -> float:
         ref = reference.get(task)
@@ -127,14 +126,16 @@ def _evaluate(config: dict[str, Any], report, start: float) -> dict[str, Any]:
                                          "eval_every": eval_every, "threads": None, "device": base.get("device", "auto")})
 
             def on_eval(step: int, m: dict, _stage=stage, _metric=metric) -> None:
-                nonlocal reports
+                # Only scoring stages report: an early-stopping scheduler compares trials by these
+                # numbers, so they must mean the same thing (the fitness so far) in every trial.
                 value = m.get(_metric)
-                if value is None or not report:
+                if value is None or not report or not _stage.scoring:
                     return
-                partial = min([norm(_stage.task, value)] + [v for t, v in best_norm.items()]) \
-                    if (_stage.scoring and normalise) else value
-                reports += 1
-                report({"score": partial, "final": False, "stage": _stage.task})
+                stage_best = value if best is None else max(best, value)
+                partial = min([norm(_stage.task, stage_best)] + list(best_norm.values())) if normalise \
+                    else stage_best
+                report({"score": partial, "final": False, "stage": _stage.task,
+                        "metrics": {**metrics, _stage.task: m}, "params": params})
 
             trainer = Trainer(cfg, graph=graph)
             result = trainer.run(callback=on_eval)

@@ -29,7 +29,9 @@ def _trainable(config: dict) -> None:
     node = ray.get_runtime_context().get_node_id()
 
     def report(partial: dict) -> None:
-        tune.report({METRIC: partial["score"], "final": False, "node": node, "outcome": ""})
+        tune.report({METRIC: partial["score"], "final": False, "node": node, "outcome": "",
+                     "partial": json.dumps({"metrics": partial["metrics"], "params": partial["params"],
+                                            "stage": partial["stage"]})})
 
     outcome = evaluate_candidate(config["candidate"], report=report)
     score = outcome.get("score")
@@ -43,6 +45,12 @@ class ControllerSearcher(Searcher):
     def __init__(self, controller: Controller):
         super().__init__(metric=METRIC, mode="max")
         self.ctl = controller
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its search algorithm into the experiment folder for its own restore; our
+        # resume goes through `cellsearch resume` and the run directory, so leave the live
+        # controller (database connection, progress display) out.
+        return {k: v for k, v in self.__dict__.items() if k != "ctl"}
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
@@ -61,10 +69,12 @@ class ControllerSearcher(Searcher):
             outcome = {"status": "failed", "score": None, "error": "the trial's worker failed (see Tune's logs)"}
         elif result and result.get("final"):
             outcome = json.loads(result["outcome"])
-        else:  # stopped by the scheduler before the end: keep its last intermediate score
+        else:  # stopped by the scheduler before the end: keep its last intermediate score and metrics
             last = (result or {}).get(METRIC)
+            partial = json.loads((result or {}).get("partial") or "{}")
             outcome = {"status": "stopped-early", "score": None if last in (None, FAILED_SCORE) else last,
-                       "metrics": {}, "stage": None}
+                       "metrics": partial.get("metrics", {}), "stage": partial.get("stage"),
+                       "params": partial.get("params")}
         self.ctl.complete(trial_id, outcome, node=node)
 
     def save(self, checkpoint_path: str) -> None:
@@ -98,8 +108,9 @@ def run_tune(ctl: Controller, run_dir: Path) -> None:
     if cfg.gpus_per_trial:
         resources["gpu"] = cfg.gpus_per_trial
     if cfg.scheduler == "asha":
-        # time = reports; ~4 per stage and setting, so a trial that lags at its first reports stops
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=1000, grace_period=2, reduction_factor=2)
+        # time = intermediate reports, 4 per training run; a trial first competes after its first
+        # complete run of a scoring stage, then at 8, 16, ... reports against the others' scores then
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=1000, grace_period=4, reduction_factor=2)
     else:
         scheduler = FIFOScheduler()
     tuner = tune.Tuner(

@@ -30,7 +30,10 @@ class JozefowiczEvolution(Strategy):
         self.settings = settings
         self.memorize_threshold = memorize_threshold
         self.relative_threshold = relative_threshold
-        self.memorize_options = dict(memorize_options or {})
+        # The paper memorised 5 symbols of 26; with a few hundred training steps that filter rejects
+        # even the GRU, so the default is 3 symbols of 8: it still rejects cells that cannot carry
+        # information across steps (set memorize_options to make it stricter).
+        self.memorize_options = dict(memorize_options if memorize_options is not None else {"length": 3, "symbols": 8})
         self.memorize_steps = memorize_steps
         self.population: list[tuple[Candidate, float]] = []  # best first
         self.pending_seeds = [Candidate(g, decisions=space.encode(g), origin="seed") for g in space.seeds()]
