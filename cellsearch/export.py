@@ -378,7 +378,6 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
     w = _PyWriter(g)
     names = w.names
     fwd = _Names(_PY_RESERVED | _FORWARD_LOCALS)
-    x_arg = names[g.inputs[0]]
     static_vars = [fwd[s] for s in g.static]
     state_vars = [fwd[s] for s in g.states]
     n_states = len(g.states)
@@ -421,7 +420,7 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
             ""] + ["    " + e for e in equations] + [""]
     state_doc = ", ".join(g.states) + ("," if n_states == 1 else "")
     doc += [f"``out, state = cell(x, state{', static' if g.static else ''})``:", "",
-            f"* ``x``: (T, B, input_size), or (B, T, input_size) with ``batch_first=True``;",
+            "* ``x``: (T, B, input_size), or (B, T, input_size) with ``batch_first=True``;",
             f"* ``state``: the tuple ({state_doc}) of (B, hidden_size) tensors; zeros when omitted;"]
     if g.static:
         doc.append(f"* ``static``: the tuple ({', '.join(g.static)}{',' if len(g.static) == 1 else ''}) "

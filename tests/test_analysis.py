@@ -305,21 +305,6 @@ def test_cli_analyze_gates_fresh_and_errors(tmp_path):
     assert res.exit_code == 2 and "Greff" in res.output
 
 
-def test_cli_warnings_do_not_reach_the_outer_recorder(capsys):
-    """cli_errors records warnings and re-shows non-cellsearch ones inside its own recorder, which never
-    ends; the analyze commands print theirs themselves."""
-    import warnings
-
-    from cellsearch.cli.analyze import _warnings_to_stderr
-
-    with warnings.catch_warnings(record=True) as outer:
-        warnings.simplefilter("always")
-        with _warnings_to_stderr():
-            warnings.warn("precision loss", RuntimeWarning)
-    assert outer == []
-    assert "warning: precision loss" in capsys.readouterr().err
-
-
 # ------------------------------------------------------------------------------------------ notebooks
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory):

@@ -114,3 +114,31 @@ def test_bench_json_reports_ratios():
     out = json.loads(res.stdout)
     for cell in ("lstm", "gru"):
         assert out[cell]["vs_torch"] > 0 and out[cell]["vs_interpreter"] > 0
+
+
+@pytest.mark.timeout(60)
+def test_commands_print_their_warnings_and_end():
+    """cli_errors shows cellsearch warnings as `warning:` lines and other warnings on stderr (an earlier
+    version re-recorded them while iterating over its own record and never returned)."""
+    import warnings
+
+    import typer
+
+    from cellsearch.cli import cli_errors
+    from cellsearch.errors import CellWarning
+
+    local = typer.Typer()
+
+    @local.command()
+    @cli_errors
+    def noisy() -> None:
+        warnings.warn("precision loss", RuntimeWarning)
+        warnings.warn("node 'a' is never used", CellWarning)
+
+    @local.command()
+    def other() -> None:  # a second command keeps typer from collapsing the app into one command
+        pass
+
+    res = runner.invoke(local, ["noisy"])
+    assert res.exit_code == 0
+    assert "precision loss" in res.stderr and "warning: node 'a' is never used" in res.stderr

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from cellsearch.cli import app
 from cellsearch.runner.search import SearchConfig, SearchRun, leaderboard, stage_counts
 from cellsearch.spaces import SPACE_NAMES
-from cellsearch.store import Store, read_results
+from cellsearch.store import read_results
 from cellsearch.strategies import STRATEGY_NAMES
 
 runner = CliRunner()

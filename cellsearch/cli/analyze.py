@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import warnings
 from pathlib import Path
-from typing import Annotated, Iterator, List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -14,20 +12,6 @@ from cellsearch.cli import cli_errors, console, err_console
 
 app = typer.Typer(help="Analyse cells and searches: gate importance (Greff et al.), search reports.",
                   no_args_is_help=True)
-
-
-@contextlib.contextmanager
-def _warnings_to_stderr() -> Iterator[None]:
-    """Print the warnings of a command as ``warning: ...`` lines here, so none reaches ``cli_errors``' own
-    recorder (which re-shows non-cellsearch warnings inside its ``catch_warnings(record=True)``, appending
-    to the list it is iterating: a loop that never ends)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
-        try:
-            yield
-        finally:
-            for w in list(caught):
-                err_console.print(f"warning: {w.message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _files(files: dict[str, Path]) -> None:
@@ -63,9 +47,8 @@ def gates_cmd(
                                                                        "or runs/gates with --fresh).")] = None,
 ) -> None:
     """Which gates matter: Welch tests vs vanilla and fANOVA importance, beside Greff et al. and Jozefowicz et al."""
-    with _warnings_to_stderr():
-        _gates(run_dir, fresh, task, trials, steps, seeds, hidden_min, hidden_max, lr_min, lr_max, variants,
-               top_fraction, workers, seed, out)
+    _gates(run_dir, fresh, task, trials, steps, seeds, hidden_min, hidden_max, lr_min, lr_max, variants,
+           top_fraction, workers, seed, out)
 
 
 def _gates(run_dir, fresh, task, trials, steps, seeds, hidden_min, hidden_max, lr_min, lr_max, variants, top_fraction,
@@ -113,8 +96,7 @@ def report_cmd(
     top: Annotated[int, typer.Option(min=1, help="How many of the best cells to show and draw.")] = 5,
 ) -> None:
     """Best-so-far curves, score distributions, top cells (drawn) and op frequencies of search runs."""
-    with _warnings_to_stderr():
-        _report(run_dirs, out, top)
+    _report(run_dirs, out, top)
 
 
 def _report(run_dirs: list[Path], out: Path, top: int) -> None:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from cellsearch.compile.params import bias_name, scale_name, weight_name
 from cellsearch.dsl.equations import format_number
-from cellsearch.dsl.graph import CellGraph, prev_name
+from cellsearch.dsl.graph import CellGraph, prev_name, unique_name
 from cellsearch.dsl.hashing import canonical_hash
 
 _RESERVED = set(keyword.kwlist) | set(dir(builtins)) | {"torch", "F", "aten", "H", "I", "S", "P", "T", "B",
@@ -52,12 +52,7 @@ class _Namer:
         return self.names[value]
 
     def fresh(self, base: str) -> str:
-        name, k = base, 1
-        while name in _RESERVED or name in self.used:
-            name = f"{base}{k}"
-            k += 1
-        self.used.add(name)
-        return name
+        return unique_name(base, self.used, _RESERVED)
 
     def __getitem__(self, value: str) -> str:
         return self.names[value]
@@ -542,7 +537,7 @@ class CellProgram:
         return "\n".join(lines)
 
     def _emit_group(self, grp: Group) -> list[str]:
-        nm, g = self.namer, self.graph
+        nm = self.namer
         lines = [f"    # group {grp.index}: [{', '.join(grp.members)}] from {', '.join(grp.args)}"]
         if len(grp.args) == 1:
             a = self._ref(grp.args[0])

@@ -13,7 +13,7 @@ import ast
 import difflib
 from typing import Any, Callable
 
-from cellsearch.dsl.graph import CellGraph, Node
+from cellsearch.dsl.graph import CellGraph, Node, unique_name
 from cellsearch.dsl.ops import BINARY_INFIX, CALLABLE_OPS, OPS
 from cellsearch.errors import CellError
 
@@ -54,13 +54,7 @@ class _Builder:
         return CellError(f"in '{self.source}'{where}: {msg}", node=self.root)
 
     def fresh(self, op: str) -> str:
-        base = f"{self.root}_{op}"
-        name, k = base, 1
-        while name in self.taken:
-            name = f"{base}{k}"
-            k += 1
-        self.taken.add(name)
-        return name
+        return unique_name(f"{self.root}_{op}", self.taken)
 
     def build(self, expr: ast.AST) -> list[Node]:
         if isinstance(expr, ast.Name) or _is_number(expr):

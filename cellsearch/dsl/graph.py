@@ -29,6 +29,16 @@ def prev_name(state: str) -> str:
     return state + PREV_SUFFIX
 
 
+def unique_name(base: str, taken: set[str], reserved: "set[str] | frozenset[str]" = frozenset()) -> str:
+    """``base``, else ``base1``, ``base2``, ...: the first name neither taken nor reserved (then taken)."""
+    name, k = base, 1
+    while name in taken or name in reserved:
+        name = f"{base}{k}"
+        k += 1
+    taken.add(name)
+    return name
+
+
 @dataclass(frozen=True)
 class Node:
     """One operation: ``name = op(*args, **attrs)``.

@@ -39,7 +39,6 @@ from typing import Any
 
 from cellsearch.dsl.graph import CellGraph, Node, prev_name
 from cellsearch.dsl.io import save_cell
-from cellsearch.dsl.ops import OPS
 from cellsearch.errors import CellError
 
 SOURCE = "NAS-Bench-NLP (Klyuchnikov et al. 2020)"

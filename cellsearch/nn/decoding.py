@@ -15,7 +15,6 @@ moved to the device of the model's parameters and the results live there too (CP
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Callable, Iterator
 
 import torch

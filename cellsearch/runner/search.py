@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from cellsearch.dsl.io import dumps_cell, loads_cell, save_cell
 from cellsearch.errors import ConfigError
-from cellsearch.runner.evaluate import Stage, default_plan, evaluate_candidate, reference_scores
+from cellsearch.runner.evaluate import default_plan, evaluate_candidate, reference_scores
 from cellsearch.spaces.base import Candidate
 from cellsearch.store import Store
 from cellsearch.strategies.base import Result, save_state

@@ -82,8 +82,36 @@ class Space(ABC):
         """The (valid) cell for a decision sequence; InvalidCandidate if there is none."""
 
     def encode(self, graph: CellGraph) -> tuple[int, ...] | None:
-        """Decisions that decode to ``graph`` (same hash), if the space can tell; else None."""
+        """Decisions that decode to ``graph`` (same hash), if the space can tell; else None.
+
+        Spaces implement ``_parse`` (a guess from the graph's structure); the guess is only
+        returned when decoding it gives back the same cell.
+        """
+        try:
+            choices = self._parse(graph)
+        except (KeyError, ValueError, IndexError):
+            return None
+        if choices is None:
+            return None
+        try:
+            decoded = self.decode(choices)
+        except InvalidCandidate:
+            return None
+        return choices if canonical_hash(decoded) == canonical_hash(graph) else None
+
+    def _parse(self, graph: CellGraph) -> tuple[int, ...] | None:
+        """The decisions a graph was (probably) decoded from; None where the space cannot tell."""
         return None
+
+    def check_choices(self, choices: Sequence[int]) -> tuple[int, ...]:
+        """``choices`` as a tuple, or InvalidCandidate when the count or a value is out of range."""
+        dims = self.decisions()
+        if len(choices) != len(dims):
+            raise InvalidCandidate(f"space '{self.name}' takes {len(dims)} decisions, got {len(choices)}")
+        for d, c in zip(dims, choices):
+            if not 0 <= c < len(d):
+                raise InvalidCandidate(f"decision '{d.name}' has {len(d)} choices, got {c}")
+        return tuple(choices)
 
     # ------------------------------------------------------------------ sampling and mutation
     def seeds(self) -> list[CellGraph]:

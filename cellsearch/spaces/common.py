@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from cellsearch.dsl.graph import CellGraph, Node, prev_name
+from cellsearch.dsl.graph import CellGraph, Node, prev_name, unique_name
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.errors import CellError
 from cellsearch.spaces.base import InvalidCandidate, check_cell
@@ -35,12 +35,7 @@ class NodeList:
         self.taken: set[str] = set(taken)
 
     def fresh(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.taken:
-            name = f"{base}{k}"
-            k += 1
-        self.taken.add(name)
-        return name
+        return unique_name(base, self.taken)
 
     def add(self, name: str, op: str, args: Iterable[str], attrs: dict[str, Any] | None = None, *,
             auto: bool = False, exact: bool = False) -> str:

@@ -21,8 +21,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from cellsearch.dsl.graph import CellGraph
-from cellsearch.dsl.hashing import canonical_hash
-from cellsearch.spaces.base import Decision, InvalidCandidate, Space
+from cellsearch.spaces.base import Decision, Space
 from cellsearch.spaces.common import NodeList, finish, validated_options
 
 SOURCE = "ENAS (Pham et al. 2018) / DARTS (Liu et al. 2019) recurrent cell space"
@@ -47,11 +46,7 @@ class DagSpace(Space):
         return list(self._decisions)
 
     def _unpack(self, choices: Sequence[int]) -> tuple[list[str], list[int]]:
-        if len(choices) != len(self._decisions):
-            raise InvalidCandidate(f"space '{self.name}' takes {len(self._decisions)} decisions, got {len(choices)}")
-        for d, c in zip(self._decisions, choices):
-            if not 0 <= c < len(d):
-                raise InvalidCandidate(f"decision '{d.name}' has {len(d)} choices, got {c}")
+        self.check_choices(choices)
         acts = [self.activations[choices[0]]]
         parents = [-1]
         for i in range(1, self.n):
@@ -117,20 +112,6 @@ class DagSpace(Space):
         return finish(graph, self.name, source=SOURCE, description=graph.description)
 
     # ------------------------------------------------------------------ encode
-    def encode(self, graph: CellGraph) -> tuple[int, ...] | None:
-        """Decisions for a cell of this space (checked by decoding: same hash), else None."""
-        try:
-            choices = self._parse(graph)
-        except (KeyError, ValueError, IndexError):
-            return None
-        if choices is None:
-            return None
-        try:
-            decoded = self.decode(choices)
-        except InvalidCandidate:
-            return None
-        return choices if canonical_hash(decoded) == canonical_hash(graph) else None
-
     def _parse(self, graph: CellGraph) -> tuple[int, ...] | None:
         if tuple(graph.inputs) != ("x",) or tuple(graph.states) != ("h",):
             return None

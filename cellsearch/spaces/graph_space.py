@@ -68,12 +68,7 @@ class GraphSpace(Space):
         return list(self._decisions)
 
     def decode(self, choices: Sequence[int]) -> CellGraph:
-        dims = self._decisions
-        if len(choices) != len(dims):
-            raise InvalidCandidate(f"space '{self.name}' takes {len(dims)} decisions, got {len(choices)}")
-        for d, c in zip(dims, choices):
-            if not 0 <= c < len(d):
-                raise InvalidCandidate(f"decision '{d.name}' has {len(d)} choices, got {c}")
+        self.check_choices(choices)
         it = iter(choices)
         n_states = self.min_states + next(it)
         n_nodes = self.min_nodes + next(it)

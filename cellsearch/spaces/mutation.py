@@ -138,12 +138,7 @@ class MutationSpace(Space):
         return list(self._seeds)
 
     def decode(self, choices: Sequence[int]) -> CellGraph:
-        dims = self._decisions
-        if len(choices) != len(dims):
-            raise InvalidCandidate(f"space '{self.name}' takes {len(dims)} decisions, got {len(choices)}")
-        for d, c in zip(dims, choices):
-            if not 0 <= c < len(d):
-                raise InvalidCandidate(f"decision '{d.name}' has {len(d)} choices, got {c}")
+        self.check_choices(choices)
         graph = self._seeds[choices[0]]
         for k in range(self.steps):
             label, target, a, b = choices[1 + 4 * k: 5 + 4 * k]

@@ -33,8 +33,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from cellsearch.dsl.graph import CellGraph
-from cellsearch.dsl.hashing import canonical_hash
-from cellsearch.spaces.base import Decision, InvalidCandidate, Space
+from cellsearch.spaces.base import Decision, Space
 from cellsearch.spaces.common import NodeList, finish, validated_options
 
 SOURCE = "Zoph & Le 2017 (NAS, recurrent tree space)"
@@ -84,11 +83,7 @@ class TreeSpace(Space):
     # ------------------------------------------------------------------ decode
     def decode(self, choices: Sequence[int]) -> CellGraph:
         dims = self._decisions
-        if len(choices) != len(dims):
-            raise InvalidCandidate(f"space '{self.name}' takes {len(dims)} decisions, got {len(choices)}")
-        for d, c in zip(dims, choices):
-            if not 0 <= c < len(d):
-                raise InvalidCandidate(f"decision '{d.name}' has {len(d)} choices, got {c}")
+        self.check_choices(choices)
         pick = {d.name: d.choices[c] for d, c in zip(dims, choices)}
         inject = cell = None
         if self.memory:
@@ -145,20 +140,6 @@ class TreeSpace(Space):
         return finish(graph, self.name, source=SOURCE, description=graph.description)
 
     # ------------------------------------------------------------------ encode
-    def encode(self, graph: CellGraph) -> tuple[int, ...] | None:
-        """Decisions for a cell of this space (checked by decoding: same hash), else None."""
-        try:
-            choices = self._parse(graph)
-        except (KeyError, ValueError, IndexError):
-            return None
-        if choices is None:
-            return None
-        try:
-            decoded = self.decode(choices)
-        except InvalidCandidate:
-            return None
-        return choices if canonical_hash(decoded) == canonical_hash(graph) else None
-
     def _parse(self, graph: CellGraph) -> tuple[int, ...] | None:
         if tuple(graph.inputs) != ("x",):
             return None
