@@ -20,17 +20,17 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 def test_random_cells_match_interpreter(graph, T, seed):
     """Outputs, final states and every gradient agree (float64, 1e-5)."""
     size = 5
-    assert_same(graph, size, size, T=T, B=2, static_size=size, seed=seed)
+    assert_same(graph, size, size, T=T, B=2, static_size=size, seed=seed, stable_only=True)
 
 
 @SETTINGS
 @given(graph=cells(elementwise_inputs=False), seed=st.integers(0, 3))
 def test_random_cells_with_other_input_sizes(graph, seed):
     assert not reads_inputs_elementwise(graph)
-    assert_same(graph, 3, 4, T=3, B=2, static_size=6, seed=seed)
+    assert_same(graph, 3, 4, T=3, B=2, static_size=6, seed=seed, stable_only=True)
 
 
 @settings(max_examples=60, deadline=None)
 @given(graph=cells())
 def test_random_cells_autograd_mode(graph):
-    assert_same(graph, 4, 4, T=3, B=2, static_size=4, mode="autograd")
+    assert_same(graph, 4, 4, T=3, B=2, static_size=4, mode="autograd", stable_only=True)
