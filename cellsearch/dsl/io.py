@@ -247,15 +247,19 @@ def loads_cell(text: str, source: str = "<string>", *, warn: bool = True) -> Cel
     return cell_from_dict(data, source, lines, warn=warn)
 
 
-def load_cell(path: str | os.PathLike, *, warn: bool = True) -> CellGraph:
+def read_source(path: str | os.PathLike, expected: str = "") -> str:
+    """A text file's contents; CellError naming the file when it is missing or unreadable."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CellError("no such file", source=str(path)) from None
+        raise CellError("no such file" + (f" (expected {expected})" if expected else ""), source=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CellError(f"cannot read file: {exc}", source=str(path)) from None
-    return loads_cell(text, str(path), warn=warn)
+
+
+def load_cell(path: str | os.PathLike, *, warn: bool = True) -> CellGraph:
+    return loads_cell(read_source(path), str(path), warn=warn)
 
 
 def dumps_cell(graph: CellGraph, form: str = "equations") -> str:

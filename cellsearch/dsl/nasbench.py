@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from cellsearch.dsl.graph import CellGraph, Node, prev_name
-from cellsearch.dsl.io import save_cell
+from cellsearch.dsl.io import read_source, save_cell
 from cellsearch.errors import CellError
 
 SOURCE = "NAS-Bench-NLP (Klyuchnikov et al. 2020)"
@@ -355,12 +355,7 @@ def load_recipes(path: str | os.PathLike) -> list[CellGraph]:
     bad JSON, a duplicate key, or an invalid recipe (with its index and node).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CellError("no such file (expected a JSON list of NAS-Bench-NLP recipes)", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CellError(f"cannot read file: {exc}", source=str(path)) from None
+    text = read_source(path, "a JSON list of NAS-Bench-NLP recipes")
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as exc:

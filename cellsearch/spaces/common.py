@@ -125,12 +125,7 @@ def elementwise_input_uses(graph: CellGraph) -> int:
 def finish(graph: CellGraph, space: str, *, any_input_size: bool = True, source: str = "",
            description: str = "") -> CellGraph:
     """Prune, check usefulness, compile-check and name a generated cell (InvalidCandidate if bad)."""
-    graph = prune(graph)
-    try:
-        graph.validate(warn=False)
-    except CellError as exc:
-        raise InvalidCandidate(f"generated cell is invalid: {exc.reason}") from None
-    check_useful(graph)
+    graph = quick_check(graph)
     input_size = CHECK_INPUT_SIZE if any_input_size else CHECK_HIDDEN_SIZE
     check_cell(graph, input_size, CHECK_HIDDEN_SIZE)
     h = canonical_hash(graph)
@@ -139,7 +134,9 @@ def finish(graph: CellGraph, space: str, *, any_input_size: bool = True, source:
         changes["source"] = source
     if description:
         changes["description"] = description
-    return graph.with_nodes(graph.nodes, **changes)
+    # equations read top to bottom: every node after the ones it reads (mutations can reorder)
+    nodes = [graph.node_map[n] for n in graph.order]
+    return graph.with_nodes(nodes, **changes)
 
 
 def quick_check(graph: CellGraph) -> CellGraph:
@@ -148,7 +145,7 @@ def quick_check(graph: CellGraph) -> CellGraph:
     try:
         graph.validate(warn=False)
     except CellError as exc:
-        raise InvalidCandidate(f"invalid cell: {exc.reason}") from None
+        raise InvalidCandidate(f"generated cell is invalid: {exc.reason}") from None
     check_useful(graph)
     return graph
 
