@@ -15,14 +15,19 @@ from cellsearch.cli import cli_errors, console
 def _print_leaderboard(run_dir: Path, top: int, equations: int = 3) -> None:
     from cellsearch.runner.search import leaderboard, stage_counts
 
+    from cellsearch.runner.evaluate import primary_metric
+
     rows = leaderboard(run_dir, top)
     table = Table(title=f"leaderboard: {run_dir}")
-    for col in ("rank", "hash", "score", "status", "params", "metrics", "cell"):
-        table.add_column(col, overflow="fold")
+    for col in ("rank", "hash", "score", "status", "params", "metric per task", "cell"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("hash", "score"))
     for r in rows:
-        metrics = "; ".join(f"{task}: " + ", ".join(f"{k}={v:.4g}" for k, v in m.items()
-                                                    if isinstance(v, (int, float)) and k != "loss")
-                            for task, m in r["metrics"].items() if isinstance(m, dict))
+        shown = []  # each task's primary metric (all of them are in --json)
+        for task, m in r["metrics"].items():
+            value = m.get(primary_metric(task)) if isinstance(m, dict) else None
+            if isinstance(value, (int, float)):
+                shown.append(f"{task} {value:.4g}")
+        metrics = "\n".join(shown)
         score = "–" if r["score"] is None else f"{r['score']:.4f}"
         origin = f" ({r['origin']})" if r["origin"] in ("reference", "seed") else ""
         table.add_row(str(r["rank"]), r["hash"], score, r["status"], f"{r['params'] or 0:,}", metrics,

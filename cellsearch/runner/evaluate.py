@@ -53,7 +53,7 @@ def hyperparameters(rng: random.Random) -> dict[str, Any]:
     return {"init_scale": rng.choice(INIT_SCALES), "clip": rng.choice(MAX_GRAD_NORMS), "lr": rng.choice(ADAM_LRS)}
 
 
-def _primary(task: str) -> str:
+def primary_metric(task: str) -> str:
     from cellsearch.tasks import make_task
 
     return {"arith": "char_accuracy", "xml": "accuracy", "memorize": "accuracy", "ptb": "word_prob"}.get(
@@ -111,7 +111,7 @@ def _evaluate(config: dict[str, Any], report, start: float) -> dict[str, Any]:
         return value / ref if (ref and not is_reference) else (1.0 if is_reference else value)
 
     for stage in plan:
-        metric = _primary(stage.task)
+        metric = primary_metric(stage.task)
         steps = stage.steps if stage.steps is not None else budget.get("steps")
         best: float | None = None
         best_metrics: dict | None = None
@@ -175,7 +175,7 @@ def reference_scores(outcome: dict[str, Any], plan: list[dict]) -> dict[str, flo
     for s in plan:
         task = s["task"]
         m = outcome.get("metrics", {}).get(task) or {}
-        value = m.get(_primary(task))
+        value = m.get(primary_metric(task))
         if value is not None:
             out[task] = value
     return out

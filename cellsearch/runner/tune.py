@@ -90,6 +90,9 @@ def _init_ray(ctl: Controller) -> None:
     cfg = ctl.cfg
     kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Tune's newer console output prints an experiment banner even at verbose=0; our own progress
+    # display (and the leaderboard) is what the user should see
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if cfg.address:
         ray.init(address=cfg.address, **kwargs)
     else:
