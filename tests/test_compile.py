@@ -152,7 +152,7 @@ def test_special_structures(name, mode):
 def test_generated_code_is_readable_and_fuses_the_recurrent_matmul():
     src = CellProgram(get_cell("lstm"), 8, 8).source
     step = src[src.index("def step("):src.index("def step_backward(")]
-    assert step.count("torch.addmm(") == 1  # one matmul per step for all four gates
+    assert step.count("linear_add(") == 1 and "torch.mm(" not in step  # one matmul per step for all four gates
     assert "[t]" not in src  # no per-step indexing of sequences
     assert "c = torch.addcmul(c_mul, i, g)" in step
     prologue = src[:src.index("def step(")]
@@ -248,3 +248,17 @@ def test_cuda_matches_cpu():  # pragma: no cover - runs only where a GPU exists
     gpu.params.load_state_dict(cpu.params.state_dict())
     x = torch.randn(5, 3, 8)
     torch.testing.assert_close(gpu(x.cuda())[0].cpu(), cpu(x)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_linear_add_matches_addmm_with_and_without_autograd():
+    from cellsearch.compile.codegen import linear_add
+
+    a, w, base = torch.randn(4, 6), torch.randn(10, 6), torch.randn(4, 10)
+    expected = torch.addmm(base, a, w.t())
+    torch.testing.assert_close(linear_add(a, w, base), expected, atol=1e-5, rtol=1e-5)
+    w.requires_grad_()
+    out = linear_add(a, w, base)  # autograd needs a differentiable op
+    assert out.grad_fn is not None
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(linear_add(a.double(), w.double(), base.double()), expected.double(),
+                               atol=1e-5, rtol=1e-5)

@@ -88,8 +88,9 @@ class _Recurrence(torch.autograd.Function):
         B = init[0].shape[0]
         ref = init[0]
         # Pre-activation gradients of every fused matmul for the whole sequence: the step writes
-        # into views of these, and dW = d_lin^T @ argument is then one matmul.
-        d_lin = [ref.new_empty(T, B, len(grp.members) * program.plan.hidden_size) for grp in plan.groups]
+        # into views of these, and dW = d_lin^T @ argument is then one matmul. Zeroed (not empty)
+        # so the pages are touched once here rather than page-faulted step by step in the loop.
+        d_lin = [ref.new_zeros(T, B, len(grp.members) * program.plan.hidden_size) for grp in plan.groups]
         d_lin_steps = list(zip(*[buf.unbind(0) for buf in d_lin])) if d_lin else [()] * T
         d_ext_steps: list[list] = [[None] * T for _ in ext]
         d_const_acc: list = [None] * n_const
@@ -201,6 +202,8 @@ class CompiledCell(nn.Module):
         def own(ts):
             return tuple(t if t is None or t._base is None else t.clone() for t in ts)
 
+        # inductor makes its own fusion choices: give it the plain addmm to trace
+        p.namespace["linear_add"] = lambda a, w, base: torch.addmm(base, a, w.t())
         compiled_step = torch.compile(p.step, dynamic=False)
 
         def step(xt, prev, consts):
