@@ -8,6 +8,11 @@ import os
 
 from hypothesis import settings
 
+# Ray (2.5x) turns token authentication on for a local cluster as soon as a token file exists,
+# and each process decides that when it first reads Ray's config. Decide it once, before any
+# test imports Ray, so the driver, `ray start` nodes and workers always agree.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

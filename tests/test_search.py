@@ -125,6 +125,8 @@ def test_leaderboard_json_is_stable_and_documented(tmp_path):
 @pytest.mark.parametrize("content, field", [
     ("kind: tree\nleaves: 8\nactivations: [tanh, tanhh]\n", "activations"),
     ("kind: dag\nnodes: 0\n", "nodes"),
+    ("kind: graph\nops: [linear, conv]\n", "ops"),
+    ("kind: graph\nmin_nodes: 9\nmax_nodes: 4\n", "nodes"),
     ("kind: tree\nleaves: 8\ncolour: blue\n", "colour"),
     ("kind: finite\ncells: [lstm, nope]\n", "cells"),
     ("kind: tree\nleaves: [8\n", "YAML syntax error"),
@@ -217,6 +219,10 @@ def test_search_on_a_real_ray_cluster(tmp_path):
         ray.shutdown()
     ray_bin = str(Path(sys.executable).with_name("ray"))
     port = _free_port()
+    # Ray authenticates cluster members with a token (conftest sets RAY_AUTH_MODE=token for the
+    # session, before Ray reads its config): give head, worker and driver the same token.
+    subprocess.run([ray_bin, "get-auth-token", "--generate"], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=60)
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     node = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
     subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false", *node], check=True,
@@ -224,9 +230,11 @@ def test_search_on_a_real_ray_cluster(tmp_path):
     try:
         subprocess.run([ray_bin, "start", f"--address=127.0.0.1:{port}", *node], check=True, env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=180)
-        cfg = tiny("cluster", space="greff", strategy="random", trials=4, parallel=2, backend="ray",
-                   address=f"127.0.0.1:{port}", steps=20, cpus_per_trial=1)
-        SearchRun(cfg, tmp_path).run()
+        res = runner.invoke(app, ["search", "--space", "greff", "--strategy", "random", "--trials", "4",
+                                  "--parallel", "2", "--budget", "20", "--hidden", "8", "--cpus-per-trial", "1",
+                                  "--address", f"127.0.0.1:{port}", "--name", "cluster", "--runs", str(tmp_path),
+                                  "--no-progress"])
+        assert res.exit_code == 0, res.output
         nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
         assert len(nodes) == 2  # the head and the worker that joined it
         df = read_results(tmp_path / "cluster")

@@ -94,6 +94,11 @@ def _init_ray(ctl: Controller) -> None:
     # display (and the leaderboard) is what the user should see
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if cfg.address:
+        host = cfg.address.rsplit(":", 1)[0]
+        if host in ("127.0.0.1", "localhost"):
+            # a cluster whose nodes registered as 127.0.0.1: this driver must join as that node too
+            # (by default it would look for a raylet at the machine's outward address)
+            kwargs["_node_ip_address"] = "127.0.0.1"
         ray.init(address=cfg.address, **kwargs)
     else:
         ray.init(num_cpus=os.cpu_count(), num_gpus=None, **kwargs)
