@@ -250,15 +250,46 @@ def test_cuda_matches_cpu():  # pragma: no cover - runs only where a GPU exists
     torch.testing.assert_close(gpu(x.cuda())[0].cpu(), cpu(x)[0], atol=1e-5, rtol=1e-5)
 
 
-def test_linear_add_matches_addmm_with_and_without_autograd():
-    from cellsearch.compile.codegen import linear_add
+@pytest.mark.parametrize("batch", [4, 7])
+def test_matmul_helpers_agree_with_and_without_packed_weights(batch):
+    from cellsearch.compile import kernels as k
 
-    a, w, base = torch.randn(4, 6), torch.randn(10, 6), torch.randn(4, 10)
-    expected = torch.addmm(base, a, w.t())
-    torch.testing.assert_close(linear_add(a, w, base), expected, atol=1e-5, rtol=1e-5)
-    w.requires_grad_()
-    out = linear_add(a, w, base)  # autograd needs a differentiable op
+    torch.manual_seed(0)
+    w = torch.randn(10, 6)  # nn.Linear layout: out 10, in 6
+    a, base, d, other = torch.randn(batch, 6), torch.randn(batch, 10), torch.randn(batch, 10), torch.randn(batch, 6)
+    fwd, bwd = k.pack_for_forward(w, 4), k.pack_for_backward(w, 4)  # packed for batch 4, used with others too
+    close = dict(atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(k.linear(a, fwd), a @ w.t(), **close)
+    torch.testing.assert_close(k.linear_add(a, fwd, base), base + a @ w.t(), **close)
+    bias = torch.randn(10)
+    torch.testing.assert_close(k.linear_add(a, fwd, bias), bias + a @ w.t(), **close)
+    torch.testing.assert_close(k.linear_add(a, fwd, base[:1]), base[:1] + a @ w.t(), **close)
+    torch.testing.assert_close(k.matmul_w(d, bwd), d @ w, **close)
+    torch.testing.assert_close(k.add_matmul_w(other, d, bwd), other + d @ w, **close)
+    # unpacked weights (autograd, float64, CUDA) take the plain torch path
+    w64 = w.double().requires_grad_()
+    out = k.linear_add(a.double(), w64, base.double())
     assert out.grad_fn is not None
-    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(linear_add(a.double(), w.double(), base.double()), expected.double(),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out, (base + a @ w.t()).double(), **close)
+    assert k.pack_for_forward(w64, 4) is w64
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_builtin_cells_match_interpreter_in_float32(name):
+    """float32 on CPU takes the prepacked-weight matmuls (compile/kernels.py) in the fused runtime."""
+    torch.manual_seed(0)
+    g = get_cell(name)
+    compiled = CompiledCell(g, 8, 8)
+    interp = InterpretedCell(g, 8, 8, params=compiled.params)
+    x = torch.randn(6, 5, 8, requires_grad=True)
+    out_c, fin_c = compiled(x)
+    out_i, fin_i = interp(x)
+    torch.testing.assert_close(out_c, out_i, atol=1e-4, rtol=1e-4)
+    params = [x, *compiled.params.parameters()]
+    g_c = torch.autograd.grad((out_c * out_c).sum() + fin_c[0].sum(), params, allow_unused=True)
+    g_i = torch.autograd.grad((out_i * out_i).sum() + fin_i[0].sum(), params, allow_unused=True)
+    for a, b in zip(g_c, g_i):
+        if a is not None and b is not None:
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():  # the inference loop packs weights too
+        torch.testing.assert_close(compiled(x)[0], out_i, atol=1e-4, rtol=1e-4)

@@ -25,45 +25,15 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from cellsearch.compile.kernels import HELPERS
 from cellsearch.compile.params import bias_name, scale_name, weight_name
 from cellsearch.dsl.equations import format_number
 from cellsearch.dsl.graph import CellGraph, prev_name, unique_name
 from cellsearch.dsl.hashing import canonical_hash
 
-def _onednn_linear_add():
-    """oneDNN's linear with a fused addition, where this torch build has it and it computes right."""
-    try:
-        op = torch.ops.mkldnn._linear_pointwise.binary
-        if not torch.backends.mkldnn.is_available():
-            return None
-        a, w, base = torch.randn(3, 4), torch.randn(5, 4), torch.randn(3, 5)
-        if not torch.allclose(op(a, base, w, None, "add"), torch.addmm(base, a, w.t()), atol=1e-5):
-            return None
-        return op
-    except (AttributeError, RuntimeError):
-        return None
-
-
-_ONEDNN_LINEAR_ADD = _onednn_linear_add()
-
-
-def linear_add(a: torch.Tensor, w: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-    """base + a @ w.T (w in nn.Linear layout): the in-loop matmul of a group with a base.
-
-    On CPU in float32 without autograd (the fused runtime's forward, inference) this is
-    oneDNN's linear with the addition fused, about 15% faster than addmm at RNN sizes here;
-    otherwise (autograd, CUDA, float64) it is addmm.
-    """
-    if (_ONEDNN_LINEAR_ADD is not None and a.device.type == "cpu" and a.dtype == torch.float32
-            and base.dim() == 2 and base.shape[0] == a.shape[0]
-            and not (torch.is_grad_enabled() and (a.requires_grad or w.requires_grad or base.requires_grad))):
-        return _ONEDNN_LINEAR_ADD(a, base, w, None, "add")
-    return torch.addmm(base, a, w.t())
-
-
 _RESERVED = set(keyword.kwlist) | set(dir(builtins)) | {"torch", "F", "aten", "H", "I", "S", "P", "T", "B",
                                                         "xt", "prev", "consts", "saved", "d_new", "inputs",
-                                                        "statics", "inits", "self", "linear_add"}
+                                                        "statics", "inits", "self", *HELPERS}
 
 
 class _Namer:
@@ -326,11 +296,11 @@ class CellProgram:
         self.filename = f"<cellsearch-generated {graph.name} {canonical_hash(graph)} I{input_size} H{hidden_size}>"
         code = compile(self.source, self.filename, "exec")
         linecache.cache[self.filename] = (len(self.source), None, self.source.splitlines(True), self.filename)
-        namespace = {"torch": torch, "F": F, "aten": torch.ops.aten, "linear_add": linear_add, "H": hidden_size,
-                     "I": input_size,
+        namespace = {"torch": torch, "F": F, "aten": torch.ops.aten, **HELPERS, "H": hidden_size, "I": input_size,
                      "S": plan.static_size}
         exec(code, namespace)
         self.namespace = namespace
+        self.pack_weights = True  # the runtime may hand the step functions prepacked weights
         self.prologue = namespace["prologue"]
         self.step = namespace.get("step")
         self.step_backward = namespace.get("step_backward")
@@ -580,7 +550,7 @@ class CellProgram:
         if grp.base_kind:
             mm = f"linear_add({a}, {grp.weight}, {grp.base})"
         else:
-            mm = f"torch.mm({a}, {grp.weight}.t())"
+            mm = f"linear({a}, {grp.weight})"
         parts = [self.part_names[(L, grp.index)] for L in grp.members]
         if len(parts) == 1:
             out = parts[0]
@@ -650,11 +620,11 @@ class CellProgram:
             if mms:
                 first = mms[0]
                 if expr is None:
-                    expr = f"torch.mm({first.expr}, {first.mm})"
+                    expr = f"matmul_w({first.expr}, {first.mm})"
                 else:
-                    expr = f"torch.addmm({expr}, {first.expr}, {first.mm})"
+                    expr = f"add_matmul_w({expr}, {first.expr}, {first.mm})"
                 for t in mms[1:]:
-                    expr = f"torch.addmm({expr}, {t.expr}, {t.mm})"
+                    expr = f"add_matmul_w({expr}, {t.expr}, {t.mm})"
             body.append(f"    {name} = {expr}")
             grad_var[v] = name
             defined_at[name] = (len(body) - 1, expr, v)
@@ -777,7 +747,7 @@ class CellProgram:
             add(grp.args[0], _Term(1, dl, mm=grp.weight))
         else:
             da = nm.fresh(f"d_a{grp.index}")
-            body.append(f"    {da} = torch.mm({dl}, {grp.weight})")
+            body.append(f"    {da} = matmul_w({dl}, {grp.weight})")
             pieces = [nm.fresh(f"d_{a}_g{grp.index}") for a in grp.args]
             body.append(f"    {', '.join(pieces)} = {da}.split(H, 1)")
             for a, p in zip(grp.args, pieces):

@@ -11,19 +11,49 @@ with ``unbind`` and rebuilt with ``stack``.
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import gc
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
 
 from cellsearch.compile.codegen import CellProgram
+from cellsearch.compile.kernels import pack_for_backward, pack_for_forward
 from cellsearch.compile.params import CellParameters
 from cellsearch.dsl.graph import CellGraph, prev_name
 from cellsearch.errors import CellsearchError
 
 
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Keep Python's cyclic garbage collector out of the time loops: they create thousands of
+    tensors and tuples (no cycles), which would trigger it again and again (~2% of the time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _packed(program: CellProgram, consts: Sequence[torch.Tensor], batch: int, backward: bool = False) -> tuple:
+    """The constants with every fused weight prepacked for the step's (or backward step's) matmuls.
+    Only for code that autograd does not differentiate (see compile/kernels.py)."""
+    if not program.pack_weights:
+        return tuple(consts)
+    pack = pack_for_backward if backward else pack_for_forward
+    return tuple(pack(c, batch) if kind == "weight" else c for c, kind in zip(consts, program.const_kinds))
+
+
 def _run_loop(program: CellProgram, T: int, ext: Sequence[torch.Tensor], consts: Sequence[torch.Tensor],
               init: Sequence[torch.Tensor], keep_saved: bool):
+    with _no_gc():
+        return _loop(program, T, ext, consts, init, keep_saved)
+
+
+def _loop(program: CellProgram, T: int, ext, consts, init, keep_saved: bool):
     step = program.step
     per_step = list(zip(*[e.unbind(0) for e in ext])) if ext else [()] * T  # step t -> tuple of views
     prev = tuple(init)
@@ -44,7 +74,7 @@ class _Recurrence(torch.autograd.Function):
         ext = tensors[:n_ext]
         consts = tensors[n_ext:n_ext + n_const]
         init = tensors[n_ext + n_const:]
-        seqs, saved = _run_loop(program, T, ext, consts, init, keep_saved=True)
+        seqs, saved = _run_loop(program, T, ext, _packed(program, consts, init[0].shape[0]), init, keep_saved=True)
         ctx.program = program
         ctx.T = T
         ctx.seqs = seqs
@@ -96,20 +126,22 @@ class _Recurrence(torch.autograd.Function):
         d_const_acc: list = [None] * n_const
         d_diag_steps: list[list] = [[None] * T for _ in program.loop_diags]
         step_backward = program.step_backward
-        for t in range(T - 1, -1, -1):
-            if d_out_steps is not None:
-                d_state[out_k] = d_state[out_k] + d_out_steps[t]
-            prev = seqs[t - 1] if t > 0 else init
-            d_prev, d_ext, d_const, d_diag = step_backward(tuple(d_state), per_step[t], prev, consts, saved[t],
-                                                           d_lin_steps[t])
-            for i, d in enumerate(d_ext):
-                d_ext_steps[i][t] = d
-            for i, d in enumerate(d_const):
-                if d is not None:
-                    d_const_acc[i] = d if d_const_acc[i] is None else d_const_acc[i] + d
-            for i, d in enumerate(d_diag):
-                d_diag_steps[i][t] = d
-            d_state = [d if d is not None else torch.zeros_like(v) for d, v in zip(d_prev, init)]
+        step_consts = _packed(program, consts, B, backward=True)
+        with _no_gc():
+            for t in range(T - 1, -1, -1):
+                if d_out_steps is not None:
+                    d_state[out_k] = d_state[out_k] + d_out_steps[t]
+                prev = seqs[t - 1] if t > 0 else init
+                d_prev, d_ext, d_const, d_diag = step_backward(tuple(d_state), per_step[t], prev, step_consts,
+                                                               saved[t], d_lin_steps[t])
+                for i, d in enumerate(d_ext):
+                    d_ext_steps[i][t] = d
+                for i, d in enumerate(d_const):
+                    if d is not None:
+                        d_const_acc[i] = d if d_const_acc[i] is None else d_const_acc[i] + d
+                for i, d in enumerate(d_diag):
+                    d_diag_steps[i][t] = d
+                d_state = [d if d is not None else torch.zeros_like(v) for d, v in zip(d_prev, init)]
 
         base_grad = {grp.base: d_lin[grp.index] for grp in plan.groups if grp.base}
         grads_out: list = []
@@ -202,8 +234,7 @@ class CompiledCell(nn.Module):
         def own(ts):
             return tuple(t if t is None or t._base is None else t.clone() for t in ts)
 
-        # inductor makes its own fusion choices: give it the plain addmm to trace
-        p.namespace["linear_add"] = lambda a, w, base: torch.addmm(base, a, w.t())
+        p.pack_weights = False  # inductor makes its own choices: it traces the plain-tensor paths
         compiled_step = torch.compile(p.step, dynamic=False)
 
         def step(xt, prev, consts):
@@ -274,7 +305,9 @@ class CompiledCell(nn.Module):
                     out, res = res[0], res[1:]
                 final.update(zip(plan.recurrent_states, res))
             else:
-                seqs, _ = _run_loop(self.program, T, ext, consts, rec_init, keep_saved=False)
+                # no gradient through this loop (inference), or plain autograd through every step
+                loop_consts = consts if need_grad else _packed(self.program, consts, B)
+                seqs, _ = _run_loop(self.program, T, ext, loop_consts, rec_init, keep_saved=False)
                 if g.output in plan.recurrent_states:
                     k = plan.recurrent_states.index(g.output)
                     out = torch.stack([st[k] for st in seqs])

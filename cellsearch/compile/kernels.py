@@ -1,0 +1,87 @@
+"""The matmuls inside the time loop, and the weight packing that makes them fast on CPU.
+
+The generated step functions call these four helpers instead of ``torch.mm``/``addmm``. Every
+group weight ``W`` is in ``nn.Linear`` layout (out × in). The runtime may hand the helpers a
+oneDNN *prepacked* weight instead of ``W`` (``pack_for_forward``/``pack_for_backward``): the
+per-step GEMMs at RNN sizes (B = 32, 256 → 1024) then skip re-packing the weight on every call,
+which measured about 30% faster here than ``addmm``/``mm``. Packing happens once per sequence,
+only on CPU in float32 and only where the gradient is computed by our own backward (never under
+autograd, which cannot differentiate through packed weights); everywhere else (CUDA, float64,
+``mode="autograd"``, ``torch.compile``) the helpers are plain torch ops.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _onednn_ops():
+    """oneDNN's linear (plain and with a fused add) and weight reorder, if this build has them and
+    they compute right; else None."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return None
+        linear = torch.ops.mkldnn._linear_pointwise
+        reorder = torch.ops.mkldnn._reorder_linear_weight
+        a, w, base = torch.randn(3, 4), torch.randn(5, 4), torch.randn(3, 5)
+        packed = reorder(w, 3)
+        ok = (torch.allclose(linear.binary(a, base, packed, None, "add"), torch.addmm(base, a, w.t()), atol=1e-5)
+              and torch.allclose(linear(a, packed, None, "none", [], ""), a @ w.t(), atol=1e-5))
+        return (linear, reorder) if ok else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_ONEDNN = _onednn_ops()
+
+
+def can_pack(w: torch.Tensor) -> bool:
+    return _ONEDNN is not None and w.device.type == "cpu" and w.dtype == torch.float32 and w.dim() == 2
+
+
+def pack_for_forward(w: torch.Tensor, batch: int) -> torch.Tensor:
+    """W prepacked for ``a @ W.T`` (the step's matmul); W itself where packing does not apply.
+    Callers must not need autograd through the result."""
+    return _ONEDNN[1](w.detach(), batch) if can_pack(w) else w
+
+
+def pack_for_backward(w: torch.Tensor, batch: int) -> torch.Tensor:
+    """W prepacked for ``d @ W`` (the backward step's matmul); W itself where packing does not apply."""
+    return _ONEDNN[1](w.detach().t().contiguous(), batch) if can_pack(w) else w
+
+
+def linear(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """a @ W.T"""
+    if w.is_mkldnn:
+        return _ONEDNN[0](a, w, None, "none", [], "")
+    return torch.mm(a, w.t())
+
+
+def linear_add(a: torch.Tensor, w: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """base + a @ W.T (base: (B, out) per step, or a bias-like (out,) constant)"""
+    if w.is_mkldnn:
+        if base.dim() == 1:
+            return _ONEDNN[0](a, w, base, "none", [], "")
+        if base.shape == (a.shape[0], w.shape[0]):
+            return _ONEDNN[0].binary(a, base, w, None, "add")
+        return _ONEDNN[0](a, w, None, "none", [], "") + base
+    return torch.addmm(base, a, w.t())
+
+
+def matmul_w(d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """d @ W (w may be W prepacked by pack_for_backward)"""
+    if w.is_mkldnn:
+        return _ONEDNN[0](d, w, None, "none", [], "")
+    return torch.mm(d, w)
+
+
+def add_matmul_w(other: torch.Tensor, d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """other + d @ W (w may be W prepacked by pack_for_backward)"""
+    if w.is_mkldnn:
+        if other.shape == (d.shape[0], w.shape[0]):
+            return _ONEDNN[0].binary(d, other, w, None, "add")
+        return _ONEDNN[0](d, w, None, "none", [], "") + other
+    return torch.addmm(other, d, w)
+
+
+HELPERS = {"linear": linear, "linear_add": linear_add, "matmul_w": matmul_w, "add_matmul_w": add_matmul_w}
