@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cellsearch.errors import ConfigError
+from cellsearch.tasks import primary_metric
 from cellsearch.train import TrainConfig
 
 ARCHITECTURES = ("tanh", "lstm", "lstm-f", "lstm-i", "lstm-o", "lstm-b", "gru", "mut1", "mut2", "mut3")
@@ -30,7 +31,6 @@ PAPER = {
     "gru": (0.896, 0.460, 0.0907), "mut1": (0.921, 0.475, 0.0897), "mut2": (0.897, 0.473, 0.0904),
     "mut3": (0.907, 0.465, 0.0916),
 }
-METRIC = {"arith": "char_accuracy", "xml": "accuracy", "ptb": "word_prob"}
 
 # Per task: training settings shared by every architecture. "small" fits the whole table
 # (10 cells × 3 tasks × 2 seeds) in about an hour on 2 CPU cores; "paper" is closer to the
@@ -130,7 +130,7 @@ def summarise(runs):
             sel = runs[(runs.cell == cell) & (runs.task == task)]
             if sel.empty:
                 continue
-            vals = [v for v in sel[METRIC[task]].tolist() if v == v and v is not None]
+            vals = [v for v in sel[primary_metric(task)].tolist() if v == v and v is not None]
             rec[f"{task}"] = statistics.mean(vals) if vals else float("nan")
             rec[f"{task}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
             if task == "ptb":

@@ -32,7 +32,6 @@ def seq_logprob(model: nn.Module, prompt: list[int], tokens: list[int]) -> float
 
 def seq_logprobs(model: nn.Module, prompt: list[int], seqs: list[list[int]]) -> torch.Tensor:
     """Scores of several continuations of the same length, batched, without ``step``."""
-    n = len(seqs[0])
     inputs = torch.tensor([prompt + s[:-1] for s in seqs]).T  # (T0 + n - 1, S)
     with torch.no_grad():
         logits, _ = model(inputs, None)  # (T0 + n - 1, S, V)
@@ -180,7 +179,7 @@ def test_length_penalty_normalises_scores(length_penalty):
 
 
 def test_length_penalty_changes_the_ranking():
-    bos, eos, a, b = 0, 1, 2, 3
+    bos, eos, a = 0, 1, 2  # token 3 exists but is never preferred
     model = Bigram([
         [0.0, 0.4, 0.5, 0.1],  # after bos: eos is the best single token, "bos" impossible (-inf)
         [0.25, 0.25, 0.25, 0.25],  # after eos (never used)

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 from cellsearch.errors import ConfigError
+from cellsearch.tasks import primary_metric
 
 VARIANTS = ("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
 FEATURES = ("input_gate", "forget_gate", "output_gate", "peepholes", "input_activation", "output_activation",
@@ -66,7 +67,6 @@ GATE_FEATURES: dict[str, dict[str, int]] = {
 }
 FEATURE_VARIANT = {change[0]: v for v, change in VARIANT_CHANGE.items() if change}
 
-PRIMARY_METRIC = {"arith": "char_accuracy", "xml": "accuracy", "memorize": "accuracy", "ptb": "word_prob"}
 
 # Small settings per task: a study of 9 variants × a few trials runs in minutes on a CPU.
 DEFAULT_TASK_OPTIONS: dict[str, dict[str, Any]] = {
@@ -111,14 +111,6 @@ def add_features(df):
     for f in FEATURES:
         out[f] = [GATE_FEATURES[v][f] for v in out["variant"]]
     return out
-
-
-def primary_metric(task: str) -> str:
-    if task in PRIMARY_METRIC:
-        return PRIMARY_METRIC[task]
-    from cellsearch.tasks import make_task
-
-    return make_task(task).primary_metric
 
 
 # ---------------------------------------------------------------------------------------- the study

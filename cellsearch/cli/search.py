@@ -15,7 +15,7 @@ from cellsearch.cli import cli_errors, console
 def _print_leaderboard(run_dir: Path, top: int, equations: int = 3) -> None:
     from cellsearch.runner.search import leaderboard, stage_counts
 
-    from cellsearch.runner.evaluate import primary_metric
+    from cellsearch.tasks import primary_metric
 
     rows = leaderboard(run_dir, top)
     table = Table(title=f"leaderboard: {run_dir}")

@@ -21,6 +21,8 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from cellsearch.tasks import primary_metric
+
 # Hyperparameter grids of Jozefowicz et al. 2015 (two reimplementations agree), see PAPERS.md.
 # The paper trained with SGD at rates 0.1–5; short CPU budgets need Adam, so the learning
 # rate is drawn from an Adam range instead.
@@ -51,13 +53,6 @@ def default_plan(tasks: list[str]) -> list[Stage]:
 def hyperparameters(rng: random.Random) -> dict[str, Any]:
     """One random setting from the paper's grids (Adam learning rate, see above)."""
     return {"init_scale": rng.choice(INIT_SCALES), "clip": rng.choice(MAX_GRAD_NORMS), "lr": rng.choice(ADAM_LRS)}
-
-
-def primary_metric(task: str) -> str:
-    from cellsearch.tasks import make_task
-
-    return {"arith": "char_accuracy", "xml": "accuracy", "memorize": "accuracy", "ptb": "word_prob"}.get(
-        task) or make_task(task).primary_metric
 
 
 def evaluate_candidate(config: dict[str, Any], report: Callable[[dict], None] | None = None) -> dict[str, Any]:

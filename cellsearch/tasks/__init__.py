@@ -10,28 +10,34 @@ from cellsearch.tasks.base import Batch, Stream, Task, Vocab
 TASK_NAMES = ("arith", "xml", "memorize", "ptb")
 
 
+_CLASSES = {"arith": ("cellsearch.tasks.arithmetic", "ArithmeticTask"), "xml": ("cellsearch.tasks.xml", "XMLTask"),
+            "memorize": ("cellsearch.tasks.memorize", "MemorizeTask"), "ptb": ("cellsearch.tasks.ptb", "PTBTask")}
+
+
+def task_class(name: str) -> type[Task]:
+    """The class of a task (imported on first use)."""
+    if name not in _CLASSES:
+        raise ConfigError(f"unknown task '{name}' (known: {', '.join(TASK_NAMES)})")
+    import importlib
+
+    module, cls = _CLASSES[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def primary_metric(name: str) -> str:
+    """The validation metric a task is scored by (higher is better)."""
+    return task_class(name).primary_metric
+
+
 def make_task(name: str, seed: int = 0, data_dir: str | None = None, **options: Any) -> Task:
     """Build a task by name; ``options`` go to its constructor (e.g. ``max_digits=4``)."""
+    cls = task_class(name)
     try:
-        if name == "arith":
-            from cellsearch.tasks.arithmetic import ArithmeticTask
-
-            return ArithmeticTask(seed=seed, **options)
-        if name == "xml":
-            from cellsearch.tasks.xml import XMLTask
-
-            return XMLTask(seed=seed, **options)
-        if name == "memorize":
-            from cellsearch.tasks.memorize import MemorizeTask
-
-            return MemorizeTask(seed=seed, **options)
-        if name == "ptb":
-            from cellsearch.tasks.ptb import PTBTask
-
-            return PTBTask(data_dir=data_dir, **options)
+        if name == "ptb":  # a fixed corpus: no seed, data from a directory
+            return cls(data_dir=data_dir, **options)
+        return cls(seed=seed, **options)
     except TypeError as exc:
         raise ConfigError(f"bad option for task '{name}': {exc}") from None
-    raise ConfigError(f"unknown task '{name}' (known: {', '.join(TASK_NAMES)})")
 
 
-__all__ = ["Batch", "Stream", "Task", "Vocab", "TASK_NAMES", "make_task"]
+__all__ = ["Batch", "Stream", "Task", "Vocab", "TASK_NAMES", "make_task", "primary_metric", "task_class"]
