@@ -135,7 +135,6 @@ def export_from_run(run_dir: str | Path, rank: int, fmt: str, path: str | Path, 
     A search keeps no trained weights: unless ``weights`` is given, they are freshly initialised.
     Other keywords go to ``export_cell``.
     """
-    import sqlite3
 
     from cellsearch.dsl.io import loads_cell
     from cellsearch.runner.search import leaderboard
@@ -153,11 +152,7 @@ def export_from_run(run_dir: str | Path, rank: int, fmt: str, path: str | Path, 
     if len(rows) < rank:
         raise ConfigError(f"rank {rank} is out of range: '{run}' has {len(rows)} ranked cell(s)")
     row = rows[rank - 1]
-    with contextlib.closing(sqlite3.connect(run / "results.db")) as conn:
-        # the evaluation the leaderboard shows: best score first, the earliest among equals
-        found = conn.execute("SELECT cell_yaml FROM trials WHERE hash = ? AND reused_from IS NULL "
-                             "ORDER BY score IS NULL, score DESC, id LIMIT 1", (row["hash"],)).fetchone()
-    graph = loads_cell(found[0], source=f"{run}/results.db (rank {rank})", warn=False)
+    graph = loads_cell(row["cell_yaml"], source=f"{run}/results.db (rank {rank})", warn=False)
     config: dict = {}
     cfg_file = run / "config.json"
     if cfg_file.exists():

@@ -379,7 +379,8 @@ def leaderboard(run_dir: str | Path, top: int = 10) -> list[dict[str, Any]]:
         out.append({"rank": rank, "hash": r["hash"], "score": r["score"], "status": r["status"],
                     "params": r["params"], "metrics": json.loads(r["metrics"] or "{}"), "cell": g.name,
                     "origin": r["origin"], "stage": r["stage"], "evaluations": counts[r["hash"]],
-                    "equations": {n.name: format_equation(g, n.name, inline) for n in g.nodes if n.name not in inline}})
+                    "equations": {n.name: format_equation(g, n.name, inline) for n in g.nodes if n.name not in inline},
+                    "cell_yaml": r["cell_yaml"]})
     return out
 
 
