@@ -13,14 +13,13 @@ import json
 import os
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 from cellsearch.errors import ConfigError
 from cellsearch.tasks import primary_metric
-from cellsearch.train import TrainConfig
+from cellsearch.train import TrainConfig, map_in_workers
 
 ARCHITECTURES = ("tanh", "lstm", "lstm-f", "lstm-i", "lstm-o", "lstm-b", "gru", "mut1", "mut2", "mut3")
 TASKS = ("arith", "xml", "ptb")
@@ -100,16 +99,15 @@ def reproduce_jozefowicz(budget: str = "small", seeds: int = 2, out_dir: str | P
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     todo = jobs(budget, seeds, data_dir, cells, tasks)
-    workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
-    rows: list[dict] = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_run, job) for job in todo]
-        for i, fut in enumerate(as_completed(futures), 1):
-            row = fut.result()
-            rows.append(row)
-            pd.DataFrame(rows).to_csv(out / "results.csv", index=False)  # partial results survive a crash
-            if progress:
-                progress(i, len(todo), row)
+    done: list[dict] = []
+
+    def on_result(i: int, n: int, row: dict) -> None:
+        done.append(row)
+        pd.DataFrame(done).to_csv(out / "results.csv", index=False)  # partial results survive a crash
+        if progress:
+            progress(i, n, row)
+
+    rows = map_in_workers(_run, todo, workers or (os.cpu_count() or 1), on_result)
     runs = pd.DataFrame(rows).sort_values(["task", "cell", "seed"])
     runs.to_csv(out / "results.csv", index=False)
     table = summarise(runs)

@@ -401,6 +401,28 @@ def train(cfg: TrainConfig, *, callback=None, progress: bool = False, out_dir: s
     return Trainer(cfg, task=task, graph=graph).run(callback=callback, progress=progress, out_dir=out_dir)
 
 
+def map_in_workers(fn: Callable[[Any], Any], jobs: list, workers: int = 1,
+                   on_result: Callable[[int, int, Any], None] | None = None) -> list:
+    """``fn(job)`` for every job — in ``workers`` processes, or in this one when ``workers <= 1`` —
+    calling ``on_result(i, n, result)`` as results arrive; returns them in completion order.
+    ``fn`` must be importable (a module-level function) and should pin its own torch threads."""
+    results: list = []
+    if workers > 1 and len(jobs) > 1:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            for fut in as_completed([pool.submit(fn, job) for job in jobs]):
+                results.append(fut.result())
+                if on_result:
+                    on_result(len(results), len(jobs), results[-1])
+    else:
+        for job in jobs:
+            results.append(fn(job))
+            if on_result:
+                on_result(len(results), len(jobs), results[-1])
+    return results
+
+
 def load_model(path: str | Path) -> tuple[SeqModel, Any, dict]:
     """A trained model from a checkpoint, with its vocabulary and the checkpoint dict."""
     from cellsearch.tasks.base import Vocab

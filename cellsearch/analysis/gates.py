@@ -36,12 +36,12 @@ import math
 import random
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 from cellsearch.errors import ConfigError
 from cellsearch.tasks import primary_metric
+from cellsearch.train import map_in_workers
 
 VARIANTS = ("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
 FEATURES = ("input_gate", "forget_gate", "output_gate", "peepholes", "input_activation", "output_activation",
@@ -216,23 +216,9 @@ def run_gate_study(task: str = "arith", trials_per_variant: int = 3, seeds: int 
         verify("ptb", (train_options or {}).get("data_dir"))
     todo = study_jobs(task, trials_per_variant, seeds, steps, hidden_range, lr_range, task_options, variants, seed,
                       batch_size, paired, train_options)
-    try:  # a bad task option fails here, once, not in every run
-        make_task(task, seed=0, data_dir=(train_options or {}).get("data_dir"), **todo[0]["config"]["task_options"])
-    except TypeError as exc:
-        raise ConfigError(f"bad option for task '{task}': {exc}") from None
-    rows: list[dict] = []
-    if workers and workers > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
-            futures = [pool.submit(_run_trial, job, 1) for job in todo]
-            for i, fut in enumerate(as_completed(futures), 1):
-                rows.append(fut.result())
-                if progress:
-                    progress(i, len(todo), rows[-1])
-    else:
-        for i, job in enumerate(todo, 1):
-            rows.append(_run_trial(job, 1))
-            if progress:
-                progress(i, len(todo), rows[-1])
+    # a bad task option fails here, once (ConfigError), not in every run
+    make_task(task, seed=0, data_dir=(train_options or {}).get("data_dir"), **todo[0]["config"]["task_options"])
+    rows = map_in_workers(_run_trial, todo, workers or 1, progress)
     return _sorted(pd.DataFrame(rows, columns=list(COLUMNS)))
 
 
