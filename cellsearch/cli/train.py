@@ -68,8 +68,8 @@ def register(app: typer.Typer) -> None:
         if steps is None and minutes is None:
             steps = 300
         if resume is not None:
-            overrides = {k: v for k, v in {"steps": steps, "seconds": minutes * 60 if minutes else None}.items()}
-            trainer = Trainer.from_checkpoint(resume, **overrides)
+            # the budget given now replaces the checkpoint's (the run continues to it)
+            trainer = Trainer.from_checkpoint(resume, steps=steps, seconds=minutes * 60 if minutes else None)
             cfg = trainer.cfg
         else:
             cfg = TrainConfig(cell=cell, task=task, task_options=parse_options(task_option),
