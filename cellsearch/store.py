@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS trials (
     parent TEXT,               -- parent hash for mutations
     decisions TEXT,            -- JSON list of the space's decisions, if any
     plan TEXT,                 -- JSON evaluation plan, if not the default
-    status TEXT NOT NULL,      -- ok | diverged | failed | stopped-early | rejected
+    status TEXT NOT NULL,      -- ok | diverged | failed | stopped-early | rejected | missing
     stage TEXT,                -- where a staged evaluation rejected it (or 'passed')
     score REAL,                -- higher is better; NULL when there is none
     metrics TEXT,              -- JSON {task: {metric: value}}
@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS trials (
 CREATE INDEX IF NOT EXISTS trials_hash ON trials(hash);
 """
 
-FINAL_STATUSES = ("ok", "diverged", "failed", "stopped-early", "rejected")
+# (``missing``: a replayed search's candidate that the benchmark table does not hold)
+FINAL_STATUSES = ("ok", "diverged", "failed", "stopped-early", "rejected", "missing")
 
 
 class Store:

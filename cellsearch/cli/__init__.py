@@ -48,7 +48,7 @@ app = typer.Typer(help="cellsearch: describe, compile, search, analyse and expor
 
 
 def _register() -> None:
-    from cellsearch.cli import analyze, bench, cells, export, reproduce, search, train
+    from cellsearch.cli import analyze, bench, cells, export, reproduce, runs, search, train
 
     app.add_typer(cells.app, name="cells")
     search.register(app)
@@ -57,6 +57,7 @@ def _register() -> None:
     app.add_typer(reproduce.app, name="reproduce")
     app.add_typer(analyze.app, name="analyze")
     bench.register(app)
+    app.add_typer(runs.app, name="runs")
 
 
 _register()

@@ -71,6 +71,11 @@ def register(app: typer.Typer) -> None:
         backend: Annotated[str, typer.Option(help="ray | local (in-process, sequential)")] = "ray",
         top: Annotated[int, typer.Option(help="Leaderboard rows to print.")] = 5,
         progress: Annotated[bool, typer.Option(help="Live progress on the terminal.")] = True,
+        benchmark: Annotated[Optional[Path], typer.Option(
+            help="Replay: look candidates up (by canonical hash) in this table of trained cells "
+                 "(.parquet/.csv/.json, see `cellsearch runs`) instead of training them.")] = None,
+        missing: Annotated[str, typer.Option(help="Replay, a candidate the table lacks: skip (record it as "
+                                                  "missing and go on) | fail (stop with an error).")] = "skip",
     ) -> None:
         """Search a space for cells: trials on Ray Tune, results in runs/NAME/results.db, best cell in best.yaml."""
         import time
@@ -84,7 +89,8 @@ def register(app: typer.Typer) -> None:
                            parallel=parallel, steps=budget if budget is not None else (None if minutes else 300),
                            minutes=minutes, scheduler=scheduler, seed=seed, address=address,
                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, reference=reference,
-                           data_dir=str(data_dir) if data_dir else None, backend=backend)
+                           data_dir=str(data_dir) if data_dir else None, backend=backend,
+                           benchmark=str(benchmark) if benchmark else None, missing=missing)
         cfg.train = dict(cfg.train, hidden_size=hidden)
         run = SearchRun(cfg, runs)
         summary = run.run(progress=progress)
@@ -123,5 +129,8 @@ def _finish(run_dir: Path, summary: dict, top: int) -> None:
     if summary.get("best_hash"):
         console.print(f"best cell: {run_dir / 'best.yaml'} (hash {summary['best_hash']}, "
                       f"score {summary['best_score']:.4f})")
+    if summary.get("benchmark"):
+        console.print(f"replayed on {summary['benchmark']}: no model was trained; "
+                      f"{summary['missing']} candidate(s) were not in the table")
     if summary.get("interrupted"):
         console.print(f"the search stopped early; continue it with: cellsearch resume {run_dir}")

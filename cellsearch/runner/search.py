@@ -55,6 +55,8 @@ class SearchConfig:
                                                         "ptb": {"eval_tokens": 20000}})
     data_dir: str | None = None
     max_failures: int = 2  # Tune retries of a trial whose worker died
+    benchmark: str | None = None  # replay: look candidates up in this table instead of training them
+    missing: str = "skip"  # replay, a candidate not in the table: skip (record it as missing) | fail
 
     def validate(self) -> None:
         from cellsearch.strategies import STRATEGY_NAMES
@@ -75,6 +77,8 @@ class SearchConfig:
             raise ConfigError(f"--scheduler must be asha or fifo, not {self.scheduler!r}")
         if self.backend not in ("ray", "local"):
             raise ConfigError(f"backend must be ray or local, not {self.backend!r}")
+        if self.missing not in ("skip", "fail"):
+            raise ConfigError(f"--missing must be skip or fail, not {self.missing!r}")
         if not self.name or "/" in self.name:
             raise ConfigError(f"bad run name {self.name!r}")
 
@@ -101,8 +105,9 @@ class Controller:
         self.strategy = make_strategy(cfg.strategy, self.space, seed=cfg.seed, **cfg.strategy_options)
         plan_fn = getattr(self.strategy, "plan", None)
         self.plan = [asdict(s) for s in (plan_fn(list(cfg.tasks)) if plan_fn else default_plan(list(cfg.tasks)))]
-        self.needs_reference = len([s for s in self.plan if s["scoring"]]) > 1 or any(
-            s["relative"] is not None for s in self.plan)
+        # (a replay takes its scores from the table as they are: nothing to normalise)
+        self.needs_reference = not cfg.benchmark and (len([s for s in self.plan if s["scoring"]]) > 1 or any(
+            s["relative"] is not None for s in self.plan))
         self.reference = self.store.get_meta("reference_scores")
         self.reference_running = False
         self.launched = 0  # strategy candidates launched or reused
@@ -260,7 +265,12 @@ class SearchRun:
             raise ConfigError(f"{self.run_dir} already holds a search: resume it with `cellsearch resume "
                               f"{self.run_dir}` or choose another --name")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if "ptb" in cfg.tasks:
+        self.table = None
+        if cfg.benchmark:
+            from cellsearch.tables import BenchmarkTable
+
+            self.table = BenchmarkTable(cfg.benchmark)
+        elif "ptb" in cfg.tasks:
             from cellsearch.tasks.data import verify
 
             verify("ptb", cfg.data_dir)
@@ -285,7 +295,9 @@ class SearchRun:
         interrupted = False
         try:
             if not ctl.done:
-                if self.cfg.backend == "local":
+                if self.table is not None:
+                    self._run_replay()
+                elif self.cfg.backend == "local":
                     self._run_local()
                 else:
                     from cellsearch.runner.tune import run_tune
@@ -302,6 +314,9 @@ class SearchRun:
         summary = {"run_dir": str(self.run_dir), "trials": ctl.store.count(), "seconds": time.perf_counter() - start,
                    "best_score": best["score"] if best else None, "best_hash": best["hash"] if best else None,
                    "interrupted": interrupted or not ctl.done}
+        if self.table is not None:
+            summary["benchmark"] = str(self.table.path)
+            summary["missing"] = stage_counts(self.run_dir).get("missing", 0)
         ctl.store.set_meta("last_summary", summary)
         return summary
 
@@ -317,6 +332,31 @@ class SearchRun:
                     return
                 raise RuntimeError("local backend: nothing runnable")  # pragma: no cover
             ctl.complete(trial_id, evaluate_candidate(cfg), node="local")
+
+
+    def _run_replay(self) -> None:
+        """Evaluate by lookup in the benchmark table (by canonical hash): no model is trained."""
+        ctl, table = self.controller, self.table
+        n = 0
+        while True:
+            trial_id = f"replay_{ctl.store.count() + n:05d}"
+            n += 1
+            if ctl.next_trial(trial_id) in (FINISHED, None):
+                return  # (nothing runs in the background here, so None cannot mean "wait")
+            cand = ctl.running[trial_id]
+            entry = table.lookup(cand.hash)
+            if entry is not None:
+                outcome = entry.outcome()
+                outcome["seconds"] = entry.seconds  # what training it cost when the table was made
+            elif self.cfg.missing == "fail":
+                ctl.running.pop(trial_id)
+                raise ConfigError(f"cell {cand.hash} ('{cand.graph.name}', {cand.origin}) is not in the benchmark "
+                                  f"table {table.path} ({len(table)} cells); replay with --missing skip to "
+                                  f"record such cells as missing and go on")
+            else:
+                outcome = {"status": "missing", "score": None,
+                           "error": f"not in the benchmark table {table.path}"}
+            ctl.complete(trial_id, outcome, node="replay")
 
 
 class _SearchProgress:

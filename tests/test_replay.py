@@ -1,0 +1,252 @@
+"""Replaying searches on tables of trained cells: tables, lookups, every strategy, NAS-Bench-NLP logs."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cellsearch.cli import app
+from cellsearch.dsl.hashing import canonical_hash
+from cellsearch.dsl.io import dumps_cell
+from cellsearch.errors import ConfigError
+from cellsearch.library import builtin_names, resolve_cell
+from cellsearch.runner.search import SearchConfig, SearchRun, stage_counts
+from cellsearch.store import read_results
+from cellsearch.strategies import STRATEGY_NAMES
+from cellsearch.tables import BenchmarkTable, import_nasbench_logs, make_frame, read_table, write_table
+
+runner = CliRunner()
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nasbench_nlp" / "recipes_example.json"
+MEMBERS = [n for n in builtin_names() if n != "np"]  # np is the same structure as lstm
+
+
+def synthetic_table(path: Path, seed: int = 0) -> tuple[Path, str]:
+    """A table scoring every member of a finite space at random; returns (path, best hash)."""
+    rng = random.Random(seed)
+    rows = []
+    for name in MEMBERS:
+        g = resolve_cell(name)
+        rows.append({"hash": canonical_hash(g), "score": rng.random(), "status": "ok", "cell_name": g.name,
+                     "cell_yaml": dumps_cell(g), "params": rng.randint(100, 1000), "seconds": 1.0 + rng.random(),
+                     "metrics": {"arith": {"char_accuracy": 0.5}}, "source": "synthetic"})
+    write_table(make_frame(rows), path)
+    return path, max(rows, key=lambda r: r["score"])["hash"]
+
+
+@pytest.fixture
+def finite_space(tmp_path) -> Path:
+    p = tmp_path / "all_cells.yaml"
+    p.write_text("kind: finite\nname: all_cells\ncells: [" + ", ".join(MEMBERS) + "]\n")
+    return p
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Any attempt to train a model fails the test."""
+    import cellsearch.runner.evaluate as evaluate
+    import cellsearch.train as train
+
+    def refuse(*a, **k):
+        raise AssertionError("a replayed search trained a model")
+
+    monkeypatch.setattr(train.Trainer, "run", refuse)
+    monkeypatch.setattr(evaluate, "_evaluate", refuse)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".json"])
+def test_tables_round_trip_in_every_format(tmp_path, suffix):
+    path, best = synthetic_table(tmp_path / f"t{suffix}")
+    table = BenchmarkTable(path)
+    assert len(table) == len(MEMBERS)
+    assert table.best().hash == best
+    entry = table.lookup(best)
+    assert entry.metrics == {"arith": {"char_accuracy": 0.5}} and entry.cell_yaml.startswith("name:") or entry.cell_yaml
+    assert isinstance(entry.params, int) and entry.outcome()["status"] == "ok"
+
+
+@pytest.mark.parametrize("strategy", STRATEGY_NAMES)
+def test_every_strategy_replays_and_finds_the_tables_best_cell(tmp_path, finite_space, no_training, strategy):
+    table, best = synthetic_table(tmp_path / "t.parquet", seed=3)
+    cfg = SearchConfig(name="r", space=str(finite_space), strategy=strategy, trials=120, seed=1,
+                       benchmark=str(table), tasks=["arith", "memorize"])  # a plan that would need a reference
+    summary = SearchRun(cfg, tmp_path / "runs").run()
+    assert summary["best_hash"] == best
+    assert summary["missing"] == 0 and summary["benchmark"] == str(table)
+    df = read_results(tmp_path / "runs" / "r")
+    assert len(df) == 120 and set(df["node"].dropna()) == {"replay"}
+    assert "reference" not in set(df["origin"])  # scores come from the table as they are
+    assert (tmp_path / "runs" / "r" / "best.yaml").exists()
+
+
+def test_replayed_scores_and_costs_are_the_tables(tmp_path, finite_space, no_training):
+    table_path, _ = synthetic_table(tmp_path / "t.csv")
+    table = BenchmarkTable(table_path)
+    SearchRun(SearchConfig(name="r", space=str(finite_space), strategy="random", trials=10,
+                           benchmark=str(table_path)), tmp_path).run()
+    df = read_results(tmp_path / "r")
+    for row in df[df["reused_from"].isna()].itertuples():
+        entry = table.lookup(row.hash)
+        assert row.score == pytest.approx(entry.score) and row.params == entry.params
+        assert row.seconds == pytest.approx(entry.seconds)
+
+
+def test_missing_cells_are_skipped_or_fail_as_configured(tmp_path, finite_space, no_training):
+    table_path = tmp_path / "partial.json"
+    g = resolve_cell("gru")
+    write_table(make_frame([{"hash": canonical_hash(g), "score": 0.9, "cell_name": "gru"}]), table_path)
+    summary = SearchRun(SearchConfig(name="skip", space=str(finite_space), strategy="random", trials=12,
+                                     benchmark=str(table_path)), tmp_path).run()
+    counts = stage_counts(tmp_path / "skip")
+    assert summary["missing"] == counts["missing"] > 0
+    df = read_results(tmp_path / "skip")
+    missing = df[(df["status"] == "missing") & df["reused_from"].isna()]
+    assert len(missing) and missing["score"].isna().all()
+    assert missing["error"].str.contains("not in the benchmark table").all()
+    with pytest.raises(ConfigError, match=r"is not in the benchmark table .*--missing skip"):
+        SearchRun(SearchConfig(name="fail", space=str(finite_space), strategy="random", trials=12, seed=5,
+                               benchmark=str(table_path), missing="fail"), tmp_path).run()
+
+
+def test_replay_on_an_open_space_records_what_the_table_lacks(tmp_path, no_training):
+    """A generative space proposes cells no small table holds: the replay still runs and says so."""
+    table_path, _ = synthetic_table(tmp_path / "t.parquet")
+    summary = SearchRun(SearchConfig(name="m", space="mutation", strategy="evolution", trials=15,
+                                     benchmark=str(table_path)), tmp_path).run()
+    df = read_results(tmp_path / "m")
+    assert len(df) == 15 and summary["missing"] == (df["status"] == "missing").sum() > 0
+
+
+def test_cli_replay_export_and_reimport(tmp_path, finite_space, no_training):
+    table, best = synthetic_table(tmp_path / "t.parquet")
+    res = runner.invoke(app, ["search", "--space", str(finite_space), "--strategy", "regularized-evolution",
+                              "--trials", "60", "--benchmark", str(table), "--name", "rep", "--runs",
+                              str(tmp_path), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())  # (rich wraps long lines)
+    assert "no model was trained" in text and best in text
+    out = tmp_path / "again.csv"
+    res = runner.invoke(app, ["runs", "export", str(tmp_path / "rep"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    again = BenchmarkTable(out)
+    assert again.best().hash == best and len(again) <= len(MEMBERS)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("hash,status\nabc,ok\n", "has no column(s) score"),
+    ("hash,score,status\nabc,0.5,great\n", "unknown status(es) great"),
+    ("hash,score\nabc,0.1\n,0.5\n", "row 2 has no hash"),
+])
+def test_bad_tables_are_one_line_errors(tmp_path, content, message):
+    p = tmp_path / "bad.csv"
+    p.write_text(content)
+    with pytest.raises(ConfigError) as exc:
+        read_table(p)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_unknown_table_format_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="unknown table format '.xlsx'"):
+        read_table(tmp_path / "t.xlsx")
+    with pytest.raises(ConfigError, match="no benchmark table at"):
+        read_table(tmp_path / "t.csv")
+    res = runner.invoke(app, ["search", "--benchmark", str(tmp_path / "none.csv"), "--runs", str(tmp_path),
+                              "--no-progress"])
+    assert res.exit_code == 2 and "no benchmark table at" in res.output
+
+
+# ---------------------------------------------------------------------- NAS-Bench-NLP logs
+LSTM_LIKE = {"i": {"op": "linear", "input": ["x", "h_prev_0"]},
+             "i_act": {"op": "activation_sigm", "input": ["i"]},
+             "j": {"op": "linear", "input": ["x", "h_prev_0"]},
+             "j_act": {"op": "activation_tanh", "input": ["j"]},
+             "f": {"op": "linear", "input": ["x", "h_prev_0"]},
+             "f_act": {"op": "activation_sigm", "input": ["f"]},
+             "keep": {"op": "elementwise_prod", "input": ["f_act", "h_prev_1"]},
+             "write": {"op": "elementwise_prod", "input": ["i_act", "j_act"]},
+             "h_new_1": {"op": "elementwise_sum", "input": ["keep", "write"]},
+             "c_act": {"op": "activation_tanh", "input": ["h_new_1"]},
+             "o": {"op": "linear", "input": ["x", "h_prev_0"]},
+             "o_act": {"op": "activation_sigm", "input": ["o"]},
+             "h_new_0": {"op": "elementwise_prod", "input": ["o_act", "c_act"]}}
+TANH_RNN = {"f": {"op": "linear", "input": ["x", "h_prev_0"]}, "h_new_0": {"op": "activation_tanh", "input": ["f"]}}
+
+
+def nasbench_log(recipe: dict, val: list, status: str = "OK", recipe_id: int = 0) -> dict:
+    """A training log in NAS-Bench-NLP's published format (train_logs_single_run/*.json)."""
+    n = len(val)
+    return {"recepie_id": recipe_id, "recepie": json.dumps(recipe), "num_params": 2_000_000 + recipe_id,
+            "status": status, "train_losses": [v + 0.2 if v == v else v for v in val], "val_losses": val,
+            "test_losses": [v - 0.05 if v == v else v for v in val], "wall_times": [10.0] * n, "epochs": n}
+
+
+def write_logs(root: Path, logs: dict[str, dict]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, log in logs.items():
+        (root / name).write_text(json.dumps(log))  # json writes NaN as NaN, as their logs do
+    return root
+
+
+def test_nasbench_logs_import_with_scores_params_and_statuses(tmp_path):
+    logs = write_logs(tmp_path / "logs", {
+        "lstm.json": nasbench_log(LSTM_LIKE, [6.0, 5.0, 4.6, 4.7], recipe_id=7),
+        "tanh.json": nasbench_log(TANH_RNN, [6.5, 5.9], recipe_id=8),
+        "nan.json": nasbench_log(TANH_RNN | {"g": {"op": "linear", "input": ["x"]},
+                                             "h_new_0": {"op": "elementwise_sum", "input": ["f", "g"]}},
+                                 [7.0, float("nan")], status="Nan", recipe_id=9)})
+    df, skipped = import_nasbench_logs(logs)
+    assert skipped == [] and len(df) == 3
+    row = df.set_index("cell_name").loc["nb_7"]
+    assert row["score"] == pytest.approx(math.exp(-4.6))  # best epoch's validation word probability
+    assert row["params"] == 2_000_007 and row["seconds"] == pytest.approx(40.0)
+    m = json.loads(row["metrics"])["ptb"]
+    assert m["best_epoch"] == 2 and m["perplexity"] == pytest.approx(math.exp(4.6))
+    assert m["test_loss"] == pytest.approx(4.55)
+    from cellsearch.dsl.nasbench import recipe_to_cell
+
+    assert row["hash"] == canonical_hash(recipe_to_cell(LSTM_LIKE, "other_name"))
+    nan_row = df.set_index("cell_name").loc["nb_9"]
+    assert nan_row["status"] == "diverged" and nan_row["score"] == pytest.approx(math.exp(-7.0))
+
+
+def test_nasbench_import_cli_and_replay_on_the_nasbench_space(tmp_path, no_training):
+    recipes = json.loads(SHARED.read_text()) if SHARED.exists() else [TANH_RNN, LSTM_LIKE]
+    logs = {f"log_{i}.json": nasbench_log(r, [6.0 - 0.1 * i, 5.5 - 0.1 * i], recipe_id=i)
+            for i, r in enumerate(recipes)}
+    write_logs(tmp_path / "logs" / "train_logs_single_run", logs)
+    out = tmp_path / "nb.parquet"
+    res = runner.invoke(app, ["runs", "import-nasbench", str(tmp_path / "logs"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert f"{len(recipes)} rows" in res.output
+    table = BenchmarkTable(out)
+    summary = SearchRun(SearchConfig(name="nb", space="nasbench_nlp", strategy="random", trials=5,
+                                     benchmark=str(out), tasks=["ptb"]), tmp_path).run()
+    assert summary["trials"] == 5  # PTB data is not needed: nothing is trained
+    assert len(table) == len({canonical_hash(resolve_cell_from_recipe(r)) for r in recipes})
+
+
+def resolve_cell_from_recipe(recipe: dict):
+    from cellsearch.dsl.nasbench import recipe_to_cell
+
+    return recipe_to_cell(recipe, "r")
+
+
+@pytest.mark.parametrize("log, message", [
+    ({"val_losses": [1.0]}, "not a NAS-Bench-NLP log (no 'recepie' field"),
+    ({"recepie": "{not json"}, "the recipe is not valid JSON"),
+    ({"recepie": json.dumps({"h_new_0": {"op": "conv", "input": ["x"]}})}, "conv"),
+    ({"recepie": json.dumps(TANH_RNN), "val_losses": 3}, "'val_losses' must be a list"),
+])
+def test_bad_nasbench_logs_name_the_file_and_the_problem(tmp_path, log, message):
+    logs = write_logs(tmp_path / "logs", {"bad.json": log, "good.json": nasbench_log(TANH_RNN, [5.0])})
+    with pytest.raises(ConfigError) as exc:
+        import_nasbench_logs(logs)
+    assert "bad.json" in str(exc.value) and message in str(exc.value)
+    df, skipped = import_nasbench_logs(logs, on_error="skip")
+    assert len(df) == 1 and len(skipped) == 1 and skipped[0][0].endswith("bad.json")
+    res = runner.invoke(app, ["runs", "import-nasbench", str(logs), "-o", str(tmp_path / "t.csv")])
+    assert res.exit_code == 2 and "bad.json" in res.output
