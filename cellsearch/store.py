@@ -41,6 +41,28 @@ CREATE TABLE IF NOT EXISTS trials (
     created REAL NOT NULL      -- unix time
 );
 CREATE INDEX IF NOT EXISTS trials_hash ON trials(hash);
+-- trainings of the final evaluation protocol (`cellsearch evaluate` / `fidelity`), one per job
+CREATE TABLE IF NOT EXISTS retrains (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,  -- protocol:hash:task:lr:seed (a job done once is never run again)
+    protocol TEXT NOT NULL,    -- fingerprint of the protocol's training settings (budget, model, task options)
+    purpose TEXT,              -- evaluate | fidelity: which command ran it first
+    hash TEXT NOT NULL,
+    cell_name TEXT,
+    cell_yaml TEXT NOT NULL,
+    task TEXT NOT NULL,
+    lr REAL NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,      -- ok | diverged | failed
+    valid REAL,                -- the task's primary metric on the validation split (chooses the learning rate)
+    test REAL,                 -- ... and on the test split (what is reported)
+    metrics TEXT,              -- JSON {"valid": {...}, "test": {...}}
+    params INTEGER,
+    seconds REAL,
+    node TEXT,
+    error TEXT,
+    created REAL NOT NULL
+);
 """
 
 # (``missing``: a replayed search's candidate that the benchmark table does not hold)
@@ -114,6 +136,28 @@ class Store:
     def count(self, include_reused: bool = True) -> int:
         q = "SELECT COUNT(*) FROM trials" + ("" if include_reused else " WHERE reused_from IS NULL")
         return int(self.conn.execute(q).fetchone()[0])
+
+    # ------------------------------------------------------------------ retrains (final evaluation)
+    def add_retrain(self, *, key: str, protocol: str, purpose: str, hash: str, cell_name: str | None,
+                    cell_yaml: str, task: str, lr: float, seed: int, status: str, valid: float | None,
+                    test: float | None, metrics: dict | None = None, params: int | None = None,
+                    seconds: float | None = None, node: str | None = None, error: str | None = None) -> int:
+        def num(v):
+            return None if v is None or v != v else float(v)
+
+        with self.conn:
+            cur = self.conn.execute(
+                "INSERT OR REPLACE INTO retrains (key, protocol, purpose, hash, cell_name, cell_yaml, task, lr, seed,"
+                " status, valid, test, metrics, params, seconds, node, error, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, protocol, purpose, hash, cell_name, cell_yaml, task, float(lr), int(seed), status, num(valid),
+                 num(test), json.dumps(metrics or {}), params, seconds, node, error, time.time()))
+        return int(cur.lastrowid)
+
+    def retrains(self, protocol: str | None = None) -> list[sqlite3.Row]:
+        if protocol is None:
+            return self.conn.execute("SELECT * FROM retrains ORDER BY id").fetchall()
+        return self.conn.execute("SELECT * FROM retrains WHERE protocol = ? ORDER BY id", (protocol,)).fetchall()
 
     def best(self) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM trials WHERE score IS NOT NULL AND reused_from IS NULL "

@@ -35,7 +35,6 @@ from __future__ import annotations
 import math
 import random
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -293,13 +292,14 @@ def _valid(df):
 def welch_tests(df, top_fraction: float = 0.1, alpha: float = 0.05, baseline: str = "vanilla"):
     """Each variant against ``baseline`` on the best ``top_fraction`` of its scored trials (at least 2).
 
-    Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``), Bonferroni over the comparisons made.
+    Welch's t-test (``cellsearch.analysis.stats.welch``), Bonferroni over the comparisons made.
     Returns one row per variant: variant, n (scored trials), n_top, failed (runs without a score),
     mean, vanilla_mean, t, p, p_bonferroni, significant, direction (``worse``/``better`` when
     significant, else ``n.s.``; ``–`` when there is nothing to test).
     """
     import pandas as pd
-    from scipy import stats
+
+    from cellsearch.analysis.stats import welch
 
     if not 0 < top_fraction <= 1:
         raise ConfigError("top_fraction must be in (0, 1]")
@@ -322,14 +322,7 @@ def welch_tests(df, top_fraction: float = 0.1, alpha: float = 0.05, baseline: st
                "mean": float(vals.mean()) if len(vals) else float("nan"), "vanilla_mean": base_mean,
                "t": float("nan"), "p": float("nan")}
         if len(vals) >= 2 and len(base) >= 2:
-            if vals.std() == 0 and base.std() == 0:  # no spread at all: equal means or an obvious difference
-                rec["t"] = 0.0 if vals.mean() == base.mean() else math.copysign(math.inf, vals.mean() - base.mean())
-                rec["p"] = 1.0 if vals.mean() == base.mean() else 0.0
-            else:
-                with warnings.catch_warnings():  # nearly equal scores: scipy's precision-loss warning
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    res = stats.ttest_ind(vals, base, equal_var=False)
-                rec["t"], rec["p"] = float(res.statistic), float(res.pvalue)
+            rec["t"], rec["p"] = welch(vals, base)
         records.append(rec)
     out = pd.DataFrame(records, columns=["variant", "n", "n_top", "failed", "mean", "vanilla_mean", "t", "p"])
     m = int(out["p"].notna().sum())
@@ -485,7 +478,7 @@ def markdown_table(df, floatfmt: str = ".4g") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
@@ -497,7 +490,7 @@ def _pyplot():
 
 def plot_distributions(df, path: str | Path, title: str | None = None) -> Path:
     """Box plots of the scores per variant (scored runs, each run a dot); PNG (or any matplotlib suffix)."""
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     valid = _valid(df)
@@ -532,7 +525,7 @@ def plot_distributions(df, path: str | Path, title: str | None = None) -> Path:
 
 def plot_importance(importances, path: str | Path) -> Path:
     """Horizontal bars of the fANOVA importances."""
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     imp = importances.iloc[::-1]

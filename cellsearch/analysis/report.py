@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from cellsearch.analysis.gates import _pyplot, markdown_table
+from cellsearch.analysis.gates import pyplot, markdown_table
 from cellsearch.errors import ConfigError
 
 
@@ -196,7 +196,7 @@ def op_frequencies(run_dir: str | Path, k: int = 5):
 # ---------------------------------------------------------------------------------------- plots
 def plot_best_so_far(curves, path: str | Path, title: str | None = None) -> Path:
     """Best-so-far score against trials, one line per (run,) strategy."""
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = [k for k in ("run", "strategy") if k in curves]
@@ -225,7 +225,7 @@ def plot_best_so_far(curves, path: str | Path, title: str | None = None) -> Path
 
 def plot_score_histogram(df, path: str | Path, bins: int = 20, title: str | None = None) -> Path:
     """Histogram of the scores of the strategy's trials, one colour per (run,) strategy."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     path = Path(path)
@@ -393,7 +393,7 @@ def jozefowicz_agreement(table):
 
 def plot_jozefowicz(table, path: str | Path) -> Path:
     """Bars of our mean (± std over seeds) beside the paper's number, one panel per task."""
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tasks = [t for t in ("arith", "xml", "ptb") if t in table]

@@ -48,10 +48,11 @@ app = typer.Typer(help="cellsearch: describe, compile, search, analyse and expor
 
 
 def _register() -> None:
-    from cellsearch.cli import analyze, bench, cells, export, reproduce, runs, search, train
+    from cellsearch.cli import analyze, bench, cells, evaluate, export, reproduce, runs, search, train
 
     app.add_typer(cells.app, name="cells")
     search.register(app)
+    evaluate.register(app)
     train.register(app)
     export.register(app)
     app.add_typer(reproduce.app, name="reproduce")

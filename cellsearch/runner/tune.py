@@ -1,6 +1,8 @@
 """Ray Tune glue: each candidate is one Tune trial; the Controller is wrapped as a Searcher.
 
-Imported lazily (only when a search runs on Ray). The trainable reports intermediate scores
+The same Searcher serves the final evaluation protocol's trainings (``runner.jobs.JobQueue``,
+trial config key ``retrain``): anything with ``next_trial``/``complete``, a ``cfg`` with the
+cluster settings and ``threads`` can be run here. Imported lazily (only when a search runs on Ray). The trainable reports intermediate scores
 (for ASHA) and a final report flagged ``final``; a trial the scheduler stops early ends
 without it and is recorded as ``stopped-early`` with its last score. A trial whose worker
 dies is retried by Tune (``FailureConfig``); errors inside training are caught by
@@ -25,8 +27,16 @@ FAILED_SCORE = -1e9
 
 
 def _trainable(config: dict) -> None:
-    """One trial: evaluate the candidate, reporting as it goes."""
+    """One trial: evaluate the candidate, reporting as it goes (or run one retraining job)."""
     node = ray.get_runtime_context().get_node_id()
+    if "retrain" in config:
+        from cellsearch.runner.final import retrain
+
+        outcome = retrain(config["retrain"])
+        valid = outcome.get("valid")
+        tune.report({METRIC: valid if valid is not None else FAILED_SCORE, "final": True, "node": node,
+                     "outcome": json.dumps(outcome)})
+        return
 
     def report(partial: dict) -> None:
         tune.report({METRIC: partial["score"], "final": False, "node": node, "outcome": "",
@@ -40,11 +50,13 @@ def _trainable(config: dict) -> None:
 
 
 class ControllerSearcher(Searcher):
-    """Tune's Searcher interface over the Controller (suggest → next_trial, complete → tell)."""
+    """Tune's Searcher interface over the Controller (suggest → next_trial, complete → tell), or over
+    a JobQueue; ``key`` names the trial config entry the trainable dispatches on."""
 
-    def __init__(self, controller: Controller):
+    def __init__(self, controller: Controller, key: str = "candidate"):
         super().__init__(metric=METRIC, mode="max")
         self.ctl = controller
+        self.key = key
 
     def __getstate__(self) -> dict:
         # Tune pickles its search algorithm into the experiment folder for its own restore; our
@@ -61,7 +73,7 @@ class ControllerSearcher(Searcher):
             return Searcher.FINISHED
         if nxt is None:
             return None
-        return {"candidate": nxt}
+        return {self.key: nxt}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         node = (result or {}).get("node")
@@ -104,7 +116,7 @@ def _init_ray(ctl: Controller) -> None:
         ray.init(num_cpus=os.cpu_count(), num_gpus=None, **kwargs)
 
 
-def run_tune(ctl: Controller, run_dir: Path) -> None:
+def run_tune(ctl: Controller, run_dir: Path, name: str = "tune", key: str = "candidate") -> None:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     import torch
@@ -123,10 +135,10 @@ def run_tune(ctl: Controller, run_dir: Path) -> None:
         scheduler = FIFOScheduler()
     tuner = tune.Tuner(
         tune.with_resources(_trainable, resources),
-        tune_config=tune.TuneConfig(search_alg=ControllerSearcher(ctl), scheduler=scheduler, num_samples=-1,
+        tune_config=tune.TuneConfig(search_alg=ControllerSearcher(ctl, key), scheduler=scheduler, num_samples=-1,
                                     max_concurrent_trials=cfg.parallel, metric=METRIC, mode="max",
                                     reuse_actors=True),
-        run_config=tune.RunConfig(name="tune", storage_path=str(Path(run_dir).resolve()), verbose=0,
+        run_config=tune.RunConfig(name=name, storage_path=str(Path(run_dir).resolve()), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                                   log_to_file=True),
     )

@@ -1,0 +1,146 @@
+"""``cellsearch evaluate`` and ``cellsearch fidelity``: the final evaluation protocol of a search run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from cellsearch.cli import cli_errors, console
+from cellsearch.errors import ConfigError
+
+
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{what} is empty")
+    return values
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _setup(run_dir: Path, seeds: int, budget: int | None, minutes: float | None, tasks: str | None, lrs: str,
+           parallel: int, backend: str, address: str | None, cpus_per_trial: int | None, gpus_per_trial: float,
+           data_dir: Path | None):
+    from cellsearch.runner.final import protocol_for_run
+    from cellsearch.runner.jobs import JobSettings
+
+    protocol = protocol_for_run(run_dir, steps=budget, minutes=minutes, seeds=seeds,
+                                lr_factors=_floats(lrs, "--lrs"), tasks=_names(tasks),
+                                data_dir=str(data_dir) if data_dir else None)
+    settings = JobSettings(parallel=parallel, backend=backend, address=address, cpus_per_trial=cpus_per_trial,
+                           gpus_per_trial=gpus_per_trial)
+    settings.validate()
+    budget_text = f"{protocol.steps} steps" if protocol.steps else f"{protocol.minutes:g} min"
+    console.print(f"protocol {protocol.fingerprint}: {budget_text} per training, learning rates "
+                  f"{', '.join(f'{lr:g}' for lr in protocol.learning_rates)}, {protocol.seeds} seed(s), "
+                  f"tasks {', '.join(protocol.tasks)}", highlight=False)
+    return protocol, settings
+
+
+SEEDS_HELP = "Seeds per cell and task."
+BUDGET_HELP = "Training steps per training (default: 4 × the search's budget)."
+LRS_HELP = "Learning-rate sweep: factors of the search's learning rate, chosen on seed 0's validation score."
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("evaluate")
+    @cli_errors
+    def evaluate_cmd(
+        run_dir: Annotated[Path, typer.Argument(help="runs/NAME of a search.")],
+        top: Annotated[int, typer.Option(min=1, help="How many of the search's best cells to retrain.")] = 3,
+        baselines: Annotated[str, typer.Option(help="Comma-separated baseline cells.")] = "lstm,gru",
+        seeds: Annotated[int, typer.Option(min=1, help=SEEDS_HELP)] = 5,
+        budget: Annotated[Optional[int], typer.Option(help=BUDGET_HELP)] = None,
+        minutes: Annotated[Optional[float], typer.Option(help="Or minutes per training.")] = None,
+        tasks: Annotated[Optional[str], typer.Option(help="Comma-separated tasks (default: the search's).")] = None,
+        lrs: Annotated[str, typer.Option(help=LRS_HELP)] = "0.5,1,2",
+        confidence: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
+        parallel: Annotated[int, typer.Option(min=1, help="Concurrent trainings.")] = 2,
+        backend: Annotated[str, typer.Option(help="ray | local (in-process, sequential)")] = "ray",
+        address: Annotated[Optional[str], typer.Option(help="Join a Ray cluster at HOST:PORT.")] = None,
+        cpus_per_trial: Annotated[Optional[int], typer.Option(help="CPUs (= torch threads) per training.")] = None,
+        gpus_per_trial: Annotated[float, typer.Option(help="GPUs per training.")] = 0.0,
+        data_dir: Annotated[Optional[Path], typer.Option(help="Data root for PTB.")] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON.")] = False,
+        progress: Annotated[bool, typer.Option(help="Live progress on the terminal.")] = True,
+    ) -> None:
+        """Retrain the search's top cells and baselines from scratch (longer, N seeds, learning-rate sweep);
+        report mean ± CI, win rates and Welch tests in runs/NAME/evaluation/."""
+        from cellsearch.runner.final import evaluate_run
+
+        protocol, settings = _setup(run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend, address,
+                                    cpus_per_trial, gpus_per_trial, data_dir)
+        names = _names(baselines) or []
+        report = evaluate_run(run_dir, protocol, settings, top=top, baselines=names, confidence=confidence,
+                              progress=progress)
+        if json_out:
+            print(json.dumps(json.loads(report.table.to_json(orient="records")), indent=2))
+            return
+        for task in dict.fromkeys(report.table["task"]):
+            rows = report.table[report.table["task"] == task]
+            table = Table(title=f"{task}: test score, mean ± {confidence:.0%} CI")
+            for col in ("cell", "role", "lr", "n", "mean ± CI", *[f"wins vs {b}" for b in names], "verdict"):
+                table.add_column(col, overflow="fold")
+            for r in rows.to_dict("records"):
+                half = (r["ci_high"] - r["ci_low"]) / 2 if r["n"] > 1 else None
+                mean = "–" if not r["n"] else f"{r['mean']:.4f}" + (f" ± {half:.4f}" if half is not None else "")
+                wins = [f"{r[f'win_rate_vs_{b}']:.0%}" if r["role"] == "candidate" and r[f"win_rate_vs_{b}"] ==
+                        r[f"win_rate_vs_{b}"] else "" for b in names]
+                lr = "–" if r["lr"] is None or r["lr"] != r["lr"] else f"{r['lr']:.3g}"
+                table.add_row(r["cell"], r["role"], lr, str(r["n"]), mean, *wins, r["verdict"])
+            console.print(table)
+        for note in report.notes:
+            console.print(f"note: {note}", highlight=False)
+        console.print(f"report: {report.files['markdown']} (CSV {report.files['csv'].name}, plot "
+                      f"{report.files['plot'].name})", highlight=False)
+
+    @app.command("fidelity")
+    @cli_errors
+    def fidelity_cmd(
+        run_dir: Annotated[Path, typer.Argument(help="runs/NAME of a search.")],
+        sample: Annotated[int, typer.Option(min=3, help="Cells to retrain, spread over the score range.")] = 8,
+        seeds: Annotated[int, typer.Option(min=1, help=SEEDS_HELP)] = 1,
+        budget: Annotated[Optional[int], typer.Option(help=BUDGET_HELP)] = None,
+        minutes: Annotated[Optional[float], typer.Option(help="Or minutes per training.")] = None,
+        tasks: Annotated[Optional[str], typer.Option(help="Comma-separated tasks (default: the search's).")] = None,
+        lrs: Annotated[str, typer.Option(help=LRS_HELP)] = "0.5,1,2",
+        min_tau: Annotated[float, typer.Option(help="Warn when Kendall's τ is below this.")] = 0.4,
+        parallel: Annotated[int, typer.Option(min=1, help="Concurrent trainings.")] = 2,
+        backend: Annotated[str, typer.Option(help="ray | local (in-process, sequential)")] = "ray",
+        address: Annotated[Optional[str], typer.Option(help="Join a Ray cluster at HOST:PORT.")] = None,
+        cpus_per_trial: Annotated[Optional[int], typer.Option(help="CPUs (= torch threads) per training.")] = None,
+        gpus_per_trial: Annotated[float, typer.Option(help="GPUs per training.")] = 0.0,
+        data_dir: Annotated[Optional[Path], typer.Option(help="Data root for PTB.")] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+        progress: Annotated[bool, typer.Option(help="Live progress on the terminal.")] = True,
+    ) -> None:
+        """How well the search's scores predict retrained scores: Spearman and Kendall τ over a sample of cells,
+        with a scatter plot, in runs/NAME/fidelity/."""
+        from cellsearch.runner.final import fidelity_run
+
+        protocol, settings = _setup(run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend, address,
+                                    cpus_per_trial, gpus_per_trial, data_dir)
+        report = fidelity_run(run_dir, protocol, settings, sample=sample, min_tau=min_tau, progress=progress)
+        if json_out:
+            print(report.files["summary"].read_text())
+            return
+        table = Table(title="search score vs final score")
+        for col in ("cell", "search score", "final score"):
+            table.add_column(col)
+        for r in report.table.sort_values("search_score", ascending=False).to_dict("records"):
+            final = r["final_score"]
+            table.add_row(r["cell"], f"{r['search_score']:.4f}", "–" if final != final else f"{final:.4f}")
+        console.print(table)
+        c = report.correlation
+        console.print(f"Spearman ρ = {c.spearman:.3f} (p = {c.spearman_p:.3g}), Kendall τ = {c.kendall:.3f} "
+                      f"(p = {c.kendall_p:.3g}) over {c.n} cells", highlight=False)
+        console.print(f"report: {report.files['markdown']} (plot {report.files['plot'].name})", highlight=False)

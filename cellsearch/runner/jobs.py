@@ -1,0 +1,83 @@
+"""Running a fixed list of training jobs as Ray Tune trials (or in this process), recording each
+result as it finishes: the engine of the final evaluation protocol (``runner.final``).
+
+``run_jobs`` hands the jobs to the same Ray Tune Searcher as the search (``runner.tune``) through
+a ``JobQueue``, so the trainings run in parallel on the local machine or a cluster, each worker
+pinned to its share of CPU threads, with Tune retrying a trial whose worker died. Every job
+runs its whole budget (no early stopping: these are the numbers that get reported).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from cellsearch.errors import ConfigError
+from cellsearch.runner.search import FINISHED
+
+
+@dataclass
+class JobSettings:
+    parallel: int = 2  # concurrent trainings
+    backend: str = "ray"  # ray | local (in-process, one at a time)
+    address: str | None = None  # Ray cluster address; None starts Ray locally
+    cpus_per_trial: int | None = None  # default: the machine's CPUs / parallel
+    gpus_per_trial: float = 0.0
+    max_failures: int = 2  # Tune retries of a trial whose worker died
+    scheduler: str = "fifo"  # every job trains to the end
+
+    def validate(self) -> None:
+        if self.parallel < 1:
+            raise ConfigError("--parallel must be at least 1")
+        if self.backend not in ("ray", "local"):
+            raise ConfigError(f"backend must be ray or local, not {self.backend!r}")
+
+
+class JobQueue:
+    """Serves jobs to the Tune searcher in order; ``on_done(job, outcome, node)`` records each."""
+
+    def __init__(self, jobs: list[dict[str, Any]], settings: JobSettings,
+                 on_done: Callable[[dict, dict, str | None], None]):
+        self.cfg = settings
+        self.pending = list(jobs)
+        self.running: dict[str, dict] = {}
+        self.on_done = on_done
+
+    @property
+    def threads(self) -> int:
+        if self.cfg.cpus_per_trial:
+            return self.cfg.cpus_per_trial
+        return max(1, (os.cpu_count() or 1) // self.cfg.parallel)
+
+    def next_trial(self, trial_id: str) -> dict | str | None:
+        if self.pending:
+            job = dict(self.pending.pop(0), threads=self.threads)
+            self.running[trial_id] = job
+            return job
+        return FINISHED if not self.running else None
+
+    def complete(self, trial_id: str, outcome: dict, node: str | None = None) -> None:
+        job = self.running.pop(trial_id, None)
+        if job is not None:
+            self.on_done(job, outcome, node)
+
+    def save(self) -> None:
+        pass  # the results database is the state: finished jobs are not queued again
+
+
+def run_jobs(jobs: list[dict[str, Any]], fn: Callable[[dict], dict], settings: JobSettings, run_dir: Path,
+             on_done: Callable[[dict, dict, str | None], None], name: str = "tune-jobs") -> None:
+    """Run ``fn(job)`` for every job (on Ray Tune unless ``settings.backend == "local"``)."""
+    settings.validate()
+    if not jobs:
+        return
+    queue = JobQueue(jobs, settings, on_done)
+    if settings.backend == "local":
+        for i, job in enumerate(jobs):
+            queue.complete(f"local_{i}", fn(queue.next_trial(f"local_{i}")), "local")
+        return
+    from cellsearch.runner.tune import run_tune
+
+    run_tune(queue, run_dir, name=name, key="retrain")
