@@ -1,0 +1,233 @@
+"""The final evaluation protocol and the search-fidelity report: statistics on synthetic numbers,
+the protocol's logic with a fake trainer, and both commands end to end on a small finished run."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import cellsearch.runner.final as final
+from cellsearch.analysis.stats import mean_ci, rank_correlation, welch, win_rate
+from cellsearch.cli import app
+from cellsearch.errors import CellWarning, ConfigError
+from cellsearch.library import resolve_cell
+from cellsearch.runner.final import Cell, CellResult, compare, spread_sample
+from cellsearch.runner.jobs import JobSettings
+from cellsearch.runner.search import SearchConfig, SearchRun
+from cellsearch.store import Store
+
+runner = CliRunner()
+TINY_TASKS = {"arith": {"max_digits": 1, "eval_examples": 16}}
+TINY_TRAIN = {"hidden_size": 8, "batch_size": 4, "lr": 1e-2}
+LOCAL = JobSettings(backend="local", parallel=1)
+
+
+# ---------------------------------------------------------------------- statistics
+def test_confidence_interval_is_student_t():
+    ci = mean_ci([1.0, 2.0, 3.0])
+    assert ci.n == 3 and ci.mean == 2.0 and ci.std == 1.0
+    assert ci.half_width == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)  # t(0.975, 2) · s/√n
+    assert mean_ci([1.0, None, float("nan"), 3.0]).n == 2  # non-finite values are left out
+    one = mean_ci([0.5])
+    assert one.n == 1 and math.isnan(one.lo) and one.text() == "0.5000 (n=1)"
+    assert mean_ci([]).n == 0
+
+
+def test_welch_detects_a_known_difference_and_not_an_identical_pair():
+    rng = random.Random(0)
+    a = [0.60 + rng.gauss(0, 0.01) for _ in range(5)]
+    b = [0.50 + rng.gauss(0, 0.01) for _ in range(5)]
+    t, p = welch(a, b)
+    assert t > 0 and p < 1e-4
+    assert welch(a, list(a)) == pytest.approx((0.0, 1.0))
+    assert welch([0.5, 0.5], [0.5, 0.5]) == (0.0, 1.0)  # no spread, equal means
+    assert welch([0.6, 0.6], [0.5, 0.5])[1] == 0.0
+    assert math.isnan(welch([0.5], [0.4, 0.3])[1])  # one value: no test
+
+
+def test_win_rate_pairs_by_seed():
+    assert win_rate({0: 0.9, 1: 0.8, 2: 0.1}, {0: 0.5, 1: 0.5, 2: 0.5}) == (pytest.approx(2 / 3), 3)
+    assert win_rate({0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5}) == (0.5, 2)  # ties count half
+    assert win_rate({0: 0.1, 1: None}, {0: 0.2, 1: 0.2, 5: 1.0}) == (0.0, 2)  # a failed run loses
+    assert math.isnan(win_rate({0: 1.0}, {1: 1.0})[0])
+
+
+def test_rank_correlation():
+    x = [0.1, 0.2, 0.3, 0.4, 0.5]
+    up = rank_correlation(x, [1, 2, 3, 4, 5])
+    assert up.spearman == pytest.approx(1) and up.kendall == pytest.approx(1) and up.n == 5
+    down = rank_correlation(x, [5, 4, 3, 2, 1])
+    assert down.kendall == pytest.approx(-1)
+    assert rank_correlation(x, [1, None, 3, float("nan"), 5]).n == 3
+    assert math.isnan(rank_correlation([1, 2], [1, 2]).kendall)
+
+
+def result(label: str, role: str, values: list[float | None], task: str = "arith") -> CellResult:
+    return CellResult(Cell(label, resolve_cell("tanh"), role), task, 1e-3, dict(enumerate(values)),
+                      dict(enumerate(values)), {i: "ok" if v is not None else "diverged" for i, v in enumerate(values)},
+                      {})
+
+
+def test_compare_flags_winners_only_outside_the_baselines_interval():
+    rng = random.Random(1)
+    base = [0.50 + rng.gauss(0, 0.01) for _ in range(5)]
+    rows = [result("lstm", "baseline", base), result("gru", "baseline", [v - 0.05 for v in base]),
+            result("clear", "candidate", [v + 0.2 for v in base]),
+            result("same", "candidate", list(base)),
+            result("noisy", "candidate", [0.9, 0.2, 0.8, 0.3, 0.7]),
+            result("broken", "candidate", [None] * 5)]
+    df = compare(rows).set_index("cell")
+    assert df.loc["clear", "verdict"] == "winner" and not df.loc["clear", "overlaps_best_baseline"]
+    assert df.loc["clear", "win_rate_vs_lstm"] == 1.0 and df.loc["clear", "p_vs_lstm"] < 1e-6
+    assert df.loc["same", "verdict"] == "no better than lstm" and df.loc["same", "p_vs_lstm"] == pytest.approx(1)
+    assert df.loc["same", "win_rate_vs_lstm"] == 0.5
+    assert df.loc["noisy", "verdict"] == "not significant: interval overlaps lstm's"
+    assert df.loc["noisy", "overlaps_best_baseline"]
+    assert df.loc["broken", "verdict"] == "failed" and df.loc["broken", "failed"] == 5
+    assert df.loc["lstm", "verdict"] == "best baseline" and df.loc["gru", "verdict"] == "baseline"
+
+
+def test_spread_sample_covers_the_range():
+    items = list(range(100))
+    picked = spread_sample(items, 5, key=lambda v: -v)
+    assert picked == [99, 74, 49, 25, 0]  # ascending by key: lowest key first, both ends included
+    assert spread_sample(items[:3], 8, key=float) == [0, 1, 2]
+
+
+# ---------------------------------------------------------------------- a finished run
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    cfg = SearchConfig(name="done", space="greff", strategy="random", trials=5, steps=3, backend="local",
+                       train=dict(TINY_TRAIN), task_options=dict(TINY_TASKS), seed=2)
+    SearchRun(cfg, runs).run()
+    return runs / "done"
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    import shutil
+
+    dst = tmp_path / "done"
+    shutil.copytree(finished_run, dst)
+    return dst
+
+
+def test_protocol_defaults_come_from_the_run(run_copy):
+    p = final.protocol_for_run(run_copy)
+    assert p.steps == 4 * 3 and p.seeds == 5 and p.tasks == ["arith"]
+    assert p.learning_rates == [5e-3, 1e-2, 2e-2] and p.train["hidden_size"] == 8
+    with pytest.warns(CellWarning, match="not longer than the search's"):
+        final.protocol_for_run(run_copy, steps=3)
+    assert final.protocol_for_run(run_copy, steps=50).fingerprint != p.fingerprint
+
+
+def fake_trainer(scores: dict[str, float], noise: float = 0.01):
+    """A retrain() that scores each cell by name (plus seed noise); learning rate 1e-2 is best."""
+    calls = []
+
+    def retrain(job):
+        calls.append(job)
+        rng = random.Random(f"{job['name']}/{job['seed']}")  # (str seeds are hashed deterministically)
+        lr_penalty = 0.0 if job["lr"] == pytest.approx(1e-2) else 0.05
+        v = scores.get(job["name"], 0.3) - lr_penalty + rng.gauss(0, noise)
+        return {"status": "ok", "valid": v, "test": v, "metrics": {}, "params": 10, "seconds": 0.0, "error": None}
+
+    retrain.calls = calls
+    return retrain
+
+
+def test_evaluation_protocol_sweeps_reuses_and_resumes(run_copy, monkeypatch):
+    trainer = fake_trainer({"lstm": 0.5, "gru": 0.45})
+    monkeypatch.setattr(final, "retrain", trainer)
+    proto = final.protocol_for_run(run_copy, steps=12, seeds=4)
+    report = final.evaluate_run(run_copy, proto, LOCAL, top=2, baselines=["lstm", "gru"])
+    n_cells = len(report.table)
+    # sweep: 3 rates × seed 0; then seeds 1..3 at the chosen rate (seed 0 is reused)
+    assert len(trainer.calls) == n_cells * (3 + 3)
+    assert list(report.table["lr"]) == pytest.approx([1e-2] * n_cells)
+    assert set(report.table["n"]) == {4}
+    before = len(trainer.calls)
+    final.evaluate_run(run_copy, proto, LOCAL, top=2, baselines=["lstm", "gru"])
+    assert len(trainer.calls) == before  # everything was in results.db already
+    with Store(run_copy / "results.db") as store:
+        assert len(store.retrains(proto.fingerprint)) == before
+
+
+def test_fidelity_warns_when_final_scores_invert_the_search_ranking(run_copy, monkeypatch):
+    with Store(run_copy / "results.db") as store:
+        search = {r["cell_name"]: r["score"] for r in store.rows() if r["score"] is not None}
+    inverted = {name: 1.0 - s for name, s in search.items()}
+    monkeypatch.setattr(final, "retrain", fake_trainer(inverted, noise=0.0))
+    proto = final.protocol_for_run(run_copy, steps=12, seeds=1, lr_factors=(1.0,))
+    with pytest.warns(CellWarning, match="too small to trust"):
+        report = final.fidelity_run(run_copy, proto, LOCAL, sample=4)
+    assert report.correlation.kendall == pytest.approx(-1) and report.warning
+    monkeypatch.setattr(final, "retrain", fake_trainer(search, noise=0.0))
+    agreeing = final.fidelity_run(run_copy, final.protocol_for_run(run_copy, steps=13, seeds=1, lr_factors=(1.0,)),
+                                  LOCAL, sample=4)
+    assert agreeing.correlation.kendall == pytest.approx(1) and agreeing.warning is None
+    summary = json.loads(agreeing.files["summary"].read_text())
+    assert summary["correlation"]["kendall"] == pytest.approx(1) and len(summary["cells"]) == 4
+
+
+def test_evaluate_and_fidelity_end_to_end_on_ray(run_copy):
+    """Real trainings, as Ray Tune trials, from the command line."""
+    pytest.importorskip("ray")
+    import ray
+
+    try:
+        res = runner.invoke(app, ["evaluate", str(run_copy), "--top", "2", "--seeds", "2", "--budget", "6",
+                                  "--baselines", "lstm,gru", "--parallel", "2", "--no-progress"])
+        assert res.exit_code == 0, res.output
+        out = run_copy / "evaluation"
+        for f in ("results.csv", "results.md", "evaluation.png", "runs.csv", "summary.json"):
+            assert (out / f).stat().st_size > 0, f
+        df = pd.read_csv(out / "results.csv")
+        assert {"lstm", "gru"} <= set(df["cell"]) and len(df) == 4
+        assert {"mean", "ci_low", "ci_high", "win_rate_vs_lstm", "p_vs_gru", "verdict"} <= set(df.columns)
+        assert "mean ± 95% CI" in (out / "results.md").read_text()
+        with Store(run_copy / "results.db") as store:
+            nodes = {r["node"] for r in store.retrains()}
+        assert "local" not in nodes and len(nodes) >= 1  # Ray node ids
+
+        res = runner.invoke(app, ["fidelity", str(run_copy), "--sample", "3", "--budget", "6", "--lrs", "1",
+                                  "--json", "--no-progress"])
+        assert res.exit_code == 0, res.output
+        summary = json.loads(res.output[res.output.index("{"):])
+        assert set(summary["correlation"]) >= {"spearman", "kendall", "spearman_p", "kendall_p", "n"}
+        assert (run_copy / "fidelity" / "fidelity.png").stat().st_size > 0
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "{tmp}"], "is not a finished search run"),
+    (["evaluate", "{run}", "--lrs", "fast"], "--lrs must be comma-separated numbers"),
+    (["evaluate", "{run}", "--lrs", "0,1"], "learning-rate factors must be positive"),
+    (["evaluate", "{run}", "--tasks", "chess"], "unknown task 'chess'"),
+    (["evaluate", "{run}", "--baselines", "lstm,nosuchcell"], "nosuchcell"),
+    (["evaluate", "{run}", "--backend", "slurm"], "backend must be ray or local"),
+    (["fidelity", "{run}", "--budget", "0"], "--budget must be at least 1 step"),
+])
+def test_bad_evaluation_input_is_a_one_line_error(run_copy, tmp_path, args, message):
+    args = [a.format(tmp=tmp_path / "nothing", run=run_copy) for a in args]
+    if "--backend" not in args:
+        args += ["--backend", "local"]
+    res = runner.invoke(app, args + ["--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert message in " ".join(res.output.split())
+
+
+def test_fidelity_needs_three_scored_cells(tmp_path):
+    cfg = SearchConfig(name="small", space="greff", strategy="random", trials=1, steps=2, backend="local",
+                       train=dict(TINY_TRAIN), task_options=dict(TINY_TASKS))
+    SearchRun(cfg, tmp_path).run()
+    with pytest.raises(ConfigError, match="a rank correlation needs at least 3"):
+        final.fidelity_run(tmp_path / "small", final.protocol_for_run(tmp_path / "small"), LOCAL, sample=5)
