@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
     @app.command("search")
     @cli_errors
     def search_cmd(
-        space: Annotated[str, typer.Option(help="Shipped space (nas_rl, mutation, dag, nasbench_nlp, greff) "
+        space: Annotated[str, typer.Option(help="Shipped space (nas_rl, mutation, dag, dag4, nasbench_nlp, greff) "
                                                 "or a YAML file.")] = "mutation",
         strategy: Annotated[str, typer.Option(help="random | evolution | regularized-evolution | rl | tpe")]
         = "evolution",

@@ -30,7 +30,7 @@ from cellsearch.dsl.ops import ACTIVATIONS, OPS
 from cellsearch.errors import CellError, ConfigError
 
 # Shipped spaces, in display order: name → file in cellsearch/spaces/builtin/.
-SPACE_NAMES: tuple[str, ...] = ("nas_rl", "mutation", "dag", "nasbench_nlp", "greff")
+SPACE_NAMES: tuple[str, ...] = ("nas_rl", "mutation", "dag", "dag4", "nasbench_nlp", "greff")
 KINDS: tuple[str, ...] = ("tree", "mutation", "dag", "graph", "finite")
 
 # ---------------------------------------------------------------------- vocabularies
