@@ -199,7 +199,7 @@ def test_evaluate_and_fidelity_end_to_end_on_ray(run_copy):
         res = runner.invoke(app, ["fidelity", str(run_copy), "--sample", "3", "--budget", "6", "--lrs", "1",
                                   "--json", "--no-progress"])
         assert res.exit_code == 0, res.output
-        summary = json.loads(res.output[res.output.index("{"):])
+        summary = json.loads(res.stdout)
         assert set(summary["correlation"]) >= {"spearman", "kendall", "spearman_p", "kendall_p", "n"}
         assert (run_copy / "fidelity" / "fidelity.png").stat().st_size > 0
     finally:

@@ -250,3 +250,45 @@ def test_bad_nasbench_logs_name_the_file_and_the_problem(tmp_path, log, message)
     assert len(df) == 1 and len(skipped) == 1 and skipped[0][0].endswith("bad.json")
     res = runner.invoke(app, ["runs", "import-nasbench", str(logs), "-o", str(tmp_path / "t.csv")])
     assert res.exit_code == 2 and "bad.json" in res.output
+
+
+# ---------------------------------------------------------------------- the benchmark scripts
+def _script(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_table_trains_every_distinct_cell_and_resumes(tmp_path):
+    make_table = _script("make_table")
+    from cellsearch.spaces import load_space
+
+    space = load_space({"kind": "dag", "nodes": 2, "activations": ["tanh", "relu"]})
+    cells = make_table.enumerate_cells(space)
+    assert len(cells) == len({canonical_hash(g) for _, g in cells}) == 4
+    out = tmp_path / "t.csv"
+    args = ["--space", "dag4", "--budget", "2", "--hidden", "4", "--workers", "1", "-t", "max_digits=1",
+            "-t", "eval_examples=8", "-o", str(out)]
+    assert make_table.main(args + ["--limit", "2"]) == 0
+    assert len(BenchmarkTable(out)) == 2
+    assert make_table.main(args + ["--limit", "3"]) == 0  # continues: only the third cell is trained
+    table = read_table(out)
+    assert len(table) == 3 and table["score"].notna().all() and (table["status"] == "ok").all()
+
+
+def test_strategies_benchmark_replays_every_strategy(tmp_path, finite_space):
+    strategies = _script("strategies")
+    table, best = synthetic_table(tmp_path / "t.parquet")
+    out = tmp_path / "report"
+    assert strategies.main(["--table", str(table), "--space", str(finite_space), "--seeds", "2",
+                            "--evaluations", "12", "--workers", "1", "--out", str(out)]) == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert set(summary["strategies"]) == set(STRATEGY_NAMES)
+    for s, d in summary["strategies"].items():
+        assert len(d["curve_mean"]) == 12 and d["curve_mean"] == sorted(d["curve_mean"])  # best-so-far rises
+        assert d["at"]["12"]["mean"] <= summary["table_best"]
+    assert out.with_suffix(".png").stat().st_size > 0 and "| random |" in out.with_suffix(".md").read_text()

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from cellsearch.cli import cli_errors, console
+from cellsearch.cli import cli_errors, console, err_console
 from cellsearch.errors import ConfigError
 
 
@@ -40,7 +40,7 @@ def _setup(run_dir: Path, seeds: int, budget: int | None, minutes: float | None,
                            gpus_per_trial=gpus_per_trial)
     settings.validate()
     budget_text = f"{protocol.steps} steps" if protocol.steps else f"{protocol.minutes:g} min"
-    console.print(f"protocol {protocol.fingerprint}: {budget_text} per training, learning rates "
+    err_console.print(f"protocol {protocol.fingerprint}: {budget_text} per training, learning rates "
                   f"{', '.join(f'{lr:g}' for lr in protocol.learning_rates)}, {protocol.seeds} seed(s), "
                   f"tasks {', '.join(protocol.tasks)}", highlight=False)
     return protocol, settings
