@@ -77,8 +77,11 @@ def score_distribution(df):
     """Per strategy (and run): trial counts by status and the distribution of scores.
 
     Deduplicated trials are left out (they repeat a stored result). Columns: [run,] strategy, trials,
-    scored, ok, diverged, failed, rejected, stopped-early, mean, std, min, q25, median, q75, max.
+    scored, one per status (ok, diverged, failed, stopped-early, rejected, missing), mean, std, min, q25,
+    median, q75, max.
     """
+    from cellsearch.store import FINAL_STATUSES
+
     import pandas as pd
 
     df = _trials(df)
@@ -90,15 +93,14 @@ def score_distribution(df):
         s = g["score"].astype(float).dropna()
         rec = dict(zip(keys, key))
         rec.update(trials=len(g), scored=len(s))
-        for status in ("ok", "diverged", "failed", "rejected", "stopped-early"):
+        for status in FINAL_STATUSES:
             rec[status] = int((g["status"] == status).sum())
         rec.update(mean=s.mean() if len(s) else math.nan, std=s.std() if len(s) > 1 else math.nan,
                    min=s.min() if len(s) else math.nan, q25=s.quantile(0.25) if len(s) else math.nan,
                    median=s.median() if len(s) else math.nan, q75=s.quantile(0.75) if len(s) else math.nan,
                    max=s.max() if len(s) else math.nan)
         records.append(rec)
-    cols = keys + ["trials", "scored", "ok", "diverged", "failed", "rejected", "stopped-early", "mean", "std", "min",
-                   "q25", "median", "q75", "max"]
+    cols = keys + ["trials", "scored", *FINAL_STATUSES, "mean", "std", "min", "q25", "median", "q75", "max"]
     return pd.DataFrame(records, columns=cols)
 
 
