@@ -47,8 +47,11 @@ def best_found_curve(run_dir: Path, evaluations: int) -> tuple[list[float], int]
 
 
 def one_run(job: dict) -> dict:
+    import torch
+
     from cellsearch.runner.search import SearchConfig, SearchRun
 
+    torch.set_num_threads(1)  # (the RL controller's small LSTM; the workers share the cores)
     cfg = SearchConfig(name=f"{job['strategy']}-{job['seed']}", space=job["space"], strategy=job["strategy"],
                        strategy_options=STRATEGY_OPTIONS.get(job["strategy"], {}), seed=job["seed"],
                        trials=job["evaluations"] * 6, benchmark=job["table"], missing="skip")

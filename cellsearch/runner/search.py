@@ -115,6 +115,11 @@ class Controller:
         self.parked: list[Candidate] = []  # duplicates of a running trial, served when it finishes
         self.last_row = 0  # id of the last results row told to the strategy
         self.on_result: Callable[[dict], None] | None = None
+        # seconds between state saves (0: after every result). A replay finishes a trial in
+        # milliseconds, where encoding e.g. the RL controller's weights would dominate; a state
+        # older than the last rows is safe, since _restore tells the strategy those rows again.
+        self.save_interval = 0.0
+        self._saved_at = 0.0
         if resume:
             self._restore()
 
@@ -123,7 +128,10 @@ class Controller:
     def state_path(self) -> Path:
         return self.run_dir / "state.json"
 
-    def save(self) -> None:
+    def save(self, force: bool = True) -> None:
+        if not force and time.monotonic() - self._saved_at < self.save_interval:
+            return
+        self._saved_at = time.monotonic()
         save_state({"version": STATE_VERSION, "strategy": self.strategy.state_dict(), "last_row": self.last_row},
                    self.state_path)
 
@@ -213,7 +221,7 @@ class Controller:
                                       params=prior["params"], seconds=0.0, reused_from=prior["id"])
         self.strategy.tell(cand, self._result(prior))
         self.last_row = row_id
-        self.save()
+        self.save(force=False)
         self._notify({"status": prior["status"], "score": prior["score"], "reused": True})
 
     def complete(self, trial_id: str, outcome: dict[str, Any], node: str | None = None) -> None:
@@ -239,7 +247,7 @@ class Controller:
             self.strategy.tell(cand, Result(outcome.get("score"), outcome["status"], outcome.get("metrics") or {},
                                             outcome.get("stage")))
             self.last_row = row_id
-        self.save()
+        self.save(force=is_reference)
         self._notify(outcome)
         waiting = [c for c in self.parked if c.hash == cand.hash]
         if waiting:
@@ -306,6 +314,7 @@ class SearchRun:
         except KeyboardInterrupt:
             interrupted = True
         finally:
+            ctl.save()
             if bar:
                 bar.close()
         best = ctl.store.best()
@@ -337,6 +346,7 @@ class SearchRun:
     def _run_replay(self) -> None:
         """Evaluate by lookup in the benchmark table (by canonical hash): no model is trained."""
         ctl, table = self.controller, self.table
+        ctl.save_interval = 2.0
         n = 0
         while True:
             trial_id = f"replay_{ctl.store.count() + n:05d}"
