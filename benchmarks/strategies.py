@@ -29,13 +29,14 @@ STRATEGY_OPTIONS = {"evolution": {"settings": 1, "population_size": 10},
                     "rl": {"batch_size": 4}, "tpe": {"n_startup_trials": 10}}
 
 
-def best_found_curve(run_dir: Path, evaluations: int) -> tuple[list[float], int]:
+def best_found_curve(run_dir: Path, evaluations: int) -> tuple[list[float], int, int]:
     """Best score after each distinct evaluated cell (padded with the last value when the search
-    proposed fewer distinct cells than ``evaluations``); returns (curve, distinct cells)."""
+    proposed fewer distinct cells than ``evaluations``); returns (curve, distinct cells, how many of
+    those the table lacked: they count as evaluations, as they would cost a training)."""
     from cellsearch.store import read_results
 
     df = read_results(run_dir)
-    df = df[df["reused_from"].isna() & (df["origin"] != "reference")]
+    df = df[df["reused_from"].isna() & (df["origin"] != "reference")].iloc[:evaluations]
     best, curve = -math.inf, []
     for score in df["score"].tolist()[:evaluations]:
         if score is not None and score == score:
@@ -43,7 +44,7 @@ def best_found_curve(run_dir: Path, evaluations: int) -> tuple[list[float], int]
         curve.append(best)
     n = len(curve)
     curve += [curve[-1] if curve else -math.inf] * (evaluations - n)
-    return curve, n
+    return curve, n, int((df["status"] == "missing").sum())
 
 
 def one_run(job: dict) -> dict:
@@ -58,9 +59,9 @@ def one_run(job: dict) -> dict:
     start = time.perf_counter()
     run = SearchRun(cfg, job["runs"])
     run.run()
-    curve, distinct = best_found_curve(run.run_dir, job["evaluations"])
+    curve, distinct, missing = best_found_curve(run.run_dir, job["evaluations"])
     shutil.rmtree(run.run_dir, ignore_errors=True)
-    return {**job, "curve": curve, "distinct": distinct, "seconds": time.perf_counter() - start}
+    return {**job, "curve": curve, "distinct": distinct, "missing": missing, "seconds": time.perf_counter() - start}
 
 
 def main(argv=None) -> int:
@@ -113,6 +114,7 @@ def main(argv=None) -> int:
         summary["strategies"][s] = {
             "curve_mean": [c.mean for c in mean_curve], "curve_ci": [c.half_width for c in mean_curve],
             "at": at, "distinct_min": min(r["distinct"] for r in results if r["strategy"] == s),
+            "missing_mean": sum(r["missing"] for r in results if r["strategy"] == s) / args.seeds,
             "seconds_per_run": sum(r["seconds"] for r in results if r["strategy"] == s) / args.seeds}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +164,12 @@ def _markdown(summary: dict, budgets: list[int], args) -> str:
             p = "" if a["p_vs_random"] is None else f", p={a['p_vs_random']:.2g}"
             cells.append(f"{a['mean']:.4f} ± {a['ci']:.4f} ({a['found_top_1_percent']}/{summary['seeds']}{p})")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    lines += ["", "![best found vs evaluations](strategies.png)", ""]
+    notes = [f"{s} proposed only {d['distinct_min']} distinct cells in some seed (curve carried flat)"
+             for s, d in summary["strategies"].items() if d["distinct_min"] < summary["evaluations"]]
+    notes += [f"{s}: on average {d['missing_mean']:.1f} of its evaluations were cells outside the table "
+              f"(e.g. seed cells not in the space), counted as spent" for s, d in summary["strategies"].items()
+              if d["missing_mean"]]
+    lines += [""] + [f"- {n}" for n in notes] + ["", "![best found vs evaluations](strategies.png)", ""]
     return "\n".join(lines)
 
 
