@@ -176,6 +176,25 @@ def test_fidelity_warns_when_final_scores_invert_the_search_ranking(run_copy, mo
     assert summary["correlation"]["kendall"] == pytest.approx(1) and len(summary["cells"]) == 4
 
 
+def test_fidelity_ranks_cells_that_failed_every_retraining_last(run_copy, monkeypatch):
+    with Store(run_copy / "results.db") as store:
+        search = {r["cell_name"]: r["score"] for r in store.rows() if r["score"] is not None}
+    worst = min(search, key=search.get)
+    fake = fake_trainer(search, noise=0.0)
+
+    def retrain(job):
+        if job["name"] == worst:
+            return {"status": "diverged", "valid": None, "test": None, "metrics": {}, "params": 10,
+                    "seconds": 0.0, "error": None}
+        return fake(job)
+
+    monkeypatch.setattr(final, "retrain", retrain)
+    report = final.fidelity_run(run_copy, final.protocol_for_run(run_copy, steps=14, seeds=1, lr_factors=(1.0,)),
+                                LOCAL, sample=4)
+    assert report.correlation.n == 4 and report.correlation.kendall == pytest.approx(1)
+    assert "failed (ranked last)" in report.files["markdown"].read_text()
+
+
 def test_evaluate_and_fidelity_end_to_end_on_ray(run_copy):
     """Real trainings, as Ray Tune trials, from the command line."""
     pytest.importorskip("ray")

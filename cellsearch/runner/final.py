@@ -572,13 +572,13 @@ def fidelity_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings,
         records.append({"cell": c.label, "hash": c.hash, "search_score": c.search_score, "final_score": final,
                         **{f"final_{t}": per[t] for t in protocol.tasks}})
     table = pd.DataFrame.from_records(records)
-    corr = rank_correlation(table["search_score"], table["final_score"])
-    per_task = {t: rank_correlation(table["search_score"], table[f"final_{t}"]) for t in protocol.tasks} \
-        if len(protocol.tasks) > 1 else {}
+    corr = rank_correlation(table["search_score"], _failed_last(table["final_score"]))
+    per_task = {t: rank_correlation(table["search_score"], _failed_last(table[f"final_{t}"]))
+                for t in protocol.tasks} if len(protocol.tasks) > 1 else {}
     warning = None
     if math.isnan(corr.kendall):
-        warning = (f"no rank correlation: only {corr.n} sampled cell(s) got a final score (or the scores are all "
-                   f"equal); the search's ranking cannot be checked")
+        warning = ("no rank correlation: the final scores are all equal (or every retraining failed); the "
+                   "search's ranking cannot be checked")
     elif corr.kendall < min_tau:
         warning = (f"Kendall τ = {corr.kendall:.2f} < {min_tau:g}: the search's scores rank cells differently "
                    f"from the evaluation budget's; the proxy budget is too small to trust the search's ranking "
@@ -588,6 +588,13 @@ def fidelity_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings,
     if warning:
         warnings.warn(warning, CellWarning, stacklevel=2)
     return FidelityReport(table, corr, per_task, warning, out, files)
+
+
+def _failed_last(final):
+    """Final scores for ranking: a cell whose every retraining failed (diverged) is the worst
+    outcome, so it ranks last (all such cells tied) instead of dropping out of the correlation."""
+    finite = final.dropna()
+    return final.fillna(float(finite.min()) - 1.0 if len(finite) else 0.0)
 
 
 def _corr_json(c) -> dict[str, Any]:
@@ -604,7 +611,8 @@ def _write_fidelity(table, corr, per_task: dict, warning: str | None, protocol: 
     lines = ["# Search fidelity", "",
              f"{len(table)} cells sampled over the search's score range, retrained with the evaluation protocol "
              f"`{protocol.fingerprint}` ({budget}, {protocol.seeds} seed(s), learning rate chosen among "
-             f"{', '.join(f'{lr:g}' for lr in protocol.learning_rates)}).", "",
+             f"{', '.join(f'{lr:g}' for lr in protocol.learning_rates)}). A cell whose every retraining "
+             f"failed ranks last.", "",
              f"- Spearman ρ = {_fmt(corr.spearman, '.3f')} (p = {_fmt(corr.spearman_p, '.3g')})",
              f"- Kendall τ = {_fmt(corr.kendall, '.3f')} (p = {_fmt(corr.kendall_p, '.3g')})"]
     for t, c in per_task.items():
@@ -613,7 +621,8 @@ def _write_fidelity(table, corr, per_task: dict, warning: str | None, protocol: 
         lines += ["", f"**Warning:** {warning}"]
     lines += ["", "| cell | search score | final score |", "|---|---|---|"]
     for r in table.sort_values("search_score", ascending=False).to_dict("records"):
-        lines.append(f"| `{r['cell']}` | {_fmt(r['search_score'])} | {_fmt(r['final_score'])} |")
+        final = _fmt(r["final_score"]) if r["final_score"] == r["final_score"] else "failed (ranked last)"
+        lines.append(f"| `{r['cell']}` | {_fmt(r['search_score'])} | {final} |")
     files["markdown"].write_text("\n".join(lines) + "\n")
     plot_fidelity(table, corr, files["plot"])
     files["summary"].write_text(json.dumps({
