@@ -28,9 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 I, H = 6, 4  # input size != hidden size
 
 # Samples per shipped space (the greff space has nine cells; its samples repeat them).
-SAMPLES = {"nas_rl": 1000, "mutation": 1500, "dag": 1000, "nasbench_nlp": 1500, "greff": 300}
+SAMPLES = {"nas_rl": 1000, "mutation": 1500, "dag": 1000, "dag4": 300, "nasbench_nlp": 1500, "greff": 300}
 # Fraction of distinct cells expected among the samples (graph cells are small after pruning).
-DISTINCT = {"nas_rl": 0.99, "mutation": 0.8, "dag": 0.99, "nasbench_nlp": 0.7, "greff": 0.0}
+# (dag4 has only 246 cells, so its samples repeat them)
+DISTINCT = {"nas_rl": 0.99, "mutation": 0.8, "dag": 0.99, "dag4": 0.4, "nasbench_nlp": 0.7, "greff": 0.0}
 RUN_SUBSET = 50
 
 # Decision layouts of the shipped spaces: (count, first names, last names).
@@ -42,6 +43,8 @@ LAYOUTS = {
                  ["step3.mutation", "step3.target", "step3.arg_a", "step3.arg_b"]),
     "dag": (15, ["node0.activation", "node1.input", "node1.activation", "node2.input"],
             ["node7.input", "node7.activation"]),
+    "dag4": (7, ["node0.activation", "node1.input", "node1.activation", "node2.input"],
+             ["node3.input", "node3.activation"]),
     "nasbench_nlp": (64, ["states", "nodes", "node0.op", "node0.linear_inputs", "node0.input0",
                           "node0.input1", "node0.input2", "node1.op"],
                      ["node11.input2", "state1.node", "state2.node"]),
