@@ -378,11 +378,22 @@ def test_jozefowicz_notebook_executes(tmp_path, kernel):
 
 
 @pytest.mark.slow
-def test_search_report_notebook_executes(tmp_path, kernel):
+def test_search_report_notebook_executes(tmp_path, kernel, monkeypatch):
+    import cellsearch.runner.final as final
+    from cellsearch.runner.jobs import JobSettings
+
     a = make_run(tmp_path / "evo", "evolution", 0)
     b = make_run(tmp_path / "rand", "random", 1)
+    # run a has a fidelity report (from a stand-in trainer), run b has none
+    monkeypatch.setattr(final, "retrain", lambda job: {"status": "ok", "valid": 0.5, "test": len(job["name"]) / 10,
+                                                       "metrics": {}, "params": 1, "seconds": 0.0, "error": None})
+    final.fidelity_run(a, final.protocol_for_run(a, seeds=1, lr_factors=(1.0,)), JobSettings(backend="local"),
+                       sample=3, min_tau=-1.0)
     _, outputs = execute("search_report", tmp_path, kernel, run_dirs=[str(a), str(b)],
                          out_dir=str(tmp_path / "rep"), top=2)
     assert _has_image(outputs)
+    texts = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert "Search fidelity" in texts and "Kendall" in texts
+    assert "no evaluation yet (`cellsearch evaluate" in texts and "rand: no fidelity yet" in texts
     assert (tmp_path / "rep" / "evo" / "report.md").exists() and (tmp_path / "rep" / "rand" / "report.md").exists()
     assert (tmp_path / "rep" / "compare_best_so_far.png").exists()
