@@ -46,32 +46,36 @@ def _setup(run_dir: Path, seeds: int, budget: int | None, minutes: float | None,
     return protocol, settings
 
 
-SEEDS_HELP = "Seeds per cell and task."
-BUDGET_HELP = "Training steps per training (default: 4 × the search's budget)."
-LRS_HELP = "Learning-rate sweep: factors of the search's learning rate, chosen on seed 0's validation score."
+# The options evaluate and fidelity share (the same protocol and the same cluster settings)
+RunDir = Annotated[Path, typer.Argument(help="runs/NAME of a search.")]
+Budget = Annotated[Optional[int], typer.Option(help="Training steps per training (default: 4 × the search's budget).")]
+Minutes = Annotated[Optional[float], typer.Option(help="Or minutes per training.")]
+Tasks = Annotated[Optional[str], typer.Option(help="Comma-separated tasks (default: the search's).")]
+Lrs = Annotated[str, typer.Option(help="Learning-rate sweep: factors of the search's learning rate, chosen on seed "
+                                       "0's validation score.")]
+Parallel = Annotated[int, typer.Option(min=1, help="Concurrent trainings.")]
+Backend = Annotated[str, typer.Option(help="ray | local (in-process, sequential)")]
+Address = Annotated[Optional[str], typer.Option(help="Join a Ray cluster at HOST:PORT.")]
+CpusPerTrial = Annotated[Optional[int], typer.Option(help="CPUs (= torch threads) per training.")]
+GpusPerTrial = Annotated[float, typer.Option(help="GPUs per training.")]
+DataDir = Annotated[Optional[Path], typer.Option(help="Data root for PTB.")]
+Progress = Annotated[bool, typer.Option(help="Live progress on the terminal.")]
 
 
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     @cli_errors
     def evaluate_cmd(
-        run_dir: Annotated[Path, typer.Argument(help="runs/NAME of a search.")],
+        run_dir: RunDir,
         top: Annotated[int, typer.Option(min=1, help="How many of the search's best cells to retrain.")] = 3,
         baselines: Annotated[str, typer.Option(help="Comma-separated baseline cells.")] = "lstm,gru",
-        seeds: Annotated[int, typer.Option(min=1, help=SEEDS_HELP)] = 5,
-        budget: Annotated[Optional[int], typer.Option(help=BUDGET_HELP)] = None,
-        minutes: Annotated[Optional[float], typer.Option(help="Or minutes per training.")] = None,
-        tasks: Annotated[Optional[str], typer.Option(help="Comma-separated tasks (default: the search's).")] = None,
-        lrs: Annotated[str, typer.Option(help=LRS_HELP)] = "0.5,1,2",
+        seeds: Annotated[int, typer.Option(min=1, help="Seeds per cell and task.")] = 5,
+        budget: Budget = None, minutes: Minutes = None, tasks: Tasks = None, lrs: Lrs = "0.5,1,2",
         confidence: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
-        parallel: Annotated[int, typer.Option(min=1, help="Concurrent trainings.")] = 2,
-        backend: Annotated[str, typer.Option(help="ray | local (in-process, sequential)")] = "ray",
-        address: Annotated[Optional[str], typer.Option(help="Join a Ray cluster at HOST:PORT.")] = None,
-        cpus_per_trial: Annotated[Optional[int], typer.Option(help="CPUs (= torch threads) per training.")] = None,
-        gpus_per_trial: Annotated[float, typer.Option(help="GPUs per training.")] = 0.0,
-        data_dir: Annotated[Optional[Path], typer.Option(help="Data root for PTB.")] = None,
+        parallel: Parallel = 2, backend: Backend = "ray", address: Address = None,
+        cpus_per_trial: CpusPerTrial = None, gpus_per_trial: GpusPerTrial = 0.0, data_dir: DataDir = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON.")] = False,
-        progress: Annotated[bool, typer.Option(help="Live progress on the terminal.")] = True,
+        progress: Progress = True,
     ) -> None:
         """Retrain the search's top cells and baselines from scratch (longer, N seeds, learning-rate sweep);
         report mean ± CI, win rates and Welch tests in runs/NAME/evaluation/."""
@@ -106,22 +110,15 @@ def register(app: typer.Typer) -> None:
     @app.command("fidelity")
     @cli_errors
     def fidelity_cmd(
-        run_dir: Annotated[Path, typer.Argument(help="runs/NAME of a search.")],
+        run_dir: RunDir,
         sample: Annotated[int, typer.Option(min=3, help="Cells to retrain, spread over the score range.")] = 8,
-        seeds: Annotated[int, typer.Option(min=1, help=SEEDS_HELP)] = 1,
-        budget: Annotated[Optional[int], typer.Option(help=BUDGET_HELP)] = None,
-        minutes: Annotated[Optional[float], typer.Option(help="Or minutes per training.")] = None,
-        tasks: Annotated[Optional[str], typer.Option(help="Comma-separated tasks (default: the search's).")] = None,
-        lrs: Annotated[str, typer.Option(help=LRS_HELP)] = "0.5,1,2",
+        seeds: Annotated[int, typer.Option(min=1, help="Seeds per cell (their mean is the final score).")] = 1,
+        budget: Budget = None, minutes: Minutes = None, tasks: Tasks = None, lrs: Lrs = "0.5,1,2",
         min_tau: Annotated[float, typer.Option(help="Warn when Kendall's τ is below this.")] = 0.4,
-        parallel: Annotated[int, typer.Option(min=1, help="Concurrent trainings.")] = 2,
-        backend: Annotated[str, typer.Option(help="ray | local (in-process, sequential)")] = "ray",
-        address: Annotated[Optional[str], typer.Option(help="Join a Ray cluster at HOST:PORT.")] = None,
-        cpus_per_trial: Annotated[Optional[int], typer.Option(help="CPUs (= torch threads) per training.")] = None,
-        gpus_per_trial: Annotated[float, typer.Option(help="GPUs per training.")] = 0.0,
-        data_dir: Annotated[Optional[Path], typer.Option(help="Data root for PTB.")] = None,
+        parallel: Parallel = 2, backend: Backend = "ray", address: Address = None,
+        cpus_per_trial: CpusPerTrial = None, gpus_per_trial: GpusPerTrial = 0.0, data_dir: DataDir = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-        progress: Annotated[bool, typer.Option(help="Live progress on the terminal.")] = True,
+        progress: Progress = True,
     ) -> None:
         """How well the search's scores predict retrained scores: Spearman and Kendall τ over a sample of cells,
         with a scatter plot, in runs/NAME/fidelity/."""
