@@ -159,6 +159,29 @@ def test_evaluation_protocol_sweeps_reuses_and_resumes(run_copy, monkeypatch):
         assert len(store.retrains(proto.fingerprint)) == before
 
 
+def test_an_interrupted_evaluation_resumes_with_what_is_missing(run_copy, monkeypatch):
+    trainer = fake_trainer({"lstm": 0.5})
+    finished = []
+
+    def interrupted(job):
+        if len(finished) == 7:
+            raise KeyboardInterrupt
+        finished.append(job["key"])
+        return trainer(job)
+
+    monkeypatch.setattr(final, "retrain", interrupted)
+    proto = final.protocol_for_run(run_copy, steps=12, seeds=3)
+    with pytest.raises(KeyboardInterrupt):
+        final.evaluate_run(run_copy, proto, LOCAL, top=1, baselines=["lstm"])
+    with Store(run_copy / "results.db") as store:
+        assert [r["key"] for r in store.retrains(proto.fingerprint)] == finished  # each recorded as it finished
+    resumed = fake_trainer({"lstm": 0.5})
+    monkeypatch.setattr(final, "retrain", resumed)
+    report = final.evaluate_run(run_copy, proto, LOCAL, top=1, baselines=["lstm"])
+    assert not {j["key"] for j in resumed.calls} & set(finished)  # nothing is trained twice
+    assert len(finished) + len(resumed.calls) == 2 * (3 + 2) and set(report.table["n"]) == {3}
+
+
 def test_fidelity_warns_when_final_scores_invert_the_search_ranking(run_copy, monkeypatch):
     with Store(run_copy / "results.db") as store:
         search = {r["cell_name"]: r["score"] for r in store.rows() if r["score"] is not None}
