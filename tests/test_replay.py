@@ -292,3 +292,11 @@ def test_strategies_benchmark_replays_every_strategy(tmp_path, finite_space):
         assert len(d["curve_mean"]) == 12 and d["curve_mean"] == sorted(d["curve_mean"])  # best-so-far rises
         assert d["at"]["12"]["mean"] <= summary["table_best"]
     assert out.with_suffix(".png").stat().st_size > 0 and "| random |" in out.with_suffix(".md").read_text()
+
+
+def test_a_replay_resumes_as_a_replay(tmp_path, finite_space, no_training):
+    table, best = synthetic_table(tmp_path / "t.csv", seed=4)
+    SearchRun(SearchConfig(name="r", space=str(finite_space), strategy="tpe", trials=10, benchmark=str(table)),
+              tmp_path).run()
+    summary = SearchRun.resume(tmp_path / "r", trials=80).run()
+    assert summary["trials"] == 80 and summary["benchmark"] == str(table) and summary["best_hash"] == best
