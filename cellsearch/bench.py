@@ -3,7 +3,8 @@
 Everything is measured in one process, interleaved round by round, and reported as the
 median over rounds of per-round ratios: on a shared, noisy machine a burst of load hits
 one round of every contender instead of all rounds of one. Absolute times are context only.
-A training step is forward + backward of ``out.sum()`` over a (T, B, I) batch.
+A training step is forward + backward of ``out.sum()`` over a (T, B, I) batch. On CUDA each
+measurement synchronises the device before reading the clock (kernels launch asynchronously).
 """
 
 from __future__ import annotations
@@ -32,20 +33,24 @@ class BenchConfig:
     threads: int | None = None  # torch threads (default: leave as is)
     with_torch_compile: bool = False  # also time the generated steps under torch.compile
     seed: int = 0
+    device: str = "cpu"  # cpu | cuda (torch.nn.LSTM/GRU then run cuDNN's kernels)
 
 
 TORCH_MODULES: dict[str, type[nn.Module]] = {"lstm": nn.LSTM, "gru": nn.GRU, "tanh": nn.RNN}
 
 
-def _timer(step: Callable[[], None], min_time: float) -> Callable[[], float]:
+def _timer(step: Callable[[], None], min_time: float, sync: Callable[[], None] = lambda: None
+           ) -> Callable[[], float]:
     """A function that runs ``step`` for about ``min_time`` seconds and returns seconds per step."""
     calls = [1]
 
     def measure() -> float:
         n = calls[0]
+        sync()
         t0 = time.perf_counter()
         for _ in range(n):
             step()
+        sync()
         dt = time.perf_counter() - t0
         per = dt / n
         calls[0] = max(1, int(min_time / max(per, 1e-6)))
@@ -70,20 +75,22 @@ def bench_cell(name: str, cfg: BenchConfig, progress: Callable[[str], None] | No
     """Throughputs (tokens/s) and ratios for one built-in cell that torch also implements."""
     torch.manual_seed(cfg.seed)
     T, B, I, H = cfg.seq_len, cfg.batch, cfg.input_size, cfg.hidden_size
+    device = torch.device(cfg.device)
     graph = get_cell(name)
-    compiled = CompiledCell(graph, I, H)
+    compiled = CompiledCell(graph, I, H).to(device)
     interp = InterpretedCell(graph, I, H, params=compiled.params)
-    x = torch.randn(T, B, I)
+    x = torch.randn(T, B, I, device=device)
     contenders: dict[str, nn.Module] = {"compiled": compiled, "interpreter": interp}
     if name in TORCH_MODULES:
-        contenders["torch"] = TORCH_MODULES[name](I, H)
+        contenders["torch"] = TORCH_MODULES[name](I, H).to(device)
     if cfg.with_torch_compile:
         contenders["compiled+torch.compile"] = CompiledCell(graph, I, H, params=compiled.params, compile=True)
     steps = {k: _train_step(m, x) for k, m in contenders.items()}
     for step in steps.values():  # warm up: allocator, caches, torch.compile
         for _ in range(3):
             step()
-    timers = {k: _timer(s, cfg.min_time) for k, s in steps.items()}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    timers = {k: _timer(s, cfg.min_time, sync) for k, s in steps.items()}
     samples: dict[str, list[float]] = {k: [] for k in steps}
     order = list(steps)
     for r in range(cfg.rounds):
@@ -111,6 +118,10 @@ def run_benchmark(cells: tuple[str, ...] = ("lstm", "gru"), cfg: BenchConfig | N
                   progress: Callable[[str], None] | None = None) -> dict:
     """The benchmark of the README: ``{"lstm": {"vs_torch": R, "vs_interpreter": R, ...}, ...}``."""
     cfg = cfg or BenchConfig()
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        from cellsearch.errors import ConfigError
+
+        raise ConfigError("--device cuda: CUDA is not available here")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out: dict = {}
@@ -118,5 +129,5 @@ def run_benchmark(cells: tuple[str, ...] = ("lstm", "gru"), cfg: BenchConfig | N
         out[name] = bench_cell(name, cfg, progress)
     out["config"] = {"T": cfg.seq_len, "B": cfg.batch, "I": cfg.input_size, "H": cfg.hidden_size,
                      "rounds": cfg.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
-                     "device": "cpu"}
+                     "device": torch.cuda.get_device_name() if cfg.device == "cuda" else "cpu"}
     return out

@@ -17,17 +17,25 @@ CONFIGS = [  # (input, hidden, layers, bidirectional, batch_first)
 ]
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("cls", [torch.nn.LSTM, torch.nn.GRU])
 @pytest.mark.parametrize("cfg", CONFIGS)
-def test_matches_torch_forward_and_backward(cls, cfg):
+def test_matches_torch_forward_and_backward(cls, cfg, device, monkeypatch):
+    """On CUDA the reference is cuDNN's fused RNN (TF32 off: both sides in full fp32)."""
+    if device == "cuda":
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     I, H, layers, bi, bf = cfg
     torch.manual_seed(sum(cfg))
-    ref = cls(I, H, num_layers=layers, bidirectional=bi, batch_first=bf)
+    ref = cls(I, H, num_layers=layers, bidirectional=bi, batch_first=bf).to(device)
     ours = from_torch(ref)
-    x = torch.randn(*((3, 6) if bf else (6, 3)), I)
+    x = torch.randn(*((3, 6) if bf else (6, 3)), I, device=device)
     D = 2 if bi else 1
-    h0 = torch.randn(layers * D, 3, H)
-    c0 = torch.randn(layers * D, 3, H)
+    h0 = torch.randn(layers * D, 3, H, device=device)
+    c0 = torch.randn(layers * D, 3, H, device=device)
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     if cls is torch.nn.LSTM:
         out_r, (h_r, c_r) = ref(x1, (h0, c0))
@@ -48,7 +56,7 @@ def test_matches_torch_forward_and_backward(cls, cfg):
     torch.testing.assert_close(x2.grad, x1.grad, atol=1e-5, rtol=1e-5)
     # weight gradients: load torch's gradients as if they were weights, through the same
     # mapping, and compare with our gradients parameter by parameter
-    grads_as_params = cls(I, H, num_layers=layers, bidirectional=bi, batch_first=bf)
+    grads_as_params = cls(I, H, num_layers=layers, bidirectional=bi, batch_first=bf).to(device)
     with torch.no_grad():
         for (_, dst), (_, src) in zip(grads_as_params.named_parameters(), ref.named_parameters()):
             dst.copy_(src.grad)

@@ -23,19 +23,21 @@ def register(app: typer.Typer) -> None:
                   hidden_size: Annotated[int, typer.Option("--hidden-size", "-H", min=1)] = 256,
                   torch_compile: Annotated[bool, typer.Option("--torch-compile",
                                                               help="Also time torch.compile'd steps.")] = False,
+                  device: Annotated[str, typer.Option(help="cpu | cuda (torch.nn then runs cuDNN)")] = "cpu",
                   ) -> None:
         """Training-step throughput (forward+backward) of compiled cells vs torch.nn and the interpreter."""
         from cellsearch.bench import BenchConfig, run_benchmark
 
         cfg = BenchConfig(seq_len=seq_len, batch=batch, input_size=input_size, hidden_size=hidden_size,
-                          rounds=rounds, with_torch_compile=torch_compile)
+                          rounds=rounds, with_torch_compile=torch_compile, device=device)
         names = tuple(c.strip() for c in cells.split(",") if c.strip())
         with err_console.status("benchmarking...") as status:
             result = run_benchmark(names, cfg, progress=lambda msg: status.update(msg))
         if json_out:
             print(json.dumps(result, indent=2))
             return
-        table = Table(title=f"training step, T={seq_len} B={batch} I={input_size} H={hidden_size} "
+        table = Table(title=f"training step on {result['config']['device']}, T={seq_len} B={batch} I={input_size} "
+                            f"H={hidden_size} "
                             f"(median of {rounds} interleaved rounds)")
         for col in ("cell", "compiled tok/s", "torch tok/s", "interpreter tok/s", "vs torch", "vs interpreter"):
             table.add_column(col, justify="right")
