@@ -39,6 +39,8 @@ def equivalence(kind: str, device: str = "cuda", T: int = 35, B: int = 64, I: in
     w = torch.randn_like(out_r)
     (out_r * w).sum().backward()
     (out_o * w).sum().backward()
+    out_o, out_r = out_o.detach(), out_r.detach()
+    st_o, st_r = [s.detach() for s in st_o], [s.detach() for s in st_r]
     return {"size": f"T={T} B={B} I={I} H={H}, 2 layers",
             "max_abs_diff_output": float((out_o - out_r).abs().max()),
             "max_abs_diff_states": max(float((a - b).abs().max()) for a, b in zip(st_o, st_r)),
