@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def enumerate_cells(space):
-    """(decisions, graph) for every distinct cell of a decision space (first decision tuple per hash)."""
+    """(canonical hash, graph) for every distinct cell of a decision space (the first decision tuple's)."""
     from cellsearch.dsl.hashing import canonical_hash
     from cellsearch.spaces.base import InvalidCandidate
 
@@ -33,8 +33,8 @@ def enumerate_cells(space):
             g = space.decode(choices)
         except InvalidCandidate:
             continue
-        seen.setdefault(canonical_hash(g), (choices, g))
-    return list(seen.values())
+        seen.setdefault(canonical_hash(g), g)
+    return list(seen.items())
 
 
 def _evaluate(config: dict) -> dict:
@@ -46,7 +46,6 @@ def _evaluate(config: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    from cellsearch.dsl.hashing import canonical_hash
     from cellsearch.dsl.io import dumps_cell
     from cellsearch.runner.evaluate import default_plan
     from cellsearch.runner.search import SearchConfig
@@ -80,8 +79,7 @@ def main(argv=None) -> int:
     if args.output.exists():
         done = {r["hash"]: r for r in read_table(args.output).to_dict("records")}
     jobs = []
-    for choices, g in cells:
-        h = canonical_hash(g)
+    for h, g in cells:
         if h in done:
             continue
         jobs.append({"hash": h, "cell": dumps_cell(g), "plan": [asdict(s) for s in default_plan([args.task])],
@@ -90,7 +88,7 @@ def main(argv=None) -> int:
                      "seed": 0, "threads": max(1, (os.cpu_count() or 1) // args.workers)})
     print(f"{args.space}: {len(cells)} distinct cells, {len(done)} already in {args.output}, "
           f"training {len(jobs)}", file=sys.stderr)
-    by_hash = {canonical_hash(g): g for _, g in cells}
+    by_hash = dict(cells)
     rows = list(done.values())
     start = time.perf_counter()
 

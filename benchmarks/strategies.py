@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     table = BenchmarkTable(args.table)
-    scores = sorted((e.score for e in table._entries.values() if e.score is not None), reverse=True)
+    scores = sorted((e.score for e in table.entries() if e.score is not None), reverse=True)
     top1 = scores[max(0, math.ceil(0.01 * len(scores)) - 1)]
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     runs = Path(tempfile.mkdtemp(prefix="bench-strategies-"))

@@ -142,12 +142,13 @@ class TableEntry:
     metrics: dict
 
     def outcome(self) -> dict[str, Any]:
-        """The dict ``evaluate_candidate`` would have returned for this cell."""
+        """The dict ``evaluate_candidate`` would have returned for this cell; ``seconds`` is what its
+        training cost when the table was made."""
         status = self.status if self.status in STATUSES else "failed"
         if status == "ok" and self.score is None:
             status = "failed"
         return {"score": self.score, "status": status, "stage": None, "metrics": self.metrics,
-                "params": self.params, "seconds": 0.0, "error": None, "table_seconds": self.seconds}
+                "params": self.params, "seconds": self.seconds, "error": None}
 
 
 class BenchmarkTable:
@@ -184,8 +185,11 @@ class BenchmarkTable:
     def lookup(self, cell_hash: str) -> TableEntry | None:
         return self._entries.get(cell_hash)
 
+    def entries(self) -> list[TableEntry]:
+        return list(self._entries.values())
+
     def best(self) -> TableEntry | None:
-        scored = [e for e in self._entries.values() if e.score is not None and e.status == "ok"]
+        scored = [e for e in self.entries() if e.score is not None and e.status == "ok"]
         return max(scored, key=lambda e: e.score) if scored else None
 
 

@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Retrain the search's top cells and baselines from scratch (longer, N seeds, learning-rate sweep);
         report mean ± CI, win rates and Welch tests in runs/NAME/evaluation/."""
-        from cellsearch.runner.final import evaluate_run
+        from cellsearch.runner.final import ci_text, evaluate_run, format_value
 
         protocol, settings = _setup(run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend, address,
                                     cpus_per_trial, gpus_per_trial, data_dir)
@@ -95,12 +95,10 @@ def register(app: typer.Typer) -> None:
             for col in ("cell", "role", "lr", "n", "mean ± CI", *[f"wins vs {b}" for b in names], "verdict"):
                 table.add_column(col, overflow="fold")
             for r in rows.to_dict("records"):
-                half = (r["ci_high"] - r["ci_low"]) / 2 if r["n"] > 1 else None
-                mean = "–" if not r["n"] else f"{r['mean']:.4f}" + (f" ± {half:.4f}" if half is not None else "")
-                wins = [f"{r[f'win_rate_vs_{b}']:.0%}" if r["role"] == "candidate" and r[f"win_rate_vs_{b}"] ==
-                        r[f"win_rate_vs_{b}"] else "" for b in names]
-                lr = "–" if r["lr"] is None or r["lr"] != r["lr"] else f"{r['lr']:.3g}"
-                table.add_row(r["cell"], r["role"], lr, str(r["n"]), mean, *wins, r["verdict"])
+                wins = [format_value(r[f"win_rate_vs_{b}"], ".0%") if r["role"] == "candidate" else ""
+                        for b in names]
+                table.add_row(r["cell"], r["role"], format_value(r["lr"], ".3g"), str(r["n"]), ci_text(r), *wins,
+                              r["verdict"])
             console.print(table)
         for note in report.notes:
             console.print(f"note: {note}", highlight=False)

@@ -118,7 +118,8 @@ def _evaluate(config: dict[str, Any], report, start: float) -> dict[str, Any]:
             cfg = TrainConfig.from_dict({**base, **hp, "cell": graph.name, "task": stage.task, "steps": steps,
                                          "seconds": budget.get("seconds"), "seed": seed + k,
                                          "data_dir": config.get("data_dir"), "task_options": task_options,
-                                         "eval_every": eval_every, "threads": None, "device": base.get("device", "auto")})
+                                         "eval_every": eval_every, "threads": None,
+                                         "device": base.get("device", "auto")})
 
             def on_eval(step: int, m: dict, _stage=stage, _metric=metric) -> None:
                 # Only scoring stages report: an early-stopping scheduler compares trials by these

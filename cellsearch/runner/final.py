@@ -213,11 +213,12 @@ class Retrainer:
     def _done(self, store: Store) -> dict[str, Any]:
         return {r["key"]: r for r in store.retrains(self.protocol.fingerprint)}
 
-    def _run(self, store: Store, jobs: list[dict], phase: str) -> None:
+    def _run(self, store: Store, jobs: list[dict], phase: str) -> dict[str, Any]:
+        """Run the jobs the database lacks; returns the protocol's finished jobs by key."""
         done = self._done(store)
         todo = [j for j in jobs if j["key"] not in done]
         if not todo:
-            return
+            return done
         bar = _JobProgress(f"{self.purpose}: {phase}", len(todo)) if self.progress else None
 
         def on_done(job: dict, outcome: dict, node: str | None) -> None:
@@ -235,18 +236,19 @@ class Retrainer:
         finally:
             if bar:
                 bar.close()
-        missing = [j["key"] for j in todo if j["key"] not in self._done(store)]
+        done = self._done(store)
+        missing = [j["key"] for j in todo if j["key"] not in done]
         if missing:
             raise ConfigError(f"{len(missing)} training(s) did not finish; run the command again to resume")
+        return done
 
     def run(self, cells: list[Cell]) -> list[CellResult]:
         p = self.protocol
         lrs = p.learning_rates
         with Store(self.run_dir / "results.db") as store:
-            if len(lrs) > 1:
-                self._run(store, [self._job(c, t, lr, 0) for c in cells for t in p.tasks for lr in lrs],
-                          "learning-rate sweep")
-            done = self._done(store)
+            # (with one rate there is nothing to sweep: the seeds below use it)
+            done = self._run(store, [self._job(c, t, lr, 0) for c in cells for t in p.tasks for lr in lrs],
+                             "learning-rate sweep") if len(lrs) > 1 else {}
             chosen: dict[tuple[str, str], float | None] = {}
             sweeps: dict[tuple[str, str], dict[float, float | None]] = {}
             for c in cells:
@@ -261,8 +263,7 @@ class Retrainer:
                     sweeps[c.hash, t] = sweep
             finals = [self._job(c, t, chosen[c.hash, t], s) for c in cells for t in p.tasks
                       if chosen[c.hash, t] is not None for s in range(p.seeds)]
-            self._run(store, finals, f"{p.seeds} seed(s)")
-            done = self._done(store)
+            done = self._run(store, finals, f"{p.seeds} seed(s)")
         results = []
         for c in cells:
             for t in p.tasks:
@@ -376,6 +377,15 @@ def top_cells(run_dir: str | Path, top: int) -> list[Cell]:
     return [Cell(r["cell"], loads_cell(r["cell_yaml"], warn=False), "candidate", r["score"]) for r in rows[:top]]
 
 
+def _distinct_labels(cells: list[Cell]) -> list[Cell]:
+    """Two different cells with the same name are told apart by hash (``name@hash8``)."""
+    labels = [c.label for c in cells]
+    for c in cells:
+        if labels.count(c.label) > 1:
+            c.label = f"{c.label}@{c.hash[:8]}"
+    return cells
+
+
 def evaluate_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings, *, top: int = 3,
                  baselines: list[str] = ("lstm", "gru"), confidence: float = 0.95,
                  progress: bool = False) -> EvaluationReport:
@@ -399,10 +409,7 @@ def evaluate_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings,
             notes.append(f"the search's cell '{c.label}' has the structure of baseline '{base_hashes[c.hash]}'")
             continue
         cells.append(c)
-    labels = [c.label for c in cells]
-    for c in cells:  # two different cells with the same name: tell them apart by hash
-        if labels.count(c.label) > 1:
-            c.label = f"{c.label}@{c.hash[:8]}"
+    _distinct_labels(cells)
     if not any(c.role == "candidate" for c in cells):
         notes.append("every top cell of the search is one of the baselines")
     results = Retrainer(run_dir, protocol, settings, "evaluate", progress).run(cells)
@@ -416,7 +423,8 @@ def evaluate_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings,
     return EvaluationReport(table, protocol, out, files, notes)
 
 
-def _fmt(v, spec: str = ".4f") -> str:
+def format_value(v, spec: str = ".4f") -> str:
+    """A report cell: '–' for a missing number, yes/no for a flag."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     if isinstance(v, bool):
@@ -424,6 +432,13 @@ def _fmt(v, spec: str = ".4f") -> str:
     if isinstance(v, float):
         return format(v, spec)
     return str(v)
+
+
+def ci_text(row: dict) -> str:
+    """'mean ± half-width' of a compare() row (as ``Interval.text``)."""
+    from cellsearch.analysis.stats import Interval
+
+    return Interval(row["n"], row["mean"], row["std"], row["ci_low"], row["ci_high"]).text()
 
 
 def evaluation_markdown(table, protocol: Protocol, confidence: float = 0.95, notes: list[str] = ()) -> str:
@@ -444,13 +459,10 @@ def evaluation_markdown(table, protocol: Protocol, confidence: float = 0.95, not
                                                                                for c in p_cols] + ["verdict"]
         lines += [f"## {task}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in rows.to_dict("records"):
-            half = (r["ci_high"] - r["ci_low"]) / 2 if r["n"] > 1 else None
-            mean = "–" if not r["n"] else (f"{r['mean']:.4f} ± {half:.4f}" if half is not None
-                                           else f"{r['mean']:.4f} (n=1)")
-            cells = [f"`{r['cell']}`", r["role"], _fmt(r["lr"], ".3g"), f"{r['n']}" + (
-                f" ({r['failed']} failed)" if r["failed"] else ""), mean]
-            cells += [_fmt(r[c], ".0%") if r["role"] == "candidate" else "" for c in win_cols]
-            cells += [_fmt(r[c], ".3g") if r["role"] == "candidate" else "" for c in p_cols]
+            cells = [f"`{r['cell']}`", r["role"], format_value(r["lr"], ".3g"), f"{r['n']}" + (
+                f" ({r['failed']} failed)" if r["failed"] else ""), ci_text(r)]
+            cells += [format_value(r[c], ".0%") if r["role"] == "candidate" else "" for c in win_cols]
+            cells += [format_value(r[c], ".3g") if r["role"] == "candidate" else "" for c in p_cols]
             cells.append(r["verdict"])
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
@@ -548,11 +560,7 @@ def fidelity_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings,
     if len(scored) < 3:
         raise ConfigError(f"{run_dir}: the search scored {len(scored)} distinct cell(s); "
                           f"a rank correlation needs at least 3")
-    cells = spread_sample(scored, sample, key=lambda c: c.search_score)
-    labels = [c.label for c in cells]
-    for c in cells:
-        if labels.count(c.label) > 1:
-            c.label = f"{c.label}@{c.hash[:8]}"
+    cells = _distinct_labels(spread_sample(scored, sample, key=lambda c: c.search_score))
     results = Retrainer(run_dir, protocol, settings, "fidelity", progress).run(cells)
     by_cell: dict[str, dict[str, float]] = {c.hash: {} for c in cells}
     for r in results:
@@ -613,16 +621,17 @@ def _write_fidelity(table, corr, per_task: dict, warning: str | None, protocol: 
              f"`{protocol.fingerprint}` ({budget}, {protocol.seeds} seed(s), learning rate chosen among "
              f"{', '.join(f'{lr:g}' for lr in protocol.learning_rates)}). A cell whose every retraining "
              f"failed ranks last.", "",
-             f"- Spearman ρ = {_fmt(corr.spearman, '.3f')} (p = {_fmt(corr.spearman_p, '.3g')})",
-             f"- Kendall τ = {_fmt(corr.kendall, '.3f')} (p = {_fmt(corr.kendall_p, '.3g')})"]
+             f"- Spearman ρ = {format_value(corr.spearman, '.3f')} (p = {format_value(corr.spearman_p, '.3g')})",
+             f"- Kendall τ = {format_value(corr.kendall, '.3f')} (p = {format_value(corr.kendall_p, '.3g')})"]
     for t, c in per_task.items():
-        lines.append(f"- {t}: Spearman ρ = {_fmt(c.spearman, '.3f')}, Kendall τ = {_fmt(c.kendall, '.3f')}")
+        lines.append(f"- {t}: Spearman ρ = {format_value(c.spearman, '.3f')}, "
+                     f"Kendall τ = {format_value(c.kendall, '.3f')}")
     if warning:
         lines += ["", f"**Warning:** {warning}"]
     lines += ["", "| cell | search score | final score |", "|---|---|---|"]
     for r in table.sort_values("search_score", ascending=False).to_dict("records"):
-        final = _fmt(r["final_score"]) if r["final_score"] == r["final_score"] else "failed (ranked last)"
-        lines.append(f"| `{r['cell']}` | {_fmt(r['search_score'])} | {final} |")
+        final = format_value(r["final_score"]) if r["final_score"] == r["final_score"] else "failed (ranked last)"
+        lines.append(f"| `{r['cell']}` | {format_value(r['search_score'])} | {final} |")
     files["markdown"].write_text("\n".join(lines) + "\n")
     plot_fidelity(table, corr, files["plot"])
     files["summary"].write_text(json.dumps({
@@ -645,7 +654,8 @@ def plot_fidelity(table, corr, path: Path) -> Path:
                     xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("search score (proxy budget)")
     ax.set_ylabel("final score (evaluation protocol)")
-    ax.set_title(f"Spearman ρ = {_fmt(corr.spearman, '.2f')}, Kendall τ = {_fmt(corr.kendall, '.2f')}")
+    ax.set_title(f"Spearman ρ = {format_value(corr.spearman, '.2f')}, "
+                 f"Kendall τ = {format_value(corr.kendall, '.2f')}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,13 +9,12 @@ runs its whole budget (no early stopping: these are the numbers that get reporte
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from cellsearch.errors import ConfigError
-from cellsearch.runner.search import FINISHED
+from cellsearch.runner.search import FINISHED, threads_per_trial
 
 
 @dataclass
@@ -47,9 +46,7 @@ class JobQueue:
 
     @property
     def threads(self) -> int:
-        if self.cfg.cpus_per_trial:
-            return self.cfg.cpus_per_trial
-        return max(1, (os.cpu_count() or 1) // self.cfg.parallel)
+        return threads_per_trial(self.cfg.cpus_per_trial, self.cfg.parallel)
 
     def next_trial(self, trial_id: str) -> dict | str | None:
         if self.pending:

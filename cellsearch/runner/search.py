@@ -91,6 +91,11 @@ class SearchConfig:
         return cls(**d)
 
 
+def threads_per_trial(cpus_per_trial: int | None, parallel: int) -> int:
+    """Torch threads (and Ray CPUs) per trial: as asked, or the machine's CPUs shared by the trials."""
+    return cpus_per_trial or max(1, (os.cpu_count() or 1) // parallel)
+
+
 class Controller:
     """Decides the next trial and records finished ones (see module docstring)."""
 
@@ -183,9 +188,7 @@ class Controller:
 
     @property
     def threads(self) -> int:
-        if self.cfg.cpus_per_trial:
-            return self.cfg.cpus_per_trial
-        return max(1, (os.cpu_count() or 1) // self.cfg.parallel)
+        return threads_per_trial(self.cfg.cpus_per_trial, self.cfg.parallel)
 
     def next_trial(self, trial_id: str) -> dict[str, Any] | None | str:
         """The config of the next trial, None (wait: the reference is running) or FINISHED."""
@@ -303,10 +306,11 @@ class SearchRun:
         interrupted = False
         try:
             if not ctl.done:
-                if self.table is not None:
-                    self._run_replay()
+                if self.table is not None:  # no model is trained
+                    ctl.save_interval = 2.0
+                    self._run_in_process(self._look_up, "replay")
                 elif self.cfg.backend == "local":
-                    self._run_local()
+                    self._run_in_process(lambda _, config: evaluate_candidate(config), "local")
                 else:
                     from cellsearch.runner.tune import run_tune
 
@@ -329,44 +333,33 @@ class SearchRun:
         ctl.store.set_meta("last_summary", summary)
         return summary
 
-    def _run_local(self) -> None:
+    def _run_in_process(self, evaluate: Callable[[str, dict[str, Any]], dict[str, Any]], node: str) -> None:
+        """Trials one at a time in this process: ``evaluate(trial_id, trial_config)`` gives each outcome."""
         ctl = self.controller
         n = 0
         while True:
-            trial_id = f"local_{ctl.store.count() + n:05d}"
+            trial_id = f"{node}_{ctl.store.count() + n:05d}"
             n += 1
             cfg = ctl.next_trial(trial_id)
             if cfg == FINISHED or cfg is None:
                 if cfg == FINISHED or not ctl.running:
                     return
-                raise RuntimeError("local backend: nothing runnable")  # pragma: no cover
-            ctl.complete(trial_id, evaluate_candidate(cfg), node="local")
+                raise RuntimeError("in-process run: nothing runnable")  # pragma: no cover
+            ctl.complete(trial_id, evaluate(trial_id, cfg), node=node)
 
-
-    def _run_replay(self) -> None:
-        """Evaluate by lookup in the benchmark table (by canonical hash): no model is trained."""
+    def _look_up(self, trial_id: str, config: dict[str, Any]) -> dict[str, Any]:
+        """A replayed trial's outcome: the benchmark table's row for the cell (by canonical hash)."""
         ctl, table = self.controller, self.table
-        ctl.save_interval = 2.0
-        n = 0
-        while True:
-            trial_id = f"replay_{ctl.store.count() + n:05d}"
-            n += 1
-            if ctl.next_trial(trial_id) in (FINISHED, None):
-                return  # (nothing runs in the background here, so None cannot mean "wait")
-            cand = ctl.running[trial_id]
-            entry = table.lookup(cand.hash)
-            if entry is not None:
-                outcome = entry.outcome()
-                outcome["seconds"] = entry.seconds  # what training it cost when the table was made
-            elif self.cfg.missing == "fail":
-                ctl.running.pop(trial_id)
-                raise ConfigError(f"cell {cand.hash} ('{cand.graph.name}', {cand.origin}) is not in the benchmark "
-                                  f"table {table.path} ({len(table)} cells); replay with --missing skip to "
-                                  f"record such cells as missing and go on")
-            else:
-                outcome = {"status": "missing", "score": None,
-                           "error": f"not in the benchmark table {table.path}"}
-            ctl.complete(trial_id, outcome, node="replay")
+        cand = ctl.running[trial_id]
+        entry = table.lookup(cand.hash)
+        if entry is not None:
+            return entry.outcome()
+        if self.cfg.missing == "fail":
+            ctl.running.pop(trial_id)
+            raise ConfigError(f"cell {cand.hash} ('{cand.graph.name}', {cand.origin}) is not in the benchmark "
+                              f"table {table.path} ({len(table)} cells); replay with --missing skip to "
+                              f"record such cells as missing and go on")
+        return {"status": "missing", "score": None, "error": f"not in the benchmark table {table.path}"}
 
 
 class _SearchProgress:

@@ -2,8 +2,9 @@
 
 The same Searcher serves the final evaluation protocol's trainings (``runner.jobs.JobQueue``,
 trial config key ``retrain``): anything with ``next_trial``/``complete``, a ``cfg`` with the
-cluster settings and ``threads`` can be run here. Imported lazily (only when a search runs on Ray). The trainable reports intermediate scores
-(for ASHA) and a final report flagged ``final``; a trial the scheduler stops early ends
+cluster settings and ``threads`` can be run here. Imported lazily (only when Ray is used).
+The trainable reports intermediate scores (for ASHA) and a final report flagged ``final``;
+a trial the scheduler stops early ends
 without it and is recorded as ``stopped-early`` with its last score. A trial whose worker
 dies is retried by Tune (``FailureConfig``); errors inside training are caught by
 ``evaluate_candidate`` and reported as status ``failed``.

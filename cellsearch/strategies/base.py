@@ -23,9 +23,8 @@ from cellsearch.spaces.base import Candidate, Space
 
 STATE_VERSION = 1
 
-# Trial outcomes. A result without a finite score counts as failed for every strategy.
-# (``missing``: a replayed candidate the benchmark table does not hold)
-STATUSES = ("ok", "diverged", "failed", "stopped-early", "rejected", "missing")
+# Trial outcomes are the results store's (``FINAL_STATUSES``). A result without a finite score
+# counts as failed for every strategy.
 
 
 @dataclass
