@@ -73,9 +73,11 @@ class Space(ABC):
         self.config = dict(config or {})
 
     # ------------------------------------------------------------------ decisions
-    @abstractmethod
+    _decisions: list[Decision]  # built once by each subclass's __init__
+
     def decisions(self) -> list[Decision]:
-        """The fixed sequence of categorical decisions a sampler makes."""
+        """The fixed sequence of categorical decisions a sampler makes (a copy: callers may change it)."""
+        return list(self._decisions)
 
     @abstractmethod
     def decode(self, choices: Sequence[int]) -> CellGraph:

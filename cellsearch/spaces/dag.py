@@ -42,9 +42,6 @@ class DagSpace(Space):
             dims.append(Decision(f"node{i}.activation", self.activations))
         self._decisions = dims
 
-    def decisions(self) -> list[Decision]:
-        return list(self._decisions)
-
     def _unpack(self, choices: Sequence[int]) -> tuple[list[str], list[int]]:
         self.check_choices(choices)
         acts = [self.activations[choices[0]]]

@@ -37,9 +37,6 @@ class FiniteSpace(Space):
             labels = self.cell_refs
         self._decisions = [Decision("cell", labels)]
 
-    def decisions(self) -> list[Decision]:
-        return list(self._decisions)
-
     def decode(self, choices: Sequence[int]) -> CellGraph:
         if len(choices) != 1 or not 0 <= choices[0] < len(self.members):
             raise InvalidCandidate(f"space '{self.name}' takes one decision in 0..{len(self.members) - 1}, "

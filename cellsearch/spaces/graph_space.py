@@ -64,9 +64,6 @@ class GraphSpace(Space):
             dims.append(Decision(f"state{s}.node", tuple(f"node{j}" for j in range(self.max_nodes - 1))))
         self._decisions = dims
 
-    def decisions(self) -> list[Decision]:
-        return list(self._decisions)
-
     def decode(self, choices: Sequence[int]) -> CellGraph:
         self.check_choices(choices)
         it = iter(choices)

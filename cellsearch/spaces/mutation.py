@@ -131,9 +131,6 @@ class MutationSpace(Space):
         self._decisions = dims
 
     # ------------------------------------------------------------------ interface
-    def decisions(self) -> list[Decision]:
-        return list(self._decisions)
-
     def seeds(self) -> list[CellGraph]:
         return list(self._seeds)
 

@@ -74,9 +74,6 @@ class TreeSpace(Space):
                     Decision("memory.cell_node", names)]
         return out
 
-    def decisions(self) -> list[Decision]:
-        return list(self._decisions)
-
     def _position_name(self, level: int, index: int) -> str:
         return f"leaf{index}" if level == 0 else f"node{level}_{index}"
 
