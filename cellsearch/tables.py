@@ -237,18 +237,17 @@ def nasbench_log_entry(log: dict[str, Any], where: str) -> dict[str, Any]:
     """
     from cellsearch.dsl.hashing import canonical_hash
     from cellsearch.dsl.io import dumps_cell
-    from cellsearch.dsl.nasbench import recipe_to_cell
+    from cellsearch.dsl.nasbench import decode_recipe, recipe_to_cell
     from cellsearch.errors import CellError
 
     recipe = log.get("recepie", log.get("recipe"))
     if recipe is None:
         raise ConfigError(f"{where}: not a NAS-Bench-NLP log (no 'recepie' field; keys: "
                           f"{', '.join(sorted(log)) or 'none'})")
-    if isinstance(recipe, str):
-        try:
-            recipe = json.loads(recipe)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{where}: the recipe is not valid JSON ({exc})") from None
+    try:
+        recipe = decode_recipe(recipe)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: the recipe is not valid JSON ({exc})") from None
     if not isinstance(recipe, dict):
         raise ConfigError(f"{where}: the recipe must be a JSON object, not {type(recipe).__name__}")
     name = f"nb_{log.get('recepie_id', log.get('recipe_id', Path(where).stem))}"

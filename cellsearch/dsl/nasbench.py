@@ -346,6 +346,14 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
+def decode_recipe(recipe: Any) -> Any:
+    """A recipe given as an object, or as a JSON string (as NAS-Bench-NLP's logs store them).
+
+    Raises ValueError (a ``json.JSONDecodeError`` for bad JSON) for a string that is not JSON or
+    repeats a key."""
+    return json.loads(recipe, object_pairs_hook=_no_duplicates) if isinstance(recipe, str) else recipe
+
+
 def load_recipes(path: str | os.PathLike) -> list[CellGraph]:
     """The cells of a NAS-Bench-NLP recipe file, named ``<file stem>_<index>``.
 
@@ -373,12 +381,11 @@ def load_recipes(path: str | os.PathLike) -> list[CellGraph]:
     for i, recipe in enumerate(recipes):
         name = f"{path.stem}_{i}"
         where = f"{path}: recipe {i}"
-        if isinstance(recipe, str):
-            try:
-                recipe = json.loads(recipe, object_pairs_hook=_no_duplicates)
-            except ValueError as exc:
-                msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-                raise CellError(f"invalid JSON in the recipe string: {msg}", source=where) from None
+        try:
+            recipe = decode_recipe(recipe)
+        except ValueError as exc:
+            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise CellError(f"invalid JSON in the recipe string: {msg}", source=where) from None
         try:
             cells.append(recipe_to_cell(recipe, name))
         except CellError as exc:
@@ -397,5 +404,5 @@ def import_recipes(path: str | os.PathLike, out_dir: str | os.PathLike) -> list[
     return [save_cell(g, out / f"{g.name}.yaml", form="equations") for g in cells]
 
 
-__all__ = ["RECIPE_OPS", "CELL_OPS", "SOURCE", "recipe_to_cell", "cell_to_recipe", "load_recipes",
-           "import_recipes", "state_name"]
+__all__ = ["RECIPE_OPS", "CELL_OPS", "SOURCE", "recipe_to_cell", "cell_to_recipe", "decode_recipe",
+           "load_recipes", "import_recipes", "state_name"]
