@@ -12,11 +12,21 @@ import warnings
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from cellsearch.errors import CellsearchError, CellWarning
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def one_line(message: object) -> str:
+    """A message as one line: error output is one line per problem, whatever the text holds."""
+    return " ".join(str(message).split())
+
+
+def print_error(message: object) -> None:
+    err_console.print(f"error: {one_line(message)}", markup=False, highlight=False, soft_wrap=True)
 
 
 def cli_errors(fn):
@@ -29,22 +39,62 @@ def cli_errors(fn):
             try:
                 return fn(*args, **kwargs)
             except CellsearchError as exc:
-                err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+                print_error(exc)
                 raise typer.Exit(exc.exit_code) from None
             finally:
                 # a copy, and no warnings.showwarning here: inside catch_warnings(record=True) it
                 # appends to `caught`, and iterating over `caught` would never end
                 for w in list(caught):
                     if issubclass(w.category, CellWarning):
-                        err_console.print(f"warning: {w.message}", markup=False, highlight=False, soft_wrap=True)
+                        err_console.print(f"warning: {one_line(w.message)}", markup=False, highlight=False,
+                                          soft_wrap=True)
                     else:
                         sys.stderr.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line))
 
     return wrapper
 
 
+def _usage_error_types() -> tuple[type, ...]:
+    # Newer typer vendors click (typer._click) under a public base class; older typer raises click's own.
+    types = [getattr(typer.exceptions, "TyperException", None)]
+    try:
+        import click
+
+        types.append(click.ClickException)
+    except ImportError:  # pragma: no cover - typer without click
+        pass
+    return tuple(t for t in types if t is not None)
+
+
+_USAGE_ERRORS = _usage_error_types()
+
+
+class _OneLineUsageErrors(TyperGroup):
+    """The top-level group: a usage error (bad option value, unknown option, missing argument) is
+    one line on stderr and exit status 2, like every other bad input, instead of click's
+    usage block and rich panel."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rc = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _USAGE_ERRORS as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as click shows it
+                exc.show()
+            else:
+                command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "cellsearch"
+                print_error(f"{exc.format_message()} (see '{command} --help')")
+            rc = exc.exit_code
+        except typer.Abort:
+            err_console.print("interrupted")
+            rc = 130
+        if not standalone_mode:
+            return rc
+        sys.exit(rc if isinstance(rc, int) else 0)
+
+
 app = typer.Typer(help="cellsearch: describe, compile, search, analyse and export recurrent cells.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  cls=_OneLineUsageErrors)
 
 
 def _register() -> None:
