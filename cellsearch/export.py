@@ -139,11 +139,9 @@ def export_from_run(run_dir: str | Path, rank: int, fmt: str, path: str | Path, 
     from cellsearch.dsl.io import loads_cell
     from cellsearch.runner.search import leaderboard
 
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise ConfigError(f"no search run at '{run}' (no such directory)")
-    if not (run / "results.db").exists():
-        raise ConfigError(f"'{run}' is not a search run (it has no results.db)")
+    from cellsearch.rundir import CONFIG, read_json_file, require_run
+
+    run = require_run(run_dir)
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ConfigError(f"--rank must be 1 (the best cell) or more, not {rank!r}")
     if fmt not in FORMATS:  # before reading the run: the cheap mistake first
@@ -153,13 +151,8 @@ def export_from_run(run_dir: str | Path, rank: int, fmt: str, path: str | Path, 
         raise ConfigError(f"rank {rank} is out of range: '{run}' has {len(rows)} ranked cell(s)")
     row = rows[rank - 1]
     graph = loads_cell(row["cell_yaml"], source=f"{run}/results.db (rank {rank})", warn=False)
-    config: dict = {}
-    cfg_file = run / "config.json"
-    if cfg_file.exists():
-        try:
-            config = json.loads(cfg_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read {cfg_file}: {exc}") from None
+    config = read_json_file(run / CONFIG, "search settings", "restore it, or export the cell with "
+                            "`cellsearch export CELL.yaml`")
     search = {k: config[k] for k in ("name", "strategy", "space", "tasks", "trials", "steps", "minutes", "seed",
                                      "reference", "train") if k in config}
     card = {"run": str(run), "rank": rank, "score": row["score"], "status": row["status"],
@@ -798,7 +791,7 @@ def _usage(info: _CardInfo) -> list[str]:
     return ["```python", "import torch", "from cellsearch.compile import CompiledCell",
             "from cellsearch.dsl import load_cell", "", f"graph = load_cell({name!r})",
             f"cell = CompiledCell(graph, {info.input_size}, {info.hidden_size})",
-            f"cell.params.load_state_dict(torch.load({yaml_weights_path(info.path).name!r}))", "```"]
+            f"cell.params.load_state_dict(torch.load({yaml_weights_path(info.path).name!r}, weights_only=True))", "```"]
 
 
 def render_card(info: _CardInfo) -> str:

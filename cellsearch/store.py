@@ -4,6 +4,11 @@ One row per evaluated candidate (and one per deduplicated candidate, pointing at
 whose result it reused). Only the search driver writes, one transaction per trial, so a
 killed search loses at most the trials that were still running. ``read_results`` gives a
 pandas DataFrame for notebooks.
+
+A results file is checked before use (an SQLite file holding our tables at our schema
+version), readers open it read-only (``Store(path, readonly=True)``: nothing can create or
+change a file), and any SQLite failure on a damaged file becomes one ``ConfigError`` line
+naming it.
 """
 
 from __future__ import annotations
@@ -11,8 +16,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import quote
+
+from cellsearch.errors import ConfigError
 
 SCHEMA_VERSION = 1
 
@@ -69,15 +78,86 @@ CREATE TABLE IF NOT EXISTS retrains (
 FINAL_STATUSES = ("ok", "diverged", "failed", "stopped-early", "rejected", "missing")
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_TRIAL_COLUMNS = ("id", "trial_id", "hash", "cell_name", "cell_yaml", "strategy", "origin", "parent", "decisions",
+                  "plan", "status", "stage", "score", "metrics", "params", "seconds", "node", "error", "reused_from",
+                  "created")
+# columns of the tables every cellsearch results file has had since schema version 1
+_REQUIRED = {"meta": {"key", "value"}, "trials": set(_TRIAL_COLUMNS)}
+
+
 class Store:
-    def __init__(self, path: str | Path):
+    """The results database at ``path``: created if missing (writers), or checked and opened.
+
+    ``readonly=True`` opens an existing file with SQLite's read-only mode (for leaderboard,
+    export, analysis): it must exist, and no write can happen through it."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=30)
-        self.conn.row_factory = sqlite3.Row
-        with self.conn:
-            self.conn.executescript(_SCHEMA)
-            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self.readonly = readonly
+        exists = self.path.exists()
+        if readonly or exists:
+            self._check_file()
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"file:{quote(str(self.path.resolve()))}" + ("?mode=ro" if readonly else "")
+        with self._damage_is_an_error():
+            self.conn = sqlite3.connect(uri, uri=True, timeout=30)
+            self.conn.row_factory = sqlite3.Row
+            if exists or readonly:
+                self._check_schema()
+            if not readonly:
+                with self.conn:
+                    self.conn.executescript(_SCHEMA)
+                    self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                      (str(SCHEMA_VERSION),))
+
+    def _check_file(self) -> None:
+        if not self.path.is_file():
+            raise ConfigError(f"{self.path}: no results database here" if not self.path.exists()
+                              else f"{self.path}: not a file")
+        with open(self.path, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+        if not head:
+            raise ConfigError(f"{self.path}: the results database is empty (0 bytes): the file is damaged")
+        if head != _SQLITE_MAGIC:
+            raise ConfigError(f"{self.path}: not a results database (not an SQLite file): the file is damaged "
+                              "or is something else")
+
+    def _check_schema(self) -> None:
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for table, columns in _REQUIRED.items():
+            if table not in tables:
+                raise ConfigError(f"{self.path}: not a cellsearch results database (no table '{table}')")
+            have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+            if not columns <= have:
+                raise ConfigError(f"{self.path}: not a cellsearch results database (table '{table}' lacks "
+                                  f"{', '.join(sorted(columns - have))})")
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            raise ConfigError(f"{self.path}: results schema version {row[0] if row else 'missing'} is not "
+                              f"supported (this cellsearch reads {SCHEMA_VERSION})")
+
+    @contextmanager
+    def _damage_is_an_error(self):
+        """SQLite errors on a damaged file (truncated, overwritten) become one line naming it."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if self.readonly and "readonly" in str(exc):  # readers never write (see _write): a hot journal
+                raise ConfigError(f"{self.path}: a write to the results database was interrupted and needs "
+                                  "recovery, which a reader cannot do: resume the run first") from None
+            raise ConfigError(f"{self.path}: the results database is damaged ({exc})") from None
+
+    def _query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        with self._damage_is_an_error():
+            return self.conn.execute(sql, params).fetchall()
+
+    def _write(self, sql: str, params: tuple) -> int:
+        if self.readonly:
+            raise RuntimeError(f"{self.path} was opened read-only")  # a bug, not bad input
+        with self._damage_is_an_error(), self.conn:
+            return int(self.conn.execute(sql, params).lastrowid)
 
     def close(self) -> None:
         self.conn.close()
@@ -85,10 +165,10 @@ class Store:
     # Ray Tune pickles its search algorithm (and with it this store) for its own bookkeeping:
     # travel as the path and reconnect on the other side.
     def __getstate__(self) -> dict:
-        return {"path": str(self.path)}
+        return {"path": str(self.path), "readonly": self.readonly}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"])
+        self.__init__(state["path"], readonly=state.get("readonly", False))
 
     def __enter__(self) -> "Store":
         return self
@@ -98,12 +178,16 @@ class Store:
 
     # ------------------------------------------------------------------ meta
     def set_meta(self, key: str, value: Any) -> None:
-        with self.conn:
-            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+        self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     def get_meta(self, key: str, default: Any = None) -> Any:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row["value"]) if row else default
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        if not rows:
+            return default
+        try:
+            return json.loads(rows[0]["value"])
+        except (TypeError, ValueError):
+            raise ConfigError(f"{self.path}: the results database is damaged (meta '{key}' is not JSON)") from None
 
     # ------------------------------------------------------------------ trials
     def add_trial(self, *, hash: str, cell_yaml: str, strategy: str, status: str, score: float | None,
@@ -113,8 +197,7 @@ class Store:
                   node: str | None = None, error: str | None = None, reused_from: int | None = None) -> int:
         if status not in FINAL_STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        with self.conn:  # one transaction per trial
-            cur = self.conn.execute(
+        return self._write(  # one transaction per trial
                 "INSERT INTO trials (trial_id, hash, cell_name, cell_yaml, strategy, origin, parent, decisions, plan,"
                 " status, stage, score, metrics, params, seconds, node, error, reused_from, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -123,19 +206,19 @@ class Store:
                  json.dumps(plan) if plan is not None else None, status, stage,
                  None if score is None or score != score else float(score), json.dumps(metrics or {}), params,
                  seconds, node, error, reused_from, time.time()))
-        return int(cur.lastrowid)
 
     def lookup(self, hash: str) -> sqlite3.Row | None:
         """The first evaluated (not reused) row of a cell, if this run has evaluated it."""
-        return self.conn.execute("SELECT * FROM trials WHERE hash = ? AND reused_from IS NULL ORDER BY id LIMIT 1",
-                                 (hash,)).fetchone()
+        rows = self._query("SELECT * FROM trials WHERE hash = ? AND reused_from IS NULL ORDER BY id LIMIT 1",
+                           (hash,))
+        return rows[0] if rows else None
 
     def rows(self) -> Iterator[sqlite3.Row]:
-        return iter(self.conn.execute("SELECT * FROM trials ORDER BY id").fetchall())
+        return iter(self._query("SELECT * FROM trials ORDER BY id"))
 
     def count(self, include_reused: bool = True) -> int:
         q = "SELECT COUNT(*) FROM trials" + ("" if include_reused else " WHERE reused_from IS NULL")
-        return int(self.conn.execute(q).fetchone()[0])
+        return int(self._query(q)[0][0])
 
     # ------------------------------------------------------------------ retrains (final evaluation)
     def add_retrain(self, *, key: str, protocol: str, purpose: str, hash: str, cell_name: str | None,
@@ -145,23 +228,24 @@ class Store:
         def num(v):
             return None if v is None or v != v else float(v)
 
-        with self.conn:
-            cur = self.conn.execute(
+        return self._write(
                 "INSERT OR REPLACE INTO retrains (key, protocol, purpose, hash, cell_name, cell_yaml, task, lr, seed,"
                 " status, valid, test, metrics, params, seconds, node, error, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, protocol, purpose, hash, cell_name, cell_yaml, task, float(lr), int(seed), status, num(valid),
                  num(test), json.dumps(metrics or {}), params, seconds, node, error, time.time()))
-        return int(cur.lastrowid)
 
     def retrains(self, protocol: str | None = None) -> list[sqlite3.Row]:
+        if self.readonly and not self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'retrains'"):
+            return []  # a run from before final evaluations existed, opened read-only
         if protocol is None:
-            return self.conn.execute("SELECT * FROM retrains ORDER BY id").fetchall()
-        return self.conn.execute("SELECT * FROM retrains WHERE protocol = ? ORDER BY id", (protocol,)).fetchall()
+            return self._query("SELECT * FROM retrains ORDER BY id")
+        return self._query("SELECT * FROM retrains WHERE protocol = ? ORDER BY id", (protocol,))
 
     def best(self) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM trials WHERE score IS NOT NULL AND reused_from IS NULL "
-                                 "AND origin != 'reference' ORDER BY score DESC, id LIMIT 1").fetchone()
+        rows = self._query("SELECT * FROM trials WHERE score IS NOT NULL AND reused_from IS NULL "
+                           "AND origin != 'reference' ORDER BY score DESC, id LIMIT 1")
+        return rows[0] if rows else None
 
 
 def read_results(run_dir: str | Path):
@@ -170,12 +254,18 @@ def read_results(run_dir: str | Path):
 
     path = Path(run_dir)
     db = path / "results.db" if path.is_dir() else path
-    if not db.exists():
-        from cellsearch.errors import ConfigError
-
-        raise ConfigError(f"no results database at {db}")
-    with sqlite3.connect(db) as conn:
-        df = pd.read_sql_query("SELECT * FROM trials ORDER BY id", conn)
-    df["metrics"] = df["metrics"].map(lambda s: json.loads(s) if isinstance(s, str) and s else {})
-    df["decisions"] = df["decisions"].map(lambda s: json.loads(s) if isinstance(s, str) and s else None)
+    with Store(db, readonly=True) as store:
+        df = pd.DataFrame([dict(r) for r in store.rows()], columns=list(_TRIAL_COLUMNS))
+    df["metrics"] = df["metrics"].map(lambda s: decode_json(s, {}, db))
+    df["decisions"] = df["decisions"].map(lambda s: decode_json(s, None, db))
     return df
+
+
+def decode_json(text: Any, empty: Any, db: str | Path) -> Any:
+    """A JSON column's value (``empty`` for NULL/''); a damaged value is one ConfigError naming ``db``."""
+    if not isinstance(text, str) or not text:
+        return empty
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ConfigError(f"{db}: the results database is damaged (a row holds invalid JSON)") from None

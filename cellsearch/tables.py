@@ -205,20 +205,19 @@ def _missing(value: Any) -> bool:
 # ---------------------------------------------------------------------- sources
 def export_run(run_dir: str | os.PathLike):
     """Every cell a search trained (duplicates reused by the search left out), as a table."""
-    from cellsearch.store import Store
+    from cellsearch.rundir import RESULTS, require_run
+    from cellsearch.store import Store, decode_json
 
-    path = Path(run_dir)
-    db = path / "results.db"
-    if not db.exists():
-        raise ConfigError(f"{path} has no results.db (is it a search run?)")
+    path = require_run(run_dir)
+    db = path / RESULTS
     rows = []
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:
         for r in store.rows():
             if r["reused_from"] is not None or r["status"] not in STATUSES:
                 continue
             rows.append({"hash": r["hash"], "score": r["score"], "status": r["status"], "cell_name": r["cell_name"],
                          "cell_yaml": r["cell_yaml"], "params": r["params"], "seconds": r["seconds"],
-                         "metrics": json.loads(r["metrics"] or "{}"), "source": str(path)})
+                         "metrics": decode_json(r["metrics"], {}, db), "source": str(path)})
     return make_frame(rows)
 
 

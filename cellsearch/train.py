@@ -14,20 +14,20 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from cellsearch.checkpoint import CHECKPOINT_VERSION, load_checkpoint, restore_error
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.nn.model import ModelConfig, SeqModel
+from cellsearch.records import record_from_dict
 from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
-
-CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -65,18 +65,17 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between checkpoints in out_dir (0: only at the end)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
+    def from_dict(cls, data: dict, what: str = "training options") -> "TrainConfig":
+        """From plain data (a checkpoint's or a search's settings), every field type-checked."""
+        return record_from_dict(cls, data, what)
 
     def validate(self) -> None:
         if self.steps is None and self.seconds is None:
             raise ConfigError("give a budget: steps or seconds")
         if self.steps is not None and self.steps < 0:
             raise ConfigError("steps must be >= 0")
+        if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
+            raise ConfigError(f"the time budget must be a positive number of seconds, not {self.seconds}")
         if self.optimizer not in ("adam", "sgd"):
             raise ConfigError(f"optimizer must be adam or sgd, not {self.optimizer!r}")
         if self.lr_schedule not in ("constant", "cosine", "linear"):
@@ -85,8 +84,25 @@ class TrainConfig:
             raise ConfigError("scheduled_sampling must be linear, exponential or inverse_sigmoid")
         if self.hidden_size < 1 or self.num_layers < 1 or self.batch_size < 1:
             raise ConfigError("hidden_size, num_layers and batch_size must be positive")
-        if self.lr <= 0:
-            raise ConfigError("lr must be positive")
+        if self.embed_size is not None and self.embed_size < 1:
+            raise ConfigError(f"embed_size must be positive, not {self.embed_size}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive number, not {self.lr}")
+        for name in ("momentum", "weight_decay", "init_scale", "ss_k", "ss_min", "diverge_factor"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a number >= 0, not {value}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.clip is not None and not (math.isfinite(self.clip) and self.clip >= 0):
+            raise ConfigError(f"clip must be a number >= 0, not {self.clip}")
+        if self.forget_bias is not None and not math.isfinite(self.forget_bias):
+            raise ConfigError(f"forget_bias must be a finite number, not {self.forget_bias}")
+        for name in ("warmup_steps", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, not {getattr(self, name)}")
+        if self.eval_batch_size < 1 or (self.threads is not None and self.threads < 1):
+            raise ConfigError("eval_batch_size and threads must be positive")
 
 
 @dataclass
@@ -248,9 +264,14 @@ class Trainer:
     def from_checkpoint(cls, path: str | Path, **overrides: Any) -> "Trainer":
         """Rebuild a trainer from a checkpoint (``overrides`` change config fields, e.g. steps)."""
         ckpt = load_checkpoint(path)
-        cfg = TrainConfig.from_dict({**ckpt["config"], **overrides})
+        cfg = TrainConfig.from_dict({**ckpt["config"], **overrides}, f"{path}: training settings")
         trainer = cls(cfg, graph=loads_cell(ckpt["cell_yaml"], source=f"{path}:cell"))
-        trainer.load_state_dict(ckpt)
+        try:
+            trainer.load_state_dict(ckpt)
+        except ConfigError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            raise restore_error(path, exc) from None
         return trainer
 
     # ------------------------------------------------------------------ training
@@ -383,18 +404,6 @@ class _Progress:
         self.p.stop()
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    if not path.exists():
-        raise ConfigError(f"no checkpoint at {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # corrupted or not a checkpoint
-        raise ConfigError(f"cannot read checkpoint {path}: {exc}") from None
-
-
 def train(cfg: TrainConfig, *, callback=None, progress: bool = False, out_dir: str | Path | None = None,
           task: Task | None = None, graph=None) -> TrainResult:
     """Train one model to the budget (see module docstring)."""
@@ -429,7 +438,15 @@ def load_model(path: str | Path) -> tuple[SeqModel, Any, dict]:
 
     ckpt = load_checkpoint(path)
     graph = loads_cell(ckpt["cell_yaml"], source=f"{path}:cell")
-    model = SeqModel(graph, ModelConfig(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
+    config = record_from_dict(ModelConfig, ckpt["model_config"], f"{path}: model settings")
+    try:
+        model = SeqModel(graph, config)
+        model.load_state_dict(ckpt["model"])
+        vocab = Vocab.from_state(ckpt["vocab"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise restore_error(path, exc) from None
+    if len(vocab) != config.vocab_size:
+        raise ConfigError(f"{path}: damaged checkpoint: {len(vocab)} tokens, but the model has "
+                          f"{config.vocab_size} outputs")
     model.eval()
-    return model, Vocab.from_state(ckpt["vocab"]), ckpt
+    return model, vocab, ckpt

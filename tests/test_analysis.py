@@ -300,7 +300,7 @@ def test_cli_analyze_gates_fresh_and_errors(tmp_path):
     res = runner.invoke(cli_app(), ["analyze", "gates"])
     assert res.exit_code == 2 and "error:" in res.output
     res = runner.invoke(cli_app(), ["analyze", "report", str(tmp_path / "nope"), "-o", str(tmp_path / "r")])
-    assert res.exit_code == 2 and "results.db" in res.output
+    assert res.exit_code == 2 and "no such run directory" in res.output
     res = runner.invoke(cli_app(), ["analyze", "gates", "--fresh", "--variants", "lstm", "--trials", "1"])
     assert res.exit_code == 2 and "Greff" in res.output
 

@@ -250,7 +250,7 @@ def test_evaluate_and_fidelity_end_to_end_on_ray(run_copy):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["evaluate", "{tmp}"], "is not a finished search run"),
+    (["evaluate", "{tmp}"], "no such run directory"),
     (["evaluate", "{run}", "--lrs", "fast"], "--lrs must be comma-separated numbers"),
     (["evaluate", "{run}", "--lrs", "0,1"], "learning-rate factors must be positive"),
     (["evaluate", "{run}", "--tasks", "chess"], "unknown task 'chess'"),

@@ -386,7 +386,7 @@ def test_cli_errors_are_one_line_with_exit_status_2(tmp_path):
     _one_line_error(runner.invoke(app, ["export", str(tmp_path / "runs" / "nope"), "--format", "py", "-o", out]),
                     "neither a built-in cell, a YAML file nor a search run directory")
     _one_line_error(runner.invoke(app, ["export", str(tmp_path / "nope"), "--rank", "1", "--format", "py",
-                                        "-o", out]), "no search run at")
+                                        "-o", out]), "no such run directory")
     (tmp_path / "empty").mkdir()
     _one_line_error(runner.invoke(app, ["export", str(tmp_path / "empty"), "--format", "py", "-o", out]),
                     "is not a search run")

@@ -48,8 +48,8 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
     assert resumed.steps == 20
     assert resumed.losses == full.losses
     assert resumed.metrics == full.metrics
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

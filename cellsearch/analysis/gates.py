@@ -238,7 +238,6 @@ def load_gate_study(run_dir: str | Path, task: str | None = None):
     neither says. Deduplicated (reused) rows are left out; the seed is not stored by a search (NaN).
     Note that the built-in ``lstm`` (torch's LSTM, no peepholes) is structurally ``np`` and counts as np.
     """
-    import json
 
     import pandas as pd
 
@@ -246,10 +245,10 @@ def load_gate_study(run_dir: str | Path, task: str | None = None):
     from cellsearch.library import get_cell
     from cellsearch.store import read_results
 
+    from cellsearch.rundir import read_run_config
+
     path = Path(run_dir)
-    config: dict = {}
-    if (path / "config.json").exists():
-        config = json.loads((path / "config.json").read_text())
+    config = read_run_config(path)
     task = task or (config.get("tasks") or ["arith"])[0]
     metric = primary_metric(task)
     defaults = config.get("train") or {}

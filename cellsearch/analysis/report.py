@@ -20,15 +20,15 @@ from cellsearch.errors import ConfigError
 
 
 def _check_run(run_dir: str | Path) -> Path:
-    path = Path(run_dir)
-    if not (path / "results.db").exists():
-        raise ConfigError(f"{path} has no results.db (is it a search run?)")
-    return path
+    from cellsearch.rundir import require_run
+
+    return require_run(run_dir)
 
 
 def run_config(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / "config.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    from cellsearch.rundir import read_run_config
+
+    return read_run_config(run_dir)
 
 
 def load_run(run_dir: str | Path, label: str | None = None):
@@ -306,7 +306,7 @@ def write_search_report(run_dir: str | Path, out_dir: str | Path, top: int = 5) 
     csv("op_frequencies", freq)
     md("op_frequencies", markdown_table(freq, ".3g"))
     drawings = []
-    with Store(run / "results.db") as store:
+    with Store(run / "results.db", readonly=True) as store:
         for r in tops.itertuples(index=False):
             row = store.lookup(r.hash)
             if row is None:

@@ -98,11 +98,9 @@ class Protocol:
 
 def run_config(run_dir: str | Path) -> dict[str, Any]:
     """The search settings of a run (its config.json)."""
-    path = Path(run_dir)
-    cfg_file = path / "config.json"
-    if not (path / "results.db").exists() or not cfg_file.exists():
-        raise ConfigError(f"{path} is not a finished search run (it needs config.json and results.db)")
-    return json.loads(cfg_file.read_text())
+    from cellsearch.rundir import read_run_config
+
+    return read_run_config(run_dir)
 
 
 def protocol_for_run(run_dir: str | Path, *, steps: int | None = None, minutes: float | None = None,
@@ -245,7 +243,9 @@ class Retrainer:
     def run(self, cells: list[Cell]) -> list[CellResult]:
         p = self.protocol
         lrs = p.learning_rates
-        with Store(self.run_dir / "results.db") as store:
+        from cellsearch.writer_lock import WriterLock
+
+        with WriterLock(self.run_dir, f"cellsearch {self.purpose}"), Store(self.run_dir / "results.db") as store:
             # (with one rate there is nothing to sweep: the seeds below use it)
             done = self._run(store, [self._job(c, t, lr, 0) for c in cells for t in p.tasks for lr in lrs],
                              "learning-rate sweep") if len(lrs) > 1 else {}

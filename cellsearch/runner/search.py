@@ -21,9 +21,11 @@ from typing import Any, Callable
 
 from cellsearch.dsl.io import dumps_cell, loads_cell, save_cell
 from cellsearch.errors import ConfigError
+from cellsearch.records import record_from_dict, short
+from cellsearch import rundir
 from cellsearch.runner.evaluate import default_plan, evaluate_candidate, reference_scores
 from cellsearch.spaces.base import Candidate
-from cellsearch.store import Store
+from cellsearch.store import Store, decode_json
 from cellsearch.strategies.base import Result, save_state
 
 FINISHED = "FINISHED"
@@ -73,22 +75,42 @@ class SearchConfig:
             raise ConfigError("--trials and --parallel must be at least 1")
         if self.steps is None and self.minutes is None:
             raise ConfigError("give a budget: --budget STEPS or --minutes M")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"--budget must be at least 1 training step, not {self.steps}")
+        if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
+            raise ConfigError(f"--minutes must be a positive number of minutes, not {self.minutes}")
+        if self.cpus_per_trial is not None and self.cpus_per_trial < 1:
+            raise ConfigError(f"--cpus-per-trial must be at least 1, not {self.cpus_per_trial}")
+        if not (math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0):
+            raise ConfigError(f"--gpus-per-trial must be 0 or more, not {self.gpus_per_trial}")
+        if self.max_failures < 0:
+            raise ConfigError(f"max_failures must be 0 or more, not {self.max_failures}")
         if self.scheduler not in ("asha", "fifo"):
             raise ConfigError(f"--scheduler must be asha or fifo, not {self.scheduler!r}")
         if self.backend not in ("ray", "local"):
             raise ConfigError(f"backend must be ray or local, not {self.backend!r}")
         if self.missing not in ("skip", "fail"):
             raise ConfigError(f"--missing must be skip or fail, not {self.missing!r}")
-        if not self.name or "/" in self.name:
-            raise ConfigError(f"bad run name {self.name!r}")
+        if (not self.name or self.name in (".", "..") or len(self.name) > 200
+                or any(c in self.name for c in "/\\\0") or not self.name.isprintable()):
+            raise ConfigError(f"bad run name {short(self.name)}: use up to 200 printable characters, no / or \\")
+        self.train_config().validate()
+        for task, options in self.task_options.items():
+            if not isinstance(options, dict):
+                raise ConfigError(f"task options of '{task}' must be a mapping, not {short(options)}")
+
+    def train_config(self, task: str = "arith") -> "TrainConfig":
+        """The training settings of one trial stage (what a worker would build), checked for types."""
+        from cellsearch.train import TrainConfig
+
+        return TrainConfig.from_dict(dict(self.train, task=task, steps=self.steps,
+                                          seconds=self.minutes * 60 if self.minutes else None),
+                                     "training settings (--hidden and the search's train options)")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SearchConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown search option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
+    def from_dict(cls, d: Any, what: str = "search settings") -> "SearchConfig":
+        """From plain data (a run's config.json), every field type-checked."""
+        return record_from_dict(cls, d, what)
 
 
 def threads_per_trial(cpus_per_trial: int | None, parallel: int) -> int:
@@ -99,15 +121,17 @@ def threads_per_trial(cpus_per_trial: int | None, parallel: int) -> int:
 class Controller:
     """Decides the next trial and records finished ones (see module docstring)."""
 
-    def __init__(self, cfg: SearchConfig, run_dir: Path, resume: bool = False):
+    def __init__(self, cfg: SearchConfig, run_dir: Path, resume: bool = False, *, space=None, strategy=None,
+                 store: Store | None = None):
         from cellsearch.spaces import load_space
         from cellsearch.strategies import make_strategy
 
         self.cfg = cfg
         self.run_dir = run_dir
-        self.store = Store(run_dir / "results.db")
-        self.space = load_space(cfg.space)
-        self.strategy = make_strategy(cfg.strategy, self.space, seed=cfg.seed, **cfg.strategy_options)
+        self.space = space if space is not None else load_space(cfg.space)
+        self.strategy = strategy if strategy is not None else make_strategy(cfg.strategy, self.space, seed=cfg.seed,
+                                                                            **cfg.strategy_options)
+        self.store = store if store is not None else Store(run_dir / rundir.RESULTS)
         plan_fn = getattr(self.strategy, "plan", None)
         self.plan = [asdict(s) for s in (plan_fn(list(cfg.tasks)) if plan_fn else default_plan(list(cfg.tasks)))]
         # (a replay takes its scores from the table as they are: nothing to normalise)
@@ -127,6 +151,11 @@ class Controller:
         self._saved_at = 0.0
         if resume:
             self._restore()
+        # how many times this run has been started (1 for a new search): stored trial ids carry it
+        # from the second on, since Tune and the in-process loop number trials afresh each time
+        sessions = self.store.get_meta("sessions", 1 if self.store.count() else 0)
+        self.session = (sessions if isinstance(sessions, int) else 0) + 1
+        self.store.set_meta("sessions", self.session)
 
     # ------------------------------------------------------------------ persistence
     @property
@@ -144,11 +173,24 @@ class Controller:
         from cellsearch.strategies.base import load_state
 
         if self.state_path.exists():
-            state = load_state(self.state_path)
+            advice = f"move it away to rebuild the strategy's state from {rundir.RESULTS}"
+            state = rundir.read_json_file(self.state_path, "search state", advice)
             if state.get("version") != STATE_VERSION:
-                raise ConfigError(f"{self.state_path}: state version {state.get('version')} is not supported")
-            self.strategy.load_state_dict(state["strategy"])
-            self.last_row = state["last_row"]
+                raise ConfigError(f"{self.state_path}: state version {short(state.get('version'))} is not "
+                                  f"supported (this cellsearch writes {STATE_VERSION}); {advice}")
+            last_row = state.get("last_row")
+            if not isinstance(last_row, int) or isinstance(last_row, bool) or not isinstance(state.get("strategy"),
+                                                                                                dict):
+                raise ConfigError(f"{self.state_path}: damaged search state (it needs 'strategy' and 'last_row'); "
+                                  f"{advice}")
+            try:
+                self.strategy.load_state_dict(state["strategy"])
+            except ConfigError as exc:
+                raise ConfigError(f"{self.state_path}: {exc}; {advice}") from None
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+                raise ConfigError(f"{self.state_path}: the saved state does not fit the '{self.cfg.strategy}' "
+                                  f"strategy ({type(exc).__name__}: {short(str(exc), 80)}); {advice}") from None
+            self.last_row = last_row
         # Results written after the last saved state (killed in between): tell them now.
         for row in self.store.rows():
             if row["origin"] == "reference":
@@ -236,7 +278,8 @@ class Controller:
         row_id = self.store.add_trial(
             hash=cand.hash, cell_yaml=dumps_cell(cand.graph), cell_name=cand.graph.name,
             strategy="reference" if is_reference else self.cfg.strategy, status=outcome["status"],
-            score=outcome.get("score"), metrics=outcome.get("metrics"), trial_id=trial_id, origin=cand.origin,
+            score=outcome.get("score"), metrics=outcome.get("metrics"),
+            trial_id=trial_id if self.session == 1 else f"{trial_id}#{self.session}", origin=cand.origin,
             parent=cand.parent, decisions=cand.decisions, plan=cand.plan, stage=outcome.get("stage"),
             params=outcome.get("params"), seconds=outcome.get("seconds"), node=node, error=outcome.get("error"))
         if is_reference:
@@ -265,17 +308,32 @@ class Controller:
 
 
 class SearchRun:
-    """A search in ``runs_dir/NAME``: ``SearchRun(cfg).run()`` or ``SearchRun.resume(dir).run()``."""
+    """A search in ``runs_dir/NAME``: ``SearchRun(cfg).run()`` or ``SearchRun.resume(dir).run()``.
+
+    Everything that can fail on bad input (settings, space, strategy options, reference cell,
+    replay table, data) is checked before the run directory is created or touched; then the
+    run is locked for this writer (``WriterLock``) until ``run()`` returns or ``close()``."""
 
     def __init__(self, cfg: SearchConfig, runs_dir: str | Path = "runs", *, resume: bool = False,
                  run_dir: str | Path | None = None):
+        from cellsearch.spaces import load_space
+        from cellsearch.spaces.snapshot import SPACE_FILE, is_space_file
+        from cellsearch.strategies import make_strategy
+        from cellsearch.writer_lock import WriterLock
+
         cfg.validate()
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir else Path(runs_dir) / cfg.name
-        if not resume and (self.run_dir / "results.db").exists():
-            raise ConfigError(f"{self.run_dir} already holds a search: resume it with `cellsearch resume "
-                              f"{self.run_dir}` or choose another --name")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            _check_new_run_dir(self.run_dir)
+        snapshot = self.run_dir / rundir.SPACE_SNAPSHOT / SPACE_FILE
+        space_source = str(snapshot) if resume and snapshot.exists() else cfg.space
+        space = load_space(space_source)
+        strategy = make_strategy(cfg.strategy, space, seed=cfg.seed, **cfg.strategy_options)
+        if not cfg.benchmark:
+            from cellsearch.library import resolve_cell
+
+            resolve_cell(cfg.reference)
         self.table = None
         if cfg.benchmark:
             from cellsearch.tables import BenchmarkTable
@@ -285,21 +343,45 @@ class SearchRun:
             from cellsearch.tasks.data import verify
 
             verify("ptb", cfg.data_dir)
-        (self.run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-        self.controller = Controller(cfg, self.run_dir, resume=resume)
-        self.controller.store.set_meta("config", asdict(cfg))
+        # -- nothing above wrote a file; from here on this process is the run's one writer
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = WriterLock(self.run_dir, "cellsearch resume" if resume else "cellsearch search").acquire()
+        try:
+            if not resume:
+                _check_new_run_dir(self.run_dir)  # (again, under the lock: another search may have won the race)
+                if is_space_file(cfg.space):
+                    from cellsearch.spaces.snapshot import snapshot_space
+
+                    snapshot_space(cfg.space, self.run_dir / rundir.SPACE_SNAPSHOT)
+            store = Store(self.run_dir / rundir.RESULTS)
+            self.controller = Controller(cfg, self.run_dir, resume=resume, space=space, strategy=strategy,
+                                         store=store)
+            _write_json(self.run_dir / rundir.CONFIG, asdict(cfg))
+            store.set_meta("config", asdict(cfg))
+        except BaseException:
+            self.lock.release()
+            raise
 
     @classmethod
     def resume(cls, run_dir: str | Path, **overrides: Any) -> "SearchRun":
-        path = Path(run_dir)
-        cfg_file = path / "config.json"
-        if not cfg_file.exists():
-            raise ConfigError(f"{path} is not a search run (no config.json)")
-        data = json.loads(cfg_file.read_text())
+        path = rundir.require_run(run_dir, "a search run that can be resumed")
+        data = rundir.read_run_config(path)
         data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(SearchConfig.from_dict(data), resume=True, run_dir=path)
+        cfg = SearchConfig.from_dict(data, f"{path / rundir.CONFIG}")
+        return cls(cfg, resume=True, run_dir=path)
+
+    def close(self) -> None:
+        """Release the run (its lock and database); ``run()`` does this when it returns."""
+        self.controller.store.close()
+        self.lock.release()
 
     def run(self, progress: bool = False) -> dict[str, Any]:
+        try:
+            return self._run(progress)
+        finally:
+            self.lock.release()
+
+    def _run(self, progress: bool) -> dict[str, Any]:
         ctl = self.controller
         start = time.perf_counter()
         bar = _SearchProgress(ctl) if progress else None
@@ -323,7 +405,7 @@ class SearchRun:
                 bar.close()
         best = ctl.store.best()
         if best is not None:
-            save_cell(loads_cell(best["cell_yaml"], warn=False), self.run_dir / "best.yaml")
+            save_cell(loads_cell(best["cell_yaml"], warn=False), self.run_dir / rundir.BEST)
         summary = {"run_dir": str(self.run_dir), "trials": ctl.store.count(), "seconds": time.perf_counter() - start,
                    "best_score": best["score"] if best else None, "best_hash": best["hash"] if best else None,
                    "interrupted": interrupted or not ctl.done}
@@ -360,6 +442,25 @@ class SearchRun:
                               f"table {table.path} ({len(table)} cells); replay with --missing skip to "
                               f"record such cells as missing and go on")
         return {"status": "missing", "score": None, "error": f"not in the benchmark table {table.path}"}
+
+
+def _check_new_run_dir(run_dir: Path) -> None:
+    """A new search may go to ``run_dir``: its parent is a folder (or can be one), and it holds no search."""
+    for parent in reversed(run_dir.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{parent} is a file, not a directory of runs: choose another --runs")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is a file, not a run directory: choose another --name or --runs")
+    if (run_dir / rundir.RESULTS).exists():
+        raise ConfigError(f"{run_dir} already holds a search: resume it with `cellsearch resume "
+                          f"{run_dir}` or choose another --name")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write a run file atomically (a reader never sees half of it)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 class _SearchProgress:
@@ -400,10 +501,10 @@ def leaderboard(run_dir: str | Path, top: int = 10) -> list[dict[str, Any]]:
     """Distinct cells of a run ranked by score (best evaluation per cell), with their equations."""
     from cellsearch.dsl.equations import format_equation, inlined_nodes
 
-    path = Path(run_dir)
-    if not (path / "results.db").exists():
-        raise ConfigError(f"{path} has no results.db (is it a search run?)")
-    with Store(path / "results.db") as store:
+    if top < 0:
+        raise ConfigError(f"--top must be 0 or more, not {top}")
+    path = rundir.require_run(run_dir)
+    with Store(path / rundir.RESULTS, readonly=True) as store:
         best: dict[str, Any] = {}
         counts: dict[str, int] = {}
         for row in store.rows():
@@ -420,7 +521,8 @@ def leaderboard(run_dir: str | Path, top: int = 10) -> list[dict[str, Any]]:
         g = loads_cell(r["cell_yaml"], warn=False)
         inline = inlined_nodes(g)
         out.append({"rank": rank, "hash": r["hash"], "score": r["score"], "status": r["status"],
-                    "params": r["params"], "metrics": json.loads(r["metrics"] or "{}"), "cell": g.name,
+                    "params": r["params"], "metrics": decode_json(r["metrics"], {}, path / rundir.RESULTS),
+                    "cell": g.name,
                     "origin": r["origin"], "stage": r["stage"], "evaluations": counts[r["hash"]],
                     "equations": {n.name: format_equation(g, n.name, inline) for n in g.nodes if n.name not in inline},
                     "cell_yaml": r["cell_yaml"]})
@@ -429,7 +531,7 @@ def leaderboard(run_dir: str | Path, top: int = 10) -> list[dict[str, Any]]:
 
 def stage_counts(run_dir: str | Path) -> dict[str, int]:
     """How many candidates each filter stage rejected (and how many passed), for staged searches."""
-    with Store(Path(run_dir) / "results.db") as store:
+    with Store(Path(run_dir) / rundir.RESULTS, readonly=True) as store:
         counts: dict[str, int] = {}
         for row in store.rows():
             if row["origin"] == "reference":

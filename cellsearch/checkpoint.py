@@ -1,0 +1,108 @@
+"""Reading a training checkpoint as data: tensors and plain values only, checked field by field.
+
+A checkpoint is a file a user may hand us, so it never executes: ``torch.load`` runs with
+``weights_only=True`` (its unpickler admits tensors, numbers, strings, lists, tuples and dicts
+and refuses any other global, so a crafted pickle cannot call ``os.system``), the file size is
+bounded, and every field the trainer reads is checked for presence and type before use. Any
+failure is one ``ConfigError`` line naming the file.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+from cellsearch.errors import ConfigError
+from cellsearch.limits import MAX_CHECKPOINT_BYTES, check_file_size
+
+CHECKPOINT_VERSION = 1
+
+# field → what it must be; the trainer's ``state_dict`` writes exactly these
+_NUMBER = (int, float)
+FIELDS: dict[str, tuple[type, ...] | type] = {
+    "version": int, "config": dict, "cell_yaml": str, "vocab": dict, "task": dict, "model_config": dict,
+    "model": dict, "optimizer": dict, "stream": dict, "step": int, "elapsed": _NUMBER, "history": list,
+    "losses": list, "status": str,
+}
+OPTIONAL = {"first_loss": (*_NUMBER, type(None)), "carried_state": (tuple, list, type(None)),
+            "torch_rng": object, "cuda_rng": object}
+STATUSES = ("ok", "diverged", "stopped")
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint file a user named: the file itself, or ``checkpoint.pt`` in a directory."""
+    path = Path(path)
+    return path / "checkpoint.pt" if path.is_dir() else path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` as a checked dict (see module docstring)."""
+    import torch
+
+    path = checkpoint_file(path)
+    if not path.is_file():
+        raise ConfigError(f"no checkpoint at {path}")
+    check_file_size(path, "checkpoint size", MAX_CHECKPOINT_BYTES)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        named = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if named:  # a pickle that asks for a Python object: the way a crafted file runs code
+            raise ConfigError(f"{path}: refused: the file asks to load the Python object {named.group(1)} "
+                              "(only tensors and plain data are read; it is not a cellsearch checkpoint)") from None
+        raise ConfigError(f"{path}: not a readable checkpoint (damaged pickle data)") from None
+    except Exception as exc:  # truncated, not a zip/pickle, garbage: torch raises many kinds
+        raise ConfigError(f"{path}: not a readable checkpoint ({_summary(exc)[:160]})") from None
+    check_checkpoint(ckpt, path)
+    return ckpt
+
+
+def check_checkpoint(ckpt: Any, path: str | Path) -> None:
+    """Raise ``ConfigError`` unless ``ckpt`` has every field of a cellsearch checkpoint, well typed."""
+    import torch
+
+    if not isinstance(ckpt, dict):
+        raise ConfigError(f"{path}: not a cellsearch checkpoint (it holds a {type(ckpt).__name__}, "
+                          "not the dict `cellsearch train` writes)")
+    missing = [k for k in FIELDS if k not in ckpt]
+    if missing:
+        raise ConfigError(f"{path}: not a cellsearch checkpoint (missing {', '.join(missing)})")
+    if ckpt["version"] != CHECKPOINT_VERSION:
+        raise ConfigError(f"{path}: checkpoint version {ckpt['version']} is not supported "
+                          f"(this cellsearch writes {CHECKPOINT_VERSION})")
+    for key, kind in [*FIELDS.items(), *OPTIONAL.items()]:
+        if key not in ckpt:
+            continue
+        value = ckpt[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{path}: damaged checkpoint: field '{key}' is a {type(value).__name__}")
+    bad = [k for k, v in ckpt["model"].items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ConfigError(f"{path}: damaged checkpoint: model weight '{bad[0]}' is not a tensor")
+    state = ckpt.get("carried_state")
+    if state is not None and not all(isinstance(s, torch.Tensor) for s in state):
+        raise ConfigError(f"{path}: damaged checkpoint: the carried state is not a tuple of tensors")
+    if "torch_rng" in ckpt and not isinstance(ckpt["torch_rng"], torch.Tensor):
+        raise ConfigError(f"{path}: damaged checkpoint: field 'torch_rng' is not a tensor")
+    itos = ckpt["vocab"].get("itos")
+    if not isinstance(itos, list) or not all(isinstance(t, str) for t in itos):
+        raise ConfigError(f"{path}: damaged checkpoint: the vocabulary is not a list of tokens")
+    if ckpt["status"] not in STATUSES:
+        raise ConfigError(f"{path}: damaged checkpoint: unknown status {ckpt['status'][:40]!r}")
+    if not all(isinstance(x, _NUMBER) for x in ckpt["losses"]):
+        raise ConfigError(f"{path}: damaged checkpoint: the loss history holds non-numbers")
+    if not all(isinstance(h, dict) for h in ckpt["history"]):
+        raise ConfigError(f"{path}: damaged checkpoint: the evaluation history holds non-mappings")
+
+
+def restore_error(path: str | Path, exc: Exception) -> ConfigError:
+    """The one-line error for a checkpoint whose fields are well typed but do not fit the model
+    or task they describe (shapes, optimizer groups, stream state)."""
+    return ConfigError(f"{path}: the checkpoint does not fit the model it describes ({_summary(exc)[:200]})")
+
+
+def _summary(exc: BaseException) -> str:
+    """An exception's text on one line (torch's state-dict errors put the cause on line two)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

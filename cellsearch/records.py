@@ -1,0 +1,50 @@
+"""Typed records from untrusted plain data: a dataclass built from a JSON/checkpoint mapping.
+
+Run files (``config.json``), checkpoints and strategy states come back from disk as plain
+dicts that anyone may have edited or damaged. ``record_from_dict`` checks every field's type
+against the dataclass's annotations (pydantic's lax mode: ``5`` is a fine float, ``"abc"`` no int)
+and rejects unknown fields, so a wrong value stops at the boundary with one line naming the
+file and the field, instead of a ``TypeError`` deep inside training.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, TypeVar
+
+from cellsearch.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(cls: type):
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(cls)
+
+
+def short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: error messages quote user data, briefly."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def record_from_dict(cls: type[T], data: Any, what: str) -> T:
+    """``cls(**data)`` after checking ``data`` against ``cls``'s field types; ``what`` names the
+    source in the error (e.g. ``runs/x/config.json``)."""
+    from pydantic import ValidationError
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what}: expected a mapping of settings, got {type(data).__name__}")
+    known = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    unknown = sorted(str(k) for k in data if k not in known)
+    if unknown:
+        raise ConfigError(f"{what}: unknown setting(s) {', '.join(unknown)}")
+    try:
+        return _adapter(cls).validate_python(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "?"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{what}: setting '{field}' = {short(err.get('input'))}: {err['msg']}{more}") from None

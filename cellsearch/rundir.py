@@ -1,0 +1,64 @@
+"""A run directory (``runs/NAME``) on disk: which files make one, and reading them as data.
+
+A search writes ``config.json`` (its settings), ``results.db`` (every evaluated cell),
+``state.json`` (the strategy's state), ``best.yaml`` and, when its space came from a file,
+``space/`` (a snapshot of the space and the cell files it names, so the run resumes from any
+folder). Every reader here checks what it reads and names the broken file and what to do in
+one line; none of them creates or changes a file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cellsearch.errors import ConfigError
+from cellsearch.limits import MAX_RUN_JSON_BYTES, check_file_size
+
+CONFIG = "config.json"
+RESULTS = "results.db"
+STATE = "state.json"
+BEST = "best.yaml"
+SPACE_SNAPSHOT = "space"
+
+
+def require_run(run_dir: str | Path, what: str = "a search run") -> Path:
+    """``run_dir`` as a Path, after checking that it is a directory holding config.json and results.db."""
+    path = Path(run_dir)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such run directory")
+    if not path.is_dir():
+        raise ConfigError(f"{path}: not a directory (give runs/NAME of {what})")
+    missing = [f for f in (CONFIG, RESULTS) if not (path / f).exists()]
+    if missing:
+        advice = (" (it was deleted or never written: this run cannot be resumed or read; start a new search)"
+                  if missing == [RESULTS] and (path / CONFIG).exists() else "")
+        raise ConfigError(f"{path} is not {what}: it has no {' and no '.join(missing)}{advice}")
+    return path
+
+
+def read_json_file(path: str | Path, what: str, advice: str) -> dict[str, Any]:
+    """A run's JSON file as a mapping; ``what`` names it in errors, ``advice`` says what to do."""
+    path = Path(path)
+    try:
+        check_file_size(path, f"{what} size", MAX_RUN_JSON_BYTES)
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing {what}; {advice}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({exc}); {advice}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: damaged {what} (not JSON: {exc}); {advice}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: damaged {what} (a JSON {type(data).__name__}, not an object); {advice}")
+    return data
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The search settings of a run (its config.json) as plain data."""
+    path = require_run(run_dir)
+    return read_json_file(path / CONFIG, "search settings",
+                          "restore it from a backup, or start a new search")

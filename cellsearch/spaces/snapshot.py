@@ -1,0 +1,57 @@
+"""A self-contained copy of a search space file and the cell files it names.
+
+A search over ``--space my/space.yaml`` must resume from any folder, and after the user has
+edited or moved the file. ``snapshot_space`` writes ``FOLDER/space.yaml`` (the validated
+settings) and ``FOLDER/cells/*.yaml`` (each cell file the space names, in canonical form),
+with the space's references rewritten to those copies; ``load_space(FOLDER/space.yaml)``
+gives the same space.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cellsearch.dsl.io import dump_yaml, load_cell, load_yaml, read_source, save_cell
+from cellsearch.spaces.config import CellRef, parse_config
+
+SPACE_FILE = "space.yaml"
+
+
+def is_space_file(spec: str) -> bool:
+    """Whether ``load_space(spec)`` reads a file (rather than a shipped space)."""
+    from cellsearch.spaces.config import SPACE_NAMES
+
+    return not (spec in SPACE_NAMES and not Path(spec).exists())
+
+
+def _is_cell_list(annotation) -> bool:
+    return annotation == list[CellRef]
+
+
+def snapshot_space(source: str | os.PathLike, folder: str | Path) -> Path:
+    """Copy the space file ``source`` (and the cell files it names) into ``folder``; its path.
+    (Call it on a space that ``load_space`` accepted: errors here are not expected.)"""
+    folder = Path(folder)
+    source = Path(source)
+    data, _ = load_yaml(read_source(source), str(source))
+    config = parse_config(data, str(source), source.parent)
+    data = config.model_dump(mode="json")
+    for field, info in type(config).model_fields.items():
+        if not _is_cell_list(info.annotation):
+            continue
+        refs = []
+        for i, ref in enumerate(data[field]):
+            looks_like_path = Path(ref).suffix in (".yaml", ".yml") or "/" in ref or os.sep in ref
+            if looks_like_path:  # (built-in names stay names)
+                copy = Path("cells") / f"{field}-{i}-{Path(ref).stem}.yaml"
+                save_cell(load_cell(ref, warn=False), folder / copy)
+                ref = copy.as_posix()
+            refs.append(ref)
+        data[field] = refs
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / SPACE_FILE
+    tmp = target.with_name(SPACE_FILE + ".tmp")
+    tmp.write_text(f"# snapshot of {source}, taken when the search started\n" + dump_yaml(data), encoding="utf-8")
+    os.replace(tmp, target)
+    return target
