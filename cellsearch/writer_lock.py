@@ -29,6 +29,11 @@ class RunLockedError(ConfigError):
     """Another process is writing this run."""
 
 
+# run directory → [file lock, holders in this process]: a command that locks a run and then calls
+# library code that locks it again (evaluate → Retrainer) is one writer, not two
+_HELD: dict[str, list] = {}
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -62,6 +67,13 @@ class WriterLock:
     def acquire(self) -> "WriterLock":
         from filelock import FileLock, Timeout
 
+        if self._lock is not None:
+            return self
+        key = str(self.run_dir.resolve())
+        if key in _HELD:
+            _HELD[key][1] += 1
+            self._lock = _HELD[key][0]
+            return self
         lock = FileLock(str(self.run_dir / LOCK_FILE))
         try:
             lock.acquire(timeout=0)
@@ -72,6 +84,7 @@ class WriterLock:
             raise RunLockedError(f"{self.run_dir} is being written by another process: pid {pid}{what}; "
                                  "wait for it to finish or stop it") from None
         self._lock = lock
+        _HELD[key] = [lock, 1]
         previous = self.holder()
         pid = previous.get("pid")
         if isinstance(pid, int) and pid != os.getpid() and previous.get("host") == socket.gethostname() \
@@ -84,11 +97,16 @@ class WriterLock:
     def release(self) -> None:
         if self._lock is None:
             return
+        key = str(self.run_dir.resolve())
+        self._lock = None
+        _HELD[key][1] -= 1
+        if _HELD[key][1] > 0:
+            return
+        lock = _HELD.pop(key)[0]
         try:
             self._write_holder(released=True)
         finally:
-            self._lock.release()
-            self._lock = None
+            lock.release()
 
     def _write_holder(self, released: bool) -> None:
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,

@@ -49,9 +49,13 @@ def refused(*args: str, says: str | tuple[str, ...] = ()) -> str:
 
 
 def tree_digest(root: str | Path) -> dict[str, str]:
-    """{relative path: sha256} of every file below ``root`` (a missing root gives {})."""
+    """{relative path: sha256} of every file below ``root`` (a missing root gives {}), leaving out
+    the writer lock's own files (``cellsearch.writer_lock.BOOKKEEPING``): they record who writes,
+    not what a run holds."""
+    from cellsearch.writer_lock import BOOKKEEPING
+
     root = Path(root)
     if not root.exists():
         return {}
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in BOOKKEEPING}

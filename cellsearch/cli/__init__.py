@@ -36,15 +36,18 @@ def cli_errors(fn):
     def wrapper(*args, **kwargs):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", CellWarning)
+            failed = False
             try:
                 return fn(*args, **kwargs)
             except CellsearchError as exc:
+                failed = True
                 print_error(exc)
                 raise typer.Exit(exc.exit_code) from None
             finally:
-                # a copy, and no warnings.showwarning here: inside catch_warnings(record=True) it
+                # a refusal is one line: the warnings of a command that failed on bad input are moot.
+                # A copy, and no warnings.showwarning here: inside catch_warnings(record=True) it
                 # appends to `caught`, and iterating over `caught` would never end
-                for w in list(caught):
+                for w in [] if failed else list(caught):
                     if issubclass(w.category, CellWarning):
                         err_console.print(f"warning: {one_line(w.message)}", markup=False, highlight=False,
                                           soft_wrap=True)

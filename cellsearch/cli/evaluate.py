@@ -27,23 +27,34 @@ def _names(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
-def _setup(run_dir: Path, seeds: int, budget: int | None, minutes: float | None, tasks: str | None, lrs: str,
-           parallel: int, backend: str, address: str | None, cpus_per_trial: int | None, gpus_per_trial: float,
-           data_dir: Path | None):
+def _setup(purpose: str, run_dir: Path, seeds: int, budget: int | None, minutes: float | None, tasks: str | None,
+           lrs: str, parallel: int, backend: str, address: str | None, cpus_per_trial: int | None,
+           gpus_per_trial: float, data_dir: Path | None):
+    """The protocol, the job settings and the run's writer lock (the caller releases it), taken after
+    checking the run: a refusal comes before anything is printed or trained."""
+    from cellsearch.rundir import RESULTS, require_run
     from cellsearch.runner.final import protocol_for_run
     from cellsearch.runner.jobs import JobSettings
+    from cellsearch.store import Store
+    from cellsearch.writer_lock import WriterLock
 
-    protocol = protocol_for_run(run_dir, steps=budget, minutes=minutes, seeds=seeds,
-                                lr_factors=_floats(lrs, "--lrs"), tasks=_names(tasks),
-                                data_dir=str(data_dir) if data_dir else None)
-    settings = JobSettings(parallel=parallel, backend=backend, address=address, cpus_per_trial=cpus_per_trial,
-                           gpus_per_trial=gpus_per_trial)
-    settings.validate()
+    Store(require_run(run_dir) / RESULTS, readonly=True).close()
+    lock = WriterLock(run_dir, f"cellsearch {purpose}").acquire()
+    try:
+        protocol = protocol_for_run(run_dir, steps=budget, minutes=minutes, seeds=seeds,
+                                    lr_factors=_floats(lrs, "--lrs"), tasks=_names(tasks),
+                                    data_dir=str(data_dir) if data_dir else None)
+        settings = JobSettings(parallel=parallel, backend=backend, address=address, cpus_per_trial=cpus_per_trial,
+                               gpus_per_trial=gpus_per_trial)
+        settings.validate()
+    except BaseException:
+        lock.release()
+        raise
     budget_text = f"{protocol.steps} steps" if protocol.steps else f"{protocol.minutes:g} min"
     err_console.print(f"protocol {protocol.fingerprint}: {budget_text} per training, learning rates "
-                  f"{', '.join(f'{lr:g}' for lr in protocol.learning_rates)}, {protocol.seeds} seed(s), "
-                  f"tasks {', '.join(protocol.tasks)}", highlight=False)
-    return protocol, settings
+                      f"{', '.join(f'{lr:g}' for lr in protocol.learning_rates)}, {protocol.seeds} seed(s), "
+                      f"tasks {', '.join(protocol.tasks)}", highlight=False)
+    return protocol, settings, lock
 
 
 # The options evaluate and fidelity share (the same protocol and the same cluster settings)
@@ -81,11 +92,14 @@ def register(app: typer.Typer) -> None:
         report mean ± CI, win rates and Welch tests in runs/NAME/evaluation/."""
         from cellsearch.runner.final import ci_text, evaluate_run, format_value
 
-        protocol, settings = _setup(run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend, address,
-                                    cpus_per_trial, gpus_per_trial, data_dir)
+        protocol, settings, lock = _setup("evaluate", run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend,
+                                          address, cpus_per_trial, gpus_per_trial, data_dir)
         names = _names(baselines) or []
-        report = evaluate_run(run_dir, protocol, settings, top=top, baselines=names, confidence=confidence,
-                              progress=progress)
+        try:
+            report = evaluate_run(run_dir, protocol, settings, top=top, baselines=names, confidence=confidence,
+                                  progress=progress)
+        finally:
+            lock.release()
         if json_out:
             print(json.dumps(json.loads(report.table.to_json(orient="records")), indent=2))
             return
@@ -122,9 +136,12 @@ def register(app: typer.Typer) -> None:
         with a scatter plot, in runs/NAME/fidelity/."""
         from cellsearch.runner.final import fidelity_run
 
-        protocol, settings = _setup(run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend, address,
-                                    cpus_per_trial, gpus_per_trial, data_dir)
-        report = fidelity_run(run_dir, protocol, settings, sample=sample, min_tau=min_tau, progress=progress)
+        protocol, settings, lock = _setup("fidelity", run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend,
+                                          address, cpus_per_trial, gpus_per_trial, data_dir)
+        try:
+            report = fidelity_run(run_dir, protocol, settings, sample=sample, min_tau=min_tau, progress=progress)
+        finally:
+            lock.release()
         if json_out:
             print(report.files["summary"].read_text())
             return
