@@ -78,17 +78,28 @@ def write_table(df, path: str | os.PathLike) -> Path:
     """Write a table; the format follows the suffix (.parquet, .csv, .json/.jsonl)."""
     path = Path(path)
     fmt = _format(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory: give the table's file name (e.g. {path / 'table.parquet'})")
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{parent} is a file, not a directory: cannot write {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        try:
-            df.to_parquet(path, index=False)
-        except ImportError as exc:
-            raise ConfigError(f"writing Parquet needs pyarrow ({exc}); install cellsearch[search] or write "
-                              f"a .csv/.json table instead") from None
-    elif fmt == "csv":
-        df.to_csv(path, index=False)
-    else:
-        df.to_json(path, orient="records", lines=True)
+    # written whole under a private name, then renamed: a reader (or a second writer) never sees half a table
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if fmt == "parquet":
+            try:
+                df.to_parquet(tmp, index=False)
+            except ImportError as exc:
+                raise ConfigError(f"writing Parquet needs pyarrow ({exc}); install cellsearch[search] or write "
+                                  f"a .csv/.json table instead") from None
+        elif fmt == "csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_json(tmp, orient="records", lines=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

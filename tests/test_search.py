@@ -235,6 +235,8 @@ def test_search_on_a_real_ray_cluster(tmp_path):
                                   "--address", f"127.0.0.1:{port}", "--name", "cluster", "--runs", str(tmp_path),
                                   "--no-progress"])
         assert res.exit_code == 0, res.output
+        assert not ray.is_initialized()  # the search left the cluster: it only disconnected
+        ray.init(address=f"127.0.0.1:{port}", _node_ip_address="127.0.0.1", include_dashboard=False)
         nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
         assert len(nodes) == 2  # the head and the worker that joined it
         df = read_results(tmp_path / "cluster")

@@ -245,10 +245,12 @@ def load_gate_study(run_dir: str | Path, task: str | None = None):
     from cellsearch.library import get_cell
     from cellsearch.store import read_results
 
-    from cellsearch.rundir import read_run_config
+    from dataclasses import asdict
+
+    from cellsearch.runner.search import load_search_config
 
     path = Path(run_dir)
-    config = read_run_config(path)
+    config = asdict(load_search_config(path))
     task = task or (config.get("tasks") or ["arith"])[0]
     metric = primary_metric(task)
     defaults = config.get("train") or {}

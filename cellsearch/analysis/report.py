@@ -26,9 +26,12 @@ def _check_run(run_dir: str | Path) -> Path:
 
 
 def run_config(run_dir: str | Path) -> dict[str, Any]:
-    from cellsearch.rundir import read_run_config
+    """The search settings of a run (its config.json), checked."""
+    from dataclasses import asdict
 
-    return read_run_config(run_dir)
+    from cellsearch.runner.search import load_search_config
+
+    return asdict(load_search_config(run_dir))
 
 
 def load_run(run_dir: str | Path, label: str | None = None):

@@ -97,10 +97,10 @@ class Protocol:
 
 
 def run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The search settings of a run (its config.json)."""
-    from cellsearch.rundir import read_run_config
+    """The search settings of a run (its config.json), checked."""
+    from cellsearch.runner.search import load_search_config
 
-    return read_run_config(run_dir)
+    return asdict(load_search_config(run_dir))
 
 
 def protocol_for_run(run_dir: str | Path, *, steps: int | None = None, minutes: float | None = None,
@@ -243,9 +243,17 @@ class Retrainer:
     def run(self, cells: list[Cell]) -> list[CellResult]:
         p = self.protocol
         lrs = p.learning_rates
+        from contextlib import ExitStack
+
         from cellsearch.writer_lock import WriterLock
 
-        with WriterLock(self.run_dir, f"cellsearch {self.purpose}"), Store(self.run_dir / "results.db") as store:
+        with ExitStack() as stack:
+            stack.enter_context(WriterLock(self.run_dir, f"cellsearch {self.purpose}"))
+            store = stack.enter_context(Store(self.run_dir / "results.db"))
+            if self.settings.backend == "ray":  # one Ray for both phases (sweep, seeds), not one each
+                from cellsearch.runner.tune import ray_session
+
+                stack.enter_context(ray_session(self.settings))
             # (with one rate there is nothing to sweep: the seeds below use it)
             done = self._run(store, [self._job(c, t, lr, 0) for c in cells for t in p.tasks for lr in lrs],
                              "learning-rate sweep") if len(lrs) > 1 else {}

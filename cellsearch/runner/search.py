@@ -444,6 +444,12 @@ class SearchRun:
         return {"status": "missing", "score": None, "error": f"not in the benchmark table {table.path}"}
 
 
+def load_search_config(run_dir: str | Path) -> SearchConfig:
+    """A run's search settings (its config.json), every field type-checked."""
+    path = rundir.require_run(run_dir)
+    return SearchConfig.from_dict(rundir.read_run_config(path), str(path / rundir.CONFIG))
+
+
 def _check_new_run_dir(run_dir: Path) -> None:
     """A new search may go to ``run_dir``: its parent is a folder (or can be one), and it holds no search."""
     for parent in reversed(run_dir.parents):

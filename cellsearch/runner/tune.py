@@ -7,14 +7,17 @@ The trainable reports intermediate scores (for ASHA) and a final report flagged 
 a trial the scheduler stops early ends
 without it and is recorded as ``stopped-early`` with its last score. A trial whose worker
 dies is retried by Tune (``FailureConfig``); errors inside training are caught by
-``evaluate_candidate`` and reported as status ``failed``.
+``evaluate_candidate`` and reported as status ``failed``. Each run joins the cluster or starts a
+local Ray and leaves it when it ends, however it ends (``ray_session``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import ray
 from ray import tune
@@ -97,24 +100,44 @@ class ControllerSearcher(Searcher):
         pass  # resuming goes through `cellsearch resume`, which restores the Controller
 
 
-def _init_ray(ctl: Controller) -> None:
+@contextmanager
+def ray_session(cfg) -> Iterator[None]:
+    """Ray while the block runs: joins ``cfg.address`` (a SearchConfig's or JobSettings') or starts
+    a local Ray, and leaves it again however the block ends (normally, on an error, on Ctrl-C).
+    Leaving a local Ray stops its processes (raylet, GCS, agents, workers) and waits for them to
+    exit, so no command leaves them behind; leaving a cluster only disconnects. A Ray that is
+    already up (the caller's, or an enclosing session's) is used and left running: ``run_tune``
+    opens a session per run, and a caller with several runs can keep one Ray around them all."""
     if ray.is_initialized():
+        yield
         return
-    cfg = ctl.cfg
+    # include_dashboard=False: no web UI, only the minimal API server (Ray 2.60 starts the API
+    # server, autoscaler monitor, log monitor and the raylet's dashboard and runtime-env agents
+    # whatever the options; none of them can be left out through ray.init)
     kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # Tune's newer console output prints an experiment banner even at verbose=0; our own progress
     # display (and the leaderboard) is what the user should see
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if cfg.address:
-        host = cfg.address.rsplit(":", 1)[0]
-        if host in ("127.0.0.1", "localhost"):
-            # a cluster whose nodes registered as 127.0.0.1: this driver must join as that node too
-            # (by default it would look for a raylet at the machine's outward address)
-            kwargs["_node_ip_address"] = "127.0.0.1"
-        ray.init(address=cfg.address, **kwargs)
-    else:
-        ray.init(num_cpus=os.cpu_count(), num_gpus=None, **kwargs)
+    try:
+        if cfg.address:
+            host = cfg.address.rsplit(":", 1)[0]
+            if host in ("127.0.0.1", "localhost"):
+                # a cluster whose nodes registered as 127.0.0.1: this driver must join as that node too
+                # (by default it would look for a raylet at the machine's outward address)
+                kwargs["_node_ip_address"] = "127.0.0.1"
+            ray.init(address=cfg.address, **kwargs)
+        else:
+            # the raylet would prestart idle workers (one per CPU) for the first driver; Tune's trials
+            # never use them (each starts a worker of its own), so they would only hold memory
+            os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
+            ray.init(num_cpus=os.cpu_count(), num_gpus=None, **kwargs)
+        yield
+    finally:
+        # also after a Ctrl-C during ray.init, which leaves a half-started Ray. (Ray's own atexit
+        # hook stops a local Ray only when the interpreter exits, and does not wait for it: a
+        # library caller or a test would go on with its processes still running.)
+        ray.shutdown(wait_for_processes=True)
 
 
 def run_tune(ctl: Controller, run_dir: Path, name: str = "tune", key: str = "candidate") -> None:
@@ -124,7 +147,6 @@ def run_tune(ctl: Controller, run_dir: Path, name: str = "tune", key: str = "can
 
     cfg = ctl.cfg
     torch.set_num_threads(1)  # the driver only runs the strategy; trials have their own processes
-    _init_ray(ctl)
     resources = {"cpu": ctl.threads}
     if cfg.gpus_per_trial:
         resources["gpu"] = cfg.gpus_per_trial
@@ -134,13 +156,14 @@ def run_tune(ctl: Controller, run_dir: Path, name: str = "tune", key: str = "can
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=1000, grace_period=4, reduction_factor=2)
     else:
         scheduler = FIFOScheduler()
-    tuner = tune.Tuner(
-        tune.with_resources(_trainable, resources),
-        tune_config=tune.TuneConfig(search_alg=ControllerSearcher(ctl, key), scheduler=scheduler, num_samples=-1,
-                                    max_concurrent_trials=cfg.parallel, metric=METRIC, mode="max",
-                                    reuse_actors=True),
-        run_config=tune.RunConfig(name=name, storage_path=str(Path(run_dir).resolve()), verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-                                  log_to_file=True),
-    )
-    tuner.fit()
+    with ray_session(cfg):  # before the Tuner, which would otherwise start a default Ray of its own
+        tuner = tune.Tuner(
+            tune.with_resources(_trainable, resources),
+            tune_config=tune.TuneConfig(search_alg=ControllerSearcher(ctl, key), scheduler=scheduler, num_samples=-1,
+                                        max_concurrent_trials=cfg.parallel, metric=METRIC, mode="max",
+                                        reuse_actors=True),
+            run_config=tune.RunConfig(name=name, storage_path=str(Path(run_dir).resolve()), verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+                                      log_to_file=True),
+        )
+        tuner.fit()
