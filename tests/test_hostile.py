@@ -412,3 +412,14 @@ def test_trial_ids_are_unique_across_resumes(tmp_path):
     with Store(tmp_path / "ids" / "results.db", readonly=True) as store:
         ids = [r["trial_id"] for r in store.rows() if r["trial_id"] is not None]
     assert len(ids) >= 5 and len(ids) == len(set(ids)), ids
+
+
+def test_a_table_output_in_the_way_is_refused(run_copy, tmp_path):
+    (tmp_path / "folder.csv").mkdir()
+    refused("runs", "export", str(run_copy), "-o", str(tmp_path / "folder.csv"), says="is a directory")
+    (tmp_path / "file").write_text("keep me")
+    refused("runs", "export", str(run_copy), "-o", str(tmp_path / "file" / "t.csv"), says="is a file")
+    assert (tmp_path / "file").read_text() == "keep me"
+    res = cli("runs", "export", str(run_copy), "-o", str(tmp_path / "t.csv"))
+    assert res.exit_code == 0, res.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # written whole, then renamed
