@@ -4,8 +4,9 @@ Cell files, space files, checkpoints and run files are data from outside: each r
 its input against the limit here before doing work whose cost grows with it, and breaking a
 limit raises ``LimitError`` (for a cell file, a ``CellError`` with the file, node and line)
 whose message names the limit (e.g. ``limit 'equation length'``), so a user knows which knob
-they hit. The values are generous for any real cell or search and
-small enough that a hostile file costs milliseconds and megabytes, not minutes and gigabytes.
+they hit. The values are generous for any real cell or search and small enough that a hostile
+file costs milliseconds and megabytes, not minutes and gigabytes. Messages quote the input
+they refuse through ``shown``/``clipped``: one line, cut short, however large the input.
 """
 
 from __future__ import annotations
@@ -84,11 +85,12 @@ def exceeds(what: str, value: object, limit: str, maximum: str) -> str:
 
 # ---------------------------------------------------------------------- quoting input in messages
 class _ShortRepr(reprlib.Repr):
-    """``reprlib`` with a safe ``int``: Python refuses ``repr`` of an int over 4300 digits."""
+    """``reprlib`` cut to ``maximum`` characters, with a safe ``int``: Python refuses ``repr``
+    of an int over 4300 digits."""
 
-    def __init__(self) -> None:
+    def __init__(self, maximum: int) -> None:
         super().__init__()
-        self.maxstring = self.maxother = self.maxlong = MAX_QUOTED_CHARS
+        self.maxstring = self.maxother = self.maxlong = maximum
 
     def repr_int(self, x: int, level: int) -> str:
         if x.bit_length() > 4 * MAX_QUOTED_CHARS:
@@ -96,13 +98,11 @@ class _ShortRepr(reprlib.Repr):
         return super().repr_int(x, level)
 
 
-_SHORT_REPR = _ShortRepr()
-
-
 def shown(value: object, maximum: int = MAX_QUOTED_CHARS) -> str:
-    """``repr(value)`` for an error message: one line of at most ``maximum`` characters."""
+    """``repr(value)`` for an error message: one line of at most ``maximum`` characters (a long
+    string keeps its start, its end and its quotes: ``'abcd...wxyz'``)."""
     try:
-        text = _SHORT_REPR.repr(value)
+        text = _ShortRepr(maximum).repr(value)
     except Exception:  # a broken __repr__ must not turn a clean error into a traceback
         text = f"<{type(value).__name__}>"
     return clipped(text, maximum)

@@ -118,10 +118,15 @@ def code_cmd(cell: CellArg, input_size: InputSize = 128, hidden_size: HiddenSize
 @app.command("import")
 @cli_errors
 def import_cmd(file: Annotated[Path, typer.Argument(help="A NAS-Bench-NLP recipe JSON file.")],
-               out_dir: Annotated[Path, typer.Option("--output", "-o", help="Directory for the YAML cells.")]
+               out_dir: Annotated[Path, typer.Option("--output", "-o", help="Directory for the YAML cells.")],
+               force: Annotated[bool, typer.Option("--force", help="Overwrite cell files that exist with other "
+                                                   "contents (a file that already holds the cell is left as it is, "
+                                                   "with or without --force).")] = False,
                ) -> None:
-    """Convert NAS-Bench-NLP recipes into one YAML cell per recipe."""
+    """Convert NAS-Bench-NLP recipes into one YAML cell per recipe (<output>/<file stem>_<index>.yaml).
+
+    Refuses, writing nothing, if a cell file exists with other contents, unless --force is given."""
     from cellsearch.dsl.nasbench import import_recipes
 
-    paths = import_recipes(file, out_dir)
-    console.print(f"wrote {len(paths)} cell(s) to {out_dir}")
+    paths = import_recipes(file, out_dir, force=force)
+    console.print(f"wrote {len(paths)} cell(s) to {out_dir}", markup=False, highlight=False, soft_wrap=True)

@@ -15,15 +15,23 @@ data_app = typer.Typer(help="Data sets: download (with SHA-256 checks) and verif
 
 
 def parse_options(items: list[str] | None) -> dict:
-    """``key=value`` pairs; values parsed as YAML scalars (numbers, booleans, strings)."""
-    import yaml
+    """``key=value`` pairs; values parsed as YAML scalars (numbers, booleans, strings).
+
+    The values go through the cell files' YAML loader, so they are held to the same limits
+    (depth, size, aliases) and a bad one is a one-line ConfigError."""
+    from cellsearch.dsl.io import load_yaml
+    from cellsearch.errors import CellError
+    from cellsearch.limits import shown
 
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise ConfigError(f"expected KEY=VALUE, got {item!r}")
+            raise ConfigError(f"expected KEY=VALUE, got {shown(item)}")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()], _ = load_yaml(value, "")
+        except CellError as exc:
+            raise ConfigError(f"option {shown(key.strip())}: {exc.reason}") from None
     return out
 
 

@@ -14,15 +14,19 @@ the search builds new ones with ``replace``/``with_nodes``.
 from __future__ import annotations
 
 import keyword
+import unicodedata
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Iterable, Iterator
 
+from cellsearch import limits
 from cellsearch.dsl.ops import OPS, normalize_attrs
 from cellsearch.errors import CellError, CellWarning, SizeError
+from cellsearch.limits import exceeds, shown
 
 PREV_SUFFIX = "_prev"
+_END = object()  # end of an iterator (``next(it, _END)``)
 
 
 def prev_name(state: str) -> str:
@@ -68,7 +72,7 @@ class Node:
              auto: bool = False) -> "Node":
         """A node with attributes checked and normalised (defaults dropped, sorted)."""
         if op not in OPS:
-            raise CellError(f"unknown op '{op}' (known: {', '.join(OPS)})", node=name)
+            raise CellError(f"unknown op {shown(op)} (known: {', '.join(OPS)})", node=name)
         try:
             norm = normalize_attrs(op, dict(attrs or {}))
         except (KeyError, TypeError, ValueError) as exc:
@@ -131,37 +135,47 @@ class CellGraph:
     @cached_property
     def order(self) -> tuple[str, ...]:
         """Node names in an evaluation order (dependencies first); stable w.r.t. file order."""
+        # A depth-first search with an explicit stack: a cell may be a chain of thousands of
+        # nodes, deeper than Python's recursion limit.
         done: set[str] = set(self.leaf_kinds)
         order: list[str] = []
-        visiting: list[str] = []
-
-        def visit(name: str) -> None:
-            if name in done:
-                return
-            if name in visiting:
-                cycle = visiting[visiting.index(name):] + [name]
-                # name the equations, not the sub-expressions the parser invented (a_add)
-                shown = [self.written_node(c) for c in cycle]
-                shown = [c for i, c in enumerate(shown) if i == 0 or c != shown[i - 1]]
-                if len(shown) == 1:
-                    shown *= 2
-                state = next((c for c in shown if c in self.states), "STATE")
-                raise CellError("cycle inside one step: " + " -> ".join(shown)
-                                + f" (to read last step's value of a state, use '{prev_name(state)}')",
-                                node=shown[0])
-            node = self.node_map.get(name)
-            if node is None:
-                return  # undefined names are reported by validate()
-            visiting.append(name)
-            for a in node.args:
-                visit(a)
-            visiting.pop()
-            done.add(name)
-            order.append(name)
-
         for n in self.nodes:
-            visit(n.name)
+            if n.name in done:
+                continue
+            path = [n.name]  # the nodes being visited, outermost first
+            on_path = {n.name}
+            pending = [iter(self.node_map[n.name].args)]  # per node on the path: its args not yet visited
+            while pending:
+                arg = next(pending[-1], _END)
+                if arg is _END:  # every arg of path[-1] is done
+                    pending.pop()
+                    name = path.pop()
+                    on_path.discard(name)
+                    done.add(name)
+                    order.append(name)
+                    continue
+                if arg in done:
+                    continue
+                if arg in on_path:
+                    self._raise_cycle(path[path.index(arg):] + [arg])
+                node = self.node_map.get(arg)
+                if node is None:
+                    continue  # undefined names are reported by validate()
+                path.append(arg)
+                on_path.add(arg)
+                pending.append(iter(node.args))
         return tuple(order)
+
+    def _raise_cycle(self, cycle: list[str]) -> None:
+        # name the equations, not the sub-expressions the parser invented (a_add)
+        names = [self.written_node(c) for c in cycle]
+        names = [c for i, c in enumerate(names) if i == 0 or c != names[i - 1]]
+        if len(names) == 1:
+            names *= 2
+        state = next((c for c in names if c in self.states), "STATE")
+        raise CellError("cycle inside one step: " + " -> ".join(names)
+                        + f" (to read last step's value of a state, use '{prev_name(state)}')",
+                        node=names[0])
 
     @cached_property
     def live(self) -> frozenset[str]:
@@ -242,10 +256,13 @@ class CellGraph:
             raise CellError("a cell needs at least one state (e.g. states: [h])")
         if not self.nodes:
             raise CellError("the cell is empty: it has no nodes (add one node per state at least)")
+        if len(self.nodes) > limits.MAX_NODES_PER_CELL:
+            raise CellError(exceeds("node count", len(self.nodes), "nodes per cell",
+                                    f"{limits.MAX_NODES_PER_CELL} nodes"))
         seen: dict[str, str] = {}
         for kind, names in (("input", self.inputs), ("static input", self.static), ("state", self.states)):
             for n in names:
-                _check_identifier(n, kind)
+                check_name(n, kind)
                 if n in seen:
                     raise CellError(f"duplicate name '{n}' (used as {seen[n]} and as {kind})", node=n)
                 seen[n] = kind
@@ -255,7 +272,7 @@ class CellGraph:
                                 f"'{self.state_of_prev(p)}'", node=p)
             seen[p] = "previous state"
         for n in self.nodes:
-            _check_identifier(n.name, "node")
+            check_name(n.name, "node")
             if seen.get(n.name) == "node":
                 raise CellError(f"duplicate node name '{n.name}'", node=n.name)
             if seen.get(n.name) == "previous state":
@@ -275,7 +292,7 @@ class CellGraph:
                                 node=n.name)
             for a in n.args:
                 if a not in seen:
-                    raise CellError(f"undefined name '{a}'" + _did_you_mean(a, seen, self), node=n.name)
+                    raise CellError(f"undefined name {shown(a)}" + _did_you_mean(a, seen, self), node=n.name)
             try:
                 normalize_attrs(n.op, dict(n.attrs))
             except (KeyError, TypeError, ValueError) as exc:
@@ -302,9 +319,9 @@ class CellGraph:
                 for a in node.args:
                     if a in constant:
                         arg = self.node_map[a]
-                        shown = (f"{arg.attr('value'):g}" if arg.op == "const" else "a constant expression") \
+                        what = (f"{arg.attr('value'):g}" if arg.op == "const" else "a constant expression") \
                             if arg.auto else f"'{a}'"
-                        raise CellError(f"linear() needs vectors as arguments, but {shown} is a constant",
+                        raise CellError(f"linear() needs vectors as arguments, but {what} is a constant",
                                         node=name)
         for name in order:
             if name in constant and self.node_map[name].op != "const" and name in self.live:
@@ -358,17 +375,44 @@ class CellGraph:
         return name
 
 
-def _check_identifier(name: str, kind: str) -> None:
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-        raise CellError(f"{kind} name {name!r} is not a valid identifier (letters, digits, _)", node=str(name))
+def check_name(name: object, kind: str, node: str | None = None) -> None:
+    """Raise CellError unless ``name`` is a plain ASCII identifier (letters, digits, _), not a
+    keyword, not starting with ``__`` and at most ``MAX_NAME_CHARS`` long.
+
+    ASCII only: Python folds other identifiers (NFKC), so a fullwidth ``ｈ`` in an equation
+    would silently read as ``h``. ``kind`` says what the name is for (input, state, node...);
+    the error names ``node`` if given, else the name itself when it is fit to print."""
+    if node is None and isinstance(name, str) and name.isprintable() and len(name) <= limits.MAX_NAME_CHARS:
+        node = name
+    if not isinstance(name, str):
+        raise CellError(f"{kind} name {shown(name)} is not a valid identifier (letters, digits, _)", node=node)
+    if len(name) > limits.MAX_NAME_CHARS:
+        raise CellError(exceeds(f"{kind} name {shown(name, 24)} of length", len(name), "name length",
+                                f"{limits.MAX_NAME_CHARS} characters"), node=node)
+    bad = next((c for c in name if not c.isascii()), None)
+    if bad is not None:
+        raise CellError(f"{kind} name {shown(name)} has a {describe_non_ascii(bad)}", node=node)
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise CellError(f"{kind} name {shown(name)} is not a valid identifier (letters, digits, _)", node=node)
     if name.startswith("__"):
-        raise CellError(f"{kind} name {name!r} may not start with '__'", node=name)
+        raise CellError(f"{kind} name {shown(name)} may not start with '__'", node=node)
+
+
+def describe_non_ascii(char: str, where: str = "") -> str:
+    """Why a non-ASCII character is refused, e.g. ``non-ASCII character 'ｈ' (U+FF48) at column 6:
+    names are ASCII letters, digits and _ (Python would read it as 'h')``."""
+    text = f"non-ASCII character {shown(char) if char.isprintable() else ascii(char)} (U+{ord(char):04X}){where}: " \
+           "names are ASCII letters, digits and _"
+    folded = unicodedata.normalize("NFKC", char)
+    if folded != char and folded.isascii() and folded.isprintable():
+        text += f" (Python would read it as {shown(folded)})"
+    return text
 
 
 def _did_you_mean(name: str, known: dict[str, str], graph: CellGraph) -> str:
     import difflib
 
-    if name in graph.states:
+    if name in graph.states or len(name) > limits.MAX_NAME_CHARS:
         return ""
     close = difflib.get_close_matches(name, list(known), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""

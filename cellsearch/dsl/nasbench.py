@@ -37,9 +37,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cellsearch import limits
 from cellsearch.dsl.graph import CellGraph, Node, prev_name
-from cellsearch.dsl.io import read_source, save_cell
-from cellsearch.errors import CellError
+from cellsearch.dsl.io import dumps_cell, read_source, save_cell
+from cellsearch.errors import CellError, ConfigError
 
 SOURCE = "NAS-Bench-NLP (Klyuchnikov et al. 2020)"
 
@@ -88,7 +89,8 @@ def _state_ref(name: str, where: str, node: str | None) -> tuple[str, int] | Non
 
 
 def _is_reserved(name: str) -> bool:
-    return (name in _RESERVED or _RESERVED_RE.fullmatch(name) is not None
+    # non-ASCII identifiers too: cells only take ASCII names (see graph.check_name)
+    return (name in _RESERVED or _RESERVED_RE.fullmatch(name) is not None or not name.isascii()
             or not name.isidentifier() or keyword.iskeyword(name) or name.startswith("__"))
 
 
@@ -349,9 +351,17 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
 def decode_recipe(recipe: Any) -> Any:
     """A recipe given as an object, or as a JSON string (as NAS-Bench-NLP's logs store them).
 
-    Raises ValueError (a ``json.JSONDecodeError`` for bad JSON) for a string that is not JSON or
-    repeats a key."""
-    return json.loads(recipe, object_pairs_hook=_no_duplicates) if isinstance(recipe, str) else recipe
+    Raises ValueError (a ``json.JSONDecodeError`` for bad JSON) for a string that is not JSON,
+    repeats a key or nests deeper than Python's JSON decoder can follow."""
+    return _json_loads(recipe) if isinstance(recipe, str) else recipe
+
+
+def _json_loads(text: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except RecursionError:  # the decoder recurses once per nesting level
+        raise ValueError("nested deeper than Python's recursion limit lets the JSON decoder follow "
+                         "(a recipe is 3 levels deep)") from None
 
 
 def load_recipes(path: str | os.PathLike) -> list[CellGraph]:
@@ -363,9 +373,10 @@ def load_recipes(path: str | os.PathLike) -> list[CellGraph]:
     bad JSON, a duplicate key, or an invalid recipe (with its index and node).
     """
     path = Path(path)
-    text = read_source(path, "a JSON list of NAS-Bench-NLP recipes")
+    text = read_source(path, "a JSON list of NAS-Bench-NLP recipes", limit="recipe file size",
+                       maximum=limits.MAX_RECIPE_FILE_BYTES)
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates)
+        data = _json_loads(text)
     except json.JSONDecodeError as exc:
         raise CellError(f"invalid JSON: {exc.msg} (column {exc.colno})", source=str(path), line=exc.lineno) from None
     except ValueError as exc:
@@ -393,15 +404,51 @@ def load_recipes(path: str | os.PathLike) -> list[CellGraph]:
     return cells
 
 
-def import_recipes(path: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
+def import_recipes(path: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool = False) -> list[Path]:
     """Convert a recipe file into one YAML cell file per recipe (``<out_dir>/<name>.yaml``).
 
-    Everything is converted before anything is written, so a bad recipe leaves ``out_dir``
-    untouched. Returns the paths written, in recipe order.
+    Everything is converted and every target checked before anything is written, so a bad
+    recipe or a refused target leaves ``out_dir`` untouched. A target that already holds exactly
+    the imported cell is left as it is; one with other contents (e.g. edited by hand) is only
+    overwritten with ``force``, else ConfigError names the first. Each cell's soft problems (an
+    input it never reads, a node no state uses) are warned about as ``CellWarning``, as loading
+    the written file would. Returns the paths written, in recipe order.
     """
     cells = load_recipes(path)
     out = Path(out_dir)
-    return [save_cell(g, out / f"{g.name}.yaml", form="equations") for g in cells]
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is not a directory: give the directory for the YAML cells")
+    texts = {out / f"{g.name}.yaml": dumps_cell(g) for g in cells}
+    todo = [p for p, text in texts.items() if not _holds(p, text)]
+    for p in todo:
+        if p.is_dir():  # not even --force replaces a directory
+            raise ConfigError(f"{p} is a directory, not a cell file: nothing was written")
+    if not force:
+        taken = [p for p in todo if os.path.lexists(p)]
+        if taken:
+            more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+            raise ConfigError(f"{taken[0]} already exists{more} with other contents: nothing was written; "
+                              "use --force to overwrite")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = [save_cell(g, p, form="equations") for g, p in zip(cells, texts) if p in todo]
+    except OSError as exc:
+        raise ConfigError(f"cannot write the cells to {out}: {exc.strerror or exc}") from None
+    for g in cells:
+        # load_recipes validated without warnings (a NAS-Bench-NLP table holds thousands of
+        # recipes); an imported cell warns here as `cellsearch cells check` warns for its file
+        g.validate()
+    return written
+
+
+def _holds(path: Path, text: str) -> bool:
+    """Whether ``path`` is a file that already holds ``text`` (the size first: a file in the way
+    may be anything, of any size)."""
+    data = text.encode("utf-8")
+    try:
+        return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False  # unreadable: it differs, so only --force replaces it
 
 
 __all__ = ["RECIPE_OPS", "CELL_OPS", "SOURCE", "recipe_to_cell", "cell_to_recipe", "decode_recipe",

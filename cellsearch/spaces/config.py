@@ -25,9 +25,11 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, TypeAdapter,
                       ValidationError, ValidationInfo, field_validator, model_validator)
 
+from cellsearch import limits
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.dsl.ops import ACTIVATIONS, OPS
 from cellsearch.errors import CellError, ConfigError
+from cellsearch.limits import clipped, shown
 
 # Shipped spaces, in display order: name → file in cellsearch/spaces/builtin/.
 SPACE_NAMES: tuple[str, ...] = ("nas_rl", "mutation", "dag", "dag4", "nasbench_nlp", "greff")
@@ -72,7 +74,7 @@ def _choice(what: str, allowed: tuple[str, ...]):
         if value not in allowed:
             close = difflib.get_close_matches(value, allowed, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            raise ValueError(f"unknown {what} '{value}' ({hint}allowed: {', '.join(allowed)})")
+            raise ValueError(f"unknown {what} {shown(value)} ({hint}allowed: {', '.join(allowed)})")
         return value
     return check
 
@@ -84,13 +86,13 @@ def _mutation_activation(value: str) -> str:
     if a is None:
         close = difflib.get_close_matches(value, [*ACTIVATIONS, "linear0", "linear1", "linear0.9", "linear1.1"], n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ValueError(f"unknown activation '{value}' ({hint}allowed: {MUTATION_ACTIVATIONS_TEXT})")
+        raise ValueError(f"unknown activation {shown(value)} ({hint}allowed: {MUTATION_ACTIVATIONS_TEXT})")
     return activation_label(a)
 
 
 def _graph_op(value: str) -> str:
     if value in OPS and value not in GRAPH_OPS:
-        raise ValueError(f"op '{value}' cannot be used in a graph space (allowed: {', '.join(GRAPH_OPS)})")
+        raise ValueError(f"op {shown(value)} cannot be used in a graph space (allowed: {', '.join(GRAPH_OPS)})")
     return _choice("op", GRAPH_OPS)(value)
 
 
@@ -108,14 +110,16 @@ def _resolve_cell_ref(value: str, info: ValidationInfo) -> tuple[str, CellGraph]
         names = builtin_names()
         close = difflib.get_close_matches(value, names, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ValueError(f"unknown cell '{value}' ({hint}built-in cells: {', '.join(names)}; "
+        raise ValueError(f"unknown cell {shown(value)} ({hint}built-in cells: {', '.join(names)}; "
                          "or give the path of a YAML cell file)")
-    if not path.is_absolute() and base_dir is not None and (Path(base_dir) / path).exists():
-        path = Path(base_dir) / path
     try:
+        if not path.is_absolute() and base_dir is not None and (Path(base_dir) / path).exists():
+            path = Path(base_dir) / path
         return str(path), load_cell(path, warn=False)
     except CellError as exc:
-        raise ValueError(f"cannot load cell '{value}': {exc}") from None
+        raise ValueError(f"cannot load cell {shown(value)}: {exc}") from None
+    except (OSError, ValueError) as exc:  # exists() on a name the OS refuses (too long, a NUL byte)
+        raise ValueError(f"cannot load cell {shown(value)}: {clipped(exc)}") from None
 
 
 def _cell_ref(value: str, info: ValidationInfo) -> str:
@@ -128,7 +132,7 @@ def _unique(values: list, what: str) -> list:
     seen = set()
     for v in values:
         if v in seen:
-            raise ValueError(f"'{v}' is listed twice")
+            raise ValueError(f"{shown(v)} is listed twice")
         seen.add(v)
     return values
 
@@ -380,8 +384,8 @@ def _field_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
+        else:  # a key of the user's mapping: any text
+            out += ("." if out else "") + clipped(part, limits.MAX_NAME_CHARS)
     return out
 
 
@@ -395,15 +399,15 @@ def _format_error(err: dict, kind: str | None) -> tuple[str, str]:
     if typ == "union_tag_not_found":
         return "kind", f"missing: say which kind of space this is ({', '.join(KINDS)})"
     if typ == "union_tag_invalid":
-        tag = ctx.get("tag")
-        close = difflib.get_close_matches(str(tag), KINDS, n=1)
+        tag = clipped(ctx.get("tag"), limits.MAX_NAME_CHARS)
+        close = difflib.get_close_matches(tag, KINDS, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        return "kind", f"unknown kind '{tag}' ({hint}allowed: {', '.join(KINDS)})"
+        return "kind", f"unknown kind {shown(tag)} ({hint}allowed: {', '.join(KINDS)})"
     if typ == "extra_forbidden":
         model = CONFIG_MODELS.get(kind or "")
         fields = ["kind", *(f for f in model.model_fields if f != "kind")] if model else []
         allowed = ", ".join(fields)
-        name = str(loc[-1]) if loc else "?"
+        name = clipped(loc[-1], limits.MAX_NAME_CHARS) if loc else "?"
         close = difflib.get_close_matches(name, list(model.model_fields), n=1) if model else []
         hint = f"did you mean '{close[0]}'? " if close else ""
         return _field_path(loc), f"unknown field ({hint}allowed for kind '{kind}': {allowed})"
@@ -417,7 +421,7 @@ def _format_error(err: dict, kind: str | None) -> tuple[str, str]:
     msg = err.get("msg", "invalid value")
     msg = msg[:1].lower() + msg[1:]
     if "input" in err and typ.endswith("_type") or typ.endswith("_parsing"):
-        msg += f", got {err['input']!r}"
+        msg += f", got {shown(err['input'])}"
     return _field_path(loc), msg
 
 
@@ -426,7 +430,8 @@ def _config_error(exc: ValidationError, source: str, kind: str | None) -> Config
     path, msg = _format_error(errors[0], kind)
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     where = f"field '{path}': " if path else ""
-    return ConfigError(f"{source}: {where}{msg}{more}")
+    # One line whatever the messages quote (a validator's text may hold the user's value).
+    return ConfigError(" ".join(f"{source}: {where}{msg}{more}".split()))
 
 
 # ---------------------------------------------------------------------- loading
@@ -467,6 +472,14 @@ def _load_text(text: str, source: str, base_dir: Path | None, default_name: str)
     return build_space(config, default_name)
 
 
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False for a name the OS refuses (too long, ...) rather than an OSError."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def load_space(spec: Any):
     """A Space from a shipped name (``SPACE_NAMES``), a YAML path, a dict or a Space (returned as is)."""
     from cellsearch.spaces.base import Space
@@ -481,20 +494,20 @@ def load_space(spec: Any):
                           f"mapping, not {type(spec).__name__}")
     text = os.fspath(spec)
     path = Path(text)
-    if text in SPACE_NAMES and not path.exists():
+    if text in SPACE_NAMES and not _exists(path):
         return _load_text(_builtin_text(text), f"{text}.yaml", None, text)
-    looks_like_path = path.suffix in (".yaml", ".yml") or "/" in text or os.sep in text or path.exists()
+    looks_like_path = path.suffix in (".yaml", ".yml") or "/" in text or os.sep in text or _exists(path)
     if not looks_like_path:
         close = difflib.get_close_matches(text, SPACE_NAMES, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"unknown search space '{text}'{hint}: give a shipped name "
+        raise ConfigError(f"unknown search space {shown(text)}{hint}: give a shipped name "
                           f"({', '.join(SPACE_NAMES)}) or the path of a YAML file")
-    try:
-        body = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{text}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{text}: cannot read file: {exc}") from None
+    from cellsearch.dsl.io import read_source
+
+    try:  # the size is checked before the file is read
+        body = read_source(path, limit="space file size", maximum=limits.MAX_SPACE_FILE_BYTES)
+    except CellError as exc:  # the path itself may be what is wrong (too long for the OS)
+        raise ConfigError(f"{clipped(text, 4 * limits.MAX_QUOTED_CHARS)}: {exc.reason}") from None
     return _load_text(body, text, path.parent, path.stem)
 
 
