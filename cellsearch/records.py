@@ -13,6 +13,7 @@ import functools
 from typing import Any, TypeVar
 
 from cellsearch.errors import ConfigError
+from cellsearch.limits import shown
 
 T = TypeVar("T")
 
@@ -22,12 +23,6 @@ def _adapter(cls: type):
     from pydantic import TypeAdapter
 
     return TypeAdapter(cls)
-
-
-def short(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters: error messages quote user data, briefly."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def record_from_dict(cls: type[T], data: Any, what: str) -> T:
@@ -47,4 +42,4 @@ def record_from_dict(cls: type[T], data: Any, what: str) -> T:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "?"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{what}: setting '{field}' = {short(err.get('input'))}: {err['msg']}{more}") from None
+        raise ConfigError(f"{what}: setting '{field}' = {shown(err.get('input'), 60)}: {err['msg']}{more}") from None

@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 from cellsearch.dsl.io import dumps_cell, loads_cell, save_cell
 from cellsearch.errors import ConfigError
-from cellsearch.records import record_from_dict, short
+from cellsearch.limits import shown
+from cellsearch.records import record_from_dict
 from cellsearch import rundir
 from cellsearch.runner.evaluate import default_plan, evaluate_candidate, reference_scores
 from cellsearch.spaces.base import Candidate
@@ -93,11 +94,11 @@ class SearchConfig:
             raise ConfigError(f"--missing must be skip or fail, not {self.missing!r}")
         if (not self.name or self.name in (".", "..") or len(self.name) > 200
                 or any(c in self.name for c in "/\\\0") or not self.name.isprintable()):
-            raise ConfigError(f"bad run name {short(self.name)}: use up to 200 printable characters, no / or \\")
+            raise ConfigError(f"bad run name {shown(self.name)}: use up to 200 printable characters, no / or \\")
         self.train_config().validate()
         for task, options in self.task_options.items():
             if not isinstance(options, dict):
-                raise ConfigError(f"task options of '{task}' must be a mapping, not {short(options)}")
+                raise ConfigError(f"task options of '{task}' must be a mapping, not {shown(options)}")
 
     def train_config(self, task: str = "arith") -> "TrainConfig":
         """The training settings of one trial stage (what a worker would build), checked for types."""
@@ -176,7 +177,7 @@ class Controller:
             advice = f"move it away to rebuild the strategy's state from {rundir.RESULTS}"
             state = rundir.read_json_file(self.state_path, "search state", advice)
             if state.get("version") != STATE_VERSION:
-                raise ConfigError(f"{self.state_path}: state version {short(state.get('version'))} is not "
+                raise ConfigError(f"{self.state_path}: state version {shown(state.get('version'))} is not "
                                   f"supported (this cellsearch writes {STATE_VERSION}); {advice}")
             last_row = state.get("last_row")
             if not isinstance(last_row, int) or isinstance(last_row, bool) or not isinstance(state.get("strategy"),
@@ -189,7 +190,7 @@ class Controller:
                 raise ConfigError(f"{self.state_path}: {exc}; {advice}") from None
             except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
                 raise ConfigError(f"{self.state_path}: the saved state does not fit the '{self.cfg.strategy}' "
-                                  f"strategy ({type(exc).__name__}: {short(str(exc), 80)}); {advice}") from None
+                                  f"strategy ({type(exc).__name__}: {shown(str(exc))}); {advice}") from None
             self.last_row = last_row
         # Results written after the last saved state (killed in between): tell them now.
         for row in self.store.rows():
