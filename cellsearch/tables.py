@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from cellsearch.errors import ConfigError
+from cellsearch.limits import MAX_RECIPE_FILE_BYTES, MAX_TABLE_FILE_BYTES, check_file_size, clipped
 from cellsearch.store import FINAL_STATUSES
 
 COLUMNS = ("hash", "score", "status", "cell_name", "cell_yaml", "params", "seconds", "metrics", "source")
@@ -109,8 +110,9 @@ def read_table(path: str | os.PathLike):
 
     path = Path(path)
     fmt = _format(path)
-    if not path.exists():
+    if not path.is_file():
         raise ConfigError(f"no benchmark table at {path}")
+    check_file_size(path, "table file size", MAX_TABLE_FILE_BYTES)
     try:
         if fmt == "parquet":
             df = pd.read_parquet(path)
@@ -120,8 +122,9 @@ def read_table(path: str | os.PathLike):
             df = pd.read_json(path, orient="records", lines=True, dtype={"hash": str})
     except ImportError as exc:
         raise ConfigError(f"reading Parquet needs pyarrow ({exc}); install cellsearch[search]") from None
-    except (ValueError, OSError) as exc:
-        raise ConfigError(f"{path}: not a readable {fmt} table ({exc})") from None
+    except (ValueError, OSError) as exc:  # (pyarrow's and pandas' parse errors are ValueErrors)
+        raise ConfigError(f"{path}: not a readable {fmt} table ({clipped(str(exc), 160)})") \
+            from None
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ConfigError(f"{path}: the table has no column(s) {', '.join(missing)} "
@@ -309,8 +312,11 @@ def import_nasbench_logs(log_dir: str | os.PathLike, *, on_error: str = "fail"):
     rows, skipped = [], []
     for f in files:
         try:
+            check_file_size(f, "recipe file size", MAX_RECIPE_FILE_BYTES)
             try:
                 log = json.loads(f.read_text())
+            except RecursionError:
+                raise ConfigError(f"{f}: nested deeper than a NAS-Bench-NLP log can be") from None
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"{f}: not valid JSON ({exc})") from None
             if not isinstance(log, dict):

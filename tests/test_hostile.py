@@ -427,3 +427,12 @@ def test_a_table_output_in_the_way_is_refused(run_copy, tmp_path):
     res = cli("runs", "export", str(run_copy), "-o", str(tmp_path / "t.csv"))
     assert res.exit_code == 0, res.stderr
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # written whole, then renamed
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".json"])
+def test_a_garbage_replay_table_is_refused_before_the_run_exists(tmp_path, suffix):
+    table = tmp_path / f"table{suffix}"
+    table.write_bytes(b"\x00\xff garbage \n" * 50 + os.urandom(500))
+    runs = tmp_path / "runs"
+    refused("search", "--runs", str(runs), "--benchmark", str(table), "--no-progress", says=str(table))
+    assert not runs.exists()
