@@ -4,7 +4,7 @@
         -t max_digits=2 -o benchmarks/tables/dag4-arith.parquet
 
 Enumerates every decision tuple of the space, keeps one cell per canonical hash, and evaluates
-each cell exactly as a search trial would (``runner.evaluate.evaluate_candidate``, the search's
+each cell exactly as a search trial would (``runner.trial.evaluate_candidate``, the search's
 default model and task settings unless overridden here), ``--workers`` at a time. The table replays searches
 over that space without training (``cellsearch search --space dag4 --benchmark TABLE``, and
 ``benchmarks/strategies.py``). Rerunning with the same output file continues where it stopped.
@@ -38,16 +38,16 @@ def enumerate_cells(space):
 
 
 def _evaluate(config: dict) -> dict:
-    from cellsearch.runner.evaluate import evaluate_candidate
+    from cellsearch.runner.trial import evaluate_candidate
 
-    out = evaluate_candidate(config)
+    out = evaluate_candidate(config).to_dict()
     out["hash"] = config["hash"]
     return out
 
 
 def main(argv=None) -> int:
     from cellsearch.dsl.io import dumps_cell
-    from cellsearch.runner.evaluate import default_plan
+    from cellsearch.strategies.base import default_plan
     from cellsearch.runner.search import SearchConfig
     from cellsearch.spaces import load_space
     from cellsearch.tables import make_frame, read_table, write_table

@@ -122,8 +122,9 @@ def run_benchmark(cells: tuple[str, ...] = ("lstm", "gru"), cfg: BenchConfig | N
         from cellsearch.errors import ConfigError
 
         raise ConfigError("--device cuda: CUDA is not available here")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    from cellsearch.train import use_threads
+
+    use_threads(cfg.threads)
     out: dict = {}
     for name in cells:
         out[name] = bench_cell(name, cfg, progress)

@@ -60,11 +60,9 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def _run(job: dict) -> dict:
-    import torch
+    from cellsearch.train import train, use_threads
 
-    from cellsearch.train import train
-
-    torch.set_num_threads(1)
+    use_threads(1)
     cfg = TrainConfig.from_dict(job["config"])
     start = time.perf_counter()
     res = train(cfg)

@@ -33,6 +33,7 @@ from typing import Any, Iterable
 
 from cellsearch.errors import ConfigError
 from cellsearch.limits import MAX_RECIPE_FILE_BYTES, MAX_TABLE_FILE_BYTES, check_file_size, clipped
+from cellsearch.outcome import TrialOutcome
 from cellsearch.store import FINAL_STATUSES
 
 COLUMNS = ("hash", "score", "status", "cell_name", "cell_yaml", "params", "seconds", "metrics", "source")
@@ -144,7 +145,7 @@ def read_table(path: str | os.PathLike):
 
 @dataclass
 class TableEntry:
-    """One trained cell of a table, as a search outcome."""
+    """One trained cell of a replay table, as a search trial's outcome."""
 
     hash: str
     score: float | None
@@ -155,14 +156,14 @@ class TableEntry:
     seconds: float | None
     metrics: dict
 
-    def outcome(self) -> dict[str, Any]:
-        """The dict ``evaluate_candidate`` would have returned for this cell; ``seconds`` is what its
-        training cost when the table was made."""
+    def outcome(self) -> TrialOutcome:
+        """What the search trial (``runner.trial.evaluate_candidate``) gave for this cell; ``seconds`` is
+        what its training cost when the table was made."""
         status = self.status if self.status in STATUSES else "failed"
         if status == "ok" and self.score is None:
             status = "failed"
-        return {"score": self.score, "status": status, "stage": None, "metrics": self.metrics,
-                "params": self.params, "seconds": self.seconds, "error": None}
+        return TrialOutcome(score=self.score, status=status, stage=None, metrics=self.metrics,
+                            params=self.params, seconds=self.seconds, error=None)
 
 
 class BenchmarkTable:
@@ -219,19 +220,11 @@ def _missing(value: Any) -> bool:
 # ---------------------------------------------------------------------- sources
 def export_run(run_dir: str | os.PathLike):
     """Every cell a search trained (duplicates reused by the search left out), as a table."""
-    from cellsearch.rundir import RESULTS, require_run
-    from cellsearch.store import Store, decode_json
+    from cellsearch.results import trained_rows
 
-    path = require_run(run_dir)
-    db = path / RESULTS
-    rows = []
-    with Store(db, readonly=True) as store:
-        for r in store.rows():
-            if r["reused_from"] is not None or r["status"] not in STATUSES:
-                continue
-            rows.append({"hash": r["hash"], "score": r["score"], "status": r["status"], "cell_name": r["cell_name"],
-                         "cell_yaml": r["cell_yaml"], "params": r["params"], "seconds": r["seconds"],
-                         "metrics": decode_json(r["metrics"], {}, db), "source": str(path)})
+    rows = [{"hash": r["hash"], "score": r["score"], "status": r["status"], "cell_name": r["cell_name"],
+             "cell_yaml": r["cell_yaml"], "params": r["params"], "seconds": r["seconds"], "metrics": r["metrics"],
+             "source": str(Path(run_dir))} for r in trained_rows(run_dir) if r["status"] in STATUSES]
     return make_frame(rows)
 
 

@@ -17,6 +17,9 @@ another order) never crash, that the same seed gives the same candidates, that t
 JSON-serialisable and a strategy restored from a half-run's state asks exactly what the
 uninterrupted one asks, and that telling a candidate the strategy never asked is harmless.
 
+``synthetic_job`` stands in for a training job (``runner.jobs.run_jobs(jobs, fn=...)``) without
+training; it is importable, so Ray's workers can run it too.
+
 This module imports pytest: it is for tests only.
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 from typing import Any, Callable, Sequence
 
@@ -160,6 +164,16 @@ class Driver:
 BLOCK = "aaatTt"
 
 
+# ---------------------------------------------------------------------- a training job that trains nothing
+def synthetic_job(job: dict[str, Any]) -> dict[str, Any]:
+    """A job function for ``run_jobs`` in the shape of ``runner.final.retrain``'s outcome: scores a job
+    by the length of its ``name`` (÷ 10); ``metrics`` say which process ran it (``pid``) and the
+    threads the queue gave it."""
+    score = len(str(job.get("name", ""))) / 10
+    return {"status": "ok", "valid": score, "test": score, "metrics": {"pid": os.getpid(), "threads": job.get("threads")},
+            "params": 0, "seconds": 0.0, "error": None}
+
+
 # ---------------------------------------------------------------------- the suite
 class StrategyTestSuite:
     """Tests every strategy must pass; subclass it (see the module docstring)."""
@@ -171,15 +185,11 @@ class StrategyTestSuite:
     @pytest.fixture(autouse=True)
     def _one_torch_thread(self):
         """Strategies' torch models are tiny: intra-op threads only add contention in tests."""
-        try:
-            import torch
-        except ImportError:  # pragma: no cover - torch is a dependency
-            yield
-            return
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        from cellsearch.train import use_threads
+
+        threads = use_threads(1)
         yield
-        torch.set_num_threads(threads)
+        use_threads(threads)
 
     @pytest.fixture
     def space_factory(self) -> Callable[[], Space]:

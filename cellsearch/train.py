@@ -7,6 +7,9 @@ the validation split, and returns a ``TrainResult`` whose ``status`` is ``ok``,
 stop, e.g. an early-stopping scheduler). Same seed ⇒ same metrics on CPU; a checkpoint
 holds everything needed to resume bit for bit (weights, optimizer, RNG and data-stream
 state, the carried hidden state).
+
+Randomness comes from the trainer's own generators, not the caller's global RNG (``Trainer._own_rng``);
+progress goes to an optional callback as events (it prints nothing); ``use_threads`` sets torch's threads.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -28,6 +32,15 @@ from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.records import record_from_dict
 from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
+
+
+def use_threads(n: int | None) -> int:
+    """Set torch's intra-op CPU threads to ``n`` for the rest of the process (None or 0: leave them
+    as they are); returns the count before. The one place cellsearch sets torch's thread count."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    return before
 
 
 @dataclass
@@ -125,6 +138,32 @@ class TrainResult:
                 "metrics": self.metrics, "checkpoint": self.checkpoint}
 
 
+@dataclass(frozen=True)
+class TrainingStarted:
+    """``Trainer.run`` starts (or resumes) training: what a progress display needs to begin."""
+
+    cell: str  # the configured cell (name or file)
+    task: str
+    steps: int | None  # the step budget (None: a time budget only)
+    step: int  # the step it starts from (after a checkpoint: the checkpoint's)
+
+
+@dataclass(frozen=True)
+class StepDone:
+    """One optimizer step finished."""
+
+    step: int
+    loss: float
+    seconds: float  # training time so far (the run's, resumed runs included)
+
+
+@dataclass(frozen=True)
+class TrainingStopped:
+    """The training loop ended (budget spent, diverged or stopped); the final evaluation follows."""
+
+    step: int
+
+
 def teacher_forcing_probability(cfg: TrainConfig, step: int) -> float:
     """Probability of feeding the reference token (Bengio et al. 2015 decay schedules)."""
     if cfg.scheduled_sampling is None:
@@ -181,17 +220,20 @@ class Trainer:
 
         cfg.validate()
         self.cfg = cfg
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        use_threads(cfg.threads)
         self.device = _device(cfg.device)
         self.graph = graph if graph is not None else resolve_cell(cfg.cell)
         self.task = task if task is not None else make_task(cfg.task, seed=cfg.seed, data_dir=cfg.data_dir,
                                                             **cfg.task_options)
-        torch.manual_seed(cfg.seed)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        self.model = SeqModel(self.graph, ModelConfig(vocab_size=len(self.task.vocab), hidden_size=cfg.hidden_size,
-                                                      num_layers=cfg.num_layers, embed_size=cfg.embed_size,
-                                                      dropout=cfg.dropout))
+        # the training's own randomness (dropout, scheduled sampling), on the device it trains on
+        self.rng = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)  # the initial weights
+        # (torch's modules draw default weights from the global RNG as they are built; those are
+        # replaced below, and the caller's global RNG is left as it was)
+        with torch.random.fork_rng(devices=[]):
+            self.model = SeqModel(self.graph, ModelConfig(vocab_size=len(self.task.vocab),
+                                                          hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+                                                          embed_size=cfg.embed_size, dropout=cfg.dropout))
         self.model.reset_parameters(cfg.init_scale, gen)
         if cfg.forget_bias is not None and not set_gate_bias(self.model, "f", cfg.forget_bias):
             raise ConfigError(f"--forget-bias: cell '{self.graph.name}' has no gate 'f' fed by a linear with bias")
@@ -222,8 +264,9 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "stream": self.stream.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            # the trainer's rng (on CUDA: in cuda_rng, as torch's per-device list; torch_rng unused)
+            "torch_rng": self.rng.get_state() if self.device.type == "cpu" else torch.get_rng_state(),
+            "cuda_rng": [self.rng.get_state()] if self.device.type == "cuda" else None,
             "step": self.step,
             "elapsed": self.elapsed,
             "carried_state": self.state,
@@ -240,9 +283,12 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.stream.load_state_dict(ckpt["stream"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        if self.device.type == "cpu":
+            self.rng.set_state(ckpt["torch_rng"])
+        elif ckpt.get("cuda_rng"):  # one state per device; a checkpoint of this trainer holds its own only
+            states = ckpt["cuda_rng"]
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            self.rng.set_state(states[index] if len(states) > index else states[0])
         self.step = ckpt["step"]
         self.elapsed = ckpt["elapsed"]
         st = ckpt.get("carried_state")
@@ -304,7 +350,28 @@ class Trainer:
         inputs[1:] = torch.where(swap, pred[:-1], inputs[1:])
         return inputs
 
+    @contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Draw from the trainer's ``rng`` inside the block through torch's global RNG. Dropout modules
+        take no generator, so for the step the global RNG (of the training device) is set to the
+        trainer's state, which is read back afterwards; ``fork_rng`` gives the caller's global state
+        back however the block ends."""
+        cuda = self.device.type == "cuda"
+        with torch.random.fork_rng(devices=[self.device] if cuda else [], device_type="cuda" if cuda else None):
+            if cuda:
+                torch.cuda.set_rng_state(self.rng.get_state(), self.device)
+            else:
+                torch.set_rng_state(self.rng.get_state())
+            yield
+            self.rng.set_state(torch.cuda.get_rng_state(self.device) if cuda else torch.get_rng_state())
+
     def train_step(self, batch) -> float:
+        if self.cfg.dropout or self.cfg.scheduled_sampling:  # the steps that draw random numbers
+            with self._own_rng():
+                return self._train_step(batch)
+        return self._train_step(batch)
+
+    def _train_step(self, batch) -> float:
         cfg = self.cfg
         self.model.train()
         batch = batch.to(self.device)
@@ -325,13 +392,19 @@ class Trainer:
         metrics = self.task.evaluate(self.model, split, self.cfg.eval_batch_size)
         return {k: (None if (v is None or not math.isfinite(v)) else float(v)) for k, v in metrics.items()}
 
-    def run(self, callback: Callable[[int, dict], bool | None] | None = None, progress: bool = False,
-            out_dir: str | Path | None = None) -> TrainResult:
+    def run(self, callback: Callable[[int, dict], bool | None] | None = None,
+            progress: Callable[[object], None] | None = None, out_dir: str | Path | None = None) -> TrainResult:
         """Train until the budget is spent; ``callback(step, metrics)`` is called after every periodic
-        evaluation and may return False to stop. Writes ``checkpoint.pt`` into ``out_dir``."""
+        evaluation and may return False to stop. ``progress(event)`` hears ``TrainingStarted``, a
+        ``StepDone`` per step and ``TrainingStopped`` (a progress bar: ``cellsearch.cli.progress``).
+        Writes ``checkpoint.pt`` into ``out_dir``."""
         cfg = self.cfg
         start = time.perf_counter()
-        bar = _Progress(cfg, self.step) if progress else None
+        if progress is True:  # (it used to build a progress bar here; rendering is the caller's now)
+            raise TypeError("progress takes a callable that receives the training events, not True")
+        tell = progress or None
+        if tell:
+            tell(TrainingStarted(cfg.cell, cfg.task, cfg.steps, self.step))
         last_ckpt = None
         try:
             while self.status == "ok" and self._budget_left(start):
@@ -345,8 +418,8 @@ class Trainer:
                 if not math.isfinite(loss) or loss > cfg.diverge_factor * max(self.first_loss, 1e-3):
                     self.status = "diverged"
                     break
-                if bar:
-                    bar.update(self.step, loss, self.elapsed + time.perf_counter() - start)
+                if tell:
+                    tell(StepDone(self.step, loss, self.elapsed + time.perf_counter() - start))
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self._budget_left(start):
                     metrics = self.evaluate()
                     self.history.append({"step": self.step,
@@ -359,8 +432,8 @@ class Trainer:
                     start = time.perf_counter()
                     last_ckpt = self.save(Path(out_dir) / f"checkpoint-{self.step}.pt")
         finally:
-            if bar:
-                bar.close()
+            if tell:
+                tell(TrainingStopped(self.step))
         self.elapsed += time.perf_counter() - start
         finite = all(torch.isfinite(p).all() for p in self.model.parameters())
         if finite:
@@ -379,33 +452,8 @@ class Trainer:
                            losses=self.losses, checkpoint=str(last_ckpt) if last_ckpt else None)
 
 
-class _Progress:
-    """A rich progress bar with loss and speed (only when asked for: search trials stay quiet)."""
-
-    def __init__(self, cfg: TrainConfig, step: int):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.p = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                          TextColumn("{task.completed}/{task.total} steps" if cfg.steps else "{task.completed} steps"),
-                          TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[speed]:.1f} steps/s"),
-                          TimeElapsedColumn(), transient=False)
-        self.p.start()
-        total = cfg.steps if cfg.steps is not None else None
-        self.t = self.p.add_task(f"{cfg.cell} on {cfg.task}", total=total, completed=step, loss=float("nan"),
-                                 speed=0.0)
-        self.start_step = step
-        self.start = time.perf_counter()
-
-    def update(self, step: int, loss: float, seconds: float) -> None:
-        dt = time.perf_counter() - self.start
-        self.p.update(self.t, completed=step, loss=loss, speed=(step - self.start_step) / max(dt, 1e-9))
-
-    def close(self) -> None:
-        self.p.stop()
-
-
-def train(cfg: TrainConfig, *, callback=None, progress: bool = False, out_dir: str | Path | None = None,
-          task: Task | None = None, graph=None) -> TrainResult:
+def train(cfg: TrainConfig, *, callback=None, progress: Callable[[object], None] | None = None,
+          out_dir: str | Path | None = None, task: Task | None = None, graph=None) -> TrainResult:
     """Train one model to the budget (see module docstring)."""
     return Trainer(cfg, task=task, graph=graph).run(callback=callback, progress=progress, out_dir=out_dir)
 

@@ -13,6 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from cellsearch.analysis import gates, report
+from cellsearch.runner import gate_study
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell
 from cellsearch.library import builtin_names, get_cell
@@ -125,22 +126,22 @@ def test_write_gate_report_writes_every_file(tmp_path):
 
 
 def test_hyperparameter_draws_are_seeded_and_in_range():
-    a = gates.study_jobs(trials_per_variant=4, variants=["vanilla", "nfg"], seed=3)
-    b = gates.study_jobs(trials_per_variant=4, variants=["vanilla", "nfg"], seed=3)
+    a = gate_study.study_jobs(trials_per_variant=4, variants=["vanilla", "nfg"], seed=3)
+    b = gate_study.study_jobs(trials_per_variant=4, variants=["vanilla", "nfg"], seed=3)
     assert [(j["lr"], j["hidden"]) for j in a] == [(j["lr"], j["hidden"]) for j in b]
     assert all(16 <= j["hidden"] <= 64 and 1e-3 <= j["lr"] <= 3e-2 for j in a)
     assert [j["hidden"] for j in a[:4]] == [j["hidden"] for j in a[4:]]  # paired: same settings per variant
-    unpaired = gates.study_jobs(trials_per_variant=4, variants=["vanilla", "nfg"], seed=3, paired=False)
+    unpaired = gate_study.study_jobs(trials_per_variant=4, variants=["vanilla", "nfg"], seed=3, paired=False)
     assert [j["lr"] for j in unpaired[:4]] != [j["lr"] for j in unpaired[4:]]
-    assert a[0]["config"]["task_options"] == gates.DEFAULT_TASK_OPTIONS["arith"]
+    assert a[0]["config"]["task_options"] == gate_study.DEFAULT_TASK_OPTIONS["arith"]
 
 
 @pytest.mark.slow
 def test_tiny_fresh_gate_study_runs_end_to_end(tmp_path):
     seen = []
-    df = gates.run_gate_study("arith", trials_per_variant=2, steps=3, hidden_range=(8, 12),
-                              task_options={"max_digits": 1, "eval_examples": 16}, variants=["vanilla", "nfg"],
-                              workers=1, progress=lambda i, n, row: seen.append((i, n)))
+    df = gate_study.run_gate_study("arith", trials_per_variant=2, steps=3, hidden_range=(8, 12),
+                                   task_options={"max_digits": 1, "eval_examples": 16}, variants=["vanilla", "nfg"],
+                                   workers=1, progress=lambda i, n, row: seen.append((i, n)))
     assert len(df) == 4 and seen[-1] == (4, 4)
     assert list(df["variant"]) == ["vanilla", "vanilla", "nfg", "nfg"]
     for col in ("variant", "seed", "lr", "hidden", "score", "status", "seconds"):
@@ -154,11 +155,11 @@ def test_bad_study_options_fail_early():
     from cellsearch.errors import ConfigError
 
     with pytest.raises(ConfigError):
-        gates.run_gate_study(variants=["lstm"])
+        gate_study.run_gate_study(variants=["lstm"])
     with pytest.raises(ConfigError):
-        gates.run_gate_study(task_options={"no_such_option": 1}, variants=["vanilla"], trials_per_variant=1)
+        gate_study.run_gate_study(task_options={"no_such_option": 1}, variants=["vanilla"], trials_per_variant=1)
     with pytest.raises(ConfigError):
-        gates.run_gate_study(hidden_range=(32, 16))
+        gate_study.run_gate_study(hidden_range=(32, 16))
 
 
 # ------------------------------------------------------------------------------------------ a fake search run
@@ -380,15 +381,17 @@ def test_jozefowicz_notebook_executes(tmp_path, kernel):
 @pytest.mark.slow
 def test_search_report_notebook_executes(tmp_path, kernel, monkeypatch):
     import cellsearch.runner.final as final
+    from cellsearch.analysis.fidelity import fidelity_run
     from cellsearch.runner.jobs import JobSettings
+    from cellsearch.runner.protocol import protocol_for_run
 
     a = make_run(tmp_path / "evo", "evolution", 0)
     b = make_run(tmp_path / "rand", "random", 1)
     # run a has a fidelity report (from a stand-in trainer), run b has none
     monkeypatch.setattr(final, "retrain", lambda job: {"status": "ok", "valid": 0.5, "test": len(job["name"]) / 10,
                                                        "metrics": {}, "params": 1, "seconds": 0.0, "error": None})
-    final.fidelity_run(a, final.protocol_for_run(a, seeds=1, lr_factors=(1.0,)), JobSettings(backend="local"),
-                       sample=3, min_tau=-1.0)
+    fidelity_run(a, protocol_for_run(a, seeds=1, lr_factors=(1.0,)), JobSettings(backend="local"),
+                 sample=3, min_tau=-1.0)
     _, outputs = execute("search_report", tmp_path, kernel, run_dirs=[str(a), str(b)],
                          out_dir=str(tmp_path / "rep"), top=2)
     assert _has_image(outputs)

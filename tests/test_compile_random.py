@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 try:
-    from tests.strategies import cells, reads_inputs_elementwise
+    from tests.generators import cells, reads_inputs_elementwise
     from tests.test_compile import assert_same
 except ImportError:  # pytest run from inside tests/
     from strategies import cells, reads_inputs_elementwise

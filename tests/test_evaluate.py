@@ -11,14 +11,18 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import cellsearch.runner.final as final
+import cellsearch.runner.final as final  # (the job body: the tests stand in for it)
+from cellsearch.analysis.evaluation import compare, evaluate_run
+from cellsearch.analysis.fidelity import fidelity_run, spread_sample
 from cellsearch.analysis.stats import mean_ci, rank_correlation, welch, win_rate
 from cellsearch.cli import app
 from cellsearch.errors import CellWarning, ConfigError
 from cellsearch.library import resolve_cell
-from cellsearch.runner.final import Cell, CellResult, compare, spread_sample
 from cellsearch.runner.jobs import JobSettings
-from cellsearch.runner.search import SearchConfig, SearchRun
+from cellsearch.runner.protocol import protocol_for_run
+from cellsearch.runner.retrain import Cell, CellResult
+from cellsearch.runner.search import SearchRun
+from cellsearch.settings import SearchConfig
 from cellsearch.store import Store
 
 runner = CliRunner()
@@ -119,12 +123,12 @@ def run_copy(finished_run, tmp_path):
 
 
 def test_protocol_defaults_come_from_the_run(run_copy):
-    p = final.protocol_for_run(run_copy)
+    p = protocol_for_run(run_copy)
     assert p.steps == 4 * 3 and p.seeds == 5 and p.tasks == ["arith"]
     assert p.learning_rates == [5e-3, 1e-2, 2e-2] and p.train["hidden_size"] == 8
     with pytest.warns(CellWarning, match="not longer than the search's"):
-        final.protocol_for_run(run_copy, steps=3)
-    assert final.protocol_for_run(run_copy, steps=50).fingerprint != p.fingerprint
+        protocol_for_run(run_copy, steps=3)
+    assert protocol_for_run(run_copy, steps=50).fingerprint != p.fingerprint
 
 
 def fake_trainer(scores: dict[str, float], noise: float = 0.01):
@@ -145,15 +149,15 @@ def fake_trainer(scores: dict[str, float], noise: float = 0.01):
 def test_evaluation_protocol_sweeps_reuses_and_resumes(run_copy, monkeypatch):
     trainer = fake_trainer({"lstm": 0.5, "gru": 0.45})
     monkeypatch.setattr(final, "retrain", trainer)
-    proto = final.protocol_for_run(run_copy, steps=12, seeds=4)
-    report = final.evaluate_run(run_copy, proto, LOCAL, top=2, baselines=["lstm", "gru"])
+    proto = protocol_for_run(run_copy, steps=12, seeds=4)
+    report = evaluate_run(run_copy, proto, LOCAL, top=2, baselines=["lstm", "gru"])
     n_cells = len(report.table)
     # sweep: 3 rates × seed 0; then seeds 1..3 at the chosen rate (seed 0 is reused)
     assert len(trainer.calls) == n_cells * (3 + 3)
     assert list(report.table["lr"]) == pytest.approx([1e-2] * n_cells)
     assert set(report.table["n"]) == {4}
     before = len(trainer.calls)
-    final.evaluate_run(run_copy, proto, LOCAL, top=2, baselines=["lstm", "gru"])
+    evaluate_run(run_copy, proto, LOCAL, top=2, baselines=["lstm", "gru"])
     assert len(trainer.calls) == before  # everything was in results.db already
     with Store(run_copy / "results.db") as store:
         assert len(store.retrains(proto.fingerprint)) == before
@@ -170,14 +174,14 @@ def test_an_interrupted_evaluation_resumes_with_what_is_missing(run_copy, monkey
         return trainer(job)
 
     monkeypatch.setattr(final, "retrain", interrupted)
-    proto = final.protocol_for_run(run_copy, steps=12, seeds=3)
+    proto = protocol_for_run(run_copy, steps=12, seeds=3)
     with pytest.raises(KeyboardInterrupt):
-        final.evaluate_run(run_copy, proto, LOCAL, top=1, baselines=["lstm"])
+        evaluate_run(run_copy, proto, LOCAL, top=1, baselines=["lstm"])
     with Store(run_copy / "results.db") as store:
         assert [r["key"] for r in store.retrains(proto.fingerprint)] == finished  # each recorded as it finished
     resumed = fake_trainer({"lstm": 0.5})
     monkeypatch.setattr(final, "retrain", resumed)
-    report = final.evaluate_run(run_copy, proto, LOCAL, top=1, baselines=["lstm"])
+    report = evaluate_run(run_copy, proto, LOCAL, top=1, baselines=["lstm"])
     assert not {j["key"] for j in resumed.calls} & set(finished)  # nothing is trained twice
     assert len(finished) + len(resumed.calls) == 2 * (3 + 2) and set(report.table["n"]) == {3}
 
@@ -187,12 +191,12 @@ def test_fidelity_warns_when_final_scores_invert_the_search_ranking(run_copy, mo
         search = {r["cell_name"]: r["score"] for r in store.rows() if r["score"] is not None}
     inverted = {name: 1.0 - s for name, s in search.items()}
     monkeypatch.setattr(final, "retrain", fake_trainer(inverted, noise=0.0))
-    proto = final.protocol_for_run(run_copy, steps=12, seeds=1, lr_factors=(1.0,))
+    proto = protocol_for_run(run_copy, steps=12, seeds=1, lr_factors=(1.0,))
     with pytest.warns(CellWarning, match="too small to trust"):
-        report = final.fidelity_run(run_copy, proto, LOCAL, sample=4)
+        report = fidelity_run(run_copy, proto, LOCAL, sample=4)
     assert report.correlation.kendall == pytest.approx(-1) and report.warning
     monkeypatch.setattr(final, "retrain", fake_trainer(search, noise=0.0))
-    agreeing = final.fidelity_run(run_copy, final.protocol_for_run(run_copy, steps=13, seeds=1, lr_factors=(1.0,)),
+    agreeing = fidelity_run(run_copy, protocol_for_run(run_copy, steps=13, seeds=1, lr_factors=(1.0,)),
                                   LOCAL, sample=4)
     assert agreeing.correlation.kendall == pytest.approx(1) and agreeing.warning is None
     summary = json.loads(agreeing.files["summary"].read_text())
@@ -212,7 +216,7 @@ def test_fidelity_ranks_cells_that_failed_every_retraining_last(run_copy, monkey
         return fake(job)
 
     monkeypatch.setattr(final, "retrain", retrain)
-    report = final.fidelity_run(run_copy, final.protocol_for_run(run_copy, steps=14, seeds=1, lr_factors=(1.0,)),
+    report = fidelity_run(run_copy, protocol_for_run(run_copy, steps=14, seeds=1, lr_factors=(1.0,)),
                                 LOCAL, sample=4)
     assert report.correlation.n == 4 and report.correlation.kendall == pytest.approx(1)
     assert "failed (ranked last)" in report.files["markdown"].read_text()
@@ -272,4 +276,4 @@ def test_fidelity_needs_three_scored_cells(tmp_path):
                        train=dict(TINY_TRAIN), task_options=dict(TINY_TASKS))
     SearchRun(cfg, tmp_path).run()
     with pytest.raises(ConfigError, match="a rank correlation needs at least 3"):
-        final.fidelity_run(tmp_path / "small", final.protocol_for_run(tmp_path / "small"), LOCAL, sample=5)
+        fidelity_run(tmp_path / "small", protocol_for_run(tmp_path / "small"), LOCAL, sample=5)

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from cellsearch.dsl.io import cell_from_dict, load_cell, loads_cell
 from cellsearch.dsl.ops import ACTIVATIONS, OPS
 from cellsearch.errors import CellsearchError, CellWarning
-from cellsearch.spaces.config import KINDS, load_space
+from cellsearch.spaces.registry import load_space
+from cellsearch.spaces.vocabulary import KINDS
 
 # Derandomized by the profile in conftest.py; small budgets keep the file to seconds.
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cellsearch.runner.search import SearchConfig, SearchRun
+from cellsearch.runner.search import SearchRun
+from cellsearch.settings import SearchConfig
 from cellsearch.store import Store
 from tests.hostile import cli, refused, tree_digest
 

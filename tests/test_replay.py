@@ -15,7 +15,9 @@ from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell
 from cellsearch.errors import ConfigError
 from cellsearch.library import builtin_names, resolve_cell
-from cellsearch.runner.search import SearchConfig, SearchRun, stage_counts
+from cellsearch.results import stage_counts
+from cellsearch.runner.search import SearchRun
+from cellsearch.settings import SearchConfig
 from cellsearch.store import read_results
 from cellsearch.strategies import STRATEGY_NAMES
 from cellsearch.tables import BenchmarkTable, import_nasbench_logs, make_frame, read_table, write_table
@@ -48,14 +50,14 @@ def finite_space(tmp_path) -> Path:
 @pytest.fixture
 def no_training(monkeypatch):
     """Any attempt to train a model fails the test."""
-    import cellsearch.runner.evaluate as evaluate
+    import cellsearch.runner.trial as trial
     import cellsearch.train as train
 
     def refuse(*a, **k):
         raise AssertionError("a replayed search trained a model")
 
     monkeypatch.setattr(train.Trainer, "run", refuse)
-    monkeypatch.setattr(evaluate, "_evaluate", refuse)
+    monkeypatch.setattr(trial, "_evaluate", refuse)
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv", ".json"])
@@ -66,7 +68,7 @@ def test_tables_round_trip_in_every_format(tmp_path, suffix):
     assert table.best().hash == best
     entry = table.lookup(best)
     assert entry.metrics == {"arith": {"char_accuracy": 0.5}} and entry.cell_yaml.startswith("name:") or entry.cell_yaml
-    assert isinstance(entry.params, int) and entry.outcome()["status"] == "ok"
+    assert isinstance(entry.params, int) and entry.outcome().status == "ok"
 
 
 @pytest.mark.parametrize("strategy", STRATEGY_NAMES)

@@ -15,7 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cellsearch.cli import app
-from cellsearch.runner.search import SearchConfig, SearchRun, leaderboard, stage_counts
+from cellsearch.results import leaderboard, stage_counts
+from cellsearch.runner.search import SearchRun
+from cellsearch.settings import SearchConfig
 from cellsearch.spaces import SPACE_NAMES
 from cellsearch.store import read_results
 from cellsearch.strategies import STRATEGY_NAMES
@@ -163,7 +165,7 @@ def test_ray_search_in_parallel_with_asha(tmp_path, local_ray):
     summary = SearchRun(cfg, tmp_path).run()
     df = read_results(tmp_path / "ray")
     assert len(df) == 6 and not summary["interrupted"]
-    assert df.node.notna().all() or (df.reused_from.notna() | df.node.notna()).all()
+    assert df[df.reused_from.isna()].node.notna().all()  # every trained trial ran on a Ray node
     trained = df[df.reused_from.isna()]
     assert trained.hash.is_unique
     assert set(df.status) <= {"ok", "stopped-early"}
@@ -256,3 +258,41 @@ def test_stage_counts_show_filter_rejections(tmp_path):
     counts = stage_counts(tmp_path / "stages")
     assert sum(counts.values()) == 4
     assert counts.get("rejected at memorize", 0) >= 1  # 2 steps cannot memorise to 99%
+
+
+def test_a_search_tells_its_progress_as_events_and_the_cli_draws_them(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from cellsearch.cli.progress import ProgressBars
+    from cellsearch.runner.events import SearchEnded, SearchStarted, TrialFinished
+
+    events = []
+    SearchRun(tiny("ev", space="greff", strategy="random", trials=3), tmp_path).run(on_event=events.append)
+    assert events[0] == SearchStarted(total=3, done=0, best=None) and events[-1] == SearchEnded()
+    finished = [e for e in events if isinstance(e, TrialFinished)]
+    assert len(finished) == 3 and finished[-1].done == 3 and finished[-1].running == 0
+    best = max(e.score for e in finished if e.score is not None)
+    assert finished[-1].best == best
+    out = io.StringIO()
+    bars = ProgressBars(Console(file=out, width=120))
+    for e in events:
+        bars(e)
+    assert "3/3" in out.getvalue() and f"best {best:.4f}" in out.getvalue()
+
+
+def test_one_ranking_of_a_runs_cells(tmp_path):
+    from cellsearch.results import best_per_cell, top_cells
+
+    rows = [{"id": 1, "hash": "a", "score": 0.5, "reused_from": None},
+            {"id": 2, "hash": "b", "score": None, "reused_from": None},
+            {"id": 3, "hash": "a", "score": 0.7, "reused_from": None},
+            {"id": 4, "hash": "c", "score": 0.7, "reused_from": None},
+            {"id": 5, "hash": "c", "score": 0.9, "reused_from": 4},  # a duplicate repeats a stored result
+            {"id": 6, "hash": "d", "score": float("nan"), "reused_from": float("nan")}]  # (as pandas has them)
+    ranked = [(r["id"], n) for r, n in best_per_cell(rows)]
+    assert ranked == [(3, 2), (4, 1), (2, 1), (6, 1)]  # best first, ties by id, unscored last
+    SearchRun(tiny("rank", space="greff", strategy="random", trials=4), tmp_path).run()
+    board, tops = leaderboard(tmp_path / "rank", 100), top_cells(tmp_path / "rank")
+    assert [r["hash"] for r in tops] == [r["hash"] for r in board if r["origin"] != "reference"]

@@ -368,14 +368,41 @@ def test_list_spaces_and_load_by_name_path_and_dict(tmp_path):
         load_space(tmp_path / "missing.yaml")
 
 
-def test_shipped_copies_are_identical():
-    builtin = REPO / "cellsearch" / "spaces" / "builtin"
-    shipped = REPO / "search_spaces"
-    names = sorted(p.name for p in builtin.glob("*.yaml"))
+def test_every_shipped_space_loads_from_the_installed_package_data():
+    """search_spaces/ is the one copy of the shipped spaces; the package installs it as the package
+    data of cellsearch.spaces.builtin (editable or not), which is where load_space reads them."""
+    from importlib import resources
+
+    from cellsearch.spaces.registry import SHIPPED_PACKAGE, shipped_text
+
+    try:
+        installed = resources.files(SHIPPED_PACKAGE)
+    except ModuleNotFoundError:
+        pytest.fail(f"{SHIPPED_PACKAGE} is not installed: reinstall the package (pip install -e .)")
+    names = sorted(p.name for p in installed.iterdir() if p.name.endswith(".yaml"))
     assert names == sorted(f"{n}.yaml" for n in SPACE_NAMES)
-    assert sorted(p.name for p in shipped.glob("*.yaml")) == names
-    for n in names:
-        assert (builtin / n).read_bytes() == (shipped / n).read_bytes(), f"search_spaces/{n} differs"
+    assert sorted(p.name for p in (REPO / "search_spaces").glob("*.yaml")) == names
+    assert not (REPO / "cellsearch" / "spaces" / "builtin").exists(), "a second copy of the shipped spaces"
+    for name in SPACE_NAMES:
+        text = installed.joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+        assert shipped_text(name) == text
+        space = load_space(name)
+        assert space.name == name and space.decisions()
+
+
+def test_pyproject_lists_every_package():
+    """pyproject.toml lists the packages (cellsearch.spaces.builtin maps to search_spaces/, which
+    packages.find cannot discover): a package missing from the list would be missing from a wheel."""
+    tomllib = pytest.importorskip("tomllib")
+    setuptools_cfg = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    found = {"cellsearch"}
+    for d in (REPO / "cellsearch").rglob("*"):
+        parts = d.relative_to(REPO).parts
+        if d.is_dir() and not any(p == "__pycache__" or p.startswith(".") for p in parts) \
+                and any(f.is_file() for f in d.iterdir()):
+            found.add(".".join(parts))
+    assert set(setuptools_cfg["packages"]) == found | {"cellsearch.spaces.builtin"}
+    assert setuptools_cfg["package-dir"] == {"cellsearch.spaces.builtin": "search_spaces"}
 
 
 def test_shipped_files_comment_every_field():

@@ -147,7 +147,7 @@ def test_bad_option_values(name, options):
 def test_evolution_name_is_reserved():
     """``evolution`` is registered before its module exists: an error, not a crash, until then."""
     try:
-        import cellsearch.strategies.evolution  # noqa: F401
+        import cellsearch.strategies.jozefowicz  # noqa: F401
     except ImportError:
         with pytest.raises(ConfigError, match="evolution"):
             make_strategy("evolution", ToySpace())

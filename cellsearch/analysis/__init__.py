@@ -1,4 +1,5 @@
-"""Analysis: the Greff et al. 2017 gate study (``gates``) and search/reproduction reports (``report``).
+"""Analysis: the Greff et al. 2017 gate study (``gates``), search/reproduction reports (``report``),
+the final evaluation's verdicts (``evaluation``) and the search's fidelity (``fidelity``).
 
 The notebooks in the repository's ``analysis/`` folder are thin wrappers around these
 functions; ``cellsearch analyze gates|report`` runs them from the command line. Needs the
@@ -15,13 +16,12 @@ from cellsearch.analysis.gates import (
     add_features,
     gate_importance,
     load_gate_study,
-    markdown_table,
     plot_distributions,
     ranking_table,
-    run_gate_study,
     welch_tests,
     write_gate_report,
 )
+from cellsearch.analysis.plots import markdown_table
 from cellsearch.analysis.report import (
     best_so_far,
     compare_runs,
@@ -32,6 +32,7 @@ from cellsearch.analysis.report import (
     top_cells,
     write_search_report,
 )
+from cellsearch.runner.gate_study import run_gate_study
 
 __all__ = [
     "FEATURES", "GATE_FEATURES", "VARIANTS", "Ranking", "add_features", "best_so_far", "compare_runs",

@@ -1,9 +1,9 @@
-"""Which parts of the LSTM matter? The study of Greff et al. 2017 ("LSTM: A Search Space
-Odyssey") on our tasks.
+"""Which parts of the LSTM matter? The statistics of the Greff et al. 2017 gate study ("LSTM: A
+Search Space Odyssey") on our tasks, beside the papers' findings.
 
-The nine variants of the paper (``vanilla`` and eight that each change one thing, see
-``cellsearch/library``) are trained with random hyperparameters — learning rate and hidden
-size log-uniform, as in the paper — and compared in two ways:
+The study's runs — nine variants trained with random hyperparameters — come from
+``cellsearch.runner.gate_study.run_gate_study`` (fresh trainings) or from a search run whose
+trials include the variants (``load_gate_study``). They are compared in two ways:
 
 * ``welch_tests``: every variant against ``vanilla`` with Welch's t-test on the best
   ``top_fraction`` of each variant's trials, Bonferroni-corrected over the comparisons made
@@ -13,67 +13,33 @@ size log-uniform, as in the paper — and compared in two ways:
   hyperparameters.
 
 ``ranking_table`` puts the result beside the papers' findings (Greff: forget gate and output
-activation critical; Jozefowicz et al. 2015: forget > input > output gate).
+activation critical; Jozefowicz et al. 2015: forget > input > output gate);
+``write_gate_report`` writes it all with plots.
 
-Choices that the paper does not fix, documented here and configurable:
-
-* **CIFG** keeps a forget gate — it is coupled to the input gate, ``f = 1 − i`` — so its
-  features are ``coupled = 1`` with ``forget_gate = 1`` (and ``input_gate = 1``): the only
-  thing that differs from vanilla is the coupling.
-* **Paired draws**: with ``paired=True`` (the default) the k-th hyperparameter setting is the
-  same for every variant, which removes hyperparameter noise from the comparison when there
-  are only a few trials per variant. ``paired=False`` draws each variant's settings
-  independently, as Greff et al. did.
-* **Diverged or failed trials** (no score) are kept in the DataFrame but take no part in the
-  tests or the fANOVA; ``welch_tests`` reports how many each variant had.
-* **Seeds**: each hyperparameter setting is trained with ``seeds`` seeds; every run is one row
-  and one sample.
+**Diverged or failed trials** (no score) are kept in the DataFrame but take no part in the
+tests or the fANOVA; ``welch_tests`` reports how many each variant had. (The study design's
+choices — CIFG's features, paired draws, seeds — are documented in ``runner.gate_study``.)
 """
 
 from __future__ import annotations
 
 import math
 import random
-import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
+from cellsearch.analysis.plots import markdown_table, pyplot
 from cellsearch.errors import ConfigError
+from cellsearch.runner.gate_study import (
+    COLUMNS,
+    FEATURE_VARIANT,
+    FEATURES,
+    GATE_FEATURES,
+    HYPERPARAMETERS,
+    VARIANTS,
+    sorted_runs,
+)
 from cellsearch.tasks import primary_metric
-from cellsearch.train import map_in_workers
-
-VARIANTS = ("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
-FEATURES = ("input_gate", "forget_gate", "output_gate", "peepholes", "input_activation", "output_activation",
-            "coupled", "full_recurrence")
-HYPERPARAMETERS = ("lr", "hidden")
-
-_VANILLA = {"input_gate": 1, "forget_gate": 1, "output_gate": 1, "peepholes": 1, "input_activation": 1,
-            "output_activation": 1, "coupled": 0, "full_recurrence": 0}
-# The one feature each variant changes (and to what).
-VARIANT_CHANGE: dict[str, tuple[str, int] | None] = {
-    "vanilla": None,
-    "nig": ("input_gate", 0),         # i = 1
-    "nfg": ("forget_gate", 0),        # f = 1
-    "nog": ("output_gate", 0),        # o = 1
-    "niaf": ("input_activation", 0),  # g = identity
-    "noaf": ("output_activation", 0),  # h = identity
-    "np": ("peepholes", 0),           # no peepholes
-    "cifg": ("coupled", 1),           # f = 1 - i (the forget gate stays, coupled)
-    "fgr": ("full_recurrence", 1),    # gates see the previous i, f, o
-}
-GATE_FEATURES: dict[str, dict[str, int]] = {
-    v: {**_VANILLA, **({change[0]: change[1]} if change else {})} for v, change in VARIANT_CHANGE.items()
-}
-FEATURE_VARIANT = {change[0]: v for v, change in VARIANT_CHANGE.items() if change}
-
-
-# Small settings per task: a study of 9 variants × a few trials runs in minutes on a CPU.
-DEFAULT_TASK_OPTIONS: dict[str, dict[str, Any]] = {
-    "arith": {"max_digits": 2, "eval_examples": 200},
-    "xml": {"eval_chars": 4000},
-    "memorize": {"eval_examples": 200},
-    "ptb": {"bptt": 35, "eval_tokens": 10000},
-}
 
 # What the papers found, per feature (see shared/PAPERS.md).
 GREFF_FINDING = {
@@ -98,12 +64,6 @@ JOZEFOWICZ_ARITH = {"forget_gate": 0.293, "input_gate": 0.751, "output_gate": 0.
 JOZEFOWICZ_LSTM_ARITH = 0.892
 
 
-def features_of(variant: str) -> dict[str, int]:
-    if variant not in GATE_FEATURES:
-        raise ConfigError(f"'{variant}' is not a Greff et al. variant (known: {', '.join(VARIANTS)})")
-    return dict(GATE_FEATURES[variant])
-
-
 def add_features(df):
     """``df`` with one 0/1 column per gate feature, from its ``variant`` column."""
     out = df.copy()
@@ -112,121 +72,7 @@ def add_features(df):
     return out
 
 
-# ---------------------------------------------------------------------------------------- the study
-def _log_uniform(rng: random.Random, lo: float, hi: float) -> float:
-    return math.exp(rng.uniform(math.log(lo), math.log(hi)))
-
-
-def draw_hyperparameters(rng: random.Random, hidden_range: tuple[int, int], lr_range: tuple[float, float]
-                         ) -> dict[str, Any]:
-    """One random setting: log-uniform learning rate and (rounded) log-uniform hidden size."""
-    lo, hi = hidden_range
-    hidden = int(round(_log_uniform(rng, lo - 0.5 + 1e-9, hi + 0.5 - 1e-9)))
-    return {"lr": _log_uniform(rng, *lr_range), "hidden": min(hi, max(lo, hidden))}
-
-
-def study_jobs(task: str = "arith", trials_per_variant: int = 3, seeds: int = 1, steps: int = 150,
-               hidden_range: tuple[int, int] = (16, 64), lr_range: tuple[float, float] = (1e-3, 3e-2),
-               task_options: dict | None = None, variants: Sequence[str] = VARIANTS, seed: int = 0,
-               batch_size: int = 32, paired: bool = True, train_options: dict | None = None) -> list[dict]:
-    """The runs of a study as plain dicts (variant, trial, seed, lr, hidden and the TrainConfig)."""
-    from dataclasses import asdict
-
-    from cellsearch.train import TrainConfig
-
-    if trials_per_variant < 1 or seeds < 1 or steps < 0:
-        raise ConfigError("trials_per_variant and seeds must be at least 1, steps at least 0")
-    if not (1 <= hidden_range[0] <= hidden_range[1]):
-        raise ConfigError(f"bad hidden_range {hidden_range}: need 1 <= low <= high")
-    if not (0 < lr_range[0] <= lr_range[1]):
-        raise ConfigError(f"bad lr_range {lr_range}: need 0 < low <= high")
-    variants = list(variants)
-    if not variants:
-        raise ConfigError("give at least one variant")
-    for v in variants:
-        features_of(v)
-    options = dict(DEFAULT_TASK_OPTIONS.get(task, {}) if task_options is None else task_options)
-    shared = [draw_hyperparameters(random.Random(seed * 1_000_003 + k), hidden_range, lr_range)
-              for k in range(trials_per_variant)]
-    jobs = []
-    for v_i, variant in enumerate(variants):
-        rng = random.Random(f"{seed}/{variant}")
-        for k in range(trials_per_variant):
-            hp = shared[k] if paired else draw_hyperparameters(rng, hidden_range, lr_range)
-            for s in range(seeds):
-                cfg = TrainConfig.from_dict({**(train_options or {}), "cell": variant, "task": task,
-                                             "task_options": options, "hidden_size": hp["hidden"], "lr": hp["lr"],
-                                             "steps": steps, "batch_size": batch_size, "seed": seed + s,
-                                             "threads": None, "device": "cpu"})
-                cfg.validate()
-                jobs.append({"variant": variant, "trial": k, "seed": seed + s, "lr": hp["lr"], "hidden": hp["hidden"],
-                             "config": asdict(cfg)})
-    return jobs
-
-
-def _run_trial(job: dict, threads: int | None = 1) -> dict:
-    """Train one run (in a worker process or in-process); never raises for a failing run."""
-    import torch
-
-    from cellsearch.train import TrainConfig, train
-
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    start = time.perf_counter()
-    row = {k: job[k] for k in ("variant", "trial", "seed", "lr", "hidden")}
-    try:
-        cfg = TrainConfig.from_dict(job["config"])
-        res = train(cfg)
-        score = res.metrics.get(primary_metric(cfg.task)) if res.status == "ok" else None
-        row.update(score=float("nan") if score is None else float(score), status=res.status, steps=res.steps,
-                   params=res.params, error=None)
-    except Exception as exc:  # one broken run must not stop the study
-        row.update(score=float("nan"), status="failed", steps=0, params=0, error=f"{type(exc).__name__}: {exc}")
-    finally:
-        torch.set_num_threads(before)
-    row["seconds"] = round(time.perf_counter() - start, 3)
-    return row
-
-
-COLUMNS = ("variant", "trial", "seed", "lr", "hidden", "score", "status", "seconds", "steps", "params", "error")
-
-
-def run_gate_study(task: str = "arith", trials_per_variant: int = 3, seeds: int = 1, steps: int = 150,
-                   hidden_range: tuple[int, int] = (16, 64), lr_range: tuple[float, float] = (1e-3, 3e-2),
-                   task_options: dict | None = None, variants: Sequence[str] = VARIANTS, workers: int = 1,
-                   progress: Callable[[int, int, dict], None] | None = None, *, seed: int = 0,
-                   batch_size: int = 32, paired: bool = True, train_options: dict | None = None):
-    """Train every variant ``trials_per_variant`` × ``seeds`` times with random hyperparameters.
-
-    ``task_options`` default to ``DEFAULT_TASK_OPTIONS[task]`` (arith: 2-digit numbers).
-    ``workers > 1`` trains in that many processes with one torch thread each; ``progress(i, n, row)``
-    is called after every run. Returns a DataFrame with one row per run: variant, trial, seed, lr,
-    hidden, score (the task's primary metric; NaN unless status is ok), status, seconds, steps,
-    params, error — sorted by variant (paper order), trial and seed.
-    """
-    import pandas as pd
-
-    from cellsearch.tasks import make_task
-
-    if task == "ptb":
-        from cellsearch.tasks.data import verify
-
-        verify("ptb", (train_options or {}).get("data_dir"))
-    todo = study_jobs(task, trials_per_variant, seeds, steps, hidden_range, lr_range, task_options, variants, seed,
-                      batch_size, paired, train_options)
-    # a bad task option fails here, once (ConfigError), not in every run
-    make_task(task, seed=0, data_dir=(train_options or {}).get("data_dir"), **todo[0]["config"]["task_options"])
-    rows = map_in_workers(_run_trial, todo, workers or 1, progress)
-    return _sorted(pd.DataFrame(rows, columns=list(COLUMNS)))
-
-
-def _sorted(df):
-    order = {v: i for i, v in enumerate(VARIANTS)}
-    df = df.assign(_o=df["variant"].map(order)).sort_values(["_o", "trial", "seed"], kind="stable")
-    return df.drop(columns="_o").reset_index(drop=True)
-
-
+# ---------------------------------------------------------------------------------------- a search run
 def load_gate_study(run_dir: str | Path, task: str | None = None):
     """The study's DataFrame from an existing search run, keeping the rows whose cell is a Greff variant.
 
@@ -243,14 +89,11 @@ def load_gate_study(run_dir: str | Path, task: str | None = None):
 
     from cellsearch.dsl.hashing import canonical_hash
     from cellsearch.library import get_cell
+    from cellsearch.results import run_config
     from cellsearch.store import read_results
 
-    from dataclasses import asdict
-
-    from cellsearch.runner.search import load_search_config
-
     path = Path(run_dir)
-    config = asdict(load_search_config(path))
+    config = run_config(path)
     task = task or (config.get("tasks") or ["arith"])[0]
     metric = primary_metric(task)
     defaults = config.get("train") or {}
@@ -282,7 +125,7 @@ def load_gate_study(run_dir: str | Path, task: str | None = None):
     if not rows:
         raise ConfigError(f"{path}: no trial of this run is one of the Greff et al. variants "
                           f"({', '.join(VARIANTS)})")
-    return _sorted(pd.DataFrame(rows, columns=list(COLUMNS)))
+    return sorted_runs(pd.DataFrame(rows, columns=list(COLUMNS)))
 
 
 # ---------------------------------------------------------------------------------------- statistics
@@ -463,32 +306,6 @@ def ranking_table(importances, welch) -> Ranking:
 
 
 # ---------------------------------------------------------------------------------------- output
-def markdown_table(df, floatfmt: str = ".4g") -> str:
-    """A DataFrame as a GitHub Markdown table (no tabulate needed)."""
-    def cell(v) -> str:
-        if isinstance(v, float):
-            return "–" if v != v else format(v, floatfmt)
-        if v is None:
-            return "–"
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def pyplot():
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_distributions(df, path: str | Path, title: str | None = None) -> Path:
     """Box plots of the scores per variant (scored runs, each run a dot); PNG (or any matplotlib suffix)."""
     plt = pyplot()

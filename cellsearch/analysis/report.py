@@ -13,25 +13,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-from cellsearch.analysis.gates import pyplot, markdown_table
+from cellsearch.analysis.plots import markdown_table, pyplot
 from cellsearch.errors import ConfigError
+from cellsearch.results import best_per_cell, run_config, stage_counts
 
 
 def _check_run(run_dir: str | Path) -> Path:
     from cellsearch.rundir import require_run
 
     return require_run(run_dir)
-
-
-def run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The search settings of a run (its config.json), checked."""
-    from dataclasses import asdict
-
-    from cellsearch.runner.search import load_search_config
-
-    return asdict(load_search_config(run_dir))
 
 
 def load_run(run_dir: str | Path, label: str | None = None):
@@ -119,37 +111,30 @@ def top_cells(run_dir: str | Path, k: int = 5):
     from cellsearch.dsl.equations import format_equation, inlined_nodes
     from cellsearch.dsl.io import loads_cell
 
-    cells = _distinct_cells(_check_run(run_dir))
-    ranked = sorted(cells, key=lambda c: (c["score"] is None, -(c["score"] or 0.0), c["id"]))[:k]
+    ranked = _distinct_cells(_check_run(run_dir))[:k]
     records = []
     for rank, c in enumerate(ranked, 1):
         g = loads_cell(c["yaml"], warn=False)
         inline = inlined_nodes(g)
         eqs = "; ".join(f"{n.name} = {format_equation(g, n.name, inline)}" for n in g.nodes if n.name not in inline)
         r = c["row"]
-        records.append({"rank": rank, "hash": c["hash"], "cell": g.name, "score": c["score"], "status": r.status,
-                        "params": r.params, "origin": r.origin, "stage": r.stage, "evaluations": c["evaluations"],
-                        "equations": eqs})
+        records.append({"rank": rank, "hash": c["hash"], "cell": g.name, "score": c["score"], "status": r["status"],
+                        "params": r["params"], "origin": r["origin"], "stage": r["stage"],
+                        "evaluations": c["evaluations"], "equations": eqs})
     return pd.DataFrame(records, columns=["rank", "hash", "cell", "score", "status", "params", "origin", "stage",
                                           "evaluations", "equations"])
 
 
 def _distinct_cells(run_dir: Path) -> list[dict]:
-    """One entry per cell the strategy evaluated (its best evaluation): hash, score, yaml, id, row,
-    evaluations."""
+    """One entry per cell the strategy evaluated (its best evaluation, ranked as
+    ``cellsearch.results.best_per_cell``): hash, score, yaml, id, row, evaluations."""
     df = _trials(load_run(run_dir))
-    df = df[~_is_reused(df)]
-    best: dict[str, dict] = {}
-    counts: dict[str, int] = {}
-    for r in df.itertuples(index=False):
-        counts[r.hash] = counts.get(r.hash, 0) + 1
-        score = float(r.score) if r.score is not None and r.score == r.score else -math.inf
-        if r.hash not in best or score > best[r.hash]["key"]:
-            best[r.hash] = {"hash": r.hash, "key": score, "score": None if score == -math.inf else score,
-                            "yaml": r.cell_yaml, "id": r.id, "row": r}
-    for h, c in best.items():
-        c["evaluations"] = counts[h]
-    return list(best.values())
+    cells = []
+    for r, evaluations in best_per_cell(df.to_dict("records")):
+        score = r["score"]
+        cells.append({"hash": r["hash"], "score": float(score) if score == score and score is not None else None,
+                      "yaml": r["cell_yaml"], "id": r["id"], "row": r, "evaluations": evaluations})
+    return cells
 
 
 def cell_ops(graph) -> dict[str, int]:
@@ -272,7 +257,6 @@ def write_search_report(run_dir: str | Path, out_dir: str | Path, top: int = 5) 
     """
     from cellsearch.dsl.io import loads_cell
     from cellsearch.dsl.tools import draw
-    from cellsearch.runner.search import stage_counts
     from cellsearch.store import Store
 
     run = _check_run(run_dir)

@@ -101,7 +101,7 @@ app = typer.Typer(help="cellsearch: describe, compile, search, analyse and expor
 
 
 def _register() -> None:
-    from cellsearch.cli import analyze, bench, cells, evaluate, export, reproduce, runs, search, train
+    from cellsearch.cli import analyze, bench, cells, evaluate, export, reproduce, runs, search, spaces, train
 
     app.add_typer(cells.app, name="cells")
     search.register(app)
@@ -112,6 +112,7 @@ def _register() -> None:
     app.add_typer(analyze.app, name="analyze")
     bench.register(app)
     app.add_typer(runs.app, name="runs")
+    app.add_typer(spaces.app, name="spaces")
 
 
 _register()

@@ -53,8 +53,9 @@ def gates_cmd(
 
 def _gates(run_dir, fresh, task, trials, steps, seeds, hidden_min, hidden_max, lr_min, lr_max, variants, top_fraction,
            workers, seed, out) -> None:
-    from cellsearch.analysis.gates import VARIANTS, load_gate_study, run_gate_study, write_gate_report
+    from cellsearch.analysis.gates import load_gate_study, write_gate_report
     from cellsearch.errors import ConfigError
+    from cellsearch.runner.gate_study import VARIANTS, run_gate_study
 
     if (run_dir is None) == (not fresh):
         raise ConfigError("give either a RUN_DIR or --fresh (not both)")
@@ -100,7 +101,7 @@ def report_cmd(
 
 
 def _report(run_dirs: list[Path], out: Path, top: int) -> None:
-    from cellsearch.analysis.gates import markdown_table
+    from cellsearch.analysis.plots import markdown_table
     from cellsearch.analysis.report import compare_distributions, compare_runs, top_cells, write_search_report
 
     names = [p.name for p in run_dirs]

@@ -33,8 +33,8 @@ def _setup(purpose: str, run_dir: Path, seeds: int, budget: int | None, minutes:
     """The protocol, the job settings and the run's writer lock (the caller releases it), taken after
     checking the run: a refusal comes before anything is printed or trained."""
     from cellsearch.rundir import RESULTS, require_run
-    from cellsearch.runner.final import protocol_for_run
     from cellsearch.runner.jobs import JobSettings
+    from cellsearch.runner.protocol import protocol_for_run
     from cellsearch.store import Store
     from cellsearch.writer_lock import WriterLock
 
@@ -90,14 +90,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Retrain the search's top cells and baselines from scratch (longer, N seeds, learning-rate sweep);
         report mean ± CI, win rates and Welch tests in runs/NAME/evaluation/."""
-        from cellsearch.runner.final import ci_text, evaluate_run, format_value
+        from cellsearch.analysis.evaluation import ci_text, evaluate_run, format_value
+        from cellsearch.cli.progress import progress_bars
 
         protocol, settings, lock = _setup("evaluate", run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend,
                                           address, cpus_per_trial, gpus_per_trial, data_dir)
         names = _names(baselines) or []
         try:
-            report = evaluate_run(run_dir, protocol, settings, top=top, baselines=names, confidence=confidence,
-                                  progress=progress)
+            with progress_bars(progress, err_console) as bars:
+                report = evaluate_run(run_dir, protocol, settings, top=top, baselines=names, confidence=confidence,
+                                      on_event=bars)
         finally:
             lock.release()
         if json_out:
@@ -134,12 +136,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """How well the search's scores predict retrained scores: Spearman and Kendall τ over a sample of cells,
         with a scatter plot, in runs/NAME/fidelity/."""
-        from cellsearch.runner.final import fidelity_run
+        from cellsearch.analysis.fidelity import fidelity_run
+        from cellsearch.cli.progress import progress_bars
 
         protocol, settings, lock = _setup("fidelity", run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend,
                                           address, cpus_per_trial, gpus_per_trial, data_dir)
         try:
-            report = fidelity_run(run_dir, protocol, settings, sample=sample, min_tau=min_tau, progress=progress)
+            with progress_bars(progress, err_console) as bars:
+                report = fidelity_run(run_dir, protocol, settings, sample=sample, min_tau=min_tau, on_event=bars)
         finally:
             lock.release()
         if json_out:

@@ -9,12 +9,11 @@ from typing import Annotated, List, Optional
 import typer
 from rich.table import Table
 
-from cellsearch.cli import cli_errors, console
+from cellsearch.cli import cli_errors, console, err_console
 
 
 def _print_leaderboard(run_dir: Path, top: int, equations: int = 3) -> None:
-    from cellsearch.runner.search import leaderboard, stage_counts
-
+    from cellsearch.results import leaderboard, stage_counts
     from cellsearch.tasks import primary_metric
 
     rows = leaderboard(run_dir, top)
@@ -81,7 +80,8 @@ def register(app: typer.Typer) -> None:
         import time
 
         from cellsearch.cli.train import parse_options
-        from cellsearch.runner.search import SearchConfig, SearchRun
+        from cellsearch.runner.search import SearchRun
+        from cellsearch.settings import SearchConfig
 
         run_name = name or f"{strategy}-{Path(space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         cfg = SearchConfig(name=run_name, space=space, strategy=strategy, strategy_options=parse_options(option),
@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
                            benchmark=str(benchmark) if benchmark else None, missing=missing)
         cfg.train = dict(cfg.train, hidden_size=hidden)
         run = SearchRun(cfg, runs)
-        summary = run.run(progress=progress)
+        summary = _run(run, progress)
         _finish(run.run_dir, summary, top)
 
     @app.command("resume")
@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
         from cellsearch.runner.search import SearchRun
 
         run = SearchRun.resume(run_dir, trials=trials, address=address)
-        summary = run.run(progress=progress)
+        summary = _run(run, progress)
         _finish(run.run_dir, summary, top)
 
     @app.command("leaderboard")
@@ -116,12 +116,20 @@ def register(app: typer.Typer) -> None:
                         top: Annotated[int, typer.Option(help="How many cells.")] = 10,
                         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False) -> None:
         """Rank the cells of a search: rank, hash, score, per-task metrics, parameters, equations."""
-        from cellsearch.runner.search import leaderboard
+        from cellsearch.results import leaderboard
 
         if json_out:
             print(json.dumps(leaderboard(run_dir, top), indent=2))
         else:
             _print_leaderboard(run_dir, top)
+
+
+def _run(run, progress: bool) -> dict:
+    """Run a search, drawing its progress on stderr unless ``--no-progress``."""
+    from cellsearch.cli.progress import progress_bars
+
+    with progress_bars(progress, err_console) as bars:
+        return run.run(on_event=bars)
 
 
 def _finish(run_dir: Path, summary: dict, top: int) -> None:

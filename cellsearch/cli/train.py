@@ -71,6 +71,7 @@ def register(app: typer.Typer) -> None:
         progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     ) -> None:
         """Train a cell on a task within a budget; save a checkpoint and the validation metrics."""
+        from cellsearch.cli.progress import progress_bars
         from cellsearch.train import TrainConfig, Trainer
 
         if steps is None and minutes is None:
@@ -89,7 +90,8 @@ def register(app: typer.Typer) -> None:
                               eval_every=eval_every, scheduled_sampling=scheduled_sampling, ss_k=ss_k)
             trainer = Trainer(cfg)
         out_dir = out or Path("runs") / f"train-{Path(cfg.cell).stem}-{cfg.task}-s{cfg.seed}"
-        result = trainer.run(progress=progress and not json_out, out_dir=out_dir)
+        with progress_bars(progress and not json_out) as bars:  # (on stdout, as the results)
+            result = trainer.run(progress=bars, out_dir=out_dir)
         payload = result.to_json()
         (Path(out_dir) / "metrics.json").write_text(json.dumps(payload, indent=2) + "\n")
         if json_out:

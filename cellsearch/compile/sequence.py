@@ -80,11 +80,11 @@ class _Recurrence(torch.autograd.Function):
         ctx.seqs = seqs
         ctx.saved_steps = saved
         ctx.n_ext, ctx.n_const = n_ext, n_const
-        plan = program.plan
-        rs = plan.recurrent_states
+        schedule = program.schedule
+        rs = schedule.recurrent_states
         outputs = []
-        if plan.graph.output in rs:
-            k = rs.index(plan.graph.output)
+        if schedule.graph.output in rs:
+            k = rs.index(schedule.graph.output)
             out = torch.stack([st[k] for st in seqs])
             outputs.append(out)
             ctx.save_for_backward(*tensors, out)
@@ -98,16 +98,16 @@ class _Recurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         program: CellProgram = ctx.program
-        plan = program.plan
+        schedule = program.schedule
         n_ext, n_const, T = ctx.n_ext, ctx.n_const, ctx.T
         tensors = ctx.saved_tensors
         ext = tensors[:n_ext]
         consts = tensors[n_ext:n_ext + n_const]
-        init = tensors[n_ext + n_const:n_ext + n_const + len(plan.recurrent_states)]
-        out = tensors[-1] if plan.graph.output in plan.recurrent_states else None
-        rs = plan.recurrent_states
+        init = tensors[n_ext + n_const:n_ext + n_const + len(schedule.recurrent_states)]
+        out = tensors[-1] if schedule.graph.output in schedule.recurrent_states else None
+        rs = schedule.recurrent_states
         seqs, saved = ctx.seqs, ctx.saved_steps
-        out_k = rs.index(plan.graph.output) if out is not None else None
+        out_k = rs.index(schedule.graph.output) if out is not None else None
         if out_k is not None:
             d_out, d_final = grads[0], grads[1:]
             d_out_steps = d_out.unbind(0) if d_out is not None else None
@@ -120,7 +120,7 @@ class _Recurrence(torch.autograd.Function):
         # Pre-activation gradients of every fused matmul for the whole sequence: the step writes
         # into views of these, and dW = d_lin^T @ argument is then one matmul. Zeroed (not empty)
         # so the pages are touched once here rather than page-faulted step by step in the loop.
-        d_lin = [ref.new_zeros(T, B, len(grp.members) * program.plan.hidden_size) for grp in plan.groups]
+        d_lin = [ref.new_zeros(T, B, len(grp.members) * program.schedule.hidden_size) for grp in schedule.groups]
         d_lin_steps = list(zip(*[buf.unbind(0) for buf in d_lin])) if d_lin else [()] * T
         d_ext_steps: list[list] = [[None] * T for _ in ext]
         d_const_acc: list = [None] * n_const
@@ -143,7 +143,7 @@ class _Recurrence(torch.autograd.Function):
                     d_diag_steps[i][t] = d
                 d_state = [d if d is not None else torch.zeros_like(v) for d, v in zip(d_prev, init)]
 
-        base_grad = {grp.base: d_lin[grp.index] for grp in plan.groups if grp.base}
+        base_grad = {grp.base: d_lin[grp.index] for grp in schedule.groups if grp.base}
         grads_out: list = []
         for i, (name, e) in enumerate(zip(program.ext, ext)):
             if name in base_grad:
@@ -158,7 +158,7 @@ class _Recurrence(torch.autograd.Function):
                 d = base_grad[name].sum(0) if name in base_grad else d_const_acc[i]
                 grads_out.append(None if d is None else d.sum_to_size(c.shape))
             elif kind == "weight":
-                grp = plan.groups[weight_i]
+                grp = schedule.groups[weight_i]
                 weight_i += 1
                 needed = ctx.needs_input_grad[4 + n_ext + i]
                 grads_out.append(_weight_grad(program, grp, d_lin[grp.index], seqs, init, out, saved)
@@ -173,24 +173,24 @@ class _Recurrence(torch.autograd.Function):
 
 def _weight_grad(program: CellProgram, grp, d_lin: torch.Tensor, seqs, init, out, saved) -> torch.Tensor:
     """dW of one fused matmul for the whole sequence: d_lin^T @ argument, block by block."""
-    plan = program.plan
-    rs = plan.recurrent_states
+    schedule = program.schedule
+    rs = schedule.recurrent_states
     T = d_lin.shape[0]
     flat = d_lin.reshape(-1, d_lin.shape[-1]).t()  # (k*H, T*B)
     blocks = []
     for a in grp.args:
-        if a in plan.loop_nodes:  # an in-step value, saved at every step
-            k = program.saved.index(program.namer[a])
+        if a in schedule.loop_nodes:  # an in-step value, saved at every step
+            k = program.saved.index(program.names[a])
             arg = torch.stack([s[k] for s in saved])
             blocks.append(torch.mm(flat, arg.reshape(-1, arg.shape[-1])))
             continue
         # previous value of a recurrent state: the initial state, then the state's own sequence
-        k = rs.index(plan.graph.state_of_prev(a))
+        k = rs.index(schedule.graph.state_of_prev(a))
         first = torch.mm(d_lin[0].t(), init[k])
         if T == 1:
             blocks.append(first)
             continue
-        rest = out[:-1] if (out is not None and rs[k] == plan.graph.output) \
+        rest = out[:-1] if (out is not None and rs[k] == schedule.graph.output) \
             else torch.stack([st[k] for st in seqs[:-1]])
         tail = d_lin[1:].reshape(-1, d_lin.shape[-1]).t()
         blocks.append(torch.addmm(first, tail, rest.reshape(-1, rest.shape[-1])))
@@ -220,7 +220,7 @@ class CompiledCell(nn.Module):
         self.hidden_size = hidden_size
         self.static_size = static_size if static_size is not None else hidden_size
         self.params = params if params is not None else CellParameters(graph, input_size, hidden_size, static_size)
-        self.program = CellProgram(graph, input_size, hidden_size, static_size)
+        self.program = CellProgram(graph, input_size, hidden_size, static_size).load()
         self.mode = mode
         if compile:
             self._compile_steps()
@@ -244,7 +244,7 @@ class CompiledCell(nn.Module):
         # The generated backward writes into views of the runtime's whole-sequence buffers;
         # compiled code should not mutate its inputs, so it writes into fresh local tensors
         # and the copy into the buffers happens outside.
-        widths = [len(grp.members) * p.plan.hidden_size for grp in p.plan.groups]
+        widths = [len(grp.members) * p.schedule.hidden_size for grp in p.schedule.groups]
         eager_backward = p.step_backward
 
         def functional_backward(d_new, xt, prev, consts, saved):
@@ -267,7 +267,7 @@ class CompiledCell(nn.Module):
 
     def forward(self, x, state: Sequence[torch.Tensor] | None = None, static: Sequence[torch.Tensor] | None = None):
         g = self.graph
-        plan = self.program.plan
+        schedule = self.program.schedule
         xs = (x,) if isinstance(x, torch.Tensor) else tuple(x)
         if len(xs) != len(g.inputs):
             raise CellsearchError(f"cell '{g.name}' has {len(g.inputs)} per-step input(s) "
@@ -290,28 +290,28 @@ class CompiledCell(nn.Module):
             raise CellsearchError(f"cell '{g.name}' has {len(g.states)} states ({', '.join(g.states)}), "
                                   f"got {len(state)}")
         idx = {s: i for i, s in enumerate(g.states)}
-        hoisted_init = tuple(state[idx[s]] for s in plan.hoisted_states)
-        rec_init = tuple(state[idx[s]] for s in plan.recurrent_states)
+        hoisted_init = tuple(state[idx[s]] for s in schedule.hoisted_states)
+        rec_init = tuple(state[idx[s]] for s in schedule.recurrent_states)
         ext, consts, hoisted_seqs = self.program.prologue(self.params, T, B, xs, statics, hoisted_init)
-        seq_of = dict(zip(plan.hoisted_states, hoisted_seqs))
+        seq_of = dict(zip(schedule.hoisted_states, hoisted_seqs))
         final: dict[str, torch.Tensor] = {s: seq[-1] for s, seq in seq_of.items()}
         out = seq_of.get(g.output)
-        if plan.recurrent_states:
+        if schedule.recurrent_states:
             tensors = (*ext, *consts, *rec_init)
             need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
             if need_grad and self.mode == "fused":
                 res = _Recurrence.apply(self.program, T, len(ext), len(consts), *tensors)
-                if g.output in plan.recurrent_states:
+                if g.output in schedule.recurrent_states:
                     out, res = res[0], res[1:]
-                final.update(zip(plan.recurrent_states, res))
+                final.update(zip(schedule.recurrent_states, res))
             else:
                 # no gradient through this loop (inference), or plain autograd through every step
                 loop_consts = consts if need_grad else _packed(self.program, consts, B)
                 seqs, _ = _run_loop(self.program, T, ext, loop_consts, rec_init, keep_saved=False)
-                if g.output in plan.recurrent_states:
-                    k = plan.recurrent_states.index(g.output)
+                if g.output in schedule.recurrent_states:
+                    k = schedule.recurrent_states.index(g.output)
                     out = torch.stack([st[k] for st in seqs])
-                final.update(zip(plan.recurrent_states, seqs[-1]))
+                final.update(zip(schedule.recurrent_states, seqs[-1]))
         return out, tuple(final[s] for s in g.states)
 
     def extra_repr(self) -> str:

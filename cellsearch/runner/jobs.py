@@ -1,10 +1,13 @@
 """Running a fixed list of training jobs as Ray Tune trials (or in this process), recording each
-result as it finishes: the engine of the final evaluation protocol (``runner.final``).
+result as it finishes: the engine of the final evaluation protocol (``runner.protocol``, ``runner.retrain``).
 
 ``run_jobs`` hands the jobs to the same Ray Tune Searcher as the search (``runner.tune``) through
-a ``JobQueue``, so the trainings run in parallel on the local machine or a cluster, each worker
-pinned to its share of CPU threads, with Tune retrying a trial whose worker died. Every job
-runs its whole budget (no early stopping: these are the numbers that get reported).
+a ``JobQueue`` (a ``runner.tune.TrialSource``), so the trainings run in parallel on the local
+machine or a cluster, each worker pinned to its share of CPU threads, with Tune retrying a trial
+whose worker died. Every job runs its whole budget (no early stopping: these are the numbers
+that get reported). The job function given to ``run_jobs`` is what runs, on either backend; on
+Ray it is pickled to the workers (a module-level function by reference: its module must be
+importable there).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cellsearch.errors import ConfigError
-from cellsearch.runner.search import FINISHED, threads_per_trial
+from cellsearch.runner.source import FINISHED, threads_per_trial
 
 
 @dataclass
@@ -35,7 +38,8 @@ class JobSettings:
 
 
 class JobQueue:
-    """Serves jobs to the Tune searcher in order; ``on_done(job, outcome, node)`` records each."""
+    """Serves jobs to the Tune searcher in order (a ``runner.tune.TrialSource`` of the job function's
+    outcome dicts); ``on_done(job, outcome, node)`` records each."""
 
     def __init__(self, jobs: list[dict[str, Any]], settings: JobSettings,
                  on_done: Callable[[dict, dict, str | None], None]):
@@ -55,7 +59,7 @@ class JobQueue:
             return job
         return FINISHED if not self.running else None
 
-    def complete(self, trial_id: str, outcome: dict, node: str | None = None) -> None:
+    def complete(self, trial_id: str, outcome: dict[str, Any], node: str | None = None) -> None:
         job = self.running.pop(trial_id, None)
         if job is not None:
             self.on_done(job, outcome, node)
@@ -66,7 +70,8 @@ class JobQueue:
 
 def run_jobs(jobs: list[dict[str, Any]], fn: Callable[[dict], dict], settings: JobSettings, run_dir: Path,
              on_done: Callable[[dict, dict, str | None], None], name: str = "tune-jobs") -> None:
-    """Run ``fn(job)`` for every job (on Ray Tune unless ``settings.backend == "local"``)."""
+    """Run ``fn(job)`` for every job (on Ray Tune unless ``settings.backend == "local"``; see the module
+    docstring for what Ray needs of ``fn``)."""
     settings.validate()
     if not jobs:
         return
@@ -75,6 +80,6 @@ def run_jobs(jobs: list[dict[str, Any]], fn: Callable[[dict], dict], settings: J
         for i, job in enumerate(jobs):
             queue.complete(f"local_{i}", fn(queue.next_trial(f"local_{i}")), "local")
         return
-    from cellsearch.runner.tune import run_tune
+    from cellsearch.runner.tune import job_trials, run_tune
 
-    run_tune(queue, run_dir, name=name, key="retrain")
+    run_tune(queue, run_dir, job_trials(fn), name=name)

@@ -6,7 +6,10 @@
 every result) and ``best.yaml``. The ``Controller`` is the one place that decides what runs
 next: it first evaluates the reference cell when scores are relative to it, then asks the
 strategy, skipping (and still reporting) cells this run has already evaluated. The Ray Tune
-``Searcher`` below and the in-process loop both drive it through ``next_trial``/``complete``.
+``Searcher`` (``runner.tune``) and the in-process loop both drive it through
+``next_trial``/``complete``. The settings are ``cellsearch.settings.SearchConfig``; reading a
+run (leaderboard, outcome counts) is ``cellsearch.results``'s. ``SearchRun.run(on_event=...)``
+tells the caller how the search goes (``runner.events``) and prints nothing itself.
 """
 
 from __future__ import annotations
@@ -15,108 +18,35 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
+from cellsearch.runner.source import FINISHED, threads_per_trial
 from cellsearch.dsl.io import dumps_cell, loads_cell, save_cell
 from cellsearch.errors import ConfigError
 from cellsearch.limits import shown
-from cellsearch.records import record_from_dict
 from cellsearch import rundir
-from cellsearch.runner.evaluate import default_plan, evaluate_candidate, reference_scores
+from cellsearch.results import stage_counts
+from cellsearch.outcome import TrialOutcome
+from cellsearch.runner.trial import evaluate_candidate, reference_scores
+from cellsearch.runner.events import EventHandler, SearchEnded, SearchStarted, TrialFinished
+from cellsearch.settings import SearchConfig
 from cellsearch.spaces.base import Candidate
-from cellsearch.store import Store, decode_json
-from cellsearch.strategies.base import Result, save_state
+from cellsearch.store import Store
+from cellsearch.strategies.base import Result, default_plan, save_state
 
-FINISHED = "FINISHED"
 STATE_VERSION = 1
 
 
-@dataclass
-class SearchConfig:
-    name: str = "search"
-    space: str = "mutation"  # shipped space name or YAML path
-    strategy: str = "evolution"  # random | evolution | regularized-evolution | rl | tpe
-    strategy_options: dict = field(default_factory=dict)
-    tasks: list = field(default_factory=lambda: ["arith"])
-    trials: int = 20  # candidates to evaluate (deduplicated ones count, the reference does not)
-    parallel: int = 1  # concurrent trials
-    steps: int | None = 200  # training budget per trial and task (stage)
-    minutes: float | None = None  # or a time budget per stage
-    scheduler: str = "asha"  # asha | fifo
-    seed: int = 0
-    address: str | None = None  # Ray cluster address; None starts Ray locally
-    cpus_per_trial: int | None = None  # default: the machine's CPUs / parallel
-    gpus_per_trial: float = 0.0
-    backend: str = "ray"  # ray | local (in-process, sequential; for debugging)
-    reference: str = "gru"  # cell that relative scores and filters compare against
-    train: dict = field(default_factory=lambda: {"hidden_size": 64, "batch_size": 32, "lr": 5e-3})
-    task_options: dict = field(default_factory=lambda: {"arith": {"max_digits": 3, "eval_examples": 500},
-                                                        "xml": {"eval_chars": 10000},
-                                                        "memorize": {"eval_examples": 500},
-                                                        "ptb": {"eval_tokens": 20000}})
-    data_dir: str | None = None
-    max_failures: int = 2  # Tune retries of a trial whose worker died
-    benchmark: str | None = None  # replay: look candidates up in this table instead of training them
-    missing: str = "skip"  # replay, a candidate not in the table: skip (record it as missing) | fail
+def check_search_config(cfg: SearchConfig) -> None:
+    """Everything a search's settings must be before it starts: a known strategy (the one check
+    that needs the strategies' names), then ``SearchConfig.validate``."""
+    from cellsearch.strategies import STRATEGY_NAMES
 
-    def validate(self) -> None:
-        from cellsearch.strategies import STRATEGY_NAMES
-        from cellsearch.tasks import TASK_NAMES
-
-        if self.strategy not in STRATEGY_NAMES:
-            raise ConfigError(f"unknown strategy '{self.strategy}' (known: {', '.join(STRATEGY_NAMES)})")
-        for t in self.tasks:
-            if t not in TASK_NAMES:
-                raise ConfigError(f"unknown task '{t}' (known: {', '.join(TASK_NAMES)})")
-        if not self.tasks:
-            raise ConfigError("give at least one task")
-        if self.trials < 1 or self.parallel < 1:
-            raise ConfigError("--trials and --parallel must be at least 1")
-        if self.steps is None and self.minutes is None:
-            raise ConfigError("give a budget: --budget STEPS or --minutes M")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"--budget must be at least 1 training step, not {self.steps}")
-        if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
-            raise ConfigError(f"--minutes must be a positive number of minutes, not {self.minutes}")
-        if self.cpus_per_trial is not None and self.cpus_per_trial < 1:
-            raise ConfigError(f"--cpus-per-trial must be at least 1, not {self.cpus_per_trial}")
-        if not (math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0):
-            raise ConfigError(f"--gpus-per-trial must be 0 or more, not {self.gpus_per_trial}")
-        if self.max_failures < 0:
-            raise ConfigError(f"max_failures must be 0 or more, not {self.max_failures}")
-        if self.scheduler not in ("asha", "fifo"):
-            raise ConfigError(f"--scheduler must be asha or fifo, not {self.scheduler!r}")
-        if self.backend not in ("ray", "local"):
-            raise ConfigError(f"backend must be ray or local, not {self.backend!r}")
-        if self.missing not in ("skip", "fail"):
-            raise ConfigError(f"--missing must be skip or fail, not {self.missing!r}")
-        if (not self.name or self.name in (".", "..") or len(self.name) > 200
-                or any(c in self.name for c in "/\\\0") or not self.name.isprintable()):
-            raise ConfigError(f"bad run name {shown(self.name)}: use up to 200 printable characters, no / or \\")
-        self.train_config().validate()
-        for task, options in self.task_options.items():
-            if not isinstance(options, dict):
-                raise ConfigError(f"task options of '{task}' must be a mapping, not {shown(options)}")
-
-    def train_config(self, task: str = "arith") -> "TrainConfig":
-        """The training settings of one trial stage (what a worker would build), checked for types."""
-        from cellsearch.train import TrainConfig
-
-        return TrainConfig.from_dict(dict(self.train, task=task, steps=self.steps,
-                                          seconds=self.minutes * 60 if self.minutes else None),
-                                     "training settings (--hidden and the search's train options)")
-
-    @classmethod
-    def from_dict(cls, d: Any, what: str = "search settings") -> "SearchConfig":
-        """From plain data (a run's config.json), every field type-checked."""
-        return record_from_dict(cls, d, what)
-
-
-def threads_per_trial(cpus_per_trial: int | None, parallel: int) -> int:
-    """Torch threads (and Ray CPUs) per trial: as asked, or the machine's CPUs shared by the trials."""
-    return cpus_per_trial or max(1, (os.cpu_count() or 1) // parallel)
+    if cfg.strategy not in STRATEGY_NAMES:
+        raise ConfigError(f"unknown strategy '{cfg.strategy}' (known: {', '.join(STRATEGY_NAMES)})")
+    cfg.validate()
 
 
 class Controller:
@@ -133,8 +63,8 @@ class Controller:
         self.strategy = strategy if strategy is not None else make_strategy(cfg.strategy, self.space, seed=cfg.seed,
                                                                             **cfg.strategy_options)
         self.store = store if store is not None else Store(run_dir / rundir.RESULTS)
-        plan_fn = getattr(self.strategy, "plan", None)
-        self.plan = [asdict(s) for s in (plan_fn(list(cfg.tasks)) if plan_fn else default_plan(list(cfg.tasks)))]
+        stages = self.strategy.plan(list(cfg.tasks))
+        self.plan = [asdict(s) for s in (stages if stages is not None else default_plan(list(cfg.tasks)))]
         # (a replay takes its scores from the table as they are: nothing to normalise)
         self.needs_reference = not cfg.benchmark and (len([s for s in self.plan if s["scoring"]]) > 1 or any(
             s["relative"] is not None for s in self.plan))
@@ -144,7 +74,7 @@ class Controller:
         self.running: dict[str, Candidate] = {}
         self.parked: list[Candidate] = []  # duplicates of a running trial, served when it finishes
         self.last_row = 0  # id of the last results row told to the strategy
-        self.on_result: Callable[[dict], None] | None = None
+        self.on_result: Callable[[TrialOutcome | dict], None] | None = None
         # seconds between state saves (0: after every result). A replay finishes a trial in
         # milliseconds, where encoding e.g. the RL controller's weights would dominate; a state
         # older than the last rows is safe, since _restore tells the strategy those rows again.
@@ -270,7 +200,7 @@ class Controller:
         self.save(force=False)
         self._notify({"status": prior["status"], "score": prior["score"], "reused": True})
 
-    def complete(self, trial_id: str, outcome: dict[str, Any], node: str | None = None) -> None:
+    def complete(self, trial_id: str, outcome: TrialOutcome, node: str | None = None) -> None:
         """Record a finished trial (any status) and tell the strategy."""
         cand = self.running.pop(trial_id, None)
         if cand is None:
@@ -278,21 +208,20 @@ class Controller:
         is_reference = cand.origin == "reference"
         row_id = self.store.add_trial(
             hash=cand.hash, cell_yaml=dumps_cell(cand.graph), cell_name=cand.graph.name,
-            strategy="reference" if is_reference else self.cfg.strategy, status=outcome["status"],
-            score=outcome.get("score"), metrics=outcome.get("metrics"),
+            strategy="reference" if is_reference else self.cfg.strategy, status=outcome.status,
+            score=outcome.score, metrics=outcome.metrics,
             trial_id=trial_id if self.session == 1 else f"{trial_id}#{self.session}", origin=cand.origin,
-            parent=cand.parent, decisions=cand.decisions, plan=cand.plan, stage=outcome.get("stage"),
-            params=outcome.get("params"), seconds=outcome.get("seconds"), node=node, error=outcome.get("error"))
+            parent=cand.parent, decisions=cand.decisions, plan=cand.plan, stage=outcome.stage,
+            params=outcome.params, seconds=outcome.seconds, node=node, error=outcome.error)
         if is_reference:
             self.reference_running = False
-            if outcome["status"] != "ok":
+            if outcome.status != "ok":
                 raise ConfigError(f"the reference cell '{self.cfg.reference}' failed to train "
-                                  f"({outcome['status']}): {outcome.get('error') or ''}".strip())
+                                  f"({outcome.status}): {outcome.error or ''}".strip())
             self.reference = reference_scores(outcome, self.plan)
             self.store.set_meta("reference_scores", self.reference)
         else:
-            self.strategy.tell(cand, Result(outcome.get("score"), outcome["status"], outcome.get("metrics") or {},
-                                            outcome.get("stage")))
+            self.strategy.tell(cand, Result(outcome.score, outcome.status, outcome.metrics or {}, outcome.stage))
             self.last_row = row_id
         self.save(force=is_reference)
         self._notify(outcome)
@@ -303,7 +232,7 @@ class Controller:
             for c in waiting:
                 self._reuse(c, prior)
 
-    def _notify(self, outcome: dict) -> None:
+    def _notify(self, outcome: TrialOutcome | dict) -> None:
         if self.on_result:
             self.on_result(outcome)
 
@@ -322,7 +251,7 @@ class SearchRun:
         from cellsearch.strategies import make_strategy
         from cellsearch.writer_lock import WriterLock
 
-        cfg.validate()
+        check_search_config(cfg)
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir else Path(runs_dir) / cfg.name
         if not resume:
@@ -376,16 +305,19 @@ class SearchRun:
         self.controller.store.close()
         self.lock.release()
 
-    def run(self, progress: bool = False) -> dict[str, Any]:
+    def run(self, on_event: EventHandler | None = None) -> dict[str, Any]:
+        """Run the search to its number of trials (or until interrupted) and return a summary;
+        ``on_event(event)`` hears ``SearchStarted``, a ``TrialFinished`` per trial and ``SearchEnded``."""
         try:
-            return self._run(progress)
+            return self._run(on_event)
         finally:
             self.lock.release()
 
-    def _run(self, progress: bool) -> dict[str, Any]:
+    def _run(self, on_event: EventHandler | None) -> dict[str, Any]:
         ctl = self.controller
         start = time.perf_counter()
-        bar = _SearchProgress(ctl) if progress else None
+        if on_event is not None:
+            self._tell_progress(on_event)
         interrupted = False
         try:
             if not ctl.done:
@@ -395,15 +327,16 @@ class SearchRun:
                 elif self.cfg.backend == "local":
                     self._run_in_process(lambda _, config: evaluate_candidate(config), "local")
                 else:
-                    from cellsearch.runner.tune import run_tune
+                    from cellsearch.runner.tune import run_tune, search_trials
 
-                    run_tune(ctl, self.run_dir)
+                    run_tune(ctl, self.run_dir, search_trials())
         except KeyboardInterrupt:
             interrupted = True
         finally:
             ctl.save()
-            if bar:
-                bar.close()
+            if on_event is not None:
+                ctl.on_result = None
+                on_event(SearchEnded())
         best = ctl.store.best()
         if best is not None:
             save_cell(loads_cell(best["cell_yaml"], warn=False), self.run_dir / rundir.BEST)
@@ -416,7 +349,28 @@ class SearchRun:
         ctl.store.set_meta("last_summary", summary)
         return summary
 
-    def _run_in_process(self, evaluate: Callable[[str, dict[str, Any]], dict[str, Any]], node: str) -> None:
+    def _tell_progress(self, on_event: EventHandler) -> None:
+        """Tell ``on_event`` that the search starts, then of every trial the controller records."""
+        ctl = self.controller
+        total = ctl.cfg.trials
+        row = ctl.store.best()
+        best = row["score"] if row else None
+        on_event(SearchStarted(total=total, done=min(ctl.launched, total), best=best))
+
+        def on_result(outcome) -> None:
+            nonlocal best
+            # (the controller's outcome record: a mapping, or a typed outcome with these attributes)
+            get = outcome.get if isinstance(outcome, dict) else lambda key: getattr(outcome, key, None)
+            score = get("score")
+            if score is not None and math.isfinite(score) and (best is None or score > best):
+                best = score
+            done = ctl.store.count() - (1 if ctl.reference is not None else 0)
+            on_event(TrialFinished(status=get("status"), score=score, reused=bool(get("reused")),
+                                   done=min(done, total), total=total, running=len(ctl.running), best=best))
+
+        ctl.on_result = on_result
+
+    def _run_in_process(self, evaluate: Callable[[str, dict[str, Any]], TrialOutcome], node: str) -> None:
         """Trials one at a time in this process: ``evaluate(trial_id, trial_config)`` gives each outcome."""
         ctl = self.controller
         n = 0
@@ -430,8 +384,8 @@ class SearchRun:
                 raise RuntimeError("in-process run: nothing runnable")  # pragma: no cover
             ctl.complete(trial_id, evaluate(trial_id, cfg), node=node)
 
-    def _look_up(self, trial_id: str, config: dict[str, Any]) -> dict[str, Any]:
-        """A replayed trial's outcome: the benchmark table's row for the cell (by canonical hash)."""
+    def _look_up(self, trial_id: str, config: dict[str, Any]) -> TrialOutcome:
+        """A replayed trial's outcome: the replay table's row for the cell (by canonical hash)."""
         ctl, table = self.controller, self.table
         cand = ctl.running[trial_id]
         entry = table.lookup(cand.hash)
@@ -442,13 +396,7 @@ class SearchRun:
             raise ConfigError(f"cell {cand.hash} ('{cand.graph.name}', {cand.origin}) is not in the benchmark "
                               f"table {table.path} ({len(table)} cells); replay with --missing skip to "
                               f"record such cells as missing and go on")
-        return {"status": "missing", "score": None, "error": f"not in the benchmark table {table.path}"}
-
-
-def load_search_config(run_dir: str | Path) -> SearchConfig:
-    """A run's search settings (its config.json), every field type-checked."""
-    path = rundir.require_run(run_dir)
-    return SearchConfig.from_dict(rundir.read_run_config(path), str(path / rundir.CONFIG))
+        return TrialOutcome(status="missing", score=None, error=f"not in the benchmark table {table.path}")
 
 
 def _check_new_run_dir(run_dir: Path) -> None:
@@ -468,84 +416,3 @@ def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
-
-
-class _SearchProgress:
-    """Trials done / running, best score so far and ETA on the terminal."""
-
-    def __init__(self, ctl: Controller):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
-
-        from cellsearch.cli import err_console
-
-        self.ctl = ctl
-        self.best: float | None = ctl.store.best()["score"] if ctl.store.best() else None
-        self.p = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("running {task.fields[running]}"), TextColumn("best {task.fields[best]}"),
-                          TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err_console)
-        self.p.start()
-        self.t = self.p.add_task("search", total=ctl.cfg.trials, completed=min(ctl.launched, ctl.cfg.trials),
-                                 running=0, best=self._fmt())
-        ctl.on_result = self.update
-
-    def _fmt(self) -> str:
-        return "–" if self.best is None else f"{self.best:.4f}"
-
-    def update(self, outcome: dict) -> None:
-        score = outcome.get("score")
-        if score is not None and math.isfinite(score) and (self.best is None or score > self.best):
-            self.best = score
-        done = self.ctl.store.count() - (1 if self.ctl.reference is not None else 0)
-        self.p.update(self.t, completed=min(done, self.ctl.cfg.trials), running=len(self.ctl.running),
-                      best=self._fmt())
-
-    def close(self) -> None:
-        self.p.stop()
-
-
-def leaderboard(run_dir: str | Path, top: int = 10) -> list[dict[str, Any]]:
-    """Distinct cells of a run ranked by score (best evaluation per cell), with their equations."""
-    from cellsearch.dsl.equations import format_equation, inlined_nodes
-
-    if top < 0:
-        raise ConfigError(f"--top must be 0 or more, not {top}")
-    path = rundir.require_run(run_dir)
-    with Store(path / rundir.RESULTS, readonly=True) as store:
-        best: dict[str, Any] = {}
-        counts: dict[str, int] = {}
-        for row in store.rows():
-            if row["reused_from"] is not None:
-                continue
-            counts[row["hash"]] = counts.get(row["hash"], 0) + 1
-            cur = best.get(row["hash"])
-            key = row["score"] if row["score"] is not None else -math.inf
-            if cur is None or key > (cur["score"] if cur["score"] is not None else -math.inf):
-                best[row["hash"]] = row
-    rows = sorted(best.values(), key=lambda r: (-(r["score"] if r["score"] is not None else -math.inf), r["id"]))
-    out = []
-    for rank, r in enumerate(rows[:top], 1):
-        g = loads_cell(r["cell_yaml"], warn=False)
-        inline = inlined_nodes(g)
-        out.append({"rank": rank, "hash": r["hash"], "score": r["score"], "status": r["status"],
-                    "params": r["params"], "metrics": decode_json(r["metrics"], {}, path / rundir.RESULTS),
-                    "cell": g.name,
-                    "origin": r["origin"], "stage": r["stage"], "evaluations": counts[r["hash"]],
-                    "equations": {n.name: format_equation(g, n.name, inline) for n in g.nodes if n.name not in inline},
-                    "cell_yaml": r["cell_yaml"]})
-    return out
-
-
-def stage_counts(run_dir: str | Path) -> dict[str, int]:
-    """How many candidates each filter stage rejected (and how many passed), for staged searches."""
-    with Store(Path(run_dir) / rundir.RESULTS, readonly=True) as store:
-        counts: dict[str, int] = {}
-        for row in store.rows():
-            if row["origin"] == "reference":
-                continue
-            if row["reused_from"] is not None:
-                key = "reused (duplicate)"
-            else:
-                key = f"rejected at {row['stage']}" if row["status"] == "rejected" else row["status"]
-            counts[key] = counts.get(key, 0) + 1
-    return counts

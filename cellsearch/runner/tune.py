@@ -1,14 +1,17 @@
-"""Ray Tune glue: each candidate is one Tune trial; the Controller is wrapped as a Searcher.
+"""Ray Tune glue: each trial a ``TrialSource`` serves is one Tune trial; the source is wrapped as a Searcher.
 
-The same Searcher serves the final evaluation protocol's trainings (``runner.jobs.JobQueue``,
-trial config key ``retrain``): anything with ``next_trial``/``complete``, a ``cfg`` with the
-cluster settings and ``threads`` can be run here. Imported lazily (only when Ray is used).
+Two sources feed trials: the search's ``runner.search.Controller`` (candidates, run by
+``runner.trial.evaluate_candidate``: ``search_trials()``) and the final evaluation protocol's
+``runner.jobs.JobQueue`` (training jobs, run by the function given to ``run_jobs``:
+``job_trials(fn)``). A ``TrialKind`` says what a trial runs in its worker and how its outcome
+crosses Tune's result dict (as JSON); the worker runs exactly the function it names, so the
+Ray backend and the in-process one run the same code. Imported lazily (only when Ray is used).
 The trainable reports intermediate scores (for ASHA) and a final report flagged ``final``;
-a trial the scheduler stops early ends
-without it and is recorded as ``stopped-early`` with its last score. A trial whose worker
-dies is retried by Tune (``FailureConfig``); errors inside training are caught by
-``evaluate_candidate`` and reported as status ``failed``. Each run joins the cluster or starts a
-local Ray and leaves it when it ends, however it ends (``ray_session``).
+a trial the scheduler stops early ends without it and is recorded as ``stopped-early`` with
+its last score. A trial whose worker dies is retried by Tune (``FailureConfig``); errors
+inside training are caught by the trial function (``evaluate_candidate``, ``retrain``) and
+reported as status ``failed``. Each run joins the cluster or starts a local Ray and leaves it
+when it ends, however it ends (``ray_session``).
 """
 
 from __future__ import annotations
@@ -16,63 +19,105 @@ from __future__ import annotations
 import json
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Generic, Iterator, Protocol, TypeVar
 
 import ray
 from ray import tune
 from ray.tune.search import Searcher
 
-from cellsearch.runner.evaluate import evaluate_candidate
-from cellsearch.runner.search import FINISHED, Controller
+from cellsearch.outcome import TrialOutcome
+from cellsearch.runner.source import FINISHED, TrialSource
+from cellsearch.runner.trial import evaluate_candidate
 
 METRIC = "tune_score"  # the score, with failures mapped to a very low number for the scheduler
 FAILED_SCORE = -1e9
 
+O = TypeVar("O")  # a source's outcome type: TrialOutcome (search), the job function's dict (jobs)
+O_co = TypeVar("O_co", covariant=True)
+Reporter = Callable[[dict[str, Any]], None]
 
-def _trainable(config: dict) -> None:
-    """One trial: evaluate the candidate, reporting as it goes (or run one retraining job)."""
+
+class TrialFunction(Protocol[O_co]):
+    """The body of one trial, run in a Tune worker: ``config`` is what the source's ``next_trial``
+    gave; ``report`` takes intermediate results (``score``, ``stage``, ``metrics``, ``params``) for
+    early stopping. It must never raise for a bad candidate or job (the outcome's status says).
+    Ray pickles it to the worker: a module-level function by reference, so its module must be
+    importable there."""
+
+    def __call__(self, config: dict[str, Any], report: Reporter | None = None) -> O_co: ...
+
+
+@dataclass(frozen=True)
+class TrialKind(Generic[O]):
+    """One kind of trial: what its worker runs and how its outcome crosses Tune's result dict."""
+
+    key: str  # the trial config's entry that holds what ``next_trial`` gave (Tune's params.json shows it)
+    run: TrialFunction[O]
+    to_dict: Callable[[O], dict[str, Any]]  # in the worker: the outcome as JSON-serialisable data
+    from_dict: Callable[[dict[str, Any]], O]  # in the driver: back, for the source's ``complete``
+    score_key: str  # the entry of that data the scheduler compares (higher is better)
+
+
+def search_trials() -> TrialKind[TrialOutcome]:
+    """Search trials: a candidate's staged evaluation, its ``TrialOutcome`` scored by ``score``."""
+    return TrialKind(key="candidate", run=evaluate_candidate, to_dict=TrialOutcome.to_dict,
+                     from_dict=TrialOutcome.from_dict, score_key="score")
+
+
+@dataclass(frozen=True)
+class _JobFunction:
+    """``fn(job)`` as a ``TrialFunction`` (a job reports nothing before it ends)."""
+
+    fn: Callable[[dict[str, Any]], dict[str, Any]]
+
+    def __call__(self, config: dict[str, Any], report: Reporter | None = None) -> dict[str, Any]:
+        return self.fn(config)
+
+
+def job_trials(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> TrialKind[dict[str, Any]]:
+    """Training jobs of the final protocol: ``fn(job)`` (e.g. ``runner.final.retrain``), its outcome
+    dict scored by ``valid``. ``fn`` travels to the workers as ``TrialFunction`` says."""
+    return TrialKind(key="retrain", run=_JobFunction(fn), to_dict=dict, from_dict=dict, score_key="valid")
+
+
+def _trainable(config: dict, trials: TrialKind) -> None:
+    """One trial: run the trial function on the source's config, reporting as it goes."""
     node = ray.get_runtime_context().get_node_id()
-    if "retrain" in config:
-        from cellsearch.runner.final import retrain
-
-        outcome = retrain(config["retrain"])
-        valid = outcome.get("valid")
-        tune.report({METRIC: valid if valid is not None else FAILED_SCORE, "final": True, "node": node,
-                     "outcome": json.dumps(outcome)})
-        return
 
     def report(partial: dict) -> None:
         tune.report({METRIC: partial["score"], "final": False, "node": node, "outcome": "",
                      "partial": json.dumps({"metrics": partial["metrics"], "params": partial["params"],
                                             "stage": partial["stage"]})})
 
-    outcome = evaluate_candidate(config["candidate"], report=report)
-    score = outcome.get("score")
+    outcome = trials.to_dict(trials.run(config[trials.key], report=report))
+    score = outcome.get(trials.score_key)
     tune.report({METRIC: score if score is not None else FAILED_SCORE, "final": True, "node": node,
                  "outcome": json.dumps(outcome)})
 
 
-class ControllerSearcher(Searcher):
-    """Tune's Searcher interface over the Controller (suggest → next_trial, complete → tell), or over
-    a JobQueue; ``key`` names the trial config entry the trainable dispatches on."""
+class SourceSearcher(Searcher, Generic[O]):
+    """Tune's Searcher interface over a ``TrialSource`` (suggest → next_trial, on_trial_complete →
+    complete); ``trials`` says where a trial's config goes and how its outcome comes back."""
 
-    def __init__(self, controller: Controller, key: str = "candidate"):
+    def __init__(self, source: TrialSource[O], trials: TrialKind[O]):
         super().__init__(metric=METRIC, mode="max")
-        self.ctl = controller
-        self.key = key
+        self.source = source
+        self.key = trials.key
+        self.from_dict = trials.from_dict
 
     def __getstate__(self) -> dict:
         # Tune pickles its search algorithm into the experiment folder for its own restore; our
         # resume goes through `cellsearch resume` and the run directory, so leave the live
-        # controller (database connection, progress display) out.
-        return {k: v for k, v in self.__dict__.items() if k != "ctl"}
+        # source (database connection, progress display) out.
+        return {k: v for k, v in self.__dict__.items() if k != "source"}
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
 
     def suggest(self, trial_id: str):
-        nxt = self.ctl.next_trial(trial_id)
+        nxt = self.source.next_trial(trial_id)
         if nxt == FINISHED:
             return Searcher.FINISHED
         if nxt is None:
@@ -91,10 +136,10 @@ class ControllerSearcher(Searcher):
             outcome = {"status": "stopped-early", "score": None if last in (None, FAILED_SCORE) else last,
                        "metrics": partial.get("metrics", {}), "stage": partial.get("stage"),
                        "params": partial.get("params")}
-        self.ctl.complete(trial_id, outcome, node=node)
+        self.source.complete(trial_id, self.from_dict(outcome), node=node)
 
     def save(self, checkpoint_path: str) -> None:
-        self.ctl.save()  # the Controller keeps its own state file (state.json) up to date
+        self.source.save()  # the source keeps its own state (the Controller: state.json) up to date
 
     def restore(self, checkpoint_path: str) -> None:
         pass  # resuming goes through `cellsearch resume`, which restores the Controller
@@ -140,14 +185,16 @@ def ray_session(cfg) -> Iterator[None]:
         ray.shutdown(wait_for_processes=True)
 
 
-def run_tune(ctl: Controller, run_dir: Path, name: str = "tune", key: str = "candidate") -> None:
+def run_tune(source: TrialSource[O], run_dir: Path, trials: TrialKind[O], name: str = "tune") -> None:
+    """Run every trial ``source`` serves as a Tune trial of ``trials``' kind, until it says ``FINISHED``
+    (Tune's experiment folder: ``run_dir/name``)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    import torch
+    from cellsearch.train import use_threads
 
-    cfg = ctl.cfg
-    torch.set_num_threads(1)  # the driver only runs the strategy; trials have their own processes
-    resources = {"cpu": ctl.threads}
+    cfg = source.cfg
+    use_threads(1)  # the driver only runs the strategy; trials have their own processes
+    resources = {"cpu": source.threads}
     if cfg.gpus_per_trial:
         resources["gpu"] = cfg.gpus_per_trial
     if cfg.scheduler == "asha":
@@ -158,8 +205,8 @@ def run_tune(ctl: Controller, run_dir: Path, name: str = "tune", key: str = "can
         scheduler = FIFOScheduler()
     with ray_session(cfg):  # before the Tuner, which would otherwise start a default Ray of its own
         tuner = tune.Tuner(
-            tune.with_resources(_trainable, resources),
-            tune_config=tune.TuneConfig(search_alg=ControllerSearcher(ctl, key), scheduler=scheduler, num_samples=-1,
+            tune.with_resources(tune.with_parameters(_trainable, trials=trials), resources),
+            tune_config=tune.TuneConfig(search_alg=SourceSearcher(source, trials), scheduler=scheduler, num_samples=-1,
                                         max_concurrent_trials=cfg.parallel, metric=METRIC, mode="max",
                                         reuse_actors=True),
             run_config=tune.RunConfig(name=name, storage_path=str(Path(run_dir).resolve()), verbose=0,

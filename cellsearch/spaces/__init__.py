@@ -7,6 +7,6 @@ dict; ``list_spaces()`` describes the shipped ones. Kinds: ``tree`` (Zoph & Le 2
 """
 
 from cellsearch.spaces.base import Candidate, Decision, InvalidCandidate, Space
-from cellsearch.spaces.config import SPACE_NAMES, list_spaces, load_space
+from cellsearch.spaces.registry import SPACE_NAMES, list_spaces, load_space
 
 __all__ = ["Space", "Decision", "Candidate", "InvalidCandidate", "load_space", "list_spaces", "SPACE_NAMES"]

@@ -148,15 +148,3 @@ def quick_check(graph: CellGraph) -> CellGraph:
         raise InvalidCandidate(f"generated cell is invalid: {exc.reason}") from None
     check_useful(graph)
     return graph
-
-
-def validated_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The options of a space, checked against its schema (ConfigError if they do not fit)."""
-    from pydantic import ValidationError
-
-    from cellsearch.spaces.config import CONFIG_MODELS, _config_error
-
-    try:
-        return CONFIG_MODELS[kind](kind=kind, **options).space_options()
-    except ValidationError as exc:
-        raise _config_error(exc, f"{kind} space options", kind) from None

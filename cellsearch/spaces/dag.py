@@ -22,7 +22,8 @@ from typing import Any, Sequence
 
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.spaces.base import Decision, Space
-from cellsearch.spaces.common import NodeList, finish, validated_options
+from cellsearch.spaces.common import NodeList, finish
+from cellsearch.spaces.parsing import validated_options
 
 SOURCE = "ENAS (Pham et al. 2018) / DARTS (Liu et al. 2019) recurrent cell space"
 

@@ -15,8 +15,8 @@ from cellsearch.dsl.graph import CellGraph
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.library import resolve_cell
 from cellsearch.spaces.base import Candidate, Decision, InvalidCandidate, Space, check_cell
-from cellsearch.spaces.common import (CHECK_HIDDEN_SIZE, CHECK_INPUT_SIZE, elementwise_input_uses,
-                                      validated_options)
+from cellsearch.spaces.common import CHECK_HIDDEN_SIZE, CHECK_INPUT_SIZE, elementwise_input_uses
+from cellsearch.spaces.parsing import validated_options
 
 
 class FiniteSpace(Space):

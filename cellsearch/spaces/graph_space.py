@@ -30,7 +30,8 @@ from typing import Any, Sequence
 from cellsearch.dsl.graph import CellGraph, Node, prev_name
 from cellsearch.dsl.ops import OPS
 from cellsearch.spaces.base import Decision, InvalidCandidate, Space
-from cellsearch.spaces.common import finish, prune, relevant_states, rename, validated_options
+from cellsearch.spaces.common import finish, prune, relevant_states, rename
+from cellsearch.spaces.parsing import validated_options
 
 SOURCE = "graph space in the style of NAS-Bench-NLP (Klyuchnikov et al. 2020)"
 

@@ -53,14 +53,15 @@ from __future__ import annotations
 import random
 from typing import Any, Sequence
 
-from cellsearch.dsl.graph import CellGraph, Node
+from cellsearch.dsl.graph import CellGraph, Node, unique_name
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.ops import ACTIVATIONS
 from cellsearch.library import resolve_cell
 from cellsearch.spaces.base import Candidate, Decision, InvalidCandidate, Space, check_cell
 from cellsearch.spaces.common import (CHECK_HIDDEN_SIZE, CHECK_INPUT_SIZE, ancestors, elementwise_input_uses,
-                                      finish, prune, quick_check, validated_options)
-from cellsearch.spaces.config import TRANSFORMATIONS, activation_label, linear_activation_value
+                                      finish, prune, quick_check)
+from cellsearch.spaces.parsing import validated_options
+from cellsearch.spaces.vocabulary import TRANSFORMATIONS, activation_label, linear_activation_value
 
 SOURCE = "Jozefowicz, Zaremba & Sutskever 2015 (mutation search)"
 _BIG = 1 << 30  # range of the random picks in ``mutate`` (reduced modulo the candidates)
@@ -84,16 +85,14 @@ def _activation_node(name: str, label: str, arg: str, auto: bool = False) -> Nod
 
 
 class _Names:
+    """Fresh names for the nodes a transformation adds: ``m1``, ``m2``, ... (``unique_name``, the
+    bare base reserved), none of them a name the graph already uses."""
+
     def __init__(self, graph: CellGraph):
         self.taken = {*graph.leaf_kinds, *graph.node_map, *graph.states}
 
     def fresh(self, base: str = "m") -> str:
-        k = 1
-        while f"{base}{k}" in self.taken:
-            k += 1
-        name = f"{base}{k}"
-        self.taken.add(name)
-        return name
+        return unique_name(base, self.taken, reserved={base})
 
 
 class MutationSpace(Space):

@@ -13,15 +13,15 @@ import os
 from pathlib import Path
 
 from cellsearch.dsl.io import dump_yaml, load_cell, load_yaml, read_source, save_cell
-from cellsearch.spaces.config import CellRef, parse_config
+from cellsearch.spaces.parsing import parse_config
+from cellsearch.spaces.registry import SPACE_NAMES
+from cellsearch.spaces.vocabulary import CellRef
 
 SPACE_FILE = "space.yaml"
 
 
 def is_space_file(spec: str) -> bool:
     """Whether ``load_space(spec)`` reads a file (rather than a shipped space)."""
-    from cellsearch.spaces.config import SPACE_NAMES
-
     return not (spec in SPACE_NAMES and not Path(spec).exists())
 
 

@@ -34,7 +34,8 @@ from typing import Any, Sequence
 
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.spaces.base import Decision, Space
-from cellsearch.spaces.common import NodeList, finish, validated_options
+from cellsearch.spaces.common import NodeList, finish
+from cellsearch.spaces.parsing import validated_options
 
 SOURCE = "Zoph & Le 2017 (NAS, recurrent tree space)"
 

@@ -22,12 +22,12 @@ import importlib
 from typing import Any
 
 from cellsearch.errors import ConfigError
-from cellsearch.strategies.base import Result, Strategy, load_state, save_state
+from cellsearch.strategies.base import Result, Stage, Strategy, default_plan, load_state, save_state
 
 # name -> (module, class). Order = how they are listed to users.
 _REGISTRY: dict[str, tuple[str, str]] = {
     "random": ("cellsearch.strategies.random_search", "RandomSearch"),
-    "evolution": ("cellsearch.strategies.evolution", "JozefowiczEvolution"),
+    "evolution": ("cellsearch.strategies.jozefowicz", "JozefowiczEvolution"),
     "regularized-evolution": ("cellsearch.strategies.regularized_evolution", "RegularizedEvolution"),
     "rl": ("cellsearch.strategies.rl", "RLController"),
     "tpe": ("cellsearch.strategies.tpe", "TPE"),
@@ -57,4 +57,5 @@ def make_strategy(name: str, space: Any, seed: int = 0, **options: Any) -> Strat
     return strategy_class(name)(space, seed=seed, **options)
 
 
-__all__ = ["STRATEGY_NAMES", "Result", "Strategy", "load_state", "make_strategy", "save_state", "strategy_class"]
+__all__ = ["STRATEGY_NAMES", "Result", "Stage", "Strategy", "default_plan", "load_state", "make_strategy",
+           "save_state", "strategy_class"]

@@ -5,6 +5,10 @@
 explicit, versioned, JSON-serialisable dict (``state_dict``/``load_state_dict``), written
 atomically by ``save_state``, so an interrupted search resumes exactly where it stopped.
 Randomness comes only from the strategy's own seeded ``random.Random``.
+
+A strategy may also say how its candidates are evaluated: ``plan(tasks)`` gives the trial's
+evaluation **plan**, a list of ``Stage`` (train on one task, optionally as a filter), or None
+for ``default_plan`` (one scoring stage per task). The runner's trial (``runner.trial``) runs it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,28 @@ class Result:
         return worst if self.failed else float(self.score)
 
 
+@dataclass
+class Stage:
+    """One stage of a trial's evaluation plan (``runner.trial`` describes how a plan runs)."""
+
+    task: str
+    min_score: float | None = None  # absolute filter on the task's primary metric
+    relative: float | None = None  # filter: at least this fraction of the reference's best
+    settings: int = 1  # hyperparameter settings tried (the best counts)
+    scoring: bool = True  # part of the fitness (a pure filter like memorisation is not)
+    steps: int | None = None  # overrides the trial budget for this stage
+    task_options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Stage":
+        return cls(**d)
+
+
+def default_plan(tasks: list[str]) -> list[Stage]:
+    """One scoring stage per task, no filters: the plan of a strategy without its own."""
+    return [Stage(task=t) for t in tasks]
+
+
 class Strategy(ABC):
     """Base class: subclasses implement ``ask``/``tell`` and extend the state dict."""
 
@@ -64,6 +90,10 @@ class Strategy(ABC):
     @abstractmethod
     def tell(self, candidate: Candidate, result: Result) -> None:
         """Report a candidate's result (also for failed or deduplicated candidates)."""
+
+    def plan(self, tasks: list[str]) -> list[Stage] | None:
+        """How each candidate is evaluated on ``tasks``; None (the default): ``default_plan(tasks)``."""
+        return None
 
     def abandon_pending(self) -> None:
         """Forget candidates that were asked but will never be told (a resumed search lost them)."""

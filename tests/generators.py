@@ -1,4 +1,5 @@
-"""Hypothesis strategies for random *valid* cells, plus structure-preserving rewrites.
+"""Hypothesis generators (Hypothesis calls them strategies) for random *valid* cells, plus
+structure-preserving rewrites.
 
 Used by the DSL tests (round trips, hashing) and by the backend tests (compiled vs
 interpreter), so the cells cover every op of ``cellsearch.dsl.ops.OPS``:
@@ -45,7 +46,7 @@ STATIC = "cond"
 # Simplest first: hypothesis shrinks a sampled_from towards the front of the list.
 ALL_OPS = ("tanh", "linear", "add", "mul", "sub", "sigmoid", "identity", "relu", "leaky_relu",
            "neg", "one_minus", "blend", "diag", "const")
-assert set(ALL_OPS) == set(OPS), "a new op needs a rule in tests/strategies.py"
+assert set(ALL_OPS) == set(OPS), "a new op needs a rule in tests/generators.py"
 
 UNARY_OPS = ("tanh", "sigmoid", "identity", "relu", "leaky_relu", "neg", "one_minus", "diag")
 BINARY_OPS = ("add", "mul", "sub")

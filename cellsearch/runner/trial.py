@@ -1,6 +1,8 @@
-"""Evaluating one candidate: the body of a search trial (runs in a Ray worker or in-process).
+"""One search trial: the staged evaluation of one candidate (runs in a Ray worker or in-process).
 
-An evaluation **plan** is a list of stages. Each stage trains the cell on one task with the
+(Not the final evaluation protocol of ``cellsearch evaluate``, which retrains the search's best
+cells from scratch.) An evaluation **plan** is a list of stages (``strategies.base.Stage``;
+a strategy's ``plan`` or ``default_plan``). Each stage trains the cell on one task with the
 trial budget, under one or more hyperparameter settings (the first is the run's defaults,
 the others drawn from the Jozefowicz et al. grids), and keeps the best validation score of
 the task's primary metric. A stage may be a **filter**: an absolute threshold (memorisation
@@ -18,9 +20,10 @@ import math
 import random
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from cellsearch.outcome import TrialOutcome
+from cellsearch.strategies.base import Stage
 from cellsearch.tasks import primary_metric
 
 # Hyperparameter grids of Jozefowicz et al. 2015 (two reimplementations agree), see PAPERS.md.
@@ -31,39 +34,19 @@ MAX_GRAD_NORMS = (1.0, 2.5, 5.0, 10.0, 20.0)
 ADAM_LRS = (1e-3, 2e-3, 3e-3, 5e-3, 1e-2)
 
 
-@dataclass
-class Stage:
-    task: str
-    min_score: float | None = None  # absolute filter on the task's primary metric
-    relative: float | None = None  # filter: at least this fraction of the reference's best
-    settings: int = 1  # hyperparameter settings tried (the best counts)
-    scoring: bool = True  # part of the fitness (a pure filter like memorisation is not)
-    steps: int | None = None  # overrides the trial budget for this stage
-    task_options: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Stage":
-        return cls(**d)
-
-
-def default_plan(tasks: list[str]) -> list[Stage]:
-    return [Stage(task=t) for t in tasks]
-
-
 def hyperparameters(rng: random.Random) -> dict[str, Any]:
     """One random setting from the paper's grids (Adam learning rate, see above)."""
     return {"init_scale": rng.choice(INIT_SCALES), "clip": rng.choice(MAX_GRAD_NORMS), "lr": rng.choice(ADAM_LRS)}
 
 
-def evaluate_candidate(config: dict[str, Any], report: Callable[[dict], None] | None = None) -> dict[str, Any]:
+def evaluate_candidate(config: dict[str, Any], report: Callable[[dict], None] | None = None) -> TrialOutcome:
     """Train and score one cell as described in the module docstring.
 
     ``config``: ``cell`` (YAML text), ``plan`` (list of stage dicts), ``budget`` ({"steps", "seconds"}),
     ``train`` (TrainConfig overrides: hidden_size, batch_size, lr, ...), ``task_options`` ({task: {...}}),
     ``reference`` ({task: best score} or None), ``is_reference`` (bool), ``seed``, ``threads``, ``data_dir``.
     ``report`` receives intermediate ``{"score": ..., "final": False}`` dicts (for early stopping).
-    Returns ``{"score", "status", "stage", "metrics", "params", "seconds", "error"}``; never raises for a bad
-    cell or a failing run (the status says what happened).
+    Returns the ``TrialOutcome``; never raises for a bad cell or a failing run (the status says what happened).
     """
     start = time.perf_counter()
     try:
@@ -75,19 +58,19 @@ def evaluate_candidate(config: dict[str, Any], report: Callable[[dict], None] | 
         return _outcome(None, "failed", None, {}, 0, start, err + "\n" + traceback.format_exc(limit=5))
 
 
-def _outcome(score, status, stage, metrics, params, start, error=None) -> dict[str, Any]:
-    return {"score": score, "status": status, "stage": stage, "metrics": metrics, "params": params,
-            "seconds": round(time.perf_counter() - start, 3), "error": error}
+def _outcome(score, status, stage, metrics, params, start, error=None) -> TrialOutcome:
+    return TrialOutcome(score=score, status=status, stage=stage, metrics=metrics, params=params,
+                        seconds=round(time.perf_counter() - start, 3), error=error)
 
 
-def _evaluate(config: dict[str, Any], report, start: float) -> dict[str, Any]:
-    import torch
+def _evaluate(config: dict[str, Any], report, start: float) -> TrialOutcome:
+    from cellsearch.train import use_threads
 
     from cellsearch.dsl.io import loads_cell
     from cellsearch.train import TrainConfig, Trainer
 
     if config.get("threads"):
-        torch.set_num_threads(int(config["threads"]))
+        use_threads(int(config["threads"]))
     graph = loads_cell(config["cell"], source="<candidate>", warn=False)
     plan = [Stage.from_dict(s) for s in config.get("plan") or []]
     reference = config.get("reference") or {}
@@ -165,16 +148,16 @@ def _partial(best_norm: dict[str, float], extra: float | None = None) -> float |
     return min(values) if values else None
 
 
-def reference_scores(outcome: dict[str, Any], plan: list[dict]) -> dict[str, float]:
-    """The reference cell's best primary metric per task, from its evaluation outcome."""
+def reference_scores(outcome: TrialOutcome, plan: list[dict]) -> dict[str, float]:
+    """The reference cell's best primary metric per task, from its trial's outcome."""
     out = {}
     for s in plan:
         task = s["task"]
-        m = outcome.get("metrics", {}).get(task) or {}
+        m = outcome.metrics.get(task) or {}
         value = m.get(primary_metric(task))
         if value is not None:
             out[task] = value
     return out
 
 
-__all__ = ["Stage", "default_plan", "evaluate_candidate", "hyperparameters", "reference_scores", "asdict"]
+__all__ = ["evaluate_candidate", "hyperparameters", "reference_scores"]

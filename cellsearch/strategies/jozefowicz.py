@@ -7,15 +7,15 @@ through staged filters — memorisation ≥ 95%, then every task in turn, droppe
 the reference cell's (GRU's) best — each stage with a few random hyperparameter settings
 (``settings``); fitness = min over tasks of (best ÷ reference best). The filters are what
 make the search cheap: the results table records the stage that rejected each child.
+Registered as the strategy ``evolution``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from cellsearch.runner.evaluate import Stage
 from cellsearch.spaces.base import Candidate, InvalidCandidate
-from cellsearch.strategies.base import Result, Strategy, candidate_from_json, candidate_to_json
+from cellsearch.strategies.base import Result, Stage, Strategy, candidate_from_json, candidate_to_json
 
 
 class JozefowiczEvolution(Strategy):

@@ -1,0 +1,67 @@
+"""Verification: an exported artifact must compute what ``CompiledCell`` computes.
+
+Before an export returns, every artifact that runs (py, torchscript, onnx) is run on a random
+input (``example``: a seeded generator, so the check is repeatable) and compared with
+``CompiledCell`` on the same weights (``reference``), to ``CHECK_TOLERANCE``; a mismatch is an
+``ExportError`` naming the output and the largest difference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cellsearch.compile.params import CellParameters
+from cellsearch.dsl.graph import CellGraph
+from cellsearch.export.base import ExportError
+from cellsearch.export.pysource import imported
+
+CHECK_TOLERANCE = 1e-4  # how close an exported artifact must follow CompiledCell (absolute and relative)
+
+
+def example(g: CellGraph, params: CellParameters, T: int, B: int, seed: int = 1234):
+    """A random input, initial states and static inputs (T steps, batch B), the same for a seed."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(T, B, params.input_size, generator=gen)
+    states = tuple(torch.randn(B, params.hidden_size, generator=gen) * 0.5 for _ in g.states)
+    statics = tuple(torch.randn(B, params.static_size, generator=gen) for _ in g.static)
+    return x, states, statics
+
+
+def reference(g: CellGraph, params: CellParameters, x, states, statics):
+    """What CompiledCell computes on that input: [out, *final states]."""
+    from cellsearch.compile.sequence import CompiledCell
+
+    with torch.no_grad():
+        out, final = CompiledCell(g, params.input_size, params.hidden_size,
+                                  params.static_size if g.static else None, params=params)(x, states, statics)
+    return [out, *final]
+
+
+def compare(what: str, got, expected) -> None:
+    """Raise ExportError unless ``got`` matches ``expected`` output by output."""
+    for name, a, b in zip(["out", *("final state " + str(i) for i in range(len(expected) - 1))], got, expected):
+        a = torch.as_tensor(a)
+        if tuple(a.shape) != tuple(b.shape) or not torch.allclose(a, b, rtol=CHECK_TOLERANCE, atol=CHECK_TOLERANCE):
+            diff = (a - b).abs().max().item() if a.shape == b.shape else f"shape {tuple(a.shape)} ≠ {tuple(b.shape)}"
+            raise ExportError(f"{what} does not match the compiled cell ({name}: max difference {diff})")
+
+
+def run_module(g: CellGraph, model, x, states, statics):
+    """Run an exported module (or its TorchScript) the way a user would: [out, *final states]."""
+    with torch.no_grad():
+        out, final = model(x, states, statics) if g.static else model(x, states)
+    return [out, *final]
+
+
+def check_python(g: CellGraph, path: Path, params: CellParameters, seq_len: int) -> None:
+    """Import the written module, ``load()`` its weights and compare it with the compiled cell."""
+    x, states, statics = example(g, params, min(seq_len, 8), 2)
+    expected = reference(g, params, x, states, statics)
+    with imported(path) as module:
+        model = module.load()
+        compare(f"the exported module {path}", run_module(g, model, x, states, statics), expected)
+
+
+__all__ = ["CHECK_TOLERANCE", "check_python", "compare", "example", "reference", "run_module"]

@@ -1,0 +1,119 @@
+"""Read queries over a search run, opened read-only: its settings, its cells ranked, its outcomes.
+
+A run directory is what ``cellsearch search`` writes (``config.json``, ``results.db``). Every
+function here checks the run, opens the database read-only (``Store(readonly=True)``) and
+changes nothing, so it is safe while the search is still running. The ranking of a run's
+cells (``best_per_cell``: one entry per canonical hash, its best evaluation) is the one used
+by the leaderboard, the reports and the final evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from cellsearch import rundir
+from cellsearch.errors import ConfigError
+from cellsearch.settings import SearchConfig
+from cellsearch.store import Store, decode_json
+
+
+def load_search_config(run_dir: str | Path) -> SearchConfig:
+    """A run's search settings (its config.json), every field type-checked."""
+    path = rundir.require_run(run_dir)
+    return SearchConfig.from_dict(rundir.read_run_config(path), str(path / rundir.CONFIG))
+
+
+def run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The search settings of a run (its config.json), checked, as plain data."""
+    return asdict(load_search_config(run_dir))
+
+
+def _present(value: Any) -> bool:
+    """A database value that is there: not NULL (None) and not pandas' NaN for it."""
+    return value is not None and value == value
+
+
+def _score(row: Mapping[str, Any]) -> float:
+    score = row["score"]
+    return float(score) if _present(score) else -math.inf
+
+
+def best_per_cell(rows: Iterable[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], int]]:
+    """The distinct cells among ``rows`` (results rows: ``id``, ``hash``, ``score``, ``reused_from``),
+    best first: ``(best evaluation, evaluations)`` per canonical hash.
+
+    Deduplicated rows (``reused_from``) repeat a stored result and take no part. A cell's best
+    evaluation is its highest score (the earliest on a tie); cells rank by that score, then by
+    the id of that row; cells without any score come last."""
+    best: dict[str, Mapping[str, Any]] = {}
+    counts: dict[str, int] = {}
+    for row in rows:
+        if _present(row["reused_from"]):
+            continue
+        h = row["hash"]
+        counts[h] = counts.get(h, 0) + 1
+        if h not in best or _score(row) > _score(best[h]):
+            best[h] = row
+    ranked = sorted(best.values(), key=lambda r: (-_score(r), r["id"]))
+    return [(r, counts[r["hash"]]) for r in ranked]
+
+
+def _ranked(run_dir: str | Path, top: int | None, *, reference: bool) -> list[dict[str, Any]]:
+    from cellsearch.dsl.equations import format_equation, inlined_nodes
+    from cellsearch.dsl.io import loads_cell
+
+    if top is not None and top < 0:
+        raise ConfigError(f"--top must be 0 or more, not {top}")
+    path = rundir.require_run(run_dir)
+    with Store(path / rundir.RESULTS, readonly=True) as store:
+        rows = [r for r in store.rows() if reference or r["origin"] != "reference"]
+    out = []
+    for rank, (r, evaluations) in enumerate(best_per_cell(rows)[:top], 1):
+        g = loads_cell(r["cell_yaml"], warn=False)
+        inline = inlined_nodes(g)
+        out.append({"rank": rank, "hash": r["hash"], "score": r["score"], "status": r["status"],
+                    "params": r["params"], "metrics": decode_json(r["metrics"], {}, path / rundir.RESULTS),
+                    "cell": g.name,
+                    "origin": r["origin"], "stage": r["stage"], "evaluations": evaluations,
+                    "equations": {n.name: format_equation(g, n.name, inline) for n in g.nodes if n.name not in inline},
+                    "cell_yaml": r["cell_yaml"]})
+    return out
+
+
+def leaderboard(run_dir: str | Path, top: int = 10) -> list[dict[str, Any]]:
+    """Distinct cells of a run ranked by score (best evaluation per cell, the reference cell's
+    evaluation included), with their equations."""
+    return _ranked(run_dir, top, reference=True)
+
+
+def top_cells(run_dir: str | Path, top: int | None = None) -> list[dict[str, Any]]:
+    """The ``top`` best distinct cells the search's strategy evaluated (all with None), ranked as in
+    ``leaderboard`` but with the reference cell's own evaluation left out (same keys)."""
+    return _ranked(run_dir, top, reference=False)
+
+
+def stage_counts(run_dir: str | Path) -> dict[str, int]:
+    """How many candidates each filter stage rejected (and how many passed), for staged searches."""
+    with Store(Path(run_dir) / rundir.RESULTS, readonly=True) as store:
+        counts: dict[str, int] = {}
+        for row in store.rows():
+            if row["origin"] == "reference":
+                continue
+            if row["reused_from"] is not None:
+                key = "reused (duplicate)"
+            else:
+                key = f"rejected at {row['stage']}" if row["status"] == "rejected" else row["status"]
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def trained_rows(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every evaluation a run holds except the deduplicated ones (which repeat a stored result), in
+    database order, as plain dicts with ``metrics`` decoded."""
+    path = rundir.require_run(run_dir)
+    db = path / rundir.RESULTS
+    with Store(db, readonly=True) as store:
+        return [dict(r, metrics=decode_json(r["metrics"], {}, db)) for r in store.rows() if r["reused_from"] is None]

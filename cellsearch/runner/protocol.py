@@ -1,0 +1,104 @@
+"""The final evaluation protocol (``cellsearch evaluate`` and ``fidelity``): how cells are retrained.
+
+Per cell and task (``Protocol``):
+
+1. **Learning-rate sweep.** Train with seed 0 at each of a few learning rates around the
+   search's (× ``lr_factors``, default 0.5, 1, 2) and keep the rate with the best *validation*
+   score, so no cell loses to a badly chosen learning rate.
+2. **Seeds.** Train with seeds 0 … N−1 at that rate (seed 0 is the sweep's run) and report the
+   task's primary metric on the *test* split, which took no part in any choice.
+
+The budget defaults to four times the search's per-trial budget (``protocol_for_run``). The
+protocol's ``fingerprint`` names what makes two trainings comparable; the retrainings are
+recorded under it (``runner.retrain``), so ``evaluate`` and ``fidelity`` share them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cellsearch.errors import CellWarning, ConfigError
+from cellsearch.results import run_config
+
+DEFAULT_LR_FACTORS = (0.5, 1.0, 2.0)
+BUDGET_FACTOR = 4  # default evaluation budget: this many times the search's per-trial budget
+
+
+@dataclass
+class Protocol:
+    """How cells are retrained: budget, seeds, learning-rate sweep, model and task settings."""
+
+    tasks: list[str]
+    steps: int | None = None  # training steps per job
+    minutes: float | None = None  # or a time budget per job
+    seeds: int = 5
+    lr_factors: tuple[float, ...] = DEFAULT_LR_FACTORS  # × the base learning rate (train["lr"])
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides (hidden_size, batch_size, lr)
+    task_options: dict[str, dict] = field(default_factory=dict)
+    data_dir: str | None = None
+
+    def validate(self) -> None:
+        from cellsearch.tasks import TASK_NAMES
+
+        if not self.tasks:
+            raise ConfigError("give at least one task")
+        for t in self.tasks:
+            if t not in TASK_NAMES:
+                raise ConfigError(f"unknown task '{t}' (known: {', '.join(TASK_NAMES)})")
+        if self.steps is None and self.minutes is None:
+            raise ConfigError("give a budget: --budget STEPS or --minutes M")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError("--budget must be at least 1 step")
+        if self.seeds < 1:
+            raise ConfigError("--seeds must be at least 1")
+        if not self.lr_factors or any(not (f > 0 and math.isfinite(f)) for f in self.lr_factors):
+            raise ConfigError(f"learning-rate factors must be positive numbers, got {list(self.lr_factors)}")
+
+    @property
+    def base_lr(self) -> float:
+        return float(self.train.get("lr", 2e-3))
+
+    @property
+    def learning_rates(self) -> list[float]:
+        return sorted({float(f"{self.base_lr * f:.6g}") for f in self.lr_factors})
+
+    @property
+    def fingerprint(self) -> str:
+        """What makes two trainings comparable: budget, model/optimiser settings, task options."""
+        data = {"steps": self.steps, "minutes": self.minutes, "train": {k: v for k, v in self.train.items()
+                                                                        if k != "lr"},
+                "task_options": {t: self.task_options.get(t, {}) for t in sorted(self.tasks)}}
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(lr_factors=list(self.lr_factors), learning_rates=self.learning_rates, fingerprint=self.fingerprint)
+        return d
+
+
+def protocol_for_run(run_dir: str | Path, *, steps: int | None = None, minutes: float | None = None,
+                     seeds: int = 5, lr_factors=DEFAULT_LR_FACTORS, tasks: list[str] | None = None,
+                     data_dir: str | None = None) -> Protocol:
+    """The protocol for a run: its model and task settings, a budget ``BUDGET_FACTOR`` × its own."""
+    cfg = run_config(run_dir)
+    if steps is None and minutes is None:
+        if cfg.get("steps"):
+            steps = BUDGET_FACTOR * int(cfg["steps"])
+        else:
+            minutes = BUDGET_FACTOR * float(cfg.get("minutes") or 1.0)
+    elif steps is not None and cfg.get("steps") and steps <= cfg["steps"]:
+        warnings.warn(f"the evaluation budget ({steps} steps) is not longer than the search's ({cfg['steps']}): "
+                      f"the retrained scores say little more than the search's", CellWarning, stacklevel=2)
+    train = {k: v for k, v in (cfg.get("train") or {}).items() if k != "device"}
+    proto = Protocol(tasks=list(tasks or cfg.get("tasks") or ["arith"]), steps=steps, minutes=minutes, seeds=seeds,
+                     lr_factors=tuple(float(f) for f in lr_factors), train=train,
+                     task_options=dict(cfg.get("task_options") or {}),
+                     data_dir=data_dir if data_dir is not None else cfg.get("data_dir"))
+    proto.validate()
+    return proto

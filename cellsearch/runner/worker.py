@@ -1,0 +1,71 @@
+"""Training one job without raising: the worker body shared by the final evaluation's
+retrainings (``runner.final.retrain``) and the gate study's runs (``runner.gate_study``).
+
+``train_job`` builds a trainer from plain settings (``TrainConfig`` fields), trains to the
+budget on its own share of CPU threads, scores the validation split (and the test split when
+asked) and returns what happened as a ``TrainingOutcome``. A cell or a setting that breaks
+training is a ``failed`` outcome carrying the error, never an exception: one bad job must
+not stop the many around it. (A search trial's body, ``runner.trial.evaluate_candidate``,
+does the same for a staged evaluation plan.)
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrainingOutcome:
+    """What one training job gave: its status, its metrics per split, and its cost."""
+
+    status: str  # ok | diverged | stopped | failed (the job raised: see error)
+    metric: str | None = None  # the task's primary metric
+    score: float | None = None  # ... on the validation split
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # split → metrics ({} before any)
+    params: int | None = None  # cell parameters (None when the model was never built)
+    steps: int = 0
+    seconds: float = 0.0
+    error: str | None = None  # "ExceptionType: message" of a failed job
+    traceback: str | None = None  # ... and where it came from
+
+    def value(self, split: str) -> float | None:
+        """The primary metric on ``split`` (None when that split was not scored)."""
+        return self.metrics.get(split, {}).get(self.metric) if self.metric else None
+
+
+def train_job(settings: dict[str, Any], *, graph=None, source: str = "<job>", threads: int | None = None,
+              test: bool = False) -> TrainingOutcome:
+    """Train one model with ``settings`` (``TrainConfig`` fields) on ``threads`` torch threads
+    (restored afterwards), score it on the validation split and, with ``test`` and a successful run
+    that has a validation score, on the test split. ``graph`` (a ``CellGraph`` or its YAML text)
+    replaces the settings' cell (``source`` names the text in errors). Never raises for a failing
+    job (the status says what happened)."""
+    start = time.perf_counter()
+    try:
+        from cellsearch.tasks import primary_metric
+        from cellsearch.train import TrainConfig, Trainer, use_threads
+
+        if isinstance(graph, str):
+            from cellsearch.dsl.io import loads_cell
+
+            graph = loads_cell(graph, source=source, warn=False)
+        before = use_threads(threads)
+        try:
+            cfg = TrainConfig.from_dict(settings)
+            trainer = Trainer(cfg, graph=graph)
+            result = trainer.run()
+            metric = primary_metric(cfg.task)
+            score = result.metrics.get(metric)
+            metrics = {"valid": result.metrics}
+            if test:
+                metrics["test"] = trainer.evaluate("test") if result.status == "ok" and score is not None else {}
+        finally:
+            use_threads(before)
+        return TrainingOutcome(result.status, metric, score, metrics, result.params, result.steps,
+                               round(time.perf_counter() - start, 3))
+    except Exception as exc:  # a job that breaks training must not stop the others
+        return TrainingOutcome("failed", seconds=round(time.perf_counter() - start, 3),
+                               error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=5))

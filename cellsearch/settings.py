@@ -1,0 +1,96 @@
+"""A search's settings (``runs/NAME/config.json``) as a typed record: ``SearchConfig``.
+
+Plain data checked field by field (``from_dict``) and for consistency (``validate``), read by
+the run's readers (``cellsearch.results``) and the runner alike. Whether the strategy exists
+is checked by the layer that knows the strategies, before a search starts
+(``cellsearch.runner.search.check_search_config``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from cellsearch.errors import ConfigError
+from cellsearch.limits import shown
+from cellsearch.records import record_from_dict
+
+
+@dataclass
+class SearchConfig:
+    name: str = "search"
+    space: str = "mutation"  # shipped space name or YAML path
+    strategy: str = "evolution"  # random | evolution | regularized-evolution | rl | tpe
+    strategy_options: dict = field(default_factory=dict)
+    tasks: list = field(default_factory=lambda: ["arith"])
+    trials: int = 20  # candidates to evaluate (deduplicated ones count, the reference does not)
+    parallel: int = 1  # concurrent trials
+    steps: int | None = 200  # training budget per trial and task (stage)
+    minutes: float | None = None  # or a time budget per stage
+    scheduler: str = "asha"  # asha | fifo
+    seed: int = 0
+    address: str | None = None  # Ray cluster address; None starts Ray locally
+    cpus_per_trial: int | None = None  # default: the machine's CPUs / parallel
+    gpus_per_trial: float = 0.0
+    backend: str = "ray"  # ray | local (in-process, sequential; for debugging)
+    reference: str = "gru"  # cell that relative scores and filters compare against
+    train: dict = field(default_factory=lambda: {"hidden_size": 64, "batch_size": 32, "lr": 5e-3})
+    task_options: dict = field(default_factory=lambda: {"arith": {"max_digits": 3, "eval_examples": 500},
+                                                        "xml": {"eval_chars": 10000},
+                                                        "memorize": {"eval_examples": 500},
+                                                        "ptb": {"eval_tokens": 20000}})
+    data_dir: str | None = None
+    max_failures: int = 2  # Tune retries of a trial whose worker died
+    benchmark: str | None = None  # replay: look candidates up in this table instead of training them
+    missing: str = "skip"  # replay, a candidate not in the table: skip (record it as missing) | fail
+
+    def validate(self) -> None:
+        """Check the settings (all but the strategy's name: ``runner.search.check_search_config``)."""
+        from cellsearch.tasks import TASK_NAMES
+
+        for t in self.tasks:
+            if t not in TASK_NAMES:
+                raise ConfigError(f"unknown task '{t}' (known: {', '.join(TASK_NAMES)})")
+        if not self.tasks:
+            raise ConfigError("give at least one task")
+        if self.trials < 1 or self.parallel < 1:
+            raise ConfigError("--trials and --parallel must be at least 1")
+        if self.steps is None and self.minutes is None:
+            raise ConfigError("give a budget: --budget STEPS or --minutes M")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"--budget must be at least 1 training step, not {self.steps}")
+        if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
+            raise ConfigError(f"--minutes must be a positive number of minutes, not {self.minutes}")
+        if self.cpus_per_trial is not None and self.cpus_per_trial < 1:
+            raise ConfigError(f"--cpus-per-trial must be at least 1, not {self.cpus_per_trial}")
+        if not (math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0):
+            raise ConfigError(f"--gpus-per-trial must be 0 or more, not {self.gpus_per_trial}")
+        if self.max_failures < 0:
+            raise ConfigError(f"max_failures must be 0 or more, not {self.max_failures}")
+        if self.scheduler not in ("asha", "fifo"):
+            raise ConfigError(f"--scheduler must be asha or fifo, not {self.scheduler!r}")
+        if self.backend not in ("ray", "local"):
+            raise ConfigError(f"backend must be ray or local, not {self.backend!r}")
+        if self.missing not in ("skip", "fail"):
+            raise ConfigError(f"--missing must be skip or fail, not {self.missing!r}")
+        if (not self.name or self.name in (".", "..") or len(self.name) > 200
+                or any(c in self.name for c in "/\\\0") or not self.name.isprintable()):
+            raise ConfigError(f"bad run name {shown(self.name)}: use up to 200 printable characters, no / or \\")
+        self.train_config().validate()
+        for task, options in self.task_options.items():
+            if not isinstance(options, dict):
+                raise ConfigError(f"task options of '{task}' must be a mapping, not {shown(options)}")
+
+    def train_config(self, task: str = "arith") -> "TrainConfig":
+        """The training settings of one trial stage (what a worker would build), checked for types."""
+        from cellsearch.train import TrainConfig
+
+        return TrainConfig.from_dict(dict(self.train, task=task, steps=self.steps,
+                                          seconds=self.minutes * 60 if self.minutes else None),
+                                     "training settings (--hidden and the search's train options)")
+
+    @classmethod
+    def from_dict(cls, d: Any, what: str = "search settings") -> "SearchConfig":
+        """From plain data (a run's config.json), every field type-checked."""
+        return record_from_dict(cls, d, what)
