@@ -206,7 +206,7 @@ def test_search_report_functions(tmp_path):
     assert curves["best"].iloc[-1] == pytest.approx(df[df.origin != "reference"]["score"].max())
     dist = report.score_distribution(df).iloc[0]
     assert dist["trials"] == 2 * len(RUN_CELLS) - 1 and dist["diverged"] == 1
-    tops = report.top_cells(run, 3)
+    tops = report.top_cells_table(run, 3)
     assert list(tops["rank"]) == [1, 2, 3] and tops["score"].is_monotonic_decreasing
     freq = report.op_frequencies(run, 3).set_index("op")
     assert freq.loc["tanh", "all_cells"] == len(RUN_CELLS)  # every cell here has a tanh

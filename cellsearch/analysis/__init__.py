@@ -29,7 +29,7 @@ from cellsearch.analysis.report import (
     op_frequencies,
     plot_jozefowicz,
     score_distribution,
-    top_cells,
+    top_cells_table,
     write_search_report,
 )
 from cellsearch.runner.gate_study import run_gate_study
@@ -37,6 +37,6 @@ from cellsearch.runner.gate_study import run_gate_study
 __all__ = [
     "FEATURES", "GATE_FEATURES", "VARIANTS", "Ranking", "add_features", "best_so_far", "compare_runs",
     "gate_importance", "jozefowicz_agreement", "load_gate_study", "markdown_table", "op_frequencies",
-    "plot_distributions", "plot_jozefowicz", "ranking_table", "run_gate_study", "score_distribution", "top_cells",
+    "plot_distributions", "plot_jozefowicz", "ranking_table", "run_gate_study", "score_distribution", "top_cells_table",
     "welch_tests", "write_gate_report", "write_search_report",
 ]

@@ -99,9 +99,10 @@ def score_distribution(df):
     return pd.DataFrame(records, columns=cols)
 
 
-def top_cells(run_dir: str | Path, k: int = 5):
-    """The ``k`` best distinct cells the strategy evaluated (best evaluation per cell; the reference
-    cell's own evaluation left out, as in ``op_frequencies``), with their equations joined by ``;``.
+def top_cells_table(run_dir: str | Path, k: int = 5):
+    """The report's table of the ``k`` best distinct cells the strategy evaluated (best evaluation per
+    cell, ranked by ``results.best_per_cell``; the reference cell's own evaluation left out, as in
+    ``op_frequencies``), with their equations joined by ``;``.
 
     Columns: rank, hash, cell, score, status, params, origin, stage, evaluations (how often the
     strategy evaluated the cell), equations.
@@ -286,7 +287,7 @@ def write_search_report(run_dir: str | Path, out_dir: str | Path, top: int = 5) 
     md("score_distribution", markdown_table(dist))
     files["score_histogram_png"] = plot_score_histogram(df, out / "score_histogram.png",
                                                         title=f"{run.name}: score distribution")
-    tops = top_cells(run, top)
+    tops = top_cells_table(run, top)
     csv("top_cells", tops)
     md("top_cells", markdown_table(tops))
     freq = op_frequencies(run, top)

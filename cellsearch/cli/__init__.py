@@ -29,6 +29,24 @@ def print_error(message: object) -> None:
     err_console.print(f"error: {one_line(message)}", markup=False, highlight=False, soft_wrap=True)
 
 
+def check_files(files, load, describe) -> None:
+    """``cells check`` / ``spaces check``: ``load(file)`` each file and print one line per file —
+    ``ok FILE: describe(loaded)`` or the error (prefixed with the file unless it names it);
+    exit status 2 if any failed."""
+    failed = 0
+    for f in files:
+        try:
+            loaded = load(f)
+        except CellsearchError as exc:
+            message = str(exc)
+            print_error(message if message.startswith(str(f)) else f"{f}: {message}")
+            failed += 1
+            continue
+        console.print(f"ok {f}: {describe(loaded)}", markup=False, highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(2)
+
+
 def cli_errors(fn):
     """Run a command; a CellsearchError becomes ``error: <message>`` and exit status 2."""
 

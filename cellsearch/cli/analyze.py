@@ -102,7 +102,7 @@ def report_cmd(
 
 def _report(run_dirs: list[Path], out: Path, top: int) -> None:
     from cellsearch.analysis.plots import markdown_table
-    from cellsearch.analysis.report import compare_distributions, compare_runs, top_cells, write_search_report
+    from cellsearch.analysis.report import compare_distributions, compare_runs, top_cells_table, write_search_report
 
     names = [p.name for p in run_dirs]
     written: dict[str, Path] = {}
@@ -112,7 +112,7 @@ def _report(run_dirs: list[Path], out: Path, top: int) -> None:
         files = write_search_report(run, sub, top)
         written.update({f"{run}:{k}": v for k, v in files.items()})
         console.print(f"[bold]{run}[/bold]: top {top} cells")
-        tops = top_cells(run, top)[["rank", "hash", "cell", "score", "status", "params", "origin"]]
+        tops = top_cells_table(run, top)[["rank", "hash", "cell", "score", "status", "params", "origin"]]
         console.print(markdown_table(tops), markup=False, highlight=False, soft_wrap=True)
     if len(run_dirs) > 1:
         curves = compare_runs(run_dirs, out / "compare_best_so_far.png")

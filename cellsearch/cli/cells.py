@@ -9,8 +9,7 @@ from typing import Annotated, List
 import typer
 from rich.table import Table
 
-from cellsearch.cli import cli_errors, console, err_console
-from cellsearch.errors import CellError
+from cellsearch.cli import check_files, cli_errors, console
 
 app = typer.Typer(help="Built-in and user cells: list, inspect, check, draw, generated code, import.",
                   no_args_is_help=True)
@@ -78,18 +77,7 @@ def check_cmd(files: Annotated[List[Path], typer.Argument(help="YAML cell files 
     from cellsearch.dsl.hashing import canonical_hash
     from cellsearch.dsl.io import load_cell
 
-    failed = 0
-    for f in files:
-        try:
-            g = load_cell(f)
-        except CellError as exc:
-            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-            failed += 1
-            continue
-        console.print(f"ok {f}: {g.name} (hash {canonical_hash(g)}, {len(g.nodes)} nodes)", markup=False,
-                      highlight=False)
-    if failed:
-        raise typer.Exit(2)
+    check_files(files, load_cell, lambda g: f"{g.name} (hash {canonical_hash(g)}, {len(g.nodes)} nodes)")
 
 
 @app.command("draw")

@@ -9,8 +9,7 @@ from typing import Annotated, List
 import typer
 from rich.table import Table
 
-from cellsearch.cli import cli_errors, console, print_error
-from cellsearch.errors import CellsearchError
+from cellsearch.cli import check_files, cli_errors, console
 
 app = typer.Typer(help="Search spaces: list the shipped ones, show one, check space files.", no_args_is_help=True)
 
@@ -69,16 +68,5 @@ def check_cmd(files: Annotated[List[Path], typer.Argument(help="YAML search-spac
     """Validate search-space files: one line per file; exit status 2 if any is invalid."""
     from cellsearch.spaces.registry import load_space
 
-    failed = 0
-    for f in files:
-        try:
-            space = load_space(str(f))
-        except CellsearchError as exc:
-            message = str(exc)
-            print_error(message if message.startswith(str(f)) else f"{f}: {message}")
-            failed += 1
-            continue
-        console.print(f"ok {f}: {space.name} (kind {space.kind}, {_count(len(space.decisions()))})",
-                      markup=False, highlight=False, soft_wrap=True)
-    if failed:
-        raise typer.Exit(2)
+    check_files(files, lambda f: load_space(str(f)),
+                lambda space: f"{space.name} (kind {space.kind}, {_count(len(space.decisions()))})")

@@ -64,10 +64,8 @@ def _outcome(score, status, stage, metrics, params, start, error=None) -> TrialO
 
 
 def _evaluate(config: dict[str, Any], report, start: float) -> TrialOutcome:
-    from cellsearch.train import use_threads
-
     from cellsearch.dsl.io import loads_cell
-    from cellsearch.train import TrainConfig, Trainer
+    from cellsearch.train import TrainConfig, Trainer, use_threads
 
     if config.get("threads"):
         use_threads(int(config["threads"]))
