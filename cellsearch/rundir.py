@@ -57,8 +57,7 @@ def read_json_file(path: str | Path, what: str, advice: str) -> dict[str, Any]:
     return data
 
 
-def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The search settings of a run (its config.json) as plain data."""
-    path = require_run(run_dir)
-    return read_json_file(path / CONFIG, "search settings",
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The search settings of a run (its config.json) as plain data; ``run_dir`` as ``require_run`` gave it."""
+    return read_json_file(Path(run_dir) / CONFIG, "search settings",
                           "restore it from a backup, or start a new search")

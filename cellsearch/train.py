@@ -314,8 +314,6 @@ class Trainer:
         trainer = cls(cfg, graph=loads_cell(ckpt["cell_yaml"], source=f"{path}:cell"))
         try:
             trainer.load_state_dict(ckpt)
-        except ConfigError:
-            raise
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
             raise restore_error(path, exc) from None
         return trainer

@@ -18,19 +18,14 @@ from typing import Sequence
 from cellsearch.analysis.plots import markdown_table, pyplot
 from cellsearch.errors import ConfigError
 from cellsearch.results import best_per_cell, run_config, stage_counts
-
-
-def _check_run(run_dir: str | Path) -> Path:
-    from cellsearch.rundir import require_run
-
-    return require_run(run_dir)
+from cellsearch.rundir import require_run
 
 
 def load_run(run_dir: str | Path, label: str | None = None):
     """All rows of a run (``cellsearch.store.read_results``) with a ``run`` column."""
     from cellsearch.store import read_results
 
-    path = _check_run(run_dir)
+    path = require_run(run_dir)
     df = read_results(path)
     df.insert(0, "run", label or path.name)
     return df
@@ -112,7 +107,7 @@ def top_cells_table(run_dir: str | Path, k: int = 5):
     from cellsearch.dsl.equations import format_equation, inlined_nodes
     from cellsearch.dsl.io import loads_cell
 
-    ranked = _distinct_cells(_check_run(run_dir))[:k]
+    ranked = _distinct_cells(require_run(run_dir))[:k]
     records = []
     for rank, c in enumerate(ranked, 1):
         g = loads_cell(c["yaml"], warn=False)
@@ -161,7 +156,7 @@ def op_frequencies(run_dir: str | Path, k: int = 5):
     from cellsearch.dsl.io import loads_cell
     from cellsearch.dsl.ops import OPS
 
-    cells = _distinct_cells(_check_run(run_dir))
+    cells = _distinct_cells(require_run(run_dir))
     ranked = sorted((c for c in cells if c["score"] is not None), key=lambda c: (-c["score"], c["id"]))
     top = {c["hash"] for c in ranked[:k]}
     counts = {c["hash"]: cell_ops(loads_cell(c["yaml"], warn=False)) for c in cells}
@@ -260,7 +255,7 @@ def write_search_report(run_dir: str | Path, out_dir: str | Path, top: int = 5) 
     from cellsearch.dsl.tools import draw
     from cellsearch.store import Store
 
-    run = _check_run(run_dir)
+    run = require_run(run_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df = load_run(run)
@@ -333,7 +328,7 @@ def compare_runs(run_dirs: Sequence[str | Path], path: str | Path | None = None,
     directory name) and, when ``path`` is given, on one plot."""
     import pandas as pd
 
-    dirs = [_check_run(d) for d in run_dirs]
+    dirs = [require_run(d) for d in run_dirs]
     if not dirs:
         raise ConfigError("give at least one run directory")
     frames = [load_run(d, lab) for d, lab in zip(dirs, _labels(dirs, labels))]
@@ -347,7 +342,7 @@ def compare_distributions(run_dirs: Sequence[str | Path], labels: Sequence[str] 
     """``score_distribution`` of several runs side by side."""
     import pandas as pd
 
-    dirs = [_check_run(d) for d in run_dirs]
+    dirs = [require_run(d) for d in run_dirs]
     frames = [load_run(d, lab) for d, lab in zip(dirs, _labels(dirs, labels))]
     return score_distribution(pd.concat(frames, ignore_index=True))
 

@@ -73,6 +73,8 @@ def load_code(code: GeneratedCode) -> dict[str, Any]:
     if cached is None or cached[2] != lines:
         linecache.cache[code.filename] = (len(code.source), None, lines, code.filename)
     namespace = dict(code.globals)
+    # exec of source this module generated itself from a validated CellGraph (names checked as
+    # identifiers, ops from the allow-list, numbers as literals): never text a user handed us
     exec(compiled, namespace)
     return namespace
 

@@ -52,17 +52,12 @@ def check_search_config(cfg: SearchConfig) -> None:
 class Controller:
     """Decides the next trial and records finished ones (see module docstring)."""
 
-    def __init__(self, cfg: SearchConfig, run_dir: Path, resume: bool = False, *, space=None, strategy=None,
-                 store: Store | None = None):
-        from cellsearch.spaces import load_space
-        from cellsearch.strategies import make_strategy
-
+    def __init__(self, cfg: SearchConfig, run_dir: Path, *, space, strategy, store: Store, resume: bool = False):
         self.cfg = cfg
         self.run_dir = run_dir
-        self.space = space if space is not None else load_space(cfg.space)
-        self.strategy = strategy if strategy is not None else make_strategy(cfg.strategy, self.space, seed=cfg.seed,
-                                                                            **cfg.strategy_options)
-        self.store = store if store is not None else Store(run_dir / rundir.RESULTS)
+        self.space = space
+        self.strategy = strategy
+        self.store = store
         stages = self.strategy.plan(list(cfg.tasks))
         self.plan = [asdict(s) for s in (stages if stages is not None else default_plan(list(cfg.tasks)))]
         # (a replay takes its scores from the table as they are: nothing to normalise)
@@ -74,7 +69,7 @@ class Controller:
         self.running: dict[str, Candidate] = {}
         self.parked: list[Candidate] = []  # duplicates of a running trial, served when it finishes
         self.last_row = 0  # id of the last results row told to the strategy
-        self.on_result: Callable[[TrialOutcome | dict], None] | None = None
+        self.on_result: Callable[[TrialOutcome, bool], None] | None = None  # (outcome, reused)
         # seconds between state saves (0: after every result). A replay finishes a trial in
         # milliseconds, where encoding e.g. the RL controller's weights would dominate; a state
         # older than the last rows is safe, since _restore tells the strategy those rows again.
@@ -198,7 +193,7 @@ class Controller:
         self.strategy.tell(cand, self._result(prior))
         self.last_row = row_id
         self.save(force=False)
-        self._notify({"status": prior["status"], "score": prior["score"], "reused": True})
+        self._notify(TrialOutcome(prior["status"], prior["score"]), reused=True)
 
     def complete(self, trial_id: str, outcome: TrialOutcome, node: str | None = None) -> None:
         """Record a finished trial (any status) and tell the strategy."""
@@ -232,9 +227,9 @@ class Controller:
             for c in waiting:
                 self._reuse(c, prior)
 
-    def _notify(self, outcome: TrialOutcome | dict) -> None:
+    def _notify(self, outcome: TrialOutcome, reused: bool = False) -> None:
         if self.on_result:
-            self.on_result(outcome)
+            self.on_result(outcome, reused)
 
 
 class SearchRun:
@@ -242,7 +237,7 @@ class SearchRun:
 
     Everything that can fail on bad input (settings, space, strategy options, reference cell,
     replay table, data) is checked before the run directory is created or touched; then the
-    run is locked for this writer (``WriterLock``) until ``run()`` returns or ``close()``."""
+    run is locked for this writer (``WriterLock``) until ``run()`` returns."""
 
     def __init__(self, cfg: SearchConfig, runs_dir: str | Path = "runs", *, resume: bool = False,
                  run_dir: str | Path | None = None):
@@ -284,8 +279,8 @@ class SearchRun:
 
                     snapshot_space(cfg.space, self.run_dir / rundir.SPACE_SNAPSHOT)
             store = Store(self.run_dir / rundir.RESULTS)
-            self.controller = Controller(cfg, self.run_dir, resume=resume, space=space, strategy=strategy,
-                                         store=store)
+            self.controller = Controller(cfg, self.run_dir, space=space, strategy=strategy, store=store,
+                                         resume=resume)
             _write_json(self.run_dir / rundir.CONFIG, asdict(cfg))
             store.set_meta("config", asdict(cfg))
         except BaseException:
@@ -299,11 +294,6 @@ class SearchRun:
         data.update({k: v for k, v in overrides.items() if v is not None})
         cfg = SearchConfig.from_dict(data, f"{path / rundir.CONFIG}")
         return cls(cfg, resume=True, run_dir=path)
-
-    def close(self) -> None:
-        """Release the run (its lock and database); ``run()`` does this when it returns."""
-        self.controller.store.close()
-        self.lock.release()
 
     def run(self, on_event: EventHandler | None = None) -> dict[str, Any]:
         """Run the search to its number of trials (or until interrupted) and return a summary;
@@ -357,15 +347,13 @@ class SearchRun:
         best = row["score"] if row else None
         on_event(SearchStarted(total=total, done=min(ctl.launched, total), best=best))
 
-        def on_result(outcome) -> None:
+        def on_result(outcome: TrialOutcome, reused: bool) -> None:
             nonlocal best
-            # (the controller's outcome record: a mapping, or a typed outcome with these attributes)
-            get = outcome.get if isinstance(outcome, dict) else lambda key: getattr(outcome, key, None)
-            score = get("score")
+            score = outcome.score
             if score is not None and math.isfinite(score) and (best is None or score > best):
                 best = score
             done = ctl.store.count() - (1 if ctl.reference is not None else 0)
-            on_event(TrialFinished(status=get("status"), score=score, reused=bool(get("reused")),
+            on_event(TrialFinished(status=outcome.status, score=score, reused=reused,
                                    done=min(done, total), total=total, running=len(ctl.running), best=best))
 
         ctl.on_result = on_result
