@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cellsearch.errors import ConfigError
-from cellsearch.limits import MAX_CHECKPOINT_BYTES, check_file_size
+from cellsearch.limits import MAX_CHECKPOINT_BYTES, MAX_POPULATION, check_file_size
 
 CHECKPOINT_VERSION = 1
 
@@ -39,14 +39,24 @@ def checkpoint_file(path: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint at ``path`` as a checked dict (see module docstring)."""
-    import torch
-
     path = checkpoint_file(path)
     if not path.is_file():
         raise ConfigError(f"no checkpoint at {path}")
+    ckpt = _read(path)
+    if is_population(ckpt):
+        n = len(ckpt["population"]) if isinstance(ckpt["population"], list) else "several"
+        raise ConfigError(f"{path}: holds a population of {n} members (from `train --seeds`/`--lrs`), not one "
+                          "model; resume it with `train --resume` (the population resumes whole)")
+    check_checkpoint(ckpt, path)
+    return ckpt
+
+
+def _read(path: Path) -> Any:
+    import torch
+
     check_file_size(path, "checkpoint size", MAX_CHECKPOINT_BYTES)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         named = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if named:  # a pickle that asks for a Python object: the way a crafted file runs code
@@ -55,7 +65,34 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not a readable checkpoint (damaged pickle data)") from None
     except Exception as exc:  # truncated, not a zip/pickle, garbage: torch raises many kinds
         raise ConfigError(f"{path}: not a readable checkpoint ({_summary(exc)[:160]})") from None
-    check_checkpoint(ckpt, path)
+
+
+def is_population(ckpt: Any) -> bool:
+    """Whether a loaded checkpoint holds a population (``train --seeds``/``--lrs``) rather than one model."""
+    return isinstance(ckpt, dict) and "population" in ckpt
+
+
+def load_population_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A population checkpoint (``{"version", "population": [member checkpoint, ...], "members": [...]}``),
+    every member checked as ``load_checkpoint`` checks one."""
+    path = checkpoint_file(path)
+    if not path.is_file():
+        raise ConfigError(f"no checkpoint at {path}")
+    ckpt = _read(path)
+    if not is_population(ckpt):
+        raise ConfigError(f"{path}: not a population checkpoint (it holds one model; resume it without "
+                          "--seeds/--lrs)")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise ConfigError(f"{path}: checkpoint version {ckpt.get('version')} is not supported "
+                          f"(this cellsearch writes {CHECKPOINT_VERSION})")
+    members, settings = ckpt["population"], ckpt.get("members")
+    if not isinstance(members, list) or not members or not isinstance(settings, list) \
+            or len(settings) != len(members) or not all(isinstance(m, dict) for m in settings):
+        raise ConfigError(f"{path}: damaged checkpoint: the population's member list is malformed")
+    if len(members) > MAX_POPULATION:
+        raise ConfigError(f"{path}: {len(members)} members exceed the limit of {MAX_POPULATION} (population size)")
+    for i, member in enumerate(members):
+        check_checkpoint(member, f"{path} (member {i})")
     return ckpt
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -251,6 +251,7 @@ class Trainer:
         self.history: list[dict] = []
         self.losses: list[float] = []
         self.status = "ok"
+        self.final_metrics: dict[str, float | None] = {}  # set by final_evaluation
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -363,28 +364,43 @@ class Trainer:
             yield
             self.rng.set_state(torch.cuda.get_rng_state(self.device) if cuda else torch.get_rng_state())
 
+    def rng_scope(self):
+        """The context the trainer's random draws run in: its own generator when a step draws
+        (dropout, scheduled sampling), else nothing to set up."""
+        return self._own_rng() if (self.cfg.dropout or self.cfg.scheduled_sampling) else nullcontext()
+
     def train_step(self, batch) -> float:
-        if self.cfg.dropout or self.cfg.scheduled_sampling:  # the steps that draw random numbers
-            with self._own_rng():
-                return self._train_step(batch)
-        return self._train_step(batch)
+        with self.rng_scope():
+            return self._train_step(batch)
 
     def _train_step(self, batch) -> float:
-        cfg = self.cfg
+        batch, inputs, state = self.step_inputs(batch)
+        logits, new_state = self.model(inputs, state)
+        loss = self.step_loss(logits, batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.apply_gradients(new_state)
+        return float(loss.detach())
+
+    # the phases of a training step, also run member by member by a population (``population.py``)
+    def step_inputs(self, batch):
+        """(the batch on the device, the model's input tokens, the state to start from)."""
         self.model.train()
         batch = batch.to(self.device)
         state = self.state if batch.carry_state else None
-        inputs = self._mixed_inputs(batch) if cfg.scheduled_sampling else batch.inputs
-        logits, new_state = self.model(inputs, state)
+        inputs = self._mixed_inputs(batch) if self.cfg.scheduled_sampling else batch.inputs
+        return batch, inputs, state
+
+    def step_loss(self, logits: torch.Tensor, batch) -> torch.Tensor:
         nll, n = self.task.masked_nll(logits, batch.targets, batch.mask)
-        loss = nll / max(n, 1)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
+        return nll / max(n, 1)
+
+    def apply_gradients(self, new_state) -> None:
+        """Clip this model's gradient (its own norm), take the optimizer step, carry the state on."""
+        if self.cfg.clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
         self.opt.step()
         self.state = SeqModel.detach_state(new_state)
-        return float(loss.detach())
 
     def evaluate(self, split: str = "valid") -> dict[str, float | None]:
         metrics = self.task.evaluate(self.model, split, self.cfg.eval_batch_size)
@@ -406,25 +422,10 @@ class Trainer:
         last_ckpt = None
         try:
             while self.status == "ok" and self._budget_left(start):
-                for group in self.opt.param_groups:
-                    group["lr"] = cfg.lr * _lr_factor(cfg, self.step, self._progress_fraction(start))
+                self.set_lr(start)
                 loss = self.train_step(next(self.stream))
-                self.step += 1
-                self.losses.append(loss)
-                if self.first_loss is None:
-                    self.first_loss = loss
-                if not math.isfinite(loss) or loss > cfg.diverge_factor * max(self.first_loss, 1e-3):
-                    self.status = "diverged"
+                if not self.record_step(loss, start, callback, tell):
                     break
-                if tell:
-                    tell(StepDone(self.step, loss, self.elapsed + time.perf_counter() - start))
-                if cfg.eval_every and self.step % cfg.eval_every == 0 and self._budget_left(start):
-                    metrics = self.evaluate()
-                    self.history.append({"step": self.step,
-                                         "seconds": self.elapsed + time.perf_counter() - start, **metrics})
-                    if callback is not None and callback(self.step, metrics) is False:
-                        self.status = "stopped"
-                        break
                 if out_dir and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.elapsed += time.perf_counter() - start
                     start = time.perf_counter()
@@ -433,21 +434,54 @@ class Trainer:
             if tell:
                 tell(TrainingStopped(self.step))
         self.elapsed += time.perf_counter() - start
-        finite = all(torch.isfinite(p).all() for p in self.model.parameters())
-        if finite:
+        self.final_evaluation(callback)
+        if out_dir:
+            last_ckpt = self.save(Path(out_dir) / "checkpoint.pt")
+        return self.result(last_ckpt)
+
+    # the phases of ``run``, also driven member by member by a population
+    def set_lr(self, start: float) -> None:
+        """This step's learning rate (warm-up, then the schedule over the budget)."""
+        for group in self.opt.param_groups:
+            group["lr"] = self.cfg.lr * _lr_factor(self.cfg, self.step, self._progress_fraction(start))
+
+    def record_step(self, loss: float, start: float, callback=None, tell=None) -> bool:
+        """Book a finished step: its loss, divergence, progress, the periodic evaluation; False when
+        training ends here (diverged, or the callback asked to stop)."""
+        cfg = self.cfg
+        self.step += 1
+        self.losses.append(loss)
+        if self.first_loss is None:
+            self.first_loss = loss
+        if not math.isfinite(loss) or loss > cfg.diverge_factor * max(self.first_loss, 1e-3):
+            self.status = "diverged"
+            return False
+        if tell:
+            tell(StepDone(self.step, loss, self.elapsed + time.perf_counter() - start))
+        if cfg.eval_every and self.step % cfg.eval_every == 0 and self._budget_left(start):
             metrics = self.evaluate()
-        else:
-            metrics = {self.task.primary_metric: None}
+            self.history.append({"step": self.step, "seconds": self.elapsed + time.perf_counter() - start, **metrics})
+            if callback is not None and callback(self.step, metrics) is False:
+                self.status = "stopped"
+                return False
+        return True
+
+    def final_evaluation(self, callback=None) -> None:
+        """Evaluate the trained model (unless its weights are not finite) into ``final_metrics``
+        and the history; the callback hears it when training ended normally."""
+        finite = all(torch.isfinite(p).all() for p in self.model.parameters())
+        metrics = self.evaluate() if finite else {self.task.primary_metric: None}
         if self.status != "stopped" and (not self.history or self.history[-1]["step"] != self.step):
             self.history.append({"step": self.step, "seconds": self.elapsed, **metrics})
             if callback is not None and self.status == "ok":
                 callback(self.step, metrics)
-        if out_dir:
-            last_ckpt = self.save(Path(out_dir) / "checkpoint.pt")
-        return TrainResult(status=self.status, steps=self.step, seconds=self.elapsed, metrics=metrics,
+        self.final_metrics = metrics
+
+    def result(self, checkpoint: Path | None = None) -> TrainResult:
+        return TrainResult(status=self.status, steps=self.step, seconds=self.elapsed, metrics=self.final_metrics,
                            history=self.history, params=sum(p.numel() for p in self.model.rnn.parameters()),
                            cell=self.graph.name, hash=canonical_hash(self.graph), task=self.task.name,
-                           losses=self.losses, checkpoint=str(last_ckpt) if last_ckpt else None)
+                           losses=self.losses, checkpoint=str(checkpoint) if checkpoint else None)
 
 
 def train(cfg: TrainConfig, *, callback=None, progress: Callable[[object], None] | None = None,

@@ -191,7 +191,7 @@ class _Backward:
                 body.append(f"    {_act_backward(op, grads[0], use(acts[0]), out=slot)}")
             else:
                 run = self.use_var(v.run_names[(grp.index, ri)])
-                body.append(f"    torch.cat(({', '.join(grads)}), 1, out={slot})")
+                body.append(f"    torch.cat(({', '.join(grads)}), -1, out={slot})")
                 body.append(f"    {_act_backward(op, slot, run, out=slot)}")
         for k, L in enumerate(grp.members):
             if L in grp.act_of:
@@ -215,7 +215,7 @@ class _Backward:
             da = nm.fresh(f"d_a{grp.index}")
             body.append(f"    {da} = matmul_w({dl}, {grp.weight})")
             pieces = [nm.fresh(f"d_{a}_g{grp.index}") for a in grp.args]
-            body.append(f"    {', '.join(pieces)} = {da}.split(H, 1)")
+            body.append(f"    {', '.join(pieces)} = {da}.split(H, -1)")
             for a, p in zip(grp.args, pieces):
                 add(a, _Term(1, p, simple=True))
         for a in grp.args:

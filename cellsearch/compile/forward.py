@@ -199,7 +199,7 @@ def _emit_group(v: Variables, grp: Group) -> list[str]:
         a = v.ref(grp.args[0])
     else:
         a = nm.fresh(f"a{grp.index}")
-        lines.append(f"    {a} = torch.cat(({', '.join(v.ref(x) for x in grp.args)}), 1)")
+        lines.append(f"    {a} = torch.cat(({', '.join(v.ref(x) for x in grp.args)}), -1)")
     if grp.base_kind:
         mm = f"linear_add({a}, {grp.weight}, {grp.base})"
     else:
@@ -212,7 +212,7 @@ def _emit_group(v: Variables, grp: Group) -> list[str]:
         out = nm.fresh(f"lin{grp.index}")
         lines.append(f"    {out} = {mm}")
         if not grp.runs:
-            lines.append(f"    {', '.join(parts)} = {out}.chunk({len(parts)}, 1)")
+            lines.append(f"    {', '.join(parts)} = {out}.chunk({len(parts)}, -1)")
             return lines
     for ri, (i, j, op) in enumerate(grp.runs):
         acts = [nm[grp.act_of[L]] for L in grp.members[i:j]]
@@ -222,7 +222,7 @@ def _emit_group(v: Variables, grp: Group) -> list[str]:
         else:
             run = v.run_names[(grp.index, ri)]
             lines.append(f"    {run} = torch.{op}({cols})")
-            lines.append(f"    {', '.join(acts)} = {run}.chunk({j - i}, 1)")
+            lines.append(f"    {', '.join(acts)} = {run}.chunk({j - i}, -1)")
     if len(parts) > 1:
         for k, L in enumerate(grp.members):
             if L not in grp.act_of:

@@ -1,7 +1,8 @@
 """The matmuls inside the time loop, and the weight packing that makes them fast on CPU.
 
 The generated step functions call these four helpers instead of ``torch.mm``/``addmm``. Every
-group weight ``W`` is in ``nn.Linear`` layout (out × in). The runtime may hand the helpers a
+group weight ``W`` is in ``nn.Linear`` layout (out × in), or (K, out × in) for a population of K
+members whose activations are (K, B, features): the helpers then use batched matmuls. The runtime may hand the helpers a
 oneDNN *prepacked* weight instead of ``W`` (``pack_for_forward``/``pack_for_backward``): the
 per-step GEMMs at RNN sizes (B = 32, 256 → 1024) then skip re-packing the weight on every call,
 which measured about 30% faster here than ``addmm``/``mm``. Packing happens once per sequence,
@@ -54,6 +55,8 @@ def linear(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """a @ W.T"""
     if w.is_mkldnn:
         return _ONEDNN[0](a, w, None, "none", [], "")
+    if w.dim() == 3:  # a population: one matrix per member
+        return torch.bmm(a, w.transpose(1, 2))
     return torch.mm(a, w.t())
 
 
@@ -65,6 +68,8 @@ def linear_add(a: torch.Tensor, w: torch.Tensor, base: torch.Tensor) -> torch.Te
         if base.shape == (a.shape[0], w.shape[0]):
             return _ONEDNN[0].binary(a, base, w, None, "add")
         return _ONEDNN[0](a, w, None, "none", [], "") + base
+    if w.dim() == 3:
+        return torch.baddbmm(base, a, w.transpose(1, 2))
     return torch.addmm(base, a, w.t())
 
 
@@ -72,6 +77,8 @@ def matmul_w(d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """d @ W (w may be W prepacked by pack_for_backward)"""
     if w.is_mkldnn:
         return _ONEDNN[0](d, w, None, "none", [], "")
+    if w.dim() == 3:
+        return torch.bmm(d, w)
     return torch.mm(d, w)
 
 
@@ -81,6 +88,8 @@ def add_matmul_w(other: torch.Tensor, d: torch.Tensor, w: torch.Tensor) -> torch
         if other.shape == (d.shape[0], w.shape[0]):
             return _ONEDNN[0].binary(d, other, w, None, "add")
         return _ONEDNN[0](d, w, None, "none", [], "") + other
+    if w.dim() == 3:
+        return torch.baddbmm(other, d, w)
     return torch.addmm(other, d, w)
 
 

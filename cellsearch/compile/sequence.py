@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
@@ -53,9 +54,16 @@ def _run_loop(program: CellProgram, T: int, ext: Sequence[torch.Tensor], consts:
         return _loop(program, T, ext, consts, init, keep_saved)
 
 
+def time_dim(state: torch.Tensor) -> int:
+    """Where the time dimension of a sequence is, given a state of the loop: (T, B, ·) for one cell
+    (state (B, H)), members first (K, T, B, ·) for a population (state (K, B, H))."""
+    return state.dim() - 2
+
+
 def _loop(program: CellProgram, T: int, ext, consts, init, keep_saved: bool):
     step = program.step
-    per_step = list(zip(*[e.unbind(0) for e in ext])) if ext else [()] * T  # step t -> tuple of views
+    td = time_dim(init[0])
+    per_step = list(zip(*[e.unbind(td) for e in ext])) if ext else [()] * T  # step t -> tuple of views
     prev = tuple(init)
     seqs: list[tuple] = []
     saved: list[tuple] = []
@@ -74,7 +82,7 @@ class _Recurrence(torch.autograd.Function):
         ext = tensors[:n_ext]
         consts = tensors[n_ext:n_ext + n_const]
         init = tensors[n_ext + n_const:]
-        seqs, saved = _run_loop(program, T, ext, _packed(program, consts, init[0].shape[0]), init, keep_saved=True)
+        seqs, saved = _run_loop(program, T, ext, _packed(program, consts, init[0].shape[-2]), init, keep_saved=True)
         ctx.program = program
         ctx.T = T
         ctx.seqs = seqs
@@ -85,7 +93,7 @@ class _Recurrence(torch.autograd.Function):
         outputs = []
         if schedule.graph.output in rs:
             k = rs.index(schedule.graph.output)
-            out = torch.stack([st[k] for st in seqs])
+            out = torch.stack([st[k] for st in seqs], time_dim(init[0]))
             outputs.append(out)
             ctx.save_for_backward(*tensors, out)
         else:
@@ -108,20 +116,23 @@ class _Recurrence(torch.autograd.Function):
         rs = schedule.recurrent_states
         seqs, saved = ctx.seqs, ctx.saved_steps
         out_k = rs.index(schedule.graph.output) if out is not None else None
+        td = time_dim(init[0])
         if out_k is not None:
             d_out, d_final = grads[0], grads[1:]
-            d_out_steps = d_out.unbind(0) if d_out is not None else None
+            d_out_steps = d_out.unbind(td) if d_out is not None else None
         else:
             d_out_steps, d_final = None, grads
         d_state = [d if d is not None else torch.zeros_like(v) for d, v in zip(d_final, init)]
-        per_step = list(zip(*[e.unbind(0) for e in ext])) if ext else [()] * T
-        B = init[0].shape[0]
+        per_step = list(zip(*[e.unbind(td) for e in ext])) if ext else [()] * T
+        B = init[0].shape[-2]
+        members = init[0].shape[:-2]  # (), or (K,) for a population
         ref = init[0]
         # Pre-activation gradients of every fused matmul for the whole sequence: the step writes
         # into views of these, and dW = d_lin^T @ argument is then one matmul. Zeroed (not empty)
         # so the pages are touched once here rather than page-faulted step by step in the loop.
-        d_lin = [ref.new_zeros(T, B, len(grp.members) * program.schedule.hidden_size) for grp in schedule.groups]
-        d_lin_steps = list(zip(*[buf.unbind(0) for buf in d_lin])) if d_lin else [()] * T
+        d_lin = [ref.new_zeros(*members, T, B, len(grp.members) * program.schedule.hidden_size)
+                 for grp in schedule.groups]
+        d_lin_steps = list(zip(*[buf.unbind(td) for buf in d_lin])) if d_lin else [()] * T
         d_ext_steps: list[list] = [[None] * T for _ in ext]
         d_const_acc: list = [None] * n_const
         d_diag_steps: list[list] = [[None] * T for _ in program.loop_diags]
@@ -151,11 +162,11 @@ class _Recurrence(torch.autograd.Function):
             elif any(d is None for d in d_ext_steps[i]):
                 grads_out.append(None)
             else:
-                grads_out.append(torch.stack(d_ext_steps[i]).sum_to_size(e.shape))
+                grads_out.append(torch.stack(d_ext_steps[i], td).sum_to_size(e.shape))
         weight_i = diag_i = 0
         for i, (name, c, kind) in enumerate(zip(program.consts, consts, program.const_kinds)):
             if kind == "value":
-                d = base_grad[name].sum(0) if name in base_grad else d_const_acc[i]
+                d = base_grad[name].sum(td) if name in base_grad else d_const_acc[i]
                 grads_out.append(None if d is None else d.sum_to_size(c.shape))
             elif kind == "weight":
                 grp = schedule.groups[weight_i]
@@ -166,13 +177,15 @@ class _Recurrence(torch.autograd.Function):
             else:  # the scale of a diag node
                 steps = d_diag_steps[diag_i]
                 diag_i += 1
-                grads_out.append(torch.stack(steps).sum((0, 1)).sum_to_size(c.shape))
+                grads_out.append(torch.stack(steps).sum(0).sum_to_size(c.shape))
         grads_out.extend(d_state)
         return (None, None, None, None, *grads_out)
 
 
 def _weight_grad(program: CellProgram, grp, d_lin: torch.Tensor, seqs, init, out, saved) -> torch.Tensor:
     """dW of one fused matmul for the whole sequence: d_lin^T @ argument, block by block."""
+    if d_lin.dim() == 4:  # a population's, members first
+        return _population_weight_grad(program, grp, d_lin, seqs, init, out, saved)
     schedule = program.schedule
     rs = schedule.recurrent_states
     T = d_lin.shape[0]
@@ -195,6 +208,66 @@ def _weight_grad(program: CellProgram, grp, d_lin: torch.Tensor, seqs, init, out
         tail = d_lin[1:].reshape(-1, d_lin.shape[-1]).t()
         blocks.append(torch.addmm(first, tail, rest.reshape(-1, rest.shape[-1])))
     return blocks[0] if len(blocks) == 1 else torch.cat(blocks, 1)
+
+
+def _members_first(seq: torch.Tensor) -> torch.Tensor:
+    """(K, T, B, n) → (K, T·B, n): a population's whole-sequence values, one matrix per member."""
+    return seq.reshape(seq.shape[0], -1, seq.shape[-1])
+
+
+def _population_weight_grad(program: CellProgram, grp, d_lin: torch.Tensor, seqs, init, out, saved) -> torch.Tensor:
+    """``_weight_grad`` of a population (d_lin (K, T, B, k*H)): one batched matmul per block."""
+    schedule = program.schedule
+    rs = schedule.recurrent_states
+    flat = _members_first(d_lin).transpose(1, 2)  # (K, k*H, T*B)
+    blocks = []
+    for a in grp.args:
+        if a in schedule.loop_nodes:
+            k = program.saved.index(program.names[a])
+            arg = torch.stack([s[k] for s in saved], 1)
+        else:  # the previous values of a state: its initial value, then its own sequence
+            k = rs.index(schedule.graph.state_of_prev(a))
+            if out is not None and rs[k] == schedule.graph.output:
+                arg = torch.cat((init[k].unsqueeze(1), out[:, :-1]), 1)
+            else:
+                arg = torch.stack([init[k], *(st[k] for st in seqs[:-1])], 1)
+        blocks.append(torch.bmm(flat, _members_first(arg)))
+    return blocks[0] if len(blocks) == 1 else torch.cat(blocks, -1)
+
+
+@dataclass
+class Prepared:
+    """A cell's sequence after its prologue: the time loop's arguments and the hoisted states' sequences."""
+
+    T: int
+    ext: tuple  # per-step tensors, (T, ..., B, features)
+    consts: tuple  # constants over the steps, in ``program.consts`` order
+    rec_init: tuple  # initial values of the recurrent states
+    hoisted: dict  # hoisted state -> its whole sequence
+
+
+def recur(program: CellProgram, mode: str, T: int, ext: Sequence[torch.Tensor], consts: Sequence[torch.Tensor],
+          init: Sequence[torch.Tensor]) -> tuple[torch.Tensor | None, tuple]:
+    """The time loop: (the output sequence if the output is a recurrent state, else None; the
+    recurrent states' final values). Through ``_Recurrence`` when a gradient is needed and
+    ``mode`` is "fused"; a population's stacked tensors (see ``population.py``) work the same."""
+    schedule = program.schedule
+    if not schedule.recurrent_states:
+        return None, ()
+    has_out = schedule.graph.output in schedule.recurrent_states
+    tensors = (*ext, *consts, *init)
+    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    if need_grad and mode == "fused":
+        res = _Recurrence.apply(program, T, len(ext), len(consts), *tensors)
+        return (res[0], tuple(res[1:])) if has_out else (None, tuple(res))
+    # no gradient through this loop (inference), or plain autograd through every step
+    loop_consts = consts if need_grad else _packed(program, consts, init[0].shape[-2])
+    seqs, _ = _run_loop(program, T, ext, loop_consts, init, keep_saved=False)
+    out = None
+    if has_out:
+        k = schedule.recurrent_states.index(schedule.graph.output)
+        out = torch.stack([st[k] for st in seqs], time_dim(init[0]))
+    return out, tuple(seqs[-1])
 
 
 class CompiledCell(nn.Module):
@@ -266,6 +339,13 @@ class CompiledCell(nn.Module):
         return self.program.source
 
     def forward(self, x, state: Sequence[torch.Tensor] | None = None, static: Sequence[torch.Tensor] | None = None):
+        prepared = self.prepare(x, state, static)
+        out, finals = recur(self.program, self.mode, prepared.T, prepared.ext, prepared.consts, prepared.rec_init)
+        return self.finish(prepared, out, finals)
+
+    def prepare(self, x, state: Sequence[torch.Tensor] | None = None,
+                static: Sequence[torch.Tensor] | None = None) -> "Prepared":
+        """Check the arguments and run the prologue: what the time loop (``recur``) needs."""
         g = self.graph
         schedule = self.program.schedule
         xs = (x,) if isinstance(x, torch.Tensor) else tuple(x)
@@ -293,25 +373,15 @@ class CompiledCell(nn.Module):
         hoisted_init = tuple(state[idx[s]] for s in schedule.hoisted_states)
         rec_init = tuple(state[idx[s]] for s in schedule.recurrent_states)
         ext, consts, hoisted_seqs = self.program.prologue(self.params, T, B, xs, statics, hoisted_init)
-        seq_of = dict(zip(schedule.hoisted_states, hoisted_seqs))
-        final: dict[str, torch.Tensor] = {s: seq[-1] for s, seq in seq_of.items()}
-        out = seq_of.get(g.output)
-        if schedule.recurrent_states:
-            tensors = (*ext, *consts, *rec_init)
-            need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-            if need_grad and self.mode == "fused":
-                res = _Recurrence.apply(self.program, T, len(ext), len(consts), *tensors)
-                if g.output in schedule.recurrent_states:
-                    out, res = res[0], res[1:]
-                final.update(zip(schedule.recurrent_states, res))
-            else:
-                # no gradient through this loop (inference), or plain autograd through every step
-                loop_consts = consts if need_grad else _packed(self.program, consts, B)
-                seqs, _ = _run_loop(self.program, T, ext, loop_consts, rec_init, keep_saved=False)
-                if g.output in schedule.recurrent_states:
-                    k = schedule.recurrent_states.index(g.output)
-                    out = torch.stack([st[k] for st in seqs])
-                final.update(zip(schedule.recurrent_states, seqs[-1]))
+        return Prepared(T, tuple(ext), tuple(consts), rec_init, dict(zip(schedule.hoisted_states, hoisted_seqs)))
+
+    def finish(self, prepared: "Prepared", out: torch.Tensor | None, finals: Sequence[torch.Tensor]):
+        """``forward``'s result from the prologue's hoisted sequences and the loop's results."""
+        g = self.graph
+        final: dict[str, torch.Tensor] = {s: seq[-1] for s, seq in prepared.hoisted.items()}
+        final.update(zip(self.program.schedule.recurrent_states, finals))
+        if out is None:
+            out = prepared.hoisted.get(g.output)
         return out, tuple(final[s] for s in g.states)
 
     def extra_repr(self) -> str:
@@ -327,4 +397,4 @@ def compile_cell(graph: CellGraph | str, input_size: int, hidden_size: int, stat
     return CompiledCell(resolve_cell(graph), input_size, hidden_size, static_size, **kwargs)
 
 
-__all__ = ["CompiledCell", "compile_cell", "prev_name"]
+__all__ = ["CompiledCell", "Prepared", "compile_cell", "prev_name", "recur"]

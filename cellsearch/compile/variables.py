@@ -142,11 +142,11 @@ def unpack(names: list[str], source: str) -> list[str]:
 
 
 def columns(var: str, i: int, j: int) -> str:
-    """Columns i*H:j*H of a (B, k*H) tensor, written for reading."""
+    """Columns i*H:j*H of a (..., B, k*H) tensor, written for reading (any leading member dimension)."""
     def times_h(k: int) -> str:
         return "0" if k == 0 else ("H" if k == 1 else f"{k} * H")
 
-    return f"{var}[:, {times_h(i)}:{times_h(j)}]"
+    return f"{var}[..., {times_h(i)}:{times_h(j)}]"
 
 
 __all__ = ["CODEGEN_RESERVED", "Variables", "columns", "unpack"]

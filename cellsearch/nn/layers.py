@@ -123,13 +123,17 @@ class CellRNN(nn.Module):
                 for i, f in enumerate(fin):
                     finals[i].append(f)
             out = outs[0] if len(outs) == 1 else torch.cat(outs, -1)  # (T, B, D*H)
-            if self.dropout and layer < self.num_layers - 1 and self.training:
-                out = nn.functional.dropout(out, self.dropout, training=True)
-            layer_in = (out,)
+            layer_in = (self.between_layers(out, layer),)
         out = layer_in[0]
         if self.batch_first:
             out = out.transpose(0, 1)
         return out, tuple(torch.stack(f) for f in finals)
+
+    def between_layers(self, out: torch.Tensor, layer: int) -> torch.Tensor:
+        """Layer ``layer``'s output as the next layer reads it (dropout while training, not after the last)."""
+        if self.dropout and layer < self.num_layers - 1 and self.training:
+            return nn.functional.dropout(out, self.dropout, training=True)
+        return out
 
     def extra_repr(self) -> str:
         return (f"cell={self.graph.name!r}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "

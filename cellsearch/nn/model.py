@@ -49,9 +49,17 @@ class SeqModel(nn.Module):
             self.head.weight = self.embedding.weight
 
     def forward(self, tokens: torch.Tensor, state=None):
-        emb = self.drop(self.embedding(tokens))  # (T, B, E)
-        out, state = self.rnn(emb, state)  # (T, B, H)
-        return self.head(self.drop(out)), state  # (T, B, V)
+        out, state = self.rnn(self.embed(tokens), state)  # (T, B, H)
+        return self.readout(out), state  # (T, B, V)
+
+    # the phases of ``forward``, also run member by member by a population (``nn/population.py``)
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (T, B) → the cell's inputs (T, B, E), dropout applied."""
+        return self.drop(self.embedding(tokens))
+
+    def readout(self, out: torch.Tensor) -> torch.Tensor:
+        """The last layer's outputs (T, B, H) → logits (T, B, V), dropout applied."""
+        return self.head(self.drop(out))
 
     def step(self, tokens: torch.Tensor, state=None):
         """One decoding step: tokens (B,) → logits (B, V) and the new state."""

@@ -1,0 +1,69 @@
+"""One time loop for K members of one cell: a population's layer as a single batched pass.
+
+K compiled cells of the same graph and sizes (each with its own parameters) run their
+prologues one by one (once per sequence, not per step), then ONE time loop over stacked
+tensors with a leading member dimension: sequences are (K, T, B, features), states
+(K, B, H), fused weights (K, out, in). The generated step code indexes features from the end
+and the matmul helpers switch to batched matmuls for 3-d weights (``kernels.py``), so the same
+generated ``step``/``step_backward`` and the same ``_Recurrence`` run both; only the weight
+gradients take a batched path (``sequence._population_weight_grad``). At search sizes a step is
+bound by per-kernel overhead, so K members cost little more than one.
+
+Members never mix: every op is per member (batched matmuls, elementwise work), so each
+member's outputs and gradients are those of its own solo run up to floating-point rounding,
+and a member whose values are NaN leaves the others alone.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from cellsearch.compile.sequence import CompiledCell, recur
+from cellsearch.errors import CellsearchError
+
+
+def _stack_const(values: Sequence[torch.Tensor], kind: str) -> torch.Tensor:
+    """Members' constants stacked along a new leading dimension that broadcasts against (K, B, ·):
+    weights (out, in) → (K, out, in); a bias-like (n,) → (K, 1, n); a scalar → (K, 1, 1)."""
+    if kind == "weight":
+        return torch.stack(list(values))
+    return torch.stack([v.reshape((1,) * (2 - v.dim()) + tuple(v.shape)) if v.dim() < 2 else v for v in values])
+
+
+def can_batch(cells: Sequence[torch.nn.Module]) -> bool:
+    """Whether ``population_forward`` can run these cells as one loop (else: run them one by one)."""
+    if not cells or not all(isinstance(c, CompiledCell) for c in cells):
+        return False
+    first = cells[0]
+    same = all(c.program.source == first.program.source and c.mode == first.mode for c in cells)
+    return same and bool(first.program.schedule.recurrent_states)
+
+
+def population_forward(cells: Sequence[torch.nn.Module], xs: Sequence, states: Sequence):
+    """``[cell(x, state) for cell, x, state in zip(cells, xs, states)]``, with the time loops of
+    all members run as one batched loop when ``can_batch(cells)``; inputs must then share their
+    length and batch size."""
+    if len(cells) != len(xs) or len(cells) != len(states):
+        raise CellsearchError(f"a population of {len(cells)} cells needs as many inputs and states, "
+                              f"got {len(xs)} and {len(states)}")
+    if not can_batch(cells):
+        return [cell(x, state) for cell, x, state in zip(cells, xs, states)]
+    prepared = [cell.prepare(x, state) for cell, x, state in zip(cells, xs, states)]
+    T = prepared[0].T
+    if any(p.T != T for p in prepared):
+        raise CellsearchError(f"the members' sequences differ in length ({sorted({p.T for p in prepared})}); "
+                              "pad them to one length")
+    program = cells[0].program
+    ext = tuple(torch.stack(values) for values in zip(*(p.ext for p in prepared)))
+    consts = tuple(_stack_const(values, kind)
+                   for values, kind in zip(zip(*(p.consts for p in prepared)), program.const_kinds))
+    init = tuple(torch.stack(values) for values in zip(*(p.rec_init for p in prepared)))
+    out, finals = recur(program, cells[0].mode, T, ext, consts, init)
+    outs = out.unbind(0) if out is not None else [None] * len(cells)
+    finals_of = list(zip(*(f.unbind(0) for f in finals))) if finals else [()] * len(cells)
+    return [cell.finish(p, o, f) for cell, p, o, f in zip(cells, prepared, outs, finals_of)]
+
+
+__all__ = ["can_batch", "population_forward"]

@@ -1,0 +1,58 @@
+"""A population's forward pass: K language models of one cell, each layer's time loops run as one.
+
+``population_forward(models, tokens, states)`` returns what ``[m(t, s) for m, t, s in ...]``
+returns, member by member, but runs every layer's K time loops as a single batched loop
+(``compile.population``). The per-sequence work around the loops (embedding, dropout, the
+output layer) runs member by member with the member's own modules, so every member computes
+exactly what its ``SeqModel.forward`` computes; ``scopes[k]`` (a context manager factory) is
+entered around member k's random draws (its dropout), so each member draws from its own
+generator in the order its solo forward would.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Callable, ContextManager, Sequence
+
+import torch
+
+from cellsearch.compile.population import population_forward as population_layer
+from cellsearch.errors import CellsearchError
+from cellsearch.nn.model import SeqModel
+
+
+def population_forward(models: Sequence[SeqModel], tokens: Sequence[torch.Tensor], states: Sequence,
+                       scopes: Sequence[Callable[[], ContextManager]] | None = None) -> list[tuple]:
+    """``[(logits, state), ...]`` of every member (see module docstring); ``states[k]`` may be None."""
+    K = len(models)
+    if len(tokens) != K or len(states) != K:
+        raise CellsearchError(f"a population of {K} models needs {K} token batches and states, "
+                              f"got {len(tokens)} and {len(states)}")
+    if not K:
+        return []
+    num_layers = models[0].rnn.num_layers
+    if any(m.rnn.num_layers != num_layers or m.rnn.bidirectional for m in models):
+        raise CellsearchError("the members of a population need the same number of unidirectional layers")
+    scopes = scopes or [nullcontext] * K
+    xs = []
+    for model, tok, scope in zip(models, tokens, scopes):
+        with scope():
+            xs.append(model.embed(tok))
+    n_states = len(models[0].graph.states)
+    finals: list[list[list[torch.Tensor]]] = [[[] for _ in range(n_states)] for _ in range(K)]
+    for layer in range(num_layers):
+        layer_states = [None if st is None else tuple(s[layer] for s in st) for st in states]
+        results = population_layer([m.rnn.cells[layer] for m in models], xs, layer_states)
+        for k, ((out, final), model, scope) in enumerate(zip(results, models, scopes)):
+            for i, f in enumerate(final):
+                finals[k][i].append(f)
+            with scope():
+                xs[k] = model.rnn.between_layers(out, layer)
+    logits = []
+    for model, x, scope in zip(models, xs, scopes):
+        with scope():
+            logits.append(model.readout(x))
+    return [(lg, tuple(torch.stack(f) for f in fin)) for lg, fin in zip(logits, finals)]
+
+
+__all__ = ["population_forward"]

@@ -1,0 +1,244 @@
+"""Population training: K variants of one cell trained in lock step, as one batched model.
+
+``train_population(TrainConfig(cell="lstm", hidden_size=64), [Member(seed=0), Member(seed=1, lr=3e-3)])``
+trains one member per ``Member`` and returns one ``TrainResult`` per member, each what
+``train(member.apply(cfg))`` returns: every member keeps its own ``Trainer`` (model, optimizer
+and learning rate, data stream, RNG, carried state, task), and only the work of a step is
+shared: the members' recurrent layers run as one batched time loop (``nn/population.py``), one
+backward pass serves all (the loss is the sum of the members' losses, whose gradients never
+mix), then each member clips its own gradient and takes its own optimizer step. A member that
+diverges is frozen (it leaves the batch, its weights stay as they were) and reported
+``diverged``; the others go on. Evaluation is per member, on the member's own task.
+
+Members share every shape (cell, hidden size, layers, batch, task) and differ in any of
+``Member``'s fields. Batches of different lengths (the Arithmetic task's) are padded to one
+length with masked positions, which changes no member's loss or gradient beyond rounding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from cellsearch.checkpoint import CHECKPOINT_VERSION, load_population_checkpoint, restore_error
+from cellsearch.dsl.io import loads_cell
+from cellsearch.errors import ConfigError
+from cellsearch.limits import MAX_POPULATION
+from cellsearch.nn.population import population_forward
+from cellsearch.records import record_from_dict
+from cellsearch.tasks import make_task
+from cellsearch.tasks.base import Batch, Task
+from cellsearch.train import StepDone, TrainConfig, Trainer, TrainingStarted, TrainingStopped, TrainResult
+
+MEMBER_FIELDS = ("seed", "lr", "init_scale", "forget_bias", "weight_decay", "clip")
+
+
+@dataclass(frozen=True)
+class Member:
+    """How one member differs from the population's base settings (None: as the base)."""
+
+    seed: int | None = None  # initialisation, dropout and data order
+    lr: float | None = None
+    init_scale: float | None = None
+    forget_bias: float | None = None
+    weight_decay: float | None = None
+    clip: float | None = None  # 0: no clipping
+
+    def apply(self, cfg: TrainConfig) -> TrainConfig:
+        """The member's own training settings."""
+        changes = self.to_json()
+        if "clip" in changes:
+            changes["clip"] = changes["clip"] or None
+        return dataclasses.replace(cfg, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields this member sets (the ``member`` object of ``train --json``)."""
+        return {k: getattr(self, k) for k in MEMBER_FIELDS if getattr(self, k) is not None}
+
+
+
+def members_product(**lists: Sequence | None) -> list[Member]:
+    """Every combination of the given lists (``seed=[0, 1], lr=[1e-3, 3e-3]`` → 4 members), seeds
+    varying fastest; a list that is None or empty is left out."""
+    given = [(k, list(v)) for k, v in lists.items() if v]
+    for k, _ in given:
+        if k not in MEMBER_FIELDS:
+            raise ConfigError(f"a population member has no field {k!r} (fields: {', '.join(MEMBER_FIELDS)})")
+    members = [Member()]
+    for key, values in reversed(given):
+        members = [dataclasses.replace(m, **{key: v}) for m in members for v in values]
+    # reversed + outer loop over the existing members makes the first list vary fastest
+    return members
+
+
+def _pad_steps(t: torch.Tensor, length: int, value) -> torch.Tensor:
+    """``t`` (T, ...) grown to ``length`` steps with ``value``."""
+    extra = length - t.shape[0]
+    return t if extra <= 0 else torch.cat((t, t.new_full((extra, *t.shape[1:]), value)))
+
+
+class PopulationTrainer:
+    """K ``Trainer``s of one cell trained in lock step (see module docstring)."""
+
+    def __init__(self, cfg: TrainConfig, members: Sequence[Member], *, task: Task | None = None, graph=None,
+                 trainers: Sequence[Trainer] | None = None):
+        from cellsearch.library import resolve_cell
+
+        if trainers is not None:  # restored from a checkpoint
+            self.trainers = list(trainers)
+            self.members = list(members)
+            return
+        if not members:
+            raise ConfigError("a population needs at least one member")
+        if len(members) > MAX_POPULATION:
+            raise ConfigError(f"a population has at most {MAX_POPULATION} members (limit: population size), "
+                              f"got {len(members)}")
+        configs = [m.apply(cfg) for m in members]
+        for c in configs:
+            c.validate()
+        graph = graph if graph is not None else resolve_cell(cfg.cell)
+        tasks: dict[int, Task] = {}
+        self.trainers = []
+        for c in configs:
+            member_task = task if task is not None else _task_for(c, tasks)
+            self.trainers.append(Trainer(c, task=member_task, graph=graph))
+        self.members = list(members)
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.trainers[0].cfg
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {"version": CHECKPOINT_VERSION, "population": [t.state_dict() for t in self.trainers],
+                "members": [m.to_json() for m in self.members]}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **overrides: Any) -> "PopulationTrainer":
+        """The population saved at ``path`` (``overrides`` change every member's settings, e.g. steps)."""
+        ckpt = load_population_checkpoint(path)
+        trainers = []
+        for i, member in enumerate(ckpt["population"]):
+            cfg = TrainConfig.from_dict({**member["config"], **overrides}, f"{path}: member {i}'s training settings")
+            trainer = Trainer(cfg, graph=loads_cell(member["cell_yaml"], source=f"{path}:cell"))
+            try:
+                trainer.load_state_dict(member)
+            except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+                raise restore_error(path, exc) from None
+            trainers.append(trainer)
+        members = [record_from_dict(Member, m, f"{path}: member {i}'s settings") for i, m in enumerate(ckpt["members"])]
+        return cls(trainers[0].cfg, members, trainers=trainers)
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, trainers: Sequence[Trainer]) -> list[float]:
+        """One optimizer step of every given member, their recurrent layers batched; their losses."""
+        prepared = []
+        for t in trainers:
+            with t.rng_scope():
+                prepared.append(t.step_inputs(next(t.stream)))
+        length = max(inputs.shape[0] for _, inputs, _ in prepared)
+        if any(inputs.shape[0] != length for _, inputs, _ in prepared):
+            if any(state is not None for _, _, state in prepared):
+                raise ConfigError("the members' batches differ in length while carrying their state; "
+                                  "a population needs one length per step for such a task")
+            padded = []
+            for t, (b, inputs, state) in zip(trainers, prepared):
+                pad = max(t.task.vocab.pad, 0)  # masked out: any token will do
+                b = Batch(_pad_steps(b.inputs, length, pad), _pad_steps(b.targets, length, pad),
+                          _pad_steps(b.mask, length, False), b.carry_state)
+                padded.append((b, _pad_steps(inputs, length, pad), state))
+            prepared = padded
+        results = population_forward([t.model for t in trainers], [i for _, i, _ in prepared],
+                                     [s for _, _, s in prepared], [t.rng_scope for t in trainers])
+        losses = [t.step_loss(logits, batch) for t, (logits, _), (batch, _, _) in zip(trainers, results, prepared)]
+        for t in trainers:
+            t.opt.zero_grad(set_to_none=True)
+        torch.stack(losses).sum().backward()  # each member's gradient is that of its own loss
+        for t, (_, new_state) in zip(trainers, results):
+            t.apply_gradients(new_state)
+        return torch.stack(losses).detach().tolist()
+
+    def run(self, callback: Callable[[int, int, dict], bool | None] | None = None,
+            progress: Callable[[object], None] | None = None, out_dir: str | Path | None = None) -> list[TrainResult]:
+        """Train every member to the budget; one ``TrainResult`` per member, in order.
+
+        ``callback(member, step, metrics)`` hears each member's periodic evaluations and may return
+        False to stop that member. ``progress`` hears the population's events (``StepDone`` with the
+        mean loss of the members still training). Writes ``checkpoint.pt`` (all members) into ``out_dir``.
+        """
+        cfg = self.cfg
+        start = time.perf_counter()
+        tell = progress or None
+        if tell:
+            tell(TrainingStarted(cfg.cell, cfg.task, cfg.steps, min(t.step for t in self.trainers)))
+        member_callbacks = [None if callback is None else (lambda step, m, k=k: callback(k, step, m))
+                            for k in range(len(self.trainers))]
+        last_ckpt = None
+        step = min(t.step for t in self.trainers)
+        try:
+            while True:
+                active = [t for t in self.trainers if t.status == "ok" and t._budget_left(start)]
+                if not active:
+                    break
+                for t in active:
+                    t.set_lr(start)
+                losses = self.train_step(active)
+                for t, loss in zip(active, losses):
+                    t.record_step(loss, start, member_callbacks[self.trainers.index(t)])
+                step = max(t.step for t in active)
+                if tell:
+                    live = [loss for loss in losses if loss == loss]
+                    tell(StepDone(step, sum(live) / max(len(live), 1), active[0].elapsed + time.perf_counter() - start))
+                if out_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    now = time.perf_counter()
+                    for t in self.trainers:
+                        t.elapsed += now - start
+                    start = now
+                    last_ckpt = self.save(Path(out_dir) / f"checkpoint-{step}.pt")
+        finally:
+            if tell:
+                tell(TrainingStopped(step))
+        now = time.perf_counter()
+        for k, t in enumerate(self.trainers):
+            t.elapsed += now - start
+            t.final_evaluation(member_callbacks[k])
+        if out_dir:
+            last_ckpt = self.save(Path(out_dir) / "checkpoint.pt")
+        return [t.result(last_ckpt) for t in self.trainers]
+
+
+def _task_for(cfg: TrainConfig, built: dict[int, Task]) -> Task:
+    """The member's task: built for its seed, shared with the members whose task does not depend on
+    the seed (a fixed corpus: its settings name no seed)."""
+    if built:
+        first = next(iter(built.values()))
+        if "seed" not in first.config():
+            return first
+    if cfg.seed not in built:
+        built[cfg.seed] = make_task(cfg.task, seed=cfg.seed, data_dir=cfg.data_dir, **cfg.task_options)
+    return built[cfg.seed]
+
+
+def train_population(cfg: TrainConfig, members: Sequence[Member], *, callback=None,
+                     progress: Callable[[object], None] | None = None, out_dir: str | Path | None = None,
+                     task: Task | None = None, graph=None) -> list[TrainResult]:
+    """Train ``members`` of ``cfg``'s cell as one population (see module docstring)."""
+    return PopulationTrainer(cfg, members, task=task, graph=graph).run(callback=callback, progress=progress,
+                                                                       out_dir=out_dir)
+
+
+__all__ = ["Member", "PopulationTrainer", "members_product", "train_population"]
