@@ -132,3 +132,67 @@ def run_benchmark(cells: tuple[str, ...] = ("lstm", "gru"), cfg: BenchConfig | N
                      "rounds": cfg.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
                      "device": torch.cuda.get_device_name() if cfg.device == "cuda" else "cpu"}
     return out
+
+
+@dataclass
+class PopulationBenchConfig:
+    k: int = 8  # members
+    cell: str = "lstm"
+    task: str = "arith"
+    hidden_size: int = 64  # the search's default training size
+    batch: int = 32
+    rounds: int = 5
+    steps_per_round: int = 4  # training steps each contender takes per round
+    threads: int | None = None
+    device: str = "cpu"
+
+
+def bench_population(cfg: PopulationBenchConfig, progress: Callable[[str], None] | None = None) -> dict:
+    """Training-step time of a population of ``k`` members against one member trained alone.
+
+    The members differ in seed (initialisation and data order). Solo: ``k`` separate trainers,
+    each taking its steps in turn; population: one ``PopulationTrainer`` of the same members.
+    ``speedup`` = k × (one member's step time alone) ÷ (the population's step time), the median
+    over interleaved rounds of the per-round ratio."""
+    from cellsearch.population import Member, PopulationTrainer
+    from cellsearch.train import TrainConfig, Trainer, use_threads
+
+    use_threads(cfg.threads)
+    base = TrainConfig(cell=cfg.cell, task=cfg.task, hidden_size=cfg.hidden_size, batch_size=cfg.batch, steps=None,
+                       seconds=1e9, device=cfg.device)
+    members = [Member(seed=k) for k in range(cfg.k)]
+    solos = [Trainer(m.apply(base)) for m in members]
+    population = PopulationTrainer(base, members)
+    sync = torch.cuda.synchronize if cfg.device == "cuda" else (lambda: None)
+
+    def solo_time() -> float:
+        sync()
+        t0 = time.perf_counter()
+        for trainer in solos:
+            for _ in range(cfg.steps_per_round):
+                trainer.train_step(next(trainer.stream))
+        sync()
+        return (time.perf_counter() - t0) / (cfg.steps_per_round * cfg.k)
+
+    def population_time() -> float:
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(cfg.steps_per_round):
+            population.train_step(population.trainers)
+        sync()
+        return (time.perf_counter() - t0) / cfg.steps_per_round
+
+    solo_time(), population_time()  # warm up
+    solo, pop = [], []
+    for r in range(cfg.rounds):
+        pair = (solo_time, population_time) if r % 2 == 0 else (population_time, solo_time)
+        first, second = pair[0](), pair[1]()
+        s, p = (first, second) if r % 2 == 0 else (second, first)
+        solo.append(s)
+        pop.append(p)
+        if progress:
+            progress(f"population of {cfg.k}: round {r + 1}/{cfg.rounds}")
+    return {"k": cfg.k, "cell": cfg.cell, "task": cfg.task, "hidden": cfg.hidden_size, "batch": cfg.batch,
+            "threads": torch.get_num_threads(), "solo_ms": round(1e3 * statistics.median(solo), 3),
+            "population_ms": round(1e3 * statistics.median(pop), 3),
+            "speedup": round(statistics.median(cfg.k * s / p for s, p in zip(solo, pop)), 3)}

@@ -72,6 +72,12 @@ def is_population(ckpt: Any) -> bool:
     return isinstance(ckpt, dict) and "population" in ckpt
 
 
+def is_population_file(path: str | Path) -> bool:
+    """Whether the checkpoint file at ``path`` holds a population (it is read, and checked, to tell)."""
+    path = checkpoint_file(path)
+    return path.is_file() and is_population(_read(path))
+
+
 def load_population_checkpoint(path: str | Path) -> dict[str, Any]:
     """A population checkpoint (``{"version", "population": [member checkpoint, ...], "members": [...]}``),
     every member checked as ``load_checkpoint`` checks one."""

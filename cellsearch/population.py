@@ -11,8 +11,8 @@ diverges is frozen (it leaves the batch, its weights stay as they were) and repo
 ``diverged``; the others go on. Evaluation is per member, on the member's own task.
 
 Members share every shape (cell, hidden size, layers, batch, task) and differ in any of
-``Member``'s fields. Batches of different lengths (the Arithmetic task's) are padded to one
-length with masked positions, which changes no member's loss or gradient beyond rounding.
+``Member``'s fields. Batches of different lengths (the Arithmetic task's) run padded to one
+length inside the recurrent layers only (``nn/population.py``): losses are each member's own.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from cellsearch.limits import MAX_POPULATION
 from cellsearch.nn.population import population_forward
 from cellsearch.records import record_from_dict
 from cellsearch.tasks import make_task
-from cellsearch.tasks.base import Batch, Task
+from cellsearch.tasks.base import Task
 from cellsearch.train import StepDone, TrainConfig, Trainer, TrainingStarted, TrainingStopped, TrainResult
 
 MEMBER_FIELDS = ("seed", "lr", "init_scale", "forget_bias", "weight_decay", "clip")
@@ -75,12 +75,6 @@ def members_product(**lists: Sequence | None) -> list[Member]:
         members = [dataclasses.replace(m, **{key: v}) for m in members for v in values]
     # reversed + outer loop over the existing members makes the first list vary fastest
     return members
-
-
-def _pad_steps(t: torch.Tensor, length: int, value) -> torch.Tensor:
-    """``t`` (T, ...) grown to ``length`` steps with ``value``."""
-    extra = length - t.shape[0]
-    return t if extra <= 0 else torch.cat((t, t.new_full((extra, *t.shape[1:]), value)))
 
 
 class PopulationTrainer:
@@ -150,18 +144,9 @@ class PopulationTrainer:
         for t in trainers:
             with t.rng_scope():
                 prepared.append(t.step_inputs(next(t.stream)))
-        length = max(inputs.shape[0] for _, inputs, _ in prepared)
-        if any(inputs.shape[0] != length for _, inputs, _ in prepared):
-            if any(state is not None for _, _, state in prepared):
-                raise ConfigError("the members' batches differ in length while carrying their state; "
-                                  "a population needs one length per step for such a task")
-            padded = []
-            for t, (b, inputs, state) in zip(trainers, prepared):
-                pad = max(t.task.vocab.pad, 0)  # masked out: any token will do
-                b = Batch(_pad_steps(b.inputs, length, pad), _pad_steps(b.targets, length, pad),
-                          _pad_steps(b.mask, length, False), b.carry_state)
-                padded.append((b, _pad_steps(inputs, length, pad), state))
-            prepared = padded
+        if len({inputs.shape[0] for _, inputs, _ in prepared}) > 1 and any(s is not None for _, _, s in prepared):
+            raise ConfigError("the members' batches differ in length while carrying their state; "
+                              "a population needs one length per step for such a task")
         results = population_forward([t.model for t in trainers], [i for _, i, _ in prepared],
                                      [s for _, _, s in prepared], [t.rng_scope for t in trainers])
         losses = [t.step_loss(logits, batch) for t, (logits, _), (batch, _, _) in zip(trainers, results, prepared)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -24,15 +24,29 @@ def register(app: typer.Typer) -> None:
                   torch_compile: Annotated[bool, typer.Option("--torch-compile",
                                                               help="Also time torch.compile'd steps.")] = False,
                   device: Annotated[str, typer.Option(help="cpu | cuda (torch.nn then runs cuDNN)")] = "cpu",
+                  population: Annotated[Optional[int], typer.Option(
+                      min=1, help="Also time a population of K members against K solo trainings (full training "
+                                  "steps on Arithmetic) at the search's sizes (hidden 64, batch 32) and at -H/-B.")] = None,
+                  threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads.")] = None,
                   ) -> None:
         """Training-step throughput (forward+backward) of compiled cells vs torch.nn and the interpreter."""
-        from cellsearch.bench import BenchConfig, run_benchmark
+        from cellsearch.bench import BenchConfig, PopulationBenchConfig, bench_population, run_benchmark
+        from cellsearch.settings import SearchConfig
 
         cfg = BenchConfig(seq_len=seq_len, batch=batch, input_size=input_size, hidden_size=hidden_size,
-                          rounds=rounds, with_torch_compile=torch_compile, device=device)
+                          rounds=rounds, with_torch_compile=torch_compile, device=device, threads=threads)
         names = tuple(c.strip() for c in cells.split(",") if c.strip())
         with err_console.status("benchmarking...") as status:
             result = run_benchmark(names, cfg, progress=lambda msg: status.update(msg))
+            if population is not None:
+                search = SearchConfig().train
+                sizes = {"population": (search["hidden_size"], search["batch_size"]),
+                         "population_bench_size": (hidden_size, batch)}
+                for key, (h, b) in sizes.items():
+                    result[key] = bench_population(
+                        PopulationBenchConfig(k=population, hidden_size=h, batch=b, rounds=min(rounds, 5),
+                                              threads=threads, device=device),
+                        progress=lambda msg: status.update(msg))
         if json_out:
             print(json.dumps(result, indent=2))
             return
@@ -48,3 +62,10 @@ def register(app: typer.Typer) -> None:
                           f"{tps['interpreter']:,.0f}", f"{r.get('vs_torch', float('nan')):.2f}x",
                           f"{r['vs_interpreter']:.2f}x")
         console.print(table)
+        for key in ("population", "population_bench_size"):
+            if key in result:
+                p = result[key]
+                console.print(f"population of {p['k']} ({p['cell']}, {p['task']}, hidden {p['hidden']}, batch "
+                              f"{p['batch']}, {p['threads']} threads): {p['population_ms']:.1f} ms per step vs "
+                              f"{p['solo_ms']:.1f} ms for one member alone: {p['speedup']:.2f}x the throughput "
+                              f"of {p['k']} solo trainings")

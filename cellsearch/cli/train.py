@@ -35,6 +35,24 @@ def parse_options(items: list[str] | None) -> dict:
     return out
 
 
+def parse_list(text: str | None, option: str, kind: type) -> list | None:
+    """A comma-separated list of numbers (``--seeds 0,1,2``); None when the option is not given."""
+    from cellsearch.limits import MAX_POPULATION, shown
+
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not t for t in items):
+        raise ConfigError(f"{option}: expected a comma-separated list of numbers, got {shown(text)}")
+    if len(items) > MAX_POPULATION:
+        raise ConfigError(f"{option}: {len(items)} values exceed the limit of {MAX_POPULATION} (population size)")
+    try:
+        return [kind(t) for t in items]
+    except ValueError:
+        what = "integers" if kind is int else "numbers"
+        raise ConfigError(f"{option}: expected a comma-separated list of {what}, got {shown(text)}") from None
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
 
@@ -69,14 +87,41 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
         resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint.")] = None,
         progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+        seeds: Annotated[Optional[str], typer.Option(
+            help="Train one member per seed, e.g. 0,1,2,3, as one population (batched).")] = None,
+        lrs: Annotated[Optional[str], typer.Option(help="Members' learning rates, e.g. 1e-3,3e-3 (with --seeds: "
+                                                        "every combination).")] = None,
+        init_scales: Annotated[Optional[str], typer.Option(help="Members' init scales (combined likewise).")] = None,
+        weight_decays: Annotated[Optional[str], typer.Option(help="Members' weight decays.")] = None,
+        clips: Annotated[Optional[str], typer.Option(help="Members' gradient clips (0: off).")] = None,
     ) -> None:
-        """Train a cell on a task within a budget; save a checkpoint and the validation metrics."""
+        """Train a cell on a task within a budget; save a checkpoint and the validation metrics.
+
+        With --seeds/--lrs/... it trains every combination of the lists as one population (one
+        batched model; each member equals its own solo training) and --json prints a list with one
+        object per member, each with a "member" object naming its settings."""
+        from cellsearch.checkpoint import checkpoint_file, is_population_file
         from cellsearch.cli.progress import progress_bars
+        from cellsearch.population import PopulationTrainer, members_product
         from cellsearch.train import TrainConfig, Trainer
 
         if steps is None and minutes is None:
             steps = 300
-        if resume is not None:
+        lists = {"seed": parse_list(seeds, "--seeds", int), "lr": parse_list(lrs, "--lrs", float),
+                 "init_scale": parse_list(init_scales, "--init-scales", float),
+                 "weight_decay": parse_list(weight_decays, "--weight-decays", float),
+                 "clip": parse_list(clips, "--clips", float)}
+        members = members_product(**lists) if any(v is not None for v in lists.values()) else None
+        population = None
+        if resume is not None and is_population_file(checkpoint_file(resume)):
+            if members is not None:
+                raise ConfigError("--resume continues a population with its own members; leave out --seeds/--lrs/...")
+            population = PopulationTrainer.from_checkpoint(resume, steps=steps,
+                                                           seconds=minutes * 60 if minutes else None)
+            cfg = population.cfg
+        elif resume is not None:
+            if members is not None:
+                raise ConfigError("--resume continues one training; leave out --seeds/--lrs/...")
             # the budget given now replaces the checkpoint's (the run continues to it)
             trainer = Trainer.from_checkpoint(resume, steps=steps, seconds=minutes * 60 if minutes else None)
             cfg = trainer.cfg
@@ -88,7 +133,21 @@ def register(app: typer.Typer) -> None:
                               clip=clip or None, lr_schedule=lr_schedule, init_scale=init_scale,
                               forget_bias=forget_bias, seed=seed, threads=threads, device=device,
                               eval_every=eval_every, scheduled_sampling=scheduled_sampling, ss_k=ss_k)
-            trainer = Trainer(cfg)
+            if members is not None:
+                population = PopulationTrainer(cfg, members)
+            else:
+                trainer = Trainer(cfg)
+        if population is not None:
+            out_dir = out or Path("runs") / f"train-{Path(cfg.cell).stem}-{cfg.task}-population"
+            with progress_bars(progress and not json_out) as bars:
+                results = population.run(progress=bars, out_dir=out_dir)
+            rows = [{**r.to_json(), "member": m.to_json()} for r, m in zip(results, population.members)]
+            (Path(out_dir) / "metrics.json").write_text(json.dumps(rows, indent=2) + "\n")
+            if json_out:
+                print(json.dumps(rows))
+                return
+            _print_population(rows)
+            return
         out_dir = out or Path("runs") / f"train-{Path(cfg.cell).stem}-{cfg.task}-s{cfg.seed}"
         with progress_bars(progress and not json_out) as bars:  # (on stdout, as the results)
             result = trainer.run(progress=bars, out_dir=out_dir)
@@ -102,6 +161,23 @@ def register(app: typer.Typer) -> None:
         for k, v in payload["metrics"].items():
             console.print(f"  {k}: {v if v is None else round(v, 4)}")
         console.print(f"checkpoint: {payload['checkpoint']}")
+
+    def _print_population(rows: list[dict]) -> None:
+        from rich.table import Table
+
+        first = rows[0]
+        console.print(f"{first['cell']} on {first['task']}: {len(rows)} members trained as one population, "
+                      f"{first['params']:,} cell parameters each")
+        metrics = list(first["metrics"])
+        table = Table(show_header=True, header_style="bold")
+        for col in ("member", "status", "steps", *metrics):
+            table.add_column(col)
+        for row in rows:
+            member = " ".join(f"{k}={v}" for k, v in row["member"].items())
+            values = [("—" if row["metrics"].get(k) is None else f"{row['metrics'][k]:.4g}") for k in metrics]
+            table.add_row(member, row["status"], str(row["steps"]), *values)
+        console.print(table)
+        console.print(f"checkpoint: {first['checkpoint']}")
 
     @app.command("generate")
     @cli_errors

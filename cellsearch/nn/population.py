@@ -7,6 +7,13 @@ output layer) runs member by member with the member's own modules, so every memb
 exactly what its ``SeqModel.forward`` computes; ``scopes[k]`` (a context manager factory) is
 entered around member k's random draws (its dropout), so each member draws from its own
 generator in the order its solo forward would.
+
+Members' sequences may differ in length (the Arithmetic task pads each batch to its own
+longest example): the cell inputs are padded with zeros to the longest, after the member's
+embedding and dropout, and the outputs cut back before anything else reads them, so each
+member's outputs and random draws are those of its solo pass. The final state of a member
+shorter than the longest is then the state after the padding: do not carry it on
+(``PopulationTrainer`` refuses to).
 """
 
 from __future__ import annotations
@@ -40,14 +47,18 @@ def population_forward(models: Sequence[SeqModel], tokens: Sequence[torch.Tensor
             xs.append(model.embed(tok))
     n_states = len(models[0].graph.states)
     finals: list[list[list[torch.Tensor]]] = [[[] for _ in range(n_states)] for _ in range(K)]
+    lengths = [x.shape[0] for x in xs]
+    longest = max(lengths)
     for layer in range(num_layers):
         layer_states = [None if st is None else tuple(s[layer] for s in st) for st in states]
-        results = population_layer([m.rnn.cells[layer] for m in models], xs, layer_states)
+        padded = [x if n == longest else torch.cat((x, x.new_zeros(longest - n, *x.shape[1:])))
+                  for x, n in zip(xs, lengths)]
+        results = population_layer([m.rnn.cells[layer] for m in models], padded, layer_states)
         for k, ((out, final), model, scope) in enumerate(zip(results, models, scopes)):
             for i, f in enumerate(final):
                 finals[k][i].append(f)
             with scope():
-                xs[k] = model.rnn.between_layers(out, layer)
+                xs[k] = model.rnn.between_layers(out[:lengths[k]], layer)
     logits = []
     for model, x, scope in zip(models, xs, scopes):
         with scope():
