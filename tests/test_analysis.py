@@ -390,7 +390,7 @@ def test_search_report_notebook_executes(tmp_path, kernel, monkeypatch):
     # run a has a fidelity report (from a stand-in trainer), run b has none
     monkeypatch.setattr(final, "retrain", lambda job: {"status": "ok", "valid": 0.5, "test": len(job["name"]) / 10,
                                                        "metrics": {}, "params": 1, "seconds": 0.0, "error": None})
-    fidelity_run(a, protocol_for_run(a, seeds=1, lr_factors=(1.0,)), JobSettings(backend="local"),
+    fidelity_run(a, protocol_for_run(a, seeds=1, lr_factors=(1.0,)), JobSettings(backend="local", population=False),
                  sample=3, min_tau=-1.0)
     _, outputs = execute("search_report", tmp_path, kernel, run_dirs=[str(a), str(b)],
                          out_dir=str(tmp_path / "rep"), top=2)

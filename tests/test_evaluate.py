@@ -28,7 +28,7 @@ from cellsearch.store import Store
 runner = CliRunner()
 TINY_TASKS = {"arith": {"max_digits": 1, "eval_examples": 16}}
 TINY_TRAIN = {"hidden_size": 8, "batch_size": 4, "lr": 1e-2}
-LOCAL = JobSettings(backend="local", parallel=1)
+LOCAL = JobSettings(backend="local", parallel=1, population=False)  # the stand-in trainers below train one job each
 
 
 # ---------------------------------------------------------------------- statistics
@@ -277,3 +277,25 @@ def test_fidelity_needs_three_scored_cells(tmp_path):
     SearchRun(cfg, tmp_path).run()
     with pytest.raises(ConfigError, match="a rank correlation needs at least 3"):
         fidelity_run(tmp_path / "small", protocol_for_run(tmp_path / "small"), LOCAL, sample=5)
+
+
+def test_evaluation_through_populations_equals_one_training_at_a_time(run_copy, tmp_path):
+    """Real trainings: a cell's learning-rate sweep and its seeds trained as populations give the rows
+    (keys, statuses) and, up to float32 rounding, the scores of the same jobs trained one by one."""
+    import shutil
+
+    solo_copy = tmp_path / "solo"
+    shutil.copytree(run_copy, solo_copy)
+    proto = protocol_for_run(run_copy, steps=6, seeds=2, lr_factors=(0.5, 1.0))
+    batched = evaluate_run(run_copy, proto, JobSettings(backend="local", parallel=1), top=1, baselines=["gru"])
+    alone = evaluate_run(solo_copy, protocol_for_run(solo_copy, steps=6, seeds=2, lr_factors=(0.5, 1.0)),
+                         LOCAL, top=1, baselines=["gru"])
+    with Store(run_copy / "results.db") as a, Store(solo_copy / "results.db") as b:
+        rows_a = {r["key"]: r for r in a.retrains(proto.fingerprint)}
+        rows_b = {r["key"]: r for r in b.retrains(proto.fingerprint)}
+    assert set(rows_a) == set(rows_b) and len(rows_a) == 2 * (2 + 1)
+    for key, row in rows_a.items():
+        assert row["status"] == rows_b[key]["status"]
+        for column in ("valid", "test"):
+            assert row[column] == pytest.approx(rows_b[key][column], rel=1e-3, abs=1e-3), (key, column)
+    assert list(batched.table["cell"]) == list(alone.table["cell"])

@@ -29,7 +29,7 @@ def _names(text: str | None) -> list[str] | None:
 
 def _setup(purpose: str, run_dir: Path, seeds: int, budget: int | None, minutes: float | None, tasks: str | None,
            lrs: str, parallel: int, backend: str, address: str | None, cpus_per_trial: int | None,
-           gpus_per_trial: float, data_dir: Path | None):
+           gpus_per_trial: float, data_dir: Path | None, population: bool = True):
     """The protocol, the job settings and the run's writer lock (the caller releases it), taken after
     checking the run: a refusal comes before anything is printed or trained."""
     from cellsearch.rundir import RESULTS, require_run
@@ -45,7 +45,7 @@ def _setup(purpose: str, run_dir: Path, seeds: int, budget: int | None, minutes:
                                     lr_factors=_floats(lrs, "--lrs"), tasks=_names(tasks),
                                     data_dir=str(data_dir) if data_dir else None)
         settings = JobSettings(parallel=parallel, backend=backend, address=address, cpus_per_trial=cpus_per_trial,
-                               gpus_per_trial=gpus_per_trial)
+                               gpus_per_trial=gpus_per_trial, population=population)
         settings.validate()
     except BaseException:
         lock.release()
@@ -71,6 +71,8 @@ CpusPerTrial = Annotated[Optional[int], typer.Option(help="CPUs (= torch threads
 GpusPerTrial = Annotated[float, typer.Option(help="GPUs per training.")]
 DataDir = Annotated[Optional[Path], typer.Option(help="Data root for PTB.")]
 Progress = Annotated[bool, typer.Option(help="Live progress on the terminal.")]
+Population = Annotated[bool, typer.Option(help="Train a cell's learning rates and seeds as one population "
+                                               "(batched; each member equals its solo training).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -86,7 +88,7 @@ def register(app: typer.Typer) -> None:
         parallel: Parallel = 2, backend: Backend = "ray", address: Address = None,
         cpus_per_trial: CpusPerTrial = None, gpus_per_trial: GpusPerTrial = 0.0, data_dir: DataDir = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON.")] = False,
-        progress: Progress = True,
+        progress: Progress = True, population: Population = True,
     ) -> None:
         """Retrain the search's top cells and baselines from scratch (longer, N seeds, learning-rate sweep);
         report mean ± CI, win rates and Welch tests in runs/NAME/evaluation/."""
@@ -94,7 +96,7 @@ def register(app: typer.Typer) -> None:
         from cellsearch.cli.progress import progress_bars
 
         protocol, settings, lock = _setup("evaluate", run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend,
-                                          address, cpus_per_trial, gpus_per_trial, data_dir)
+                                          address, cpus_per_trial, gpus_per_trial, data_dir, population)
         names = _names(baselines) or []
         try:
             with progress_bars(progress, err_console) as bars:
@@ -132,7 +134,7 @@ def register(app: typer.Typer) -> None:
         parallel: Parallel = 2, backend: Backend = "ray", address: Address = None,
         cpus_per_trial: CpusPerTrial = None, gpus_per_trial: GpusPerTrial = 0.0, data_dir: DataDir = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-        progress: Progress = True,
+        progress: Progress = True, population: Population = True,
     ) -> None:
         """How well the search's scores predict retrained scores: Spearman and Kendall τ over a sample of cells,
         with a scatter plot, in runs/NAME/fidelity/."""
@@ -140,7 +142,7 @@ def register(app: typer.Typer) -> None:
         from cellsearch.cli.progress import progress_bars
 
         protocol, settings, lock = _setup("fidelity", run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend,
-                                          address, cpus_per_trial, gpus_per_trial, data_dir)
+                                          address, cpus_per_trial, gpus_per_trial, data_dir, population)
         try:
             with progress_bars(progress, err_console) as bars:
                 report = fidelity_run(run_dir, protocol, settings, sample=sample, min_tau=min_tau, on_event=bars)

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from cellsearch.runner.worker import train_job
+from cellsearch.runner.worker import TrainingOutcome, train_job, train_population_job
 
 
-def retrain(job: dict[str, Any]) -> dict[str, Any]:
-    """Train one cell on one task (a job of the protocol) and score it on validation and test.
+def _settings(job: dict[str, Any]) -> dict[str, Any]:
+    return {**job["train"], "task": job["task"], "task_options": job["task_options"], "data_dir": job["data_dir"],
+            "steps": job["steps"], "seconds": job["seconds"], "lr": job["lr"], "seed": job["seed"]}
 
-    Returns ``{"status", "valid", "test", "metrics": {"valid", "test"}, "params", "seconds", "error"}``;
-    never raises for a failing cell (the status says what happened).
-    """
-    out = train_job({**job["train"], "task": job["task"], "task_options": job["task_options"],
-                     "data_dir": job["data_dir"], "steps": job["steps"], "seconds": job["seconds"],
-                     "lr": job["lr"], "seed": job["seed"]},
-                    graph=job["cell"], source="<retrain>", threads=job.get("threads"), test=True)
+
+def _outcome(out: TrainingOutcome) -> dict[str, Any]:
     if out.error is not None:
         return {"status": "failed", "valid": None, "test": None, "metrics": {}, "params": None,
                 "seconds": out.seconds, "error": f"{out.error}\n{out.traceback}"}
@@ -32,3 +28,22 @@ def retrain(job: dict[str, Any]) -> dict[str, Any]:
     status = out.status if valid is not None or out.status != "ok" else "failed"
     return {"status": status, "valid": valid, "test": out.value("test"), "metrics": out.metrics,
             "params": out.params, "seconds": out.seconds, "error": None}
+
+
+def retrain_population(group: dict[str, Any]) -> dict[str, Any]:
+    """The jobs of ``group["members"]`` (one cell and task; learning rates and seeds differ) trained as
+    one population; ``{"members": [what retrain(job) returns, ...]}`` in order."""
+    jobs = group["members"]
+    outs = train_population_job([_settings(j) for j in jobs], graph=jobs[0]["cell"], source="<retrain>",
+                                threads=group.get("threads"), test=True)
+    return {"members": [_outcome(o) for o in outs]}
+
+
+def retrain(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one cell on one task (a job of the protocol) and score it on validation and test.
+
+    Returns ``{"status", "valid", "test", "metrics": {"valid", "test"}, "params", "seconds", "error"}``;
+    never raises for a failing cell (the status says what happened).
+    """
+    out = train_job(_settings(job), graph=job["cell"], source="<retrain>", threads=job.get("threads"), test=True)
+    return _outcome(out)

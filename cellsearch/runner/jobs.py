@@ -29,6 +29,7 @@ class JobSettings:
     gpus_per_trial: float = 0.0
     max_failures: int = 2  # Tune retries of a trial whose worker died
     scheduler: str = "fifo"  # every job trains to the end
+    population: bool = True  # train the jobs of one cell and task as one population (cellsearch.population)
 
     def validate(self) -> None:
         if self.parallel < 1:

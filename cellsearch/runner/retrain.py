@@ -2,7 +2,9 @@
 
 ``Retrainer`` turns cells into the protocol's jobs (``runner.protocol``: the learning-rate
 sweep, then the seeds at the chosen rate), runs the ones the database lacks as Ray Tune trials
-or in-process (``runner.jobs``; each job's body is ``runner.final.retrain``) and records each
+or in-process (``runner.jobs``), the jobs of one cell and task as one population (its body
+``runner.final.retrain_population``; one job at a time, ``runner.final.retrain``, when
+``JobSettings.population`` is off) and records each
 in the run's ``results.db`` (table ``retrains``) under a key made of the protocol's fingerprint,
 the cell, task, learning rate and seed, so an interrupted evaluation resumes where it stopped
 and ``fidelity`` reuses what ``evaluate`` already trained (and the other way round). It returns
@@ -123,9 +125,20 @@ class Retrainer:
             self._emit(JobFinished(label, job["name"], job["task"], job["lr"], job["seed"],
                                    outcome.get("status", "?"), outcome.get("test")))
 
+        def on_group_done(group: dict, outcome: dict, node: str | None) -> None:
+            members = outcome.get("members")
+            if not isinstance(members, list) or len(members) != len(group["members"]):
+                members = [outcome] * len(group["members"])  # the trial itself failed: so did every member
+            for job, out in zip(group["members"], members):
+                on_done(job, out, node)
+
         try:
             # (looked up now, not bound at import: a test may stand in for the job body)
-            run_jobs(todo, final.retrain, self.settings, self.run_dir, on_done, name=f"tune-{self.purpose}")
+            if self.settings.population:
+                run_jobs(population_groups(todo), final.retrain_population, self.settings, self.run_dir,
+                         on_group_done, name=f"tune-{self.purpose}")
+            else:
+                run_jobs(todo, final.retrain, self.settings, self.run_dir, on_done, name=f"tune-{self.purpose}")
         finally:
             self._emit(JobsEnded(label))
         done = self._done(store)
@@ -175,6 +188,22 @@ class Retrainer:
                     status={s: (r["status"] if r is not None else "missing") for s, r in rows.items()},
                     sweep=sweeps[c.hash, t]))
         return results
+
+
+def population_groups(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Jobs of one cell and task (they differ in learning rate and seed) gathered into one population
+    job each (``final.retrain_population``), in the order their first job came."""
+    from cellsearch.limits import MAX_POPULATION
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for job in jobs:
+        groups.setdefault((job["hash"], job["task"]), []).append(job)
+    out = []
+    for members in groups.values():
+        for i in range(0, len(members), MAX_POPULATION):
+            chunk = members[i:i + MAX_POPULATION]
+            out.append({"key": "population:" + ",".join(j["key"] for j in chunk), "members": chunk})
+    return out
 
 
 def _ok_value(row, column: str) -> float | None:
