@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cellsearch.errors import ConfigError
-from cellsearch.limits import shown
+from cellsearch.limits import MAX_POPULATION, shown
 from cellsearch.records import record_from_dict
 
 
@@ -30,6 +30,7 @@ class SearchConfig:
     minutes: float | None = None  # or a time budget per stage
     scheduler: str = "asha"  # asha | fifo
     seed: int = 0
+    seeds: int = 1  # trainings (seeds) per candidate and setting, one population; the score is their mean
     address: str | None = None  # Ray cluster address; None starts Ray locally
     cpus_per_trial: int | None = None  # default: the machine's CPUs / parallel
     gpus_per_trial: float = 0.0
@@ -66,6 +67,8 @@ class SearchConfig:
             raise ConfigError(f"--cpus-per-trial must be at least 1, not {self.cpus_per_trial}")
         if not (math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0):
             raise ConfigError(f"--gpus-per-trial must be 0 or more, not {self.gpus_per_trial}")
+        if not 1 <= self.seeds <= MAX_POPULATION:
+            raise ConfigError(f"--seeds must be between 1 and {MAX_POPULATION} (population size), not {self.seeds}")
         if self.max_failures < 0:
             raise ConfigError(f"max_failures must be 0 or more, not {self.max_failures}")
         if self.scheduler not in ("asha", "fifo"):

@@ -231,3 +231,50 @@ def test_a_population_checkpoint_is_not_a_model(tmp_path):
             "-t", "eval_examples=8", "--out", str(tmp_path / "p"), "--json")
     assert r.exit_code == 0, r.stderr
     refused("generate", str(tmp_path / "p"), says="population of 2 members")
+
+
+# ---------------------------------------------------------------------------- a search's candidates
+def candidate_config(**extra):
+    from cellsearch.dsl.io import dumps_cell
+    from cellsearch.library import get_cell
+
+    return {"cell": dumps_cell(get_cell("gru")), "plan": [{"task": "arith", **extra.pop("stage", {})}],
+            "budget": {"steps": 4}, "train": {"hidden_size": 8, "batch_size": 4, "lr": 5e-3, "device": "cpu"},
+            "task_options": {"arith": {"eval_examples": 16}}, "seed": 3, **extra}
+
+
+def test_a_candidate_with_one_setting_and_seed_scores_its_solo_training():
+    from cellsearch.runner.trial import evaluate_candidate
+
+    out = evaluate_candidate(candidate_config())
+    solo = train(TrainConfig(cell="gru", task="arith", hidden_size=8, batch_size=4, lr=5e-3, steps=4, seed=3,
+                             device="cpu", task_options={"eval_examples": 16}))
+    assert out.status == "ok" and out.score == solo.metrics["char_accuracy"]
+
+
+def test_a_candidates_seeds_and_settings_train_as_one_population():
+    from cellsearch.runner.trial import evaluate_candidate
+
+    out = evaluate_candidate(candidate_config(seeds=3, stage={"settings": 2}))
+    assert out.status == "ok", out.error
+    m = out.metrics["arith"]
+    assert m["seeds"] == 3 and m["std"] >= 0 and out.score == m["char_accuracy"]
+    # setting 0's seeds are 3, 5, 7 (seed + k + K·j); its score is their mean
+    solos = [train(TrainConfig(cell="gru", task="arith", hidden_size=8, batch_size=4, lr=5e-3, steps=4, seed=s,
+                               device="cpu", task_options={"eval_examples": 16})).metrics["char_accuracy"]
+             for s in (3, 5, 7)]
+    if m["hyperparameters"] == "defaults":
+        assert m["char_accuracy"] == pytest.approx(sum(solos) / 3, rel=1e-4)
+
+
+def test_search_seeds_option_end_to_end(tmp_path):
+    r = cli("search", "--space", "mutation", "--strategy", "random", "--trials", "2", "--budget", "3",
+            "--seeds", "2", "--backend", "local", "--hidden", "8", "--runs", str(tmp_path), "--name", "s",
+            "--no-progress")
+    assert r.exit_code == 0, r.stderr
+    board = cli("leaderboard", str(tmp_path / "s"), "--json")
+    rows = [row for row in json.loads(board.stdout) if row["status"] == "ok"]
+    assert rows and all(row["metrics"]["arith"]["seeds"] >= 1 for row in rows)
+    assert " ± " in cli("leaderboard", str(tmp_path / "s")).stdout
+    refused("search", "--seeds", "0", "--runs", str(tmp_path), "--name", "bad", says="--seeds")
+    assert not (tmp_path / "bad").exists()

@@ -25,7 +25,8 @@ def _print_leaderboard(run_dir: Path, top: int, equations: int = 3) -> None:
         for task, m in r["metrics"].items():
             value = m.get(primary_metric(task)) if isinstance(m, dict) else None
             if isinstance(value, (int, float)):
-                shown.append(f"{task} {value:.4g}")
+                std = m.get("std")  # search --seeds: the mean over seeds ± their standard deviation
+                shown.append(f"{task} {value:.4g}" + (f" ± {std:.2g}" if isinstance(std, (int, float)) else ""))
         metrics = "\n".join(shown)
         score = "–" if r["score"] is None else f"{r['score']:.4f}"
         origin = f" ({r['origin']})" if r["origin"] in ("reference", "seed") else ""
@@ -58,6 +59,8 @@ def register(app: typer.Typer) -> None:
         name: Annotated[Optional[str], typer.Option(help="Run name: results go to runs/NAME.")] = None,
         address: Annotated[Optional[str], typer.Option(help="Join a Ray cluster at HOST:PORT.")] = None,
         seed: Annotated[int, typer.Option(help="Search seed.")] = 0,
+        seeds: Annotated[int, typer.Option(help="Trainings (seeds) per candidate, as one population; the score is "
+                                                "their mean, the leaderboard shows mean ± std.")] = 1,
         scheduler: Annotated[str, typer.Option(help="asha (early stopping) | fifo")] = "asha",
         gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial.")] = 0.0,
         cpus_per_trial: Annotated[Optional[int], typer.Option(help="CPUs (= torch threads) per trial.")] = None,
@@ -87,7 +90,7 @@ def register(app: typer.Typer) -> None:
         cfg = SearchConfig(name=run_name, space=space, strategy=strategy, strategy_options=parse_options(option),
                            tasks=[t.strip() for t in tasks.split(",") if t.strip()], trials=trials,
                            parallel=parallel, steps=budget if budget is not None else (None if minutes else 300),
-                           minutes=minutes, scheduler=scheduler, seed=seed, address=address,
+                           minutes=minutes, scheduler=scheduler, seed=seed, seeds=seeds, address=address,
                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, reference=reference,
                            data_dir=str(data_dir) if data_dir else None, backend=backend,
                            benchmark=str(benchmark) if benchmark else None, missing=missing)

@@ -152,7 +152,8 @@ class Controller:
                 "budget": {"steps": cfg.steps, "seconds": cfg.minutes * 60 if cfg.minutes else None},
                 "train": dict(cfg.train, device="cuda" if cfg.gpus_per_trial else "cpu"),
                 "task_options": cfg.task_options, "reference": None if is_reference else self.reference,
-                "is_reference": is_reference, "seed": seed, "threads": self.threads, "data_dir": cfg.data_dir}
+                "is_reference": is_reference, "seed": seed, "seeds": cfg.seeds, "threads": self.threads,
+                "data_dir": cfg.data_dir}
 
     @property
     def threads(self) -> int:

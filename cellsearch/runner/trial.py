@@ -4,8 +4,9 @@
 cells from scratch.) An evaluation **plan** is a list of stages (``strategies.base.Stage``;
 a strategy's ``plan`` or ``default_plan``). Each stage trains the cell on one task with the
 trial budget, under one or more hyperparameter settings (the first is the run's defaults,
-the others drawn from the Jozefowicz et al. grids), and keeps the best validation score of
-the task's primary metric. A stage may be a **filter**: an absolute threshold (memorisation
+the others drawn from the Jozefowicz et al. grids), each with ``seeds`` seeds (``search --seeds``;
+a setting scores the mean over its seeds), and keeps the best validation score of the task's
+primary metric. A candidate's settings and seeds train as one population (``cellsearch.population``). A stage may be a **filter**: an absolute threshold (memorisation
 ≥ 0.95) or one relative to the reference cell's best on that task (≥ 0.9 × GRU); a candidate
 below it is ``rejected`` there and the later stages are skipped.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import time
 import traceback
 from typing import Any, Callable
@@ -44,7 +46,8 @@ def evaluate_candidate(config: dict[str, Any], report: Callable[[dict], None] | 
 
     ``config``: ``cell`` (YAML text), ``plan`` (list of stage dicts), ``budget`` ({"steps", "seconds"}),
     ``train`` (TrainConfig overrides: hidden_size, batch_size, lr, ...), ``task_options`` ({task: {...}}),
-    ``reference`` ({task: best score} or None), ``is_reference`` (bool), ``seed``, ``threads``, ``data_dir``.
+    ``reference`` ({task: best score} or None), ``is_reference`` (bool), ``seed``, ``seeds`` (per setting,
+    default 1), ``threads``, ``data_dir``.
     ``report`` receives intermediate ``{"score": ..., "final": False}`` dicts (for early stopping).
     Returns the ``TrialOutcome``; never raises for a bad cell or a failing run (the status says what happened).
     """
@@ -65,6 +68,7 @@ def _outcome(score, status, stage, metrics, params, start, error=None) -> TrialO
 
 def _evaluate(config: dict[str, Any], report, start: float) -> TrialOutcome:
     from cellsearch.dsl.io import loads_cell
+    from cellsearch.population import Member, train_population
     from cellsearch.train import TrainConfig, Trainer, use_threads
 
     if config.get("threads"):
@@ -76,6 +80,7 @@ def _evaluate(config: dict[str, Any], report, start: float) -> TrialOutcome:
     budget = config.get("budget") or {"steps": 300}
     base = dict(config.get("train") or {})
     seed = int(config.get("seed", 0))
+    seeds = max(1, int(config.get("seeds", 1)))  # trainings per setting (search --seeds): the mean scores it
     normalise = bool(reference) or is_reference or len([s for s in plan if s.scoring]) > 1
     rng = random.Random(seed * 1_000_003 + 17)
     metrics: dict[str, dict] = {}
@@ -91,36 +96,50 @@ def _evaluate(config: dict[str, Any], report, start: float) -> TrialOutcome:
         steps = stage.steps if stage.steps is not None else budget.get("steps")
         best: float | None = None
         best_metrics: dict | None = None
-        statuses = []
-        for k in range(max(1, stage.settings)):
-            hp = {} if k == 0 else hyperparameters(rng)
-            eval_every = max(1, steps // 4) if (report and steps) else 0
-            task_options = {**(config.get("task_options") or {}).get(stage.task, {}), **stage.task_options}
-            cfg = TrainConfig.from_dict({**base, **hp, "cell": graph.name, "task": stage.task, "steps": steps,
-                                         "seconds": budget.get("seconds"), "seed": seed + k,
-                                         "data_dir": config.get("data_dir"), "task_options": task_options,
-                                         "eval_every": eval_every, "threads": None,
-                                         "device": base.get("device", "auto")})
+        settings = [{} if k == 0 else hyperparameters(rng) for k in range(max(1, stage.settings))]
+        eval_every = max(1, steps // 4) if (report and steps) else 0
+        task_options = {**(config.get("task_options") or {}).get(stage.task, {}), **stage.task_options}
+        cfg = TrainConfig.from_dict({**base, "cell": graph.name, "task": stage.task, "steps": steps,
+                                     "seconds": budget.get("seconds"), "seed": seed, "data_dir": config.get("data_dir"),
+                                     "task_options": task_options, "eval_every": eval_every, "threads": None,
+                                     "device": base.get("device", "auto")})
+        # setting k with its j-th seed (seed + k + K·j: one seed per setting is the classic trial)
+        members = [(k, Member(seed=seed + k + len(settings) * j, **hp))
+                   for j in range(seeds) for k, hp in enumerate(settings)]
+        running: list[float] = []
 
-            def on_eval(step: int, m: dict, _stage=stage, _metric=metric) -> None:
-                # Only scoring stages report: an early-stopping scheduler compares trials by these
-                # numbers, so they must mean the same thing (the fitness so far) in every trial.
-                value = m.get(_metric)
-                if value is None or not report or not _stage.scoring:
-                    return
-                stage_best = value if best is None else max(best, value)
-                partial = min([norm(_stage.task, stage_best)] + list(best_norm.values())) if normalise \
-                    else stage_best
-                report({"score": partial, "final": False, "stage": _stage.task,
-                        "metrics": {**metrics, _stage.task: m}, "params": params})
+        def on_eval(step: int, m: dict, _stage=stage, _metric=metric) -> None:
+            # Only scoring stages report: an early-stopping scheduler compares trials by these
+            # numbers, so they must mean the same thing (the fitness so far) in every trial.
+            value = m.get(_metric)
+            if value is None or not report or not _stage.scoring:
+                return
+            running.append(value)
+            stage_best = max(running)
+            partial = min([norm(_stage.task, stage_best)] + list(best_norm.values())) if normalise \
+                else stage_best
+            report({"score": partial, "final": False, "stage": _stage.task,
+                    "metrics": {**metrics, _stage.task: m}, "params": params})
 
-            trainer = Trainer(cfg, graph=graph)
-            result = trainer.run(callback=on_eval)
-            params = result.params
-            statuses.append(result.status)
-            value = result.metrics.get(metric)
-            if result.status == "ok" and value is not None and (best is None or value > best):
-                best, best_metrics = value, {**result.metrics, "hyperparameters": hp or "defaults"}
+        if len(members) == 1:
+            results = [Trainer(members[0][1].apply(cfg), graph=graph).run(callback=on_eval)]
+        else:  # the settings and seeds of one candidate train as one population
+            results = train_population(cfg, [m for _, m in members], graph=graph,
+                                       callback=lambda _k, step, m: on_eval(step, m))
+        params = results[0].params
+        statuses = [r.status for r in results]
+        for k, hp in enumerate(settings):
+            ok = [r.metrics for (kk, _), r in zip(members, results)
+                  if kk == k and r.status == "ok" and r.metrics.get(metric) is not None]
+            if not ok:
+                continue
+            value = statistics.mean(m[metric] for m in ok)
+            if best is None or value > best:
+                best = value
+                best_metrics = {**_mean_metrics(ok), "hyperparameters": hp or "defaults"}
+                if seeds > 1:
+                    best_metrics.update(seeds=len(ok), std=statistics.stdev(m[metric] for m in ok) if len(ok) > 1
+                                        else 0.0)
         if best is None:  # every setting diverged or produced no metric
             metrics[stage.task] = {"status": statuses}
             return _outcome(None, "diverged" if "diverged" in statuses else "failed", stage.task, metrics,
@@ -138,6 +157,15 @@ def _evaluate(config: dict[str, Any], report, start: float) -> TrialOutcome:
     score = _partial(best_norm)
     return _outcome(score, "ok", "passed" if any(s.min_score or s.relative for s in plan) else None,
                     metrics, params, start)
+
+
+def _mean_metrics(rows: list[dict]) -> dict:
+    """Each metric's mean over the members that gave one (None where none did)."""
+    out = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        out[key] = statistics.mean(values) if values else None
+    return out
 
 
 def _partial(best_norm: dict[str, float], extra: float | None = None) -> float | None:
