@@ -63,6 +63,17 @@ class Member:
 
 
 
+def shape_groups(settings: Sequence[dict[str, Any]]) -> list[list[int]]:
+    """Indices of training settings (``TrainConfig`` fields as dicts) grouped so that each group
+    differs only in ``MEMBER_FIELDS``: each group can train as one population. Groups come in the
+    order of their first member; members keep their order."""
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(settings):
+        shape = {k: v for k, v in s.items() if k not in MEMBER_FIELDS}
+        groups.setdefault(repr(sorted(shape.items())), []).append(i)
+    return list(groups.values())
+
+
 def members_product(**lists: Sequence | None) -> list[Member]:
     """Every combination of the given lists (``seed=[0, 1], lr=[1e-3, 3e-3]`` → 4 members), seeds
     varying fastest; a list that is None or empty is left out."""
@@ -226,4 +237,4 @@ def train_population(cfg: TrainConfig, members: Sequence[Member], *, callback=No
                                                                        out_dir=out_dir)
 
 
-__all__ = ["Member", "PopulationTrainer", "members_product", "train_population"]
+__all__ = ["shape_groups", "Member", "PopulationTrainer", "members_product", "train_population"]

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 from cellsearch.errors import ConfigError
+from cellsearch.population import shape_groups
 from cellsearch.tasks import primary_metric
 from cellsearch.train import TrainConfig, map_in_workers
 
@@ -59,15 +59,18 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _run(job: dict) -> dict:
-    from cellsearch.train import train, use_threads
+def _run(group: list[dict]) -> list[dict]:
+    """Train a group of jobs that differ only in seed, as one population (one row per job)."""
+    from cellsearch.runner.worker import train_population_job
 
-    use_threads(1)
-    cfg = TrainConfig.from_dict(job["config"])
-    start = time.perf_counter()
-    res = train(cfg)
-    return {"cell": cfg.cell, "task": cfg.task, "seed": cfg.seed, "status": res.status, "steps": res.steps,
-            "seconds": round(time.perf_counter() - start, 2), "params": res.params, **res.metrics}
+    outcomes = train_population_job([job["config"] for job in group], threads=1)
+    rows = []
+    for job, out in zip(group, outcomes):
+        cfg = job["config"]
+        rows.append({"cell": cfg["cell"], "task": cfg["task"], "seed": cfg["seed"], "status": out.status,
+                     "steps": out.steps, "seconds": out.seconds, "params": out.params,
+                     **out.metrics.get("valid", {}), **({"error": out.error} if out.error else {})})
+    return rows
 
 
 def jobs(budget: str, seeds: int, data_dir: str | None, cells=ARCHITECTURES, tasks=TASKS) -> list[dict]:
@@ -105,7 +108,15 @@ def reproduce_jozefowicz(budget: str = "small", seeds: int = 2, out_dir: str | P
         if progress:
             progress(i, n, row)
 
-    rows = map_in_workers(_run, todo, workers or (os.cpu_count() or 1), on_result)
+    # the seeds of a (cell, task) train as one population
+    groups = [[todo[i] for i in idx] for idx in shape_groups([job["config"] for job in todo])]
+
+    def on_group(i: int, n: int, rows: list[dict]) -> None:
+        for row in rows:
+            on_result(len(done) + 1, len(todo), row)
+
+    rows = [row for group in map_in_workers(_run, groups, workers or (os.cpu_count() or 1), on_group)
+            for row in group]
     runs = pd.DataFrame(rows).sort_values(["task", "cell", "seed"])
     runs.to_csv(out / "results.csv", index=False)
     table = summarise(runs)

@@ -278,3 +278,26 @@ def test_search_seeds_option_end_to_end(tmp_path):
     assert " ± " in cli("leaderboard", str(tmp_path / "s")).stdout
     refused("search", "--seeds", "0", "--runs", str(tmp_path), "--name", "bad", says="--seeds")
     assert not (tmp_path / "bad").exists()
+
+
+# ---------------------------------------------------------------------------- other users of populations
+def test_shape_groups_gather_settings_that_differ_only_in_member_fields():
+    from cellsearch.population import shape_groups
+
+    a = {"cell": "gru", "hidden_size": 8, "seed": 0, "lr": 1e-3, "task_options": {"x": 1}}
+    settings = [a, {**a, "seed": 1}, {**a, "hidden_size": 16}, {**a, "lr": 3e-3, "clip": 1.0},
+                {**a, "task_options": {"x": 2}}]
+    assert shape_groups(settings) == [[0, 1, 3], [2], [4]]
+
+
+def test_reproduce_trains_each_cells_seeds_as_one_population_with_solo_results(tmp_path):
+    from cellsearch.reproduce import BUDGETS, reproduce_jozefowicz
+
+    runs, _ = reproduce_jozefowicz("smoke", seeds=2, out_dir=tmp_path, workers=1, cells=("tanh", "gru"),
+                                   tasks=("arith",))
+    assert len(runs) == 4
+    for row in runs.to_dict("records"):
+        solo = train(TrainConfig(cell=row["cell"], task="arith", seed=row["seed"], threads=1,
+                                 **BUDGETS["smoke"]["arith"]))
+        assert row["status"] == solo.status
+        assert row["char_accuracy"] == pytest.approx(solo.metrics["char_accuracy"], abs=1e-6)

@@ -4,8 +4,9 @@ its training.
 The nine variants of the paper (``vanilla`` and eight that each change one thing, see
 ``cellsearch/library``; ``VARIANT_CHANGE`` says what, ``GATE_FEATURES`` as 0/1 features) are
 trained with random hyperparameters — learning rate and hidden size log-uniform, as in the
-paper: ``study_jobs`` draws them, ``run_gate_study`` trains every run (in worker processes,
-each on ``runner.worker.train_job``) and returns one DataFrame row per run. The statistics,
+paper: ``study_jobs`` draws them, ``run_gate_study`` trains every run (in worker processes;
+the runs of one variant and hidden size as one population, ``runner.worker.train_population_job``)
+and returns one DataFrame row per run. The statistics,
 the comparison with the papers and the report are ``cellsearch.analysis.gates``'s.
 
 Choices the paper does not fix (see ``analysis.gates`` for the rest):
@@ -26,7 +27,8 @@ import random
 from typing import Any, Callable, Sequence
 
 from cellsearch.errors import ConfigError
-from cellsearch.runner.worker import train_job
+from cellsearch.population import shape_groups
+from cellsearch.runner.worker import train_population_job
 from cellsearch.train import map_in_workers
 
 VARIANTS = ("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
@@ -122,18 +124,22 @@ def study_jobs(task: str = "arith", trials_per_variant: int = 3, seeds: int = 1,
     return jobs
 
 
-def _run_trial(job: dict, threads: int | None = 1) -> dict:
-    """Train one run (in a worker process or in-process); never raises for a failing run."""
-    row = {k: job[k] for k in ("variant", "trial", "seed", "lr", "hidden")}
-    out = train_job(job["config"], threads=threads)
-    if out.error is not None:  # one broken run must not stop the study
-        row.update(score=float("nan"), status="failed", steps=0, params=0, error=out.error)
-    else:
-        score = out.score if out.status == "ok" else None
-        row.update(score=float("nan") if score is None else float(score), status=out.status, steps=out.steps,
-                   params=out.params, error=None)
-    row["seconds"] = out.seconds
-    return row
+def _run_trials(group: list[dict], threads: int | None = 1) -> list[dict]:
+    """Train runs of one variant and hidden size (they differ in learning rate and seed) as one
+    population (in a worker process or in-process); one row per run; never raises for a failing run."""
+    outcomes = train_population_job([job["config"] for job in group], threads=threads)
+    rows = []
+    for job, out in zip(group, outcomes):
+        row = {k: job[k] for k in ("variant", "trial", "seed", "lr", "hidden")}
+        if out.error is not None:  # one broken run must not stop the study
+            row.update(score=float("nan"), status="failed", steps=0, params=0, error=out.error)
+        else:
+            score = out.score if out.status == "ok" else None
+            row.update(score=float("nan") if score is None else float(score), status=out.status, steps=out.steps,
+                       params=out.params, error=None)
+        row["seconds"] = out.seconds
+        rows.append(row)
+    return rows
 
 
 def run_gate_study(task: str = "arith", trials_per_variant: int = 3, seeds: int = 1, steps: int = 150,
@@ -161,7 +167,17 @@ def run_gate_study(task: str = "arith", trials_per_variant: int = 3, seeds: int 
                       batch_size, paired, train_options)
     # a bad task option fails here, once (ConfigError), not in every run
     make_task(task, seed=0, data_dir=(train_options or {}).get("data_dir"), **todo[0]["config"]["task_options"])
-    rows = map_in_workers(_run_trial, todo, workers or 1, progress)
+    # runs of one variant and hidden size train as one population (members grouped by hidden size)
+    groups = [[todo[i] for i in idx] for idx in shape_groups([job["config"] for job in todo])]
+    rows: list[dict] = []
+
+    def on_group(i: int, n: int, group_rows: list[dict]) -> None:
+        for row in group_rows:
+            rows.append(row)
+            if progress:
+                progress(len(rows), len(todo), row)
+
+    map_in_workers(_run_trials, groups, workers or 1, on_group)
     return sorted_runs(pd.DataFrame(rows, columns=list(COLUMNS)))
 
 
