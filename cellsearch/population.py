@@ -18,6 +18,7 @@ length inside the recurrent layers only (``nn/population.py``): losses are each 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -187,18 +188,19 @@ class PopulationTrainer:
         step = min(t.step for t in self.trainers)
         try:
             while True:
-                active = [t for t in self.trainers if t.status == "ok" and t._budget_left(start)]
+                active = [k for k, t in enumerate(self.trainers) if t.status == "ok" and t._budget_left(start)]
                 if not active:
                     break
-                for t in active:
-                    t.set_lr(start)
-                losses = self.train_step(active)
-                for t, loss in zip(active, losses):
-                    t.record_step(loss, start, member_callbacks[self.trainers.index(t)])
-                step = max(t.step for t in active)
+                for k in active:
+                    self.trainers[k].set_lr(start)
+                losses = self.train_step([self.trainers[k] for k in active])
+                for k, loss in zip(active, losses):
+                    self.trainers[k].record_step(loss, start, member_callbacks[k])
+                step = max(self.trainers[k].step for k in active)
                 if tell:
-                    live = [loss for loss in losses if loss == loss]
-                    tell(StepDone(step, sum(live) / max(len(live), 1), active[0].elapsed + time.perf_counter() - start))
+                    live = [loss for loss in losses if math.isfinite(loss)]
+                    tell(StepDone(step, sum(live) / max(len(live), 1),
+                                  self.trainers[active[0]].elapsed + time.perf_counter() - start))
                 if out_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                     now = time.perf_counter()
                     for t in self.trainers:

@@ -21,7 +21,7 @@ from cellsearch.compile.interpreter import InterpretedCell
 from cellsearch.compile.population import population_forward as population_layer
 from cellsearch.compile.sequence import CompiledCell
 from cellsearch.errors import ConfigError
-from cellsearch.library import builtin_names
+from cellsearch.library import builtin_names, get_cell
 from cellsearch.population import Member, PopulationTrainer, members_product, train_population
 from cellsearch.train import TrainConfig, train
 
@@ -301,3 +301,12 @@ def test_reproduce_trains_each_cells_seeds_as_one_population_with_solo_results(t
                                  **BUDGETS["smoke"]["arith"]))
         assert row["status"] == solo.status
         assert row["char_accuracy"] == pytest.approx(solo.metrics["char_accuracy"], abs=1e-6)
+
+
+def test_above_the_cpu_size_limit_members_run_one_by_one_with_the_same_results(monkeypatch, float64):
+    import cellsearch.compile.population as compiled_population
+
+    monkeypatch.setattr(compiled_population, "CPU_BATCH_MAX_HIDDEN", 4)
+    assert not compiled_population.can_batch([CompiledCell(get_cell("gru"), 8, 8) for _ in range(2)])
+    assert compiled_population.can_batch([CompiledCell(get_cell("gru"), 8, 4) for _ in range(2)])
+    assert_members_match_solo(TrainConfig(cell="gru", **SMALL), [Member(seed=0), Member(seed=1, lr=1e-2)], 0.0)
