@@ -63,7 +63,6 @@ class Member:
         return {k: getattr(self, k) for k in MEMBER_FIELDS if getattr(self, k) is not None}
 
 
-
 def shape_groups(settings: Sequence[dict[str, Any]]) -> list[list[int]]:
     """Indices of training settings (``TrainConfig`` fields as dicts) grouped so that each group
     differs only in ``MEMBER_FIELDS``: each group can train as one population. Groups come in the
@@ -94,6 +93,8 @@ class PopulationTrainer:
 
     def __init__(self, cfg: TrainConfig, members: Sequence[Member], *, task: Task | None = None, graph=None,
                  trainers: Sequence[Trainer] | None = None):
+        """``task``: one task for every member (default: each member's own, built for its seed, as
+        ``train`` builds it); ``trainers``: restored members (``from_checkpoint``)."""
         from cellsearch.library import resolve_cell
 
         if trainers is not None:  # restored from a checkpoint
@@ -138,9 +139,11 @@ class PopulationTrainer:
         """The population saved at ``path`` (``overrides`` change every member's settings, e.g. steps)."""
         ckpt = load_population_checkpoint(path)
         trainers = []
+        tasks: dict[int, Task] = {}
         for i, member in enumerate(ckpt["population"]):
             cfg = TrainConfig.from_dict({**member["config"], **overrides}, f"{path}: member {i}'s training settings")
-            trainer = Trainer(cfg, graph=loads_cell(member["cell_yaml"], source=f"{path}:cell"))
+            trainer = Trainer(cfg, graph=loads_cell(member["cell_yaml"], source=f"{path}:cell"),
+                              task=_task_for(cfg, tasks))
             try:
                 trainer.load_state_dict(member)
             except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
