@@ -33,7 +33,7 @@ except ImportError:  # pytest run from inside tests/
     from hostile import cli, refused
 
 SMALL = dict(task="arith", hidden_size=8, batch_size=4, steps=20, threads=1, eval_batch_size=64,
-             task_options={"eval_examples": 24})
+             task_options={"eval_examples": 8})
 FLOAT64_RTOL = 1e-10
 FLOAT32_RTOL = 2e-4  # float32: bmm and mm may round differently; 20 steps of Adam keep it this close
 
