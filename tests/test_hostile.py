@@ -400,14 +400,22 @@ def test_two_resumes_at_once_train_each_cell_once(tmp_path):
             time.sleep(0.05)
         second = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
         assert first.poll() is None, "the first resume ended before the second started: the race was not run"
+        deadline = time.time() + 180  # let the first train a cell of its own (slow on a loaded machine)
+        while time.time() < deadline and first.poll() is None and len(_trained(run)) < 2:
+            time.sleep(0.5)
     finally:
         first.send_signal(signal.SIGINT)  # a Ctrl-C: the first stops cleanly, keeping what it trained
         first.wait(timeout=120)
     assert second.returncode == 2 and f"pid {first.pid}" in second.stderr, second.stderr
     assert second.stderr.count("\n") == 1
-    with Store(run / "results.db", readonly=True) as store:
-        trained = [r["hash"] for r in store.rows() if r["reused_from"] is None]
+    trained = _trained(run)
     assert len(trained) >= 2 and len(trained) == len(set(trained)), "a cell was trained twice"
+
+
+def _trained(run: Path) -> list[str]:
+    """Hashes of the cells a run trained (not reused), read as a reader would."""
+    with Store(run / "results.db", readonly=True) as store:
+        return [r["hash"] for r in store.rows() if r["reused_from"] is None]
 
 
 def test_trial_ids_are_unique_across_resumes(tmp_path):
