@@ -9,10 +9,11 @@ measurement synchronises the device before reading the clock (kernels launch asy
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -34,6 +35,18 @@ class BenchConfig:
     with_torch_compile: bool = False  # also time the generated steps under torch.compile
     seed: int = 0
     device: str = "cpu"  # cpu | cuda (torch.nn.LSTM/GRU then run cuDNN's kernels)
+    with_interpreter: bool = True  # also time the reference interpreter (vs_interpreter)
+    tf32: bool = False  # CUDA: TF32 matmuls (cuDNN's and ours alike); off: both in full fp32
+
+
+# On CUDA, the compiled cell also runs as these variants, to show what each part of the GPU path
+# buys: the eager generated steps (the path before fused kernels), fused kernels without CUDA
+# graphs, and CUDA graphs over the eager steps. "compiled" itself is the default: fused + graphs.
+CUDA_VARIANTS = {"eager steps": {"pointwise": "eager", "cuda_graphs": False},
+                 "fused, no graphs": {"pointwise": "fused", "cuda_graphs": False},
+                 "eager steps + graphs": {"pointwise": "eager", "cuda_graphs": True}}
+# The sizes the GPU issue measures against cuDNN: (T, B, I, H)
+CUDA_SIZES = ((64, 64, 256, 256), (64, 64, 1024, 1024))
 
 
 TORCH_MODULES: dict[str, type[nn.Module]] = {"lstm": nn.LSTM, "gru": nn.GRU, "tanh": nn.RNN}
@@ -78,11 +91,18 @@ def bench_cell(name: str, cfg: BenchConfig, progress: Callable[[str], None] | No
     device = torch.device(cfg.device)
     graph = get_cell(name)
     compiled = CompiledCell(graph, I, H).to(device)
-    interp = InterpretedCell(graph, I, H, params=compiled.params)
     x = torch.randn(T, B, I, device=device)
-    contenders: dict[str, nn.Module] = {"compiled": compiled, "interpreter": interp}
+    contenders: dict[str, nn.Module] = {"compiled": compiled}
+    if cfg.with_interpreter:
+        contenders["interpreter"] = InterpretedCell(graph, I, H, params=compiled.params)
     if name in TORCH_MODULES:
         contenders["torch"] = TORCH_MODULES[name](I, H).to(device)
+    if device.type == "cuda":
+        from cellsearch.compile.fused import triton_available
+
+        for variant, options in CUDA_VARIANTS.items():
+            if options["pointwise"] != "fused" or triton_available():
+                contenders[variant] = CompiledCell(graph, I, H, params=compiled.params, **options)
     if cfg.with_torch_compile:
         contenders["compiled+torch.compile"] = CompiledCell(graph, I, H, params=compiled.params, compile=True)
     steps = {k: _train_step(m, x) for k, m in contenders.items()}
@@ -107,7 +127,12 @@ def bench_cell(name: str, cfg: BenchConfig, progress: Callable[[str], None] | No
 
     if "torch" in samples:
         result["vs_torch"] = ratio("torch")
-    result["vs_interpreter"] = ratio("interpreter")
+        variants = {k: statistics.median(o / c for o, c in zip(samples["torch"], samples[k]))
+                    for k in CUDA_VARIANTS if k in samples}
+        if variants:
+            result["variants_vs_torch"] = variants
+    if "interpreter" in samples:
+        result["vs_interpreter"] = ratio("interpreter")
     if "compiled+torch.compile" in samples:
         result["vs_torch_compiled_steps"] = statistics.median(
             o / c for o, c in zip(samples["torch"], samples["compiled+torch.compile"]))
@@ -126,11 +151,44 @@ def run_benchmark(cells: tuple[str, ...] = ("lstm", "gru"), cfg: BenchConfig | N
 
     use_threads(cfg.threads)
     out: dict = {}
-    for name in cells:
-        out[name] = bench_cell(name, cfg, progress)
+    with _tf32(cfg):
+        for name in cells:
+            out[name] = bench_cell(name, cfg, progress)
     out["config"] = {"T": cfg.seq_len, "B": cfg.batch, "I": cfg.input_size, "H": cfg.hidden_size,
                      "rounds": cfg.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
                      "device": torch.cuda.get_device_name() if cfg.device == "cuda" else "cpu"}
+    if cfg.device == "cuda":
+        out["config"]["tf32"] = cfg.tf32
+    return out
+
+
+@contextlib.contextmanager
+def _tf32(cfg: BenchConfig) -> Iterator[None]:
+    """TF32 as ``cfg`` says for cuDNN and cuBLAS alike, restored afterwards."""
+    if cfg.device != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def bench_cudnn_sizes(cells: tuple[str, ...], rounds: int = 5, tf32: bool = False,
+                      progress: Callable[[str], None] | None = None) -> dict:
+    """The training-step ratio against cuDNN at ``CUDA_SIZES``: ``{"T=64 B=64 I=256 H=256": {"lstm":
+    {"vs_cudnn": R, "variants_vs_cudnn": {...}, "tokens_per_s": {...}}, ...}, ...}``."""
+    out: dict = {}
+    for T, B, I, H in CUDA_SIZES:
+        cfg = BenchConfig(seq_len=T, batch=B, input_size=I, hidden_size=H, rounds=rounds, min_time=0.2,
+                          device="cuda", with_interpreter=False, tf32=tf32)
+        r = run_benchmark(cells, cfg, progress)
+        out[f"T={T} B={B} I={I} H={H}"] = {
+            name: {"vs_cudnn": v["vs_torch"], "variants_vs_cudnn": v.get("variants_vs_torch", {}),
+                   "tokens_per_s": v["tokens_per_s"]}
+            for name, v in r.items() if name != "config" and "vs_torch" in v}
     return out
 
 

@@ -13,7 +13,7 @@ from cellsearch.library import builtin_names, get_cell
 
 
 def assert_same(graph, input_size, hidden_size, *, T=5, B=3, static_size=None, mode="fused", seed=0, tol=1e-5,
-                stable_only=False):
+                stable_only=False, pointwise="auto"):
     """Compiled and interpreted modules agree on outputs, final states and all gradients.
 
     ``stable_only`` (for random cells): reject (hypothesis) cells whose values blow up past 1e6 —
@@ -21,7 +21,7 @@ def assert_same(graph, input_size, hidden_size, *, T=5, B=3, static_size=None, m
     lerp vs z·a + (1−z)·b) legitimately differ by more than any fixed tolerance.
     """
     torch.manual_seed(seed)
-    compiled = CompiledCell(graph, input_size, hidden_size, static_size, mode=mode)
+    compiled = CompiledCell(graph, input_size, hidden_size, static_size, mode=mode, pointwise=pointwise)
     interp = InterpretedCell(graph, input_size, hidden_size, static_size, params=compiled.params)
     x = torch.randn(T, B, input_size, dtype=torch.float64, requires_grad=True)
     compiled.double()

@@ -30,7 +30,8 @@ def register(app: typer.Typer) -> None:
                   threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads.")] = None,
                   ) -> None:
         """Training-step throughput (forward+backward) of compiled cells vs torch.nn and the interpreter."""
-        from cellsearch.bench import BenchConfig, PopulationBenchConfig, bench_population, run_benchmark
+        from cellsearch.bench import (BenchConfig, PopulationBenchConfig, bench_cudnn_sizes, bench_population,
+                                      run_benchmark)
         from cellsearch.settings import SearchConfig
 
         cfg = BenchConfig(seq_len=seq_len, batch=batch, input_size=input_size, hidden_size=hidden_size,
@@ -38,6 +39,10 @@ def register(app: typer.Typer) -> None:
         names = tuple(c.strip() for c in cells.split(",") if c.strip())
         with err_console.status("benchmarking...") as status:
             result = run_benchmark(names, cfg, progress=lambda msg: status.update(msg))
+            if device == "cuda":  # the ratio against cuDNN at the sizes the GPU work is measured at
+                result["cudnn_sizes"] = bench_cudnn_sizes(tuple(n for n in names if n in ("lstm", "gru")),
+                                                          rounds=min(rounds, 5),
+                                                          progress=lambda msg: status.update(msg))
             if population is not None:
                 search = SearchConfig().train
                 sizes = {"population": (search["hidden_size"], search["batch_size"]),
@@ -59,9 +64,13 @@ def register(app: typer.Typer) -> None:
             r = result[name]
             tps = r["tokens_per_s"]
             table.add_row(name, f"{tps['compiled']:,.0f}", f"{tps.get('torch', float('nan')):,.0f}",
-                          f"{tps['interpreter']:,.0f}", f"{r.get('vs_torch', float('nan')):.2f}x",
-                          f"{r['vs_interpreter']:.2f}x")
+                          f"{tps.get('interpreter', float('nan')):,.0f}", f"{r.get('vs_torch', float('nan')):.2f}x",
+                          f"{r.get('vs_interpreter', float('nan')):.2f}x")
         console.print(table)
+        for size, per_cell in result.get("cudnn_sizes", {}).items():
+            for name, r in per_cell.items():
+                variants = ", ".join(f"{k} {v:.2f}x" for k, v in r["variants_vs_cudnn"].items())
+                console.print(f"{size} {name}: compiled {r['vs_cudnn']:.2f}x cuDNN ({variants})")
         for key in ("population", "population_bench_size"):
             if key in result:
                 p = result[key]

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 from cellsearch.compile.codegen import CellProgram
+from cellsearch.compile.fused import FusedProgram, can_fuse
+from cellsearch.compile.graphs import CapturedLoop, GraphCache, Lease
 from cellsearch.compile.kernels import pack_for_backward, pack_for_forward
 from cellsearch.compile.params import CellParameters
 from cellsearch.dsl.graph import CellGraph, prev_name
@@ -76,110 +78,121 @@ def _loop(program: CellProgram, T: int, ext, consts, init, keep_saved: bool):
     return seqs, saved
 
 
+def forward_pass(program: CellProgram, T: int, n_ext: int, n_const: int, tensors: Sequence[torch.Tensor]):
+    """The time loop with what its backward needs: (outputs, seqs, saved steps, output sequence or None).
+    ``outputs`` are the output sequence (if the output is a recurrent state) and the final states."""
+    ext = tensors[:n_ext]
+    consts = tensors[n_ext:n_ext + n_const]
+    init = tensors[n_ext + n_const:]
+    seqs, saved = _run_loop(program, T, ext, _packed(program, consts, init[0].shape[-2]), init, keep_saved=True)
+    rs = program.schedule.recurrent_states
+    outputs = []
+    out = None
+    if program.schedule.graph.output in rs:
+        k = rs.index(program.schedule.graph.output)
+        out = torch.stack([st[k] for st in seqs], time_dim(init[0]))
+        outputs.append(out)
+    # Clones: an output that ctx also holds (through seqs or saved) would form a reference
+    # cycle through its grad_fn and live until the garbage collector runs.
+    outputs.extend(v.clone() for v in seqs[-1])
+    return tuple(outputs), seqs, saved, out
+
+
 class _Recurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, program: CellProgram, T: int, n_ext: int, n_const: int, *tensors):
-        ext = tensors[:n_ext]
-        consts = tensors[n_ext:n_ext + n_const]
-        init = tensors[n_ext + n_const:]
-        seqs, saved = _run_loop(program, T, ext, _packed(program, consts, init[0].shape[-2]), init, keep_saved=True)
+        outputs, seqs, saved, out = forward_pass(program, T, n_ext, n_const, tensors)
         ctx.program = program
         ctx.T = T
         ctx.seqs = seqs
         ctx.saved_steps = saved
         ctx.n_ext, ctx.n_const = n_ext, n_const
-        schedule = program.schedule
-        rs = schedule.recurrent_states
-        outputs = []
-        if schedule.graph.output in rs:
-            k = rs.index(schedule.graph.output)
-            out = torch.stack([st[k] for st in seqs], time_dim(init[0]))
-            outputs.append(out)
-            ctx.save_for_backward(*tensors, out)
-        else:
-            ctx.save_for_backward(*tensors)
-        # Clones: an output that ctx also holds (through seqs or saved) would form a reference
-        # cycle through its grad_fn and live until the garbage collector runs.
-        outputs.extend(v.clone() for v in seqs[-1])
-        return tuple(outputs)
+        ctx.save_for_backward(*tensors, *(() if out is None else (out,)))
+        return outputs
 
     @staticmethod
     def backward(ctx, *grads):
-        program: CellProgram = ctx.program
-        schedule = program.schedule
-        n_ext, n_const, T = ctx.n_ext, ctx.n_const, ctx.T
-        tensors = ctx.saved_tensors
-        ext = tensors[:n_ext]
-        consts = tensors[n_ext:n_ext + n_const]
-        init = tensors[n_ext + n_const:n_ext + n_const + len(schedule.recurrent_states)]
-        out = tensors[-1] if schedule.graph.output in schedule.recurrent_states else None
-        rs = schedule.recurrent_states
-        seqs, saved = ctx.seqs, ctx.saved_steps
-        out_k = rs.index(schedule.graph.output) if out is not None else None
-        td = time_dim(init[0])
-        if out_k is not None:
-            d_out, d_final = grads[0], grads[1:]
-            d_out_steps = d_out.unbind(td) if d_out is not None else None
-        else:
-            d_out_steps, d_final = None, grads
-        d_state = [d if d is not None else torch.zeros_like(v) for d, v in zip(d_final, init)]
-        per_step = list(zip(*[e.unbind(td) for e in ext])) if ext else [()] * T
-        B = init[0].shape[-2]
-        members = init[0].shape[:-2]  # (), or (K,) for a population
-        ref = init[0]
-        # Pre-activation gradients of every fused matmul for the whole sequence: the step writes
-        # into views of these, and dW = d_lin^T @ argument is then one matmul. Zeroed (not empty)
-        # so the pages are touched once here rather than page-faulted step by step in the loop.
-        d_lin = [ref.new_zeros(*members, T, B, len(grp.members) * program.schedule.hidden_size)
-                 for grp in schedule.groups]
-        d_lin_steps = list(zip(*[buf.unbind(td) for buf in d_lin])) if d_lin else [()] * T
-        d_ext_steps: list[list] = [[None] * T for _ in ext]
-        d_const_acc: list = [None] * n_const
-        d_diag_steps: list[list] = [[None] * T for _ in program.loop_diags]
-        step_backward = program.step_backward
-        step_consts = _packed(program, consts, B, backward=True)
-        with _no_gc():
-            for t in range(T - 1, -1, -1):
-                if d_out_steps is not None:
-                    d_state[out_k] = d_state[out_k] + d_out_steps[t]
-                prev = seqs[t - 1] if t > 0 else init
-                d_prev, d_ext, d_const, d_diag = step_backward(tuple(d_state), per_step[t], prev, step_consts,
-                                                               saved[t], d_lin_steps[t])
-                for i, d in enumerate(d_ext):
-                    d_ext_steps[i][t] = d
-                for i, d in enumerate(d_const):
-                    if d is not None:
-                        d_const_acc[i] = d if d_const_acc[i] is None else d_const_acc[i] + d
-                for i, d in enumerate(d_diag):
-                    d_diag_steps[i][t] = d
-                d_state = [d if d is not None else torch.zeros_like(v) for d, v in zip(d_prev, init)]
-
-        base_grad = {grp.base: d_lin[grp.index] for grp in schedule.groups if grp.base}
-        grads_out: list = []
-        for i, (name, e) in enumerate(zip(program.ext, ext)):
-            if name in base_grad:
-                grads_out.append(base_grad[name])
-            elif any(d is None for d in d_ext_steps[i]):
-                grads_out.append(None)
-            else:
-                grads_out.append(torch.stack(d_ext_steps[i], td).sum_to_size(e.shape))
-        weight_i = diag_i = 0
-        for i, (name, c, kind) in enumerate(zip(program.consts, consts, program.const_kinds)):
-            if kind == "value":
-                d = base_grad[name].sum(td) if name in base_grad else d_const_acc[i]
-                grads_out.append(None if d is None else d.sum_to_size(c.shape))
-            elif kind == "weight":
-                grp = schedule.groups[weight_i]
-                weight_i += 1
-                needed = ctx.needs_input_grad[4 + n_ext + i]
-                grads_out.append(_weight_grad(program, grp, d_lin[grp.index], seqs, init, out, saved)
-                                 if needed else None)
-            else:  # the scale of a diag node
-                steps = d_diag_steps[diag_i]
-                diag_i += 1
-                grads_out.append(torch.stack(steps).sum(0).sum_to_size(c.shape))
-        grads_out.extend(d_state)
+        grads_out = backward_pass(ctx.program, ctx.T, ctx.n_ext, ctx.n_const, ctx.saved_tensors, ctx.seqs,
+                                  ctx.saved_steps, grads, ctx.needs_input_grad[4:])
         return (None, None, None, None, *grads_out)
+
+
+def backward_pass(program: CellProgram, T: int, n_ext: int, n_const: int, tensors: Sequence[torch.Tensor],
+                  seqs: list, saved: list, grads: Sequence, needs_input_grad: Sequence[bool]) -> list:
+    """The gradients of the time loop's inputs (ext, consts, initial states, in ``_Recurrence``'s
+    order) given those of its outputs: the steps in reverse, then every weight gradient as one
+    matmul per fused weight. ``tensors`` are the loop's inputs (and the output sequence, if the
+    output is a recurrent state); ``needs_input_grad`` says which inputs need a gradient."""
+    schedule = program.schedule
+    ext = tensors[:n_ext]
+    consts = tensors[n_ext:n_ext + n_const]
+    init = tensors[n_ext + n_const:n_ext + n_const + len(schedule.recurrent_states)]
+    out = tensors[-1] if schedule.graph.output in schedule.recurrent_states else None
+    rs = schedule.recurrent_states
+    out_k = rs.index(schedule.graph.output) if out is not None else None
+    td = time_dim(init[0])
+    if out_k is not None:
+        d_out, d_final = grads[0], grads[1:]
+        d_out_steps = d_out.unbind(td) if d_out is not None else None
+    else:
+        d_out_steps, d_final = None, grads
+    d_state = [d if d is not None else torch.zeros_like(v) for d, v in zip(d_final, init)]
+    per_step = list(zip(*[e.unbind(td) for e in ext])) if ext else [()] * T
+    B = init[0].shape[-2]
+    members = init[0].shape[:-2]  # (), or (K,) for a population
+    ref = init[0]
+    # Pre-activation gradients of every fused matmul for the whole sequence: the step writes
+    # into views of these, and dW = d_lin^T @ argument is then one matmul. Zeroed (not empty)
+    # so the pages are touched once here rather than page-faulted step by step in the loop.
+    d_lin = [ref.new_zeros(*members, T, B, len(grp.members) * program.schedule.hidden_size)
+             for grp in schedule.groups]
+    d_lin_steps = list(zip(*[buf.unbind(td) for buf in d_lin])) if d_lin else [()] * T
+    d_ext_steps: list[list] = [[None] * T for _ in ext]
+    d_const_acc: list = [None] * n_const
+    d_diag_steps: list[list] = [[None] * T for _ in program.loop_diags]
+    step_backward = program.step_backward
+    step_consts = _packed(program, consts, B, backward=True)
+    with _no_gc():
+        for t in range(T - 1, -1, -1):
+            if d_out_steps is not None:
+                d_state[out_k] = d_state[out_k] + d_out_steps[t]
+            prev = seqs[t - 1] if t > 0 else init
+            d_prev, d_ext, d_const, d_diag = step_backward(tuple(d_state), per_step[t], prev, step_consts,
+                                                           saved[t], d_lin_steps[t])
+            for i, d in enumerate(d_ext):
+                d_ext_steps[i][t] = d
+            for i, d in enumerate(d_const):
+                if d is not None:
+                    d_const_acc[i] = d if d_const_acc[i] is None else d_const_acc[i] + d
+            for i, d in enumerate(d_diag):
+                d_diag_steps[i][t] = d
+            d_state = [d if d is not None else torch.zeros_like(v) for d, v in zip(d_prev, init)]
+
+    base_grad = {grp.base: d_lin[grp.index] for grp in schedule.groups if grp.base}
+    grads_out: list = []
+    for i, (name, e) in enumerate(zip(program.ext, ext)):
+        if name in base_grad:
+            grads_out.append(base_grad[name])
+        elif any(d is None for d in d_ext_steps[i]):
+            grads_out.append(None)
+        else:
+            grads_out.append(torch.stack(d_ext_steps[i], td).sum_to_size(e.shape))
+    weight_i = diag_i = 0
+    for i, (name, c, kind) in enumerate(zip(program.consts, consts, program.const_kinds)):
+        if kind == "value":
+            d = base_grad[name].sum(td) if name in base_grad else d_const_acc[i]
+            grads_out.append(None if d is None else d.sum_to_size(c.shape))
+        elif kind == "weight":
+            grp = schedule.groups[weight_i]
+            weight_i += 1
+            grads_out.append(_weight_grad(program, grp, d_lin[grp.index], seqs, init, out, saved)
+                             if needs_input_grad[n_ext + i] else None)
+        else:  # the scale of a diag node
+            steps = d_diag_steps[diag_i]
+            diag_i += 1
+            grads_out.append(torch.stack(steps).sum(0).sum_to_size(c.shape))
+    grads_out.extend(d_state)
+    return grads_out
 
 
 def _weight_grad(program: CellProgram, grp, d_lin: torch.Tensor, seqs, init, out, saved) -> torch.Tensor:
@@ -246,11 +259,75 @@ class Prepared:
     hoisted: dict  # hoisted state -> its whole sequence
 
 
+POINTWISE_CHOICES = ("auto", "eager", "fused")
+
+
+def runtime_program(program: CellProgram, device: torch.device, mode: str = "fused"):
+    """The program whose step functions run the loop on ``device``: the fused Triton kernels
+    (``fused.py``) where ``program.pointwise`` asks for them ("auto": on CUDA when Triton is
+    there) and the loop's gradient is our own backward, else the eager generated code."""
+    choice = program.pointwise
+    if choice == "eager" or mode != "fused" or not program.schedule.recurrent_states:
+        return program
+    if choice == "auto" and device.type != "cuda":
+        return program
+    if not can_fuse(device):
+        if choice == "fused":
+            raise CellsearchError("pointwise='fused' needs Triton on a CUDA device "
+                                  "(or TRITON_INTERPRET=1 on the CPU)")
+        return program
+    if program.fused is None:
+        program.fused = FusedProgram(program)
+    return program.fused
+
+
+class _GraphedRecurrence(torch.autograd.Function):
+    """``_Recurrence`` replaying a captured CUDA graph of the loop (``graphs.py``)."""
+
+    @staticmethod
+    def forward(ctx, loop: CapturedLoop, n_inputs: int, *tensors):
+        outputs = loop.run_forward(tensors)
+        ctx.lease = Lease(loop)
+        return outputs
+
+    @staticmethod
+    def backward(ctx, *grads):
+        lease: Lease = ctx.lease
+        lease.check()
+        grads_out = lease.loop.run_backward(grads, ctx.needs_input_grad[2:])
+        lease.release()
+        return (None, None, *grads_out)
+
+
+def _capture(program, T: int, n_ext: int, n_const: int, tensors: Sequence[torch.Tensor]) -> CapturedLoop | None:
+    """A leased CUDA-graph capture of the loop at these shapes, or None (run it eagerly)."""
+    if program.graph_cache is None:
+        program.graph_cache = GraphCache()
+    key = (T, n_ext, n_const, tuple((tuple(t.shape), t.dtype, t.device) for t in tensors))
+
+    def make() -> CapturedLoop:
+        def forward(inputs):
+            outputs, seqs, saved, out = forward_pass(program, T, n_ext, n_const, inputs)
+            return outputs, (seqs, saved, out)
+
+        def backward(state, grads, needs):
+            seqs, saved, out = state
+            inputs = (*loop_inputs, *(() if out is None else (out,)))
+            return backward_pass(program, T, n_ext, n_const, inputs, seqs, saved, grads, needs)
+
+        loop = CapturedLoop(forward, backward, tensors)
+        loop_inputs = loop.static_in
+        return loop
+
+    return program.graph_cache.acquire(key, make)
+
+
 def recur(program: CellProgram, mode: str, T: int, ext: Sequence[torch.Tensor], consts: Sequence[torch.Tensor],
           init: Sequence[torch.Tensor]) -> tuple[torch.Tensor | None, tuple]:
     """The time loop: (the output sequence if the output is a recurrent state, else None; the
     recurrent states' final values). Through ``_Recurrence`` when a gradient is needed and
-    ``mode`` is "fused"; a population's stacked tensors (see ``population.py``) work the same."""
+    ``mode`` is "fused" (on CUDA as a replayed CUDA graph where ``program.cuda_graphs``); a
+    population's stacked tensors (see ``population.py``) work the same."""
     schedule = program.schedule
     if not schedule.recurrent_states:
         return None, ()
@@ -258,11 +335,18 @@ def recur(program: CellProgram, mode: str, T: int, ext: Sequence[torch.Tensor], 
     tensors = (*ext, *consts, *init)
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     if need_grad and mode == "fused":
-        res = _Recurrence.apply(program, T, len(ext), len(consts), *tensors)
+        runtime = runtime_program(program, init[0].device)
+        loop = (_capture(runtime, T, len(ext), len(consts), tensors)
+                if program.cuda_graphs and init[0].is_cuda else None)
+        if loop is not None:
+            res = _GraphedRecurrence.apply(loop, len(tensors), *tensors)
+        else:
+            res = _Recurrence.apply(runtime, T, len(ext), len(consts), *tensors)
         return (res[0], tuple(res[1:])) if has_out else (None, tuple(res))
     # no gradient through this loop (inference), or plain autograd through every step
-    loop_consts = consts if need_grad else _packed(program, consts, init[0].shape[-2])
-    seqs, _ = _run_loop(program, T, ext, loop_consts, init, keep_saved=False)
+    runtime = program if need_grad else runtime_program(program, init[0].device, mode)
+    loop_consts = consts if need_grad else _packed(runtime, consts, init[0].shape[-2])
+    seqs, _ = _run_loop(runtime, T, ext, loop_consts, init, keep_saved=False)
     out = None
     if has_out:
         k = schedule.recurrent_states.index(schedule.graph.output)
@@ -281,19 +365,28 @@ class CompiledCell(nn.Module):
     ``mode``: "fused" (default) uses the generated backward; "autograd" runs the same
     generated step under plain autograd (slower, a second opinion for tests);
     ``compile=True`` wraps the step functions in ``torch.compile`` (not the unrolled loop).
+    ``pointwise``: "auto" (default: fused Triton kernels per stage on CUDA where Triton is
+    installed, the eager generated code elsewhere), "fused" (always; on CPU only under
+    ``TRITON_INTERPRET=1``) or "eager". ``cuda_graphs``: on CUDA, capture the training loop
+    (forward and backward) once per shape and replay it (``graphs.py``).
     """
 
     def __init__(self, graph: CellGraph, input_size: int, hidden_size: int, static_size: int | None = None,
-                 params: CellParameters | None = None, mode: str = "fused", compile: bool = False):
+                 params: CellParameters | None = None, mode: str = "fused", compile: bool = False,
+                 pointwise: str = "auto", cuda_graphs: bool = True):
         super().__init__()
         if mode not in ("fused", "autograd"):
             raise ValueError(f"mode must be 'fused' or 'autograd', not {mode!r}")
+        if pointwise not in POINTWISE_CHOICES:
+            raise ValueError(f"pointwise must be one of {', '.join(POINTWISE_CHOICES)}, not {pointwise!r}")
         self.graph = graph
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.static_size = static_size if static_size is not None else hidden_size
         self.params = params if params is not None else CellParameters(graph, input_size, hidden_size, static_size)
         self.program = CellProgram(graph, input_size, hidden_size, static_size).load()
+        self.program.pointwise = "eager" if compile else pointwise  # torch.compile replaces the eager steps
+        self.program.cuda_graphs = cuda_graphs
         self.mode = mode
         if compile:
             self._compile_steps()
@@ -397,4 +490,5 @@ def compile_cell(graph: CellGraph | str, input_size: int, hidden_size: int, stat
     return CompiledCell(resolve_cell(graph), input_size, hidden_size, static_size, **kwargs)
 
 
-__all__ = ["CompiledCell", "Prepared", "compile_cell", "prev_name", "recur"]
+__all__ = ["CompiledCell", "POINTWISE_CHOICES", "Prepared", "backward_pass", "compile_cell", "forward_pass", "prev_name",
+           "recur", "runtime_program"]
