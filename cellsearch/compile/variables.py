@@ -22,9 +22,11 @@ from cellsearch.dsl.equations import format_number
 from cellsearch.dsl.graph import prev_name
 from cellsearch.dsl.names import PYTHON_RESERVED, Names
 
-# What the generated code itself uses: modules, sizes, function arguments and the matmul helpers.
+# What the generated code itself uses: modules, sizes, function arguments and the matmul helpers, and
+# what the fused kernels' host code adds (fused.py).
 CODEGEN_RESERVED = PYTHON_RESERVED | {"torch", "F", "aten", "H", "I", "S", "P", "T", "B", "xt", "prev", "consts",
-                                      "saved", "d_new", "inputs", "statics", "inits", "self", *HELPERS}
+                                      "saved", "d_new", "inputs", "statics", "inits", "self", *HELPERS,
+                                      "triton", "tl", "libdevice", "launch", "_tanh", "_sigmoid"}
 
 
 class Variables:
