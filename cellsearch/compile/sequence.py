@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import warnings
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -281,6 +282,18 @@ def runtime_program(program: CellProgram, device: torch.device, mode: str = "fus
     return program.fused
 
 
+def _unfusable(program: CellProgram, exc: Exception) -> bool:
+    """After Triton failed on ``program``'s fused kernels (a compiler it does not support, say):
+    with pointwise "auto", warn once and run this program's eager steps from now on (True)."""
+    if program.pointwise != "auto" or not type(exc).__module__.startswith("triton"):
+        return False
+    warnings.warn(f"fused kernels of cell '{program.graph.name}' failed in Triton ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0] if str(exc) else ''}); running its eager steps", RuntimeWarning,
+                  stacklevel=4)
+    program.pointwise = "eager"
+    return True
+
+
 class _GraphedRecurrence(torch.autograd.Function):
     """``_Recurrence`` replaying a captured CUDA graph of the loop (``graphs.py``)."""
 
@@ -336,17 +349,27 @@ def recur(program: CellProgram, mode: str, T: int, ext: Sequence[torch.Tensor], 
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     if need_grad and mode == "fused":
         runtime = runtime_program(program, init[0].device)
-        loop = (_capture(runtime, T, len(ext), len(consts), tensors)
-                if program.cuda_graphs and init[0].is_cuda else None)
-        if loop is not None:
-            res = _GraphedRecurrence.apply(loop, len(tensors), *tensors)
-        else:
-            res = _Recurrence.apply(runtime, T, len(ext), len(consts), *tensors)
+        try:
+            loop = (_capture(runtime, T, len(ext), len(consts), tensors)
+                    if program.cuda_graphs and init[0].is_cuda else None)
+            if loop is not None:
+                res = _GraphedRecurrence.apply(loop, len(tensors), *tensors)
+            else:
+                res = _Recurrence.apply(runtime, T, len(ext), len(consts), *tensors)
+        except Exception as exc:
+            if runtime is program or not _unfusable(program, exc):
+                raise
+            return recur(program, mode, T, ext, consts, init)
         return (res[0], tuple(res[1:])) if has_out else (None, tuple(res))
     # no gradient through this loop (inference), or plain autograd through every step
     runtime = program if need_grad else runtime_program(program, init[0].device, mode)
     loop_consts = consts if need_grad else _packed(runtime, consts, init[0].shape[-2])
-    seqs, _ = _run_loop(runtime, T, ext, loop_consts, init, keep_saved=False)
+    try:
+        seqs, _ = _run_loop(runtime, T, ext, loop_consts, init, keep_saved=False)
+    except Exception as exc:
+        if runtime is program or not _unfusable(program, exc):
+            raise
+        return recur(program, mode, T, ext, consts, init)
     out = None
     if has_out:
         k = schedule.recurrent_states.index(schedule.graph.output)
