@@ -53,7 +53,11 @@ def equivalence(kind: str, device: str = "cuda", T: int = 35, B: int = 64, I: in
     expected = dict(from_torch(grads_as_params).named_parameters())
     weight_diff = max(float((p.grad - expected[name].detach()).abs().max())
                       for name, p in ours.named_parameters() if not name.endswith("__b"))
+    weight_scale = max(float(expected[name].detach().abs().max()) for name, p in ours.named_parameters()
+                       if not name.endswith("__b"))
     return {"size": f"T={T} B={B} I={I} H={H}, 2 layers",
+            "weight_grad_scale": weight_scale,
+            "relative_diff_weight_grads": weight_diff / weight_scale,
             "max_abs_diff_output": float((out_o - out_r).abs().max()),
             "max_abs_diff_states": max(float((a - b).abs().max()) for a, b in zip(st_o, st_r)),
             "max_abs_diff_input_grad": float((x2.grad - x1.grad).abs().max()),
@@ -70,6 +74,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--population", type=int, default=32)
+    ap.add_argument("--parts", default="equivalence,vs_cudnn,vs_cudnn_tf32,population,training")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA device", file=sys.stderr)
@@ -81,6 +86,8 @@ def main(argv=None) -> int:
                             "device": torch.cuda.get_device_name()}}
 
     def part(name, fn):
+        if name not in args.parts.split(","):
+            return
         t0 = time.perf_counter()
         try:
             result[name] = fn()
@@ -94,6 +101,8 @@ def main(argv=None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = False
     part("equivalence", lambda: {k: equivalence(k) for k in ("lstm", "gru")})
     part("vs_cudnn", lambda: bench_cudnn_sizes(("lstm", "gru"), rounds=args.rounds))
+    # torch's own default lets cuDNN use TF32 (and not cuBLAS): here both sides use it
+    part("vs_cudnn_tf32", lambda: bench_cudnn_sizes(("lstm", "gru"), rounds=args.rounds, tf32=True))
 
     def population():
         return {f"hidden {h}": bench_population(PopulationBenchConfig(k=args.population, hidden_size=h, batch=32,
