@@ -26,8 +26,12 @@ def register(app: typer.Typer) -> None:
                   device: Annotated[str, typer.Option(help="cpu | cuda (torch.nn then runs cuDNN)")] = "cpu",
                   population: Annotated[Optional[int], typer.Option(
                       min=1, help="Also time a population of K members against K solo trainings (full training "
-                                  "steps on Arithmetic) at the search's sizes (hidden 64, batch 32) and at -H/-B.")] = None,
+                                  "steps on Arithmetic) at the search's sizes (hidden 64, batch 32) and at -H/-B "
+                                  "(with --device cuda: K = 32 unless given).")] = None,
                   threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads.")] = None,
+                  tf32: Annotated[bool, typer.Option(
+                      "--tf32/--no-tf32", help="CUDA: TF32 matmuls for cuDNN and the compiled cells alike "
+                                               "(default off: both in full fp32).")] = False,
                   ) -> None:
         """Training-step throughput (forward+backward) of compiled cells vs torch.nn and the interpreter."""
         from cellsearch.bench import (BenchConfig, PopulationBenchConfig, bench_cudnn_sizes, bench_population,
@@ -35,13 +39,15 @@ def register(app: typer.Typer) -> None:
         from cellsearch.settings import SearchConfig
 
         cfg = BenchConfig(seq_len=seq_len, batch=batch, input_size=input_size, hidden_size=hidden_size,
-                          rounds=rounds, with_torch_compile=torch_compile, device=device, threads=threads)
+                          rounds=rounds, with_torch_compile=torch_compile, device=device, threads=threads, tf32=tf32)
+        if device == "cuda" and population is None:
+            population = 32  # the GPU's population figure: K = 32 members
         names = tuple(c.strip() for c in cells.split(",") if c.strip())
         with err_console.status("benchmarking...") as status:
             result = run_benchmark(names, cfg, progress=lambda msg: status.update(msg))
             if device == "cuda":  # the ratio against cuDNN at the sizes the GPU work is measured at
                 result["cudnn_sizes"] = bench_cudnn_sizes(tuple(n for n in names if n in ("lstm", "gru")),
-                                                          rounds=min(rounds, 5),
+                                                          rounds=min(rounds, 5), tf32=tf32,
                                                           progress=lambda msg: status.update(msg))
             if population is not None:
                 search = SearchConfig().train
