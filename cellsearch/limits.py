@@ -51,6 +51,7 @@ MAX_YAML_EXPANDED_NODES = 100_000
 MAX_YAML_NUMBER_CHARS = 64
 
 # ---------------------------------------------------------------------- error messages
+MAX_BUDGETS = 16  # budgets on one fidelity curve (fidelity --budgets)
 MAX_POPULATION = 1024  # members of one population (train --seeds/--lrs): their product is checked before training
 MAX_QUOTED_CHARS = 80  # user input quoted in an error message (messages are one line, whatever the input)
 

@@ -222,6 +222,87 @@ def test_fidelity_ranks_cells_that_failed_every_retraining_last(run_copy, monkey
     assert "failed (ranked last)" in report.files["markdown"].read_text()
 
 
+def curve_trainer(scores: dict[str, float]):
+    """A retrain() whose ranking sharpens with the budget: inverted at 4 steps, the final ranking from 16 on."""
+    calls = []
+
+    def retrain(job):
+        calls.append(job)
+        v = scores.get(job["name"], 0.3)
+        if job["steps"] < 16:
+            v = 1.0 - v  # a short training ranks the cells backwards
+        return {"status": "ok", "valid": v, "test": v, "metrics": {}, "params": 10, "seconds": 0.0, "error": None}
+
+    retrain.calls = calls
+    return retrain
+
+
+def test_fidelity_curve_recommends_the_cheapest_budget_reaching_the_target(run_copy, monkeypatch):
+    with Store(run_copy / "results.db") as store:
+        search = {r["cell_name"]: r["score"] for r in store.rows() if r["score"] is not None}
+    trainer = curve_trainer(search)
+    monkeypatch.setattr(final, "retrain", trainer)
+    proto = protocol_for_run(run_copy, steps=20, seeds=2, lr_factors=(1.0,))
+    report = fidelity_run(run_copy, proto, LOCAL, sample=4, budgets=[16, 4, 8, 4])
+    assert [b["steps"] for b in report.curve] == [4, 8, 16]
+    by_steps = {b["steps"]: b for b in report.curve}
+    assert by_steps[4]["kendall"] == pytest.approx(-1) and by_steps[16]["kendall"] == pytest.approx(1)
+    assert by_steps[16]["cells"] == 4 and by_steps[16]["training_steps"] == 16 * 2 * 4
+    assert report.recommended == 16
+    # every proxy training ran as the search would score it: the search's learning rate, seeds 0 and 1
+    proxies = [j for j in trainer.calls if j["steps"] != 20]
+    assert len(proxies) == 3 * 4 * 2 and {j["seed"] for j in proxies} == {0, 1}
+    assert {j["lr"] for j in proxies} == {proto.base_lr}
+    summary = json.loads(report.files["summary"].read_text())
+    assert summary["recommended"] == 16 and [b["steps"] for b in summary["budgets"]] == [4, 8, 16]
+    assert {"steps", "spearman", "kendall", "cells"} <= set(summary["budgets"][0])
+    assert (run_copy / "fidelity" / "fidelity-curve.png").stat().st_size > 0
+    assert "Recommended (the cheapest budget with τ ≥ 0.6): **16 steps**" in report.files["markdown"].read_text()
+    # a second curve reuses every training the run already holds
+    n = len(trainer.calls)
+    again = fidelity_run(run_copy, proto, LOCAL, sample=4, budgets=[4, 8, 16, 32])
+    assert len(trainer.calls) == n + 4 * 2  # only the new budget trained
+    assert again.recommended == 16
+
+
+def test_fidelity_curve_without_a_budget_reaching_the_target(run_copy, monkeypatch):
+    with Store(run_copy / "results.db") as store:
+        search = {r["cell_name"]: r["score"] for r in store.rows() if r["score"] is not None}
+    monkeypatch.setattr(final, "retrain", curve_trainer(search))
+    report = fidelity_run(run_copy, protocol_for_run(run_copy, steps=20, seeds=1, lr_factors=(1.0,)), LOCAL,
+                          sample=4, budgets=[4, 8])
+    assert report.recommended is None
+    assert "none of these budgets reaches τ = 0.6" in report.files["markdown"].read_text()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--budgets", "100,abc"], "--budgets must be comma-separated step counts"),
+    (["--budgets", "0,100"], "each budget is a number of training steps ≥ 1"),
+    (["--budgets", ","], "--budgets is empty"),
+    (["--budgets", ",".join(str(i) for i in range(1, 20))], "exceeds limit 'MAX_BUDGETS'"),
+    (["--budgets", "10", "--target-tau", "1.5"], "--target-tau must be in (0, 1]"),
+])
+def test_fidelity_curve_bad_options_are_one_line_and_change_nothing(run_copy, args, message):
+    before = (run_copy / "results.db").read_bytes()
+    res = runner.invoke(app, ["fidelity", str(run_copy), "--no-progress", *args])
+    assert res.exit_code == 2 and message in res.stderr and res.stderr.count("\n") == 1, res.output
+    assert (run_copy / "results.db").read_bytes() == before and not (run_copy / "fidelity").exists()
+
+
+def test_fidelity_curve_from_the_command_line(run_copy, monkeypatch):
+    with Store(run_copy / "results.db") as store:
+        search = {r["cell_name"]: r["score"] for r in store.rows() if r["score"] is not None}
+    monkeypatch.setattr(final, "retrain", curve_trainer(search))
+    res = runner.invoke(app, ["fidelity", str(run_copy), "--sample", "3", "--budget", "20", "--lrs", "1",
+                              "--budgets", "4,16", "--backend", "local", "--no-population", "--json", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert [b["steps"] for b in summary["budgets"]] == [4, 16] and summary["recommended"] == 16
+    res = runner.invoke(app, ["fidelity", str(run_copy), "--sample", "3", "--budget", "20", "--lrs", "1",
+                              "--budgets", "4,16", "--backend", "local", "--no-population", "--no-progress"])
+    assert res.exit_code == 0 and "recommended budget (cheapest with τ ≥ 0.6): 16 steps" in res.stdout
+
+
 def test_evaluate_and_fidelity_end_to_end_on_ray(run_copy):
     """Real trainings, as Ray Tune trials, from the command line."""
     pytest.importorskip("ray")

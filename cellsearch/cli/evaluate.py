@@ -23,6 +23,22 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
     return values
 
 
+def _budgets(text: str | None) -> list[int] | None:
+    """``--budgets 100,200,400``: distinct step counts, checked before anything else happens."""
+    from cellsearch.analysis.fidelity import check_budgets
+    from cellsearch.limits import shown
+
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--budgets must be comma-separated step counts, got {shown(text)}") from None
+    if not values:
+        raise ConfigError("--budgets is empty")
+    return check_budgets(values)
+
+
 def _names(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
@@ -135,17 +151,27 @@ def register(app: typer.Typer) -> None:
         cpus_per_trial: CpusPerTrial = None, gpus_per_trial: GpusPerTrial = 0.0, data_dir: DataDir = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
         progress: Progress = True, population: Population = True,
+        budgets: Annotated[Optional[str], typer.Option(
+            help="Fidelity curve: comma-separated proxy budgets in steps (e.g. 100,200,400,800); the sample also "
+                 "trains at each as a search would score it, and each budget's ranking is compared with the final "
+                 "one.")] = None,
+        target_tau: Annotated[float, typer.Option(
+            help="The curve recommends the cheapest budget whose Kendall τ reaches this.")] = 0.6,
     ) -> None:
         """How well the search's scores predict retrained scores: Spearman and Kendall τ over a sample of cells,
-        with a scatter plot, in runs/NAME/fidelity/."""
+        with a scatter plot, in runs/NAME/fidelity/; with --budgets, the same at each proxy budget (a curve)."""
         from cellsearch.analysis.fidelity import fidelity_run
         from cellsearch.cli.progress import progress_bars
 
+        curve_budgets = _budgets(budgets)
+        if not 0 < target_tau <= 1:
+            raise ConfigError(f"--target-tau must be in (0, 1], got {target_tau:g}")
         protocol, settings, lock = _setup("fidelity", run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend,
                                           address, cpus_per_trial, gpus_per_trial, data_dir, population)
         try:
             with progress_bars(progress, err_console) as bars:
-                report = fidelity_run(run_dir, protocol, settings, sample=sample, min_tau=min_tau, on_event=bars)
+                report = fidelity_run(run_dir, protocol, settings, sample=sample, min_tau=min_tau, on_event=bars,
+                                      budgets=curve_budgets, target_tau=target_tau)
         finally:
             lock.release()
         if json_out:
@@ -161,4 +187,14 @@ def register(app: typer.Typer) -> None:
         c = report.correlation
         console.print(f"Spearman ρ = {c.spearman:.3f} (p = {c.spearman_p:.3g}), Kendall τ = {c.kendall:.3f} "
                       f"(p = {c.kendall_p:.3g}) over {c.n} cells", highlight=False)
+        if report.curve:
+            curve = Table(title="fidelity curve: each proxy budget's ranking vs the final one")
+            for col in ("budget (steps)", "Spearman ρ", "Kendall τ", "cells", "failed"):
+                curve.add_column(col, justify="right")
+            for b in report.curve:
+                curve.add_row(str(b["steps"]), "–" if b["spearman"] is None else f"{b['spearman']:.3f}",
+                              "–" if b["kendall"] is None else f"{b['kendall']:.3f}", str(b["cells"]), str(b["failed"]))
+            console.print(curve)
+            console.print(f"recommended budget (cheapest with τ ≥ {target_tau:g}): "
+                          + (f"{report.recommended} steps" if report.recommended else "none of these"), highlight=False)
         console.print(f"report: {report.files['markdown']} (plot {report.files['plot'].name})", highlight=False)
