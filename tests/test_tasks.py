@@ -7,6 +7,8 @@ import re
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cellsearch.errors import ConfigError
 from cellsearch.nn.model import ModelConfig, SeqModel
@@ -137,3 +139,25 @@ def test_unknown_task_and_bad_options_are_clear_errors():
         make_task("nope")
     with pytest.raises(ConfigError, match="bad option for task 'arith'"):
         make_task("arith", digits=3)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 40))
+def test_encode_pads_like_one_example_at_a_time(seed, n):
+    """The batched encoding equals writing each example into a padded batch on its own."""
+    task = make_task("arith", seed=0)
+    rng = random.Random(seed)
+    examples = [task.make_example(rng) for _ in range(n)]
+    batch = task.encode(examples)
+    v = task.vocab
+    seqs = [[v.bos, *v.encode(p), *v.encode(a), v.eos] for p, a in examples]
+    T = max(len(s) for s in seqs) - 1
+    inputs = torch.full((T, n), v.pad, dtype=torch.long)
+    targets = inputs.clone()
+    mask = torch.zeros((T, n), dtype=torch.bool)
+    for b, (ids, (prompt, _)) in enumerate(zip(seqs, examples)):
+        inputs[:len(ids) - 1, b] = torch.tensor(ids[:-1])
+        targets[:len(ids) - 1, b] = torch.tensor(ids[1:])
+        mask[len(prompt):len(ids) - 1, b] = True
+    assert torch.equal(batch.inputs, inputs) and torch.equal(batch.targets, targets)
+    assert torch.equal(batch.mask, mask)

@@ -57,15 +57,14 @@ class ExampleTask(Task):
             seqs.append(ids)
             starts.append(len(prompt))  # first target position of the answer
         T = max(len(s) for s in seqs) - 1
-        B = len(seqs)
-        inputs = torch.full((T, B), self.vocab.pad, dtype=torch.long)
-        targets = torch.full((T, B), self.vocab.pad, dtype=torch.long)
-        mask = torch.zeros((T, B), dtype=torch.bool)
-        for b, (ids, start) in enumerate(zip(seqs, starts)):
-            n = len(ids) - 1
-            inputs[:n, b] = torch.tensor(ids[:-1])
-            targets[:n, b] = torch.tensor(ids[1:])
-            mask[start:n, b] = True
+        pad = self.vocab.pad
+        # padded in Python, then one tensor each: a tensor per example costs more than the
+        # population's whole batched time step at search sizes
+        inputs = torch.tensor([ids[:-1] + [pad] * (T + 1 - len(ids)) for ids in seqs], dtype=torch.long).t().contiguous()
+        targets = torch.tensor([ids[1:] + [pad] * (T + 1 - len(ids)) for ids in seqs], dtype=torch.long).t().contiguous()
+        ends = torch.tensor([len(ids) - 1 for ids in seqs])
+        steps = torch.arange(T).unsqueeze(1)
+        mask = (steps >= torch.tensor(starts)) & (steps < ends)
         return Batch(inputs, targets, mask)
 
     def train_stream(self, batch_size: int, seed: int) -> Stream:
