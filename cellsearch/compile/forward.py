@@ -16,21 +16,17 @@ from cellsearch.compile.schedule import Group
 from cellsearch.compile.variables import Variables, columns, unpack
 
 
+# Ops written alike in every generated code (torch here, Triton in fused.py): operators on the arguments
+INFIX = {"add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "neg": "-{0}", "one_minus": "1 - {0}"}
+
+
 def _expr(v: Variables, name: str, param=None) -> str:
     """Forward expression of a non-linear node."""
     node = v.graph.node_map[name]
     a = [v.ref(x) for x in node.args]
     op = node.op
-    if op == "add":
-        return f"{a[0]} + {a[1]}"
-    if op == "sub":
-        return f"{a[0]} - {a[1]}"
-    if op == "mul":
-        return f"{a[0]} * {a[1]}"
-    if op == "neg":
-        return f"-{a[0]}"
-    if op == "one_minus":
-        return f"1 - {a[0]}"
+    if op in INFIX:
+        return INFIX[op].format(*a)
     if op == "blend":  # z * a + (1 - z) * b, as one lerp: b + z * (a - b)
         if v.is_const(node.args[1]) or v.is_const(node.args[2]):
             return f"{a[0]} * {a[1]} + (1 - {a[0]}) * {a[2]}"  # lerp needs tensors there
@@ -230,4 +226,4 @@ def _emit_group(v: Variables, grp: Group) -> list[str]:
     return lines
 
 
-__all__ = ["emit_prologue", "emit_step"]
+__all__ = ["INFIX", "emit_prologue", "emit_step"]

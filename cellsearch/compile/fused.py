@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from cellsearch.compile.codegen import CellProgram, GeneratedCode, load_code
+from cellsearch.compile.forward import INFIX
 from cellsearch.compile.kernels import HELPERS
 from cellsearch.compile.variables import Variables, columns, unpack
 from cellsearch.dsl.graph import prev_name
@@ -145,16 +146,8 @@ def _forward_expr(v: Variables, n: str) -> str:
     node = v.graph.node_map[n]
     a = [_local(v, x) for x in node.args]
     op = node.op
-    if op == "add":
-        return f"{a[0]} + {a[1]}"
-    if op == "sub":
-        return f"{a[0]} - {a[1]}"
-    if op == "mul":
-        return f"{a[0]} * {a[1]}"
-    if op == "neg":
-        return f"-{a[0]}"
-    if op == "one_minus":
-        return f"1.0 - {a[0]}"
+    if op in INFIX:
+        return INFIX[op].format(*a)
     if op == "blend":
         return f"{a[2]} + {a[0]} * ({a[1]} - {a[2]})"
     if op == "diag":
