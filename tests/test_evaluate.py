@@ -249,6 +249,7 @@ def test_fidelity_curve_recommends_the_cheapest_budget_reaching_the_target(run_c
     assert by_steps[4]["kendall"] == pytest.approx(-1) and by_steps[16]["kendall"] == pytest.approx(1)
     assert by_steps[16]["cells"] == 4 and by_steps[16]["training_steps"] == 16 * 2 * 4
     assert report.recommended == 16
+    assert by_steps[16]["kendall_by_seeds"] == {1: pytest.approx(1), 2: pytest.approx(1)}
     # every proxy training ran as the search would score it: the search's learning rate, seeds 0 and 1
     proxies = [j for j in trainer.calls if j["steps"] != 20]
     assert len(proxies) == 3 * 4 * 2 and {j["seed"] for j in proxies} == {0, 1}

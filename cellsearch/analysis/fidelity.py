@@ -130,6 +130,8 @@ def fidelity_curve(run_dir: Path, protocol: Protocol, settings: JobSettings, cel
     At a budget the cells train as a search would score them: the search's model settings and
     learning rate (no sweep), ``protocol.seeds`` seeds, the mean *validation* score (what a search
     sees); a cell that failed every training ranks last. Adds a ``proxy_<steps>`` column to ``table``."""
+    import pandas as pd
+
     final = _failed_last(table["final_score"])
     curve = []
     for steps in budgets:
@@ -139,10 +141,18 @@ def fidelity_curve(run_dir: Path, protocol: Protocol, settings: JobSettings, cel
         column = f"proxy_{steps}"
         table[column] = [scores[c.hash]["score"] for c in cells]
         corr = rank_correlation(_failed_last(table[column]), final)
-        curve.append({"steps": steps, "spearman": _number(corr.spearman), "kendall": _number(corr.kendall),
-                      "spearman_p": _number(corr.spearman_p), "kendall_p": _number(corr.kendall_p),
-                      "cells": corr.n, "failed": int(table[column].isna().sum()),
-                      "training_steps": steps * protocol.seeds * len(cells) * len(protocol.tasks)})
+        point = {"steps": steps, "spearman": _number(corr.spearman), "kendall": _number(corr.kendall),
+                 "spearman_p": _number(corr.spearman_p), "kendall_p": _number(corr.kendall_p),
+                 "cells": corr.n, "failed": int(table[column].isna().sum()),
+                 "training_steps": steps * protocol.seeds * len(cells) * len(protocol.tasks)}
+        if protocol.seeds > 1:  # what fewer seeds per candidate would have given: the first n seeds' mean
+            point["kendall_by_seeds"] = {}
+            for n in range(1, protocol.seeds):
+                few = _cell_scores(results, cells, protocol.tasks, "valid", seeds=n)
+                point["kendall_by_seeds"][n] = _number(rank_correlation(
+                    _failed_last(pd.Series([few[c.hash]["score"] for c in cells])), final).kendall)
+            point["kendall_by_seeds"][protocol.seeds] = point["kendall"]
+        curve.append(point)
     return curve
 
 
@@ -150,13 +160,16 @@ def _number(v: float) -> float | None:
     return None if v is None or math.isnan(v) else float(v)
 
 
-def _cell_scores(results, cells: list, tasks: list[str], split: str) -> dict[str, dict[str, float]]:
-    """Per cell: the mean over seeds on each task (``split``: "test" or "valid") and one ``score``:
+def _cell_scores(results, cells: list, tasks: list[str], split: str,
+                 seeds: int | None = None) -> dict[str, dict[str, float]]:
+    """Per cell: the mean over seeds (the first ``seeds``, or all) on each task (``split``: "test" or
+    "valid") and one ``score``:
     the task's mean itself for one task; for several, the mean over tasks of the score relative to
     the sample's best on that task (so no task dominates by scale). NaN where every run failed."""
     by_cell: dict[str, dict[str, float]] = {c.hash: {} for c in cells}
     for r in results:
-        by_cell[r.cell.hash][r.task] = mean_ci(list(getattr(r, split).values())).mean
+        values = getattr(r, split)
+        by_cell[r.cell.hash][r.task] = mean_ci([v for seed, v in values.items() if seeds is None or seed < seeds]).mean
     best = {t: max((v[t] for v in by_cell.values() if not math.isnan(v[t])), default=math.nan) for t in tasks}
     for per in by_cell.values():
         if len(tasks) == 1:
@@ -211,6 +224,14 @@ def _write_fidelity(table, corr, per_task: dict, warning: str | None, protocol: 
             lines.append(f"| {b['steps']} | {format_value(b['spearman'], '.3f')} | "
                          f"{format_value(b['kendall'], '.3f')} | {b['cells']} | {b['failed']} | "
                          f"{b['training_steps']:,} |")
+        if "kendall_by_seeds" in curve[0]:
+            n_seeds = list(curve[0]["kendall_by_seeds"])
+            lines += ["", "Kendall τ with the mean of the first n seeds per cell (what fewer seeds per candidate "
+                      "would rank):", "", "| budget (steps) | " + " | ".join(f"n = {n}" for n in n_seeds) + " |",
+                      "|---|" + "---|" * len(n_seeds)]
+            for b in curve:
+                lines.append(f"| {b['steps']} | " + " | ".join(format_value(b["kendall_by_seeds"][n], ".3f")
+                                                              for n in n_seeds) + " |")
         plot_curve(curve, target_tau, files["curve_plot"])
     lines += ["", "| cell | search score | final score |", "|---|---|---|"]
     for r in table.sort_values("search_score", ascending=False).to_dict("records"):
