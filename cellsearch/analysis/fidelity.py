@@ -277,6 +277,7 @@ def plot_curve(curve: list[dict[str, Any]], target_tau: float, path: Path) -> Pa
         ax.plot(steps, [math.nan if b[key] is None else b[key] for b in curve], marker=marker, label=label)
     ax.axhline(target_tau, color="gray", linestyle="--", linewidth=1, label=f"τ = {target_tau:g}")
     ax.set_xscale("log")
+    ax.minorticks_off()  # only the budgets themselves on the axis
     ax.set_xticks(steps)
     ax.set_xticklabels([str(s) for s in steps])
     ax.set_xlabel("proxy budget (training steps)")
