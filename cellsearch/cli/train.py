@@ -76,6 +76,12 @@ def register(app: typer.Typer) -> None:
         dropout: Annotated[float, typer.Option(help="Dropout between layers.")] = 0.0,
         forget_bias: Annotated[Optional[float], typer.Option(help="Initial bias of the gate named f.")] = None,
         init_scale: Annotated[float, typer.Option(help="Cell weights uniform(±scale/√H).")] = 1.0,
+        ar: Annotated[float, typer.Option(help="Activation regularisation: AR × mean square of the last layer's "
+                                               "outputs joins the gradient (AWD-LSTM's alpha; 0: off).")] = 2.0,
+        tar: Annotated[float, typer.Option(help="Temporal activation regularisation: TAR × mean square of the change "
+                                                "between consecutive outputs (AWD-LSTM's beta; 0: off).")] = 1.0,
+        state_limit: Annotated[float, typer.Option(help="Bound on every state value: values outside ±LIMIT are set "
+                                                        "to 0, so no cell's recurrence runs away (0: no bound).")] = 10.0,
         scheduled_sampling: Annotated[Optional[str], typer.Option(
             help="linear | exponential | inverse_sigmoid decay of teacher forcing.")] = None,
         ss_k: Annotated[float, typer.Option(help="Scheduled-sampling decay speed (see TrainConfig).")] = 1000.0,
@@ -132,7 +138,8 @@ def register(app: typer.Typer) -> None:
                               seconds=minutes * 60 if minutes else None, optimizer=optimizer, lr=lr,
                               clip=clip or None, lr_schedule=lr_schedule, init_scale=init_scale,
                               forget_bias=forget_bias, seed=seed, threads=threads, device=device,
-                              eval_every=eval_every, scheduled_sampling=scheduled_sampling, ss_k=ss_k)
+                              eval_every=eval_every, scheduled_sampling=scheduled_sampling, ss_k=ss_k,
+                              ar=ar, tar=tar, state_limit=state_limit or None)
             if members is not None:
                 population = PopulationTrainer(cfg, members)
             else:
