@@ -7,12 +7,12 @@
 
 Every run is ``cellsearch.train.train`` with the default settings except the variant's
 overrides (``VARIANTS``); ``before`` is the trainer as it was before issue 13 (no activation
-penalties, no state bound). Two variants are not settings but a changed bound, patched into
-``cellsearch.nn.model`` in the worker process for the run: ``carry_bound`` (only the state a
-chunk starts from is bounded, not every step) and ``clamp`` (values clamped to ±limit instead of
-set to 0). Prints one row per run: status, steps trained, validation perplexity (PTB) or
-char_accuracy (arith), first/largest/last training loss, how many layer calls left the bound
-(``redo``), and seconds. Runs go to ``--workers`` processes with ``--threads`` torch threads each.
+penalties, no state bound). One variant is not settings but a changed bound, patched into
+``cellsearch.nn.model`` in the worker process for the run: ``clamp`` (values clamped to ±limit
+instead of set to 0). Prints one row per run (and one JSON line as each run ends): status, steps
+trained, validation perplexity (PTB) or char_accuracy (arith), first/largest/last training loss,
+how many layer calls left the bound (``redo``), how many values the bound set to 0 (``resets``),
+and seconds. Runs go to ``--workers`` processes with ``--threads`` torch threads each.
 Results: docs/results/stability.md.
 """
 
@@ -36,7 +36,6 @@ VARIANTS: dict[str, dict] = {
     "ar_tar": {**OFF, "ar": 2.0, "tar": 1.0},  # AWD-LSTM's penalties alone
     "limit": {**OFF, "state_limit": 10.0},  # the state bound alone
     "limit100": {"state_limit": 100.0},  # the defaults with a looser bound
-    "carry_bound": {},  # the defaults, but only the carried state is bounded (patched)
     "clamp": {},  # the defaults, but values clamped to ±limit instead of reset to 0 (patched)
     "warmup": {**OFF, "warmup_steps": 100},
     "nasbench": {**OFF, "lr": 1e-3, "clip": 0.25},  # NAS-Bench-NLP's lr and clip
@@ -53,7 +52,7 @@ def patched(variant: str, counter: list) -> Iterator[None]:
     from cellsearch.nn import model
 
     saved = (model.bounded_layer, model._bound)
-    inner = (lambda cell, x, state, result, limit: result) if variant == "carry_bound" else model.bounded_layer
+    inner = model.bounded_layer
 
     def counting(cell, x, state, result, limit):
         if limit is not None and model.out_of_bounds(result[0], limit):
@@ -63,6 +62,13 @@ def patched(variant: str, counter: list) -> Iterator[None]:
     model.bounded_layer = counting
     if variant == "clamp":
         model._bound = lambda v, limit: v.clamp(-limit, limit).nan_to_num(0.0)  # (NaN: 0, as the reset)
+    bound = model._bound
+
+    def counting_bound(v, limit):  # every value the bound changes, carried states included
+        counter[1] += int((~(v.abs() <= limit)).sum())
+        return bound(v, limit)
+
+    model._bound = counting_bound
     try:
         yield
     finally:
@@ -75,7 +81,7 @@ def run_one(job: dict) -> dict:
     from cellsearch.train import TrainConfig, train, use_threads
 
     use_threads(job["threads"])
-    redo = [0]
+    redo = [0, 0]
     graph = None
     if job["recipe"] is not None:
         graph = load_recipes(job["recipes_file"])[job["recipe"]]
@@ -95,7 +101,7 @@ def run_one(job: dict) -> dict:
             "first_loss": result.losses[0] if result.losses else None,
             "max_loss": max(losses) if losses else None,
             "last_loss": result.losses[-1] if result.losses else None,
-            "redo": redo[0], "seconds": round(time.perf_counter() - start, 1)}
+            "redo": redo[0], "resets": redo[1], "seconds": round(time.perf_counter() - start, 1)}
 
 
 def diagnose(index: int, args) -> None:
@@ -153,8 +159,9 @@ def diagnose(index: int, args) -> None:
                 for t in range(x.shape[0]):
                     _, h = cell(x[t:t + 1], h)
                     sizes.append(h[0].abs().max().item())
+            first_bad = next((t for t, v in enumerate(sizes) if not math.isfinite(v)), 11)
             print("  the overflowing batch, largest |h| per time step: "
-                  + " ".join(f"{v:.2g}" for v in sizes[:sizes.index(math.nan) + 1 if math.nan in sizes else 12]))
+                  + " ".join(f"{v:.2g}" for v in sizes[:max(first_bad + 1, 12)]))
             break
         last_good = copy.deepcopy(trainer.model.state_dict())
     trained = last_good
@@ -181,7 +188,7 @@ def _fmt(v) -> str:
 
 def print_table(rows: list[dict]) -> None:
     metric = "perplexity" if rows and rows[0]["task"] == "ptb" else "char_accuracy"
-    cols = ["cell", "variant", "status", "steps", metric, "first_loss", "max_loss", "last_loss", "redo", "seconds"]
+    cols = ["cell", "variant", "status", "steps", metric, "first_loss", "max_loss", "last_loss", "redo", "resets", "seconds"]
     widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in cols}
     print("  ".join(c.ljust(widths[c]) for c in cols))
     for r in rows:
@@ -232,8 +239,7 @@ def main() -> None:
             for name, cell, recipe in subjects for v in variants]
     start = time.perf_counter()
     rows = map_in_workers(run_one, jobs, args.workers,
-                          on_result=lambda i, n, r: print(f"[{i}/{n}] {r['cell']} {r['variant']}: {r['status']}",
-                                                          flush=True))
+                          on_result=lambda i, n, r: print(f"[{i}/{n}] {json.dumps(r)}", flush=True))
     order = {(j["name"], j["variant"]): i for i, j in enumerate(jobs)}
     rows.sort(key=lambda r: order[(r["cell"], r["variant"])])
     print_table(rows)

