@@ -29,6 +29,9 @@ FIELDS: dict[str, tuple[type, ...] | type] = {
 OPTIONAL = {"first_loss": (*_NUMBER, type(None)), "carried_state": (tuple, list, type(None)),
             "torch_rng": object, "cuda_rng": object}
 STATUSES = ("ok", "diverged", "stopped")
+# training settings added since checkpoints of this version were first written, with the value
+# training had before them: a checkpoint that lacks one resumes as it was trained
+ADDED_SETTINGS = {"ar": 0.0, "tar": 0.0, "state_limit": None}
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -48,7 +51,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: holds a population of {n} members (from `train --seeds`/`--lrs`), not one "
                           "model; resume it with `train --resume` (the population resumes whole)")
     check_checkpoint(ckpt, path)
+    _add_settings(ckpt)
     return ckpt
+
+
+def _add_settings(ckpt: dict[str, Any]) -> None:
+    """Give a checked checkpoint's settings the ``ADDED_SETTINGS`` it lacks (see there)."""
+    ckpt["config"] = {**ADDED_SETTINGS, **ckpt["config"]}
 
 
 def _read(path: Path) -> Any:
@@ -99,6 +108,7 @@ def load_population_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {len(members)} members exceed the limit of {MAX_POPULATION} (population size)")
     for i, member in enumerate(members):
         check_checkpoint(member, f"{path} (member {i})")
+        _add_settings(member)
     return ckpt
 
 

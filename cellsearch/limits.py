@@ -25,6 +25,7 @@ MAX_RUN_JSON_BYTES = 64 << 20  # config.json / state.json of a run (the RL contr
 MAX_CELL_FILE_BYTES = 1 << 20  # the built-in cells are under 1 KB; a 1000-node graph-form cell ~60 KB
 MAX_SPACE_FILE_BYTES = 1 << 20  # the shipped spaces are under 3 KB
 MAX_RECIPE_FILE_BYTES = 64 << 20  # a NAS-Bench-NLP recipe file or training log (all 14k recipes fit)
+MAX_TRAINING_RECIPE_FILE_BYTES = 1 << 20  # a training recipe (--recipe); the shipped ones are under 2 KB
 MAX_TABLE_FILE_BYTES = 1 << 30  # a replay table (.parquet/.csv/.json); 14k NAS-Bench-NLP cells take ~10 MB
 
 # ---------------------------------------------------------------------- cells

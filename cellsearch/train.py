@@ -10,6 +10,13 @@ state, the carried hidden state).
 
 Randomness comes from the trainer's own generators, not the caller's global RNG (``Trainer._own_rng``);
 progress goes to an optional callback as events (it prints nothing); ``use_threads`` sets torch's threads.
+
+Any cell the DSL accepts trains without its recurrence running away (docs/results/stability.md):
+``state_limit`` bounds a layer whose outputs leave ±limit (``SeqModel``: that layer is computed
+again step by step, values outside ±limit set to 0), and AWD-LSTM's activation penalties
+``ar``/``tar`` pull the last layer's outputs back towards the range where the cell works. Both are
+on by default; the bound changes nothing for a cell whose outputs stay within it. Presets of these
+settings: ``cellsearch.recipes``.
 """
 
 from __future__ import annotations
@@ -75,6 +82,12 @@ class TrainConfig:
     #                       k = 1 - 1/ss_k; inverse_sigmoid → ss_k / (ss_k + exp(step / ss_k))
     ss_min: float = 0.0  # lowest teacher-forcing probability (linear schedule)
     diverge_factor: float = 100.0  # loss above this × the first loss counts as divergence
+    # activation regularisation (AWD-LSTM's alpha): ar × mean square of the last layer's (dropped)
+    # outputs, and temporal AR (beta): tar × mean square of the change between consecutive outputs;
+    # both add to the gradient only, the loss recorded and checked for divergence is the NLL
+    ar: float = 2.0
+    tar: float = 1.0
+    state_limit: float | None = 10.0  # bound on a runaway layer's values (SeqModel; None: no bound)
     checkpoint_every: int = 0  # steps between checkpoints in out_dir (0: only at the end)
 
     @classmethod
@@ -101,7 +114,7 @@ class TrainConfig:
             raise ConfigError(f"embed_size must be positive, not {self.embed_size}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number, not {self.lr}")
-        for name in ("momentum", "weight_decay", "init_scale", "ss_k", "ss_min", "diverge_factor"):
+        for name in ("momentum", "weight_decay", "init_scale", "ss_k", "ss_min", "diverge_factor", "ar", "tar"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be a number >= 0, not {value}")
@@ -109,6 +122,8 @@ class TrainConfig:
             raise ConfigError(f"dropout must be in [0, 1), not {self.dropout}")
         if self.clip is not None and not (math.isfinite(self.clip) and self.clip >= 0):
             raise ConfigError(f"clip must be a number >= 0, not {self.clip}")
+        if self.state_limit is not None and not (math.isfinite(self.state_limit) and self.state_limit > 0):
+            raise ConfigError(f"state_limit must be a positive number (or None: no bound), not {self.state_limit}")
         if self.forget_bias is not None and not math.isfinite(self.forget_bias):
             raise ConfigError(f"forget_bias must be a finite number, not {self.forget_bias}")
         for name in ("warmup_steps", "eval_every", "checkpoint_every"):
@@ -185,6 +200,19 @@ def _lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
     return 1.0
 
 
+def activation_penalty(out: torch.Tensor, dropped: torch.Tensor, mask: torch.Tensor, ar: float,
+                       tar: float) -> torch.Tensor:
+    """AWD-LSTM's activation regularisation: ``ar`` × the mean square of the last layer's dropped
+    outputs plus ``tar`` × the mean square of the change between consecutive (undropped) outputs,
+    over the positions ``mask`` (T, B) counts (padding left out; on PTB: every position)."""
+    m = mask.to(out.dtype)
+    penalty = ar * (dropped.pow(2).mean(-1) * m).sum() / m.sum().clamp(min=1.0)
+    if tar and out.shape[0] > 1:
+        pairs = m[1:] * m[:-1]
+        penalty = penalty + tar * ((out[1:] - out[:-1]).pow(2).mean(-1) * pairs).sum() / pairs.sum().clamp(min=1.0)
+    return penalty
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -233,7 +261,8 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             self.model = SeqModel(self.graph, ModelConfig(vocab_size=len(self.task.vocab),
                                                           hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-                                                          embed_size=cfg.embed_size, dropout=cfg.dropout))
+                                                          embed_size=cfg.embed_size, dropout=cfg.dropout,
+                                                          state_limit=cfg.state_limit))
         self.model.reset_parameters(cfg.init_scale, gen)
         if cfg.forget_bias is not None and not set_gate_bias(self.model, "f", cfg.forget_bias):
             raise ConfigError(f"--forget-bias: cell '{self.graph.name}' has no gate 'f' fed by a linear with bias")
@@ -395,8 +424,18 @@ class Trainer:
         return batch, inputs, state
 
     def step_loss(self, logits: torch.Tensor, batch) -> torch.Tensor:
+        """The step's mean NLL, whose gradient also carries the activation penalties (``ar``, ``tar``)
+        of the outputs the forward that made ``logits`` left in ``SeqModel.last_outputs``."""
         nll, n = self.task.masked_nll(logits, batch.targets, batch.mask)
-        return nll / max(n, 1)
+        loss = nll / max(n, 1)
+        outputs = self.model.take_outputs()
+        if (self.cfg.ar or self.cfg.tar) and outputs is not None:
+            penalty = activation_penalty(*outputs, batch.mask, self.cfg.ar, self.cfg.tar)
+            # penalty - penalty.detach() is 0 in value and the penalty in gradient: the loss recorded
+            # (and checked for divergence) stays the NLL, comparable with the validation loss and with
+            # runs without the penalties, as AWD-LSTM reports its raw loss
+            loss = loss + (penalty - penalty.detach())
+        return loss
 
     def apply_gradients(self, new_state) -> None:
         """Clip this model's gradient (its own norm), take the optimizer step, carry the state on."""
@@ -456,7 +495,8 @@ class Trainer:
         self.losses.append(loss)
         if self.first_loss is None:
             self.first_loss = loss
-        if not math.isfinite(loss) or loss > cfg.diverge_factor * max(self.first_loss, 1e-3):
+        if not math.isfinite(loss) or loss > cfg.diverge_factor * max(self.first_loss, 1e-3) \
+                or not self.weights_finite():
             self.status = "diverged"
             return False
         if tell:
@@ -469,11 +509,16 @@ class Trainer:
                 return False
         return True
 
+    def weights_finite(self) -> bool:
+        """Whether every weight is finite. Checked after every step: with ``state_limit`` a cell whose
+        weights went NaN or infinite has its outputs set to 0 and can show a finite loss (the head
+        alone), so the loss by itself no longer tells that training broke."""
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
     def final_evaluation(self, callback=None) -> None:
         """Evaluate the trained model (unless its weights are not finite) into ``final_metrics``
         and the history; the callback hears it when training ended normally."""
-        finite = all(torch.isfinite(p).all() for p in self.model.parameters())
-        metrics = self.evaluate() if finite else {self.task.primary_metric: None}
+        metrics = self.evaluate() if self.weights_finite() else {self.task.primary_metric: None}
         if self.status != "stopped" and (not self.history or self.history[-1]["step"] != self.step):
             self.history.append({"step": self.step, "seconds": self.elapsed, **metrics})
             if callback is not None and self.status == "ok":

@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
     @app.command("search")
     @cli_errors
     def search_cmd(
+        ctx: typer.Context,
         space: Annotated[str, typer.Option(help="Shipped space (nas_rl, mutation, dag, dag4, nasbench_nlp, greff) "
                                                 "or a YAML file.")] = "mutation",
         strategy: Annotated[str, typer.Option(help="random | evolution | regularized-evolution | rl | tpe")]
@@ -65,6 +66,9 @@ def register(app: typer.Typer) -> None:
         gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial.")] = 0.0,
         cpus_per_trial: Annotated[Optional[int], typer.Option(help="CPUs (= torch threads) per trial.")] = None,
         hidden: Annotated[int, typer.Option(help="Hidden size of trial models.")] = 64,
+        recipe: Annotated[Optional[str], typer.Option(
+            help="Training recipe of the trials (default, nasbench-nlp or a YAML file), all but its budget "
+                 "(--budget/--minutes set that); an explicit --hidden overrides its hidden size.")] = None,
         reference: Annotated[str, typer.Option(help="Cell that relative scores compare against.")] = "gru",
         option: Annotated[Optional[List[str]], typer.Option(
             "--option", "-o", help="Strategy option KEY=VALUE (repeatable), e.g. -o population_size=20.")] = None,
@@ -82,7 +86,7 @@ def register(app: typer.Typer) -> None:
         """Search a space for cells: trials on Ray Tune, results in runs/NAME/results.db, best cell in best.yaml."""
         import time
 
-        from cellsearch.cli.train import parse_options
+        from cellsearch.cli.train import explicit, parse_options
         from cellsearch.runner.search import SearchRun
         from cellsearch.settings import SearchConfig
 
@@ -94,7 +98,15 @@ def register(app: typer.Typer) -> None:
                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, reference=reference,
                            data_dir=str(data_dir) if data_dir else None, backend=backend,
                            benchmark=str(benchmark) if benchmark else None, missing=missing)
-        cfg.train = dict(cfg.train, hidden_size=hidden)
+        if recipe is not None:
+            from cellsearch.recipes import load_recipe
+
+            chosen = load_recipe(recipe)
+            cfg.train = {**cfg.train, **{k: v for k, v in chosen.train.items() if k not in ("steps", "seconds")}}
+            for task_name, options in chosen.task_options.items():
+                cfg.task_options[task_name] = {**cfg.task_options.get(task_name, {}), **options}
+        if recipe is None or explicit(ctx, "hidden"):
+            cfg.train = dict(cfg.train, hidden_size=hidden)
         run = SearchRun(cfg, runs)
         summary = _run(run, progress)
         _finish(run.run_dir, summary, top)

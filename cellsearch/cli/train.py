@@ -53,13 +53,39 @@ def parse_list(text: str | None, option: str, kind: type) -> list | None:
         raise ConfigError(f"{option}: expected a comma-separated list of {what}, got {shown(text)}") from None
 
 
+def explicit(ctx: typer.Context, param: str) -> bool:
+    """Whether the option ``param`` was given on the command line (or by the environment), not
+    left at its default: explicit options override a recipe's settings."""
+    # by name: typer may bring its own copy of click, whose ParameterSource is another class
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def recipe_settings(name: str, task: str, given_budget: bool) -> dict:
+    """The TrainConfig fields the recipe ``name`` sets for ``task``; its budget (steps, seconds)
+    only when the command line gave none (a budget given replaces the recipe's whole)."""
+    from cellsearch.recipes import load_recipe
+
+    settings = load_recipe(name).settings(task)
+    if given_budget:
+        settings.pop("steps", None)
+        settings.pop("seconds", None)
+    elif "steps" in settings or "seconds" in settings:
+        settings.setdefault("steps", None)  # a recipe with a time budget only has no step budget
+    return settings
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
 
     @app.command("train")
     @cli_errors
     def train_cmd(
+        ctx: typer.Context,
         cell: Annotated[str, typer.Argument(help="Built-in cell name or YAML file.")],
+        recipe: Annotated[Optional[str], typer.Option(
+            help="Training recipe: a shipped name (default, nasbench-nlp) or a YAML file; the options "
+                 "given explicitly override its settings.")] = None,
         task: Annotated[str, typer.Option(help="arith | xml | memorize | ptb")] = "arith",
         steps: Annotated[Optional[int], typer.Option(help="Budget in optimizer steps.")] = None,
         minutes: Annotated[Optional[float], typer.Option(help="Budget in minutes (with --steps: first to end).")] = None,
@@ -76,6 +102,13 @@ def register(app: typer.Typer) -> None:
         dropout: Annotated[float, typer.Option(help="Dropout between layers.")] = 0.0,
         forget_bias: Annotated[Optional[float], typer.Option(help="Initial bias of the gate named f.")] = None,
         init_scale: Annotated[float, typer.Option(help="Cell weights uniform(±scale/√H).")] = 1.0,
+        ar: Annotated[float, typer.Option(help="Activation regularisation: AR × mean square of the last layer's "
+                                               "outputs joins the gradient (AWD-LSTM's alpha; 0: off).")] = 2.0,
+        tar: Annotated[float, typer.Option(help="Temporal activation regularisation: TAR × mean square of the change "
+                                                "between consecutive outputs (AWD-LSTM's beta; 0: off).")] = 1.0,
+        state_limit: Annotated[float, typer.Option(help="Bound on a runaway cell: a layer whose outputs leave "
+                                                        "±LIMIT is run again step by step with values outside it set "
+                                                        "to 0 (0: no bound).")] = 10.0,
         scheduled_sampling: Annotated[Optional[str], typer.Option(
             help="linear | exponential | inverse_sigmoid decay of teacher forcing.")] = None,
         ss_k: Annotated[float, typer.Option(help="Scheduled-sampling decay speed (see TrainConfig).")] = 1000.0,
@@ -105,7 +138,10 @@ def register(app: typer.Typer) -> None:
         from cellsearch.population import PopulationTrainer, members_product
         from cellsearch.train import TrainConfig, Trainer
 
-        if steps is None and minutes is None:
+        if recipe is not None and resume is not None:
+            raise ConfigError("--resume continues with the checkpoint's own settings; leave out --recipe")
+        given_budget = steps is not None or minutes is not None
+        if not given_budget:
             steps = 300
         lists = {"seed": parse_list(seeds, "--seeds", int), "lr": parse_list(lrs, "--lrs", float),
                  "init_scale": parse_list(init_scales, "--init-scales", float),
@@ -126,13 +162,24 @@ def register(app: typer.Typer) -> None:
             trainer = Trainer.from_checkpoint(resume, steps=steps, seconds=minutes * 60 if minutes else None)
             cfg = trainer.cfg
         else:
-            cfg = TrainConfig(cell=cell, task=task, task_options=parse_options(task_option),
-                              data_dir=str(data_dir) if data_dir else None, hidden_size=hidden, num_layers=layers,
-                              dropout=dropout, batch_size=batch_size, steps=steps,
-                              seconds=minutes * 60 if minutes else None, optimizer=optimizer, lr=lr,
-                              clip=clip or None, lr_schedule=lr_schedule, init_scale=init_scale,
-                              forget_bias=forget_bias, seed=seed, threads=threads, device=device,
-                              eval_every=eval_every, scheduled_sampling=scheduled_sampling, ss_k=ss_k)
+            # option name → (TrainConfig field, value): the settings a recipe may also set
+            tunable = {"hidden": ("hidden_size", hidden), "layers": ("num_layers", layers),
+                       "dropout": ("dropout", dropout), "batch_size": ("batch_size", batch_size),
+                       "optimizer": ("optimizer", optimizer), "lr": ("lr", lr), "clip": ("clip", clip or None),
+                       "lr_schedule": ("lr_schedule", lr_schedule), "init_scale": ("init_scale", init_scale),
+                       "forget_bias": ("forget_bias", forget_bias), "ar": ("ar", ar), "tar": ("tar", tar),
+                       "state_limit": ("state_limit", state_limit or None)}
+            settings = {"steps": steps, "seconds": minutes * 60 if minutes else None,
+                        **{name: value for name, value in tunable.values()}}
+            task_options = parse_options(task_option)
+            if recipe is not None:  # the options' defaults, under the recipe, under the options given
+                settings.update(recipe_settings(recipe, task, given_budget))
+                task_options = {**settings.pop("task_options", {}), **task_options}
+                settings.update({tunable[p][0]: tunable[p][1] for p in tunable if explicit(ctx, p)})
+            cfg = TrainConfig(cell=cell, task=task, task_options=task_options,
+                              data_dir=str(data_dir) if data_dir else None, **settings, seed=seed,
+                              threads=threads, device=device, eval_every=eval_every,
+                              scheduled_sampling=scheduled_sampling, ss_k=ss_k)
             if members is not None:
                 population = PopulationTrainer(cfg, members)
             else:

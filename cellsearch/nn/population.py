@@ -14,6 +14,10 @@ embedding and dropout, and the outputs cut back before anything else reads them,
 member's outputs and random draws are those of its solo pass. The final state of a member
 shorter than the longest is then the state after the padding: do not carry it on
 (``PopulationTrainer`` refuses to).
+
+A member with a ``state_limit`` gets each layer's result through the same ``bounded_layer`` as
+its solo forward: a member whose outputs leave the bound has that layer computed again alone,
+step by step, from its own inputs and state; the others keep the batched result.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 
 from cellsearch.compile.population import population_forward as population_layer
 from cellsearch.errors import CellsearchError
-from cellsearch.nn.model import SeqModel
+from cellsearch.nn.model import SeqModel, bounded_layer
 
 
 def population_forward(models: Sequence[SeqModel], tokens: Sequence[torch.Tensor], states: Sequence,
@@ -53,8 +57,12 @@ def population_forward(models: Sequence[SeqModel], tokens: Sequence[torch.Tensor
         layer_states = [None if st is None else tuple(s[layer] for s in st) for st in states]
         padded = [x if n == longest else torch.cat((x, x.new_zeros(longest - n, *x.shape[1:])))
                   for x, n in zip(xs, lengths)]
-        results = population_layer([m.rnn.cells[layer] for m in models], padded, layer_states)
+        cells = [m.rnn.cells[layer] for m in models]
+        results = population_layer(cells, padded, layer_states)
         for k, ((out, final), model, scope) in enumerate(zip(results, models, scopes)):
+            if model.config.state_limit is not None:
+                out, final = bounded_layer(cells[k], xs[k], _member_state(model, layer_states[k], xs[k]),
+                                           (out[:lengths[k]], final), model.config.state_limit)
             for i, f in enumerate(final):
                 finals[k][i].append(f)
             with scope():
@@ -64,6 +72,13 @@ def population_forward(models: Sequence[SeqModel], tokens: Sequence[torch.Tensor
         with scope():
             logits.append(model.readout(x))
     return [(lg, tuple(torch.stack(f) for f in fin)) for lg, fin in zip(logits, finals)]
+
+
+def _member_state(model: SeqModel, state, x: torch.Tensor) -> tuple:
+    """A member's layer state as its solo forward starts from (zeros when it has none)."""
+    if state is not None:
+        return state
+    return tuple(s[0] for s in model.rnn.initial_state(x.shape[1], x))
 
 
 __all__ = ["population_forward"]
