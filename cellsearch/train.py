@@ -513,7 +513,10 @@ class Trainer:
         """Whether every weight is finite. Checked after every step: with ``state_limit`` a cell whose
         weights went NaN or infinite has its outputs set to 0 and can show a finite loss (the head
         alone), so the loss by itself no longer tells that training broke."""
-        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        # one multi-tensor max-abs and one sync, not a reduction and a sync per parameter
+        # (NaN and inf propagate through the max)
+        largest = torch._foreach_norm([p.detach() for p in self.model.parameters()], float("inf"))
+        return bool(torch.isfinite(torch.stack(largest)).all())
 
     def final_evaluation(self, callback=None) -> None:
         """Evaluate the trained model (unless its weights are not finite) into ``final_metrics``

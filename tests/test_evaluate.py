@@ -131,6 +131,18 @@ def test_protocol_defaults_come_from_the_run(run_copy):
     assert protocol_for_run(run_copy, steps=50).fingerprint != p.fingerprint
 
 
+def test_protocol_fingerprint_covers_the_trainers_defaults():
+    """Trainings compare by their effective settings: a run that pins a trainer default is the same
+    protocol as one that leaves it; one that changes it (or a trainer whose default changed) is not."""
+    from cellsearch.runner.protocol import Protocol
+    from cellsearch.train import TrainConfig
+
+    plain = Protocol(tasks=["arith"], steps=10)
+    pinned = Protocol(tasks=["arith"], steps=10, train={"ar": TrainConfig().ar, "state_limit": TrainConfig().state_limit})
+    assert pinned.fingerprint == plain.fingerprint
+    assert Protocol(tasks=["arith"], steps=10, train={"ar": 0.0}).fingerprint != plain.fingerprint
+
+
 def fake_trainer(scores: dict[str, float], noise: float = 0.01):
     """A retrain() that scores each cell by name (plus seed noise); learning rate 1e-2 is best."""
     calls = []

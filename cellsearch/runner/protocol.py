@@ -27,6 +27,11 @@ from cellsearch.errors import CellWarning, ConfigError
 from cellsearch.results import run_config
 
 DEFAULT_LR_FACTORS = (0.5, 1.0, 2.0)
+# The trainer's settings that shape what a training learns, besides the per-job ones (cell, task,
+# seed, learning rate, budget, device): the fingerprint takes their defaults unless the run sets them.
+TRAINING_SETTINGS = ("hidden_size", "num_layers", "embed_size", "dropout", "batch_size", "optimizer", "momentum",
+                     "weight_decay", "clip", "lr_schedule", "warmup_steps", "init_scale", "forget_bias",
+                     "scheduled_sampling", "ss_k", "ss_min", "diverge_factor", "ar", "tar", "state_limit")
 BUDGET_FACTOR = 4  # default evaluation budget: this many times the search's per-trial budget
 
 
@@ -70,9 +75,15 @@ class Protocol:
 
     @property
     def fingerprint(self) -> str:
-        """What makes two trainings comparable: budget, model/optimiser settings, task options."""
-        data = {"steps": self.steps, "minutes": self.minutes, "train": {k: v for k, v in self.train.items()
-                                                                        if k != "lr"},
+        """What makes two trainings comparable: budget, model/optimiser settings (the run's, over the
+        trainer's defaults: trainings from before a default changed do not count as comparable),
+        task options."""
+        from cellsearch.train import TrainConfig
+
+        defaults = TrainConfig()
+        train = {k: getattr(defaults, k) for k in TRAINING_SETTINGS}
+        train.update((k, v) for k, v in self.train.items() if k != "lr")
+        data = {"steps": self.steps, "minutes": self.minutes, "train": train,
                 "task_options": {t: self.task_options.get(t, {}) for t in sorted(self.tasks)}}
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
