@@ -393,3 +393,25 @@ def test_evaluation_through_populations_equals_one_training_at_a_time(run_copy, 
         for column in ("valid", "test"):
             assert row[column] == pytest.approx(rows_b[key][column], rel=1e-3, abs=1e-3), (key, column)
     assert list(batched.table["cell"]) == list(alone.table["cell"])
+
+
+def test_evaluate_and_fidelity_retrain_with_a_recipe(run_copy, monkeypatch, tmp_path):
+    """--recipe replaces the run's training settings for the retrainings, all but the budget."""
+    trainer = fake_trainer({})
+    monkeypatch.setattr(final, "retrain", trainer)
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text("hidden_size: 16\nar: 0.5\nsteps: 99999\n")
+    for command in (["evaluate", str(run_copy), "--top", "1", "--seeds", "1"],
+                    ["fidelity", str(run_copy), "--sample", "3"]):
+        res = runner.invoke(app, [*command, "--budget", "20", "--lrs", "1", "--recipe", str(recipe),
+                                  "--backend", "local", "--no-population", "--no-progress"])
+        assert res.exit_code == 0, res.output
+    assert trainer.calls and all(j["train"]["hidden_size"] == 16 and j["train"]["ar"] == 0.5 for j in trainer.calls)
+    assert {j["steps"] for j in trainer.calls} == {20}  # the protocol's budget, not the recipe's
+
+
+def test_unknown_recipe_for_a_retraining_is_one_line(run_copy):
+    before = (run_copy / "results.db").read_bytes()
+    res = runner.invoke(app, ["fidelity", str(run_copy), "--recipe", "nasbench", "--no-progress"])
+    assert res.exit_code == 2 and "unknown recipe" in res.stderr and res.stderr.count("\n") == 1, res.output
+    assert (run_copy / "results.db").read_bytes() == before

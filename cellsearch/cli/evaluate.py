@@ -45,21 +45,30 @@ def _names(text: str | None) -> list[str] | None:
 
 def _setup(purpose: str, run_dir: Path, seeds: int, budget: int | None, minutes: float | None, tasks: str | None,
            lrs: str, parallel: int, backend: str, address: str | None, cpus_per_trial: int | None,
-           gpus_per_trial: float, data_dir: Path | None, population: bool = True):
+           gpus_per_trial: float, data_dir: Path | None, population: bool = True, recipe: str | None = None):
     """The protocol, the job settings and the run's writer lock (the caller releases it), taken after
-    checking the run: a refusal comes before anything is printed or trained."""
+    checking the run: a refusal comes before anything is printed or trained. ``recipe`` (a training
+    recipe) replaces the run's training settings, all but the budget."""
     from cellsearch.rundir import RESULTS, require_run
     from cellsearch.runner.jobs import JobSettings
     from cellsearch.runner.protocol import protocol_for_run
     from cellsearch.store import Store
     from cellsearch.writer_lock import WriterLock
 
+    chosen = None
+    if recipe is not None:
+        from cellsearch.recipes import load_recipe
+
+        chosen = load_recipe(recipe)
     Store(require_run(run_dir) / RESULTS, readonly=True).close()
     lock = WriterLock(run_dir, f"cellsearch {purpose}").acquire()
     try:
         protocol = protocol_for_run(run_dir, steps=budget, minutes=minutes, seeds=seeds,
                                     lr_factors=_floats(lrs, "--lrs"), tasks=_names(tasks),
                                     data_dir=str(data_dir) if data_dir else None)
+        if chosen is not None:
+            protocol.train, protocol.task_options = chosen.overlay(protocol.train, protocol.task_options)
+            protocol.validate()
         settings = JobSettings(parallel=parallel, backend=backend, address=address, cpus_per_trial=cpus_per_trial,
                                gpus_per_trial=gpus_per_trial, population=population)
         settings.validate()
@@ -87,6 +96,9 @@ CpusPerTrial = Annotated[Optional[int], typer.Option(help="CPUs (= torch threads
 GpusPerTrial = Annotated[float, typer.Option(help="GPUs per training.")]
 DataDir = Annotated[Optional[Path], typer.Option(help="Data root for PTB.")]
 Progress = Annotated[bool, typer.Option(help="Live progress on the terminal.")]
+Recipe = Annotated[Optional[str], typer.Option(
+    help="Training recipe for the retrainings (default, nasbench-nlp or a YAML file), all but its budget; "
+         "without it, the search's own settings.")]
 Population = Annotated[bool, typer.Option(help="Train a cell's learning rates and seeds as one population "
                                                "(batched; each member equals its solo training).")]
 
@@ -104,7 +116,7 @@ def register(app: typer.Typer) -> None:
         parallel: Parallel = 2, backend: Backend = "ray", address: Address = None,
         cpus_per_trial: CpusPerTrial = None, gpus_per_trial: GpusPerTrial = 0.0, data_dir: DataDir = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON.")] = False,
-        progress: Progress = True, population: Population = True,
+        progress: Progress = True, population: Population = True, recipe: Recipe = None,
     ) -> None:
         """Retrain the search's top cells and baselines from scratch (longer, N seeds, learning-rate sweep);
         report mean ± CI, win rates and Welch tests in runs/NAME/evaluation/."""
@@ -112,7 +124,7 @@ def register(app: typer.Typer) -> None:
         from cellsearch.cli.progress import progress_bars
 
         protocol, settings, lock = _setup("evaluate", run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend,
-                                          address, cpus_per_trial, gpus_per_trial, data_dir, population)
+                                          address, cpus_per_trial, gpus_per_trial, data_dir, population, recipe)
         names = _names(baselines) or []
         try:
             with progress_bars(progress, err_console) as bars:
@@ -150,7 +162,7 @@ def register(app: typer.Typer) -> None:
         parallel: Parallel = 2, backend: Backend = "ray", address: Address = None,
         cpus_per_trial: CpusPerTrial = None, gpus_per_trial: GpusPerTrial = 0.0, data_dir: DataDir = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-        progress: Progress = True, population: Population = True,
+        progress: Progress = True, population: Population = True, recipe: Recipe = None,
         budgets: Annotated[Optional[str], typer.Option(
             help="Fidelity curve: comma-separated proxy budgets in steps (e.g. 100,200,400,800); the sample also "
                  "trains at each as a search would score it, and each budget's ranking is compared with the final "
@@ -167,7 +179,7 @@ def register(app: typer.Typer) -> None:
         if not 0 < target_tau <= 1:
             raise ConfigError(f"--target-tau must be in (0, 1], got {target_tau:g}")
         protocol, settings, lock = _setup("fidelity", run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend,
-                                          address, cpus_per_trial, gpus_per_trial, data_dir, population)
+                                          address, cpus_per_trial, gpus_per_trial, data_dir, population, recipe)
         try:
             with progress_bars(progress, err_console) as bars:
                 report = fidelity_run(run_dir, protocol, settings, sample=sample, min_tau=min_tau, on_event=bars,

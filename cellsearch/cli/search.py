@@ -101,10 +101,7 @@ def register(app: typer.Typer) -> None:
         if recipe is not None:
             from cellsearch.recipes import load_recipe
 
-            chosen = load_recipe(recipe)
-            cfg.train = {**cfg.train, **{k: v for k, v in chosen.train.items() if k not in ("steps", "seconds")}}
-            for task_name, options in chosen.task_options.items():
-                cfg.task_options[task_name] = {**cfg.task_options.get(task_name, {}), **options}
+            cfg.train, cfg.task_options = load_recipe(recipe).overlay(cfg.train, cfg.task_options)
         if recipe is None or explicit(ctx, "hidden"):
             cfg.train = dict(cfg.train, hidden_size=hidden)
         run = SearchRun(cfg, runs)

@@ -40,6 +40,15 @@ class Recipe:
     train: dict = field(default_factory=dict)  # TrainConfig fields (RECIPE_FIELDS only)
     task_options: dict = field(default_factory=dict)  # task name → that task's options
 
+    def overlay(self, train: dict, task_options: dict) -> tuple[dict, dict]:
+        """A run's training settings and per-task options with this recipe laid over them, all but
+        its budget (``steps``/``seconds``: a search and a retraining protocol keep their own)."""
+        train = {**train, **{k: v for k, v in self.train.items() if k not in ("steps", "seconds")}}
+        task_options = {t: dict(o) for t, o in task_options.items()}
+        for task_name, options in self.task_options.items():
+            task_options[task_name] = {**task_options.get(task_name, {}), **options}
+        return train, task_options
+
     def settings(self, task: str) -> dict[str, Any]:
         """The TrainConfig fields this recipe sets when training on ``task`` (its task options
         for that task under ``task_options``, when it has some)."""
