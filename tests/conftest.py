@@ -6,6 +6,8 @@ Explore new examples locally with ``HYPOTHESIS_PROFILE=explore python -m pytest 
 
 import os
 
+import pytest
+import torch
 from hypothesis import settings
 
 # Ray (2.5x) turns token authentication on for a local cluster as soon as a token file exists,
@@ -16,3 +18,12 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def float64():
+    """torch's default dtype float64 for the test (differential tests compare to ~1e-10)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)

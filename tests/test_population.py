@@ -38,14 +38,6 @@ FLOAT64_RTOL = 1e-10
 FLOAT32_RTOL = 2e-4  # float32: bmm and mm may round differently; 20 steps of Adam keep it this close
 
 
-@pytest.fixture
-def float64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
-
-
 def rel_err(a: list[float], b: list[float]) -> float:
     """Largest relative difference of two loss curves (a NaN matches only a NaN)."""
     assert len(a) == len(b)

@@ -52,14 +52,6 @@ nodes:
 """
 
 
-@pytest.fixture
-def float64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
-
-
 def bound_resets(monkeypatch) -> list:
     """Count the values the bound sets to 0 (``cellsearch.nn.model._bound`` calls that change something)."""
     seen = [0]
