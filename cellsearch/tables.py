@@ -14,6 +14,10 @@ params     parameter count (optional)
 seconds    what training it cost, in seconds (optional; for cost-aware comparisons)
 metrics    JSON object {task: {metric: value}} (optional)
 source     where the row came from: a run directory, ``nasbench_nlp`` (optional)
+seeds      how many trainings (seeds) the score is the mean of (optional)
+curve      JSON learning curve {"steps": [...], "mean": [...], "members": [[...], ...]}: the
+           primary metric at each evaluation step, the mean over seeds and each seed's
+           (optional; ``benchmarks/make_table.py --seeds``; what early stopping is replayed on)
 ========== =========================================================================
 
 Tables are written and read as Parquet, CSV or JSON (one record per line), chosen by the file's
@@ -36,7 +40,8 @@ from cellsearch.limits import MAX_RECIPE_FILE_BYTES, MAX_TABLE_FILE_BYTES, check
 from cellsearch.outcome import TrialOutcome
 from cellsearch.store import FINAL_STATUSES
 
-COLUMNS = ("hash", "score", "status", "cell_name", "cell_yaml", "params", "seconds", "metrics", "source")
+COLUMNS = ("hash", "score", "status", "cell_name", "cell_yaml", "params", "seconds", "metrics", "source", "seeds",
+           "curve")
 REQUIRED = ("hash", "score")
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json"}
 STATUSES = tuple(s for s in FINAL_STATUSES if s != "missing")  # outcomes of a training
@@ -64,8 +69,9 @@ def make_frame(rows: Iterable[dict[str, Any]]):
     records = []
     for r in rows:
         rec = {c: r.get(c) for c in COLUMNS}
-        if isinstance(rec["metrics"], dict):
-            rec["metrics"] = json.dumps(rec["metrics"], allow_nan=False, default=str)
+        for key in ("metrics", "curve"):
+            if isinstance(rec[key], dict):
+                rec[key] = json.dumps(rec[key], allow_nan=False, default=str)
         rec["score"] = _finite(rec["score"])
         rec["status"] = rec["status"] or "ok"
         records.append(rec)
@@ -73,6 +79,7 @@ def make_frame(rows: Iterable[dict[str, Any]]):
     df["score"] = df["score"].astype("float64")
     df["params"] = df["params"].astype("Int64")
     df["seconds"] = df["seconds"].astype("float64")
+    df["seeds"] = df["seeds"].astype("Int64")
     return df
 
 

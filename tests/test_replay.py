@@ -302,3 +302,98 @@ def test_a_replay_resumes_as_a_replay(tmp_path, finite_space, no_training):
               tmp_path).run()
     summary = SearchRun.resume(tmp_path / "r", trials=80).run()
     assert summary["trials"] == 80 and summary["benchmark"] == str(table) and summary["best_hash"] == best
+
+
+def curve_table(path: Path, cells: int = 40, seed: int = 0) -> Path:
+    """A table of learning curves (every 100 steps up to 800) whose early scores rank like the final ones, plus noise."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(cells):
+        quality = rng.random()
+        steps = list(range(100, 900, 100))
+        members = [[quality * s / 800 + rng.gauss(0, 0.02) for s in steps] for _ in range(2)]
+        mean = [(a + b) / 2 for a, b in zip(*members)]
+        diverged = i == 3
+        if diverged:
+            mean[-3:] = [None] * 3
+        rows.append({"hash": f"{i:016x}", "score": None if diverged else mean[-1],
+                     "status": "diverged" if diverged else "ok", "cell_name": f"c{i}", "seeds": 2,
+                     "curve": {"steps": steps, "mean": mean, "members": members}})
+    write_table(make_frame(rows), path)
+    return path
+
+
+def test_asha_rule_is_rays_bracket():
+    from ray.tune.schedulers.async_hyperband import _Bracket
+
+    asha = _script("asha_replay")
+
+    class T:
+        def __init__(self, i):
+            self.trial_id = str(i)
+
+    rng = random.Random(3)
+    for rf in (2, 3, 4):
+        bracket = _Bracket(min_t=1, max_t=8, reduction_factor=rf, s=0)
+        milestones = [m for m, _ in bracket._rungs]
+        recorded = {m: [] for m in milestones}
+        for i in range(60):
+            for it in range(1, 9):
+                score = rng.random()
+                ours = False
+                if it in recorded:
+                    ours = asha.asha_stops(recorded[it], score, rf)
+                    recorded[it].append(score)
+                assert (bracket.on_result(T(i), it, score) == "STOP") == ours
+                if ours:
+                    break
+
+
+def test_asha_replay_reports_fidelity_and_compute_saved(tmp_path):
+    asha = _script("asha_replay")
+    table = curve_table(tmp_path / "curves.parquet")
+    steps, curves, finals, names = asha.load_curves(table)
+    assert steps == list(range(100, 900, 100)) and curves.shape == (40, 8) and not math.isfinite(finals[3])
+    out = tmp_path / "asha"
+    assert asha.main(["--table", str(table), "--repeats", "20", "--trials", "8,16", "--out", str(out)]) == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    fid = {f["steps"]: f for f in summary["fidelity"]}
+    assert fid[800]["kendall"] == pytest.approx(1.0) and fid[100]["kendall"] < 1.0 and fid[800]["cells"] == 39
+    by_name = {r["schedule"]: r for r in summary["schedules"]}
+    assert by_name["fifo"]["at"]["16"]["saved"] == pytest.approx(1.0)
+    assert by_name["fifo"]["at"]["16"]["compute_runs"] == pytest.approx(16)
+    eta2 = by_name["asha η=2 rungs 100,200,400"]["at"]["16"]
+    assert eta2["compute_runs"] < 16 and eta2["saved"] > 1  # curves that rank early: stopping pays
+    assert "| fifo |" in out.with_suffix(".md").read_text() and out.with_suffix(".png").stat().st_size > 0
+
+
+def test_asha_replay_needs_curves(tmp_path):
+    asha = _script("asha_replay")
+    table, _ = synthetic_table(tmp_path / "t.csv")
+    with pytest.raises(ConfigError, match="no learning curves"):
+        asha.load_curves(table)
+
+
+def test_make_table_with_seeds_records_each_seeds_curve(tmp_path):
+    make_table = _script("make_table")
+    out = tmp_path / "t.parquet"
+    args = ["--space", "dag4", "--budget", "4", "--hidden", "4", "--workers", "1", "-t", "max_digits=1",
+            "-t", "eval_examples=8", "--seeds", "2", "--curve-every", "2", "--limit", "1", "-o", str(out)]
+    assert make_table.main(args) == 0
+    row = read_table(out).iloc[0]
+    curve = json.loads(row["curve"])
+    assert curve["steps"] == [2, 4] and len(curve["members"]) == 2 and row["seeds"] == 2
+    assert curve["mean"] == pytest.approx([sum(c) / 2 for c in zip(*curve["members"])])
+    assert row["score"] == pytest.approx(curve["mean"][-1])  # the final evaluation is the last point
+
+
+def test_the_mutation1_table_covers_its_space():
+    make_table = _script("make_table")
+    from cellsearch.spaces import load_space
+
+    table = Path(__file__).resolve().parents[1] / "benchmarks" / "tables" / "mutation1-arith.parquet"
+    space = load_space("mutation1")
+    hashes = {h for h, _ in make_table.enumerate_cells(space)} | {canonical_hash(g) for g in space.seeds()}
+    loaded = BenchmarkTable(table)
+    assert len(loaded) == len(hashes) and all(h in loaded for h in hashes)
+    assert set(read_table(table)["seeds"]) == {3}

@@ -471,3 +471,27 @@ def test_graph_space_cells_are_nasbench_recipes(spaces):
         g = spaces["nasbench_nlp"].sample(rng).graph
         assert g.output == "h0" and g.states == tuple(f"h{i}" for i in range(len(g.states)))
         assert canonical_hash(recipe_to_cell(cell_to_recipe(g), "r")) == canonical_hash(g)
+
+
+def test_mutation_rate_decisions_keeps_evolution_among_the_decoded_cells():
+    import itertools
+
+    space = load_space("mutation1")
+    decoded = {canonical_hash(space.decode(c)) for c in itertools.product(*[range(len(d)) for d in space.decisions()])}
+    rng = random.Random(5)
+    parents = [Candidate(g, origin="seed") for g in space.seeds()]
+    for _ in range(60):
+        child = space.mutate(rng.choice(parents), rng)
+        assert child.hash in decoded and child.decisions is not None and child.hash != child.parent
+        assert canonical_hash(space.decode(child.decisions)) == child.hash
+        parents.append(child)
+    assert sum(c.decisions[0] == 1 for c in parents[2:]) > 0 < sum(c.decisions[0] == 0 for c in parents[2:])
+    stranger = Candidate(get_cell("mut2"), origin="seed")  # neither decoded nor a seed
+    with pytest.raises(InvalidCandidate, match="not decoded from decisions and is not a seed"):
+        space.mutate(stranger, rng)
+
+
+def test_mutation_rate_decisions_is_listed_and_others_are_refused():
+    assert load_space({"kind": "mutation", "rate": "decisions", "decision_steps": 1}).rate == "decisions"
+    with pytest.raises(ConfigError, match="rate"):
+        load_space({"kind": "mutation", "rate": "sometimes"})

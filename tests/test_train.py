@@ -75,6 +75,18 @@ def test_callback_receives_periodic_metrics_and_can_stop():
     assert [h["step"] for h in res.history] == [10, 20]
 
 
+def test_evaluating_along_the_way_leaves_the_training_unchanged():
+    # what lets a learning curve stand for shorter trainings (replay tables, ASHA's rungs): with a
+    # constant learning rate, the evaluation after s of N steps is an s-step training's score
+    plain = train(TrainConfig(cell="gru", task="arith", steps=40, dropout=0.1, **SMALL))
+    seen = {}
+    watched = train(TrainConfig(cell="gru", task="arith", steps=40, eval_every=10, dropout=0.1, **SMALL),
+                    callback=lambda step, m: seen.setdefault(step, m["char_accuracy"]) and None)
+    assert watched.losses == plain.losses and watched.metrics == plain.metrics
+    short = train(TrainConfig(cell="gru", task="arith", steps=20, dropout=0.1, **SMALL))
+    assert seen[20] == short.metrics["char_accuracy"]
+
+
 def test_time_budget_ends_the_run():
     res = train(TrainConfig(cell="gru", task="arith", steps=None, seconds=1.0, **SMALL))
     assert res.status == "ok" and 0 < res.steps and res.seconds >= 1.0  # it stopped, having spent the budget

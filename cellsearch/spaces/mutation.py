@@ -146,7 +146,13 @@ class MutationSpace(Space):
         return self._finish(graph)
 
     def mutate(self, parent: Candidate, rng: random.Random, max_tries: int = 100) -> Candidate:
-        """The paper's mutation (see module docstring); the child's ``decisions`` are None."""
+        """The paper's mutation (see module docstring); the child's ``decisions`` are None.
+
+        With ``rate: decisions`` the child instead changes one or two of the parent's decisions
+        (``Space.mutate``), so evolution stays among the cells the decision tuples decode to (a
+        replay table over all of them, e.g. ``mutation1``); a seed's steps are drawn at random."""
+        if self.rate == "decisions":
+            return self._mutate_decisions(parent, rng, max_tries)
         for _ in range(max_tries):
             chosen = self._draw_transformations(rng)
             graph = parent.graph
@@ -170,6 +176,21 @@ class MutationSpace(Space):
             if canonical_hash(child) != parent.hash:
                 return Candidate(child, decisions=None, origin="mutation", parent=parent.hash,
                                  info={"transformations": applied})
+        raise InvalidCandidate(f"space '{self.name}': no valid mutation of '{parent.graph.name}' in {max_tries} tries")
+
+    def _mutate_decisions(self, parent: Candidate, rng: random.Random, max_tries: int) -> Candidate:
+        if parent.decisions is not None:
+            return super().mutate(parent, rng, max_tries)
+        seed = next((i for i, g in enumerate(self._seeds) if canonical_hash(g) == parent.hash), None)
+        if seed is None:
+            raise InvalidCandidate(f"space '{self.name}' (rate: decisions) cannot mutate '{parent.graph.name}': "
+                                   f"it was not decoded from decisions and is not a seed")
+        dims = self.decisions()
+        for _ in range(max_tries):
+            choices = (seed, *(rng.randrange(len(d)) for d in dims[1:]))
+            child = self.decode(choices)
+            if canonical_hash(child) != parent.hash:
+                return Candidate(child, decisions=choices, origin="mutation", parent=parent.hash)
         raise InvalidCandidate(f"space '{self.name}': no valid mutation of '{parent.graph.name}' in {max_tries} tries")
 
     def _draw_transformations(self, rng: random.Random) -> list[str]:

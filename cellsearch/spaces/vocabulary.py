@@ -26,7 +26,7 @@ TREE_COMBINATIONS = ("add", "mul")
 ELEMENTWISE_OPS = ("add", "sub", "mul")
 TRANSFORMATIONS = ("replace_activation", "swap_op", "insert_activation", "remove_node",
                    "replace_by_ancestor", "replace_by_combination")
-MUTATION_RATES = ("uniform", "one_to_three")
+MUTATION_RATES = ("uniform", "one_to_three", "decisions")
 GRAPH_OPS = ("linear", "blend", "add", "sub", "mul", "neg", "one_minus", "diag",
              "tanh", "sigmoid", "relu", "leaky_relu", "identity")
 _LINEAR_A = re.compile(r"linear(-?\d+(?:\.\d+)?)")
