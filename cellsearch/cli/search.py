@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
                                                 "or a YAML file.")] = "mutation",
         strategy: Annotated[str, typer.Option(help="random | evolution | regularized-evolution | rl | tpe")]
         = "evolution",
-        tasks: Annotated[str, typer.Option(help="Comma-separated tasks: arith, xml, ptb (memorize).")] = "arith",
+        tasks: Annotated[str, typer.Option(help="Comma-separated tasks: arith, xml, ptb (memorize), copy, reverse, sort, addition, recall.")] = "arith",
         trials: Annotated[int, typer.Option(min=1, help="Candidates to evaluate.")] = 40,
         parallel: Annotated[int, typer.Option(min=1, help="Concurrent trials.")] = 2,
         budget: Annotated[Optional[int], typer.Option(help="Training steps per trial and task (default 300).")]

@@ -1,4 +1,4 @@
-"""Evaluation tasks: Arithmetic, XML, Memorization (synthetic, from a seed) and Penn Treebank."""
+"""Evaluation tasks: Arithmetic, XML, Memorization, the algorithmic tasks (synthetic, from a seed) and Penn Treebank."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from typing import Any
 from cellsearch.errors import ConfigError
 from cellsearch.tasks.base import Batch, Stream, Task, Vocab
 
-TASK_NAMES = ("arith", "xml", "memorize", "ptb")
+TASK_NAMES = ("arith", "xml", "memorize", "ptb", "copy", "reverse", "sort", "addition", "recall")
 
 
 _CLASSES = {"arith": ("cellsearch.tasks.arithmetic", "ArithmeticTask"), "xml": ("cellsearch.tasks.xml", "XMLTask"),
-            "memorize": ("cellsearch.tasks.memorize", "MemorizeTask"), "ptb": ("cellsearch.tasks.ptb", "PTBTask")}
+            "memorize": ("cellsearch.tasks.memorize", "MemorizeTask"), "ptb": ("cellsearch.tasks.ptb", "PTBTask"),
+            **{name: ("cellsearch.tasks.algorithmic", f"{name.capitalize()}Task")
+               for name in ("copy", "reverse", "sort", "addition", "recall")}}
 
 
 def task_class(name: str) -> type[Task]:

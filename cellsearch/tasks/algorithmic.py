@@ -1,0 +1,172 @@
+"""Algorithmic sequence tasks (copy, reverse, sort, reversed-digit addition, associative recall) scored at training length and beyond it.
+
+Each example is a random sequence whose length is drawn from ``min_length``..``max_length``, read
+in full, then the answer, as in every ``ExampleTask``:
+
+* **copy** ``dacb=`` → ``dacb``; **reverse** ``dacb=`` → ``bcad``; **sort** ``dacb=`` → ``abcd``
+  (``symbols`` letters; length = symbols read);
+* **addition** with the digits least significant first, the order in which carries flow
+  (``21+93=`` is 12 + 39 → ``15``, i.e. 51; length = digits per operand);
+* **recall**, the associative recall of the Neural Turing Machine paper (Graves et al. 2014):
+  items of ``item_length`` symbols separated by ``|``, then ``?`` and one of them (never the last);
+  the answer is the item that followed it (``ab|cd|ef?cd=`` → ``ef``; length = items).
+
+Metrics: teacher-forced per-character ``accuracy`` of the answer (the primary metric, smooth
+enough to rank short trainings), greedy ``exact_match`` at training lengths, and
+``exact_match_long``: greedy exact match on sequences longer than any seen in training, with
+lengths in (``max_length``, ``long_factor`` × ``max_length``] (default 2×). A cell that learnt
+the algorithm keeps its exact match there; one that learnt positions does not.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import string
+from abc import abstractmethod
+from typing import Any
+
+from cellsearch.errors import ConfigError
+from cellsearch.tasks.synthetic import ExampleTask
+
+MAX_LENGTH = 1000  # longest sequence a task may be asked for (training or the long evaluation)
+LONG_OFFSETS = {"valid": 3_000_017, "test": 4_000_037}
+
+
+def _check(name: str, value: Any, low: float, high: float, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise ConfigError(f"task option {name} must be {what} between {low:g} and {high:g}, not {value!r}")
+
+
+class AlgorithmicTask(ExampleTask):
+    """A task whose prompt is a random sequence of a drawn length and whose answer is a function of it."""
+
+    primary_metric = "accuracy"
+    separators = "="
+
+    def __init__(self, seed: int = 0, min_length: int = 1, max_length: int = 10, symbols: int = 8,
+                 long_factor: float = 2.0, eval_examples: int | None = None):
+        _check("min_length", min_length, 1, MAX_LENGTH, "an integer")
+        _check("max_length", max_length, min_length, MAX_LENGTH, "an integer")
+        _check("symbols", symbols, 2, 26, "an integer")
+        _check("long_factor", long_factor, 1, MAX_LENGTH / max_length, "a number")
+        if not all(isinstance(v, int) for v in (min_length, max_length, symbols)):
+            raise ConfigError("task options min_length, max_length and symbols must be integers")
+        self.min_length, self.max_length, self.symbols = min_length, max_length, symbols
+        self.long_factor = float(long_factor)
+        self.letters = self.symbol_alphabet()
+        self.alphabet = self.letters + self.separators
+        self._long: dict[str, list[tuple[str, str]]] = {}
+        super().__init__(seed, eval_examples)
+
+    def symbol_alphabet(self) -> str:
+        return string.ascii_lowercase[:self.symbols]
+
+    @abstractmethod
+    def example_of_length(self, rng: random.Random, length: int) -> tuple[str, str]:
+        """One (prompt, answer) pair whose sequence has ``length`` (symbols, digits or items)."""
+
+    def make_example(self, rng: random.Random) -> tuple[str, str]:
+        return self.example_of_length(rng, rng.randint(self.min_length, self.max_length))
+
+    @property
+    def long_lengths(self) -> range:
+        """The lengths of the long evaluation: beyond training, up to ``long_factor`` × ``max_length``."""
+        return range(self.max_length + 1, int(self.long_factor * self.max_length) + 1)
+
+    def long_split(self, name: str) -> list[tuple[str, str]]:
+        """The split ``name``'s long examples (fixed per seed; empty when ``long_factor`` is 1)."""
+        if name not in LONG_OFFSETS:
+            raise ValueError(f"unknown split {name!r} (valid or test)")
+        if name not in self._long:
+            rng = random.Random(self.seed * 7919 + LONG_OFFSETS[name])
+            lengths = self.long_lengths
+            n = min(self.eval_examples, self.exact_match_examples)
+            self._long[name] = [self.example_of_length(rng, rng.choice(lengths)) for _ in range(n)] if lengths else []
+        return self._long[name]
+
+    def evaluate(self, model, split: str = "valid", batch_size: int = 128) -> dict[str, float]:
+        metrics = super().evaluate(model, split, batch_size)
+        long = self.long_split(split)
+        was_training = model.training
+        model.eval()
+        try:
+            metrics["exact_match_long"] = self.exact_match_rate(model, long) if long else float("nan")
+        finally:
+            model.train(was_training)
+        return metrics
+
+    def summarise(self, mean_nll: float, accuracy: float) -> dict[str, float]:
+        return {"loss": mean_nll, "accuracy": accuracy}
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "min_length": self.min_length, "max_length": self.max_length,
+                "symbols": self.symbols, "long_factor": self.long_factor}
+
+
+def _letters(rng: random.Random, letters: str, length: int) -> str:
+    return "".join(rng.choice(letters) for _ in range(length))
+
+
+class CopyTask(AlgorithmicTask):
+    name = "copy"
+
+    def example_of_length(self, rng: random.Random, length: int) -> tuple[str, str]:
+        seq = _letters(rng, self.letters, length)
+        return seq + "=", seq
+
+
+class ReverseTask(AlgorithmicTask):
+    name = "reverse"
+
+    def example_of_length(self, rng: random.Random, length: int) -> tuple[str, str]:
+        seq = _letters(rng, self.letters, length)
+        return seq + "=", seq[::-1]
+
+
+class SortTask(AlgorithmicTask):
+    name = "sort"
+
+    def example_of_length(self, rng: random.Random, length: int) -> tuple[str, str]:
+        seq = _letters(rng, self.letters, length)
+        return seq + "=", "".join(sorted(seq))
+
+
+class AdditionTask(AlgorithmicTask):
+    """Two numbers of ``length`` digits each, digits least significant first; their sum the same way."""
+
+    name = "addition"
+    separators = "+="
+
+    def symbol_alphabet(self) -> str:
+        return string.digits
+
+    def example_of_length(self, rng: random.Random, length: int) -> tuple[str, str]:
+        a, b = (_letters(rng, string.digits, length) for _ in range(2))
+        total = int(a[::-1]) + int(b[::-1])
+        return f"{a}+{b}=", str(total)[::-1]
+
+
+class RecallTask(AlgorithmicTask):
+    """Associative recall: ``length`` items of ``item_length`` symbols; the query's successor is the answer."""
+
+    name = "recall"
+    separators = "|?="
+
+    def __init__(self, seed: int = 0, min_length: int = 2, max_length: int = 6, symbols: int = 8,
+                 item_length: int = 3, long_factor: float = 2.0, eval_examples: int | None = None):
+        _check("item_length", item_length, 1, 32, "an integer")
+        _check("min_length", min_length, 2, MAX_LENGTH, "an integer")  # a query needs a successor
+        self.item_length = int(item_length)
+        super().__init__(seed, min_length, max_length, symbols, long_factor, eval_examples)
+
+    def example_of_length(self, rng: random.Random, length: int) -> tuple[str, str]:
+        items = [_letters(rng, self.letters, self.item_length) for _ in range(length)]
+        k = rng.randrange(length - 1)
+        while items[k] in items[:k]:  # a repeated query would be ambiguous: ask the first of its kind
+            k = items.index(items[k])
+        return "|".join(items) + "?" + items[k] + "=", items[k + 1]
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "item_length": self.item_length}
