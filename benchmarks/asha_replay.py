@@ -58,6 +58,31 @@ def load_curves(path: str | Path) -> tuple[list[int], np.ndarray, np.ndarray, li
     return list(steps), curves, finals, [str(r.get("cell_name")) for r in rows]
 
 
+def seed_spread(path: str | Path) -> dict:
+    """How much the cells differ against how much seeds do: the final scores' spread over cells, the
+    mean standard deviation over one cell's seeds, and the share of the variance that lies between
+    cells (one-way ANOVA's intraclass correlation; 1 = seeds agree perfectly)."""
+    from cellsearch.tables import read_table
+
+    finals = []
+    for r in read_table(path).to_dict("records"):
+        if r["status"] != "ok" or not isinstance(r.get("curve"), str):
+            continue
+        members = [m[-1] for m in json.loads(r["curve"])["members"] if m and m[-1] is not None]
+        if len(members) > 1:
+            finals.append(members)
+    if not finals:
+        return {}
+    k = min(len(m) for m in finals)
+    x = np.array([m[:k] for m in finals])
+    means = x.mean(axis=1)
+    within = x.var(axis=1, ddof=1).mean()
+    between = means.var(ddof=1) - within / k
+    return {"cells": len(x), "seeds": k, "mean_min": float(means.min()), "mean_max": float(means.max()),
+            "mean_std": float(means.std(ddof=1)), "seed_std": float(np.sqrt(within)),
+            "icc": float(between / (between + within)) if between + within > 0 else float("nan")}
+
+
 def rank_fidelity(steps: list[int], curves: np.ndarray, finals: np.ndarray) -> list[dict]:
     """Kendall τ and Spearman ρ between the scores at each step and the final scores (cells with both)."""
     from scipy.stats import kendalltau, spearmanr
@@ -160,6 +185,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     steps, curves, finals, _ = load_curves(args.table)
     fidelity = rank_fidelity(steps, curves, finals)
+    spread = seed_spread(args.table)
     schedules = schedules_for(steps)
     sims = simulate(curves, finals, steps, schedules, args.repeats)
     sizes = [int(n) for n in args.trials.split(",") if 0 < int(n) <= len(finals)]
@@ -175,7 +201,7 @@ def main(argv=None) -> int:
         rows.append(row)
     table_best = float(np.max(finals[np.isfinite(finals)]))
     summary = {"table": str(args.table), "cells": len(finals), "steps": steps, "repeats": args.repeats,
-               "table_best": table_best, "fidelity": fidelity, "schedules": rows, "simulations": sims,
+               "table_best": table_best, "spread": spread, "fidelity": fidelity, "schedules": rows, "simulations": sims,
                "seconds": round(time.perf_counter() - start, 1)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -195,6 +221,12 @@ def _write_markdown(path: Path, s: dict, sizes: list[int], argv) -> None:
              f"`python benchmarks/asha_replay.py --table {s['table']} --repeats {s['repeats']}` "
              f"({s['seconds']} s, no model trained). {s['cells']} cells, learning curves every "
              f"{s['steps'][0]} steps up to {s['steps'][-1]}; table best {s['table_best']:.4f}.", "",
+             *(["## How much the cells differ", "",
+                f"Over the {sp['cells']} cells that trained, the mean of {sp['seeds']} seeds' final scores ranges "
+                f"{sp['mean_min']:.4f}–{sp['mean_max']:.4f} (standard deviation {sp['mean_std']:.4f} over cells) "
+                f"while one cell's seeds differ by {sp['seed_std']:.4f} (standard deviation, mean over cells): "
+                f"{100 * sp['icc']:.0f}% of a single training's variance lies between cells (intraclass "
+                f"correlation).", ""] if (sp := s.get("spread")) else []),
              "## Where ranks settle", "",
              "Rank correlation between each cell's score after s steps and its final score:", "",
              "| steps | Kendall τ | Spearman ρ | cells |", "|---|---|---|---|"]

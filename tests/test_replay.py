@@ -365,6 +365,10 @@ def test_asha_replay_reports_fidelity_and_compute_saved(tmp_path):
     eta2 = by_name["asha η=2 rungs 100,200,400"]["at"]["16"]
     assert eta2["compute_runs"] < 16 and eta2["saved"] > 1  # curves that rank early: stopping pays
     assert "| fifo |" in out.with_suffix(".md").read_text() and out.with_suffix(".png").stat().st_size > 0
+    spread = summary["spread"]
+    assert spread["cells"] == 39 and spread["seeds"] == 2 and 0.5 < spread["icc"] <= 1
+    assert spread["seed_std"] == pytest.approx(0.02, rel=0.5)  # the noise put in: σ 0.02 per seed
+    assert "How much the cells differ" in out.with_suffix(".md").read_text()
 
 
 def test_asha_replay_needs_curves(tmp_path):
