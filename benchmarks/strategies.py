@@ -64,6 +64,57 @@ def one_run(job: dict) -> dict:
     return {**job, "curve": curve, "distinct": distinct, "missing": missing, "seconds": time.perf_counter() - start}
 
 
+def landscape(table, space, children: int = 4, seed: int = 0) -> dict | None:
+    """What a strategy could exploit in the table: the share of the score variance each decision
+    explains (one-way η²: what TPE models), and the correlation of a cell's score with its
+    mutants' (``space.mutate``: what evolution climbs). None when the space is too large to enumerate."""
+    import itertools
+    import random
+    from collections import defaultdict
+
+    import numpy as np
+
+    from cellsearch.dsl.hashing import canonical_hash
+    from cellsearch.spaces.base import Candidate, InvalidCandidate
+
+    dims = space.decisions()
+    if math.prod(len(d) for d in dims) > 200_000:
+        return None
+    cells: dict[str, tuple] = {}
+    for choices in itertools.product(*[range(len(d)) for d in dims]):
+        try:
+            g = space.decode(choices)
+        except InvalidCandidate:
+            continue
+        h = canonical_hash(g)
+        entry = table.lookup(h)
+        if h not in cells and entry is not None and entry.score is not None:
+            cells[h] = (choices, g, entry.score)
+    if len(cells) < 3:
+        return None
+    y = np.array([v[2] for v in cells.values()])
+    total = float(((y - y.mean()) ** 2).sum())
+    eta = {}
+    for i, d in enumerate(dims):
+        groups = defaultdict(list)
+        for choices, _, score in cells.values():
+            groups[choices[i]].append(score)
+        between = sum(len(v) * (np.mean(v) - y.mean()) ** 2 for v in groups.values())
+        eta[d.name] = float(between / total) if total else float("nan")
+    rng, pairs = random.Random(seed), []
+    for choices, g, score in cells.values():
+        for _ in range(children):
+            try:
+                child = space.mutate(Candidate(g, decisions=choices, origin="sample"), rng)
+            except InvalidCandidate:
+                continue
+            entry = table.lookup(child.hash)
+            if entry is not None and entry.score is not None:
+                pairs.append((score, entry.score))
+    r = float(np.corrcoef(np.array(pairs).T)[0, 1]) if len(pairs) > 2 else float("nan")
+    return {"cells": len(cells), "eta_squared": eta, "mutant_pairs": len(pairs), "mutant_correlation": r}
+
+
 def main(argv=None) -> int:
     from cellsearch.analysis.stats import mean_ci, welch
     from cellsearch.strategies import STRATEGY_NAMES
@@ -79,6 +130,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="docs/results/strategies")
     args = ap.parse_args(argv)
+    from cellsearch.spaces import load_space
 
     table = BenchmarkTable(args.table)
     scores = sorted((e.score for e in table.entries() if e.score is not None), reverse=True)
@@ -100,7 +152,8 @@ def main(argv=None) -> int:
     budgets = sorted({b for b in (10, 20, 40, args.evaluations) if b <= args.evaluations})
     summary = {"table": args.table, "space": args.space, "cells": len(table), "table_best": scores[0],
                "top_1_percent": top1, "seeds": args.seeds, "evaluations": args.evaluations,
-               "seconds": round(time.perf_counter() - start, 1), "strategies": {}}
+               "seconds": round(time.perf_counter() - start, 1), "strategies": {},
+               "landscape": landscape(table, load_space(args.space))}
     for s in strategies:
         mean_curve = [mean_ci([c[i] for c in curves[s]]) for i in range(args.evaluations)]
         at = {}
@@ -169,7 +222,16 @@ def _markdown(summary: dict, budgets: list[int], args) -> str:
     notes += [f"{s}: on average {d['missing_mean']:.1f} of its evaluations were cells outside the table "
               f"(e.g. seed cells not in the space), counted as spent" for s, d in summary["strategies"].items()
               if d["missing_mean"]]
-    lines += [""] + [f"- {n}" for n in notes] + ["", "![best found vs evaluations](strategies.png)", ""]
+    lines += [""] + [f"- {n}" for n in notes]
+    land = summary.get("landscape")
+    if land:
+        eta = ", ".join(f"{k} {v:.2f}" for k, v in land["eta_squared"].items())
+        lines += ["", "## What a strategy can exploit", "",
+                  f"Over the {land['cells']} cells the space's decisions decode to: the share of the score variance "
+                  f"each decision explains on its own (η², what TPE models): {eta}. Correlation of a cell's score "
+                  f"with its mutants' (`space.mutate`, what evolution climbs; {land['mutant_pairs']} pairs): "
+                  f"r = {land['mutant_correlation']:.2f}."]
+    lines += ["", f"![best found vs evaluations]({Path(args.out).with_suffix('.png').name})", ""]
     return "\n".join(lines)
 
 

@@ -294,6 +294,10 @@ def test_strategies_benchmark_replays_every_strategy(tmp_path, finite_space):
         assert len(d["curve_mean"]) == 12 and d["curve_mean"] == sorted(d["curve_mean"])  # best-so-far rises
         assert d["at"]["12"]["mean"] <= summary["table_best"]
     assert out.with_suffix(".png").stat().st_size > 0 and "| random |" in out.with_suffix(".md").read_text()
+    land = summary["landscape"]  # one decision (the member), every cell its own group: it explains everything
+    assert land["cells"] == len(MEMBERS) and land["eta_squared"] == {"cell": pytest.approx(1.0)}
+    assert land["mutant_pairs"] == 4 * len(MEMBERS) and -1 <= land["mutant_correlation"] <= 1
+    assert "](report.png)" in out.with_suffix(".md").read_text()
 
 
 def test_a_replay_resumes_as_a_replay(tmp_path, finite_space, no_training):
