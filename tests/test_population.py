@@ -259,6 +259,21 @@ def test_a_candidates_seeds_and_settings_train_as_one_population():
         assert m["char_accuracy"] == pytest.approx(sum(solos) / 3, rel=1e-4)
 
 
+def test_a_candidate_reports_once_per_evaluation_however_many_members_it_trains():
+    # the early-stopping scheduler's rungs count reports: 4 per run for one member or for six
+    from cellsearch.runner.trial import evaluate_candidate
+
+    for extra in ({}, {"seeds": 3, "stage": {"settings": 2}}):
+        reports = []
+        out = evaluate_candidate(candidate_config(**extra), report=reports.append)
+        assert out.status == "ok", out.error
+        assert len(reports) == 4 and not any(r["final"] for r in reports)
+        scores = [r["score"] for r in reports]
+        assert scores == sorted(scores)  # the best so far
+    # the reports follow the final score's rule (best setting's mean over its seeds), as a best so far
+    assert reports[-1]["score"] >= out.score - 1e-12
+
+
 def test_search_seeds_option_end_to_end(tmp_path):
     r = cli("search", "--space", "mutation", "--strategy", "random", "--trials", "2", "--budget", "3",
             "--seeds", "2", "--backend", "local", "--hidden", "8", "--runs", str(tmp_path), "--name", "s",

@@ -138,6 +138,16 @@ def test_cli_replay_export_and_reimport(tmp_path, finite_space, no_training):
     assert again.best().hash == best and len(again) <= len(MEMBERS)
 
 
+def test_a_relative_data_dir_is_stored_absolute(tmp_path, finite_space, no_training, monkeypatch):
+    # trials run in Ray workers whose working directory is not the caller's
+    table, _ = synthetic_table(tmp_path / "t.parquet")
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["search", "--space", str(finite_space), "--trials", "2", "--benchmark", str(table),
+                              "--name", "rel", "--runs", str(tmp_path), "--no-progress", "--data-dir", "data"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "rel" / "config.json").read_text())["data_dir"] == str(tmp_path / "data")
+
+
 @pytest.mark.parametrize("content, message", [
     ("hash,status\nabc,ok\n", "has no column(s) score"),
     ("hash,score,status\nabc,0.5,great\n", "unknown status(es) great"),

@@ -65,7 +65,7 @@ def _setup(purpose: str, run_dir: Path, seeds: int, budget: int | None, minutes:
     try:
         protocol = protocol_for_run(run_dir, steps=budget, minutes=minutes, seeds=seeds,
                                     lr_factors=_floats(lrs, "--lrs"), tasks=_names(tasks),
-                                    data_dir=str(data_dir) if data_dir else None)
+                                    data_dir=str(data_dir.resolve()) if data_dir else None)
         if chosen is not None:
             protocol.train, protocol.task_options = chosen.overlay(protocol.train, protocol.task_options)
             protocol.validate()

@@ -44,7 +44,7 @@ def jozefowicz_cmd(
         def progress(i: int, n: int, row: dict) -> None:
             bar.update(t, completed=i, description=f"{row['cell']} on {row['task']} (seed {row['seed']})")
 
-        runs, table = reproduce_jozefowicz(budget, seeds, out, str(data_dir) if data_dir else None, workers,
+        runs, table = reproduce_jozefowicz(budget, seeds, out, str(data_dir.resolve()) if data_dir else None, workers,
                                            cell_list, task_list, progress)
     console.print((out / "table.md").read_text(), markup=False, highlight=False)
     console.print(f"wrote {out / 'results.csv'}, {out / 'table.csv'}, {out / 'table.md'}")

@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
                            parallel=parallel, steps=budget if budget is not None else (None if minutes else 300),
                            minutes=minutes, scheduler=scheduler, seed=seed, seeds=seeds, address=address,
                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, reference=reference,
-                           data_dir=str(data_dir) if data_dir else None, backend=backend,
+                           data_dir=str(data_dir.resolve()) if data_dir else None, backend=backend,
                            benchmark=str(benchmark) if benchmark else None, missing=missing)
         if recipe is not None:
             from cellsearch.recipes import load_recipe

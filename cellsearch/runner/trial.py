@@ -107,25 +107,46 @@ def _evaluate(config: dict[str, Any], report, start: float) -> TrialOutcome:
         members = [(k, Member(seed=seed + k + len(settings) * j, **hp))
                    for j in range(seeds) for k, hp in enumerate(settings)]
         running: list[float] = []
+        pending: dict[int, dict[int, dict]] = {}  # evaluation step -> member -> its metrics
 
-        def on_eval(step: int, m: dict, _stage=stage, _metric=metric) -> None:
-            # Only scoring stages report: an early-stopping scheduler compares trials by these
-            # numbers, so they must mean the same thing (the fitness so far) in every trial.
-            value = m.get(_metric)
-            if value is None or not report or not _stage.scoring:
+        def report_step(step: int, _stage=stage, _metric=metric) -> None:
+            # One report per evaluation step, however many members train: the scheduler's rungs
+            # count reports, so they must sit at the same share of the budget in every trial.
+            # The value follows the final score's rule (best setting's mean over its seeds) and
+            # is the best so far: the fitness the trial has shown.
+            by_setting: dict[int, list[float]] = {}
+            got = pending.pop(step)
+            for i, m in got.items():
+                if m.get(_metric) is not None:
+                    by_setting.setdefault(members[i][0], []).append(m[_metric])
+            if not by_setting:
                 return
-            running.append(value)
+            k_best = max(by_setting, key=lambda k: statistics.mean(by_setting[k]))
+            running.append(statistics.mean(by_setting[k_best]))
             stage_best = max(running)
             partial = min([norm(_stage.task, stage_best)] + list(best_norm.values())) if normalise \
                 else stage_best
+            shown = next(m for i, m in sorted(got.items()) if members[i][0] == k_best)
             report({"score": partial, "final": False, "stage": _stage.task,
-                    "metrics": {**metrics, _stage.task: m}, "params": params})
+                    "metrics": {**metrics, _stage.task: shown}, "params": params})
+
+        def on_eval(i: int, step: int, m: dict, _stage=stage) -> None:
+            # Only scoring stages report: an early-stopping scheduler compares trials by these
+            # numbers, so they must mean the same thing (the fitness so far) in every trial.
+            if not report or not _stage.scoring:
+                return
+            for earlier in sorted(t for t in pending if t < step):  # members evaluate in step order:
+                report_step(earlier)  # an earlier step is complete (a frozen member reports no more)
+            pending.setdefault(step, {})[i] = m
+            if len(pending[step]) == len(members):
+                report_step(step)
 
         if len(members) == 1:
-            results = [Trainer(members[0][1].apply(cfg), graph=graph).run(callback=on_eval)]
+            results = [Trainer(members[0][1].apply(cfg), graph=graph).run(callback=lambda step, m: on_eval(0, step, m))]
         else:  # the settings and seeds of one candidate train as one population
-            results = train_population(cfg, [m for _, m in members], graph=graph,
-                                       callback=lambda _k, step, m: on_eval(step, m))
+            results = train_population(cfg, [m for _, m in members], graph=graph, callback=on_eval)
+        for step in sorted(pending):
+            report_step(step)
         params = results[0].params
         statuses = [r.status for r in results]
         for k, hp in enumerate(settings):
