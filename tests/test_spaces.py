@@ -28,10 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 I, H = 6, 4  # input size != hidden size
 
 # Samples per shipped space (the greff space has nine cells; its samples repeat them).
-SAMPLES = {"nas_rl": 1000, "mutation": 1500, "dag": 1000, "dag4": 300, "nasbench_nlp": 1500, "greff": 300}
+SAMPLES = {"nas_rl": 1000, "mutation": 1500, "mutation1": 300, "dag": 1000, "dag4": 300, "nasbench_nlp": 1500, "greff": 300}
 # Fraction of distinct cells expected among the samples (graph cells are small after pruning).
 # (dag4 has only 246 cells, so its samples repeat them)
-DISTINCT = {"nas_rl": 0.99, "mutation": 0.8, "dag": 0.99, "dag4": 0.4, "nasbench_nlp": 0.7, "greff": 0.0}
+DISTINCT = {"nas_rl": 0.99, "mutation": 0.8, "mutation1": 0.2, "dag": 0.99, "dag4": 0.4, "nasbench_nlp": 0.7, "greff": 0.0}
 RUN_SUBSET = 50
 
 # Decision layouts of the shipped spaces: (count, first names, last names).
@@ -41,6 +41,7 @@ LAYOUTS = {
                 "memory.inject_activation", "memory.cell_node"]),
     "mutation": (17, ["seed", "step0.mutation", "step0.target", "step0.arg_a", "step0.arg_b"],
                  ["step3.mutation", "step3.target", "step3.arg_a", "step3.arg_b"]),
+    "mutation1": (5, ["seed", "step0.mutation", "step0.target"], ["step0.arg_a", "step0.arg_b"]),
     "dag": (15, ["node0.activation", "node1.input", "node1.activation", "node2.input"],
             ["node7.input", "node7.activation"]),
     "dag4": (7, ["node0.activation", "node1.input", "node1.activation", "node2.input"],
