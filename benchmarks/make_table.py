@@ -21,7 +21,6 @@ over that space without training (``cellsearch search --space dag4 --benchmark T
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import os
 import sys
@@ -32,17 +31,7 @@ from pathlib import Path
 
 def enumerate_cells(space):
     """(canonical hash, graph) for every distinct cell of a decision space (the first decision tuple's)."""
-    from cellsearch.dsl.hashing import canonical_hash
-    from cellsearch.spaces.base import InvalidCandidate
-
-    seen = {}
-    for choices in itertools.product(*[range(len(d.choices)) for d in space.decisions()]):
-        try:
-            g = space.decode(choices)
-        except InvalidCandidate:
-            continue
-        seen.setdefault(canonical_hash(g), g)
-    return list(seen.items())
+    return [(h, g) for h, (_, g) in space.distinct_cells().items()]
 
 
 def _evaluate(config: dict) -> dict:
@@ -55,16 +44,13 @@ def _evaluate(config: dict) -> dict:
     return out
 
 
-def _finite_or_none(value) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
-
-
 def _evaluate_with_curve(config: dict) -> dict:
     """Train ``seeds`` seeds of one cell as a population, with the primary metric every ``curve_every`` steps."""
     import statistics
 
     from cellsearch.dsl.io import loads_cell
     from cellsearch.population import Member, train_population
+    from cellsearch.tables import finite_or_none
     from cellsearch.tasks import primary_metric
     from cellsearch.train import TrainConfig, use_threads
 
@@ -80,7 +66,7 @@ def _evaluate_with_curve(config: dict) -> dict:
     points: dict[int, dict[int, float | None]] = {}
 
     def on_eval(k: int, step: int, m: dict) -> None:
-        points.setdefault(step, {})[k] = _finite_or_none(m.get(metric))
+        points.setdefault(step, {})[k] = finite_or_none(m.get(metric))
 
     try:
         results = train_population(cfg, members, graph=graph, callback=on_eval)
@@ -99,7 +85,7 @@ def _evaluate_with_curve(config: dict) -> dict:
                       if all(isinstance(m.get(key), (int, float)) for m in ok_metrics)}} if ok_metrics else {}
     return {"hash": config["hash"], "score": statistics.mean(finals) if finals else None, "status": status,
             "params": results[0].params, "seconds": round(time.perf_counter() - start, 3), "metrics": metrics,
-            "seeds": len(members), "statuses": [r.status for r in results],
+            "seeds": len(members),
             "curve": {"steps": steps, "mean": mean, "members": members_curve}}
 
 

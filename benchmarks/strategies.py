@@ -68,28 +68,18 @@ def landscape(table, space, children: int = 4, seed: int = 0) -> dict | None:
     """What a strategy could exploit in the table: the share of the score variance each decision
     explains (one-way η²: what TPE models), and the correlation of a cell's score with its
     mutants' (``space.mutate``: what evolution climbs). None when the space is too large to enumerate."""
-    import itertools
     import random
     from collections import defaultdict
 
     import numpy as np
 
-    from cellsearch.dsl.hashing import canonical_hash
     from cellsearch.spaces.base import Candidate, InvalidCandidate
 
     dims = space.decisions()
     if math.prod(len(d) for d in dims) > 200_000:
         return None
-    cells: dict[str, tuple] = {}
-    for choices in itertools.product(*[range(len(d)) for d in dims]):
-        try:
-            g = space.decode(choices)
-        except InvalidCandidate:
-            continue
-        h = canonical_hash(g)
-        entry = table.lookup(h)
-        if h not in cells and entry is not None and entry.score is not None:
-            cells[h] = (choices, g, entry.score)
+    cells = {h: (choices, g, entry.score) for h, (choices, g) in space.distinct_cells().items()
+             if (entry := table.lookup(h)) is not None and entry.score is not None}
     if len(cells) < 3:
         return None
     y = np.array([v[2] for v in cells.values()])

@@ -54,7 +54,8 @@ def _format(path: Path) -> str:
     return fmt
 
 
-def _finite(value: Any) -> float | None:
+def finite_or_none(value: Any) -> float | None:
+    """``value`` as a float, or None when it is missing, not a number or not finite."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -72,7 +73,7 @@ def make_frame(rows: Iterable[dict[str, Any]]):
         for key in ("metrics", "curve"):
             if isinstance(rec[key], dict):
                 rec[key] = json.dumps(rec[key], allow_nan=False, default=str)
-        rec["score"] = _finite(rec["score"])
+        rec["score"] = finite_or_none(rec["score"])
         rec["status"] = rec["status"] or "ok"
         records.append(rec)
     df = pd.DataFrame.from_records(records, columns=list(COLUMNS))
@@ -192,11 +193,11 @@ class BenchmarkTable:
                 except json.JSONDecodeError:
                     metrics = {}
             self._entries[h] = TableEntry(
-                hash=h, score=_finite(r["score"]), status=str(r["status"]),
+                hash=h, score=finite_or_none(r["score"]), status=str(r["status"]),
                 cell_name=None if _missing(r.get("cell_name")) else str(r["cell_name"]),
                 cell_yaml=None if _missing(r.get("cell_yaml")) else str(r["cell_yaml"]),
                 params=None if _missing(r.get("params")) else int(r["params"]),
-                seconds=_finite(r.get("seconds")), metrics=metrics if isinstance(metrics, dict) else {})
+                seconds=finite_or_none(r.get("seconds")), metrics=metrics if isinstance(metrics, dict) else {})
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -274,7 +275,7 @@ def nasbench_log_entry(log: dict[str, Any], where: str) -> dict[str, Any]:
         value = log.get(key) or []
         if not isinstance(value, list):
             raise ConfigError(f"{where}: '{key}' must be a list of per-epoch losses")
-        return [_finite(v) for v in value]
+        return [finite_or_none(v) for v in value]
 
     train, val, test = losses("train_losses"), losses("val_losses"), losses("test_losses")
     finite_val = [(v, i) for i, v in enumerate(val) if v is not None]
@@ -288,10 +289,10 @@ def nasbench_log_entry(log: dict[str, Any], where: str) -> dict[str, Any]:
         metrics.update(word_prob=score, perplexity=math.exp(val[best_epoch]), val_loss=val[best_epoch])
         if best_epoch < len(test) and test[best_epoch] is not None:
             metrics.update(test_loss=test[best_epoch], test_perplexity=math.exp(test[best_epoch]))
-    wall = [t for t in (_finite(w) for w in (log.get("wall_times") or [])) if t is not None]
+    wall = [t for t in (finite_or_none(w) for w in (log.get("wall_times") or [])) if t is not None]
     params = log.get("num_params")
     return {"hash": canonical_hash(graph), "score": score, "status": status, "cell_name": graph.name,
-            "cell_yaml": dumps_cell(graph), "params": int(params) if _finite(params) is not None else None,
+            "cell_yaml": dumps_cell(graph), "params": int(params) if finite_or_none(params) is not None else None,
             "seconds": sum(wall) if wall else None, "metrics": {"ptb": metrics}, "source": "nasbench_nlp"}
 
 

@@ -154,6 +154,21 @@ class Space(ABC):
                 return Candidate(graph, decisions=tuple(child), origin="mutation", parent=parent.hash)
         raise InvalidCandidate(f"space '{self.name}': no valid mutation in {max_tries} tries")
 
+    def distinct_cells(self) -> dict[str, tuple[tuple[int, ...], CellGraph]]:
+        """Every distinct cell the decisions decode to: canonical hash -> (the first decision tuple
+        giving it, the cell), in the order of the tuples. Enumerates the product of all decisions,
+        so only for small spaces (benchmark tables; ``dag4``, ``mutation1``)."""
+        import itertools
+
+        cells: dict[str, tuple[tuple[int, ...], CellGraph]] = {}
+        for choices in itertools.product(*[range(len(d)) for d in self.decisions()]):
+            try:
+                graph = self.decode(choices)
+            except InvalidCandidate:
+                continue
+            cells.setdefault(canonical_hash(graph), (choices, graph))
+        return cells
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "description": self.description,
                 "decisions": len(self.decisions()), **self.config}

@@ -33,9 +33,11 @@ MAX_LENGTH = 1000  # longest sequence a task may be asked for (training or the l
 LONG_OFFSETS = {"valid": 3_000_017, "test": 4_000_037}
 
 
-def _check(name: str, value: Any, low: float, high: float, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+def _check(name: str, value: Any, low: float, high: float, integer: bool = True) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
             or not low <= value <= high:
+        what = "an integer" if integer else "a number"
         raise ConfigError(f"task option {name} must be {what} between {low:g} and {high:g}, not {value!r}")
 
 
@@ -47,12 +49,10 @@ class AlgorithmicTask(ExampleTask):
 
     def __init__(self, seed: int = 0, min_length: int = 1, max_length: int = 10, symbols: int = 8,
                  long_factor: float = 2.0, eval_examples: int | None = None):
-        _check("min_length", min_length, 1, MAX_LENGTH, "an integer")
-        _check("max_length", max_length, min_length, MAX_LENGTH, "an integer")
-        _check("symbols", symbols, 2, 26, "an integer")
-        _check("long_factor", long_factor, 1, MAX_LENGTH / max_length, "a number")
-        if not all(isinstance(v, int) for v in (min_length, max_length, symbols)):
-            raise ConfigError("task options min_length, max_length and symbols must be integers")
+        _check("min_length", min_length, 1, MAX_LENGTH)
+        _check("max_length", max_length, min_length, MAX_LENGTH)
+        _check("symbols", symbols, 2, 26)
+        _check("long_factor", long_factor, 1, MAX_LENGTH / max_length, integer=False)
         self.min_length, self.max_length, self.symbols = min_length, max_length, symbols
         self.long_factor = float(long_factor)
         self.letters = self.symbol_alphabet()
@@ -86,16 +86,9 @@ class AlgorithmicTask(ExampleTask):
             self._long[name] = [self.example_of_length(rng, rng.choice(lengths)) for _ in range(n)] if lengths else []
         return self._long[name]
 
-    def evaluate(self, model, split: str = "valid", batch_size: int = 128) -> dict[str, float]:
-        metrics = super().evaluate(model, split, batch_size)
+    def decoding_metrics(self, model, split: str) -> dict[str, float]:
         long = self.long_split(split)
-        was_training = model.training
-        model.eval()
-        try:
-            metrics["exact_match_long"] = self.exact_match_rate(model, long) if long else float("nan")
-        finally:
-            model.train(was_training)
-        return metrics
+        return {"exact_match_long": self.exact_match_rate(model, long) if long else float("nan")}
 
     def summarise(self, mean_nll: float, accuracy: float) -> dict[str, float]:
         return {"loss": mean_nll, "accuracy": accuracy}
@@ -156,9 +149,9 @@ class RecallTask(AlgorithmicTask):
 
     def __init__(self, seed: int = 0, min_length: int = 2, max_length: int = 6, symbols: int = 8,
                  item_length: int = 3, long_factor: float = 2.0, eval_examples: int | None = None):
-        _check("item_length", item_length, 1, 32, "an integer")
-        _check("min_length", min_length, 2, MAX_LENGTH, "an integer")  # a query needs a successor
-        self.item_length = int(item_length)
+        _check("item_length", item_length, 1, 32)
+        _check("min_length", min_length, 2, MAX_LENGTH)  # a query needs a successor
+        self.item_length = item_length
         super().__init__(seed, min_length, max_length, symbols, long_factor, eval_examples)
 
     def example_of_length(self, rng: random.Random, length: int) -> tuple[str, str]:

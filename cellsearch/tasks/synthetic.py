@@ -102,9 +102,14 @@ class ExampleTask(Task):
                 metrics[k] = num / den if den else float("nan")
             if self.exact_match:
                 metrics["exact_match"] = self.exact_match_rate(model, examples[: self.exact_match_examples])
+            metrics.update(self.decoding_metrics(model, split))
             return metrics
         finally:
             model.train(was_training)
+
+    def decoding_metrics(self, model, split: str) -> dict[str, float]:
+        """Task-specific metrics of free-running decoding (the model already in eval mode)."""
+        return {}
 
     def summarise(self, mean_nll: float, accuracy: float) -> dict[str, float]:
         return {"loss": mean_nll, "accuracy": accuracy, "bpc": bits(mean_nll)}
