@@ -5,7 +5,8 @@ Used by the DSL tests (round trips, hashing) and by the backend tests (compiled 
 interpreter), so the cells cover every op of ``cellsearch.dsl.ops.OPS``:
 
 * 1-3 states named ``h``, ``c``, ``m`` (the output is the first, ``h``), one per-step input
-  ``x`` and optionally one static input ``cond``;
+  ``x`` and optionally one static input ``cond``; with ``memory=True`` a memory ``enc`` that
+  ``attend`` nodes read (the only op that may, and only with ``memory=True``);
 * 1-12 nodes built bottom-up, so the node list is a valid evaluation order before the
   optional shuffle; every non-``const`` node reads (transitively) an input or a state, so no
   node "only combines constants" and ``linear`` never reads a constant;
@@ -42,10 +43,11 @@ from cellsearch.dsl.ops import OPS
 STATE_NAMES = ("h", "c", "m")
 INPUT = "x"
 STATIC = "cond"
+MEMORY = "enc"
 
 # Simplest first: hypothesis shrinks a sampled_from towards the front of the list.
 ALL_OPS = ("tanh", "linear", "add", "mul", "sub", "sigmoid", "identity", "relu", "leaky_relu",
-           "neg", "one_minus", "blend", "diag", "const")
+           "neg", "one_minus", "blend", "diag", "const", "attend")
 assert set(ALL_OPS) == set(OPS), "a new op needs a rule in tests/generators.py"
 
 UNARY_OPS = ("tanh", "sigmoid", "identity", "relu", "leaky_relu", "neg", "one_minus", "diag")
@@ -64,7 +66,7 @@ def _numbers() -> st.SearchStrategy[float]:
 def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3,
           static: bool | None = None, elementwise_inputs: bool = True, dead: bool = True,
           ops: Iterable[str] | None = None, auto: bool = False, shuffle: bool = True,
-          name: str = "random") -> CellGraph:
+          name: str = "random", memory: bool = False) -> CellGraph:
     """A random valid cell (see the module docstring).
 
     ``static``: None draws whether there is a static input ``cond``, True/False forces it.
@@ -73,9 +75,12 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
     nodes that no state reads. ``ops``: the ops to draw from (default: all; ``linear`` is
     always available to the states). ``auto``: mark some single-reader nodes as auto
     (parser-invented), so the equation printer inlines them. ``shuffle``: whether the node
-    list may come in a non-topological order.
+    list may come in a non-topological order. ``memory``: the cell has a memory ``enc`` and
+    ``attend`` is among the ops (drawn more often, so most such cells use it).
     """
-    ops = tuple(o for o in ALL_OPS if ops is None or o in set(ops))
+    ops = tuple(o for o in ALL_OPS if (ops is None or o in set(ops)) and (memory or o != "attend"))
+    if memory and "attend" in ops:
+        ops = (*ops, *["attend"] * 4)
     if not ops:
         raise ValueError("ops is empty")
     unknown = set(ops) - set(OPS)
@@ -140,6 +145,9 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
             args: list[str] = []
             if draw(st.booleans(), label="const_value_given"):
                 attrs["value"] = draw(_numbers(), label="value")
+        elif op == "attend":
+            args = [pick(candidates(allow_const=False, elementwise=True), "query"), MEMORY]
+            attrs["kind"] = draw(st.sampled_from(OPS["attend"].attrs["kind"].choices), label="kind")
         elif op == "linear":
             k = draw(st.integers(1, 3), label="linear_arity")
             cands = candidates(allow_const=False, elementwise=False)
@@ -164,12 +172,13 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
         node = Node.make(node_name, op, args, attrs)
         nodes.append(node)
         for a in args:
-            readers[a] += 1
-        constant[node_name] = op == "const" or (bool(args) and all(constant[a] for a in args))
+            if a != MEMORY:
+                readers[a] += 1
+        constant[node_name] = op == "const" or (bool(args) and all(constant.get(a, False) for a in args))
         readers[node_name] = 0
 
     graph = CellGraph(name=name, inputs=(INPUT,), states=states, output=states[0], nodes=tuple(nodes),
-                      static=static_leaves)
+                      static=static_leaves, memory=(MEMORY,) if memory else ())
     keep_dead = dead and draw(st.integers(0, 3), label="keep_dead") == 0
     if not keep_dead:
         live = graph.live
@@ -228,6 +237,7 @@ def rename_nodes(graph: CellGraph, mapping: Mapping[str, str]) -> CellGraph:
 
     nodes = tuple(replace(n, name=r(n.name), args=tuple(r(a) for a in n.args)) for n in graph.nodes)
     return replace(graph, inputs=tuple(map(r, graph.inputs)), static=tuple(map(r, graph.static)),
+                   memory=tuple(map(r, graph.memory)),
                    states=tuple(map(r, graph.states)), output=r(graph.output), nodes=nodes)
 
 
@@ -239,7 +249,7 @@ def random_renaming(graph: CellGraph, rng: random.Random, *, inputs: bool = True
     """
     old = [*(n.name for n in graph.nodes)]
     if inputs:
-        old += [*graph.inputs, *graph.static]
+        old += [*graph.inputs, *graph.static, *graph.memory]
     stems = ["v", "gate", "h_add", "c_mul", "z", "state", "n", "tmp", "x_lin", "out"]
     taken = set(old) | set(graph.prev_names)
     new: dict[str, str] = {}
@@ -287,7 +297,7 @@ def add_dead_node(graph: CellGraph, rng: random.Random, *, name: str | None = No
         name = f"dead{k}"
     consts = constant_nodes(graph)
     sized = set(graph.inputs) | set(graph.static)
-    vectors = [v for v in [*graph.leaf_kinds, *graph.node_map] if v not in consts]
+    vectors = [v for v in [*graph.leaf_kinds, *graph.node_map] if v not in consts and v not in graph.memory]
     hidden = [v for v in vectors if v not in sized] if not elementwise_inputs else vectors
     op = rng.choice(["tanh", "sigmoid", "linear", "add", "mul", "diag", "blend", "sub"])
     if op == "linear":

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cellsearch.compile import CellParameters, CompiledCell, InterpretedCell
+from cellsearch.compile.attention import Memory
 from cellsearch.compile.codegen import CellProgram
 from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import CellsearchError, SizeError
@@ -28,8 +29,13 @@ def assert_same(graph, input_size, hidden_size, *, T=5, B=3, static_size=None, m
     states = tuple(torch.randn(B, hidden_size, dtype=torch.float64, requires_grad=True) for _ in graph.states)
     statics = tuple(torch.randn(B, static_size or hidden_size, dtype=torch.float64, requires_grad=True)
                     for _ in graph.static)
-    out_c, fin_c = compiled(x, states, statics)
-    out_i, fin_i = interp(x, states, statics)
+    # memories: 4 rows, the last sequence's last row padding
+    mems = tuple(torch.randn(B, 4, hidden_size, dtype=torch.float64, requires_grad=True) for _ in graph.memory)
+    mask = torch.ones(B, 4, dtype=torch.bool)
+    mask[-1, -1] = False
+    memory = tuple(Memory(m, mask) for m in mems)
+    out_c, fin_c = compiled(x, states, statics, memory)
+    out_i, fin_i = interp(x, states, statics, memory)
     if stable_only and max(t.detach().abs().max().item() for t in (out_i, *fin_i)) > 1e6:
         from hypothesis import reject
 
@@ -44,7 +50,7 @@ def assert_same(graph, input_size, hidden_size, *, T=5, B=3, static_size=None, m
     def loss(out, fin):
         return (out * w_out).sum() + sum((f * w).sum() for f, w in zip(fin, w_fin))
 
-    wrt = [x, *states, *statics, *compiled.params.parameters()]
+    wrt = [x, *states, *statics, *mems, *compiled.params.parameters()]
     g_c = torch.autograd.grad(loss(out_c, fin_c), wrt, allow_unused=True)
     g_i = torch.autograd.grad(loss(out_i, fin_i), wrt, allow_unused=True)
     for a, b in zip(g_c, g_i):

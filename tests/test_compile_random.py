@@ -34,3 +34,13 @@ def test_random_cells_with_other_input_sizes(graph, seed):
 @given(graph=cells())
 def test_random_cells_autograd_mode(graph):
     assert_same(graph, 4, 4, T=3, B=2, static_size=4, mode="autograd", stable_only=True)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph=cells(memory=True), T=st.integers(1, 4), seed=st.integers(0, 3),
+       mode=st.sampled_from(["fused", "autograd"]))
+def test_random_cells_with_attention_match_interpreter(graph, T, seed, mode):
+    """attend() of every kind, in the loop or hoisted, with a padded memory: the generated
+    forward and backward (and the generated step under autograd) against the interpreter."""
+    assert graph.memory
+    assert_same(graph, 5, 5, T=T, B=2, static_size=5, seed=seed, mode=mode, stable_only=True)

@@ -170,10 +170,39 @@ class _Backward:
             add(args[0], _Term(1, _act_backward(op, d, use(n))))
         elif op == "leaky_relu":
             add(args[0], _Term(1, f"aten.leaky_relu_backward({d}, {use(args[0])}, {node.attr('slope')!r}, False)"))
+        elif op == "attend":
+            self.attend_rule(n, d)
         elif op == "linear":
             pass  # gradients of linear nodes are gathered per group
         else:  # pragma: no cover
             raise NotImplementedError(op)
+
+    def attend_rule(self, n: str, d: str) -> None:
+        """attend(q, M): gradients of the query, the memory and (through the aux values) of the
+        keys and parameters, from the weights the step saved (compile/attention.py)."""
+        v, add, use = self.v, self.add, self.use
+        node = v.graph.node_map[n]
+        q, memory = node.args
+        kind = node.attr("kind")
+        aux = v.attend_aux[n]
+        saved = [self.use_var(o) for o in v.attend_out[n]]
+        fresh = v.names.fresh
+        if kind == "dot":
+            outs = {"q": fresh(f"d_{n}_q"), "memory": fresh(f"d_{n}_m")}
+            call = f"attend_dot_backward({d}, {use(q)}, {v.ref(memory)}, {saved[0]})"
+        elif kind == "general":
+            outs = {"q": fresh(f"d_{n}_q"), "keys": fresh(f"d_{n}_k"), "memory": fresh(f"d_{n}_m")}
+            call = f"attend_general_backward({d}, {use(q)}, {v.ref(aux['keys'])}, {v.ref(memory)}, {saved[0]})"
+        else:
+            outs = {"q": fresh(f"d_{n}_q"), "wq": fresh(f"d_{n}_wq"), "keys": fresh(f"d_{n}_k"),
+                    "v": fresh(f"d_{n}_v"), "memory": fresh(f"d_{n}_m")}
+            call = (f"attend_additive_backward({d}, {use(q)}, {v.ref(aux['wq'])}, {v.ref(aux['v'])}, "
+                    f"{v.ref(memory)}, {saved[0]}, {saved[1]})")
+        self.body.append(f"    {', '.join(outs.values())} = {call}")
+        add(q, _Term(1, outs.pop("q"), simple=True))
+        add(memory, _Term(1, outs.pop("memory"), simple=True))
+        for role, var in outs.items():
+            add(aux[role], _Term(1, var, simple=True))
 
     def group_backward(self, grp: Group) -> None:
         """Write the group's pre-activation gradient into its buffer and pass it to its argument."""

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from cellsearch.compile.params import bias_name, scale_name, weight_name
+from cellsearch.compile.params import attention_name, bias_name, scale_name, weight_name
 from cellsearch.compile.schedule import Group
 from cellsearch.compile.variables import Variables, columns, unpack
 
@@ -39,7 +39,36 @@ def _expr(v: Variables, name: str, param=None) -> str:
         return f"F.leaky_relu({a[0]}, {node.attr('slope')!r})"
     if op == "identity":
         return a[0]
+    if op == "attend":  # hoisted (its query does not depend on a previous state): for all steps at once
+        return _attend_call(v, name, a[0], hoisted=True) + "[0]"
     raise NotImplementedError(op)  # pragma: no cover
+
+
+def _attend_call(v: Variables, name: str, query: str, hoisted: bool) -> str:
+    """The helper call of an attend node (compile/attention.py); in the prologue (``hoisted``) its
+    keys and parameters are read from ``P`` directly, in the step from the step's constants."""
+    node = v.graph.node_map[name]
+    memory = v.ref(node.args[1])
+    bias = v.ref(v.memory_bias[node.args[1]])
+    kind = node.attr("kind")
+
+    def part(role: str) -> str:
+        if hoisted:
+            return _attention_part(name, role, memory)
+        return v.ref(v.attend_aux[name][role])
+
+    if kind == "dot":
+        return f"attend_dot({query}, {memory}, {memory}, {bias})"
+    if kind == "general":
+        return f"attend_dot({query}, {part('keys')}, {memory}, {bias})"
+    return f"attend_additive({query}, {part('wq')}, {part('keys')}, {part('v')}, {memory}, {bias})"
+
+
+def _attention_part(name: str, role: str, memory: str) -> str:
+    """An attend node's keys (its memory through W, once per sequence) or one of its parameters."""
+    if role == "keys":
+        return f"F.linear({memory}, P.{attention_name(name, 'wk')})"
+    return f"P.{attention_name(name, role)}"
 
 
 def _weight_sum(v: Variables, node_name: str, arg: str) -> str:
@@ -59,7 +88,9 @@ def emit_prologue(v: Variables) -> str:
     lines = ["def prologue(P, T, B, inputs, statics, inits):",
              '    """Everything that does not depend on a previous state, for all steps at once."""']
     lines += unpack([nm[x] for x in g.inputs], "inputs")
-    lines += unpack([nm[x] for x in g.static], "statics")
+    # statics: the static inputs, then every memory, then every memory's score bias
+    lines += unpack([nm[x] for x in g.static] + [nm[m] for m in g.memory]
+                    + [v.ref(v.memory_bias[m]) for m in g.memory], "statics")
     init_names = [nm.fresh(f"{s}_init") for s in schedule.hoisted_states]
     lines += unpack(init_names, "inits")
     init_of = dict(zip(schedule.hoisted_states, init_names))
@@ -85,6 +116,11 @@ def emit_prologue(v: Variables) -> str:
             s = g.state_of_prev(val)
             seq = nm[s] if s in schedule.time_varying else f"{nm[s]}.expand(T, B, H)"
             lines.append(f"    {nm[val]} = torch.cat(({init_of[s]}.unsqueeze(0), {seq}[:-1]), 0)")
+    for n, roles in v.attend_aux.items():
+        memory = v.ref(g.node_map[n].args[1])
+        for role, value in roles.items():
+            if role != "bias":
+                lines.append(f"    {v.ref(value)} = {_attention_part(n, role, memory)}")
     for grp in schedule.groups:
         lines += _group_weights(v, grp)
     ext = ", ".join(v.ext) + ("," if len(v.ext) == 1 else "")
@@ -174,6 +210,8 @@ def emit_step(v: Variables) -> str:
                 lines.append(f"    {nm[n]} = {' + '.join(parts)}")
         elif node.op == "diag":
             lines.append(f"    {nm[n]} = {_expr(v, n, v.diag_param_var[n])}")
+        elif node.op == "attend":
+            lines.append(f"    {', '.join([nm[n], *v.attend_out[n]])} = {_attend_call(v, n, v.ref(node.args[0]), False)}")
         elif n in fold_into:
             m = fold_into[n]
             other = node.args[0] if node.args[1] == m else node.args[1]

@@ -13,8 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cellsearch.compile.params import CellParameters, bias_name, scale_name, weight_name
+from cellsearch.compile.attention import as_memory, check_memory
+from cellsearch.compile.params import CellParameters, attention_name, bias_name, scale_name, weight_name
 from cellsearch.dsl.graph import CellGraph, prev_name
+from cellsearch.errors import CellsearchError
 
 
 def eval_node(node, args: list, params: CellParameters) -> torch.Tensor:
@@ -55,7 +57,29 @@ def eval_node(node, args: list, params: CellParameters) -> torch.Tensor:
         return F.leaky_relu(args[0], node.attr("slope"))
     if op == "identity":
         return args[0]
+    if op == "attend":
+        return _attend(node, args[0], args[1], params)
     raise NotImplementedError(op)  # pragma: no cover - the op table and this list move together
+
+
+def _attend(node, q: torch.Tensor, memory, params: CellParameters) -> torch.Tensor:
+    """attend(q, M), written out plainly (the oracle of compile/attention.py): scores row by row
+    with einsum, padding rows set to -inf, softmax, weighted sum."""
+    values, mask = memory  # (B, N, H), (B, N) bool or None
+    kind = node.attr("kind")
+    if kind == "dot":
+        scores = torch.einsum("bh,bnh->bn", q, values)
+    elif kind == "general":
+        keys = torch.einsum("kh,bnh->bnk", getattr(params, attention_name(node.name, "wk")), values)
+        scores = torch.einsum("bk,bnk->bn", q, keys)
+    else:
+        wq, wk, v = (getattr(params, attention_name(node.name, r)) for r in ("wq", "wk", "v"))
+        hidden = torch.tanh(torch.einsum("kh,bh->bk", wq, q).unsqueeze(1) + torch.einsum("kh,bnh->bnk", wk, values))
+        scores = torch.einsum("bnk,k->bn", hidden, v)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, -1)
+    return torch.einsum("bn,bnh->bh", weights, values)
 
 
 class InterpretedCell(nn.Module):
@@ -63,7 +87,8 @@ class InterpretedCell(nn.Module):
 
     ``x`` is (T, B, input_size) (or a tuple of such tensors, one per per-step input),
     ``state`` a tuple of (B, hidden) tensors in ``graph.states`` order (zeros if omitted),
-    ``static`` a tuple of (B, static_size) tensors. Returns the output state at every step
+    ``static`` a tuple of (B, static_size) tensors, ``memory`` a tuple with one ``Memory``
+    (values (B, N, hidden), mask (B, N) or None) per memory of the cell. Returns the output state at every step
     (T, B, hidden) and the tuple of final states.
     """
 
@@ -75,7 +100,8 @@ class InterpretedCell(nn.Module):
         self.hidden_size = hidden_size
         self.params = params if params is not None else CellParameters(graph, input_size, hidden_size, static_size)
 
-    def forward(self, x, state: Sequence[torch.Tensor] | None = None, static: Sequence[torch.Tensor] | None = None):
+    def forward(self, x, state: Sequence[torch.Tensor] | None = None, static: Sequence[torch.Tensor] | None = None,
+                memory: Sequence | None = None):
         g = self.graph
         xs = (x,) if isinstance(x, torch.Tensor) else tuple(x)
         T, B = xs[0].shape[:2]
@@ -83,6 +109,12 @@ class InterpretedCell(nn.Module):
             state = tuple(xs[0].new_zeros(B, self.hidden_size) for _ in g.states)
         prev = dict(zip(g.states, state))
         statics = dict(zip(g.static, static or ()))
+        memories = tuple(as_memory(m) for m in (memory or ()))
+        if len(memories) != len(g.memory):
+            raise CellsearchError(f"cell '{g.name}' reads {len(g.memory)} memory(s), got {len(memories)}")
+        for name, m in zip(g.memory, memories):
+            check_memory(m, name, B, self.hidden_size)
+        statics.update(zip(g.memory, memories))
         outs = []
         for t in range(T):
             values: dict = {name: xi[t] for name, xi in zip(g.inputs, xs)}

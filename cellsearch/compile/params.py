@@ -2,8 +2,9 @@
 
 Parameters belong to nodes, not to a backend: ``<node>__w<k>`` is the weight that a
 ``linear`` node applies to its k-th argument (shape ``(hidden, size of that argument)``,
-the ``torch.nn.Linear`` layout), ``<node>__b`` its bias and ``<node>__p`` the scale of a
-``diag`` node. Backends read the same tensors, so a differential test only has to share
+the ``torch.nn.Linear`` layout), ``<node>__b`` its bias, ``<node>__p`` the scale of a
+``diag`` node and ``<node>__wk``/``__wq``/``__v`` those of an ``attend`` node (see
+``attention.py``). Backends read the same tensors, so a differential test only has to share
 one ``CellParameters`` between them; the compiler concatenates them into fused matrices
 on every call, and autograd routes the gradients back to these.
 """
@@ -30,6 +31,14 @@ def scale_name(node: str) -> str:
     return f"{node}__p"
 
 
+def attention_name(node: str, role: str) -> str:
+    """An attend() node's parameter: ``wk`` (W of general, U of additive), ``wq`` and ``v`` (additive)."""
+    return f"{node}__{role}"
+
+
+ATTENTION_ROLES = {"dot": (), "general": ("wk",), "additive": ("wq", "wk", "v")}
+
+
 class CellParameters(nn.Module):
     """Holds ``<node>__w<k>``, ``<node>__b`` and ``<node>__p`` for every live node."""
 
@@ -54,6 +63,10 @@ class CellParameters(nn.Module):
                     self.register_parameter(bias_name(n.name), nn.Parameter(torch.empty(hidden_size, **kw)))
             elif n.op == "diag":
                 self.register_parameter(scale_name(n.name), nn.Parameter(torch.empty(hidden_size, **kw)))
+            elif n.op == "attend":
+                for role in ATTENTION_ROLES[n.attr("kind")]:
+                    shape = (hidden_size,) if role == "v" else (hidden_size, hidden_size)
+                    self.register_parameter(attention_name(n.name, role), nn.Parameter(torch.empty(*shape, **kw)))
         self.reset_parameters()
 
     def reset_parameters(self, init_scale: float = 1.0, generator: torch.Generator | None = None) -> None:

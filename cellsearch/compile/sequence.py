@@ -20,6 +20,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from cellsearch.compile.attention import as_memory, check_memory, memory_bias
 from cellsearch.compile.codegen import CellProgram
 from cellsearch.compile.fused import FusedProgram, can_fuse
 from cellsearch.compile.graphs import CapturedLoop, GraphCache, Lease
@@ -270,6 +271,11 @@ def runtime_program(program: CellProgram, device: torch.device, mode: str = "fus
     choice = program.pointwise
     if choice == "eager" or mode != "fused" or not program.schedule.recurrent_states:
         return program
+    if program.graph.memory:  # the fused kernels are pointwise: attention runs as eager code
+        if choice == "fused":
+            raise CellsearchError(f"pointwise='fused' does not support attend() (cell '{program.graph.name}'); "
+                                  "use 'auto' or 'eager'")
+        return program
     if choice == "auto" and device.type != "cuda":
         return program
     if not can_fuse(device):
@@ -382,7 +388,8 @@ class CompiledCell(nn.Module):
 
     Shapes: ``x`` (T, B, input_size) (a tuple for several per-step inputs), ``state`` a tuple
     of (B, hidden_size) in ``graph.states`` order (zeros when omitted), ``static`` a tuple of
-    (B, static_size). Returns (T, B, hidden_size) and the tuple of final states. The device
+    (B, static_size), ``memory`` one ``Memory`` (values (B, N, hidden_size), mask (B, N) or
+    None) per memory of the cell. Returns (T, B, hidden_size) and the tuple of final states. The device
     and dtype are those of the parameters; nothing here is CPU-specific.
 
     ``mode``: "fused" (default) uses the generated backward; "autograd" runs the same
@@ -454,13 +461,14 @@ class CompiledCell(nn.Module):
     def code(self) -> str:
         return self.program.source
 
-    def forward(self, x, state: Sequence[torch.Tensor] | None = None, static: Sequence[torch.Tensor] | None = None):
-        prepared = self.prepare(x, state, static)
+    def forward(self, x, state: Sequence[torch.Tensor] | None = None, static: Sequence[torch.Tensor] | None = None,
+                memory: Sequence | None = None):
+        prepared = self.prepare(x, state, static, memory)
         out, finals = recur(self.program, self.mode, prepared.T, prepared.ext, prepared.consts, prepared.rec_init)
         return self.finish(prepared, out, finals)
 
     def prepare(self, x, state: Sequence[torch.Tensor] | None = None,
-                static: Sequence[torch.Tensor] | None = None) -> "Prepared":
+                static: Sequence[torch.Tensor] | None = None, memory: Sequence | None = None) -> "Prepared":
         """Check the arguments and run the prologue: what the time loop (``recur``) needs."""
         g = self.graph
         schedule = self.program.schedule
@@ -485,6 +493,13 @@ class CompiledCell(nn.Module):
         if len(state) != len(g.states):
             raise CellsearchError(f"cell '{g.name}' has {len(g.states)} states ({', '.join(g.states)}), "
                                   f"got {len(state)}")
+        memories = tuple(as_memory(m) for m in (memory or ()))
+        if len(memories) != len(g.memory):
+            raise CellsearchError(f"cell '{g.name}' reads {len(g.memory)} memory(s)"
+                                  f"{' (' + ', '.join(g.memory) + ')' if g.memory else ''}, got {len(memories)}")
+        for name, m in zip(g.memory, memories):
+            check_memory(m, name, B, self.hidden_size)
+        statics = (*statics, *(m.values for m in memories), *(memory_bias(m) for m in memories))
         idx = {s: i for i, s in enumerate(g.states)}
         hoisted_init = tuple(state[idx[s]] for s in schedule.hoisted_states)
         rec_init = tuple(state[idx[s]] for s in schedule.recurrent_states)

@@ -7,6 +7,8 @@ the calling convention between the prologue, the step functions and the runtime:
 * ``ext``: per-step tensors, (T, B, ...) sequences the runtime unbinds along T;
 * ``consts``: tensors constant over the steps, with ``const_kinds`` "value" (gets a gradient
   per step), "weight" (a fused group weight) or "scale" (the parameter of an in-loop diag);
+  an in-loop ``attend`` adds its memory, the memory's score bias and its keys and parameters
+  as values (``aux``: names like ``c.keys`` that are not cell values but get gradients alike);
 * the names ``step`` and ``step_backward`` share: matmul chunks, activation runs and the
   multiplications folded into ``torch.addcmul``.
 
@@ -16,7 +18,9 @@ emitter, which decides what it reads.
 
 from __future__ import annotations
 
+from cellsearch.compile.attention import ATTENTION_HELPERS
 from cellsearch.compile.kernels import HELPERS
+from cellsearch.compile.params import ATTENTION_ROLES
 from cellsearch.compile.schedule import Schedule
 from cellsearch.dsl.equations import format_number
 from cellsearch.dsl.graph import prev_name
@@ -26,6 +30,7 @@ from cellsearch.dsl.names import PYTHON_RESERVED, Names
 # what the fused kernels' host code adds (fused.py).
 CODEGEN_RESERVED = PYTHON_RESERVED | {"torch", "F", "aten", "H", "I", "S", "P", "T", "B", "xt", "prev", "consts",
                                       "saved", "d_new", "inputs", "statics", "inits", "self", *HELPERS,
+                                      *ATTENTION_HELPERS,
                                       "triton", "tl", "libdevice", "launch", "_tanh", "_sigmoid"}
 
 
@@ -37,7 +42,7 @@ class Variables:
         self.graph = graph
         self.schedule = schedule
         self.names = names = Names(CODEGEN_RESERVED)
-        for v in [*graph.inputs, *graph.static, *graph.prev_names, *(n.name for n in graph.nodes)]:
+        for v in [*graph.inputs, *graph.static, *graph.memory, *graph.prev_names, *(n.name for n in graph.nodes)]:
             names.bind(v)
         for grp in schedule.groups:
             grp.weight = names.fresh(f"W{grp.index}")
@@ -72,6 +77,27 @@ class Variables:
             else:
                 self.consts.append(names[a])
                 self.const_kinds.append("value")
+        # Memories: each comes with its score bias (padding rows -inf); an in-loop attend reads
+        # its keys and parameters as constants too, and hands its weights to the backward.
+        self.memory_bias = {m: self.aux(m, "bias") for m in graph.memory}
+        self.attend_aux: dict[str, dict[str, str]] = {}  # in-loop attend node -> role -> aux value
+        self.attend_out: dict[str, tuple[str, ...]] = {}  # in-loop attend node -> its step outputs (w[, e])
+        for n in schedule.loop_nodes:
+            node = graph.node_map[n]
+            if node.op != "attend":
+                continue
+            kind = node.attr("kind")
+            roles = {"bias": self.memory_bias[node.args[1]]}
+            roles.update({r: self.aux(n, r) for r in ATTENTION_ROLES[kind] if r != "wk"})
+            if kind != "dot":
+                roles["keys"] = self.aux(n, "keys")
+            self.attend_aux[n] = roles
+            for value in roles.values():
+                if names[value] not in self.consts:
+                    self.consts.append(names[value])
+                    self.const_kinds.append("value")
+            outs = ("w", "e") if kind == "additive" else ("w",)
+            self.attend_out[n] = tuple(names.fresh(f"{n}_{o}") for o in outs)
         for grp in schedule.groups:
             self.consts.append(grp.weight)
             self.const_kinds.append("weight")
@@ -114,6 +140,14 @@ class Variables:
                         and not any(self.is_const(a) for a in mnode.args) and m not in self.folded_mul):
                     self.folded_mul[m] = n
                     break
+
+    def aux(self, owner: str, role: str) -> str:
+        """A value of the generated code that is not a cell value (``enc.bias``, ``c.keys``),
+        named like one so that the backward can give it gradient terms; ``ref`` reads it."""
+        value = f"{owner}.{role}"  # a dot: never a cell name
+        if value not in self.names.names:
+            self.names.names[value] = self.names.fresh(f"{owner}_{role}")
+        return value
 
     # ------------------------------------------------------------------ reading values
     def ref(self, name: str) -> str:

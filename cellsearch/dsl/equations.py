@@ -204,7 +204,11 @@ class _Builder:
             for kw in expr.keywords:
                 if kw.arg in attrs:  # ast.parse accepts f(a=1, a=2); only the compiler rejects it
                     raise self.fail(f"{fn}(): keyword '{kw.arg}' is given twice", expr)
-                attrs[kw.arg] = self.literal(kw.value, f"{fn}({kw.arg}=...)", f"'{kw.arg}'")
+                spec_attr = spec.attrs.get(kw.arg)
+                if spec_attr is not None and spec_attr.type is str:  # a word from a fixed list: kind=general
+                    attrs[kw.arg] = self.word(kw.value, f"{fn}({kw.arg}=...)", spec_attr.choices)
+                else:
+                    attrs[kw.arg] = self.literal(kw.value, f"{fn}({kw.arg}=...)", f"'{kw.arg}'")
             args = [self.arg(a) for a in expr.args]
             return self.emit(fn, args, attrs, name)
         if isinstance(expr, ast.Constant):  # numbers never get here: strings, True, None, ...
@@ -222,6 +226,13 @@ class _Builder:
         if _is_number(expr):
             return self.number(expr, name)
         raise self.fail(f"{what} must be a number or true/false", expr)
+
+    def word(self, expr: ast.AST, what: str, choices: tuple) -> str:
+        value = expr.id if isinstance(expr, ast.Name) else expr.value \
+            if isinstance(expr, ast.Constant) and isinstance(expr.value, str) else None
+        if value not in choices:
+            raise self.fail(f"{what} must be one of {', '.join(choices)}", expr)
+        return value
 
     def number(self, expr: ast.AST, what: str = "number") -> float:
         value = _number(expr)
@@ -329,4 +340,6 @@ def format_equation(graph: CellGraph, name: str, inline: set[str] | None = None,
 def _format_attr(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str):
+        return value  # a word from the attribute's fixed list (kind=general)
     return format_number(value) if isinstance(value, (int, float)) else repr(value)

@@ -4,6 +4,8 @@ A cell is a small dataflow graph evaluated once per time step. Its leaves are
 
 * per-step inputs (``x``), size ``input_size``;
 * static inputs (constant over the sequence, e.g. a condition vector), size ``static_size``;
+* memories: a (B, N, hidden) matrix per sequence (e.g. an encoder's outputs, N rows, some of
+  them padding), read only through ``attend(q, M)``;
 * the previous value of every state, spelled ``<state>_prev`` (size ``hidden_size``).
 
 Every node is hidden-sized. The node named like a state is that state's new value, so
@@ -21,7 +23,7 @@ from functools import cached_property
 from typing import Any, Iterable, Iterator
 
 from cellsearch import limits
-from cellsearch.dsl.ops import OPS, normalize_attrs
+from cellsearch.dsl.ops import MEMORY_OPS, OPS, normalize_attrs
 from cellsearch.errors import CellError, CellWarning, SizeError
 from cellsearch.limits import exceeds, shown
 
@@ -88,6 +90,7 @@ class CellGraph:
     output: str
     nodes: tuple[Node, ...]
     static: tuple[str, ...] = ()
+    memory: tuple[str, ...] = ()  # memory leaves, read by attend()
     description: str = ""
     source: str = ""  # the paper or origin of the cell
     # The file the cell was loaded from, for error messages only (not part of the cell: not
@@ -117,6 +120,7 @@ class CellGraph:
         """Name → "input" | "static" | "prev" for every leaf of the step graph."""
         kinds = {n: "input" for n in self.inputs}
         kinds.update({n: "static" for n in self.static})
+        kinds.update({n: "memory" for n in self.memory})
         kinds.update({prev_name(s): "prev" for s in self.states})
         return kinds
 
@@ -220,11 +224,14 @@ class CellGraph:
                 total += hidden_size if n.attr("bias") else 0
             elif n.op == "diag":
                 total += hidden_size
+            elif n.op == "attend":
+                total += attention_param_count(n.attr("kind"), hidden_size)
         return total
 
     def leaf_sizes(self, input_size: int, hidden_size: int, static_size: int | None = None) -> dict[str, int]:
         sizes = {n: input_size for n in self.inputs}
         sizes.update({n: (static_size if static_size is not None else hidden_size) for n in self.static})
+        sizes.update({n: hidden_size for n in self.memory})
         sizes.update({p: hidden_size for p in self.prev_names})
         return sizes
 
@@ -260,7 +267,8 @@ class CellGraph:
             raise CellError(exceeds("node count", len(self.nodes), "nodes per cell",
                                     f"{limits.MAX_NODES_PER_CELL} nodes"))
         seen: dict[str, str] = {}
-        for kind, names in (("input", self.inputs), ("static input", self.static), ("state", self.states)):
+        for kind, names in (("input", self.inputs), ("static input", self.static), ("memory", self.memory),
+                            ("state", self.states)):
             for n in names:
                 check_name(n, kind)
                 if n in seen:
@@ -297,6 +305,7 @@ class CellGraph:
                 normalize_attrs(n.op, dict(n.attrs))
             except (KeyError, TypeError, ValueError) as exc:
                 raise CellError(str(exc.args[0]), node=n.name) from None
+            self._check_memory_use(n)
             if n.op == "linear" and n.attr("diag_init") is not None:
                 for a in n.args:
                     if self.leaf_kinds.get(a) == "input":
@@ -315,13 +324,13 @@ class CellGraph:
             node = self.node_map[name]
             if all(a in constant for a in node.args):
                 constant.add(name)
-            if node.op == "linear":
+            if node.op in ("linear", "attend"):
                 for a in node.args:
                     if a in constant:
                         arg = self.node_map[a]
                         what = (f"{arg.attr('value'):g}" if arg.op == "const" else "a constant expression") \
                             if arg.auto else f"'{a}'"
-                        raise CellError(f"linear() needs vectors as arguments, but {what} is a constant",
+                        raise CellError(f"{node.op}() needs vectors as arguments, but {what} is a constant",
                                         node=name)
         for name in order:
             if name in constant and self.node_map[name].op != "const" and name in self.live:
@@ -336,13 +345,31 @@ class CellGraph:
                 if msg not in soft:
                     soft.append(msg)
         used_leaves = {a for n in self.nodes if n.name in self.live for a in n.args}
-        for leaf in (*self.inputs, *self.static):
+        for leaf in (*self.inputs, *self.static, *self.memory):
             if leaf not in used_leaves:
-                soft.append(f"input '{leaf}' is never used")
+                soft.append(f"{'memory' if leaf in self.memory else 'input'} '{leaf}' is never used")
         if warn:
             for msg in soft:
                 warnings.warn(f"{self.name}: {msg}", CellWarning, stacklevel=2)
         return soft
+
+    def _check_memory_use(self, n: Node) -> None:
+        """A memory is read by attend() as its last argument, and by nothing else."""
+        kinds = self.leaf_kinds
+        for k, a in enumerate(n.args):
+            is_memory = kinds.get(a) == "memory"
+            if n.op in MEMORY_OPS and k == len(n.args) - 1:
+                if not is_memory:
+                    known = f" (this cell's memories: {', '.join(self.memory)})" if self.memory else \
+                        " (declare one, e.g. memory: [enc])"
+                    what = {"input": "an input", "static": "a static input", "prev": "a previous state"}.get(
+                        kinds.get(a, ""), "a node")
+                    raise CellError(f"{n.op}() reads a memory as its last argument, but {shown(a)} is "
+                                    f"{what}{known}", node=n.name)
+            elif is_memory:
+                where = f"as the query of {n.op}()" if n.op in MEMORY_OPS else f"in {n.op}()"
+                raise CellError(f"memory '{a}' is a matrix: read it with attend(query, {a}), not {where}",
+                                node=n.name)
 
     def check_sizes(self, input_size: int, hidden_size: int, static_size: int | None = None) -> None:
         """Raise SizeError where an input of the wrong size is used elementwise."""
@@ -351,6 +378,8 @@ class CellGraph:
             if n.op == "linear":
                 continue
             for a in n.args:
+                if a in self.memory:
+                    continue  # a memory's row size is checked when it is given (compile.attention)
                 size = sizes.get(a, hidden_size)
                 if size != hidden_size:
                     kind = self.leaf_kinds[a]
@@ -373,6 +402,11 @@ class CellGraph:
                 break
             name = readers.pop()
         return name
+
+
+def attention_param_count(kind: str, hidden_size: int) -> int:
+    """Parameters of one attend() node: general has W (H×H), additive W, U (H×H) and v (H)."""
+    return {"dot": 0, "general": hidden_size ** 2, "additive": 2 * hidden_size ** 2 + hidden_size}[kind]
 
 
 def check_name(name: object, kind: str, node: str | None = None) -> None:

@@ -36,6 +36,7 @@ def node_hashes(graph: CellGraph) -> dict[str, str]:
     """Structural hash of every live node (after the state labels have converged)."""
     labels: dict[str, str] = {f: f"input{i}" for i, f in enumerate(graph.inputs)}
     labels.update({f: f"static{i}" for i, f in enumerate(graph.static)})
+    labels.update({f: f"memory{i}" for i, f in enumerate(graph.memory)})
     state_label = {s: ("output-state" if s == graph.output else "state") for s in graph.states}
     live = graph.live
     # How often live nodes read each node: sharing one set of weights is not the same cell
@@ -67,4 +68,5 @@ def canonical_hash(graph: CellGraph) -> str:
     hashes = node_hashes(graph)
     states = sorted(_h("state", s == graph.output, hashes[s]) for s in graph.states)
     out = _h("output", hashes[graph.output])
-    return _h("cell", len(graph.inputs), len(graph.static), tuple(states), out)[:HASH_LENGTH]
+    leaves = (len(graph.inputs), len(graph.static)) + ((len(graph.memory),) if graph.memory else ())
+    return _h("cell", *leaves, tuple(states), out)[:HASH_LENGTH]

@@ -33,7 +33,7 @@ from cellsearch.dsl.graph import CellGraph, Node, check_name
 from cellsearch.errors import CellError
 from cellsearch.limits import MAX_QUOTED_CHARS, clipped, exceeds, shown
 
-CELL_FIELDS = ("name", "description", "source", "inputs", "static", "states", "output", "nodes")
+CELL_FIELDS = ("name", "description", "source", "inputs", "static", "memory", "states", "output", "nodes")
 NODE_FIELDS = ("op", "inputs", "attrs")
 
 
@@ -237,7 +237,7 @@ def dump_yaml(data: Any) -> str:
 
 
 # ---------------------------------------------------------------------- dict ↔ graph
-_NAME_KINDS = {"inputs": "input", "static": "static input", "states": "state"}
+_NAME_KINDS = {"inputs": "input", "static": "static input", "memory": "memory", "states": "state"}
 
 
 def _names(value: Any, field: str, source: str | None, line: int | None, required: bool) -> tuple[str, ...]:
@@ -289,6 +289,7 @@ def cell_from_dict(data: Any, source: str | None = None, lines: dict[int, dict] 
                         line=top_lines.get("name"))
     inputs = _names(data.get("inputs", ["x"]), "inputs", source, top_lines.get("inputs"), False)
     static = _names(data.get("static"), "static", source, top_lines.get("static"), False)
+    memory = _names(data.get("memory"), "memory", source, top_lines.get("memory"), False)
     states = _names(data.get("states"), "states", source, top_lines.get("states"), True)
     output = data.get("output")
     if output is None:
@@ -315,7 +316,7 @@ def cell_from_dict(data: Any, source: str | None = None, lines: dict[int, dict] 
         raise CellError(_too_many_nodes(len(raw_nodes)), source=source, line=top_lines.get("nodes"))
     node_lines = lines.get(id(raw_nodes), {})
 
-    taken: set[str] = {_key_name(k) for k in raw_nodes} | set(inputs) | set(static) | set(states)
+    taken: set[str] = {_key_name(k) for k in raw_nodes} | set(inputs) | set(static) | set(memory) | set(states)
     taken |= {s + "_prev" for s in states}
     nodes: list[Node] = []
     origin: dict[str, str] = {}  # node name → the equation it came from (for error messages)
@@ -335,7 +336,7 @@ def cell_from_dict(data: Any, source: str | None = None, lines: dict[int, dict] 
             origin[n.name] = key
         nodes.extend(new)
     graph = CellGraph(name=name, inputs=inputs, states=states, output=output, nodes=tuple(nodes),
-                      static=static, description=str(data.get("description") or "").strip(),
+                      static=static, memory=memory, description=str(data.get("description") or "").strip(),
                       source=str(data.get("source") or "").strip(), file=source or "")
     try:
         graph.validate(warn=warn)
@@ -368,6 +369,8 @@ def _node_from_mapping(name: str, spec: dict) -> Node:
         raise CellError(f"node 'attrs' must be a mapping, got {shown(attrs)}", node=name)
     for key, value in attrs.items():
         check_name(key, "attribute", node=name)
+        if isinstance(value, str):  # a word from the attribute's list (kind: general); Node.make checks it
+            continue
         if not isinstance(value, (bool, int, float)):
             raise CellError(f"attribute '{key}' must be a number or true/false, got {shown(value)}", node=name)
         problem = None if isinstance(value, bool) else literal_problem(value, f"'{key}'")
@@ -388,6 +391,8 @@ def cell_to_dict(graph: CellGraph, form: str = "equations") -> dict[str, Any]:
     out["inputs"] = list(graph.inputs)
     if graph.static:
         out["static"] = list(graph.static)
+    if graph.memory:
+        out["memory"] = list(graph.memory)
     out["states"] = list(graph.states)
     out["output"] = graph.output
     nodes: dict[str, Any] = {}

@@ -299,6 +299,9 @@ def cell_to_recipe(graph: CellGraph) -> dict:
     if len(graph.inputs) != 1:
         raise CellError(f"NAS-Bench-NLP cells have exactly one per-step input ('x'), this cell has "
                         f"{len(graph.inputs)} ({', '.join(graph.inputs) or 'none'})", source=where)
+    if graph.memory:
+        raise CellError(f"NAS-Bench-NLP cells have no memory, this cell has {', '.join(graph.memory)}",
+                        source=where)
     if graph.static:
         raise CellError(f"NAS-Bench-NLP cells have no static inputs, this cell has {', '.join(graph.static)}",
                         source=where)

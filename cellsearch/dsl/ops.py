@@ -17,12 +17,13 @@ class AttrSpec:
     type: type
     default: Any
     doc: str = ""
+    choices: tuple = ()  # for str attributes: the allowed values
 
 
 @dataclass(frozen=True)
 class OpSpec:
     name: str
-    kind: str  # "linear" | "elementwise" | "activation" | "const" | "scale"
+    kind: str  # "linear" | "elementwise" | "activation" | "const" | "scale" | "attention"
     min_args: int
     max_args: int | None  # None: any number >= min_args
     commutative: bool = False  # argument order does not change the value
@@ -38,6 +39,9 @@ class OpSpec:
 
 
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu", "identity")
+ATTENTION_KINDS = ("dot", "general", "additive")
+# Ops that read a memory leaf (a (B, N, hidden) matrix per sequence) as their last argument.
+MEMORY_OPS = ("attend",)
 
 OPS: dict[str, OpSpec] = {
     spec.name: spec
@@ -68,6 +72,12 @@ OPS: dict[str, OpSpec] = {
             "slope": AttrSpec(float, 0.01, "slope for negative inputs"),
         }, doc="a if a > 0 else slope * a"),
         OpSpec("identity", "activation", 1, 1, doc="a"),
+        OpSpec("attend", "attention", 2, 2, attrs={
+            "kind": AttrSpec(str, "dot", "the score of a memory row m given the query q: dot (q·m, Luong), "
+                             "general (q·W m, Luong) or additive (v·tanh(W q + U m), Bahdanau)",
+                             choices=ATTENTION_KINDS),
+        }, doc="attend(q, M): the softmax(score(q, M_n))-weighted sum of the rows of memory M "
+               "(padding rows masked out), a hidden-sized context vector"),
     ]
 }
 
@@ -102,6 +112,9 @@ def normalize_attrs(op: str, attrs: dict[str, Any]) -> dict[str, Any]:
             value = float(value)
             if value != value or value in (float("inf"), float("-inf")):
                 raise ValueError(f"{op}(): '{key}' must be finite, not {value!r}")
+        elif a.type is str:
+            if not isinstance(value, str) or value not in a.choices:
+                raise ValueError(f"{op}(): '{key}' must be one of {', '.join(a.choices)}, not {value!r}")
         if value != a.default:
             out[key] = value
     return out

@@ -18,7 +18,7 @@ _OP_SYMBOL = {"add": "+", "sub": "−", "mul": "×", "neg": "−x", "one_minus":
 def to_networkx(graph: CellGraph) -> nx.DiGraph:
     """A DiGraph with one vertex per leaf and node, an edge per argument (``index`` = position).
 
-    Vertex attributes: ``kind`` (input / static / prev / op), ``op``, ``attrs``, ``state`` (for
+    Vertex attributes: ``kind`` (input / static / memory / prev / op), ``op``, ``attrs``, ``state`` (for
     state nodes and their ``*_prev`` leaves) and ``live`` (whether some state depends on it).
     """
     g = nx.DiGraph(name=graph.name, output=graph.output)
@@ -59,6 +59,7 @@ def summary(graph: CellGraph, input_size: int = 128, hidden_size: int = 128,
         "source": graph.source,
         "inputs": list(graph.inputs),
         "static": list(graph.static),
+        "memory": list(graph.memory),
         "states": list(graph.states),
         "output": graph.output,
         "nodes": sum(ops.values()),
@@ -89,7 +90,7 @@ def to_dot(graph: CellGraph) -> str:
 
     lines = [f"digraph {q(graph.name)} {{", "  rankdir=BT;", '  node [fontname="Helvetica"];']
     for leaf, kind in graph.leaf_kinds.items():
-        color = {"input": "lightblue", "static": "lightyellow", "prev": "lightgrey"}[kind]
+        color = {"input": "lightblue", "static": "lightyellow", "memory": "lightpink", "prev": "lightgrey"}[kind]
         lines.append(f"  {q(leaf)} [shape=box, style=filled, fillcolor={color}];")
     for n in graph.nodes:
         style = ""
@@ -147,7 +148,7 @@ def draw(graph: CellGraph, path: str | Path) -> Path:
     for v, data in g.nodes(data=True):
         kind = data["kind"]
         if kind != "op":
-            colors.append({"input": "#a6cee3", "static": "#ffff99", "prev": "#d9d9d9"}[kind])
+            colors.append({"input": "#a6cee3", "static": "#ffff99", "memory": "#fb9a99", "prev": "#d9d9d9"}[kind])
             labels[v] = v
         else:
             colors.append("#b2df8a" if data.get("state") else ("#fdbf6f" if data["op"] == "linear" else "#ffffff"))
