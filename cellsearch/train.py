@@ -41,6 +41,9 @@ from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
 
 
+DEFAULT_ENCODER = "gru"  # the encoder of a cell that reads a memory, when none is given
+
+
 def use_threads(n: int | None) -> int:
     """Set torch's intra-op CPU threads to ``n`` for the rest of the process (None or 0: leave them
     as they are); returns the count before. The one place cellsearch sets torch's thread count."""
@@ -89,6 +92,9 @@ class TrainConfig:
     tar: float = 1.0
     state_limit: float | None = 10.0  # bound on a runaway layer's values (SeqModel; None: no bound)
     checkpoint_every: int = 0  # steps between checkpoints in out_dir (0: only at the end)
+    # encoder cell of an encoder-decoder model, the trained cell decoding (built-in name or YAML path;
+    # None: a language model, or "gru" for a cell that reads a memory, i.e. attends to an encoder)
+    encoder: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict, what: str = "training options") -> "TrainConfig":
@@ -258,11 +264,14 @@ class Trainer:
         gen = torch.Generator().manual_seed(cfg.seed)  # the initial weights
         # (torch's modules draw default weights from the global RNG as they are built; those are
         # replaced below, and the caller's global RNG is left as it was)
+        encoder = cfg.encoder or (DEFAULT_ENCODER if self.graph.memory else None)
+        if encoder is not None:
+            self.task.use_layout("seq2seq")
         with torch.random.fork_rng(devices=[]):
             self.model = SeqModel(self.graph, ModelConfig(vocab_size=len(self.task.vocab),
                                                           hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
                                                           embed_size=cfg.embed_size, dropout=cfg.dropout,
-                                                          state_limit=cfg.state_limit))
+                                                          state_limit=cfg.state_limit, encoder=encoder))
         self.model.reset_parameters(cfg.init_scale, gen)
         if cfg.forget_bias is not None and not set_gate_bias(self.model, "f", cfg.forget_bias):
             raise ConfigError(f"--forget-bias: cell '{self.graph.name}' has no gate 'f' fed by a linear with bias")
@@ -291,6 +300,7 @@ class Trainer:
             "version": CHECKPOINT_VERSION,
             "config": asdict(self.cfg),
             "cell_yaml": dumps_cell(self.graph),
+            **({"encoder_yaml": dumps_cell(self.model.encoder.graph)} if self.model.encoder is not None else {}),
             "vocab": self.task.vocab.state_dict(),
             "task": self.task.config(),
             "model_config": self.model.config.to_dict(),
@@ -374,7 +384,7 @@ class Trainer:
         if p_ref >= 1.0:
             return batch.inputs
         with torch.no_grad():
-            logits, _ = self.model(batch.inputs, self.state if batch.carry_state else None)
+            logits, _ = self.model(batch.inputs, self.state if batch.carry_state else self.model.start(batch))
             pred = logits.argmax(-1)  # (T, B): prediction for targets[t] = inputs[t + 1]
         inputs = batch.inputs.clone()
         swap = (torch.rand(inputs[1:].shape, device=inputs.device) >= p_ref) & batch.mask[:-1]
@@ -419,7 +429,7 @@ class Trainer:
         """(the batch on the device, the model's input tokens, the state to start from)."""
         self.model.train()
         batch = batch.to(self.device)
-        state = self.state if batch.carry_state else None
+        state = self.state if batch.carry_state else self.model.start(batch)
         inputs = self._mixed_inputs(batch) if self.cfg.scheduled_sampling else batch.inputs
         return batch, inputs, state
 
@@ -442,7 +452,8 @@ class Trainer:
         if self.cfg.clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip, foreach=True)
         self.opt.step()
-        self.state = SeqModel.detach_state(new_state)
+        # (an encoder-decoder's state is its batch's source: it is never carried to the next batch)
+        self.state = None if self.model.is_seq2seq else self.model.detach_state(new_state)
 
     def evaluate(self, split: str = "valid") -> dict[str, float | None]:
         metrics = self.task.evaluate(self.model, split, self.cfg.eval_batch_size)
@@ -570,8 +581,11 @@ def load_model(path: str | Path) -> tuple[SeqModel, Any, dict]:
     ckpt = load_checkpoint(path)
     graph = loads_cell(ckpt["cell_yaml"], source=f"{path}:cell")
     config = record_from_dict(ModelConfig, ckpt["model_config"], f"{path}: model settings")
+    encoder = loads_cell(ckpt["encoder_yaml"], source=f"{path}:encoder") if "encoder_yaml" in ckpt else None
+    if config.encoder is not None and encoder is None:
+        raise ConfigError(f"{path}: damaged checkpoint: an encoder-decoder model without its encoder cell")
     try:
-        model = SeqModel(graph, config)
+        model = SeqModel(graph, config, encoder=encoder)
         model.load_state_dict(ckpt["model"])
         vocab = Vocab.from_state(ckpt["vocab"])
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:

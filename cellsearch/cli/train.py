@@ -127,6 +127,10 @@ def register(app: typer.Typer) -> None:
         init_scales: Annotated[Optional[str], typer.Option(help="Members' init scales (combined likewise).")] = None,
         weight_decays: Annotated[Optional[str], typer.Option(help="Members' weight decays.")] = None,
         clips: Annotated[Optional[str], typer.Option(help="Members' gradient clips (0: off).")] = None,
+        encoder: Annotated[Optional[str], typer.Option(
+            help="Encoder cell (built-in or YAML): train CELL as the decoder of an encoder-decoder model on a "
+                 "task of prompts and answers (default: gru for a cell that reads a memory, e.g. attn-gru; "
+                 "none otherwise).")] = None,
     ) -> None:
         """Train a cell on a task within a budget; save a checkpoint and the validation metrics.
 
@@ -179,7 +183,7 @@ def register(app: typer.Typer) -> None:
             cfg = TrainConfig(cell=cell, task=task, task_options=task_options,
                               data_dir=str(data_dir) if data_dir else None, **settings, seed=seed,
                               threads=threads, device=device, eval_every=eval_every,
-                              scheduled_sampling=scheduled_sampling, ss_k=ss_k)
+                              scheduled_sampling=scheduled_sampling, ss_k=ss_k, encoder=encoder)
             if members is not None:
                 population = PopulationTrainer(cfg, members)
             else:
@@ -253,20 +257,26 @@ def register(app: typer.Typer) -> None:
         if unknown:
             raise ConfigError(f"prompt has tokens the model does not know: {''.join(unknown)!r}")
         ids = vocab.encode(tokens)
-        if vocab.bos >= 0:
+        state = None
+        if model.is_seq2seq:  # the prompt is the source; the decoder starts from <bos>
+            if not ids:
+                raise ConfigError("an encoder-decoder model needs a prompt to encode (e.g. --prompt 'abc=')")
+            state = model.encode(torch.tensor(ids, dtype=torch.long)[:, None])
+            ids = [vocab.bos]
+        elif vocab.bos >= 0:
             ids = [vocab.bos, *ids]
         if not ids:
             ids = [vocab.eos]  # PTB: start a new sentence
         eos = vocab.eos if vocab.eos >= 0 and not word_level else None
         x = torch.tensor(ids, dtype=torch.long)
         if beam is not None:
-            hyps = beam_search(model, x, beam, length, eos_id=eos, length_penalty=length_penalty)
+            hyps = beam_search(model, x, beam, length, eos_id=eos, length_penalty=length_penalty, state=state)
             outs = [(h, score) for h, score in hyps]
         elif temperature is not None:
             gen = torch.Generator().manual_seed(seed)
-            outs = [(sample(model, x[:, None], length, temperature, top_k, eos, gen)[:, 0].tolist(), None)]
+            outs = [(sample(model, x[:, None], length, temperature, top_k, eos, gen, state)[:, 0].tolist(), None)]
         else:
-            outs = [(greedy(model, x[:, None], length, eos)[:, 0].tolist(), None)]
+            outs = [(greedy(model, x[:, None], length, eos, state)[:, 0].tolist(), None)]
         for toks, score in outs:
             if eos is not None and eos in toks:
                 toks = toks[: toks.index(eos)]

@@ -3,7 +3,8 @@
 Works with any model that has the interface of :class:`cellsearch.nn.model.SeqModel`:
 
 * ``logits, state = model(tokens, state)``: tokens (T, B) long → logits (T, B, V); ``state=None``
-  starts from the initial state;
+  starts from the initial state (an encoder-decoder model starts from its encoded source: pass
+  ``state=model.encode(source)`` to the functions here);
 * ``logits, state = model.step(tokens, state)``: tokens (B,) → logits (B, V);
 * ``model.select_state(state, index)``: reorder / repeat the batch dimension of a state (beam search).
 
@@ -57,7 +58,7 @@ def _check_length(max_new_tokens: int) -> None:
 
 
 def _decode(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, eos_id: int | None,
-            choose: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+            choose: Callable[[torch.Tensor], torch.Tensor], state=None) -> torch.Tensor:
     """Shared loop of greedy and sample: ``choose`` maps logits (B, V) to token ids (B,)."""
     _check_prompt(prompt, 2, "(T0, B)")
     _check_length(max_new_tokens)
@@ -67,7 +68,7 @@ def _decode(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, eos_id:
     if max_new_tokens == 0:
         return out
     with _decoding(model):
-        logits, state = model(prompt, None)  # (T0, B, V)
+        logits, state = model(prompt, state)  # (T0, B, V)
         last = logits[-1]  # (B, V)
         done = torch.zeros(B, dtype=torch.bool, device=prompt.device)  # (B,)
         for t in range(max_new_tokens):
@@ -82,7 +83,8 @@ def _decode(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, eos_id:
     return out
 
 
-def greedy(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, eos_id: int | None = None) -> torch.Tensor:
+def greedy(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, eos_id: int | None = None,
+           state=None) -> torch.Tensor:
     """Greedy (argmax) decoding of a batch of prompts.
 
     Args:
@@ -93,16 +95,18 @@ def greedy(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, eos_id: 
         eos_id: end-of-sequence id. A sequence that has emitted it is finished: its later positions
             are ``eos_id``; decoding stops as soon as every sequence is finished (the output keeps its
             full shape, padded with ``eos_id``).
+        state: the state the prompt starts from (None: the model's initial state; an
+            encoder-decoder model's ``encode(source)``).
 
     Returns:
         LongTensor (max_new_tokens, B) of generated ids (without the prompt), on the model's device.
     """
-    return _decode(model, prompt, max_new_tokens, eos_id, lambda logits: logits.argmax(-1))
+    return _decode(model, prompt, max_new_tokens, eos_id, lambda logits: logits.argmax(-1), state)
 
 
 def sample(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
            top_k: int | None = None, eos_id: int | None = None,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+           generator: torch.Generator | None = None, state=None) -> torch.Tensor:
     """Ancestral sampling from ``softmax(logits / temperature)``, optionally restricted to the top k.
 
     Shapes, ``prompt``, ``max_new_tokens`` and ``eos_id`` as in :func:`greedy`.
@@ -137,11 +141,11 @@ def sample(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, temperat
             return torch.multinomial(probs.to(generator.device), 1, generator=generator).squeeze(-1).to(logits.device)
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
 
-    return _decode(model, prompt, max_new_tokens, eos_id, choose)
+    return _decode(model, prompt, max_new_tokens, eos_id, choose, state)
 
 
 def beam_search(model: nn.Module, prompt: torch.Tensor, beam_size: int, max_new_tokens: int,
-                eos_id: int | None = None, length_penalty: float = 0.0) -> list[tuple[list[int], float]]:
+                eos_id: int | None = None, length_penalty: float = 0.0, state=None) -> list[tuple[list[int], float]]:
     """Beam search continuation of a single prompt.
 
     The live hypotheses are batched along the batch dimension: one ``model.step`` call per position
@@ -186,7 +190,7 @@ def beam_search(model: nn.Module, prompt: torch.Tensor, beam_size: int, max_new_
 
     finished: list[tuple[list[int], float]] = []  # (tokens, normalised score), kept sorted, <= beam_size
     with _decoding(model):
-        logits, state = model(prompt.unsqueeze(1), None)  # (T0, 1, V)
+        logits, state = model(prompt.unsqueeze(1), state)  # (T0, 1, V); state: batch 1
         logp = logits[-1].float().log_softmax(-1)  # (n=1, V)
         scores = logp.new_zeros(1)  # (n,) raw sums of log-probs of the live hypotheses
         tokens = prompt.new_empty(1, 0)  # (n, t) generated ids of the live hypotheses

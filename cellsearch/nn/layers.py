@@ -1,7 +1,8 @@
 """Recurrent layers built from any cell, with the API of ``torch.nn.LSTM``.
 
 ``CellRNN("gru", input_size=32, hidden_size=64, num_layers=2, bidirectional=True)``
-stacks compiled cells: ``out, state = rnn(x, state)``. ``state`` is a tuple with one
+stacks compiled cells: ``out, state = rnn(x, state)`` (``rnn(x, state, static, memory)`` for a
+cell with static inputs or a memory: every layer reads the same). ``state`` is a tuple with one
 tensor per cell state (``graph.states`` order; (h, c) for lstm, like torch), each of shape
 (num_layers * num_directions, B, hidden_size), indexed ``layer * num_directions + direction``
 as in torch. A single-state cell also accepts a bare tensor.
@@ -89,7 +90,7 @@ class CellRNN(nn.Module):
         return tuple(ref.new_zeros(n, batch_size, self.hidden_size) for _ in self.graph.states)
 
     def forward(self, x, state: Sequence[torch.Tensor] | torch.Tensor | None = None,
-                static: Sequence[torch.Tensor] | torch.Tensor | None = None):
+                static: Sequence[torch.Tensor] | torch.Tensor | None = None, memory: Sequence | None = None):
         xs = x if isinstance(x, (tuple, list)) else (x,)
         if self.batch_first:
             xs = tuple(xi.transpose(0, 1) for xi in xs)
@@ -118,7 +119,7 @@ class CellRNN(nn.Module):
                 k = layer * self.num_directions + d
                 cell_state = tuple(s[k] for s in state)
                 inp = layer_in if d == 0 else tuple(xi.flip(0) for xi in layer_in)
-                out, fin = self.cells[k](inp[0] if len(inp) == 1 else inp, cell_state, static)
+                out, fin = self.cells[k](inp[0] if len(inp) == 1 else inp, cell_state, static, memory)
                 outs.append(out if d == 0 else out.flip(0))
                 for i, f in enumerate(fin):
                     finals[i].append(f)

@@ -1,4 +1,12 @@
-"""SeqModel: embedding → stacked cell layers → linear head over the vocabulary.
+"""SeqModel: embedding → stacked cell layers → linear head over the vocabulary, optionally
+conditioned on a source sequence read by an encoder (an encoder-decoder model).
+
+With ``ModelConfig.encoder`` (any cell), the model is an encoder-decoder: ``start(batch)``
+(or ``encode(source, mask)``) runs the encoder over the source and returns an ``Encoded`` state:
+the decoder's states, its output state starting from the encoder's output at each sequence's
+last source token (the others from 0), and the encoder's outputs as the memory (B, S, H) that a
+decoder cell with a memory reads through ``attend`` at every step (Bahdanau et al. 2015). The
+decoder (``forward``/``step``, decoding) then runs from that state like a language model.
 
 ``ModelConfig.state_limit`` keeps any cell's recurrence finite. Each layer runs its ordinary
 fused loop; when an output of that call leaves ±limit (or is not finite), the layer is computed
@@ -15,11 +23,15 @@ sequence, ``nn/population.py``) decides exactly as its solo forward. See docs/re
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from cellsearch.compile.attention import Memory
 from cellsearch.dsl.graph import CellGraph
+from cellsearch.errors import ConfigError
 from cellsearch.nn.layers import CellRNN
 
 
@@ -32,9 +44,20 @@ class ModelConfig:
     dropout: float = 0.0  # on embeddings, between layers and before the head
     tie_weights: bool = False  # share embedding and output matrices (needs embed_size == hidden_size)
     state_limit: float | None = None  # bound on a runaway layer (see module docstring; None: no bound)
+    encoder: str | None = None  # encoder cell (built-in name or YAML path): an encoder-decoder model
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class Encoded(NamedTuple):
+    """The state of an encoder-decoder model: the decoder's states and the encoded source."""
+
+    states: tuple  # one (layers, B, H) tensor per decoder cell state
+    memory: torch.Tensor  # (B, S, H): the encoder's outputs
+    mask: torch.Tensor  # (B, S) bool: real source tokens (not padding)
+
+
 
 
 class SeqModel(nn.Module):
@@ -45,7 +68,7 @@ class SeqModel(nn.Module):
     calls for truncated BPTT and for decoding with ``step``.
     """
 
-    def __init__(self, cell: CellGraph | str, config: ModelConfig):
+    def __init__(self, cell: CellGraph | str, config: ModelConfig, encoder: CellGraph | str | None = None):
         super().__init__()
         from cellsearch.library import resolve_cell
 
@@ -54,6 +77,20 @@ class SeqModel(nn.Module):
         embed = config.embed_size or config.hidden_size
         self.embedding = nn.Embedding(config.vocab_size, embed)
         self.rnn = CellRNN(self.graph, embed, config.hidden_size, config.num_layers, dropout=config.dropout)
+        if len(self.graph.memory) > 1:
+            raise ConfigError(f"cell '{self.graph.name}' reads {len(self.graph.memory)} memories; "
+                              "a decoder has one (the encoder's outputs)")
+        self.encoder: CellRNN | None = None
+        if encoder is None and config.encoder is not None:
+            encoder = config.encoder
+        if encoder is not None:
+            enc_graph = resolve_cell(encoder)
+            if enc_graph.memory:
+                raise ConfigError(f"the encoder cell '{enc_graph.name}' reads a memory; an encoder reads the source only")
+            self.encoder = CellRNN(enc_graph, embed, config.hidden_size, config.num_layers, dropout=config.dropout)
+        elif self.graph.memory:
+            raise ConfigError(f"cell '{self.graph.name}' reads a memory ({self.graph.memory[0]}): it decodes "
+                              "from an encoder; give one (e.g. --encoder gru)")
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
         if config.tie_weights:
@@ -62,18 +99,63 @@ class SeqModel(nn.Module):
             self.head.weight = self.embedding.weight
 
     def forward(self, tokens: torch.Tensor, state=None):
+        if self.encoder is not None:
+            return self._decode(tokens, state)
         if self.config.state_limit is None:
             out, state = self.rnn(self.embed(tokens), state)  # (T, B, H)
         else:
             out, state = self.bounded_rnn(self.embed(tokens), state)
         return self.readout(out), state  # (T, B, V)
 
+    # ------------------------------------------------------------------ encoder-decoder
+    @property
+    def is_seq2seq(self) -> bool:
+        return self.encoder is not None
+
+    def start(self, batch):
+        """The state a batch starts from: None for a language model; an encoder-decoder's
+        encoded source (``batch.source``, ``batch.source_mask``)."""
+        if self.encoder is None:
+            return None
+        if getattr(batch, "source", None) is None:
+            raise ConfigError("an encoder-decoder model needs batches with a source (the task's seq2seq layout)")
+        return self.encode(batch.source, batch.source_mask)
+
+    def encode(self, source: torch.Tensor, mask: torch.Tensor | None = None) -> Encoded:
+        """source (S, B) token ids, mask (S, B) bool (None: no padding) → the decoder's start state."""
+        if self.encoder is None:
+            raise ConfigError("encode() needs an encoder-decoder model (ModelConfig.encoder)")
+        S, B = source.shape
+        if mask is None:
+            mask = torch.ones(S, B, dtype=torch.bool, device=source.device)
+        out, _ = self.encoder(self.embed(source))  # (S, B, H)
+        last = (mask.sum(0) - 1).clamp(min=0)  # each sequence's last real token
+        final = out[last, torch.arange(B, device=out.device)]  # (B, H)
+        states = []
+        for name in self.graph.states:
+            init = out.new_zeros(self.config.num_layers, B, self.config.hidden_size)
+            if name == self.graph.output:
+                init = init + final.unsqueeze(0)
+            states.append(init)
+        return Encoded(tuple(states), out.transpose(0, 1), mask.t())
+
+    def _decode(self, tokens: torch.Tensor, state) -> tuple:
+        if not isinstance(state, Encoded):
+            raise ConfigError("an encoder-decoder model decodes from model.start(batch) or model.encode(source)")
+        memory = (Memory(state.memory, state.mask),) if self.graph.memory else None
+        x = self.embed(tokens)
+        if self.config.state_limit is None:
+            out, states = self.rnn(x, state.states, memory=memory)
+        else:
+            out, states = self.bounded_rnn(x, state.states, memory=memory)
+        return self.readout(out), Encoded(states, state.memory, state.mask)
+
     # the phases of ``forward``, also run member by member by a population (``nn/population.py``)
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (T, B) → the cell's inputs (T, B, E), dropout applied."""
         return self.drop(self.embedding(tokens))
 
-    def bounded_rnn(self, x: torch.Tensor, state=None):
+    def bounded_rnn(self, x: torch.Tensor, state=None, memory=None):
         """``self.rnn(x, state)`` under ``state_limit`` (see module docstring): the same calls, in
         the same order, as ``CellRNN.forward`` (so exactly its result while no output leaves the
         bound), then ``bounded_layer`` on each layer's result."""
@@ -84,6 +166,8 @@ class SeqModel(nn.Module):
         finals: list[list[torch.Tensor]] = [[] for _ in state]
         for layer, cell in enumerate(rnn.cells):
             layer_state = tuple(s[layer] for s in state)
+            if memory is not None:
+                cell = partial(cell, static=None, memory=memory)
             out, final = bounded_layer(cell, x, layer_state, cell(x, layer_state), self.config.state_limit)
             for i, f in enumerate(final):
                 finals[i].append(f)
@@ -117,16 +201,23 @@ class SeqModel(nn.Module):
     @staticmethod
     def select_state(state, index: torch.Tensor):
         """Reorder the batch dimension of a state (beam search keeps the surviving beams)."""
+        if isinstance(state, Encoded):
+            return Encoded(tuple(s.index_select(1, index) for s in state.states),
+                           state.memory.index_select(0, index), state.mask.index_select(0, index))
         return tuple(s.index_select(1, index) for s in state)
 
     @staticmethod
     def detach_state(state):
+        if isinstance(state, Encoded):  # (never carried to another batch: a new source starts anew)
+            return Encoded(tuple(s.detach() for s in state.states), state.memory.detach(), state.mask)
         return tuple(s.detach() for s in state) if state is not None else None
 
     def reset_parameters(self, init_scale: float = 1.0, generator: torch.Generator | None = None) -> None:
         """Cell weights uniform(±init_scale/√H) (then the cell's own init attributes); embedding and
         head uniform(±0.1), head bias zero."""
         self.rnn.reset_parameters(init_scale, generator)
+        if self.encoder is not None:
+            self.encoder.reset_parameters(init_scale, generator)
         with torch.no_grad():
             self.embedding.weight.uniform_(-0.1, 0.1, generator=generator)
             if not self.config.tie_weights:

@@ -14,6 +14,8 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from cellsearch.errors import ConfigError
+
 
 @dataclass
 class Batch:
@@ -21,9 +23,16 @@ class Batch:
     targets: torch.Tensor  # (T, B) token ids, the next token at every position
     mask: torch.Tensor  # (T, B) bool: positions that count in the loss and the metrics
     carry_state: bool = False  # continue from the state the previous batch ended in (truncated BPTT)
+    # the seq2seq layout (an encoder-decoder model): the source the encoder reads, padded
+    source: torch.Tensor | None = None  # (S, B) token ids
+    source_mask: torch.Tensor | None = None  # (S, B) bool: real source tokens
 
     def to(self, device: torch.device | str) -> "Batch":
-        return Batch(self.inputs.to(device), self.targets.to(device), self.mask.to(device), self.carry_state)
+        def move(t):
+            return None if t is None else t.to(device)
+
+        return Batch(self.inputs.to(device), self.targets.to(device), self.mask.to(device), self.carry_state,
+                     move(self.source), move(self.source_mask))
 
 
 class Vocab:
@@ -109,6 +118,16 @@ class Task(ABC):
         """The task's settings, stored with results and checkpoints."""
         return {"name": self.name}
 
+    layout: str = "lm"  # "lm": one sequence a model reads and continues; "seq2seq": source → target
+
+    def use_layout(self, layout: str) -> None:
+        """Make batches in ``layout``: "lm" (every task) or "seq2seq" (tasks of (prompt, answer)
+        pairs: the prompt becomes the source an encoder reads, the answer the decoder's target)."""
+        if layout != "lm":
+            raise ConfigError(f"task {self.name} has no {layout} layout (an encoder-decoder model needs a task of "
+                              "prompts and answers: copy, reverse, sort, addition, recall, arith)")
+        self.layout = layout
+
     @staticmethod
     def masked_nll(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Sum of the negative log-likelihood over masked positions, and their number."""
@@ -116,6 +135,12 @@ class Task(ABC):
                                                 reduction="none").view_as(targets)
         m = mask.to(nll.dtype)
         return (nll * m).sum(), int(mask.sum())
+
+
+def start_state(model, batch: Batch):
+    """The state ``model`` starts ``batch`` from: an encoder-decoder's encoded source, else None."""
+    start = getattr(model, "start", None)
+    return start(batch) if start is not None else None
 
 
 def bits(nats: float) -> float:

@@ -1,7 +1,9 @@
 """Character tasks built from (prompt, answer) examples generated from a seed.
 
 Each example is ``<bos> prompt answer <eos>``; the model reads it character by character
-and predicts the next one. The loss and metrics count only the answer (and its ``<eos>``),
+and predicts the next one. In the seq2seq layout (``use_layout("seq2seq")``, for an
+encoder-decoder model) the prompt is the source an encoder reads, and the decoder reads
+``<bos> answer`` and predicts ``answer <eos>``. The loss and metrics count only the answer (and its ``<eos>``),
 except for tasks whose prompt is empty (XML), where every character counts. Validation and
 test sets are fixed per seed; training examples are drawn on the fly from a
 ``random.Random`` whose state is the stream's whole state, so resuming is exact.
@@ -16,7 +18,7 @@ from typing import Any
 
 import torch
 
-from cellsearch.tasks.base import Batch, Stream, Task, Vocab, bits
+from cellsearch.tasks.base import Batch, Stream, Task, Vocab, bits, start_state
 
 SPLIT_OFFSETS = {"valid": 1_000_003, "test": 2_000_003}
 
@@ -49,8 +51,16 @@ class ExampleTask(Task):
             self._splits[name] = [self.make_example(rng) for _ in range(self.eval_examples)]
         return self._splits[name]
 
+    def use_layout(self, layout: str) -> None:
+        if layout not in ("lm", "seq2seq"):
+            raise ValueError(f"unknown layout {layout!r}")
+        self.layout = layout
+
     def encode(self, examples: list[tuple[str, str]]) -> Batch:
-        """Pad a list of examples into one (T, B) batch with the answer mask."""
+        """Pad a list of examples into one (T, B) batch with the answer mask (in the seq2seq
+        layout, with the prompts as the source)."""
+        if self.layout == "seq2seq":
+            return self._encode_seq2seq(examples)
         seqs, starts = [], []
         for prompt, answer in examples:
             ids = [self.vocab.bos, *self.vocab.encode(prompt), *self.vocab.encode(answer), self.vocab.eos]
@@ -66,6 +76,19 @@ class ExampleTask(Task):
         steps = torch.arange(T).unsqueeze(1)
         mask = (steps >= torch.tensor(starts)) & (steps < ends)
         return Batch(inputs, targets, mask)
+
+    def _encode_seq2seq(self, examples: list[tuple[str, str]]) -> Batch:
+        pad, v = self.vocab.pad, self.vocab
+        sources = [v.encode(p) for p, _ in examples]
+        answers = [[v.bos, *v.encode(a), v.eos] for _, a in examples]
+        S, T = max(len(x) for x in sources), max(len(a) for a in answers) - 1
+        source = torch.tensor([x + [pad] * (S - len(x)) for x in sources], dtype=torch.long).t().contiguous()
+        inputs = torch.tensor([a[:-1] + [pad] * (T + 1 - len(a)) for a in answers], dtype=torch.long).t().contiguous()
+        targets = torch.tensor([a[1:] + [pad] * (T + 1 - len(a)) for a in answers], dtype=torch.long).t().contiguous()
+        steps = torch.arange(T).unsqueeze(1)
+        mask = steps < torch.tensor([len(a) - 1 for a in answers])
+        source_mask = torch.arange(S).unsqueeze(1) < torch.tensor([len(x) for x in sources])
+        return Batch(inputs, targets, mask, source=source, source_mask=source_mask)
 
     def train_stream(self, batch_size: int, seed: int) -> Stream:
         return _ExampleStream(self, batch_size, seed)
@@ -87,7 +110,7 @@ class ExampleTask(Task):
             for i in range(0, len(examples), batch_size):
                 chunk = examples[i:i + batch_size]
                 batch = self.encode(chunk).to(device)
-                logits, _ = model(batch.inputs)
+                logits, _ = model(batch.inputs, start_state(model, batch))
                 nll, n = self.masked_nll(logits, batch.targets, batch.mask)
                 pred = logits.argmax(-1)
                 correct = (pred == batch.targets) & batch.mask
@@ -127,10 +150,15 @@ class ExampleTask(Task):
             by_length[len(ex[0])].append(ex)  # same prompt length -> one batch
         hits = 0
         for plen, group in by_length.items():
-            prompt = torch.tensor([[self.vocab.bos, *self.vocab.encode(p)] for p, _ in group],
-                                  dtype=torch.long, device=device).t()  # (T0, B)
+            state = None
+            if self.layout == "seq2seq":  # the decoder starts from <bos> and the encoded prompts
+                batch = self.encode(group).to(device)
+                prompt, state = batch.inputs[:1], start_state(model, batch)
+            else:
+                prompt = torch.tensor([[self.vocab.bos, *self.vocab.encode(p)] for p, _ in group],
+                                      dtype=torch.long, device=device).t()  # (T0, B)
             longest = max(len(a) for _, a in group) + 1
-            out = greedy(model, prompt, longest, eos_id=self.vocab.eos)  # (longest, B)
+            out = greedy(model, prompt, longest, eos_id=self.vocab.eos, state=state)  # (longest, B)
             for b, (_, answer) in enumerate(group):
                 want = [*self.vocab.encode(answer), self.vocab.eos]
                 hits += out[: len(want), b].tolist() == want

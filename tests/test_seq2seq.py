@@ -1,0 +1,140 @@
+"""Encoder-decoder models: the seq2seq task layout, encoding with padding, decoding from an
+encoded source, attention cells trained from the CLI, checkpoints, and bad options."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cellsearch.cli import app
+from cellsearch.errors import ConfigError
+from cellsearch.library import get_cell
+from cellsearch.nn.decoding import beam_search, greedy
+from cellsearch.nn.model import Encoded, ModelConfig, SeqModel
+from cellsearch.tasks import make_task
+from cellsearch.train import TrainConfig, Trainer, load_model
+
+
+def _task(name="reverse", **options):
+    task = make_task(name, seed=0, **options)
+    task.use_layout("seq2seq")
+    return task
+
+
+def test_seq2seq_layout_puts_the_prompt_in_the_source():
+    task = _task()
+    batch = task.encode([("abc=", "cba"), ("d=", "d")])
+    v = task.vocab
+    assert batch.source[:, 0].tolist() == v.encode("abc=")
+    assert batch.source[:, 1].tolist() == [*v.encode("d="), v.pad, v.pad]
+    assert batch.source_mask.t().tolist() == [[True] * 4, [True, True, False, False]]
+    assert batch.inputs[:, 0].tolist() == [v.bos, *v.encode("cba")]
+    assert batch.targets[:, 0].tolist() == [*v.encode("cba"), v.eos]
+    assert batch.mask.t().tolist() == [[True] * 4, [True, True, False, False]]
+
+
+def _model(cell="attn-gru", encoder="gru", hidden=8, vocab=14, seed=0):
+    torch.manual_seed(seed)
+    model = SeqModel(get_cell(cell), ModelConfig(vocab_size=vocab, hidden_size=hidden, encoder=encoder))
+    return model.double().eval()
+
+
+@pytest.mark.parametrize("cell", ["attn-gru", "attn-lstm", "gru"])
+def test_padding_in_the_source_changes_nothing(cell):
+    """A sequence decodes to the same logits alone and batched beside a longer, padded one."""
+    model = _model(cell)
+    task = _task()
+    pair = task.encode([("abcdef=", "fedcba"), ("ab=", "ba")])
+    alone = task.encode([("ab=", "ba")])
+    logits_pair, _ = model(pair.inputs, model.start(pair))
+    logits_alone, _ = model(alone.inputs, model.start(alone))
+    T = alone.inputs.shape[0]
+    torch.testing.assert_close(logits_pair[:T, 1], logits_alone[:, 0], rtol=1e-10, atol=1e-10)
+
+
+def test_the_decoder_reads_the_source():
+    model = _model()
+    task = _task()
+    a, b = task.encode([("abc=", "cba")]), task.encode([("abd=", "cba")])
+    la, _ = model(a.inputs, model.start(a))
+    lb, _ = model(b.inputs, model.start(b))
+    assert not torch.allclose(la, lb)
+
+
+def test_stepwise_decoding_equals_the_whole_sequence():
+    """model.step from the encoded state, token by token, gives the teacher-forced logits."""
+    model = _model("attn-lstm")
+    task = _task()
+    batch = task.encode([("abcd=", "dcba"), ("ab=", "ba")])
+    whole, _ = model(batch.inputs, model.start(batch))
+    state = model.start(batch)
+    for t in range(batch.inputs.shape[0]):
+        logits, state = model.step(batch.inputs[t], state)
+        torch.testing.assert_close(logits, whole[t], rtol=1e-10, atol=1e-10)
+    assert isinstance(state, Encoded)
+
+
+def test_greedy_and_beam_decode_from_the_encoded_source():
+    model = _model()
+    task = _task()
+    batch = task.encode([("abc=", "cba")])
+    state = model.encode(batch.source, batch.source_mask)
+    out = greedy(model, batch.inputs[:1], 6, eos_id=task.vocab.eos, state=state)
+    best = beam_search(model, batch.inputs[:1, 0], 1, 6, eos_id=task.vocab.eos, state=state)
+    toks = out[:, 0].tolist()
+    if task.vocab.eos in toks:
+        toks = toks[:toks.index(task.vocab.eos) + 1]
+    assert best[0][0] == toks  # a beam of one is greedy decoding
+
+
+def test_a_memory_cell_needs_an_encoder_and_an_encoder_no_memory():
+    with pytest.raises(ConfigError, match="give one"):
+        SeqModel(get_cell("attn-gru"), ModelConfig(vocab_size=10, hidden_size=8))
+    with pytest.raises(ConfigError, match="reads a memory"):
+        SeqModel(get_cell("gru"), ModelConfig(vocab_size=10, hidden_size=8, encoder="attn-gru"))
+    model = _model()
+    with pytest.raises(ConfigError, match="decodes from"):
+        model(torch.zeros(2, 1, dtype=torch.long))
+
+
+def test_attention_decoder_learns_reverse_and_its_checkpoint_reloads(tmp_path):
+    cfg = TrainConfig(cell="attn-gru", task="reverse", task_options={"max_length": 4, "eval_examples": 64},
+                      hidden_size=32, steps=150, lr=0.01, seed=0)
+    trainer = Trainer(cfg)
+    result = trainer.run(out_dir=tmp_path)
+    assert result.status == "ok"
+    assert result.metrics["accuracy"] > 0.6, result.metrics  # chance is 1/8 per symbol
+    model, vocab, ckpt = load_model(tmp_path / "checkpoint.pt")
+    assert model.is_seq2seq and ckpt["model_config"]["encoder"] == "gru"
+    task = _task(max_length=4, eval_examples=64)
+    assert task.evaluate(model)["accuracy"] == pytest.approx(result.metrics["accuracy"])
+
+
+def test_cli_trains_an_attention_cell_and_generates(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "attn-gru", "--task", "reverse", "--steps", "3", "--hidden", "8",
+                              "--json", "--out", str(tmp_path / "run"), "-t", "eval_examples=16"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.output)
+    assert payload["cell"] == "attn-gru" and set(payload["metrics"]) >= {"accuracy", "exact_match_long"}
+    res = runner.invoke(app, ["generate", str(tmp_path / "run"), "--prompt", "abc=", "--length", "5"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("abc=")
+    res = runner.invoke(app, ["train", "lstm", "--encoder", "gru", "--task", "copy", "--steps", "2", "--hidden", "8",
+                              "--json", "--out", str(tmp_path / "plain"), "-t", "eval_examples=16"])
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["attn-gru", "--task", "xml"], "task xml has no seq2seq layout"),
+    (["gru", "--encoder", "attn-gru", "--task", "copy"], "the encoder cell 'attn-gru' reads a memory"),
+    (["gru", "--encoder", "nosuch", "--task", "copy"], "no built-in cell named 'nosuch'"),
+])
+def test_bad_encoder_options_give_one_line(tmp_path, args, message):
+    res = CliRunner().invoke(app, ["train", *args, "--steps", "1", "--hidden", "8", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2
+    assert message in res.output
+    assert len(res.output.strip().splitlines()) == 1
