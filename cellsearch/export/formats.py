@@ -28,7 +28,7 @@ from cellsearch.compile.params import CellParameters
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.export.base import ExportError, version
 from cellsearch.export.pysource import imported, instance, python_source
-from cellsearch.export.verify import check_python, compare, example, reference, run_module
+from cellsearch.export.verify import check_python, compare, example, example_memory, reference, run_module
 
 ONNX_OPSET = 17
 
@@ -100,8 +100,9 @@ def write_torchscript(g: CellGraph, path: Path, params: CellParameters, state: d
         scripted.save(str(path), _extra_files={"model_card.md": card_text})
         loaded = torch.jit.load(str(path))
     x, states, statics = example(g, params, min(seq_len, 8), 2)
-    compare(f"the TorchScript file {path}", run_module(g, loaded, x, states, statics),
-            reference(g, params, x, states, statics))
+    memory = example_memory(g, params, 2)
+    compare(f"the TorchScript file {path}", run_module(g, loaded, x, states, statics, memory),
+            reference(g, params, x, states, statics, memory))
     return []
 
 
@@ -133,6 +134,8 @@ def onnx_names(g: CellGraph) -> tuple[list[str], list[str]]:
 def write_onnx(g: CellGraph, path: Path, params: CellParameters, state: dict, card_text: str,
                seq_len: int) -> list[Path]:
     """The onnx format: the layer unrolled over ``seq_len`` steps, the card in its metadata; run in onnxruntime."""
+    if g.memory:
+        raise ExportError(f"the onnx format does not take a memory yet; export '{g.name}' as py or torchscript")
     try:
         import onnx
         import onnxruntime as ort

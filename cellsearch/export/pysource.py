@@ -23,14 +23,15 @@ from pathlib import Path
 
 import torch
 
-from cellsearch.compile.params import CellParameters, bias_name, scale_name, weight_name
+from cellsearch.compile.params import ATTENTION_ROLES, CellParameters, attention_name, bias_name, scale_name, weight_name
 from cellsearch.dsl.equations import format_equation, format_number, inlined_nodes
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.dsl.names import PYTHON_RESERVED, Names
 from cellsearch.export.base import ExportError, version
 
 _PY_RESERVED = PYTHON_RESERVED | {"self", "torch", "F", "nn", "Tensor", "Optional", "Tuple", "List", "math", "Path"}
-_FORWARD_LOCALS = {"x", "state", "static", "zeros", "outs", "x_t", "out"}
+_FORWARD_LOCALS = {"x", "state", "static", "memory", "memory_mask", "zeros", "outs", "x_t", "out"}
+_ATTENTION_FUNCTIONS = {"attend", "attend_additive"}  # module-level helpers of a cell with a memory
 
 
 def class_name(graph: CellGraph) -> str:
@@ -72,9 +73,11 @@ class _PyWriter:
                     and g.node_map[n.args[0]].op != "const":
                 inline.discard(n.args[0])
         self.inline = inline
-        self.names = Names(_PY_RESERVED)
+        self.names = Names(_PY_RESERVED | (_ATTENTION_FUNCTIONS if g.memory else set()))
         for leaf in g.leaf_kinds:
             self.names.bind(leaf)
+        # a memory's score bias (0 for a real row, -inf for padding), made by forward
+        self.bias_var = {m: self.names.fresh(f"{m}_bias") for m in g.memory}
 
     def ref(self, name: str) -> tuple[str, int]:
         node = self.g.node_map.get(name)
@@ -121,6 +124,17 @@ class _PyWriter:
             return f"F.leaky_relu({args[0][0]}, {float(node.attr('slope'))!r})", 9
         if op == "identity":
             return args[0]
+        if op == "attend":
+            q, memory = args[0][0], self.names.bind(node.args[1])
+            bias = self.bias_var[node.args[1]]
+            kind = node.attr("kind")
+            if kind == "dot":
+                return f"attend({q}, {memory}, {memory}, {bias})", 9
+            keys = f"F.linear({memory}, self.{attention_name(name, 'wk')})"
+            if kind == "general":
+                return f"attend({q}, {keys}, {memory}, {bias})", 9
+            return (f"attend_additive({q}, self.{attention_name(name, 'wq')}, {keys}, "
+                    f"self.{attention_name(name, 'v')}, {memory}, {bias})"), 9
         raise ExportError(f"cannot export op '{op}' of node '{name}'")  # pragma: no cover - op table moved
 
     def step_lines(self) -> list[str]:
@@ -189,6 +203,10 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
     emit(f"WEIGHTS = {weights_file!r}  # the weights, next to this file")
     emit("")
     emit("")
+    if g.memory:
+        out.extend(_ATTENTION_SOURCE.splitlines())
+        emit("")
+        emit("")
     emit(f"class {cls}(nn.Module):")
     doc = [f"The {_title(g)} as a layer with the torch.nn.LSTM calling convention.", ""]
     if g.description:
@@ -202,6 +220,10 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
     if g.static:
         doc.append(f"* ``static``: the tuple ({', '.join(g.static)}{',' if len(g.static) == 1 else ''}) "
                    "of (B, static_size) tensors, constant over the sequence (required);")
+    if g.memory:
+        doc.append(f"* ``memory``: the tuple ({', '.join(g.memory)}{',' if len(g.memory) == 1 else ''}) of "
+                   "(B, N, hidden_size) memories ``attend`` reads (required; e.g. an encoder's outputs), and "
+                   "``memory_mask`` the tuple of their (B, N) bool masks, True for a real row (None: all real);")
     doc += [f"* ``out``: the output state ``{g.output}`` at every step, (T, B, hidden_size) "
             "(batch first with ``batch_first=True``);",
             "* the returned ``state``: the final states, in the same order.", "",
@@ -232,7 +254,7 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
     inline_eq = inlined_nodes(g)
     for n in g.nodes:
         if n.name not in g.live or n.op not in ("linear", "diag"):
-            continue
+            continue  # (attend's parameters follow)
         owner = g.written_node(n.name)
         emit(f"        # {n.name} = {format_equation(g, n.name, inline_eq)}"
              + ("" if owner == n.name else f"  (in the equation of {owner})"))
@@ -242,8 +264,14 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
                      f"{_size_expr(g, a)}))  # for {a}")
             if n.attr("bias"):
                 emit(f"        self.{bias_name(n.name)} = nn.Parameter(torch.empty(hidden_size))")
-        else:
+        elif n.op == "diag":
             emit(f"        self.{scale_name(n.name)} = nn.Parameter(torch.empty(hidden_size))")
+    for n in g.nodes:
+        if n.name in g.live and n.op == "attend":
+            emit(f"        # {n.name} = {format_equation(g, n.name, inline_eq)}")
+            for role in ATTENTION_ROLES[n.attr("kind")]:
+                shape = "hidden_size" if role == "v" else "hidden_size, hidden_size"
+                emit(f"        self.{attention_name(n.name, role)} = nn.Parameter(torch.empty({shape}))")
     emit("        self.reset_parameters()")
     emit("")
     emit("    def reset_parameters(self, init_scale: float = 1.0) -> None:")
@@ -266,7 +294,9 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
         elif n.op == "diag" and n.attr("init") is not None:
             emit(f"            self.{scale_name(n.name)}.fill_({float(n.attr('init'))!r})  # init")
     emit("")
-    step_args = ", ".join(f"{names.bind(leaf)}: Tensor" for leaf in (*g.inputs, *g.static, *g.prev_names))
+    step_leaves = [names.bind(leaf) for leaf in (*g.inputs, *g.static, *g.memory)]
+    step_leaves += [w.bias_var[m] for m in g.memory] + [names.bind(p) for p in g.prev_names]
+    step_args = ", ".join(f"{v}: Tensor" for v in step_leaves)
     step_ret = "Tensor" if n_states == 1 else state_t
     emit(f"    def step(self, {step_args}) -> {step_ret}:")
     emit(f'        """One time step: the new ({state_doc}) from the inputs and the previous states."""')
@@ -277,8 +307,12 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
     fwd_args = f"self, x: Tensor, state: Optional[{state_t}] = None"
     if g.static:
         fwd_args += f", static: Optional[{static_t}] = None"
+    memory_t = f"Tuple[{', '.join(['Tensor'] * len(g.memory))}]"
+    if g.memory:
+        fwd_args += f", memory: Optional[{memory_t}] = None, memory_mask: Optional[{memory_t}] = None"
     emit(f"    def forward({fwd_args}) -> Tuple[Tensor, {state_t}]:")
-    emit(f'        """``out, state = cell(x, state{", static" if g.static else ""})``; see the class docstring."""')
+    call_text = "x, state" + (", static" if g.static else "") + (", memory, memory_mask" if g.memory else "")
+    emit(f'        """``out, state = cell({call_text})``; see the class docstring."""')
     emit("        if x.dim() != 3:")
     emit("            raise ValueError(\"expected x of shape (T, B, input_size) (or (B, T, input_size) \"")
     emit("                             \"with batch_first=True)\")")
@@ -301,9 +335,22 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
              f"{', '.join(g.static)}: pass static=(...)\")")
         for i, v in enumerate(static_vars):
             emit(f"        {v} = static[{i}]")
+    memory_vars = [fwd.bind(m) for m in g.memory]
+    bias_vars = [fwd.fresh(f"{m}_bias") for m in g.memory]
+    if g.memory:
+        emit("        if memory is None:")
+        emit(f"            raise ValueError(\"{g.name} attends to its memory {', '.join(g.memory)}: pass \"")
+        emit("                             \"memory=(M,) with M of shape (B, N, hidden_size)\")")
+        for i, (v, b) in enumerate(zip(memory_vars, bias_vars)):
+            emit(f"        {v} = memory[{i}]")
+            emit(f"        if {v}.dim() != 3 or {v}.shape[2] != self.hidden_size:")
+            emit("            raise ValueError(\"a memory must have shape (B, N, hidden_size)\")")
+            emit(f"        {b} = torch.zeros({v}.shape[0], {v}.shape[1], dtype={v}.dtype, device={v}.device)")
+            emit("        if memory_mask is not None:")
+            emit(f"            {b} = {b}.masked_fill(memory_mask[{i}].logical_not(), float(\"-inf\"))")
     emit("        outs: List[Tensor] = []")
     emit("        for x_t in x.unbind(0):")
-    call = ", ".join(["x_t", *static_vars, *state_vars])
+    call = ", ".join(["x_t", *static_vars, *memory_vars, *bias_vars, *state_vars])
     emit(f"            {svars} = self.step({call})")
     emit(f"            outs.append({fwd.bind(g.output)})")
     emit("        out = torch.stack(outs)")
@@ -322,6 +369,21 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
     emit("    model.load_state_dict(state_dict)")
     emit("    return model.eval()")
     return "\n".join(out) + "\n"
+
+
+_ATTENTION_SOURCE = '''def attend(q: Tensor, keys: Tensor, values: Tensor, bias: Tensor) -> Tensor:
+    """attend(q, M): the softmax(q · key_n + bias_n)-weighted sum of the memory rows (B, H);
+    padding rows have bias -inf, so their weight is 0."""
+    scores = torch.matmul(keys, q.unsqueeze(-1)).squeeze(-1) + bias  # (B, N)
+    weights = torch.softmax(scores, -1)
+    return torch.matmul(weights.unsqueeze(1), values).squeeze(1)
+
+
+def attend_additive(q: Tensor, wq: Tensor, keys: Tensor, v: Tensor, values: Tensor, bias: Tensor) -> Tensor:
+    """attend(q, M, kind=additive): scores v · tanh(Wq q + U m_n) (Bahdanau); keys = U M."""
+    hidden = torch.tanh(keys + F.linear(q, wq).unsqueeze(1))  # (B, N, H)
+    weights = torch.softmax(torch.matmul(hidden, v) + bias, -1)
+    return torch.matmul(weights.unsqueeze(1), values).squeeze(1)'''
 
 
 def _title(g: CellGraph) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from cellsearch.compile.attention import Memory
 from cellsearch.compile.params import CellParameters
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.export.base import ExportError
@@ -29,13 +30,22 @@ def example(g: CellGraph, params: CellParameters, T: int, B: int, seed: int = 12
     return x, states, statics
 
 
-def reference(g: CellGraph, params: CellParameters, x, states, statics):
+def example_memory(g: CellGraph, params: CellParameters, B: int, rows: int = 5, seed: int = 4321) -> tuple:
+    """A random memory per memory leaf of ``g`` (B, rows, hidden), the first sequence's last two rows padding."""
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.ones(B, rows, dtype=torch.bool)
+    mask[0, -2:] = False
+    return tuple(Memory(torch.randn(B, rows, params.hidden_size, generator=gen), mask) for _ in g.memory)
+
+
+def reference(g: CellGraph, params: CellParameters, x, states, statics, memory: tuple = ()):
     """What CompiledCell computes on that input: [out, *final states]."""
     from cellsearch.compile.sequence import CompiledCell
 
     with torch.no_grad():
         out, final = CompiledCell(g, params.input_size, params.hidden_size,
-                                  params.static_size if g.static else None, params=params)(x, states, statics)
+                                  params.static_size if g.static else None, params=params)(x, states, statics,
+                                                                                           memory)
     return [out, *final]
 
 
@@ -48,20 +58,26 @@ def compare(what: str, got, expected) -> None:
             raise ExportError(f"{what} does not match the compiled cell ({name}: max difference {diff})")
 
 
-def run_module(g: CellGraph, model, x, states, statics):
+def run_module(g: CellGraph, model, x, states, statics, memory: tuple = ()):
     """Run an exported module (or its TorchScript) the way a user would: [out, *final states]."""
     with torch.no_grad():
-        out, final = model(x, states, statics) if g.static else model(x, states)
+        if g.memory:
+            kw = {"static": statics} if g.static else {}
+            out, final = model(x, states, **kw, memory=tuple(m.values for m in memory),
+                               memory_mask=tuple(m.mask for m in memory))
+        else:
+            out, final = model(x, states, statics) if g.static else model(x, states)
     return [out, *final]
 
 
 def check_python(g: CellGraph, path: Path, params: CellParameters, seq_len: int) -> None:
     """Import the written module, ``load()`` its weights and compare it with the compiled cell."""
     x, states, statics = example(g, params, min(seq_len, 8), 2)
-    expected = reference(g, params, x, states, statics)
+    memory = example_memory(g, params, 2)
+    expected = reference(g, params, x, states, statics, memory)
     with imported(path) as module:
         model = module.load()
-        compare(f"the exported module {path}", run_module(g, model, x, states, statics), expected)
+        compare(f"the exported module {path}", run_module(g, model, x, states, statics, memory), expected)
 
 
-__all__ = ["CHECK_TOLERANCE", "check_python", "compare", "example", "reference", "run_module"]
+__all__ = ["CHECK_TOLERANCE", "check_python", "compare", "example", "example_memory", "reference", "run_module"]
