@@ -138,3 +138,64 @@ def test_bad_encoder_options_give_one_line(tmp_path, args, message):
     assert res.exit_code == 2
     assert message in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------- the attention space
+def test_attention_space_offers_no_attention_and_every_kind():
+    from cellsearch.dsl.hashing import canonical_hash
+    from cellsearch.spaces import load_space
+
+    space = load_space("attention")
+    assert space.reads_memory() and not load_space("dag4").reads_memory()
+    assert space.decisions()[-1].name == "attention"
+    cells = space.distinct_cells()
+    kinds = sorted({next((n.attr("kind") for n in g.nodes if n.op == "attend"), "none") for _, g in cells.values()})
+    assert kinds == ["additive", "dot", "general", "none"]
+    assert len(cells) == 4 * len(load_space("dag4").distinct_cells())
+    for choices, graph in list(cells.values())[::37]:  # encode inverts decode, with and without attention
+        assert canonical_hash(space.decode(space.encode(graph))) == canonical_hash(graph)
+
+
+@pytest.mark.parametrize("strategy", ["random", "regularized-evolution", "tpe", "rl", "evolution"])
+def test_every_strategy_searches_the_attention_space(tmp_path, strategy):
+    """search → leaderboard → export --format py of a cell with attend, run standalone."""
+    import subprocess
+    import sys
+
+    runner = CliRunner()
+    runs = tmp_path / "runs"
+    res = runner.invoke(app, ["search", "--space", "attention", "--strategy", strategy, "--tasks", "reverse",
+                              "--trials", "4", "--budget", "2", "--hidden", "8", "--backend", "local",
+                              "--name", "att", "--runs", str(runs), "--reference", "attn-gru", "--no-progress",
+                              "--seed", "1"])
+    assert res.exit_code == 0, res.output
+    config = json.loads((runs / "att" / "config.json").read_text())
+    assert config["train"]["encoder"] == "gru"  # every candidate decodes from an encoder
+    res = runner.invoke(app, ["leaderboard", str(runs / "att"), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    # (Jozefowicz's evolution rejects candidates in its filter stages: "rejected" is a result too)
+    assert rows and all(r["status"] in ("ok", "rejected") for r in rows) and rows[0]["status"] == "ok"
+    if strategy != "random":
+        return
+    rank = next((r["rank"] for r in rows if "attend(" in json.dumps(r["equations"])), None)
+    assert rank is not None, "no candidate with attention in the run"
+    out = tmp_path / "best.py"
+    res = runner.invoke(app, ["export", str(runs / "att"), "--rank", str(rank), "-f", "py", "-o", str(out),
+                              "-I", "8", "-H", "8"])
+    assert res.exit_code == 0, res.output
+    script = ("import torch, best\n"
+              "m = best.load()\n"
+              "mask = torch.tensor([[True, True, False], [True, True, True]])\n"
+              "out, (h,) = m(torch.randn(4, 2, 8), memory=(torch.randn(2, 3, 8),), memory_mask=(mask,))\n"
+              "assert out.shape == (4, 2, 8) and torch.isfinite(out).all()\n"
+              "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_search_refuses_a_bad_encoder_in_one_line(tmp_path):
+    res = CliRunner().invoke(app, ["search", "--space", "attention", "--tasks", "reverse", "--encoder", "nosuch",
+                                   "--backend", "local", "--runs", str(tmp_path), "--no-progress"])
+    assert res.exit_code == 2
+    assert "no built-in cell named 'nosuch'" in res.output and len(res.output.strip().splitlines()) == 1

@@ -28,10 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 I, H = 6, 4  # input size != hidden size
 
 # Samples per shipped space (the greff space has nine cells; its samples repeat them).
-SAMPLES = {"nas_rl": 1000, "mutation": 1500, "mutation1": 300, "dag": 1000, "dag4": 300, "nasbench_nlp": 1500, "greff": 300}
+SAMPLES = {"nas_rl": 1000, "mutation": 1500, "mutation1": 300, "dag": 1000, "dag4": 300, "attention": 300,
+           "nasbench_nlp": 1500, "greff": 300}
 # Fraction of distinct cells expected among the samples (graph cells are small after pruning).
 # (dag4 has only 246 cells, so its samples repeat them)
-DISTINCT = {"nas_rl": 0.99, "mutation": 0.8, "mutation1": 0.2, "dag": 0.99, "dag4": 0.4, "nasbench_nlp": 0.7, "greff": 0.0}
+DISTINCT = {"nas_rl": 0.99, "mutation": 0.8, "mutation1": 0.2, "dag": 0.99, "dag4": 0.4, "attention": 0.5,
+            "nasbench_nlp": 0.7, "greff": 0.0}
 RUN_SUBSET = 50
 
 # Decision layouts of the shipped spaces: (count, first names, last names).
@@ -46,6 +48,8 @@ LAYOUTS = {
             ["node7.input", "node7.activation"]),
     "dag4": (7, ["node0.activation", "node1.input", "node1.activation", "node2.input"],
              ["node3.input", "node3.activation"]),
+    "attention": (8, ["node0.activation", "node1.input", "node1.activation", "node2.input"],
+                  ["node3.input", "node3.activation", "attention"]),
     "nasbench_nlp": (64, ["states", "nodes", "node0.op", "node0.linear_inputs", "node0.input0",
                           "node0.input1", "node0.input2", "node1.op"],
                      ["node11.input2", "state1.node", "state2.node"]),
@@ -63,7 +67,8 @@ def _run(graph: CellGraph, input_size: int) -> None:
     torch.manual_seed(0)
     cell = CompiledCell(graph, input_size, H)
     x = torch.randn(3, 2, input_size)
-    out, states = cell(x)
+    memory = tuple(torch.randn(2, 4, H) for _ in graph.memory)  # (an attention space's encoder outputs)
+    out, states = cell(x, None, None, memory)
     assert out.shape == (3, 2, H)
     assert len(states) == len(graph.states)
     assert torch.isfinite(out).all()

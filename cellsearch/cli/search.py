@@ -47,7 +47,8 @@ def register(app: typer.Typer) -> None:
     @cli_errors
     def search_cmd(
         ctx: typer.Context,
-        space: Annotated[str, typer.Option(help="Shipped space (nas_rl, mutation, dag, dag4, nasbench_nlp, greff) "
+        space: Annotated[str, typer.Option(help="Shipped space (nas_rl, mutation, mutation1, dag, dag4, attention, nasbench_nlp, "
+                                                "greff) "
                                                 "or a YAML file.")] = "mutation",
         strategy: Annotated[str, typer.Option(help="random | evolution | regularized-evolution | rl | tpe")]
         = "evolution",
@@ -82,6 +83,10 @@ def register(app: typer.Typer) -> None:
                  "(.parquet/.csv/.json, see `cellsearch runs`) instead of training them.")] = None,
         missing: Annotated[str, typer.Option(help="Replay, a candidate the table lacks: skip (record it as "
                                                   "missing and go on) | fail (stop with an error).")] = "skip",
+        encoder: Annotated[Optional[str], typer.Option(
+            help="Train every candidate (and the reference) as the decoder of an encoder-decoder model with this "
+                 "encoder cell, on seq2seq tasks (copy, reverse, ...); default: gru for a space whose cells may "
+                 "attend (attention), none otherwise.")] = None,
     ) -> None:
         """Search a space for cells: trials on Ray Tune, results in runs/NAME/results.db, best cell in best.yaml."""
         import time
@@ -104,6 +109,17 @@ def register(app: typer.Typer) -> None:
             cfg.train, cfg.task_options = load_recipe(recipe).overlay(cfg.train, cfg.task_options)
         if recipe is None or explicit(ctx, "hidden"):
             cfg.train = dict(cfg.train, hidden_size=hidden)
+        encoder = encoder or cfg.train.get("encoder")
+        if encoder is None and benchmark is None:
+            from cellsearch.spaces import load_space
+            from cellsearch.train import DEFAULT_ENCODER
+
+            encoder = DEFAULT_ENCODER if load_space(space).reads_memory() else None
+        if encoder is not None:
+            from cellsearch.library import resolve_cell
+
+            resolve_cell(encoder)  # a bad name fails here, in one line, not in every trial
+            cfg.train = dict(cfg.train, encoder=encoder)
         run = SearchRun(cfg, runs)
         summary = _run(run, progress)
         _finish(run.run_dir, summary, top)

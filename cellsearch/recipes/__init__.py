@@ -28,7 +28,7 @@ from cellsearch.train import TrainConfig
 RECIPE_FIELDS: tuple[str, ...] = (
     "hidden_size", "num_layers", "embed_size", "dropout", "batch_size", "steps", "seconds",
     "optimizer", "lr", "momentum", "weight_decay", "clip", "lr_schedule", "warmup_steps",
-    "init_scale", "forget_bias", "eval_batch_size", "diverge_factor", "ar", "tar", "state_limit",
+    "init_scale", "forget_bias", "eval_batch_size", "diverge_factor", "ar", "tar", "state_limit", "encoder",
 )
 OTHER_KEYS = ("description", "task_options")  # task_options: {task name: {option: value}}
 

@@ -154,6 +154,11 @@ class Space(ABC):
                 return Candidate(graph, decisions=tuple(child), origin="mutation", parent=parent.hash)
         raise InvalidCandidate(f"space '{self.name}': no valid mutation in {max_tries} tries")
 
+    def reads_memory(self) -> bool:
+        """Whether cells of this space may read a memory (attend to an encoder): they are then
+        decoders of an encoder-decoder model."""
+        return False
+
     def distinct_cells(self) -> dict[str, tuple[tuple[int, ...], CellGraph]]:
         """Every distinct cell the decisions decode to: canonical hash -> (the first decision tuple
         giving it, the cell), in the order of the tuples. Enumerates the product of all decisions,

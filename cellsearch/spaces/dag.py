@@ -12,8 +12,14 @@
 An ``identity`` activation emits no node. States ``[h]``; the input is read only through
 ``linear``, so the input size may differ from the hidden size.
 
+With ``attention`` (a list of kinds: dot, general, additive) the cell may attend to a memory
+``enc`` (an encoder's outputs, for the decoder of an encoder-decoder model): the last decision
+picks ``none`` or a kind, and with a kind node 0 also reads the context
+``ctx = attend(h_prev, enc, kind=...)``: ``n0 = act0(linear(x, ctx, h_prev))`` (Bahdanau's
+decoder reads its context the same way).
+
 Decisions, in order: ``node0.activation``, then for i = 1 .. N-1 ``node{i}.input`` (i choices:
-``node0`` .. ``node{i-1}``) and ``node{i}.activation``.
+``node0`` .. ``node{i-1}``) and ``node{i}.activation``; then ``attention`` if the space has it.
 """
 
 from __future__ import annotations
@@ -37,10 +43,13 @@ class DagSpace(Space):
         self.n: int = opts["nodes"]
         self.activations: tuple[str, ...] = tuple(opts["activations"])
         self.bias: bool = opts["bias"]
+        self.attention: tuple[str, ...] = tuple(opts.get("attention") or ())
         dims = [Decision("node0.activation", self.activations)]
         for i in range(1, self.n):
             dims.append(Decision(f"node{i}.input", tuple(f"node{j}" for j in range(i))))
             dims.append(Decision(f"node{i}.activation", self.activations))
+        if self.attention:
+            dims.append(Decision("attention", ("none", *self.attention)))
         self._decisions = dims
 
     def _unpack(self, choices: Sequence[int]) -> tuple[list[str], list[int]]:
@@ -75,21 +84,35 @@ class DagSpace(Space):
             stack.extend(sorted(children[i], key=lambda c: enc[c], reverse=True))
         return out
 
+    def reads_memory(self) -> bool:
+        return bool(self.attention)
+
+    def _attention_kind(self, choices: Sequence[int]) -> str | None:
+        """The attention kind the choices pick (None: no attention, or a space without it)."""
+        if not self.attention:
+            return None
+        pick = ("none", *self.attention)[choices[2 * self.n - 1]]
+        return None if pick == "none" else pick
+
     def decode(self, choices: Sequence[int]) -> CellGraph:
         acts, parents = self._unpack(choices)
+        attention = self._attention_kind(choices)
         loose = self._loose_ends(acts, parents)
         names = [f"node{i}" for i in range(self.n)]
         if len(loose) == 1:
             names[loose[0]] = "h"
-        nl = NodeList({"x", "h", "h_prev", *names})
+        nl = NodeList({"x", "h", "h_prev", "enc", "ctx", *names})
         attrs = {} if self.bias else {"bias": False}
+        first_args = ["x", "h_prev"]
+        if attention is not None:
+            first_args.insert(1, nl.add("ctx", "attend", ["h_prev", "enc"], {"kind": attention}, exact=True))
         for i in range(self.n):
             last = names[i]
             if i == 0:
                 if acts[0] == "identity":
-                    nl.add(last, "linear", ["x", "h_prev"], attrs, exact=True)
+                    nl.add(last, "linear", first_args, attrs, exact=True)
                 else:
-                    lin = nl.add(f"{last}_linear", "linear", ["x", "h_prev"], attrs, auto=True)
+                    lin = nl.add(f"{last}_linear", "linear", first_args, attrs, auto=True)
                     nl.add(last, acts[0], [lin], exact=True)
                 continue
             src = names[parents[i]]
@@ -106,6 +129,7 @@ class DagSpace(Space):
             scale = nl.add("h_const", "const", [], {"value": 1.0 / len(loose)}, auto=True)
             nl.add("h", "mul", [acc, scale], exact=True)
         graph = CellGraph(name=self.name, inputs=("x",), states=("h",), output="h", nodes=tuple(nl.nodes),
+                          memory=("enc",) if attention is not None else (),
                           source=SOURCE, description=f"Decoded from search space '{self.name}' (dag).")
         return finish(graph, self.name, source=SOURCE, description=graph.description)
 
@@ -113,7 +137,17 @@ class DagSpace(Space):
     def _parse(self, graph: CellGraph) -> tuple[int, ...] | None:
         if tuple(graph.inputs) != ("x",) or tuple(graph.states) != ("h",):
             return None
+        if graph.memory and (not self.attention or len(graph.memory) != 1):
+            return None
         nm = graph.node_map
+        attention = "none"
+        first_args = ["h_prev", "x"]  # node 0's linear, sorted
+        if graph.memory:
+            ctx = [n for n in graph.nodes if n.op == "attend"]
+            if len(ctx) != 1 or ctx[0].args != ("h_prev", graph.memory[0]) or ctx[0].attr("kind") not in self.attention:
+                return None
+            attention = ctx[0].attr("kind")
+            first_args = sorted(["h_prev", "x", ctx[0].name])
         acts_allowed = set(self.activations) - {"identity"}
         info: dict[str, tuple[str | None, str]] = {}  # dag node → (parent or None for node 0, activation)
 
@@ -139,7 +173,7 @@ class DagSpace(Space):
                 visit(src)
                 return
             lin, act = strip(name)
-            if nm[lin].op != "linear" or sorted(nm[lin].args) != ["h_prev", "x"]:
+            if nm[lin].op != "linear" or sorted(nm[lin].args) != first_args:
                 raise ValueError("not node 0")
             info[name] = (None, act)
 
@@ -170,4 +204,6 @@ class DagSpace(Space):
         for name in order[1:]:
             parent, act = info[name]
             choices += [index[parent], self.activations.index(act)]
+        if self.attention:
+            choices.append(("none", *self.attention).index(attention))
         return tuple(choices)

@@ -23,7 +23,7 @@ from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.spaces.base import InvalidCandidate
 from cellsearch.spaces.common import check_useful, prune
 from cellsearch.spaces.vocabulary import (ELEMENTWISE_OPS, MUTATION_RATES, TRANSFORMATIONS, TREE_COMBINATIONS,
-                                          Activation, CellRef, Combination, ElementwiseOp, FieldProblem, GraphOp,
+                                          Activation, AttentionKind, CellRef, Combination, ElementwiseOp, FieldProblem, GraphOp,
                                           MutationActivation, Transformation, between, choice, resolve_cell_ref,
                                           unique)
 
@@ -147,6 +147,12 @@ class DagConfig(SpaceConfigBase):
     nodes: StrictInt = 8
     activations: list[Activation] = Field(default_factory=lambda: ["tanh", "relu", "sigmoid", "identity"])
     bias: StrictBool = True
+    attention: list[AttentionKind] = Field(default_factory=list)
+
+    @field_validator("attention")
+    @classmethod
+    def _attention(cls, v: list) -> list:
+        return unique(v, "attention kind") if v else v  # empty: no attention decision
 
     @field_validator("nodes")
     @classmethod

@@ -17,7 +17,7 @@ from typing import Annotated
 from pydantic import AfterValidator, ValidationInfo
 
 from cellsearch.dsl.graph import CellGraph
-from cellsearch.dsl.ops import ACTIVATIONS, OPS
+from cellsearch.dsl.ops import ACTIVATIONS, ATTENTION_KINDS, OPS
 from cellsearch.errors import CellError
 from cellsearch.limits import clipped, shown
 
@@ -133,6 +133,7 @@ def between(value: int, lo: int, hi: int) -> int:
 
 Combination = Annotated[str, AfterValidator(choice("combination", TREE_COMBINATIONS))]
 Activation = Annotated[str, AfterValidator(choice("activation", ACTIVATIONS))]
+AttentionKind = Annotated[str, AfterValidator(choice("attention kind", ATTENTION_KINDS))]
 MutationActivation = Annotated[str, AfterValidator(_mutation_activation)]
 ElementwiseOp = Annotated[str, AfterValidator(choice("elementwise op", ELEMENTWISE_OPS))]
 Transformation = Annotated[str, AfterValidator(choice("transformation", TRANSFORMATIONS))]
