@@ -155,6 +155,8 @@ class PopulationTrainer:
     # ------------------------------------------------------------------ training
     def train_step(self, trainers: Sequence[Trainer]) -> list[float]:
         """One optimizer step of every given member, their recurrent layers batched; their losses."""
+        if self.cfg.objective != "xent":  # sequence-level objectives sample step by step: member by member
+            return [t.train_step(next(t.stream)) for t in trainers]
         prepared = []
         for t in trainers:
             with t.rng_scope():

@@ -37,6 +37,7 @@ from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.records import record_from_dict
+from cellsearch.objectives import OBJECTIVES, Baseline, sequence_loss, teacher_forced_prefix
 from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
 
@@ -95,6 +96,13 @@ class TrainConfig:
     # encoder cell of an encoder-decoder model, the trained cell decoding (built-in name or YAML path;
     # None: a language model, or "gru" for a cell that reads a memory, i.e. attends to an encoder)
     encoder: str | None = None
+    # sequence-level training (cellsearch/objectives.py; encoder-decoder models): xent (teacher
+    # forcing) | reinforce | mixer (teacher forcing for mixer_xent_steps steps, then mixer_delta fewer
+    # teacher-forced answer tokens every mixer_every steps, REINFORCE on the rest)
+    objective: str = "xent"
+    mixer_xent_steps: int = 200
+    mixer_every: int = 100
+    mixer_delta: int = 1
 
     @classmethod
     def from_dict(cls, data: dict, what: str = "training options") -> "TrainConfig":
@@ -132,7 +140,11 @@ class TrainConfig:
             raise ConfigError(f"state_limit must be a positive number (or None: no bound), not {self.state_limit}")
         if self.forget_bias is not None and not math.isfinite(self.forget_bias):
             raise ConfigError(f"forget_bias must be a finite number, not {self.forget_bias}")
-        for name in ("warmup_steps", "eval_every", "checkpoint_every"):
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+        if self.mixer_every < 1 or self.mixer_delta < 1:
+            raise ConfigError("mixer_every and mixer_delta must be at least 1")
+        for name in ("warmup_steps", "eval_every", "checkpoint_every", "mixer_xent_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, not {getattr(self, name)}")
         if self.eval_batch_size < 1 or (self.threads is not None and self.threads < 1):
@@ -272,6 +284,10 @@ class Trainer:
                                                           hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
                                                           embed_size=cfg.embed_size, dropout=cfg.dropout,
                                                           state_limit=cfg.state_limit, encoder=encoder))
+        if cfg.objective != "xent" and not self.model.is_seq2seq:
+            raise ConfigError(f"--objective {cfg.objective} trains an encoder-decoder model: give --encoder "
+                              "(e.g. gru) or a cell that attends (attn-gru), on a task of prompts and answers")
+        self.baseline = Baseline()  # REINFORCE's running average reward
         self.model.reset_parameters(cfg.init_scale, gen)
         if cfg.forget_bias is not None and not set_gate_bias(self.model, "f", cfg.forget_bias):
             raise ConfigError(f"--forget-bias: cell '{self.graph.name}' has no gate 'f' fed by a linear with bias")
@@ -317,6 +333,7 @@ class Trainer:
             "history": self.history,
             "losses": self.losses,
             "status": self.status,
+            "baseline": self.baseline.state_dict(),
         }
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
@@ -340,6 +357,8 @@ class Trainer:
         self.history = list(ckpt["history"])
         self.losses = list(ckpt["losses"])
         self.status = ckpt["status"]
+        if "baseline" in ckpt:
+            self.baseline.load_state_dict(ckpt["baseline"])
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -417,6 +436,19 @@ class Trainer:
 
     def _train_step(self, batch) -> float:
         batch, inputs, state = self.step_inputs(batch)
+        if self.cfg.objective != "xent":
+            cfg = self.cfg
+            T = batch.targets.shape[0]
+            prefix = teacher_forced_prefix(cfg.objective, self.step, T, cfg.mixer_xent_steps, cfg.mixer_every,
+                                           cfg.mixer_delta)
+            if prefix < T:
+                loss, recorded, _ = sequence_loss(self.model, batch, state, prefix, self.baseline,
+                                                  self.task.vocab.eos, self.rng)
+                self.model.take_outputs()  # (no activation penalties on sampled sequences)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.apply_gradients(None)
+                return recorded
         logits, new_state = self.model(inputs, state)
         loss = self.step_loss(logits, batch)
         self.opt.zero_grad(set_to_none=True)

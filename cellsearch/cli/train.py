@@ -131,6 +131,13 @@ def register(app: typer.Typer) -> None:
             help="Encoder cell (built-in or YAML): train CELL as the decoder of an encoder-decoder model on a "
                  "task of prompts and answers (default: gru for a cell that reads a memory, e.g. attn-gru; "
                  "none otherwise).")] = None,
+        objective: Annotated[str, typer.Option(
+            help="xent (teacher forcing) | reinforce (REINFORCE on the sampled answer's edit-distance reward, "
+                 "average baseline) | mixer (teacher forcing, then REINFORCE on a growing tail: Ranzato et al. "
+                 "2016); the last two need an encoder-decoder model.")] = "xent",
+        mixer_xent_steps: Annotated[int, typer.Option(help="MIXER: steps of pure teacher forcing first.")] = 200,
+        mixer_every: Annotated[int, typer.Option(help="MIXER: steps between moves of the boundary.")] = 100,
+        mixer_delta: Annotated[int, typer.Option(help="MIXER: answer tokens the boundary moves each time.")] = 1,
     ) -> None:
         """Train a cell on a task within a budget; save a checkpoint and the validation metrics.
 
@@ -183,7 +190,9 @@ def register(app: typer.Typer) -> None:
             cfg = TrainConfig(cell=cell, task=task, task_options=task_options,
                               data_dir=str(data_dir) if data_dir else None, **settings, seed=seed,
                               threads=threads, device=device, eval_every=eval_every,
-                              scheduled_sampling=scheduled_sampling, ss_k=ss_k, encoder=encoder)
+                              scheduled_sampling=scheduled_sampling, ss_k=ss_k, encoder=encoder,
+                              objective=objective, mixer_xent_steps=mixer_xent_steps, mixer_every=mixer_every,
+                              mixer_delta=mixer_delta)
             if members is not None:
                 population = PopulationTrainer(cfg, members)
             else:
