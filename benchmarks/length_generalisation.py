@@ -27,10 +27,12 @@ def run_pair(job: dict) -> dict:
     use_threads(job["threads"])
     cell, _, encoder = job["cell"].partition("+")
     cfg = TrainConfig(cell=cell, encoder=encoder or None, task=job["task"], hidden_size=job["hidden"],
-                      steps=job["steps"], lr=job["lr"], task_options=job["task_options"], seed=job["seeds"][0])
+                      steps=job["steps"], lr=job["lr"], task_options=job["task_options"], seed=job["seeds"][0],
+                      **job.get("train", {}))
     start = time.perf_counter()
     results = PopulationTrainer(cfg, [Member(seed=s) for s in job["seeds"]]).run()
-    return {"cell": job["cell"], "task": job["task"], "seconds": round(time.perf_counter() - start, 1),
+    return {"cell": job["cell"], "task": job["task"], "label": job.get("label", job["cell"]),
+            "seconds": round(time.perf_counter() - start, 1),
             "members": [{"seed": s, "status": r.status, **r.metrics} for s, r in zip(job["seeds"], results)]}
 
 

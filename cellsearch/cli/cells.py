@@ -61,7 +61,8 @@ def info_cmd(cell: CellArg, input_size: InputSize = 128, hidden_size: HiddenSize
         console.print(info["description"])
     if info["source"]:
         console.print(f"source: {info['source']}")
-    console.print(f"inputs: {', '.join(info['inputs'])}   states: {', '.join(info['states'])}   "
+    memory = f"   memory: {', '.join(info['memory'])}" if info.get("memory") else ""
+    console.print(f"inputs: {', '.join(info['inputs'])}{memory}   states: {', '.join(info['states'])}   "
                   f"output: {info['output']}")
     for name, eq in info["equations"].items():
         console.print(f"  {name} = {eq}", markup=False, highlight=False)

@@ -236,7 +236,8 @@ class CellGraph:
         return sizes
 
     def multiply_adds(self, input_size: int, hidden_size: int, static_size: int | None = None) -> int:
-        """Multiply-adds per time step and batch element (matmuls plus elementwise work)."""
+        """Multiply-adds per time step and batch element (matmuls plus elementwise work; an
+        ``attend`` counts as elementwise work, the memory's length N being unknown here)."""
         sizes = self.leaf_sizes(input_size, hidden_size, static_size)
         total = 0
         for n in self.nodes:
