@@ -288,8 +288,10 @@ def test_builtin_cells_match_interpreter_in_float32(name):
     compiled = CompiledCell(g, 8, 8)
     interp = InterpretedCell(g, 8, 8, params=compiled.params)
     x = torch.randn(6, 5, 8, requires_grad=True)
-    out_c, fin_c = compiled(x)
-    out_i, fin_i = interp(x)
+    memory = tuple(Memory(torch.randn(5, 4, 8), torch.arange(4) < torch.tensor([[4], [3], [2], [4], [1]]))
+                   for _ in g.memory)
+    out_c, fin_c = compiled(x, None, None, memory)
+    out_i, fin_i = interp(x, None, None, memory)
     torch.testing.assert_close(out_c, out_i, atol=1e-4, rtol=1e-4)
     params = [x, *compiled.params.parameters()]
     g_c = torch.autograd.grad((out_c * out_c).sum() + fin_c[0].sum(), params, allow_unused=True)
@@ -298,4 +300,4 @@ def test_builtin_cells_match_interpreter_in_float32(name):
         if a is not None and b is not None:
             torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     with torch.no_grad():  # the inference loop packs weights too
-        torch.testing.assert_close(compiled(x)[0], out_i, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(compiled(x, None, None, memory)[0], out_i, atol=1e-4, rtol=1e-4)

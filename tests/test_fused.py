@@ -37,7 +37,7 @@ def interpreted(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
 
 
-@pytest.mark.parametrize("name", builtin_names())
+@pytest.mark.parametrize("name", builtin_names(memory=False))  # (attention runs eagerly: test below)
 def test_builtin_cells_fused_match_interpreter(interpreted, name):
     """Outputs, final states and every gradient (inputs, states, parameters) in float64."""
     graph = get_cell(name)
@@ -255,3 +255,15 @@ def test_kernels_compile_for_the_gpu(monkeypatch, name, dtype):
     graph = loads_cell(CELLS[name]) if name in CELLS else get_cell(name)
     program = FusedProgram(CellProgram(graph, 4, 4, 4).load())
     assert _compile_for_gpu(program, dtype) == 2 * len(FusedPlan(program.variables).stages)
+
+
+@pytest.mark.parametrize("name", builtin_names(memory=True))
+def test_attention_cells_run_their_eager_steps(interpreted, name):
+    """The fused kernels are pointwise: a cell that attends runs the generated eager code under
+    "auto", and asking for "fused" is a one-line error."""
+    graph = get_cell(name)
+    assert_same(graph, 6, 6, T=4, B=3, pointwise="auto", tol=1e-10)
+    cell = CompiledCell(graph, 4, 4, pointwise="fused")
+    x = torch.randn(3, 2, 4, requires_grad=True)
+    with pytest.raises(CellsearchError, match="does not support attend"):
+        cell(x, None, None, (torch.randn(2, 3, 4),))

@@ -82,11 +82,12 @@ def test_every_builtin_trains_a_few_steps(name):
     head = torch.nn.Linear(8, 1)
     opt = torch.optim.Adam([*rnn.parameters(), *head.parameters()], lr=1e-2)
     x = torch.randn(12, 4, 8)
+    memory = tuple(torch.randn(4, 5, 8) for _ in rnn.graph.memory)  # what an attention decoder reads
     y = x.sum(-1, keepdim=True).cumsum(0) * 0.1
     losses = []
     for _ in range(8):
         opt.zero_grad()
-        out, _ = rnn(x)
+        out, _ = rnn(x, memory=memory)
         loss = torch.nn.functional.mse_loss(head(out), y)
         loss.backward()
         opt.step()

@@ -199,3 +199,16 @@ def test_search_refuses_a_bad_encoder_in_one_line(tmp_path):
                                    "--backend", "local", "--runs", str(tmp_path), "--no-progress"])
     assert res.exit_code == 2
     assert "no built-in cell named 'nosuch'" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_population_members_of_an_encoder_decoder_equal_their_solo_runs():
+    from cellsearch.population import Member, PopulationTrainer
+
+    cfg = TrainConfig(cell="attn-gru", task="copy", task_options={"max_length": 4, "eval_examples": 32},
+                      hidden_size=8, steps=6)
+    members = [Member(seed=0), Member(seed=1, lr=5e-3)]
+    results = PopulationTrainer(cfg, members).run()
+    for member, got in zip(members, results):
+        solo = Trainer(member.apply(cfg))
+        solo.run()
+        assert got.metrics == solo.final_metrics or got.metrics == solo.result().metrics

@@ -30,6 +30,7 @@ import yaml
 from cellsearch import limits
 from cellsearch.dsl.equations import format_equation, inlined_nodes, literal_problem, parse_equation
 from cellsearch.dsl.graph import CellGraph, Node, check_name
+from cellsearch.dsl.ops import OPS
 from cellsearch.errors import CellError
 from cellsearch.limits import MAX_QUOTED_CHARS, clipped, exceeds, shown
 
@@ -369,8 +370,9 @@ def _node_from_mapping(name: str, spec: dict) -> Node:
         raise CellError(f"node 'attrs' must be a mapping, got {shown(attrs)}", node=name)
     for key, value in attrs.items():
         check_name(key, "attribute", node=name)
-        if isinstance(value, str):  # a word from the attribute's list (kind: general); Node.make checks it
-            continue
+        spec_attr = OPS[op].attrs.get(key) if op in OPS else None
+        if isinstance(value, str) and spec_attr is not None and spec_attr.type is str:
+            continue  # a word from the attribute's list (kind: general); Node.make checks which
         if not isinstance(value, (bool, int, float)):
             raise CellError(f"attribute '{key}' must be a number or true/false, got {shown(value)}", node=name)
         problem = None if isinstance(value, bool) else literal_problem(value, f"'{key}'")

@@ -32,9 +32,14 @@ def _texts() -> dict[str, str]:
     return _files()
 
 
-def builtin_names() -> list[str]:
+def builtin_names(memory: bool | None = None) -> list[str]:
+    """The built-in cells, in the order of ``cellsearch cells list``; ``memory`` False: only those
+    that read no memory (a language model's cells), True: only the attention decoders."""
     names = list(_texts())
-    return [n for n in ORDER if n in names] + sorted(n for n in names if n not in ORDER)
+    ordered = [n for n in ORDER if n in names] + sorted(n for n in names if n not in ORDER)
+    if memory is None:
+        return ordered
+    return [n for n in ordered if bool(get_cell(n).memory) == memory]
 
 
 @lru_cache(maxsize=None)
