@@ -172,6 +172,12 @@ class _Backward:
             add(args[0], _Term(1, f"aten.leaky_relu_backward({d}, {use(args[0])}, {node.attr('slope')!r}, False)"))
         elif op == "attend":
             self.attend_rule(n, d)
+        elif op in ("address", "read", "write"):
+            # (the helpers of compile/memory.py return the gradients of the arguments in order)
+            grads = [v.names.fresh(f"d_{n}_{k}") for k in range(len(args))]
+            self.body.append(f"    {', '.join(grads)} = {op}_backward({d}, {', '.join(use(a) for a in args)})")
+            for a, g in zip(args, grads):
+                add(a, _Term(1, g, simple=True))
         elif op == "linear":
             pass  # gradients of linear nodes are gathered per group
         else:  # pragma: no cover

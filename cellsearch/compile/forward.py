@@ -41,6 +41,8 @@ def _expr(v: Variables, name: str, param=None) -> str:
         return a[0]
     if op == "attend":  # hoisted (its query does not depend on a previous state): for all steps at once
         return _attend_call(v, name, a[0], hoisted=True) + "[0]"
+    if op in ("address", "read", "write"):  # the NTM's memory ops (compile/memory.py)
+        return f"{op}({', '.join(a)})"
     raise NotImplementedError(op)  # pragma: no cover
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellsearch.compile.attention import as_memory, check_memory
+from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, EPS, initial_memory
 from cellsearch.compile.params import CellParameters, attention_name, bias_name, scale_name, weight_name
 from cellsearch.dsl.graph import CellGraph, prev_name
 from cellsearch.errors import CellsearchError
@@ -59,13 +60,27 @@ def eval_node(node, args: list, params: CellParameters) -> torch.Tensor:
         return args[0]
     if op == "attend":
         return _attend(node, args[0], args[1], params)
-    raise NotImplementedError(op)  # pragma: no cover - the op table and this list move together
+    if op == "address":  # the NTM's content addressing, written out (compile/memory.py is its fast twin)
+        k, memory, beta = args[0], _values(args[1]), args[2]
+        cos = torch.einsum("bnh,bh->bn", memory, k) / (memory.norm(dim=2) * k.norm(dim=1).unsqueeze(1) + EPS)
+        return torch.softmax(F.softplus(beta.mean(1)).unsqueeze(1) * cos, 1)
+    if op == "read":
+        return torch.einsum("bn,bnh->bh", args[0], _values(args[1]))
+    if op == "write":
+        memory, w, erase, add = _values(args[0]), args[1], args[2], args[3]
+        return memory * (1 - torch.einsum("bn,bh->bnh", w, erase)) + torch.einsum("bn,bh->bnh", w, add)
+    raise NotImplementedError(op)
+
+
+def _values(memory):
+    """A memory's rows: a memory leaf comes with its mask, a memory state is the matrix itself."""
+    return memory[0] if isinstance(memory, tuple) else memory  # pragma: no cover - the op table and this list move together
 
 
 def _attend(node, q: torch.Tensor, memory, params: CellParameters) -> torch.Tensor:
     """attend(q, M), written out plainly (the oracle of compile/attention.py): scores row by row
     with einsum, padding rows set to -inf, softmax, weighted sum."""
-    values, mask = memory  # (B, N, H), (B, N) bool or None
+    values, mask = memory if isinstance(memory, tuple) else (memory, None)  # (B, N, H), (B, N) bool or None
     kind = node.attr("kind")
     if kind == "dot":
         scores = torch.einsum("bh,bnh->bn", q, values)
@@ -93,9 +108,10 @@ class InterpretedCell(nn.Module):
     """
 
     def __init__(self, graph: CellGraph, input_size: int, hidden_size: int, static_size: int | None = None,
-                 params: CellParameters | None = None):
+                 params: CellParameters | None = None, memory_rows: int = DEFAULT_MEMORY_ROWS):
         super().__init__()
         self.graph = graph
+        self.memory_rows = memory_rows
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.params = params if params is not None else CellParameters(graph, input_size, hidden_size, static_size)
@@ -106,7 +122,8 @@ class InterpretedCell(nn.Module):
         xs = (x,) if isinstance(x, torch.Tensor) else tuple(x)
         T, B = xs[0].shape[:2]
         if state is None:
-            state = tuple(xs[0].new_zeros(B, self.hidden_size) for _ in g.states)
+            state = tuple(initial_memory(B, self.memory_rows, self.hidden_size, xs[0]) if s in g.memory_states
+                          else xs[0].new_zeros(B, self.hidden_size) for s in g.states)
         prev = dict(zip(g.states, state))
         statics = dict(zip(g.static, static or ()))
         memories = tuple(as_memory(m) for m in (memory or ()))

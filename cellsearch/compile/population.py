@@ -47,7 +47,7 @@ def can_batch(cells: Sequence[torch.nn.Module]) -> bool:
         return False
     first = cells[0]
     same = all(c.program.source == first.program.source and c.mode == first.mode for c in cells)
-    if not same or not first.program.schedule.recurrent_states or first.graph.memory:
+    if not same or not first.program.schedule.recurrent_states or first.graph.memory or first.graph.memory_states:
         return False  # (attention is not batched over members: its helpers are written for one cell)
     on_cpu = all(p.device.type == "cpu" for p in first.params.parameters())
     return not (on_cpu and first.hidden_size > CPU_BATCH_MAX_HIDDEN)

@@ -22,6 +22,7 @@ from torch import nn
 
 from cellsearch.compile.attention import as_memory, check_memory, memory_bias
 from cellsearch.compile.codegen import CellProgram
+from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, initial_memory
 from cellsearch.compile.fused import FusedProgram, can_fuse
 from cellsearch.compile.graphs import CapturedLoop, GraphCache, Lease
 from cellsearch.compile.kernels import pack_for_backward, pack_for_forward
@@ -271,10 +272,10 @@ def runtime_program(program: CellProgram, device: torch.device, mode: str = "fus
     choice = program.pointwise
     if choice == "eager" or mode != "fused" or not program.schedule.recurrent_states:
         return program
-    if program.graph.memory:  # the fused kernels are pointwise: attention runs as eager code
+    if program.graph.memory or program.graph.memory_states:  # the fused kernels are pointwise: memory ops run eagerly
         if choice == "fused":
-            raise CellsearchError(f"pointwise='fused' does not support attend() (cell '{program.graph.name}'); "
-                                  "use 'auto' or 'eager'")
+            raise CellsearchError(f"pointwise='fused' does not support attend() or memory states "
+                                  f"(cell '{program.graph.name}'); use 'auto' or 'eager'")
         return program
     if choice == "auto" and device.type != "cuda":
         return program
@@ -403,7 +404,7 @@ class CompiledCell(nn.Module):
 
     def __init__(self, graph: CellGraph, input_size: int, hidden_size: int, static_size: int | None = None,
                  params: CellParameters | None = None, mode: str = "fused", compile: bool = False,
-                 pointwise: str = "auto", cuda_graphs: bool = True):
+                 pointwise: str = "auto", cuda_graphs: bool = True, memory_rows: int = DEFAULT_MEMORY_ROWS):
         super().__init__()
         if mode not in ("fused", "autograd"):
             raise ValueError(f"mode must be 'fused' or 'autograd', not {mode!r}")
@@ -413,6 +414,7 @@ class CompiledCell(nn.Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.static_size = static_size if static_size is not None else hidden_size
+        self.memory_rows = memory_rows  # rows of a memory state (memory_states)
         self.params = params if params is not None else CellParameters(graph, input_size, hidden_size, static_size)
         self.program = CellProgram(graph, input_size, hidden_size, static_size).load()
         self.program.pointwise = "eager" if compile else pointwise  # torch.compile replaces the eager steps
@@ -488,7 +490,8 @@ class CompiledCell(nn.Module):
         if len(statics) != len(g.static):
             raise CellsearchError(f"cell '{g.name}' has {len(g.static)} static input(s), got {len(statics)}")
         if state is None:
-            state = tuple(xs[0].new_zeros(B, self.hidden_size) for _ in g.states)
+            state = tuple(initial_memory(B, self.memory_rows, self.hidden_size, xs[0]) if s in g.memory_states
+                          else xs[0].new_zeros(B, self.hidden_size) for s in g.states)
         state = tuple(state)
         if len(state) != len(g.states):
             raise CellsearchError(f"cell '{g.name}' has {len(g.states)} states ({', '.join(g.states)}), "

@@ -19,6 +19,7 @@ emitter, which decides what it reads.
 from __future__ import annotations
 
 from cellsearch.compile.attention import ATTENTION_HELPERS
+from cellsearch.compile.memory import MEMORY_HELPERS
 from cellsearch.compile.kernels import HELPERS
 from cellsearch.compile.params import ATTENTION_ROLES
 from cellsearch.compile.schedule import Schedule
@@ -30,7 +31,7 @@ from cellsearch.dsl.names import PYTHON_RESERVED, Names
 # what the fused kernels' host code adds (fused.py).
 CODEGEN_RESERVED = PYTHON_RESERVED | {"torch", "F", "aten", "H", "I", "S", "P", "T", "B", "xt", "prev", "consts",
                                       "saved", "d_new", "inputs", "statics", "inits", "self", *HELPERS,
-                                      *ATTENTION_HELPERS,
+                                      *ATTENTION_HELPERS, *MEMORY_HELPERS,
                                       "triton", "tl", "libdevice", "launch", "_tanh", "_sigmoid"}
 
 

@@ -5,10 +5,13 @@ A cell is a small dataflow graph evaluated once per time step. Its leaves are
 * per-step inputs (``x``), size ``input_size``;
 * static inputs (constant over the sequence, e.g. a condition vector), size ``static_size``;
 * memories: a (B, N, hidden) matrix per sequence (e.g. an encoder's outputs, N rows, some of
-  them padding), read only through ``attend(q, M)``;
-* the previous value of every state, spelled ``<state>_prev`` (size ``hidden_size``).
+  them padding), read through ``attend(q, M)``, ``address(k, M, beta)`` and ``read(w, M)``;
+* the previous value of every state, spelled ``<state>_prev`` (size ``hidden_size``; a memory
+  state, listed in ``memory_states``, is a (B, N, hidden) matrix the cell updates with
+  ``write``, the memory of a Neural Turing Machine).
 
-Every node is hidden-sized. The node named like a state is that state's new value, so
+Every node is hidden-sized, except the results of the memory ops: ``address`` gives weights over
+the N rows and ``write`` a matrix (``value_kinds``; ``dsl.ops.SIGNATURES`` says what each reads). The node named like a state is that state's new value, so
 ``c: f * c_prev + i * g`` reads the old ``c`` and defines the new one. Graphs are immutable;
 the search builds new ones with ``replace``/``with_nodes``.
 """
@@ -23,7 +26,7 @@ from functools import cached_property
 from typing import Any, Iterable, Iterator
 
 from cellsearch import limits
-from cellsearch.dsl.ops import MEMORY_OPS, OPS, normalize_attrs
+from cellsearch.dsl.ops import OPS, SIGNATURES, normalize_attrs
 from cellsearch.errors import CellError, CellWarning, SizeError
 from cellsearch.limits import exceeds, shown
 
@@ -90,7 +93,8 @@ class CellGraph:
     output: str
     nodes: tuple[Node, ...]
     static: tuple[str, ...] = ()
-    memory: tuple[str, ...] = ()  # memory leaves, read by attend()
+    memory: tuple[str, ...] = ()  # memory leaves, read by attend(), address(), read()
+    memory_states: tuple[str, ...] = ()  # states that are (B, N, H) matrices, updated with write()
     description: str = ""
     source: str = ""  # the paper or origin of the cell
     # The file the cell was loaded from, for error messages only (not part of the cell: not
@@ -306,7 +310,6 @@ class CellGraph:
                 normalize_attrs(n.op, dict(n.attrs))
             except (KeyError, TypeError, ValueError) as exc:
                 raise CellError(str(exc.args[0]), node=n.name) from None
-            self._check_memory_use(n)
             if n.op == "linear" and n.attr("diag_init") is not None:
                 for a in n.args:
                     if self.leaf_kinds.get(a) == "input":
@@ -319,13 +322,17 @@ class CellGraph:
         if self.output not in self.states:
             raise CellError(f"the output '{self.output}' is not a state (states: {', '.join(self.states)})"
                             if self.output else "missing output: say which state is the output, e.g. output: h")
+        for s in self.memory_states:
+            if s not in self.states:
+                raise CellError(f"memory state '{s}' is not a state: list it in states too", node=s)
         order = self.order  # raises on cycles
+        self.check_kinds()
         constant: set[str] = set()  # nodes whose value reads no input and no state
         for name in order:
             node = self.node_map[name]
             if all(a in constant for a in node.args):
                 constant.add(name)
-            if node.op in ("linear", "attend"):
+            if node.op == "linear" or node.op in SIGNATURES:
                 for a in node.args:
                     if a in constant:
                         arg = self.node_map[a]
@@ -354,23 +361,59 @@ class CellGraph:
                 warnings.warn(f"{self.name}: {msg}", CellWarning, stacklevel=2)
         return soft
 
-    def _check_memory_use(self, n: Node) -> None:
-        """A memory is read by attend() as its last argument, and by nothing else."""
-        kinds = self.leaf_kinds
-        for k, a in enumerate(n.args):
-            is_memory = kinds.get(a) == "memory"
-            if n.op in MEMORY_OPS and k == len(n.args) - 1:
-                if not is_memory:
-                    known = f" (this cell's memories: {', '.join(self.memory)})" if self.memory else \
-                        " (declare one, e.g. memory: [enc])"
-                    what = {"input": "an input", "static": "a static input", "prev": "a previous state"}.get(
-                        kinds.get(a, ""), "a node")
-                    raise CellError(f"{n.op}() reads a memory as its last argument, but {shown(a)} is "
-                                    f"{what}{known}", node=n.name)
-            elif is_memory:
-                where = f"as the query of {n.op}()" if n.op in MEMORY_OPS else f"in {n.op}()"
-                raise CellError(f"memory '{a}' is a matrix: read it with attend(query, {a}), not {where}",
+    @cached_property
+    def value_kinds(self) -> dict[str, str]:
+        """Name → "vector" | "weights" | "matrix" for every leaf and node (see the module docstring);
+        ``validate`` checks that every op reads the kinds it needs (``check_kinds``)."""
+        kinds = {leaf: "vector" for leaf in self.leaf_kinds}
+        kinds.update({m: "matrix" for m in self.memory})
+        kinds.update({prev_name(s): "matrix" for s in self.memory_states})
+        for n in self.nodes:
+            kinds[n.name] = SIGNATURES[n.op][1] if n.op in SIGNATURES else "vector"
+        return kinds
+
+    def check_kinds(self) -> None:
+        """Raise CellError where a node reads the wrong kind of value (a matrix in tanh(), a vector
+        as a memory...) or a state holds the wrong kind."""
+        kinds = self.value_kinds
+        described = {"vector": "a vector", "weights": "weights over memory rows", "matrix": "a memory"}
+        for n in self.nodes:
+            wanted = SIGNATURES[n.op][0] if n.op in SIGNATURES else ("vector",) * len(n.args)
+            for k, (a, want) in enumerate(zip(n.args, wanted)):
+                got = kinds.get(a, "vector")
+                if got == want:
+                    continue
+                if want == "matrix":
+                    known = ", ".join([*self.memory, *(prev_name(s) for s in self.memory_states)])
+                    raise CellError(f"{n.op}() reads a memory as argument {k + 1}, but {shown(a)} is "
+                                    f"{described[got]}" + (f" (memories here: {known})" if known else
+                                                            " (declare one, e.g. memory: [enc])"), node=n.name)
+                if got == "matrix":
+                    raise CellError(f"'{a}' is a memory (a matrix): read it with attend(query, {a}) or "
+                                    f"read(address(key, {a}, beta), {a}), not as argument {k + 1} of {n.op}()",
+                                    node=n.name)
+                raise CellError(f"{n.op}() needs {described[want]} as argument {k + 1}, but {shown(a)} is "
+                                f"{described[got]}" + (" (made by address())" if got == "weights" else ""),
                                 node=n.name)
+        for n in self.nodes:
+            if n.op in ("address", "read", "write"):
+                leaf = next((a for a in n.args if a in self.memory), None)
+                if leaf is not None:
+                    raise CellError(f"{n.op}() works on a memory state (memory_states); '{leaf}' is a given memory "
+                                    f"(with padding rows): read it with attend(query, {leaf})", node=n.name)
+        for s in self.states:
+            want = "matrix" if s in self.memory_states else "vector"
+            if kinds[s] != want:
+                what = "a memory state (memory_states)" if want == "matrix" else "a vector state"
+                hint = f": update it with write({prev_name(s)}, ...)" if want == "matrix" else \
+                    f" (a memory state is listed in memory_states: [{s}])"
+                raise CellError(f"state '{s}' is {what} but its node gives {described[kinds[s]]}{hint}", node=s)
+        for s in self.memory_states:
+            if s == self.output:
+                raise CellError(f"the output '{s}' is a memory state: the output must be a vector state", node=s)
+            if not self.depends_on(s, {prev_name(s)}):
+                raise CellError(f"memory state '{s}' must be written from its previous value: "
+                                f"{s}: write({prev_name(s)}, ...)", node=s)
 
     def check_sizes(self, input_size: int, hidden_size: int, static_size: int | None = None) -> None:
         """Raise SizeError where an input of the wrong size is used elementwise."""
@@ -379,8 +422,8 @@ class CellGraph:
             if n.op == "linear":
                 continue
             for a in n.args:
-                if a in self.memory:
-                    continue  # a memory's row size is checked when it is given (compile.attention)
+                if self.value_kinds.get(a, "vector") != "vector":
+                    continue  # memories and weights: their sizes are checked when given (compile.attention)
                 size = sizes.get(a, hidden_size)
                 if size != hidden_size:
                     kind = self.leaf_kinds[a]

@@ -34,7 +34,8 @@ from cellsearch.dsl.ops import OPS
 from cellsearch.errors import CellError
 from cellsearch.limits import MAX_QUOTED_CHARS, clipped, exceeds, shown
 
-CELL_FIELDS = ("name", "description", "source", "inputs", "static", "memory", "states", "output", "nodes")
+CELL_FIELDS = ("name", "description", "source", "inputs", "static", "memory", "states", "memory_states", "output",
+               "nodes")
 NODE_FIELDS = ("op", "inputs", "attrs")
 
 
@@ -238,7 +239,8 @@ def dump_yaml(data: Any) -> str:
 
 
 # ---------------------------------------------------------------------- dict ↔ graph
-_NAME_KINDS = {"inputs": "input", "static": "static input", "memory": "memory", "states": "state"}
+_NAME_KINDS = {"inputs": "input", "static": "static input", "memory": "memory", "states": "state",
+               "memory_states": "memory state"}
 
 
 def _names(value: Any, field: str, source: str | None, line: int | None, required: bool) -> tuple[str, ...]:
@@ -292,6 +294,7 @@ def cell_from_dict(data: Any, source: str | None = None, lines: dict[int, dict] 
     static = _names(data.get("static"), "static", source, top_lines.get("static"), False)
     memory = _names(data.get("memory"), "memory", source, top_lines.get("memory"), False)
     states = _names(data.get("states"), "states", source, top_lines.get("states"), True)
+    memory_states = _names(data.get("memory_states"), "memory_states", source, top_lines.get("memory_states"), False)
     output = data.get("output")
     if output is None:
         if len(states) == 1:
@@ -337,7 +340,7 @@ def cell_from_dict(data: Any, source: str | None = None, lines: dict[int, dict] 
             origin[n.name] = key
         nodes.extend(new)
     graph = CellGraph(name=name, inputs=inputs, states=states, output=output, nodes=tuple(nodes),
-                      static=static, memory=memory, description=str(data.get("description") or "").strip(),
+                      static=static, memory=memory, memory_states=memory_states, description=str(data.get("description") or "").strip(),
                       source=str(data.get("source") or "").strip(), file=source or "")
     try:
         graph.validate(warn=warn)
@@ -396,6 +399,8 @@ def cell_to_dict(graph: CellGraph, form: str = "equations") -> dict[str, Any]:
     if graph.memory:
         out["memory"] = list(graph.memory)
     out["states"] = list(graph.states)
+    if graph.memory_states:
+        out["memory_states"] = list(graph.memory_states)
     out["output"] = graph.output
     nodes: dict[str, Any] = {}
     if form == "equations":

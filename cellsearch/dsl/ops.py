@@ -23,7 +23,7 @@ class AttrSpec:
 @dataclass(frozen=True)
 class OpSpec:
     name: str
-    kind: str  # "linear" | "elementwise" | "activation" | "const" | "scale" | "attention"
+    kind: str  # "linear" | "elementwise" | "activation" | "const" | "scale" | "attention" | "memory"
     min_args: int
     max_args: int | None  # None: any number >= min_args
     commutative: bool = False  # argument order does not change the value
@@ -40,8 +40,16 @@ class OpSpec:
 
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu", "identity")
 ATTENTION_KINDS = ("dot", "general", "additive")
-# Ops that read a memory leaf (a (B, N, hidden) matrix per sequence) as their last argument.
-MEMORY_OPS = ("attend",)
+# Ops over memories (a (B, N, hidden) matrix per sequence: a memory leaf, or a memory state that
+# write() updates): the kind of value each argument must be, and the kind of the result. Every
+# other op reads and returns vectors (B, hidden); "weights" are (B, N), one weight per row.
+SIGNATURES: dict[str, tuple[tuple[str, ...], str]] = {
+    "attend": (("vector", "matrix"), "vector"),
+    "address": (("vector", "matrix", "vector"), "weights"),
+    "read": (("weights", "matrix"), "vector"),
+    "write": (("matrix", "weights", "vector", "vector"), "matrix"),
+}
+MEMORY_OPS = tuple(SIGNATURES)
 
 OPS: dict[str, OpSpec] = {
     spec.name: spec
@@ -78,6 +86,12 @@ OPS: dict[str, OpSpec] = {
                              choices=ATTENTION_KINDS),
         }, doc="attend(q, M): the softmax(score(q, M_n))-weighted sum of the rows of memory M "
                "(padding rows masked out), a hidden-sized context vector"),
+        OpSpec("address", "memory", 3, 3, doc="address(k, M, beta): content addressing of the Neural Turing "
+               "Machine, weights softmax_n(b · cos(k, M_n)) over the rows of M with the key strength "
+               "b = softplus(mean(beta))"),
+        OpSpec("read", "memory", 2, 2, doc="read(w, M): the w-weighted sum of the rows of M (a vector)"),
+        OpSpec("write", "memory", 4, 4, doc="write(M, w, erase, add): M ⊙ (1 − w ⊗ erase) + w ⊗ add, the "
+               "NTM's write (erase and add vectors in [0, 1] and any, e.g. sigmoid(...) and tanh(...))"),
     ]
 }
 

@@ -1,0 +1,84 @@
+"""The Neural Turing Machine's memory ops in the generated code: address, read and write.
+
+A memory state is a (B, N, H) matrix a cell carries from step to step (Graves et al. 2014):
+
+* ``address(k, M, beta)``: content addressing, weights (B, N) = softmax_n(b · cos(k, M_n)) with
+  the key strength b = softplus(mean_h beta) (one number per sequence; ``EPS`` keeps the cosine
+  finite for a zero row or key);
+* ``read(w, M)``: Σ_n w_n M_n, a (B, H) vector;
+* ``write(M, w, erase, add)``: M ⊙ (1 − w ⊗ erase) + w ⊗ add.
+
+The forward functions take any leading dimensions; the backward functions are those of one step
+(the generated ``step_backward`` calls them): read and write by their formulas, address by
+differentiating its forward again (it is small, and this keeps one definition of its math). The
+reference interpreter writes the ops out on its own (``interpreter.py``). ``initial_memory`` is
+where a memory state starts: rows that differ (small sinusoids over the row index), so that
+content addressing can tell them apart; all-equal rows would stay equal under any write.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-6  # in the cosine's denominator
+DEFAULT_MEMORY_ROWS = 16  # rows N of a memory state unless a layer is given another number
+INITIAL_SCALE = 0.1  # amplitude of the initial memory pattern
+
+
+def initial_memory(batch: int, rows: int, hidden: int, like: torch.Tensor) -> torch.Tensor:
+    """The start value of a memory state (B, N, H): row n is 0.1 · sin/cos(n · frequency_h)."""
+    n = torch.arange(rows, dtype=like.dtype, device=like.device).unsqueeze(1)  # (N, 1)
+    h = torch.arange(hidden, dtype=like.dtype, device=like.device)
+    freq = torch.exp(-(h - h % 2) * (math.log(1000.0) / max(hidden, 1)))  # (H,)
+    angle = n * freq + (h % 2) * (math.pi / 2)  # cos on odd features
+    return (INITIAL_SCALE * torch.sin(angle)).expand(batch, rows, hidden).clone()
+
+
+def address(k: torch.Tensor, memory: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Content weights (..., B, N) over the rows of ``memory`` (B, N, H) for key ``k`` (..., B, H)."""
+    dots = torch.matmul(memory, k.unsqueeze(-1)).squeeze(-1)  # (..., B, N)
+    norms = memory.norm(dim=-1) * k.norm(dim=-1, keepdim=True) + EPS
+    strength = F.softplus(beta.mean(-1, keepdim=True))  # (..., B, 1)
+    return torch.softmax(strength * dots / norms, -1)
+
+
+def read(w: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    return torch.matmul(w.unsqueeze(-2), memory).squeeze(-2)  # (..., B, H)
+
+
+def write(memory: torch.Tensor, w: torch.Tensor, erase: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
+    wt = w.unsqueeze(-1)  # (B, N, 1)
+    return memory * (1 - wt * erase.unsqueeze(-2)) + wt * add.unsqueeze(-2)
+
+
+def address_backward(d_w: torch.Tensor, k: torch.Tensor, memory: torch.Tensor, beta: torch.Tensor):
+    """(d_k, d_memory, d_beta) of ``address`` at one step."""
+    with torch.enable_grad():
+        inputs = [t.detach().requires_grad_() for t in (k, memory, beta)]
+        out = address(*inputs)
+        return torch.autograd.grad(out, inputs, d_w)
+
+
+def read_backward(d_r: torch.Tensor, w: torch.Tensor, memory: torch.Tensor):
+    """(d_w, d_memory) of ``read``."""
+    return torch.matmul(memory, d_r.unsqueeze(-1)).squeeze(-1), w.unsqueeze(-1) * d_r.unsqueeze(-2)
+
+
+def write_backward(d_new: torch.Tensor, memory: torch.Tensor, w: torch.Tensor, erase: torch.Tensor,
+                   add: torch.Tensor):
+    """(d_memory, d_w, d_erase, d_add) of ``write``."""
+    wt = w.unsqueeze(-1)
+    d_memory = d_new * (1 - wt * erase.unsqueeze(-2))
+    d_w = (d_new * (add.unsqueeze(-2) - memory * erase.unsqueeze(-2))).sum(-1)
+    d_erase = -(d_new * memory * wt).sum(-2)
+    d_add = (d_new * wt).sum(-2)
+    return d_memory, d_w, d_erase, d_add
+
+
+MEMORY_HELPERS = {f.__name__: f for f in (address, read, write, address_backward, read_backward, write_backward)}
+
+__all__ = ["DEFAULT_MEMORY_ROWS", "EPS", "MEMORY_HELPERS", "address", "address_backward", "initial_memory", "read", "read_backward", "write",
+           "write_backward"]
