@@ -43,6 +43,7 @@ from cellsearch.tasks.base import Task
 
 
 DEFAULT_ENCODER = "gru"  # the encoder of a cell that reads a memory, when none is given
+MAX_MEMORY_ROWS = 4096  # rows of an NTM memory state
 
 
 def use_threads(n: int | None) -> int:
@@ -99,6 +100,7 @@ class TrainConfig:
     # sequence-level training (cellsearch/objectives.py; encoder-decoder models): xent (teacher
     # forcing) | reinforce | mixer (teacher forcing for mixer_xent_steps steps, then mixer_delta fewer
     # teacher-forced answer tokens every mixer_every steps, REINFORCE on the rest)
+    memory_rows: int = 16  # rows of a memory state (an NTM cell's memory), for cells that have one
     objective: str = "xent"
     mixer_xent_steps: int = 200
     mixer_every: int = 100
@@ -142,6 +144,8 @@ class TrainConfig:
             raise ConfigError(f"forget_bias must be a finite number, not {self.forget_bias}")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+        if not 1 <= self.memory_rows <= MAX_MEMORY_ROWS:
+            raise ConfigError(f"memory_rows must be between 1 and {MAX_MEMORY_ROWS}, not {self.memory_rows}")
         if self.mixer_every < 1 or self.mixer_delta < 1:
             raise ConfigError("mixer_every and mixer_delta must be at least 1")
         for name in ("warmup_steps", "eval_every", "checkpoint_every", "mixer_xent_steps"):
@@ -283,7 +287,8 @@ class Trainer:
             self.model = SeqModel(self.graph, ModelConfig(vocab_size=len(self.task.vocab),
                                                           hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
                                                           embed_size=cfg.embed_size, dropout=cfg.dropout,
-                                                          state_limit=cfg.state_limit, encoder=encoder))
+                                                          state_limit=cfg.state_limit, encoder=encoder,
+                                                          memory_rows=cfg.memory_rows))
         if cfg.objective != "xent" and not self.model.is_seq2seq:
             raise ConfigError(f"--objective {cfg.objective} trains an encoder-decoder model: give --encoder "
                               "(e.g. gru) or a cell that attends (attn-gru), on a task of prompts and answers")

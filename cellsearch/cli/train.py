@@ -138,6 +138,8 @@ def register(app: typer.Typer) -> None:
         mixer_xent_steps: Annotated[int, typer.Option(help="MIXER: steps of pure teacher forcing first.")] = 200,
         mixer_every: Annotated[int, typer.Option(help="MIXER: steps between moves of the boundary.")] = 100,
         mixer_delta: Annotated[int, typer.Option(help="MIXER: answer tokens the boundary moves each time.")] = 1,
+        memory_rows: Annotated[int, typer.Option(help="Rows of the memory of a cell with a memory state "
+                                                      "(e.g. ntm).")] = 16,
     ) -> None:
         """Train a cell on a task within a budget; save a checkpoint and the validation metrics.
 
@@ -192,7 +194,7 @@ def register(app: typer.Typer) -> None:
                               threads=threads, device=device, eval_every=eval_every,
                               scheduled_sampling=scheduled_sampling, ss_k=ss_k, encoder=encoder,
                               objective=objective, mixer_xent_steps=mixer_xent_steps, mixer_every=mixer_every,
-                              mixer_delta=mixer_delta)
+                              mixer_delta=mixer_delta, memory_rows=memory_rows)
             if members is not None:
                 population = PopulationTrainer(cfg, members)
             else:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from cellsearch.compile.interpreter import InterpretedCell
+from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, initial_memory
 from cellsearch.compile.sequence import CompiledCell
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.errors import CellsearchError
@@ -36,11 +37,14 @@ class CellRNN(nn.Module):
         backend: "compiled" (generated code, default), "autograd" (the generated step under
             plain autograd) or "interpreter" (the reference interpreter; slow, for checking).
         compile: wrap the generated step functions in ``torch.compile``.
+        memory_rows: rows N of the cell's memory states (an NTM's memory, (layers, B, N, H) in
+            ``state``), if it has any.
     """
 
     def __init__(self, cell: CellGraph | str, input_size: int, hidden_size: int, num_layers: int = 1,
                  bidirectional: bool = False, dropout: float = 0.0, batch_first: bool = False,
-                 static_size: int | None = None, backend: str = "compiled", compile: bool = False):
+                 static_size: int | None = None, backend: str = "compiled", compile: bool = False,
+                 memory_rows: int = DEFAULT_MEMORY_ROWS):
         super().__init__()
         from cellsearch.library import resolve_cell
 
@@ -64,15 +68,19 @@ class CellRNN(nn.Module):
         self.batch_first = batch_first
         self.static_size = static_size
         self.backend = backend
+        if memory_rows < 1:
+            raise CellsearchError(f"memory_rows must be at least 1, got {memory_rows}")
+        self.memory_rows = memory_rows
         cells = []
         for layer in range(num_layers):
             in_size = input_size if layer == 0 else hidden_size * self.num_directions
             for _ in range(self.num_directions):
                 if backend == "interpreter":
-                    cells.append(InterpretedCell(graph, in_size, hidden_size, static_size))
+                    cells.append(InterpretedCell(graph, in_size, hidden_size, static_size, memory_rows=memory_rows))
                 else:
                     mode = "fused" if backend == "compiled" else "autograd"
-                    cells.append(CompiledCell(graph, in_size, hidden_size, static_size, mode=mode, compile=compile))
+                    cells.append(CompiledCell(graph, in_size, hidden_size, static_size, mode=mode, compile=compile,
+                                              memory_rows=memory_rows))
         self.cells = nn.ModuleList(cells)
 
     @property
@@ -87,7 +95,16 @@ class CellRNN(nn.Module):
         p = next(self.parameters(), None)
         ref = like if like is not None else (p if p is not None else torch.zeros(()))
         n = self.num_layers * self.num_directions
-        return tuple(ref.new_zeros(n, batch_size, self.hidden_size) for _ in self.graph.states)
+        return tuple(initial_memory(batch_size, self.memory_rows, self.hidden_size, ref).expand(n, -1, -1, -1).clone()
+                     if s in self.graph.memory_states else ref.new_zeros(n, batch_size, self.hidden_size)
+                     for s in self.graph.states)
+
+    def state_shape(self, state: str, batch_size: int) -> tuple[int, ...]:
+        """The shape of ``state`` in the state tuple: (layers·directions, B, H), or (…, B, N, H) for a memory state."""
+        n = self.num_layers * self.num_directions
+        if state in self.graph.memory_states:
+            return (n, batch_size, self.memory_rows, self.hidden_size)
+        return (n, batch_size, self.hidden_size)
 
     def forward(self, x, state: Sequence[torch.Tensor] | torch.Tensor | None = None,
                 static: Sequence[torch.Tensor] | torch.Tensor | None = None, memory: Sequence | None = None):
@@ -105,10 +122,12 @@ class CellRNN(nn.Module):
             state = self.initial_state(B, xs[0])
         state = tuple(state)
         n = self.num_layers * self.num_directions
-        if len(state) != len(self.graph.states) or any(s.shape != (n, B, self.hidden_size) for s in state):
+        if len(state) != len(self.graph.states) or any(tuple(s.shape) != self.state_shape(name, B)
+                                                       for s, name in zip(state, self.graph.states)):
             shapes = [tuple(s.shape) for s in state]
+            wanted = ", ".join(str(self.state_shape(name, B)) for name in self.graph.states)
             raise CellsearchError(f"state must be {len(self.graph.states)} tensor(s) ({', '.join(self.graph.states)}) "
-                                  f"of shape ({n}, {B}, {self.hidden_size}), got {shapes}")
+                                  f"of shapes {wanted}, got {shapes}")
         if isinstance(static, torch.Tensor):
             static = (static,)
         finals: list[list[torch.Tensor]] = [[] for _ in self.graph.states]

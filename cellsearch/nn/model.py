@@ -45,6 +45,7 @@ class ModelConfig:
     tie_weights: bool = False  # share embedding and output matrices (needs embed_size == hidden_size)
     state_limit: float | None = None  # bound on a runaway layer (see module docstring; None: no bound)
     encoder: str | None = None  # encoder cell (built-in name or YAML path): an encoder-decoder model
+    memory_rows: int = 16  # rows of a memory state (an NTM cell's memory), if the cell has one
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,7 +77,8 @@ class SeqModel(nn.Module):
         self.config = config
         embed = config.embed_size or config.hidden_size
         self.embedding = nn.Embedding(config.vocab_size, embed)
-        self.rnn = CellRNN(self.graph, embed, config.hidden_size, config.num_layers, dropout=config.dropout)
+        self.rnn = CellRNN(self.graph, embed, config.hidden_size, config.num_layers, dropout=config.dropout,
+                           memory_rows=config.memory_rows)
         if len(self.graph.memory) > 1:
             raise ConfigError(f"cell '{self.graph.name}' reads {len(self.graph.memory)} memories; "
                               "a decoder has one (the encoder's outputs)")
@@ -132,8 +134,7 @@ class SeqModel(nn.Module):
         last = (mask.sum(0) - 1).clamp(min=0)  # each sequence's last real token
         final = out[last, torch.arange(B, device=out.device)]  # (B, H)
         states = []
-        for name in self.graph.states:
-            init = out.new_zeros(self.config.num_layers, B, self.config.hidden_size)
+        for name, init in zip(self.graph.states, self.rnn.initial_state(B, out)):
             if name == self.graph.output:
                 init = init + final.unsqueeze(0)
             states.append(init)
