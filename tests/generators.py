@@ -6,7 +6,10 @@ interpreter), so the cells cover every op of ``cellsearch.dsl.ops.OPS``:
 
 * 1-3 states named ``h``, ``c``, ``m`` (the output is the first, ``h``), one per-step input
   ``x`` and optionally one static input ``cond``; with ``memory=True`` a memory ``enc`` that
-  ``attend`` nodes read (the only op that may, and only with ``memory=True``);
+  ``attend`` nodes read (the only op that may, and only with ``memory=True``); with
+  ``memory_state=True`` a memory state ``mem`` (an NTM's memory) with a read head whose result
+  joins a random linear and a write head (``address``, ``read``, ``write``), keys, strengths,
+  erase and add vectors made from random vectors of the cell;
 * 1-12 nodes built bottom-up, so the node list is a valid evaluation order before the
   optional shuffle; every non-``const`` node reads (transitively) an input or a state, so no
   node "only combines constants" and ``linear`` never reads a constant;
@@ -47,7 +50,8 @@ MEMORY = "enc"
 
 # Simplest first: hypothesis shrinks a sampled_from towards the front of the list.
 ALL_OPS = ("tanh", "linear", "add", "mul", "sub", "sigmoid", "identity", "relu", "leaky_relu",
-           "neg", "one_minus", "blend", "diag", "const", "attend")
+           "neg", "one_minus", "blend", "diag", "const", "attend", "address", "read", "write")
+MEMORY_STATE = "mem"
 assert set(ALL_OPS) == set(OPS), "a new op needs a rule in tests/generators.py"
 
 UNARY_OPS = ("tanh", "sigmoid", "identity", "relu", "leaky_relu", "neg", "one_minus", "diag")
@@ -66,7 +70,7 @@ def _numbers() -> st.SearchStrategy[float]:
 def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3,
           static: bool | None = None, elementwise_inputs: bool = True, dead: bool = True,
           ops: Iterable[str] | None = None, auto: bool = False, shuffle: bool = True,
-          name: str = "random", memory: bool = False) -> CellGraph:
+          name: str = "random", memory: bool = False, memory_state: bool = False) -> CellGraph:
     """A random valid cell (see the module docstring).
 
     ``static``: None draws whether there is a static input ``cond``, True/False forces it.
@@ -78,7 +82,8 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
     list may come in a non-topological order. ``memory``: the cell has a memory ``enc`` and
     ``attend`` is among the ops (drawn more often, so most such cells use it).
     """
-    ops = tuple(o for o in ALL_OPS if (ops is None or o in set(ops)) and (memory or o != "attend"))
+    ops = tuple(o for o in ALL_OPS if (ops is None or o in set(ops)) and (memory or o != "attend")
+                and o not in ("address", "read", "write"))  # (those: the memory-state head below)
     if memory and "attend" in ops:
         ops = (*ops, *["attend"] * 4)
     if not ops:
@@ -177,8 +182,13 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
         constant[node_name] = op == "const" or (bool(args) and all(constant.get(a, False) for a in args))
         readers[node_name] = 0
 
-    graph = CellGraph(name=name, inputs=(INPUT,), states=states, output=states[0], nodes=tuple(nodes),
-                      static=static_leaves, memory=(MEMORY,) if memory else ())
+    all_states = states
+    if memory_state:
+        nodes += _memory_head(draw, [n for n in constant if not constant[n]], nodes)
+        all_states = (*states, MEMORY_STATE)
+    graph = CellGraph(name=name, inputs=(INPUT,), states=all_states, output=states[0], nodes=tuple(nodes),
+                      static=static_leaves, memory=(MEMORY,) if memory else (),
+                      memory_states=(MEMORY_STATE,) if memory_state else ())
     keep_dead = dead and draw(st.integers(0, 3), label="keep_dead") == 0
     if not keep_dead:
         live = graph.live
@@ -196,6 +206,46 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
         graph = graph.with_nodes(marked)
     graph.validate(warn=False)  # a failure here is a bug in this strategy (or in validate)
     return graph
+
+
+def _memory_head(draw, vectors: list[str], nodes: list[Node]) -> list[Node]:
+    """An NTM read head and write head on the memory state ``mem``: the read joins one of the
+    cell's linear nodes as an extra argument (``nodes`` is changed in place), keys and strengths
+    are linear maps of random vectors of the cell."""
+    prev = prev_name(MEMORY_STATE)
+
+    def vec(label: str) -> str:
+        return draw(st.sampled_from(vectors), label=label)
+
+    def lin(name: str) -> Node:
+        return Node.make(name, "linear", [vec(f"{name}_src")])
+
+    # the read head's key and strength come from leaves: a node might read the read's result
+    leaves = [v for v in vectors if not any(n.name == v for n in nodes)]
+
+    def leaf_lin(name: str) -> Node:
+        return Node.make(name, "linear", [draw(st.sampled_from(leaves), label=f"{name}_src")])
+
+    head = [leaf_lin("mk_r"), leaf_lin("mb_r"), Node.make("mw_r", "address", ["mk_r", prev, "mb_r"]),
+            Node.make("mr", "read", ["mw_r", prev])]
+    linears = [i for i, n in enumerate(nodes) if n.op == "linear"]
+    if linears:
+        i = draw(st.sampled_from(linears), label="read_joins")
+        nodes[i] = Node.make(nodes[i].name, "linear", [*nodes[i].args, "mr"], nodes[i].attr_dict)
+    if draw(st.booleans(), label="own_write_weights"):
+        head += [lin("mk_w"), lin("mb_w"), Node.make("mw_w", "address", ["mk_w", prev, "mb_w"])]
+        weights = "mw_w"
+    else:
+        weights = "mw_r"
+    head += [lin("me_lin"), Node.make("me", "sigmoid", ["me_lin"])]
+    add = draw(st.sampled_from(["tanh", "vector"]), label="add_kind")
+    if add == "tanh":
+        head += [lin("ma_lin"), Node.make("ma", "tanh", ["ma_lin"])]
+        add_arg = "ma"
+    else:
+        add_arg = draw(st.sampled_from([v for v in vectors if v not in (INPUT, STATIC)] or ["me"]), label="add")
+    head.append(Node.make(MEMORY_STATE, "write", [prev, weights, "me", add_arg]))
+    return head
 
 
 # ---------------------------------------------------------------------- facts about a cell
@@ -237,7 +287,7 @@ def rename_nodes(graph: CellGraph, mapping: Mapping[str, str]) -> CellGraph:
 
     nodes = tuple(replace(n, name=r(n.name), args=tuple(r(a) for a in n.args)) for n in graph.nodes)
     return replace(graph, inputs=tuple(map(r, graph.inputs)), static=tuple(map(r, graph.static)),
-                   memory=tuple(map(r, graph.memory)),
+                   memory=tuple(map(r, graph.memory)), memory_states=tuple(map(r, graph.memory_states)),
                    states=tuple(map(r, graph.states)), output=r(graph.output), nodes=nodes)
 
 

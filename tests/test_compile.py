@@ -26,7 +26,8 @@ def assert_same(graph, input_size, hidden_size, *, T=5, B=3, static_size=None, m
     interp = InterpretedCell(graph, input_size, hidden_size, static_size, params=compiled.params)
     x = torch.randn(T, B, input_size, dtype=torch.float64, requires_grad=True)
     compiled.double()
-    states = tuple(torch.randn(B, hidden_size, dtype=torch.float64, requires_grad=True) for _ in graph.states)
+    states = tuple(torch.randn(*((B, 3) if s in graph.memory_states else (B,)), hidden_size, dtype=torch.float64,
+                               requires_grad=True) for s in graph.states)  # (memory states: 3 rows)
     statics = tuple(torch.randn(B, static_size or hidden_size, dtype=torch.float64, requires_grad=True)
                     for _ in graph.static)
     # memories: 4 rows, the last sequence's last row padding

@@ -162,7 +162,7 @@ def no_drawing(monkeypatch):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_builtin_cell_round_trips_in_a_fresh_process(fmt, tmp_path, no_drawing):
     cases, expected = [], {}
-    for k, name in enumerate(builtin_names(memory=False)):  # (memory cells: test_export_of_attention_cells)
+    for k, name in enumerate(builtin_names(memory=False)):  # (memory cells: test_export_of_memory_cells)
         g, weights, inputs, exp = _reference(name, seed=k)
         path = tmp_path / (name.replace("-", "_") + SUFFIX[fmt])
         files = export_cell(g, fmt, path, input_size=I, hidden_size=H, weights=weights, seq_len=T)
@@ -400,24 +400,33 @@ def test_cli_errors_are_one_line_with_exit_status_2(tmp_path):
 
 
 @pytest.mark.parametrize("name", builtin_names(memory=True))
-def test_export_of_attention_cells(name, tmp_path, no_drawing):
-    """py and TorchScript take the memory (checked against the compiled cell inside export_cell, and
+def test_export_of_memory_cells(name, tmp_path, no_drawing):
+    """py and TorchScript take the memory (or keep the memory state) (checked against the compiled cell inside export_cell, and
     run here in a fresh process); ONNX refuses in one line."""
     py = tmp_path / "attn.py"
     export_cell(name, "py", py, input_size=I, hidden_size=H, seed=1)
     ts = tmp_path / "attn.torchscript"
     export_cell(name, "torchscript", ts, input_size=I, hidden_size=H, seed=1)
-    script = ("import torch, attn\n"
-              f"m = attn.load(); s = torch.jit.load({str(ts)!r})\n"
-              f"x, mem = torch.randn(5, 2, {I}), torch.randn(2, 3, {H})\n"
-              "mask = torch.tensor([[True, False, False], [True, True, True]])\n"
-              "a, _ = m(x, memory=(mem,), memory_mask=(mask,))\n"
-              "b, _ = s(x, None, (mem,), (mask,))\n"
-              "assert torch.allclose(a, b, atol=1e-5)\n"
-              "mem2 = mem.clone(); mem2[0, 1:] = 99.0  # padding rows: no influence\n"
-              "c, _ = m(x, memory=(mem2,), memory_mask=(mask,))\n"
-              "assert torch.allclose(a, c)\n"
-              "print('ok')\n")
+    if get_cell(name).memory:
+        script = ("import torch, attn\n"
+                  f"m = attn.load(); s = torch.jit.load({str(ts)!r})\n"
+                  f"x, mem = torch.randn(5, 2, {I}), torch.randn(2, 3, {H})\n"
+                  "mask = torch.tensor([[True, False, False], [True, True, True]])\n"
+                  "a, _ = m(x, memory=(mem,), memory_mask=(mask,))\n"
+                  "b, _ = s(x, None, (mem,), (mask,))\n"
+                  "assert torch.allclose(a, b, atol=1e-5)\n"
+                  "mem2 = mem.clone(); mem2[0, 1:] = 99.0  # padding rows: no influence\n"
+                  "c, _ = m(x, memory=(mem2,), memory_mask=(mask,))\n"
+                  "assert torch.allclose(a, c)\n"
+                  "print('ok')\n")
+    else:  # a memory state (the NTM): it starts from the module's own initial memory
+        script = ("import torch, attn\n"
+                  f"m = attn.load(); s = torch.jit.load({str(ts)!r})\n"
+                  f"x = torch.randn(5, 2, {I})\n"
+                  "a, state = m(x)\n"
+                  "b, _ = s(x)\n"
+                  "assert torch.allclose(a, b, atol=1e-5) and state[-1].shape == (2, 16, a.shape[-1])\n"
+                  "print('ok')\n")
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
     with pytest.raises(ExportError, match="onnx format does not take a memory"):

@@ -258,12 +258,12 @@ def test_kernels_compile_for_the_gpu(monkeypatch, name, dtype):
 
 
 @pytest.mark.parametrize("name", builtin_names(memory=True))
-def test_attention_cells_run_their_eager_steps(interpreted, name):
-    """The fused kernels are pointwise: a cell that attends runs the generated eager code under
+def test_memory_cells_run_their_eager_steps(interpreted, name):
+    """The fused kernels are pointwise: a cell that attends or keeps a memory runs the generated eager code under
     "auto", and asking for "fused" is a one-line error."""
     graph = get_cell(name)
     assert_same(graph, 6, 6, T=4, B=3, pointwise="auto", tol=1e-10)
     cell = CompiledCell(graph, 4, 4, pointwise="fused")
     x = torch.randn(3, 2, 4, requires_grad=True)
     with pytest.raises(CellsearchError, match="does not support attend"):
-        cell(x, None, None, (torch.randn(2, 3, 4),))
+        cell(x, None, None, tuple(torch.randn(2, 3, 4) for _ in graph.memory))

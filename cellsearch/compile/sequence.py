@@ -59,15 +59,25 @@ def _run_loop(program: CellProgram, T: int, ext: Sequence[torch.Tensor], consts:
         return _loop(program, T, ext, consts, init, keep_saved)
 
 
-def time_dim(state: torch.Tensor) -> int:
-    """Where the time dimension of a sequence is, given a state of the loop: (T, B, ·) for one cell
-    (state (B, H)), members first (K, T, B, ·) for a population (state (K, B, H))."""
-    return state.dim() - 2
+def batch_shape(program: CellProgram, init: Sequence[torch.Tensor]) -> torch.Size:
+    """The leading dimensions of the loop's states up to the batch: (B,) for one cell, (K, B) for a
+    population (a vector state is (…, B, H), a memory state (…, B, N, H))."""
+    memory_states = program.graph.memory_states
+    for name, state in zip(program.schedule.recurrent_states, init):
+        if name not in memory_states:
+            return state.shape[:-1]
+    return init[0].shape[:-2]
+
+
+def time_dim(program: CellProgram, init: Sequence[torch.Tensor]) -> int:
+    """Where the time dimension of a sequence is: (T, B, ·) for one cell, members first (K, T, B, ·)
+    for a population."""
+    return len(batch_shape(program, init)) - 1
 
 
 def _loop(program: CellProgram, T: int, ext, consts, init, keep_saved: bool):
     step = program.step
-    td = time_dim(init[0])
+    td = time_dim(program, init)
     per_step = list(zip(*[e.unbind(td) for e in ext])) if ext else [()] * T  # step t -> tuple of views
     prev = tuple(init)
     seqs: list[tuple] = []
@@ -87,13 +97,14 @@ def forward_pass(program: CellProgram, T: int, n_ext: int, n_const: int, tensors
     ext = tensors[:n_ext]
     consts = tensors[n_ext:n_ext + n_const]
     init = tensors[n_ext + n_const:]
-    seqs, saved = _run_loop(program, T, ext, _packed(program, consts, init[0].shape[-2]), init, keep_saved=True)
+    seqs, saved = _run_loop(program, T, ext, _packed(program, consts, batch_shape(program, init)[-1]), init,
+                            keep_saved=True)
     rs = program.schedule.recurrent_states
     outputs = []
     out = None
     if program.schedule.graph.output in rs:
         k = rs.index(program.schedule.graph.output)
-        out = torch.stack([st[k] for st in seqs], time_dim(init[0]))
+        out = torch.stack([st[k] for st in seqs], time_dim(program, init))
         outputs.append(out)
     # Clones: an output that ctx also holds (through seqs or saved) would form a reference
     # cycle through its grad_fn and live until the garbage collector runs.
@@ -133,7 +144,7 @@ def backward_pass(program: CellProgram, T: int, n_ext: int, n_const: int, tensor
     out = tensors[-1] if schedule.graph.output in schedule.recurrent_states else None
     rs = schedule.recurrent_states
     out_k = rs.index(schedule.graph.output) if out is not None else None
-    td = time_dim(init[0])
+    td = time_dim(program, init)
     if out_k is not None:
         d_out, d_final = grads[0], grads[1:]
         d_out_steps = d_out.unbind(td) if d_out is not None else None
@@ -141,8 +152,8 @@ def backward_pass(program: CellProgram, T: int, n_ext: int, n_const: int, tensor
         d_out_steps, d_final = None, grads
     d_state = [d if d is not None else torch.zeros_like(v) for d, v in zip(d_final, init)]
     per_step = list(zip(*[e.unbind(td) for e in ext])) if ext else [()] * T
-    B = init[0].shape[-2]
-    members = init[0].shape[:-2]  # (), or (K,) for a population
+    B = batch_shape(program, init)[-1]
+    members = batch_shape(program, init)[:-1]  # (), or (K,) for a population
     ref = init[0]
     # Pre-activation gradients of every fused matmul for the whole sequence: the step writes
     # into views of these, and dW = d_lin^T @ argument is then one matmul. Zeroed (not empty)
@@ -370,7 +381,7 @@ def recur(program: CellProgram, mode: str, T: int, ext: Sequence[torch.Tensor], 
         return (res[0], tuple(res[1:])) if has_out else (None, tuple(res))
     # no gradient through this loop (inference), or plain autograd through every step
     runtime = program if need_grad else runtime_program(program, init[0].device, mode)
-    loop_consts = consts if need_grad else _packed(runtime, consts, init[0].shape[-2])
+    loop_consts = consts if need_grad else _packed(runtime, consts, batch_shape(program, init)[-1])
     try:
         seqs, _ = _run_loop(runtime, T, ext, loop_consts, init, keep_saved=False)
     except Exception as exc:
@@ -380,7 +391,7 @@ def recur(program: CellProgram, mode: str, T: int, ext: Sequence[torch.Tensor], 
     out = None
     if has_out:
         k = schedule.recurrent_states.index(schedule.graph.output)
-        out = torch.stack([st[k] for st in seqs], time_dim(init[0]))
+        out = torch.stack([st[k] for st in seqs], time_dim(program, init))
     return out, tuple(seqs[-1])
 
 

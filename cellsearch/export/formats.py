@@ -134,7 +134,7 @@ def onnx_names(g: CellGraph) -> tuple[list[str], list[str]]:
 def write_onnx(g: CellGraph, path: Path, params: CellParameters, state: dict, card_text: str,
                seq_len: int) -> list[Path]:
     """The onnx format: the layer unrolled over ``seq_len`` steps, the card in its metadata; run in onnxruntime."""
-    if g.memory:
+    if g.memory or g.memory_states:
         raise ExportError(f"the onnx format does not take a memory yet; export '{g.name}' as py or torchscript")
     try:
         import onnx

@@ -32,6 +32,7 @@ from cellsearch.export.base import ExportError, version
 _PY_RESERVED = PYTHON_RESERVED | {"self", "torch", "F", "nn", "Tensor", "Optional", "Tuple", "List", "math", "Path"}
 _FORWARD_LOCALS = {"x", "state", "static", "memory", "memory_mask", "zeros", "outs", "x_t", "out"}
 _ATTENTION_FUNCTIONS = {"attend", "attend_additive"}  # module-level helpers of a cell with a memory
+_MEMORY_FUNCTIONS = {"address", "read", "write", "initial_memory"}  # and of a cell with a memory state
 
 
 def class_name(graph: CellGraph) -> str:
@@ -73,7 +74,8 @@ class _PyWriter:
                     and g.node_map[n.args[0]].op != "const":
                 inline.discard(n.args[0])
         self.inline = inline
-        self.names = Names(_PY_RESERVED | (_ATTENTION_FUNCTIONS if g.memory else set()))
+        self.names = Names(_PY_RESERVED | (_ATTENTION_FUNCTIONS if g.memory else set())
+                           | (_MEMORY_FUNCTIONS if g.memory_states else set()))
         for leaf in g.leaf_kinds:
             self.names.bind(leaf)
         # a memory's score bias (0 for a real row, -inf for padding), made by forward
@@ -135,6 +137,8 @@ class _PyWriter:
                 return f"attend({q}, {keys}, {memory}, {bias})", 9
             return (f"attend_additive({q}, self.{attention_name(name, 'wq')}, {keys}, "
                     f"self.{attention_name(name, 'v')}, {memory}, {bias})"), 9
+        if op in ("address", "read", "write"):
+            return f"{op}({', '.join(t for t, _ in args)})", 9
         raise ExportError(f"cannot export op '{op}' of node '{name}'")  # pragma: no cover - op table moved
 
     def step_lines(self) -> list[str]:
@@ -207,6 +211,10 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
         out.extend(_ATTENTION_SOURCE.splitlines())
         emit("")
         emit("")
+    if g.memory_states:
+        out.extend(_MEMORY_SOURCE.splitlines())
+        emit("")
+        emit("")
     emit(f"class {cls}(nn.Module):")
     doc = [f"The {_title(g)} as a layer with the torch.nn.LSTM calling convention.", ""]
     if g.description:
@@ -233,6 +241,8 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
     emit(_docstring("\n".join(doc) + "\n", "    "))
     emit("")
     init_args = "self, input_size: int, hidden_size: int, batch_first: bool = False"
+    if g.memory_states:
+        init_args += ", memory_rows: int = 16"
     if g.static:
         init_args += ", static_size: Optional[int] = None"
     emit(f"    def __init__({init_args}):")
@@ -251,6 +261,8 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
     if g.static:
         emit("        self.static_size = static_size")
     emit("        self.batch_first = batch_first")
+    if g.memory_states:
+        emit("        self.memory_rows = memory_rows  # rows of the memory state(s)")
     inline_eq = inlined_nodes(g)
     for n in g.nodes:
         if n.name not in g.live or n.op not in ("linear", "diag"):
@@ -323,7 +335,9 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
     svars = ", ".join(state_vars)
     emit("        if state is None:")
     emit("            zeros = torch.zeros(x.shape[1], self.hidden_size, dtype=x.dtype, device=x.device)")
-    emit(f"            {svars} = {', '.join(['zeros'] * n_states)}")
+    starts = ["initial_memory(x.shape[1], self.memory_rows, self.hidden_size, x)" if s in g.memory_states
+              else "zeros" for s in g.states]
+    emit(f"            {svars} = {', '.join(starts)}")
     emit("        else:")
     if n_states == 1:
         emit(f"            {state_vars[0]} = state[0]")
@@ -384,6 +398,33 @@ def attend_additive(q: Tensor, wq: Tensor, keys: Tensor, v: Tensor, values: Tens
     hidden = torch.tanh(keys + F.linear(q, wq).unsqueeze(1))  # (B, N, H)
     weights = torch.softmax(torch.matmul(hidden, v) + bias, -1)
     return torch.matmul(weights.unsqueeze(1), values).squeeze(1)'''
+
+
+_MEMORY_SOURCE = '''def initial_memory(batch: int, rows: int, hidden: int, like: Tensor) -> Tensor:
+    """Where a memory state starts: row n is 0.1 * sin/cos(n * frequency_h), rows distinct."""
+    n = torch.arange(rows, dtype=like.dtype, device=like.device).unsqueeze(1)
+    h = torch.arange(hidden, dtype=like.dtype, device=like.device)
+    freq = torch.exp(-(h - h % 2) * (math.log(1000.0) / max(hidden, 1)))
+    angle = n * freq + (h % 2) * (math.pi / 2)
+    return (0.1 * torch.sin(angle)).expand(batch, rows, hidden).clone()
+
+
+def address(k: Tensor, memory: Tensor, beta: Tensor) -> Tensor:
+    """Content addressing: softmax_n(softplus(mean(beta)) * cos(k, M_n)), weights (B, N)."""
+    dots = torch.matmul(memory, k.unsqueeze(-1)).squeeze(-1)
+    norms = torch.linalg.vector_norm(memory, 2, [-1]) * torch.linalg.vector_norm(k, 2, [-1], True) + 1e-6
+    return torch.softmax(F.softplus(beta.mean(-1, keepdim=True)) * dots / norms, -1)
+
+
+def read(w: Tensor, memory: Tensor) -> Tensor:
+    """The w-weighted sum of the memory rows (B, H)."""
+    return torch.matmul(w.unsqueeze(-2), memory).squeeze(-2)
+
+
+def write(memory: Tensor, w: Tensor, erase: Tensor, add: Tensor) -> Tensor:
+    """M * (1 - w erase^T) + w add^T."""
+    wt = w.unsqueeze(-1)
+    return memory * (1 - wt * erase.unsqueeze(-2)) + wt * add.unsqueeze(-2)'''
 
 
 def _title(g: CellGraph) -> str:

@@ -33,13 +33,13 @@ def _texts() -> dict[str, str]:
 
 
 def builtin_names(memory: bool | None = None) -> list[str]:
-    """The built-in cells, in the order of ``cellsearch cells list``; ``memory`` False: only those
-    that read no memory (a language model's cells), True: only the attention decoders."""
+    """The built-in cells, in the order of ``cellsearch cells list``; ``memory`` False: only the
+    plain cells, True: only those with a memory (attention decoders, the NTM)."""
     names = list(_texts())
     ordered = [n for n in ORDER if n in names] + sorted(n for n in names if n not in ORDER)
     if memory is None:
         return ordered
-    return [n for n in ordered if bool(get_cell(n).memory) == memory]
+    return [n for n in ordered if bool(get_cell(n).memory or get_cell(n).memory_states) == memory]
 
 
 @lru_cache(maxsize=None)

@@ -125,9 +125,11 @@ class CellRNN(nn.Module):
         if len(state) != len(self.graph.states) or any(tuple(s.shape) != self.state_shape(name, B)
                                                        for s, name in zip(state, self.graph.states)):
             shapes = [tuple(s.shape) for s in state]
-            wanted = ", ".join(str(self.state_shape(name, B)) for name in self.graph.states)
+            wanted = list(dict.fromkeys(self.state_shape(name, B) for name in self.graph.states))
+            shape_text = f"of shape {wanted[0]}" if len(wanted) == 1 else \
+                "of shapes " + ", ".join(str(self.state_shape(name, B)) for name in self.graph.states)
             raise CellsearchError(f"state must be {len(self.graph.states)} tensor(s) ({', '.join(self.graph.states)}) "
-                                  f"of shapes {wanted}, got {shapes}")
+                                  f"{shape_text}, got {shapes}")
         if isinstance(static, torch.Tensor):
             static = (static,)
         finals: list[list[torch.Tensor]] = [[] for _ in self.graph.states]
