@@ -377,6 +377,11 @@ class CellGraph:
         as a memory...) or a state holds the wrong kind."""
         kinds = self.value_kinds
         described = {"vector": "a vector", "weights": "weights over memory rows", "matrix": "a memory"}
+
+        def shown_arg(a: str) -> str:  # a sub-expression the parser named: by its op, not its invented name
+            node = self.node_map.get(a)
+            return f"{node.op}(...)" if node is not None and node.auto else shown(a)
+
         for n in self.nodes:
             wanted = SIGNATURES[n.op][0] if n.op in SIGNATURES else ("vector",) * len(n.args)
             for k, (a, want) in enumerate(zip(n.args, wanted)):
@@ -385,14 +390,14 @@ class CellGraph:
                     continue
                 if want == "matrix":
                     known = ", ".join([*self.memory, *(prev_name(s) for s in self.memory_states)])
-                    raise CellError(f"{n.op}() reads a memory as argument {k + 1}, but {shown(a)} is "
+                    raise CellError(f"{n.op}() reads a memory as argument {k + 1}, but {shown_arg(a)} is "
                                     f"{described[got]}" + (f" (memories here: {known})" if known else
                                                             " (declare one, e.g. memory: [enc])"), node=n.name)
                 if got == "matrix":
-                    raise CellError(f"'{a}' is a memory (a matrix): read it with attend(query, {a}) or "
-                                    f"read(address(key, {a}, beta), {a}), not as argument {k + 1} of {n.op}()",
+                    raise CellError(f"{shown_arg(a)} is a memory (a matrix): read it with attend(query, M) or "
+                                    f"read(address(key, M, beta), M), not as argument {k + 1} of {n.op}()",
                                     node=n.name)
-                raise CellError(f"{n.op}() needs {described[want]} as argument {k + 1}, but {shown(a)} is "
+                raise CellError(f"{n.op}() needs {described[want]} as argument {k + 1}, but {shown_arg(a)} is "
                                 f"{described[got]}" + (" (made by address())" if got == "weights" else ""),
                                 node=n.name)
         for n in self.nodes:
