@@ -212,3 +212,33 @@ def test_population_members_of_an_encoder_decoder_equal_their_solo_runs():
         solo = Trainer(member.apply(cfg))
         solo.run()
         assert got.metrics == solo.final_metrics or got.metrics == solo.result().metrics
+
+
+def test_attention_maps_are_distributions_over_the_real_source_rows():
+    model = _model("attn-gru")
+    task = _task()
+    batch = task.encode([("abcdef=", "fedcba"), ("ab=", "ba")])
+    maps = model.attention_maps(batch.inputs, model.start(batch))
+    (name, weights), = maps.items()
+    assert name == "c" and weights.shape == (batch.inputs.shape[0], 2, batch.source.shape[0])
+    torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:2], dtype=weights.dtype))
+    assert not weights[:, 1, 3:].any()  # the second source has 3 real tokens: padding gets no weight
+    # the maps are the weights the compiled decoder used: its logits equal the interpreter's
+    logits, _ = model(batch.inputs, model.start(batch))
+    assert torch.isfinite(logits).all()
+
+
+def test_cli_draws_an_attention_map(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "attn-lstm", "--task", "copy", "--steps", "2", "--hidden", "8", "--json",
+                              "--out", str(tmp_path / "run"), "-t", "eval_examples=16"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["generate", str(tmp_path / "run"), "--prompt", "abc=", "--length", "4",
+                              "--attention-map", str(tmp_path / "map.png")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "map.png").stat().st_size > 1000
+    res = runner.invoke(app, ["train", "gru", "--task", "copy", "--steps", "1", "--hidden", "8", "--json",
+                              "--out", str(tmp_path / "lm"), "-t", "eval_examples=16"])
+    res = runner.invoke(app, ["generate", str(tmp_path / "lm"), "--prompt", "abc=", "--attention-map",
+                              str(tmp_path / "no.png")])
+    assert res.exit_code == 2 and "--attention-map needs an encoder-decoder model" in res.output

@@ -252,6 +252,8 @@ def register(app: typer.Typer) -> None:
         length: Annotated[int, typer.Option(help="Tokens to generate at most.")] = 50,
         length_penalty: Annotated[float, typer.Option(help="Beam score / len**penalty.")] = 0.0,
         seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
+        attention_map: Annotated[Optional[Path], typer.Option(
+            help="An encoder-decoder model: draw where its decoder attended while answering (PNG).")] = None,
     ) -> None:
         """Continue a prompt with a trained model: greedy by default, --temperature samples, --beam searches."""
         import torch
@@ -262,6 +264,8 @@ def register(app: typer.Typer) -> None:
         if beam is not None and temperature is not None:
             raise ConfigError("use either --beam or --temperature, not both")
         model, vocab, ckpt = load_model(checkpoint)
+        if attention_map is not None and not (model.is_seq2seq and model.graph.memory):
+            raise ConfigError("--attention-map needs an encoder-decoder model whose decoder attends (e.g. attn-gru)")
         word_level = ckpt["task"].get("name") == "ptb"
         tokens = prompt.split() if word_level else list(prompt)
         unknown = [t for t in tokens if t not in vocab.stoi and "<unk>" not in vocab.stoi]
@@ -295,6 +299,17 @@ def register(app: typer.Typer) -> None:
             text = " ".join(w if w != "<eos>" else "\n" for w in words) if word_level else "".join(words)
             line = prompt + (" " if word_level and prompt else "") + text
             print(f"{line}" if score is None else f"{score:.4f}\t{line}")
+        if attention_map is not None:
+            from cellsearch.analysis.attention import plot_attention
+
+            answer = outs[0][0]
+            answer = answer[: answer.index(eos) + 1] if eos is not None and eos in answer else answer
+            read = torch.tensor([vocab.bos, *answer[:-1]] if answer else [vocab.bos], dtype=torch.long)[:, None]
+            maps = model.attention_maps(read, state)
+            shown = [vocab.itos[t] for t in answer] or ["<none>"]
+            path = plot_attention(maps, list(tokens), shown, attention_map, title=f"{ckpt['task'].get('name')}: "
+                                  f"{model.graph.name}")
+            err_console.print(f"attention map: {path}")
 
     @data_app.command("download")
     @cli_errors

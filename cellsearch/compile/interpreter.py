@@ -20,8 +20,9 @@ from cellsearch.dsl.graph import CellGraph, prev_name
 from cellsearch.errors import CellsearchError
 
 
-def eval_node(node, args: list, params: CellParameters) -> torch.Tensor:
-    """The value of one node given its argument values (tensors, or floats for constants)."""
+def eval_node(node, args: list, params: CellParameters, trace: dict | None = None) -> torch.Tensor:
+    """The value of one node given its argument values (tensors, or floats for constants);
+    ``trace`` collects the weights over memory rows of attend and address nodes (name → list)."""
     op = node.op
     if op == "linear":
         out = None
@@ -59,11 +60,17 @@ def eval_node(node, args: list, params: CellParameters) -> torch.Tensor:
     if op == "identity":
         return args[0]
     if op == "attend":
-        return _attend(node, args[0], args[1], params)
+        context, weights = _attend(node, args[0], args[1], params)
+        if trace is not None:
+            trace.setdefault(node.name, []).append(weights)
+        return context
     if op == "address":  # the NTM's content addressing, written out (compile/memory.py is its fast twin)
         k, memory, beta = args[0], _values(args[1]), args[2]
         cos = torch.einsum("bnh,bh->bn", memory, k) / (memory.norm(dim=2) * k.norm(dim=1).unsqueeze(1) + EPS)
-        return torch.softmax(F.softplus(beta.mean(1)).unsqueeze(1) * cos, 1)
+        weights = torch.softmax(F.softplus(beta.mean(1)).unsqueeze(1) * cos, 1)
+        if trace is not None:
+            trace.setdefault(node.name, []).append(weights)
+        return weights
     if op == "read":
         return torch.einsum("bn,bnh->bh", args[0], _values(args[1]))
     if op == "write":
@@ -77,9 +84,9 @@ def _values(memory):
     return memory[0] if isinstance(memory, tuple) else memory  # pragma: no cover - the op table and this list move together
 
 
-def _attend(node, q: torch.Tensor, memory, params: CellParameters) -> torch.Tensor:
+def _attend(node, q: torch.Tensor, memory, params: CellParameters) -> tuple[torch.Tensor, torch.Tensor]:
     """attend(q, M), written out plainly (the oracle of compile/attention.py): scores row by row
-    with einsum, padding rows set to -inf, softmax, weighted sum."""
+    with einsum, padding rows set to -inf, softmax, weighted sum: (context, weights)."""
     values, mask = memory if isinstance(memory, tuple) else (memory, None)  # (B, N, H), (B, N) bool or None
     kind = node.attr("kind")
     if kind == "dot":
@@ -94,7 +101,7 @@ def _attend(node, q: torch.Tensor, memory, params: CellParameters) -> torch.Tens
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, -1)
-    return torch.einsum("bn,bnh->bh", weights, values)
+    return torch.einsum("bn,bnh->bh", weights, values), weights
 
 
 class InterpretedCell(nn.Module):
@@ -117,7 +124,9 @@ class InterpretedCell(nn.Module):
         self.params = params if params is not None else CellParameters(graph, input_size, hidden_size, static_size)
 
     def forward(self, x, state: Sequence[torch.Tensor] | None = None, static: Sequence[torch.Tensor] | None = None,
-                memory: Sequence | None = None):
+                memory: Sequence | None = None, trace: dict | None = None):
+        """``trace`` (a dict) receives, per attend and address node, its weights over the memory
+        rows at every step, (T, B, N): what attention maps plot."""
         g = self.graph
         xs = (x,) if isinstance(x, torch.Tensor) else tuple(x)
         T, B = xs[0].shape[:2]
@@ -133,6 +142,7 @@ class InterpretedCell(nn.Module):
             check_memory(m, name, B, self.hidden_size)
         statics.update(zip(g.memory, memories))
         outs = []
+        steps: dict | None = {} if trace is not None else None
         for t in range(T):
             values: dict = {name: xi[t] for name, xi in zip(g.inputs, xs)}
             values.update(statics)
@@ -140,9 +150,11 @@ class InterpretedCell(nn.Module):
             for name in g.order:
                 if name in g.live:
                     node = g.node_map[name]
-                    values[name] = eval_node(node, [values[a] for a in node.args], self.params)
+                    values[name] = eval_node(node, [values[a] for a in node.args], self.params, steps)
             prev = {s: _as_tensor(values[s], xs[0], B, self.hidden_size) for s in g.states}
             outs.append(prev[g.output])
+        if trace is not None:
+            trace.update({name: torch.stack(ws) for name, ws in steps.items()})
         return torch.stack(outs), tuple(prev[s] for s in g.states)
 
 

@@ -140,6 +140,32 @@ class SeqModel(nn.Module):
             states.append(init)
         return Encoded(tuple(states), out.transpose(0, 1), mask.t())
 
+    @torch.no_grad()
+    def attention_maps(self, tokens: torch.Tensor, state) -> dict[str, torch.Tensor]:
+        """The decoder's weights over memory rows while it reads ``tokens`` (T, B) from ``state``:
+        name of each attend (or address) node → (T, B, N), N the source length (``layerK.`` before
+        the name for layers after the first). Runs the decoder's cells in the reference
+        interpreter, with this model's weights, in eval mode (no dropout)."""
+        from cellsearch.compile.interpreter import InterpretedCell
+
+        if not isinstance(state, Encoded):
+            raise ConfigError("attention maps need an encoder-decoder model and its encoded source")
+        memory = (Memory(state.memory, state.mask),) if self.graph.memory else None
+        was_training = self.training
+        self.eval()
+        try:
+            x = self.embed(tokens)
+            maps: dict[str, torch.Tensor] = {}
+            for layer, cell in enumerate(self.rnn.cells):
+                oracle = InterpretedCell(self.graph, cell.input_size, cell.hidden_size, params=cell.params,
+                                         memory_rows=self.config.memory_rows)
+                trace: dict = {}
+                x, _ = oracle(x, tuple(s[layer] for s in state.states), None, memory, trace=trace)
+                maps.update({(f"layer{layer}." if layer else "") + k: v for k, v in trace.items()})
+            return maps
+        finally:
+            self.train(was_training)
+
     def _decode(self, tokens: torch.Tensor, state) -> tuple:
         if not isinstance(state, Encoded):
             raise ConfigError("an encoder-decoder model decodes from model.start(batch) or model.encode(source)")
