@@ -5,7 +5,8 @@ model reads its own outputs instead (exposure bias). The sequence-level objectiv
 the model generates itself, scored as a whole:
 
 * **reinforce** (Williams 1992; Ranzato et al. 2016): the decoder samples an answer, its reward
-  ``r`` is ``1 - edit distance / length`` against the reference (1 for an exact answer), and the
+  ``r`` is ``1 - edit distance / length`` against the reference (1 for an exact answer; or, with
+  ``reward="exact"``, 1 for an exact answer and 0 otherwise), and the
   loss is ``-(r - b) · Σ_t log p(y_t)`` with ``b`` a running average of past rewards (the
   baseline, which keeps the gradient's variance down);
 * **mixer** (Ranzato et al. 2016, "MIXER"): teacher forcing on the first ``P`` answer tokens and
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 OBJECTIVES = ("xent", "reinforce", "mixer")
+REWARDS = ("edit", "exact")
 
 
 def edit_distance(a: list[int], b: list[int]) -> int:
@@ -38,8 +40,11 @@ def edit_distance(a: list[int], b: list[int]) -> int:
     return prev[-1]
 
 
-def sequence_reward(generated: list[int], reference: list[int]) -> float:
-    """1 - edit distance / the longer length: 1 for an exact answer, 0 for nothing in common."""
+def sequence_reward(generated: list[int], reference: list[int], kind: str = "edit") -> float:
+    """"edit": 1 - edit distance / the longer length (1 for an exact answer, 0 for nothing in
+    common); "exact": 1 for an exact answer, else 0."""
+    if kind == "exact":
+        return float(generated == reference)
     longest = max(len(generated), len(reference), 1)
     return 1.0 - edit_distance(generated, reference) / longest
 
@@ -79,7 +84,7 @@ def _answer(tokens: list[int], eos: int) -> list[int]:
 
 
 def sequence_loss(model, batch, state, prefix: int, baseline: Baseline, eos: int,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, float, dict]:
+                  generator: torch.Generator | None = None, reward: str = "edit") -> tuple[torch.Tensor, float, dict]:
     """One batch's loss under a teacher-forced prefix of ``prefix`` answer tokens and REINFORCE on
     the rest (see the module docstring). ``batch`` is in the seq2seq layout and ``state`` its
     encoded source. Returns the loss to differentiate, the value to record (teacher-forced NLL
@@ -123,7 +128,7 @@ def sequence_loss(model, batch, state, prefix: int, baseline: Baseline, eos: int
         if not bool(sampling[b]):
             continue
         ref = _answer(references[b], eos)
-        rewards.append(sequence_reward(ref[:P] + _answer(generated[b], eos), ref))
+        rewards.append(sequence_reward(ref[:P] + _answer(generated[b], eos), ref, reward))
         which.append(b)
     base = baseline.value if baseline.value is not None else sum(rewards) / len(rewards)
     advantage = torch.zeros(B, dtype=log_prob.dtype, device=log_prob.device)
@@ -136,4 +141,4 @@ def sequence_loss(model, batch, state, prefix: int, baseline: Baseline, eos: int
                                                "baseline": base}
 
 
-__all__ = ["Baseline", "OBJECTIVES", "edit_distance", "sequence_loss", "sequence_reward", "teacher_forced_prefix"]
+__all__ = ["Baseline", "OBJECTIVES", "REWARDS", "edit_distance", "sequence_loss", "sequence_reward", "teacher_forced_prefix"]

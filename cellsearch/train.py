@@ -37,7 +37,7 @@ from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.records import record_from_dict
-from cellsearch.objectives import OBJECTIVES, Baseline, sequence_loss, teacher_forced_prefix
+from cellsearch.objectives import OBJECTIVES, REWARDS, Baseline, sequence_loss, teacher_forced_prefix
 from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
 
@@ -102,6 +102,7 @@ class TrainConfig:
     # teacher-forced answer tokens every mixer_every steps, REINFORCE on the rest)
     memory_rows: int = 16  # rows of a memory state (an NTM cell's memory), for cells that have one
     objective: str = "xent"
+    reward: str = "edit"  # REINFORCE's sequence reward: edit (1 - edit distance / length) | exact (0 or 1)
     mixer_xent_steps: int = 200
     mixer_every: int = 100
     mixer_delta: int = 1
@@ -142,6 +143,8 @@ class TrainConfig:
             raise ConfigError(f"state_limit must be a positive number (or None: no bound), not {self.state_limit}")
         if self.forget_bias is not None and not math.isfinite(self.forget_bias):
             raise ConfigError(f"forget_bias must be a finite number, not {self.forget_bias}")
+        if self.reward not in REWARDS:
+            raise ConfigError(f"reward must be one of {', '.join(REWARDS)}, not {self.reward!r}")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
         if not 1 <= self.memory_rows <= MAX_MEMORY_ROWS:
@@ -448,7 +451,7 @@ class Trainer:
                                            cfg.mixer_delta)
             if prefix < T:
                 loss, recorded, _ = sequence_loss(self.model, batch, state, prefix, self.baseline,
-                                                  self.task.vocab.eos, self.rng)
+                                                  self.task.vocab.eos, self.rng, cfg.reward)
                 self.model.take_outputs()  # (no activation penalties on sampled sequences)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()

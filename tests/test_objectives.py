@@ -35,6 +35,7 @@ def test_reward_is_one_for_an_exact_answer_and_falls_with_errors():
     assert sequence_reward([1, 2], [1, 2, 3]) == pytest.approx(2 / 3)
     assert sequence_reward([], [1, 2]) == 0.0
     assert sequence_reward([], []) == 1.0
+    assert sequence_reward([1, 2], [1, 2, 3], "exact") == 0.0 and sequence_reward([1], [1], "exact") == 1.0
 
 
 def test_mixer_schedule_anneals_from_teacher_forcing_to_reinforce():
@@ -118,7 +119,8 @@ def test_cli_objectives_and_their_errors(tmp_path):
     assert json.loads(res.output)["status"] == "ok"
     for args, message in ((["gru", "--objective", "mixer"], "trains an encoder-decoder model"),
                           (["attn-gru", "--objective", "ppo"], "objective must be one of xent, reinforce, mixer"),
-                          (["attn-gru", "--objective", "mixer", "--mixer-every", "0"], "mixer_every and mixer_delta")):
+                          (["attn-gru", "--objective", "mixer", "--mixer-every", "0"], "mixer_every and mixer_delta"),
+                          (["attn-gru", "--objective", "reinforce", "--reward", "bleu"], "reward must be one of edit, exact")):
         res = runner.invoke(app, ["train", *args, "--task", "reverse", "--steps", "1", "--out", str(tmp_path / "x")])
         assert res.exit_code == 2, res.output
         assert message in res.output and len(res.output.strip().splitlines()) == 1

@@ -135,6 +135,8 @@ def register(app: typer.Typer) -> None:
             help="xent (teacher forcing) | reinforce (REINFORCE on the sampled answer's edit-distance reward, "
                  "average baseline) | mixer (teacher forcing, then REINFORCE on a growing tail: Ranzato et al. "
                  "2016); the last two need an encoder-decoder model.")] = "xent",
+        reward: Annotated[str, typer.Option(help="REINFORCE's sequence reward: edit (1 - edit distance / length) "
+                                                 "| exact (1 for an exact answer, else 0).")] = "edit",
         mixer_xent_steps: Annotated[int, typer.Option(help="MIXER: steps of pure teacher forcing first.")] = 200,
         mixer_every: Annotated[int, typer.Option(help="MIXER: steps between moves of the boundary.")] = 100,
         mixer_delta: Annotated[int, typer.Option(help="MIXER: answer tokens the boundary moves each time.")] = 1,
@@ -193,7 +195,7 @@ def register(app: typer.Typer) -> None:
                               data_dir=str(data_dir) if data_dir else None, **settings, seed=seed,
                               threads=threads, device=device, eval_every=eval_every,
                               scheduled_sampling=scheduled_sampling, ss_k=ss_k, encoder=encoder,
-                              objective=objective, mixer_xent_steps=mixer_xent_steps, mixer_every=mixer_every,
+                              objective=objective, reward=reward, mixer_xent_steps=mixer_xent_steps, mixer_every=mixer_every,
                               mixer_delta=mixer_delta, memory_rows=memory_rows)
             if members is not None:
                 population = PopulationTrainer(cfg, members)
