@@ -121,7 +121,6 @@ class CellRNN(nn.Module):
         if state is None:
             state = self.initial_state(B, xs[0])
         state = tuple(state)
-        n = self.num_layers * self.num_directions
         if len(state) != len(self.graph.states) or any(tuple(s.shape) != self.state_shape(name, B)
                                                        for s, name in zip(state, self.graph.states)):
             shapes = [tuple(s.shape) for s in state]
