@@ -9,10 +9,10 @@ the model generates itself, scored as a whole:
   ``reward="exact"``, 1 for an exact answer and 0 otherwise), and the
   loss is ``-(r - b) · Σ_t log p(y_t)`` with ``b`` a running average of past rewards (the
   baseline, which keeps the gradient's variance down);
-* **mixer** (Ranzato et al. 2016, "MIXER"): teacher forcing on the first ``P`` answer tokens and
-  REINFORCE on the rest, ``P`` annealed from the whole answer (pure teacher forcing, the first
-  ``mixer_xent_steps`` steps) down by ``mixer_delta`` tokens every ``mixer_every`` steps to 0
-  (pure REINFORCE).
+* **mixer** (Ranzato et al. 2016, "MIXER"): teacher forcing on each answer's first tokens and
+  REINFORCE on its last Δ tokens, Δ growing from 0 (pure teacher forcing, the first
+  ``mixer_xent_steps`` steps) by ``mixer_delta`` tokens every ``mixer_every`` steps until every
+  answer is sampled whole (pure REINFORCE).
 
 Both need batches in the seq2seq layout (an encoder-decoder model: every answer starts at the
 decoder's first position). ``sequence_loss`` computes one batch's loss; the trainer calls it.
@@ -49,16 +49,17 @@ def sequence_reward(generated: list[int], reference: list[int], kind: str = "edi
     return 1.0 - edit_distance(generated, reference) / longest
 
 
-def teacher_forced_prefix(objective: str, step: int, longest: int, xent_steps: int, every: int, delta: int) -> int:
-    """How many answer tokens (the end-of-answer token included) are teacher-forced at ``step``:
-    all (``longest``) for xent, 0 for reinforce, MIXER's annealed count in between."""
+def sampled_tail(objective: str, step: int, xent_steps: int, every: int, delta: int) -> int | None:
+    """How many of every answer's last tokens (its end included) the decoder samples at ``step``,
+    the rest being teacher-forced: 0 for xent, None (all) for reinforce; MIXER's count grows by
+    ``delta`` every ``every`` steps after ``xent_steps`` steps of teacher forcing."""
     if objective == "xent":
-        return longest
-    if objective == "reinforce":
         return 0
+    if objective == "reinforce":
+        return None
     if step < xent_steps:
-        return longest
-    return max(0, longest - delta * (1 + (step - xent_steps) // max(every, 1)))
+        return 0
+    return delta * (1 + (step - xent_steps) // max(every, 1))
 
 
 @dataclass
@@ -83,62 +84,74 @@ def _answer(tokens: list[int], eos: int) -> list[int]:
     return tokens[: tokens.index(eos)] if eos in tokens else tokens
 
 
-def sequence_loss(model, batch, state, prefix: int, baseline: Baseline, eos: int,
+def sequence_loss(model, batch, state, tail: int | None, baseline: Baseline, eos: int,
                   generator: torch.Generator | None = None, reward: str = "edit") -> tuple[torch.Tensor, float, dict]:
-    """One batch's loss under a teacher-forced prefix of ``prefix`` answer tokens and REINFORCE on
-    the rest (see the module docstring). ``batch`` is in the seq2seq layout and ``state`` its
-    encoded source. Returns the loss to differentiate, the value to record (teacher-forced NLL
-    per token + 1 - mean reward: positive, comparable step to step) and facts for logging."""
+    """One batch's loss: every answer's first tokens teacher-forced and its last ``tail`` tokens
+    (None: all of them) sampled and scored with REINFORCE (see the module docstring). ``batch`` is
+    in the seq2seq layout and ``state`` its encoded source. Returns the loss to differentiate, the
+    value to record (teacher-forced NLL per token + 1 - mean reward: positive, comparable step to
+    step) and facts for logging and tests."""
     T, B = batch.targets.shape
-    P = min(prefix, T)
-    logits, state = model(batch.inputs[: P + 1] if P < T else batch.inputs, state)  # (P+1, B, V) or (T, B, V)
-    loss = logits.new_zeros(())
-    recorded = 0.0
-    if P > 0:
-        mask = batch.mask[:P]
-        nll = F.cross_entropy(logits[:P].reshape(-1, logits.shape[-1]), batch.targets[:P].reshape(-1),
-                              reduction="none").view(P, B)
-        n = int(mask.sum())
-        xent = (nll * mask).sum() / max(n, 1)
-        loss = loss + xent
-        recorded += float(xent.detach())
-    # sequences whose whole answer (and its end) was teacher-forced sample nothing
-    lengths = batch.mask.sum(0)  # answer tokens + end of answer
-    sampling = lengths > P  # (B,)
-    if P >= T or not bool(sampling.any()):
-        return loss, recorded, {"prefix": P, "reward": None}
-    last = logits[P]  # (B, V): the distribution of answer token P
+    lengths = batch.mask.sum(0)  # (B,) answer tokens + the end of the answer
+    prefix = torch.zeros_like(lengths) if tail is None else (lengths - tail).clamp(min=0)  # (B,) teacher-forced
+    sampling = prefix < lengths  # (B,) sequences with a sampled tail
+    first = int(prefix.min())  # positions before it are teacher-forced for every sequence
+    logits, state = model(batch.inputs[: first + 1], state)  # (first + 1, B, V)
+    nll_sum = logits.new_zeros(())
+    forced = 0
+
+    def xent(step_logits: torch.Tensor, t: int, rows: torch.Tensor) -> None:
+        nonlocal nll_sum, forced
+        nll = F.cross_entropy(step_logits, batch.targets[t], reduction="none")  # (B,)
+        keep = rows & batch.mask[t]
+        nll_sum = nll_sum + (nll * keep).sum()
+        forced += int(keep.sum())
+
+    everyone = torch.ones(B, dtype=torch.bool, device=lengths.device)
+    for t in range(first):
+        xent(logits[t], t, everyone)
+    last = logits[first]  # (B, V): the distribution of answer token ``first``
     log_prob = logits.new_zeros(B)
     done = ~sampling
-    sampled: list[torch.Tensor] = []
-    for t in range(P, T + 2):  # answers of the batch have at most T - 1 tokens: room to overshoot
+    sampled = torch.full((T + 2, B), eos, dtype=torch.long, device=lengths.device)
+    for t in range(first, T + 2):  # answers have at most T tokens with their end: room to overshoot
+        forcing = t < prefix  # (B,) still teacher-forced at this position
+        if bool(forcing.any()):
+            xent(last, t, forcing)
         logp = F.log_softmax(last, -1)
+        free = ~forcing & ~done  # sampling here
         tok = torch.multinomial(logp.detach().exp(), 1, generator=generator).squeeze(-1)  # (B,)
-        log_prob = log_prob + logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1) * (~done)
-        tok = tok.masked_fill(done, eos)
-        sampled.append(tok)
-        done = done | (tok == eos)
-        if bool(done.all()):
+        log_prob = log_prob + logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1) * free
+        tok = torch.where(free, tok, torch.full_like(tok, eos))
+        sampled[t] = tok
+        done = done | (free & (tok == eos))
+        if bool(done.all()) and not bool((t + 1 < prefix).any()):  # nothing left to sample or to force
             break
-        last, state = model.step(tok, state)
-    generated = torch.stack(sampled).t().tolist()  # (B, steps)
+        reference = batch.inputs[t + 1] if t + 1 < T else torch.full_like(tok, eos)
+        last, state = model.step(torch.where(forcing, reference, tok), state)
     references = batch.targets.t().tolist()
+    generated = sampled.t().tolist()
     rewards, which = [], []
     for b in range(B):
         if not bool(sampling[b]):
             continue
         ref = _answer(references[b], eos)
-        rewards.append(sequence_reward(ref[:P] + _answer(generated[b], eos), ref, reward))
+        p = int(prefix[b])
+        rewards.append(sequence_reward(ref[:p] + _answer(generated[b][p:], eos), ref, reward))
         which.append(b)
+    loss = nll_sum / max(forced, 1)
+    recorded = float(loss.detach())
+    if not which:
+        return loss, recorded, {"prefix": prefix.tolist(), "reward": None}
     base = baseline.value if baseline.value is not None else sum(rewards) / len(rewards)
     advantage = torch.zeros(B, dtype=log_prob.dtype, device=log_prob.device)
     advantage[which] = torch.tensor([r - base for r in rewards], dtype=log_prob.dtype, device=log_prob.device)
     loss = loss - (advantage * log_prob).sum() / len(which)
     baseline.update(rewards)
     mean_reward = sum(rewards) / len(rewards)
-    return loss, recorded + 1.0 - mean_reward, {"prefix": P, "reward": mean_reward, "rewards": rewards,
-                                               "sampled": which, "generated": generated, "log_prob": log_prob,
-                                               "baseline": base}
+    return loss, recorded + 1.0 - mean_reward, {"prefix": prefix.tolist(), "reward": mean_reward,
+                                               "rewards": rewards, "sampled": which, "generated": generated,
+                                               "log_prob": log_prob, "baseline": base}
 
 
-__all__ = ["Baseline", "OBJECTIVES", "REWARDS", "edit_distance", "sequence_loss", "sequence_reward", "teacher_forced_prefix"]
+__all__ = ["Baseline", "OBJECTIVES", "REWARDS", "edit_distance", "sampled_tail", "sequence_loss", "sequence_reward"]

@@ -35,7 +35,8 @@ from cellsearch.nn.population import population_forward
 from cellsearch.records import record_from_dict
 from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
-from cellsearch.train import StepDone, TrainConfig, Trainer, TrainingStarted, TrainingStopped, TrainResult
+from cellsearch.train import (StepDone, TrainConfig, Trainer, TrainingStarted, TrainingStopped, TrainResult,
+                              checkpoint_encoder)
 
 MEMBER_FIELDS = ("seed", "lr", "init_scale", "forget_bias", "weight_decay", "clip")
 
@@ -143,7 +144,7 @@ class PopulationTrainer:
         for i, member in enumerate(ckpt["population"]):
             cfg = TrainConfig.from_dict({**member["config"], **overrides}, f"{path}: member {i}'s training settings")
             trainer = Trainer(cfg, graph=loads_cell(member["cell_yaml"], source=f"{path}:cell"),
-                              task=_task_for(cfg, tasks))
+                              task=_task_for(cfg, tasks), encoder_graph=checkpoint_encoder(member, path))
             try:
                 trainer.load_state_dict(member)
             except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:

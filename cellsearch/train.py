@@ -37,7 +37,7 @@ from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.records import record_from_dict
-from cellsearch.objectives import OBJECTIVES, REWARDS, Baseline, sequence_loss, teacher_forced_prefix
+from cellsearch.objectives import OBJECTIVES, REWARDS, Baseline, sampled_tail, sequence_loss
 from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
 
@@ -149,6 +149,9 @@ class TrainConfig:
             raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
         if not 1 <= self.memory_rows <= MAX_MEMORY_ROWS:
             raise ConfigError(f"memory_rows must be between 1 and {MAX_MEMORY_ROWS}, not {self.memory_rows}")
+        if self.objective != "xent" and self.scheduled_sampling is not None:
+            raise ConfigError(f"scheduled sampling is for teacher-forced training; --objective {self.objective} "
+                              "feeds the model its own samples already: leave out --scheduled-sampling")
         if self.mixer_every < 1 or self.mixer_delta < 1:
             raise ConfigError("mixer_every and mixer_delta must be at least 1")
         for name in ("warmup_steps", "eval_every", "checkpoint_every", "mixer_xent_steps"):
@@ -268,7 +271,7 @@ def set_gate_bias(model: SeqModel, gate: str, value: float) -> int:
 class Trainer:
     """One training run; ``run()`` trains to the budget. Use ``train()`` for the common case."""
 
-    def __init__(self, cfg: TrainConfig, *, task: Task | None = None, graph=None):
+    def __init__(self, cfg: TrainConfig, *, task: Task | None = None, graph=None, encoder_graph=None):
         from cellsearch.library import resolve_cell
 
         cfg.validate()
@@ -291,7 +294,8 @@ class Trainer:
                                                           hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
                                                           embed_size=cfg.embed_size, dropout=cfg.dropout,
                                                           state_limit=cfg.state_limit, encoder=encoder,
-                                                          memory_rows=cfg.memory_rows))
+                                                          memory_rows=cfg.memory_rows),
+                                  encoder=encoder_graph)
         if cfg.objective != "xent" and not self.model.is_seq2seq:
             raise ConfigError(f"--objective {cfg.objective} trains an encoder-decoder model: give --encoder "
                               "(e.g. gru) or a cell that attends (attn-gru), on a task of prompts and answers")
@@ -381,7 +385,8 @@ class Trainer:
         """Rebuild a trainer from a checkpoint (``overrides`` change config fields, e.g. steps)."""
         ckpt = load_checkpoint(path)
         cfg = TrainConfig.from_dict({**ckpt["config"], **overrides}, f"{path}: training settings")
-        trainer = cls(cfg, graph=loads_cell(ckpt["cell_yaml"], source=f"{path}:cell"))
+        trainer = cls(cfg, graph=loads_cell(ckpt["cell_yaml"], source=f"{path}:cell"),
+                      encoder_graph=checkpoint_encoder(ckpt, path))
         try:
             trainer.load_state_dict(ckpt)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
@@ -435,8 +440,9 @@ class Trainer:
 
     def rng_scope(self):
         """The context the trainer's random draws run in: its own generator when a step draws
-        (dropout, scheduled sampling), else nothing to set up."""
-        return self._own_rng() if (self.cfg.dropout or self.cfg.scheduled_sampling) else nullcontext()
+        (dropout, scheduled sampling, REINFORCE's samples), else nothing to set up."""
+        draws = self.cfg.dropout or self.cfg.scheduled_sampling or self.cfg.objective != "xent"
+        return self._own_rng() if draws else nullcontext()
 
     def train_step(self, batch) -> float:
         with self.rng_scope():
@@ -446,12 +452,10 @@ class Trainer:
         batch, inputs, state = self.step_inputs(batch)
         if self.cfg.objective != "xent":
             cfg = self.cfg
-            T = batch.targets.shape[0]
-            prefix = teacher_forced_prefix(cfg.objective, self.step, T, cfg.mixer_xent_steps, cfg.mixer_every,
-                                           cfg.mixer_delta)
-            if prefix < T:
-                loss, recorded, _ = sequence_loss(self.model, batch, state, prefix, self.baseline,
-                                                  self.task.vocab.eos, self.rng, cfg.reward)
+            tail = sampled_tail(cfg.objective, self.step, cfg.mixer_xent_steps, cfg.mixer_every, cfg.mixer_delta)
+            if tail != 0:
+                loss, recorded, _ = sequence_loss(self.model, batch, state, tail, self.baseline, self.task.vocab.eos,
+                                                  None, cfg.reward)  # (the global RNG is self.rng's: rng_scope)
                 self.model.take_outputs()  # (no activation penalties on sampled sequences)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -614,6 +618,12 @@ def map_in_workers(fn: Callable[[Any], Any], jobs: list, workers: int = 1,
     return results
 
 
+def checkpoint_encoder(ckpt: dict, path: str | Path):
+    """The encoder cell a checkpoint stored (not the file its settings name: that may have changed
+    or gone), or None for a language model."""
+    return loads_cell(ckpt["encoder_yaml"], source=f"{path}:encoder") if "encoder_yaml" in ckpt else None
+
+
 def load_model(path: str | Path) -> tuple[SeqModel, Any, dict]:
     """A trained model from a checkpoint, with its vocabulary and the checkpoint dict."""
     from cellsearch.tasks.base import Vocab
@@ -621,7 +631,7 @@ def load_model(path: str | Path) -> tuple[SeqModel, Any, dict]:
     ckpt = load_checkpoint(path)
     graph = loads_cell(ckpt["cell_yaml"], source=f"{path}:cell")
     config = record_from_dict(ModelConfig, ckpt["model_config"], f"{path}: model settings")
-    encoder = loads_cell(ckpt["encoder_yaml"], source=f"{path}:encoder") if "encoder_yaml" in ckpt else None
+    encoder = checkpoint_encoder(ckpt, path)
     if config.encoder is not None and encoder is None:
         raise ConfigError(f"{path}: damaged checkpoint: an encoder-decoder model without its encoder cell")
     try:

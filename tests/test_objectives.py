@@ -15,7 +15,7 @@ from cellsearch.cli import app
 from cellsearch.errors import ConfigError
 from cellsearch.library import get_cell
 from cellsearch.nn.model import ModelConfig, SeqModel
-from cellsearch.objectives import Baseline, edit_distance, sequence_loss, sequence_reward, teacher_forced_prefix
+from cellsearch.objectives import Baseline, edit_distance, sampled_tail, sequence_loss, sequence_reward
 from cellsearch.tasks import make_task
 from cellsearch.train import TrainConfig, Trainer
 
@@ -39,9 +39,9 @@ def test_reward_is_one_for_an_exact_answer_and_falls_with_errors():
 
 
 def test_mixer_schedule_anneals_from_teacher_forcing_to_reinforce():
-    prefix = [teacher_forced_prefix("mixer", s, 6, xent_steps=10, every=5, delta=2) for s in range(0, 40, 5)]
-    assert prefix == [6, 6, 4, 2, 0, 0, 0, 0]
-    assert teacher_forced_prefix("xent", 99, 6, 10, 5, 2) == 6 and teacher_forced_prefix("reinforce", 0, 6, 10, 5, 2) == 0
+    tails = [sampled_tail("mixer", s, xent_steps=10, every=5, delta=2) for s in range(0, 40, 5)]
+    assert tails == [0, 0, 2, 4, 6, 8, 10, 12]
+    assert sampled_tail("xent", 99, 10, 5, 2) == 0 and sampled_tail("reinforce", 0, 10, 5, 2) is None
 
 
 def _setup(seed=0):
@@ -53,53 +53,57 @@ def _setup(seed=0):
     return task, model.double(), batch
 
 
-def test_full_prefix_is_teacher_forcing():
+def test_no_tail_is_teacher_forcing():
     task, model, batch = _setup()
-    loss, recorded, info = sequence_loss(model, batch, model.start(batch), batch.targets.shape[0], Baseline(),
-                                         task.vocab.eos)
+    loss, recorded, info = sequence_loss(model, batch, model.start(batch), 0, Baseline(), task.vocab.eos)
     logits, _ = model(batch.inputs, model.start(batch))
     nll, n = task.masked_nll(logits, batch.targets, batch.mask)
     assert info["reward"] is None
     torch.testing.assert_close(loss, nll / n)
 
 
-@pytest.mark.parametrize("prefix", [0, 2])
-def test_reinforce_term_is_the_advantage_times_the_log_probability_of_the_sampled_answer(prefix):
-    """The log-probabilities summed while sampling step by step equal those of the same tokens
-    teacher-forced in one pass, and the loss is xent(prefix) - mean(advantage · log p)."""
+@pytest.mark.parametrize("tail", [None, 1, 2, 4])
+def test_reinforce_term_is_the_advantage_times_the_log_probability_of_the_sampled_answer(tail):
+    """Each answer's last ``tail`` tokens sampled (per sequence: the answers have 3, 2 and 4 tokens
+    plus their end), the rest teacher-forced: the log-probabilities summed while sampling step by
+    step equal those of the same tokens teacher-forced in one pass, and the loss is the xent of
+    the forced tokens - mean(advantage · log p)."""
     task, model, batch = _setup()
     eos = task.vocab.eos
     baseline = Baseline(value=0.25)
     gen = torch.Generator().manual_seed(3)
-    loss, _, info = sequence_loss(model, batch, model.start(batch), prefix, baseline, eos, gen)
+    loss, _, info = sequence_loss(model, batch, model.start(batch), tail, baseline, eos, gen)
+    lengths = batch.mask.sum(0).tolist()
+    prefix = [0 if tail is None else max(0, n - tail) for n in lengths]
+    assert info["prefix"] == prefix
     targets = batch.targets.t().tolist()
-    xent = torch.zeros((), dtype=torch.float64)
+    nll_sum = torch.zeros((), dtype=torch.float64)
+    forced = sum(prefix)
     total = torch.zeros((), dtype=torch.float64)
-    if prefix:
-        logits, _ = model(batch.inputs[:prefix], model.start(batch))
-        m = batch.mask[:prefix]
-        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets[:prefix].reshape(-1),
-                                                reduction="none").view_as(m)
-        xent = (nll * m).sum() / m.sum()
-    for b, reward in zip(info["sampled"], info["rewards"]):
-        ref = targets[b][:prefix]
-        gen_b = info["generated"][b]
+    rewards = dict(zip(info["sampled"], info["rewards"]))
+    for b, p in enumerate(prefix):
+        ref = targets[b][:p]
+        gen_b = info["generated"][b][p:] if b in rewards else []
         gen_b = gen_b[:gen_b.index(eos) + 1] if eos in gen_b else gen_b
         seq = [task.vocab.bos, *ref, *gen_b]
-        one = task.encode([("abc=", "cba"), ("ab=", "ba"), ("dcba=", "abcd")])
-        state = model.select_state(model.start(one), torch.tensor([b]))
+        state = model.select_state(model.start(batch), torch.tensor([b]))
         logits, _ = model(torch.tensor(seq[:-1])[:, None], state)
         logp = torch.log_softmax(logits[:, 0], -1)[torch.arange(len(seq) - 1), torch.tensor(seq[1:])]
-        total = total + (reward - 0.25) * logp[prefix:].sum()
-        torch.testing.assert_close(info["log_prob"][b], logp[prefix:].sum())
-    torch.testing.assert_close(loss, xent - total / len(info["sampled"]))
-    assert baseline.value != 0.25  # the baseline moved towards the batch's rewards
+        nll_sum = nll_sum - logp[:p].sum()
+        if b in rewards:
+            total = total + (rewards[b] - 0.25) * logp[p:].sum()
+            torch.testing.assert_close(info["log_prob"][b], logp[p:].sum())
+    expected = nll_sum / max(forced, 1) - (total / len(rewards) if rewards else 0)
+    torch.testing.assert_close(loss, expected)
+    if rewards:
+        assert baseline.value != 0.25  # the baseline moved towards the batch's rewards
 
 
 def test_reinforce_training_resumes_bit_for_bit(tmp_path):
     def cfg(steps):
         return TrainConfig(cell="attn-gru", task="reverse", task_options={"max_length": 3, "eval_examples": 16},
-                           hidden_size=8, steps=steps, objective="mixer", mixer_xent_steps=2, mixer_every=2)
+                           hidden_size=8, steps=steps, objective="mixer", mixer_xent_steps=2, mixer_every=2,
+                           dropout=0.2)  # (dropout and the samples draw from the trainer's one RNG)
 
     whole = Trainer(cfg(6))
     whole.run()

@@ -61,7 +61,8 @@ def assert_members_match_solo(cfg: TrainConfig, members: list[Member], rtol: flo
     return results
 
 
-@pytest.mark.parametrize("name", builtin_names(memory=False))  # (encoder-decoders run member by member)
+# (the attention decoders need an encoder: test_seq2seq checks their populations; ntm is a language model)
+@pytest.mark.parametrize("name", [*builtin_names(memory=False), "ntm"])
 def test_every_builtin_cell_float64(name, float64):
     cfg = TrainConfig(cell=name, **SMALL)
     assert_members_match_solo(cfg, [Member(seed=0), Member(seed=1, lr=5e-3), Member(seed=2, clip=0.1,

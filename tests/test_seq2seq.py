@@ -194,11 +194,47 @@ def test_every_strategy_searches_the_attention_space(tmp_path, strategy):
     assert done.stdout.strip() == "ok", done.stderr
 
 
-def test_search_refuses_a_bad_encoder_in_one_line(tmp_path):
-    res = CliRunner().invoke(app, ["search", "--space", "attention", "--tasks", "reverse", "--encoder", "nosuch",
-                                   "--backend", "local", "--runs", str(tmp_path), "--no-progress"])
+@pytest.mark.parametrize("args, message", [
+    (["--tasks", "reverse", "--encoder", "nosuch"], "no built-in cell named 'nosuch'"),
+    (["--tasks", "reverse", "--encoder", "attn-gru"], "the encoder cell 'attn-gru' reads a memory"),
+    (["--tasks", "ptb"], "task ptb has no seq2seq layout"),
+    (["--tasks", "reverse,xml"], "task xml has no seq2seq layout"),
+])
+def test_search_refuses_a_bad_encoder_or_task_in_one_line(tmp_path, args, message):
+    res = CliRunner().invoke(app, ["search", "--space", "attention", *args, "--backend", "local",
+                                   "--runs", str(tmp_path), "--no-progress"])
     assert res.exit_code == 2
-    assert "no built-in cell named 'nosuch'" in res.output and len(res.output.strip().splitlines()) == 1
+    assert message in res.output and len(res.output.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # nothing started
+
+
+def test_a_runaway_encoder_cannot_poison_a_neighbour_through_padding():
+    """Padding rows of the memory are 0 and the encoder is bounded like the decoder: a short
+    source decodes alike alone and next to a long one whose encoder runs away."""
+    from cellsearch.dsl.io import loads_cell
+
+    runaway = loads_cell("name: runaway\ninputs: [x]\nstates: [h]\nnodes:\n  h: 20 * h_prev + tanh(linear(x))\n")
+    torch.manual_seed(0)
+    task = _task()
+    model = SeqModel(get_cell("attn-gru"), ModelConfig(vocab_size=len(task.vocab), hidden_size=8,
+                                                       state_limit=10.0), encoder=runaway).double().eval()
+    pair = task.encode([("abc=", "cba"), ("abcdefghabcdefghabcdefghabcdefgh=", "a")])
+    alone = task.encode([("abc=", "cba")])
+    logits_pair, _ = model(pair.inputs, model.start(pair))
+    logits_alone, _ = model(alone.inputs, model.start(alone))
+    assert torch.isfinite(logits_pair).all()
+    T = alone.inputs.shape[0]
+    torch.testing.assert_close(logits_pair[:T, 0], logits_alone[:, 0], rtol=1e-10, atol=1e-10)
+
+
+def test_attention_map_paths_are_checked(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "attn-gru", "--task", "copy", "--steps", "1", "--hidden", "8", "--json",
+                              "--out", str(tmp_path / "run"), "-t", "eval_examples=16"])
+    assert res.exit_code == 0, res.output
+    for path, message in ((tmp_path / "missing" / "m.png", "no directory"), (tmp_path / "m.foo", "should end in")):
+        res = runner.invoke(app, ["generate", str(tmp_path / "run"), "--prompt", "ab=", "--attention-map", str(path)])
+        assert res.exit_code == 2 and message in res.output, res.output
 
 
 def test_population_members_of_an_encoder_decoder_equal_their_solo_runs():
@@ -223,9 +259,6 @@ def test_attention_maps_are_distributions_over_the_real_source_rows():
     assert name == "c" and weights.shape == (batch.inputs.shape[0], 2, batch.source.shape[0])
     torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:2], dtype=weights.dtype))
     assert not weights[:, 1, 3:].any()  # the second source has 3 real tokens: padding gets no weight
-    # the maps are the weights the compiled decoder used: its logits equal the interpreter's
-    logits, _ = model(batch.inputs, model.start(batch))
-    assert torch.isfinite(logits).all()
 
 
 def test_cli_draws_an_attention_map(tmp_path):

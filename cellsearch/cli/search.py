@@ -115,10 +115,17 @@ def register(app: typer.Typer) -> None:
             from cellsearch.train import DEFAULT_ENCODER
 
             encoder = DEFAULT_ENCODER if load_space(space).reads_memory() else None
-        if encoder is not None:
+        if encoder is not None:  # a bad encoder or task fails here, in one line, not in every trial
+            from cellsearch.errors import ConfigError
             from cellsearch.library import resolve_cell
+            from cellsearch.tasks import task_class
+            from cellsearch.tasks.base import no_layout
 
-            resolve_cell(encoder)  # a bad name fails here, in one line, not in every trial
+            if resolve_cell(encoder).memory:
+                raise ConfigError(f"the encoder cell '{encoder}' reads a memory; an encoder reads the source only")
+            for t in cfg.tasks:
+                if "seq2seq" not in task_class(t).layouts:
+                    raise ConfigError(no_layout(t, "seq2seq"))
             cfg.train = dict(cfg.train, encoder=encoder)
         run = SearchRun(cfg, runs)
         summary = _run(run, progress)

@@ -266,8 +266,13 @@ def register(app: typer.Typer) -> None:
         if beam is not None and temperature is not None:
             raise ConfigError("use either --beam or --temperature, not both")
         model, vocab, ckpt = load_model(checkpoint)
-        if attention_map is not None and not (model.is_seq2seq and model.graph.memory):
-            raise ConfigError("--attention-map needs an encoder-decoder model whose decoder attends (e.g. attn-gru)")
+        if attention_map is not None:
+            if not (model.is_seq2seq and model.graph.memory):
+                raise ConfigError("--attention-map needs an encoder-decoder model whose decoder attends (e.g. attn-gru)")
+            if attention_map.suffix.lower() not in (".png", ".pdf", ".svg"):
+                raise ConfigError(f"--attention-map: {attention_map} should end in .png, .pdf or .svg")
+            if not attention_map.parent.is_dir():
+                raise ConfigError(f"--attention-map: no directory {attention_map.parent}")
         word_level = ckpt["task"].get("name") == "ptb"
         tokens = prompt.split() if word_level else list(prompt)
         unknown = [t for t in tokens if t not in vocab.stoi and "<unk>" not in vocab.stoi]

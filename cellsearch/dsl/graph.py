@@ -322,9 +322,11 @@ class CellGraph:
         if self.output not in self.states:
             raise CellError(f"the output '{self.output}' is not a state (states: {', '.join(self.states)})"
                             if self.output else "missing output: say which state is the output, e.g. output: h")
-        for s in self.memory_states:
+        for i, s in enumerate(self.memory_states):
             if s not in self.states:
                 raise CellError(f"memory state '{s}' is not a state: list it in states too", node=s)
+            if s in self.memory_states[:i]:
+                raise CellError(f"memory state '{s}' is listed twice", node=s)
         order = self.order  # raises on cycles
         self.check_kinds()
         constant: set[str] = set()  # nodes whose value reads no input and no state

@@ -89,7 +89,8 @@ class SeqModel(nn.Module):
             enc_graph = resolve_cell(encoder)
             if enc_graph.memory:
                 raise ConfigError(f"the encoder cell '{enc_graph.name}' reads a memory; an encoder reads the source only")
-            self.encoder = CellRNN(enc_graph, embed, config.hidden_size, config.num_layers, dropout=config.dropout)
+            self.encoder = CellRNN(enc_graph, embed, config.hidden_size, config.num_layers, dropout=config.dropout,
+                                   memory_rows=config.memory_rows)
         elif self.graph.memory:
             raise ConfigError(f"cell '{self.graph.name}' reads a memory ({self.graph.memory[0]}): it decodes "
                               "from an encoder; give one (e.g. --encoder gru)")
@@ -130,7 +131,14 @@ class SeqModel(nn.Module):
         S, B = source.shape
         if mask is None:
             mask = torch.ones(S, B, dtype=torch.bool, device=source.device)
-        out, _ = self.encoder(self.embed(source))  # (S, B, H)
+        x = self.embed(source)
+        if self.config.state_limit is None:
+            out, _ = self.encoder(x)  # (S, B, H)
+        else:  # an encoder that runs away is bounded like the decoder (see the module docstring)
+            out, _ = self.bounded_rnn(x, None, rnn=self.encoder)
+        # padding rows: 0, whatever the encoder made of the pad tokens (their attention weight is 0,
+        # but 0 * inf would still be NaN)
+        out = out.masked_fill(~mask.unsqueeze(-1), 0.0)
         last = (mask.sum(0) - 1).clamp(min=0)  # each sequence's last real token
         final = out[last, torch.arange(B, device=out.device)]  # (B, H)
         states = []
@@ -182,11 +190,11 @@ class SeqModel(nn.Module):
         """tokens (T, B) → the cell's inputs (T, B, E), dropout applied."""
         return self.drop(self.embedding(tokens))
 
-    def bounded_rnn(self, x: torch.Tensor, state=None, memory=None):
+    def bounded_rnn(self, x: torch.Tensor, state=None, memory=None, rnn: CellRNN | None = None):
         """``self.rnn(x, state)`` under ``state_limit`` (see module docstring): the same calls, in
         the same order, as ``CellRNN.forward`` (so exactly its result while no output leaves the
         bound), then ``bounded_layer`` on each layer's result."""
-        rnn = self.rnn
+        rnn = rnn if rnn is not None else self.rnn
         if state is None:
             state = rnn.initial_state(x.shape[1], x)
         state = (state,) if isinstance(state, torch.Tensor) else tuple(state)

@@ -119,13 +119,13 @@ class Task(ABC):
         return {"name": self.name}
 
     layout: str = "lm"  # "lm": one sequence a model reads and continues; "seq2seq": source → target
+    layouts: tuple[str, ...] = ("lm",)  # the layouts this task can make
 
     def use_layout(self, layout: str) -> None:
         """Make batches in ``layout``: "lm" (every task) or "seq2seq" (tasks of (prompt, answer)
         pairs: the prompt becomes the source an encoder reads, the answer the decoder's target)."""
-        if layout != "lm":
-            raise ConfigError(f"task {self.name} has no {layout} layout (an encoder-decoder model needs a task of "
-                              "prompts and answers: copy, reverse, sort, addition, recall, arith)")
+        if layout not in self.layouts:
+            raise ConfigError(no_layout(self.name, layout))
         self.layout = layout
 
     @staticmethod
@@ -135,6 +135,12 @@ class Task(ABC):
                                                 reduction="none").view_as(targets)
         m = mask.to(nll.dtype)
         return (nll * m).sum(), int(mask.sum())
+
+
+def no_layout(task: str, layout: str) -> str:
+    """The one-line error of a task asked for a layout it cannot make."""
+    return (f"task {task} has no {layout} layout (an encoder-decoder model needs a task of prompts and answers: "
+            "copy, reverse, sort, addition, recall, arith, memorize)")
 
 
 def start_state(model, batch: Batch):

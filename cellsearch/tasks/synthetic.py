@@ -30,6 +30,7 @@ class ExampleTask(Task):
     exact_match: bool = True  # score free-running (greedy) decoding of the answer
     eval_examples: int = 1000
     exact_match_examples: int = 256  # greedy decoding is slower: score a prefix of the split
+    layouts = ("lm", "seq2seq")
 
     def __init__(self, seed: int = 0, eval_examples: int | None = None):
         self.seed = seed
@@ -51,10 +52,6 @@ class ExampleTask(Task):
             self._splits[name] = [self.make_example(rng) for _ in range(self.eval_examples)]
         return self._splits[name]
 
-    def use_layout(self, layout: str) -> None:
-        if layout not in ("lm", "seq2seq"):
-            raise ValueError(f"unknown layout {layout!r}")
-        self.layout = layout
 
     def encode(self, examples: list[tuple[str, str]]) -> Batch:
         """Pad a list of examples into one (T, B) batch with the answer mask (in the seq2seq
