@@ -9,8 +9,7 @@ A memory state is a (B, N, H) matrix a cell carries from step to step (Graves et
 * ``write(M, w, erase, add)``: M ⊙ (1 − w ⊗ erase) + w ⊗ add.
 
 The forward functions take any leading dimensions; the backward functions are those of one step
-(the generated ``step_backward`` calls them): read and write by their formulas, address by
-differentiating its forward again (it is small, and this keeps one definition of its math). The
+(the generated ``step_backward`` calls them), by their formulas. The
 reference interpreter writes the ops out on its own (``interpreter.py``). ``initial_memory`` is
 where a memory state starts: rows that differ (small sinusoids over the row index), so that
 content addressing can tell them apart; all-equal rows would stay equal under any write.
@@ -55,11 +54,26 @@ def write(memory: torch.Tensor, w: torch.Tensor, erase: torch.Tensor, add: torch
 
 
 def address_backward(d_w: torch.Tensor, k: torch.Tensor, memory: torch.Tensor, beta: torch.Tensor):
-    """(d_k, d_memory, d_beta) of ``address`` at one step."""
-    with torch.enable_grad():
-        inputs = [t.detach().requires_grad_() for t in (k, memory, beta)]
-        out = address(*inputs)
-        return torch.autograd.grad(out, inputs, d_w)
+    """(d_k, d_memory, d_beta) of ``address`` at one step (k, beta (B, H); memory (B, N, H))."""
+    dots = torch.matmul(memory, k.unsqueeze(-1)).squeeze(-1)  # (B, N)
+    row_norms = memory.norm(dim=-1)  # (B, N)
+    key_norm = k.norm(dim=-1, keepdim=True)  # (B, 1)
+    norms = row_norms * key_norm + EPS
+    cos = dots / norms
+    mean_beta = beta.mean(-1, keepdim=True)  # (B, 1)
+    strength = F.softplus(mean_beta)
+    w = torch.softmax(strength * cos, -1)
+    d_z = w * (d_w - (w * d_w).sum(-1, keepdim=True))  # through the softmax
+    d_beta = ((d_z * cos).sum(-1, keepdim=True) * torch.sigmoid(mean_beta) / beta.shape[-1]).expand_as(beta)
+    d_cos = d_z * strength
+    d_dots = d_cos / norms
+    d_norms = -d_cos * cos / norms  # d(dots / norms) / d norms = -dots / norms² = -cos / norms
+    # the gradient of a norm is x / |x| (0 at x = 0, as torch's norm gives)
+    unit_rows = memory / torch.where(row_norms > 0, row_norms, torch.ones_like(row_norms)).unsqueeze(-1)
+    unit_key = k / torch.where(key_norm > 0, key_norm, torch.ones_like(key_norm))
+    d_k = torch.matmul(d_dots.unsqueeze(-2), memory).squeeze(-2) + (d_norms * row_norms).sum(-1, keepdim=True) * unit_key
+    d_memory = d_dots.unsqueeze(-1) * k.unsqueeze(-2) + (d_norms * key_norm).unsqueeze(-1) * unit_rows
+    return d_k, d_memory, d_beta
 
 
 def read_backward(d_r: torch.Tensor, w: torch.Tensor, memory: torch.Tensor):
