@@ -162,7 +162,8 @@ class PopulationTrainer:
         for t in trainers:
             with t.rng_scope():
                 prepared.append(t.step_inputs(next(t.stream)))
-        if len({inputs.shape[0] for _, inputs, _ in prepared}) > 1 and any(b.carry_state and s is not None for b, _, s in prepared):
+        if len({inputs.shape[0] for _, inputs, _ in prepared}) > 1 \
+                and any(b.carry_state and s is not None for b, _, s in prepared):
             raise ConfigError("the members' batches differ in length while carrying their state; "
                               "a population needs one length per step for such a task")
         results = population_forward([t.model for t in trainers], [i for _, i, _ in prepared],

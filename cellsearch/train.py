@@ -37,6 +37,7 @@ from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.records import record_from_dict
+from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS
 from cellsearch.objectives import OBJECTIVES, REWARDS, Baseline, sampled_tail, sequence_loss
 from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
@@ -97,10 +98,10 @@ class TrainConfig:
     # encoder cell of an encoder-decoder model, the trained cell decoding (built-in name or YAML path;
     # None: a language model, or "gru" for a cell that reads a memory, i.e. attends to an encoder)
     encoder: str | None = None
+    memory_rows: int = DEFAULT_MEMORY_ROWS  # rows of a memory state (an NTM cell's memory), for cells that have one
     # sequence-level training (cellsearch/objectives.py; encoder-decoder models): xent (teacher
-    # forcing) | reinforce | mixer (teacher forcing for mixer_xent_steps steps, then mixer_delta fewer
-    # teacher-forced answer tokens every mixer_every steps, REINFORCE on the rest)
-    memory_rows: int = 16  # rows of a memory state (an NTM cell's memory), for cells that have one
+    # forcing) | reinforce | mixer (teacher forcing for mixer_xent_steps steps, then mixer_delta more
+    # sampled answer tokens every mixer_every steps, REINFORCE on them)
     objective: str = "xent"
     reward: str = "edit"  # REINFORCE's sequence reward: edit (1 - edit distance / length) | exact (0 or 1)
     mixer_xent_steps: int = 200
@@ -450,23 +451,21 @@ class Trainer:
 
     def _train_step(self, batch) -> float:
         batch, inputs, state = self.step_inputs(batch)
-        if self.cfg.objective != "xent":
-            cfg = self.cfg
-            tail = sampled_tail(cfg.objective, self.step, cfg.mixer_xent_steps, cfg.mixer_every, cfg.mixer_delta)
-            if tail != 0:
-                loss, recorded, _ = sequence_loss(self.model, batch, state, tail, self.baseline, self.task.vocab.eos,
-                                                  None, cfg.reward)  # (the global RNG is self.rng's: rng_scope)
-                self.model.take_outputs()  # (no activation penalties on sampled sequences)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.apply_gradients(None)
-                return recorded
-        logits, new_state = self.model(inputs, state)
-        loss = self.step_loss(logits, batch)
+        cfg = self.cfg
+        tail = sampled_tail(cfg.objective, self.step, cfg.mixer_xent_steps, cfg.mixer_every, cfg.mixer_delta)
+        if tail != 0:  # a sequence-level objective samples (part of) the answers
+            loss, recorded, _ = sequence_loss(self.model, batch, state, tail, self.baseline, self.task.vocab.eos,
+                                              None, cfg.reward)  # (the global RNG is self.rng's: rng_scope)
+            self.model.take_outputs()  # (no activation penalties on sampled sequences)
+            new_state = None
+        else:
+            logits, new_state = self.model(inputs, state)
+            loss = self.step_loss(logits, batch)
+            recorded = None
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.apply_gradients(new_state)
-        return float(loss.detach())
+        return float(loss.detach()) if recorded is None else recorded
 
     # the phases of a training step, also run member by member by a population (``population.py``)
     def step_inputs(self, batch):

@@ -47,8 +47,8 @@ def register(app: typer.Typer) -> None:
     @cli_errors
     def search_cmd(
         ctx: typer.Context,
-        space: Annotated[str, typer.Option(help="Shipped space (nas_rl, mutation, mutation1, dag, dag4, attention, nasbench_nlp, "
-                                                "greff) "
+        space: Annotated[str, typer.Option(help="Shipped space (nas_rl, mutation, mutation1, dag, dag4, attention, "
+                                                "nasbench_nlp, greff) "
                                                 "or a YAML file.")] = "mutation",
         strategy: Annotated[str, typer.Option(help="random | evolution | regularized-evolution | rl | tpe")]
         = "evolution",
@@ -118,11 +118,11 @@ def register(app: typer.Typer) -> None:
         if encoder is not None:  # a bad encoder or task fails here, in one line, not in every trial
             from cellsearch.errors import ConfigError
             from cellsearch.library import resolve_cell
+            from cellsearch.nn.model import check_encoder
             from cellsearch.tasks import task_class
             from cellsearch.tasks.base import no_layout
 
-            if resolve_cell(encoder).memory:
-                raise ConfigError(f"the encoder cell '{encoder}' reads a memory; an encoder reads the source only")
+            check_encoder(resolve_cell(encoder))
             for t in cfg.tasks:
                 if "seq2seq" not in task_class(t).layouts:
                     raise ConfigError(no_layout(t, "seq2seq"))

@@ -195,8 +195,8 @@ def register(app: typer.Typer) -> None:
                               data_dir=str(data_dir) if data_dir else None, **settings, seed=seed,
                               threads=threads, device=device, eval_every=eval_every,
                               scheduled_sampling=scheduled_sampling, ss_k=ss_k, encoder=encoder,
-                              objective=objective, reward=reward, mixer_xent_steps=mixer_xent_steps, mixer_every=mixer_every,
-                              mixer_delta=mixer_delta, memory_rows=memory_rows)
+                              objective=objective, reward=reward, mixer_xent_steps=mixer_xent_steps,
+                              mixer_every=mixer_every, mixer_delta=mixer_delta, memory_rows=memory_rows)
             if members is not None:
                 population = PopulationTrainer(cfg, members)
             else:

@@ -53,16 +53,23 @@ def check_memory(memory: Memory, name: str, batch: int, hidden: int) -> None:
             raise CellsearchError(f"the mask of memory '{name}' leaves a sequence without any row")
 
 
+def given_memories(graph, memory, batch: int, hidden: int) -> tuple[Memory, ...]:
+    """The memories given to a cell of ``graph`` (one ``Memory``, a (values, mask) tuple or a
+    tensor per memory leaf), checked; CellsearchError (one line) if they do not fit."""
+    memories = tuple(as_memory(m) for m in (memory or ()))
+    if len(memories) != len(graph.memory):
+        raise CellsearchError(f"cell '{graph.name}' reads {len(graph.memory)} memory(s)"
+                              f"{' (' + ', '.join(graph.memory) + ')' if graph.memory else ''}, got {len(memories)}")
+    for name, m in zip(graph.memory, memories):
+        check_memory(m, name, batch, hidden)
+    return memories
+
+
 def memory_bias(memory: Memory) -> torch.Tensor:
     """The score bias of every row (B, N): 0 for a real row, -inf for padding."""
     v = memory.values
     bias = v.new_zeros(v.shape[:2])
     return bias if memory.mask is None else bias.masked_fill(~memory.mask, float("-inf"))
-
-
-def lengths_mask(lengths: torch.Tensor, rows: int) -> torch.Tensor:
-    """(B,) lengths → (B, rows) bool mask of the real rows."""
-    return torch.arange(rows, device=lengths.device) < lengths.unsqueeze(-1)
 
 
 # ---------------------------------------------------------------------- forward
@@ -130,4 +137,4 @@ ATTENTION_HELPERS = {f.__name__: f for f in (attend_dot, attend_additive, attend
                                              attend_general_backward, attend_additive_backward)}
 
 __all__ = ["ATTENTION_HELPERS", "Memory", "as_memory", "attend_additive", "attend_additive_backward", "attend_dot",
-           "attend_dot_backward", "attend_general_backward", "check_memory", "lengths_mask", "memory_bias"]
+           "attend_dot_backward", "attend_general_backward", "check_memory", "given_memories", "memory_bias"]

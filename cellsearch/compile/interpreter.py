@@ -13,11 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cellsearch.compile.attention import as_memory, check_memory
-from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, EPS, initial_memory
+from cellsearch.compile.attention import given_memories
+from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, EPS, start_states
 from cellsearch.compile.params import CellParameters, attention_name, bias_name, scale_name, weight_name
 from cellsearch.dsl.graph import CellGraph, prev_name
-from cellsearch.errors import CellsearchError
 
 
 def eval_node(node, args: list, params: CellParameters, trace: dict | None = None) -> torch.Tensor:
@@ -65,29 +64,24 @@ def eval_node(node, args: list, params: CellParameters, trace: dict | None = Non
             trace.setdefault(node.name, []).append(weights)
         return context
     if op == "address":  # the NTM's content addressing, written out (compile/memory.py is its fast twin)
-        k, memory, beta = args[0], _values(args[1]), args[2]
+        k, memory, beta = args
         cos = torch.einsum("bnh,bh->bn", memory, k) / (memory.norm(dim=2) * k.norm(dim=1).unsqueeze(1) + EPS)
         weights = torch.softmax(F.softplus(beta.mean(1)).unsqueeze(1) * cos, 1)
         if trace is not None:
             trace.setdefault(node.name, []).append(weights)
         return weights
     if op == "read":
-        return torch.einsum("bn,bnh->bh", args[0], _values(args[1]))
-    if op == "write":
-        memory, w, erase, add = _values(args[0]), args[1], args[2], args[3]
+        return torch.einsum("bn,bnh->bh", args[0], args[1])
+    if op == "write":  # (address, read and write work on memory states: plain matrices, no mask)
+        memory, w, erase, add = args
         return memory * (1 - torch.einsum("bn,bh->bnh", w, erase)) + torch.einsum("bn,bh->bnh", w, add)
-    raise NotImplementedError(op)
-
-
-def _values(memory):
-    """A memory's rows: a memory leaf comes with its mask, a memory state is the matrix itself."""
-    return memory[0] if isinstance(memory, tuple) else memory  # pragma: no cover - the op table and this list move together
+    raise NotImplementedError(op)  # pragma: no cover - the op table and this list move together
 
 
 def _attend(node, q: torch.Tensor, memory, params: CellParameters) -> tuple[torch.Tensor, torch.Tensor]:
     """attend(q, M), written out plainly (the oracle of compile/attention.py): scores row by row
     with einsum, padding rows set to -inf, softmax, weighted sum: (context, weights)."""
-    values, mask = memory if isinstance(memory, tuple) else (memory, None)  # (B, N, H), (B, N) bool or None
+    values, mask = memory  # a given Memory: (B, N, H), (B, N) bool or None
     kind = node.attr("kind")
     if kind == "dot":
         scores = torch.einsum("bh,bnh->bn", q, values)
@@ -131,16 +125,10 @@ class InterpretedCell(nn.Module):
         xs = (x,) if isinstance(x, torch.Tensor) else tuple(x)
         T, B = xs[0].shape[:2]
         if state is None:
-            state = tuple(initial_memory(B, self.memory_rows, self.hidden_size, xs[0]) if s in g.memory_states
-                          else xs[0].new_zeros(B, self.hidden_size) for s in g.states)
+            state = start_states(g, B, self.hidden_size, self.memory_rows, xs[0])
         prev = dict(zip(g.states, state))
         statics = dict(zip(g.static, static or ()))
-        memories = tuple(as_memory(m) for m in (memory or ()))
-        if len(memories) != len(g.memory):
-            raise CellsearchError(f"cell '{g.name}' reads {len(g.memory)} memory(s), got {len(memories)}")
-        for name, m in zip(g.memory, memories):
-            check_memory(m, name, B, self.hidden_size)
-        statics.update(zip(g.memory, memories))
+        statics.update(zip(g.memory, given_memories(g, memory, B, self.hidden_size)))
         outs = []
         steps: dict | None = {} if trace is not None else None
         for t in range(T):

@@ -36,6 +36,13 @@ def initial_memory(batch: int, rows: int, hidden: int, like: torch.Tensor) -> to
     return (INITIAL_SCALE * torch.sin(angle)).expand(batch, rows, hidden).clone()
 
 
+def start_states(graph, batch: int, hidden: int, rows: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Where a cell's states start when none are given: zeros (B, H), and ``initial_memory`` for
+    its memory states."""
+    return tuple(initial_memory(batch, rows, hidden, like) if s in graph.memory_states
+                 else like.new_zeros(batch, hidden) for s in graph.states)
+
+
 def address(k: torch.Tensor, memory: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """Content weights (..., B, N) over the rows of ``memory`` (B, N, H) for key ``k`` (..., B, H)."""
     dots = torch.matmul(memory, k.unsqueeze(-1)).squeeze(-1)  # (..., B, N)
@@ -94,5 +101,5 @@ def write_backward(d_new: torch.Tensor, memory: torch.Tensor, w: torch.Tensor, e
 
 MEMORY_HELPERS = {f.__name__: f for f in (address, read, write, address_backward, read_backward, write_backward)}
 
-__all__ = ["DEFAULT_MEMORY_ROWS", "EPS", "MEMORY_HELPERS", "address", "address_backward", "initial_memory", "read", "read_backward", "write",
-           "write_backward"]
+__all__ = ["DEFAULT_MEMORY_ROWS", "EPS", "INITIAL_SCALE", "MEMORY_HELPERS", "address", "address_backward",
+           "initial_memory", "read", "read_backward", "start_states", "write", "write_backward"]

@@ -20,9 +20,9 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from cellsearch.compile.attention import as_memory, check_memory, memory_bias
+from cellsearch.compile.attention import given_memories, memory_bias
 from cellsearch.compile.codegen import CellProgram
-from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, initial_memory
+from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, start_states
 from cellsearch.compile.fused import FusedProgram, can_fuse
 from cellsearch.compile.graphs import CapturedLoop, GraphCache, Lease
 from cellsearch.compile.kernels import pack_for_backward, pack_for_forward
@@ -152,8 +152,7 @@ def backward_pass(program: CellProgram, T: int, n_ext: int, n_const: int, tensor
         d_out_steps, d_final = None, grads
     d_state = [d if d is not None else torch.zeros_like(v) for d, v in zip(d_final, init)]
     per_step = list(zip(*[e.unbind(td) for e in ext])) if ext else [()] * T
-    B = batch_shape(program, init)[-1]
-    members = batch_shape(program, init)[:-1]  # (), or (K,) for a population
+    *members, B = batch_shape(program, init)  # members: [], or [K] for a population
     ref = init[0]
     # Pre-activation gradients of every fused matmul for the whole sequence: the step writes
     # into views of these, and dW = d_lin^T @ argument is then one matmul. Zeroed (not empty)
@@ -283,7 +282,7 @@ def runtime_program(program: CellProgram, device: torch.device, mode: str = "fus
     choice = program.pointwise
     if choice == "eager" or mode != "fused" or not program.schedule.recurrent_states:
         return program
-    if program.graph.memory or program.graph.memory_states:  # the fused kernels are pointwise: memory ops run eagerly
+    if program.graph.memory or program.graph.memory_states:  # the fused kernels are pointwise: memory ops are eager
         if choice == "fused":
             raise CellsearchError(f"pointwise='fused' does not support attend() or memory states "
                                   f"(cell '{program.graph.name}'); use 'auto' or 'eager'")
@@ -501,18 +500,12 @@ class CompiledCell(nn.Module):
         if len(statics) != len(g.static):
             raise CellsearchError(f"cell '{g.name}' has {len(g.static)} static input(s), got {len(statics)}")
         if state is None:
-            state = tuple(initial_memory(B, self.memory_rows, self.hidden_size, xs[0]) if s in g.memory_states
-                          else xs[0].new_zeros(B, self.hidden_size) for s in g.states)
+            state = start_states(g, B, self.hidden_size, self.memory_rows, xs[0])
         state = tuple(state)
         if len(state) != len(g.states):
             raise CellsearchError(f"cell '{g.name}' has {len(g.states)} states ({', '.join(g.states)}), "
                                   f"got {len(state)}")
-        memories = tuple(as_memory(m) for m in (memory or ()))
-        if len(memories) != len(g.memory):
-            raise CellsearchError(f"cell '{g.name}' reads {len(g.memory)} memory(s)"
-                                  f"{' (' + ', '.join(g.memory) + ')' if g.memory else ''}, got {len(memories)}")
-        for name, m in zip(g.memory, memories):
-            check_memory(m, name, B, self.hidden_size)
+        memories = given_memories(g, memory, B, self.hidden_size)
         statics = (*statics, *(m.values for m in memories), *(memory_bias(m) for m in memories))
         idx = {s: i for i, s in enumerate(g.states)}
         hoisted_init = tuple(state[idx[s]] for s in schedule.hoisted_states)

@@ -27,11 +27,12 @@ from cellsearch.dsl.equations import format_number
 from cellsearch.dsl.graph import prev_name
 from cellsearch.dsl.names import PYTHON_RESERVED, Names
 
-# What the generated code itself uses: modules, sizes, function arguments and the matmul helpers, and
+# The functions the generated code calls: the matmul helpers and the memory ops' forward and backward.
+GENERATED_HELPERS = {**HELPERS, **ATTENTION_HELPERS, **MEMORY_HELPERS}
+# What the generated code itself uses: modules, sizes, function arguments and the helpers, and
 # what the fused kernels' host code adds (fused.py).
 CODEGEN_RESERVED = PYTHON_RESERVED | {"torch", "F", "aten", "H", "I", "S", "P", "T", "B", "xt", "prev", "consts",
-                                      "saved", "d_new", "inputs", "statics", "inits", "self", *HELPERS,
-                                      *ATTENTION_HELPERS, *MEMORY_HELPERS,
+                                      "saved", "d_new", "inputs", "statics", "inits", "self", *GENERATED_HELPERS,
                                       "triton", "tl", "libdevice", "launch", "_tanh", "_sigmoid"}
 
 
@@ -186,4 +187,4 @@ def columns(var: str, i: int, j: int) -> str:
     return f"{var}[..., {times_h(i)}:{times_h(j)}]"
 
 
-__all__ = ["CODEGEN_RESERVED", "Variables", "columns", "unpack"]
+__all__ = ["CODEGEN_RESERVED", "GENERATED_HELPERS", "Variables", "columns", "unpack"]

@@ -49,7 +49,6 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], str]] = {
     "read": (("weights", "matrix"), "vector"),
     "write": (("matrix", "weights", "vector", "vector"), "matrix"),
 }
-MEMORY_OPS = tuple(SIGNATURES)
 
 OPS: dict[str, OpSpec] = {
     spec.name: spec

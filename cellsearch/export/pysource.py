@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, EPS, INITIAL_SCALE
 from cellsearch.compile.params import ATTENTION_ROLES, CellParameters, attention_name, bias_name, scale_name, weight_name
 from cellsearch.dsl.equations import format_equation, format_number, inlined_nodes
 from cellsearch.dsl.graph import CellGraph
@@ -242,7 +243,7 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
     emit("")
     init_args = "self, input_size: int, hidden_size: int, batch_first: bool = False"
     if g.memory_states:
-        init_args += ", memory_rows: int = 16"
+        init_args += f", memory_rows: int = {DEFAULT_MEMORY_ROWS}"
     if g.static:
         init_args += ", static_size: Optional[int] = None"
     emit(f"    def __init__({init_args}):")
@@ -400,19 +401,19 @@ def attend_additive(q: Tensor, wq: Tensor, keys: Tensor, v: Tensor, values: Tens
     return torch.matmul(weights.unsqueeze(1), values).squeeze(1)'''
 
 
-_MEMORY_SOURCE = '''def initial_memory(batch: int, rows: int, hidden: int, like: Tensor) -> Tensor:
-    """Where a memory state starts: row n is 0.1 * sin/cos(n * frequency_h), rows distinct."""
+_MEMORY_SOURCE = f'''def initial_memory(batch: int, rows: int, hidden: int, like: Tensor) -> Tensor:
+    """Where a memory state starts: row n is {INITIAL_SCALE} * sin/cos(n * frequency_h), rows distinct."""
     n = torch.arange(rows, dtype=like.dtype, device=like.device).unsqueeze(1)
     h = torch.arange(hidden, dtype=like.dtype, device=like.device)
     freq = torch.exp(-(h - h % 2) * (math.log(1000.0) / max(hidden, 1)))
     angle = n * freq + (h % 2) * (math.pi / 2)
-    return (0.1 * torch.sin(angle)).expand(batch, rows, hidden).clone()
+    return ({INITIAL_SCALE!r} * torch.sin(angle)).expand(batch, rows, hidden).clone()
 
 
 def address(k: Tensor, memory: Tensor, beta: Tensor) -> Tensor:
     """Content addressing: softmax_n(softplus(mean(beta)) * cos(k, M_n)), weights (B, N)."""
     dots = torch.matmul(memory, k.unsqueeze(-1)).squeeze(-1)
-    norms = torch.linalg.vector_norm(memory, 2, [-1]) * torch.linalg.vector_norm(k, 2, [-1], True) + 1e-6
+    norms = torch.linalg.vector_norm(memory, 2, [-1]) * torch.linalg.vector_norm(k, 2, [-1], True) + {EPS!r}
     return torch.softmax(F.softplus(beta.mean(-1, keepdim=True)) * dots / norms, -1)
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from cellsearch.compile.interpreter import InterpretedCell
-from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, initial_memory
+from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, start_states
 from cellsearch.compile.sequence import CompiledCell
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.errors import CellsearchError
@@ -95,9 +95,9 @@ class CellRNN(nn.Module):
         p = next(self.parameters(), None)
         ref = like if like is not None else (p if p is not None else torch.zeros(()))
         n = self.num_layers * self.num_directions
-        return tuple(initial_memory(batch_size, self.memory_rows, self.hidden_size, ref).expand(n, -1, -1, -1).clone()
-                     if s in self.graph.memory_states else ref.new_zeros(n, batch_size, self.hidden_size)
-                     for s in self.graph.states)
+        # every layer and direction starts as one cell does
+        return tuple(s.expand(n, *s.shape).clone()
+                     for s in start_states(self.graph, batch_size, self.hidden_size, self.memory_rows, ref))
 
     def state_shape(self, state: str, batch_size: int) -> tuple[int, ...]:
         """The shape of ``state`` in the state tuple: (layers·directions, B, H), or (…, B, N, H) for a memory state."""

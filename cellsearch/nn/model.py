@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from cellsearch.compile.attention import Memory
+from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.errors import ConfigError
 from cellsearch.nn.layers import CellRNN
@@ -45,7 +46,7 @@ class ModelConfig:
     tie_weights: bool = False  # share embedding and output matrices (needs embed_size == hidden_size)
     state_limit: float | None = None  # bound on a runaway layer (see module docstring; None: no bound)
     encoder: str | None = None  # encoder cell (built-in name or YAML path): an encoder-decoder model
-    memory_rows: int = 16  # rows of a memory state (an NTM cell's memory), if the cell has one
+    memory_rows: int = DEFAULT_MEMORY_ROWS  # rows of a memory state (an NTM cell's memory), if the cell has one
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,6 +60,11 @@ class Encoded(NamedTuple):
     mask: torch.Tensor  # (B, S) bool: real source tokens (not padding)
 
 
+def check_encoder(graph: CellGraph) -> CellGraph:
+    """``graph``, unless it cannot encode: a cell that reads a memory is a decoder (ConfigError)."""
+    if graph.memory:
+        raise ConfigError(f"the encoder cell '{graph.name}' reads a memory; an encoder reads the source only")
+    return graph
 
 
 class SeqModel(nn.Module):
@@ -86,9 +92,7 @@ class SeqModel(nn.Module):
         if encoder is None and config.encoder is not None:
             encoder = config.encoder
         if encoder is not None:
-            enc_graph = resolve_cell(encoder)
-            if enc_graph.memory:
-                raise ConfigError(f"the encoder cell '{enc_graph.name}' reads a memory; an encoder reads the source only")
+            enc_graph = check_encoder(resolve_cell(encoder))
             self.encoder = CellRNN(enc_graph, embed, config.hidden_size, config.num_layers, dropout=config.dropout,
                                    memory_rows=config.memory_rows)
         elif self.graph.memory:
@@ -158,7 +162,7 @@ class SeqModel(nn.Module):
 
         if not isinstance(state, Encoded):
             raise ConfigError("attention maps need an encoder-decoder model and its encoded source")
-        memory = (Memory(state.memory, state.mask),) if self.graph.memory else None
+        memory = self._memory(state)
         was_training = self.training
         self.eval()
         try:
@@ -174,10 +178,14 @@ class SeqModel(nn.Module):
         finally:
             self.train(was_training)
 
+    def _memory(self, state: Encoded) -> tuple[Memory, ...] | None:
+        """What the decoder cell attends to: the encoded source, if the cell reads a memory."""
+        return (Memory(state.memory, state.mask),) if self.graph.memory else None
+
     def _decode(self, tokens: torch.Tensor, state) -> tuple:
         if not isinstance(state, Encoded):
             raise ConfigError("an encoder-decoder model decodes from model.start(batch) or model.encode(source)")
-        memory = (Memory(state.memory, state.mask),) if self.graph.memory else None
+        memory = self._memory(state)
         x = self.embed(tokens)
         if self.config.state_limit is None:
             out, states = self.rnn(x, state.states, memory=memory)

@@ -41,16 +41,16 @@ def population_forward(models: Sequence[SeqModel], tokens: Sequence[torch.Tensor
                               f"got {len(tokens)} and {len(states)}")
     if not K:
         return []
+    scopes = scopes or [nullcontext] * K
     if models[0].is_seq2seq:  # encoder-decoder members run one by one, each exactly as alone
         results = []
-        for model, tok, state, scope in zip(models, tokens, states, scopes or [nullcontext] * K):
+        for model, tok, state, scope in zip(models, tokens, states, scopes):
             with scope():
                 results.append(model(tok, state))
         return results
     num_layers = models[0].rnn.num_layers
     if any(m.rnn.num_layers != num_layers or m.rnn.bidirectional for m in models):
         raise CellsearchError("the members of a population need the same number of unidirectional layers")
-    scopes = scopes or [nullcontext] * K
     xs = []
     for model, tok, scope in zip(models, tokens, scopes):
         with scope():

@@ -56,36 +56,22 @@ class ExampleTask(Task):
     def encode(self, examples: list[tuple[str, str]]) -> Batch:
         """Pad a list of examples into one (T, B) batch with the answer mask (in the seq2seq
         layout, with the prompts as the source)."""
-        if self.layout == "seq2seq":
-            return self._encode_seq2seq(examples)
-        seqs, starts = [], []
-        for prompt, answer in examples:
-            ids = [self.vocab.bos, *self.vocab.encode(prompt), *self.vocab.encode(answer), self.vocab.eos]
-            seqs.append(ids)
-            starts.append(len(prompt))  # first target position of the answer
-        T = max(len(s) for s in seqs) - 1
-        pad = self.vocab.pad
-        # padded in Python, then one tensor each: a tensor per example costs more than the
-        # population's whole batched time step at search sizes
-        inputs = torch.tensor([ids[:-1] + [pad] * (T + 1 - len(ids)) for ids in seqs], dtype=torch.long).t().contiguous()
-        targets = torch.tensor([ids[1:] + [pad] * (T + 1 - len(ids)) for ids in seqs], dtype=torch.long).t().contiguous()
-        ends = torch.tensor([len(ids) - 1 for ids in seqs])
-        steps = torch.arange(T).unsqueeze(1)
-        mask = (steps >= torch.tensor(starts)) & (steps < ends)
-        return Batch(inputs, targets, mask)
+        v = self.vocab
+        if self.layout == "seq2seq":  # the decoder reads <bos> answer; the prompts are the source
+            batch = self._next_tokens([[v.bos, *v.encode(a), v.eos] for _, a in examples], [0] * len(examples))
+            sources = [v.encode(p) for p, _ in examples]
+            batch.source, batch.source_mask = _columns(sources, max(map(len, sources)), v.pad)
+            return batch
+        seqs = [[v.bos, *v.encode(prompt), *v.encode(answer), v.eos] for prompt, answer in examples]
+        return self._next_tokens(seqs, [len(prompt) for prompt, _ in examples])  # first target of each answer
 
-    def _encode_seq2seq(self, examples: list[tuple[str, str]]) -> Batch:
-        pad, v = self.vocab.pad, self.vocab
-        sources = [v.encode(p) for p, _ in examples]
-        answers = [[v.bos, *v.encode(a), v.eos] for _, a in examples]
-        S, T = max(len(x) for x in sources), max(len(a) for a in answers) - 1
-        source = torch.tensor([x + [pad] * (S - len(x)) for x in sources], dtype=torch.long).t().contiguous()
-        inputs = torch.tensor([a[:-1] + [pad] * (T + 1 - len(a)) for a in answers], dtype=torch.long).t().contiguous()
-        targets = torch.tensor([a[1:] + [pad] * (T + 1 - len(a)) for a in answers], dtype=torch.long).t().contiguous()
-        steps = torch.arange(T).unsqueeze(1)
-        mask = steps < torch.tensor([len(a) - 1 for a in answers])
-        source_mask = torch.arange(S).unsqueeze(1) < torch.tensor([len(x) for x in sources])
-        return Batch(inputs, targets, mask, source=source, source_mask=source_mask)
+    def _next_tokens(self, seqs: list[list[int]], starts: list[int]) -> Batch:
+        """Sequences as (T, B) inputs and next-token targets, scored from position ``starts[b]`` on."""
+        T = max(len(s) for s in seqs) - 1
+        inputs, _ = _columns([ids[:-1] for ids in seqs], T, self.vocab.pad)
+        targets, real = _columns([ids[1:] for ids in seqs], T, self.vocab.pad)
+        mask = real & (torch.arange(T).unsqueeze(1) >= torch.tensor(starts))
+        return Batch(inputs, targets, mask)
 
     def train_stream(self, batch_size: int, seed: int) -> Stream:
         return _ExampleStream(self, batch_size, seed)
@@ -163,6 +149,15 @@ class ExampleTask(Task):
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "seed": self.seed, "eval_examples": self.eval_examples}
+
+
+def _columns(rows: list[list[int]], length: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists as one (length, B) tensor padded with ``pad``, and the (length, B) mask of the
+    real tokens. Padded in Python, then one tensor: a tensor per example costs more than the
+    population's whole batched time step at search sizes."""
+    ids = torch.tensor([r + [pad] * (length - len(r)) for r in rows], dtype=torch.long).t().contiguous()
+    real = torch.arange(length).unsqueeze(1) < torch.tensor([len(r) for r in rows])
+    return ids, real
 
 
 class _ExampleStream(Stream):
