@@ -258,9 +258,10 @@ def test_cuda_matches_cpu():  # pragma: no cover - runs only where a GPU exists
 
 
 @pytest.mark.parametrize("batch", [4, 7])
-def test_matmul_helpers_agree_with_and_without_packed_weights(batch):
+def test_matmul_helpers_agree_with_and_without_packed_weights(batch, monkeypatch):
     from cellsearch.compile import kernels as k
 
+    monkeypatch.setattr(k, "PACK_MIN_ELEMENTS", 0)  # pack even this small weight
     torch.manual_seed(0)
     w = torch.randn(10, 6)  # nn.Linear layout: out 10, in 6
     a, base, d, other = torch.randn(batch, 6), torch.randn(batch, 10), torch.randn(batch, 10), torch.randn(batch, 6)
@@ -279,11 +280,19 @@ def test_matmul_helpers_agree_with_and_without_packed_weights(batch):
     assert out.grad_fn is not None
     torch.testing.assert_close(out, (base + a @ w.t()).double(), **close)
     assert k.pack_for_forward(w64, 4) is w64
+    monkeypatch.setattr(k, "PACK_MIN_ELEMENTS", w.numel() + 1)  # below the size where packing pays
+    assert k.pack_for_forward(w, 4) is w and k.pack_for_backward(w, 4) is w
 
 
 @pytest.mark.parametrize("name", builtin_names())
-def test_builtin_cells_match_interpreter_in_float32(name):
-    """float32 on CPU takes the prepacked-weight matmuls (compile/kernels.py) in the fused runtime."""
+@pytest.mark.parametrize("packed", [True, False])
+def test_builtin_cells_match_interpreter_in_float32(name, packed, monkeypatch):
+    """float32 on CPU takes the prepacked-weight matmuls (compile/kernels.py) in the fused runtime
+    where the weights are large enough (forced here), else addmm/mm."""
+    from cellsearch.compile import kernels
+
+    if packed:
+        monkeypatch.setattr(kernels, "PACK_MIN_ELEMENTS", 0)
     torch.manual_seed(0)
     g = get_cell(name)
     compiled = CompiledCell(g, 8, 8)

@@ -4,10 +4,11 @@ The generated step functions call these four helpers instead of ``torch.mm``/``a
 group weight ``W`` is in ``nn.Linear`` layout (out × in), or (K, out × in) for a population of K
 members whose activations are (K, B, features): the helpers then use batched matmuls. The runtime may hand the helpers a
 oneDNN *prepacked* weight instead of ``W`` (``pack_for_forward``/``pack_for_backward``): the
-per-step GEMMs at RNN sizes (B = 32, 256 → 1024) then skip re-packing the weight on every call,
-which measured about 30% faster here than ``addmm``/``mm``. Packing happens once per sequence,
-only on CPU in float32 and only where the gradient is computed by our own backward (never under
-autograd, which cannot differentiate through packed weights); everywhere else (CUDA, float64,
+per-step GEMMs with large weights then skip re-packing the weight on every call. Each oneDNN
+call costs a fixed ~40 µs more than ``addmm``/``mm``, so packing pays only for weights of
+``PACK_MIN_ELEMENTS`` or more (see there). Packing happens once per sequence, only on CPU in
+float32 and only where the gradient is computed by our own backward (never under autograd, which
+cannot differentiate through packed weights); everywhere else (CUDA, float64, small weights,
 ``mode="autograd"``, ``torch.compile``) the helpers are plain torch ops.
 """
 
@@ -36,8 +37,18 @@ def _onednn_ops():
 _ONEDNN = _onednn_ops()
 
 
+# Smallest fused weight (out × in elements) worth prepacking. Measured on the project's 2-core CPU
+# (torch 2.13, B = 32, the per-step matmul of an LSTM's fused weight 4H × H): packed oneDNN calls
+# took 61/64/100 µs against addmm's 10/20/89 µs at H = 32/64/128 (a whole training step at hidden
+# 64 was 20% slower packed); at H = 256 packing won with 2 threads (`cellsearch bench`, LSTM: 0.61×
+# torch.nn.LSTM packed, 0.57× not; the GRU's 3H × H weight: 1.02-1.08× packed, 1.06-1.14× not) and
+# from H = 512 with 1 or 2 threads. So: the LSTM-sized weight at H = 256 and above.
+PACK_MIN_ELEMENTS = 1 << 18
+
+
 def can_pack(w: torch.Tensor) -> bool:
-    return _ONEDNN is not None and w.device.type == "cpu" and w.dtype == torch.float32 and w.dim() == 2
+    return (_ONEDNN is not None and w.device.type == "cpu" and w.dtype == torch.float32 and w.dim() == 2
+            and w.numel() >= PACK_MIN_ELEMENTS)
 
 
 def pack_for_forward(w: torch.Tensor, batch: int) -> torch.Tensor:
