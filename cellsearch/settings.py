@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cellsearch.errors import ConfigError
 from cellsearch.limits import MAX_POPULATION, shown
 from cellsearch.records import record_from_dict
+
+if TYPE_CHECKING:  # (at run time imported where used, so reading settings does not load torch)
+    from cellsearch.train import TrainConfig
 
 
 @dataclass

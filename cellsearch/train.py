@@ -37,6 +37,7 @@ from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.records import record_from_dict
+from cellsearch.allocator import keep_freed_memory
 from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS
 from cellsearch.objectives import OBJECTIVES, REWARDS, Baseline, sampled_tail, sequence_loss
 from cellsearch.tasks import make_task
@@ -278,6 +279,7 @@ class Trainer:
         cfg.validate()
         self.cfg = cfg
         use_threads(cfg.threads)
+        keep_freed_memory()  # the step's whole-sequence buffers are reused, not page-faulted anew each step
         self.device = _device(cfg.device)
         self.graph = graph if graph is not None else resolve_cell(cfg.cell)
         self.task = task if task is not None else make_task(cfg.task, seed=cfg.seed, data_dir=cfg.data_dir,

@@ -20,7 +20,8 @@ from typing import Sequence
 
 import torch
 
-from cellsearch.compile.sequence import CompiledCell, recur
+from cellsearch.compile.sequence import CompiledCell, Prepared, recur
+from cellsearch.compile.tokens import look_up
 from cellsearch.errors import CellsearchError
 
 
@@ -53,6 +54,17 @@ def can_batch(cells: Sequence[torch.nn.Module]) -> bool:
     return not (on_cpu and first.hidden_size > CPU_BATCH_MAX_HIDDEN)
 
 
+def _look_up_members(prepared: Sequence[Prepared]) -> tuple:
+    """The stacked per-step tensors (K, T, B, F) of members whose inputs are table rows (see
+    compile/tokens.py): one lookup per tensor in the members' stacked tables, written straight
+    into the stacked result."""
+    K = len(prepared)
+    V = prepared[0].ext[0].shape[0]
+    tokens = torch.stack([p.tokens for p in prepared])  # (K, T, B)
+    index = tokens + torch.arange(K, device=tokens.device).view(K, 1, 1) * V  # member k's rows: k·V … k·V + V-1
+    return tuple(look_up(torch.cat(rows), index) for rows in zip(*(p.ext for p in prepared)))
+
+
 def population_forward(cells: Sequence[torch.nn.Module], xs: Sequence, states: Sequence):
     """``[cell(x, state) for cell, x, state in zip(cells, xs, states)]``, with the time loops of
     all members run as one batched loop when ``can_batch(cells)``; inputs must then share their
@@ -68,7 +80,11 @@ def population_forward(cells: Sequence[torch.nn.Module], xs: Sequence, states: S
         raise CellsearchError(f"the members' sequences differ in length ({sorted({p.T for p in prepared})}); "
                               "pad them to one length")
     program = cells[0].program
-    ext = tuple(torch.stack(values) for values in zip(*(p.ext for p in prepared)))
+    if all(p.tokens is not None for p in prepared):
+        ext = _look_up_members(prepared)
+    else:
+        prepared = [p.looked_up() for p in prepared]
+        ext = tuple(torch.stack(values) for values in zip(*(p.ext for p in prepared)))
     consts = tuple(_stack_const(values, kind)
                    for values, kind in zip(zip(*(p.consts for p in prepared)), program.const_kinds))
     init = tuple(torch.stack(values) for values in zip(*(p.rec_init for p in prepared)))

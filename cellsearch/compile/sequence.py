@@ -27,6 +27,7 @@ from cellsearch.compile.fused import FusedProgram, can_fuse
 from cellsearch.compile.graphs import CapturedLoop, GraphCache, Lease
 from cellsearch.compile.kernels import pack_for_backward, pack_for_forward
 from cellsearch.compile.params import CellParameters
+from cellsearch.compile.tokens import TokenInputs, look_up
 from cellsearch.dsl.graph import CellGraph, prev_name
 from cellsearch.errors import CellsearchError
 
@@ -270,6 +271,14 @@ class Prepared:
     consts: tuple  # constants over the steps, in ``program.consts`` order
     rec_init: tuple  # initial values of the recurrent states
     hoisted: dict  # hoisted state -> its whole sequence
+    tokens: torch.Tensor | None = None  # set: ``ext`` holds per-table-row values (V, 1, F) to look up (T, B)
+
+    def looked_up(self) -> "Prepared":
+        """The same with ``ext`` as per-step tensors (T, B, F) (see compile/tokens.py)."""
+        if self.tokens is None:
+            return self
+        return Prepared(self.T, tuple(look_up(e, self.tokens) for e in self.ext), self.consts, self.rec_init,
+                        self.hoisted)
 
 
 POINTWISE_CHOICES = ("auto", "eager", "fused")
@@ -473,17 +482,32 @@ class CompiledCell(nn.Module):
     def code(self) -> str:
         return self.program.source
 
+    @property
+    def reads_token_rows(self) -> bool:
+        """Whether ``prepare`` runs the prologue once per table row for ``TokenInputs`` (see
+        compile/tokens.py): a cell with one per-step input, no static inputs or memories and no
+        hoisted states (a hoisted state's sequence is shifted in time, not a function of one row)."""
+        g, schedule = self.graph, self.program.schedule
+        return (len(g.inputs) == 1 and not g.static and not g.memory and not g.memory_states
+                and not schedule.hoisted_states and bool(schedule.recurrent_states))
+
     def forward(self, x, state: Sequence[torch.Tensor] | None = None, static: Sequence[torch.Tensor] | None = None,
                 memory: Sequence | None = None):
-        prepared = self.prepare(x, state, static, memory)
+        prepared = self.prepare(x, state, static, memory).looked_up()
         out, finals = recur(self.program, self.mode, prepared.T, prepared.ext, prepared.consts, prepared.rec_init)
         return self.finish(prepared, out, finals)
 
     def prepare(self, x, state: Sequence[torch.Tensor] | None = None,
                 static: Sequence[torch.Tensor] | None = None, memory: Sequence | None = None) -> "Prepared":
-        """Check the arguments and run the prologue: what the time loop (``recur``) needs."""
+        """Check the arguments and run the prologue: what the time loop (``recur``) needs. For
+        ``TokenInputs`` that this cell reads by table row (``reads_token_rows``) the prologue runs
+        over the table and the result still has to be looked up (``Prepared.looked_up``)."""
         g = self.graph
         schedule = self.program.schedule
+        if isinstance(x, TokenInputs):
+            if self.reads_token_rows and not static and not memory:
+                return self._prepare_rows(x, state)
+            x = x.materialize()
         xs = (x,) if isinstance(x, torch.Tensor) else tuple(x)
         if len(xs) != len(g.inputs):
             raise CellsearchError(f"cell '{g.name}' has {len(g.inputs)} per-step input(s) "
@@ -512,6 +536,23 @@ class CompiledCell(nn.Module):
         rec_init = tuple(state[idx[s]] for s in schedule.recurrent_states)
         ext, consts, hoisted_seqs = self.program.prologue(self.params, T, B, xs, statics, hoisted_init)
         return Prepared(T, tuple(ext), tuple(consts), rec_init, dict(zip(schedule.hoisted_states, hoisted_seqs)))
+
+    def _prepare_rows(self, x: TokenInputs, state) -> "Prepared":
+        if x.tokens.dim() != 2 or x.table.dim() != 2 or x.table.shape[-1] != self.input_size:
+            raise CellsearchError(f"expected tokens (T, B) and a table (V, {self.input_size}), "
+                                  f"got {tuple(x.tokens.shape)} and {tuple(x.table.shape)}")
+        T, B = x.tokens.shape
+        if T == 0:
+            raise CellsearchError("the input sequence is empty (T = 0)")
+        g = self.graph
+        state = tuple(state) if state is not None else start_states(g, B, self.hidden_size, self.memory_rows, x.table)
+        if len(state) != len(g.states):
+            raise CellsearchError(f"cell '{g.name}' has {len(g.states)} states ({', '.join(g.states)}), "
+                                  f"got {len(state)}")
+        idx = {s: i for i, s in enumerate(g.states)}
+        rec_init = tuple(state[idx[s]] for s in self.program.schedule.recurrent_states)
+        rows, consts, _ = self.program.prologue(self.params, x.table.shape[0], 1, (x.table.unsqueeze(1),), (), ())
+        return Prepared(T, tuple(rows), tuple(consts), rec_init, {}, x.tokens)
 
     def finish(self, prepared: "Prepared", out: torch.Tensor | None, finals: Sequence[torch.Tensor]):
         """``forward``'s result from the prologue's hoisted sequences and the loop's results."""

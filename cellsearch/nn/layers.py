@@ -5,7 +5,9 @@ stacks compiled cells: ``out, state = rnn(x, state)`` (``rnn(x, state, static, m
 cell with static inputs or a memory: every layer reads the same). ``state`` is a tuple with one
 tensor per cell state (``graph.states`` order; (h, c) for lstm, like torch), each of shape
 (num_layers * num_directions, B, hidden_size), indexed ``layer * num_directions + direction``
-as in torch. A single-state cell also accepts a bare tensor.
+as in torch. A single-state cell also accepts a bare tensor. ``x`` may be ``TokenInputs``
+(``compile/tokens.py``, an embedding's output as table rows): a first layer whose cell reads them
+so runs its prologue once per table row; anywhere else they are made a tensor.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 from cellsearch.compile.interpreter import InterpretedCell
 from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, start_states
 from cellsearch.compile.sequence import CompiledCell
+from cellsearch.compile.tokens import TokenInputs
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.errors import CellsearchError
 
@@ -108,6 +111,14 @@ class CellRNN(nn.Module):
 
     def forward(self, x, state: Sequence[torch.Tensor] | torch.Tensor | None = None,
                 static: Sequence[torch.Tensor] | torch.Tensor | None = None, memory: Sequence | None = None):
+        rows = None  # the first layer's inputs as table rows (compile/tokens.py), where its cell reads them so
+        if isinstance(x, TokenInputs):
+            if (not self.batch_first and self.num_directions == 1 and static is None and memory is None
+                    and getattr(self.cells[0], "reads_token_rows", False)):
+                rows = x
+                x = x.table.new_zeros(()).expand(x.shape)  # stands in for the inputs in the checks below
+            else:
+                x = x.materialize()
         xs = x if isinstance(x, (tuple, list)) else (x,)
         if self.batch_first:
             xs = tuple(xi.transpose(0, 1) for xi in xs)
@@ -139,7 +150,8 @@ class CellRNN(nn.Module):
                 k = layer * self.num_directions + d
                 cell_state = tuple(s[k] for s in state)
                 inp = layer_in if d == 0 else tuple(xi.flip(0) for xi in layer_in)
-                out, fin = self.cells[k](inp[0] if len(inp) == 1 else inp, cell_state, static, memory)
+                arg = rows if (rows is not None and layer == 0) else (inp[0] if len(inp) == 1 else inp)
+                out, fin = self.cells[k](arg, cell_state, static, memory)
                 outs.append(out if d == 0 else out.flip(0))
                 for i, f in enumerate(fin):
                     finals[i].append(f)

@@ -31,9 +31,16 @@ from torch import nn
 
 from cellsearch.compile.attention import Memory
 from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS
+from cellsearch.compile.tokens import TokenInputs, as_tensor
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.errors import ConfigError
 from cellsearch.nn.layers import CellRNN
+
+
+# A language model's first layer reads its inputs as embedding-table rows (``SeqModel.cell_inputs``)
+# when the vocabulary has at most this many rows per sequence of the batch: its prologue then costs
+# at most as much as this many time steps do (Arithmetic: 20 rows, batch 32, 50-60 steps).
+TABLE_ROWS_PER_SEQUENCE = 4
 
 
 @dataclass
@@ -109,9 +116,9 @@ class SeqModel(nn.Module):
         if self.encoder is not None:
             return self._decode(tokens, state)
         if self.config.state_limit is None:
-            out, state = self.rnn(self.embed(tokens), state)  # (T, B, H)
+            out, state = self.rnn(self.cell_inputs(tokens), state)  # (T, B, H)
         else:
-            out, state = self.bounded_rnn(self.embed(tokens), state)
+            out, state = self.bounded_rnn(self.cell_inputs(tokens), state)
         return self.readout(out), state  # (T, B, V)
 
     # ------------------------------------------------------------------ encoder-decoder
@@ -198,13 +205,24 @@ class SeqModel(nn.Module):
         """tokens (T, B) → the cell's inputs (T, B, E), dropout applied."""
         return self.drop(self.embedding(tokens))
 
+    def cell_inputs(self, tokens: torch.Tensor):
+        """``embed(tokens)``, or the same as ``TokenInputs`` (rows of the embedding table, see
+        compile/tokens.py) where the first layer computes its prologue per table row instead of per
+        token: no dropout to draw, and a vocabulary of at most ``TABLE_ROWS_PER_SEQUENCE`` × B rows
+        (so the table costs no more than a few steps of the batch)."""
+        if (self.training and self.drop.p > 0) \
+                or self.config.vocab_size > TABLE_ROWS_PER_SEQUENCE * tokens.shape[-1] \
+                or not getattr(self.rnn.cells[0], "reads_token_rows", False):
+            return self.embed(tokens)
+        return TokenInputs(self.embedding.weight, tokens)
+
     def bounded_rnn(self, x: torch.Tensor, state=None, memory=None, rnn: CellRNN | None = None):
         """``self.rnn(x, state)`` under ``state_limit`` (see module docstring): the same calls, in
         the same order, as ``CellRNN.forward`` (so exactly its result while no output leaves the
         bound), then ``bounded_layer`` on each layer's result."""
         rnn = rnn if rnn is not None else self.rnn
         if state is None:
-            state = rnn.initial_state(x.shape[1], x)
+            state = rnn.initial_state(x.shape[1], x.table if isinstance(x, TokenInputs) else x)
         state = (state,) if isinstance(state, torch.Tensor) else tuple(state)
         finals: list[list[torch.Tensor]] = [[] for _ in state]
         for layer, cell in enumerate(rnn.cells):
@@ -289,6 +307,7 @@ def bounded_layer(cell, x: torch.Tensor, state: tuple, result: tuple, limit: flo
     out, final = result
     if limit is None or not out_of_bounds(out, limit):
         return out, final
+    x = as_tensor(x)
     outs = []
     for t in range(x.shape[0]):
         step_out, state = cell(x[t:t + 1], state)

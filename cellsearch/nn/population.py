@@ -10,7 +10,7 @@ generator in the order its solo forward would.
 
 Members' sequences may differ in length (the Arithmetic task pads each batch to its own
 longest example): the cell inputs are padded with zeros to the longest, after the member's
-embedding and dropout, and the outputs cut back before anything else reads them, so each
+embedding and dropout (inputs given as embedding-table rows, ``SeqModel.cell_inputs``: with token 0), and the outputs cut back before anything else reads them, so each
 member's outputs and random draws are those of its solo pass. The final state of a member
 shorter than the longest is then the state after the padding: do not carry it on
 (``PopulationTrainer`` refuses to).
@@ -28,6 +28,7 @@ from typing import Callable, ContextManager, Sequence
 import torch
 
 from cellsearch.compile.population import population_forward as population_layer
+from cellsearch.compile.tokens import TokenInputs
 from cellsearch.errors import CellsearchError
 from cellsearch.nn.model import SeqModel, bounded_layer
 
@@ -54,15 +55,14 @@ def population_forward(models: Sequence[SeqModel], tokens: Sequence[torch.Tensor
     xs = []
     for model, tok, scope in zip(models, tokens, scopes):
         with scope():
-            xs.append(model.embed(tok))
+            xs.append(model.cell_inputs(tok))
     n_states = len(models[0].graph.states)
     finals: list[list[list[torch.Tensor]]] = [[[] for _ in range(n_states)] for _ in range(K)]
     lengths = [x.shape[0] for x in xs]
     longest = max(lengths)
     for layer in range(num_layers):
         layer_states = [None if st is None else tuple(s[layer] for s in st) for st in states]
-        padded = [x if n == longest else torch.cat((x, x.new_zeros(longest - n, *x.shape[1:])))
-                  for x, n in zip(xs, lengths)]
+        padded = [_padded(x, longest) for x in xs]
         cells = [m.rnn.cells[layer] for m in models]
         results = population_layer(cells, padded, layer_states)
         for k, ((out, final), model, scope) in enumerate(zip(results, models, scopes)):
@@ -80,11 +80,20 @@ def population_forward(models: Sequence[SeqModel], tokens: Sequence[torch.Tensor
     return [(lg, tuple(torch.stack(f) for f in fin)) for lg, fin in zip(logits, finals)]
 
 
-def _member_state(model: SeqModel, state, x: torch.Tensor) -> tuple:
+def _padded(x, length: int):
+    """A member's layer inputs extended to ``length`` steps: zeros, or for inputs given as table rows
+    (``TokenInputs``) token 0."""
+    if isinstance(x, TokenInputs):
+        return x.pad_to(length)
+    n = x.shape[0]
+    return x if n == length else torch.cat((x, x.new_zeros(length - n, *x.shape[1:])))
+
+
+def _member_state(model: SeqModel, state, x) -> tuple:
     """A member's layer state as its solo forward starts from (zeros when it has none)."""
     if state is not None:
         return state
-    return tuple(s[0] for s in model.rnn.initial_state(x.shape[1], x))
+    return tuple(s[0] for s in model.rnn.initial_state(x.shape[1], x.table if isinstance(x, TokenInputs) else x))
 
 
 __all__ = ["population_forward"]

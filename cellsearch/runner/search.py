@@ -96,8 +96,6 @@ class Controller:
                    self.state_path)
 
     def _restore(self) -> None:
-        from cellsearch.strategies.base import load_state
-
         if self.state_path.exists():
             advice = f"move it away to rebuild the strategy's state from {rundir.RESULTS}"
             state = rundir.read_json_file(self.state_path, "search state", advice)
