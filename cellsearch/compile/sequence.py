@@ -254,10 +254,14 @@ def _population_weight_grad(program: CellProgram, grp, d_lin: torch.Tensor, seqs
             arg = torch.stack([s[k] for s in saved], 1)
         else:  # the previous values of a state: its initial value, then its own sequence
             k = rs.index(schedule.graph.state_of_prev(a))
-            if out is not None and rs[k] == schedule.graph.output:
-                arg = torch.cat((init[k].unsqueeze(1), out[:, :-1]), 1)
-            else:
-                arg = torch.stack([init[k], *(st[k] for st in seqs[:-1])], 1)
+            if out is not None and rs[k] == schedule.graph.output and d_lin.shape[1] > 1:
+                # the output sequence as it is (no copy with the initial value in front): the first
+                # step's term, plus the others against the output shifted by one step
+                first = torch.bmm(d_lin[:, 0].transpose(1, 2), init[k])
+                tail = _members_first(d_lin[:, 1:]).transpose(1, 2)
+                blocks.append(torch.baddbmm(first, tail, _members_first(out[:, :-1])))
+                continue
+            arg = torch.stack([init[k], *(st[k] for st in seqs[:-1])], 1)
         blocks.append(torch.bmm(flat, _members_first(arg)))
     return blocks[0] if len(blocks) == 1 else torch.cat(blocks, -1)
 
@@ -465,7 +469,7 @@ class CompiledCell(nn.Module):
         eager_backward = p.step_backward
 
         def functional_backward(d_new, xt, prev, consts, saved):
-            d_lin = tuple(d_new[0].new_empty(d_new[0].shape[0], w) for w in widths)
+            d_lin = tuple(d_new[0].new_empty(*d_new[0].shape[:-1], w) for w in widths)
             return (*eager_backward(d_new, xt, prev, consts, saved, d_lin), d_lin)
 
         compiled_backward = torch.compile(functional_backward, dynamic=False)
