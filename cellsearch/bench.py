@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from cellsearch.compile.attention import Memory
 from cellsearch.compile.interpreter import InterpretedCell
 from cellsearch.compile.sequence import CompiledCell
 from cellsearch.library import get_cell
@@ -72,13 +73,14 @@ def _timer(step: Callable[[], None], min_time: float, sync: Callable[[], None] =
     return measure
 
 
-def _train_step(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+def _train_step(module: nn.Module, x: torch.Tensor, memory: tuple = ()) -> Callable[[], None]:
     params = list(module.parameters())
+    args = (None, None, memory) if memory else ()
 
     def step() -> None:
         for p in params:
             p.grad = None
-        out, _ = module(x)
+        out, _ = module(x, *args)
         out.sum().backward()
 
     return step
@@ -92,6 +94,8 @@ def bench_cell(name: str, cfg: BenchConfig, progress: Callable[[str], None] | No
     graph = get_cell(name)
     compiled = CompiledCell(graph, I, H).to(device)
     x = torch.randn(T, B, I, device=device)
+    # a cell that attends reads a memory: an encoder's outputs over a source as long as the sequence
+    memory = tuple(Memory(torch.randn(B, T, H, device=device)) for _ in graph.memory)
     contenders: dict[str, nn.Module] = {"compiled": compiled}
     if cfg.with_interpreter:
         contenders["interpreter"] = InterpretedCell(graph, I, H, params=compiled.params)
@@ -101,11 +105,12 @@ def bench_cell(name: str, cfg: BenchConfig, progress: Callable[[str], None] | No
         from cellsearch.compile.fused import triton_available
 
         for variant, options in CUDA_VARIANTS.items():
-            if options["pointwise"] != "fused" or triton_available():
+            fusable = triton_available() and not graph.memory and not graph.memory_states  # (kernels are pointwise)
+            if options["pointwise"] != "fused" or fusable:
                 contenders[variant] = CompiledCell(graph, I, H, params=compiled.params, **options)
     if cfg.with_torch_compile:
         contenders["compiled+torch.compile"] = CompiledCell(graph, I, H, params=compiled.params, compile=True)
-    steps = {k: _train_step(m, x) for k, m in contenders.items()}
+    steps = {k: _train_step(m, x, memory) for k, m in contenders.items()}
     for step in steps.values():  # warm up: allocator, caches, torch.compile
         for _ in range(3):
             step()

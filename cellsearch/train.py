@@ -584,9 +584,15 @@ class Trainer:
                 callback(self.step, metrics)
         self.final_metrics = metrics
 
+    def cell_parameter_count(self) -> int:
+        """The parameters of the model's cells: its layers', and an encoder-decoder's encoder's too
+        (not the embedding and output layer, as the papers count)."""
+        modules = [self.model.rnn] + ([self.model.encoder] if self.model.encoder is not None else [])
+        return sum(p.numel() for m in modules for p in m.parameters())
+
     def result(self, checkpoint: Path | None = None) -> TrainResult:
         return TrainResult(status=self.status, steps=self.step, seconds=self.elapsed, metrics=self.final_metrics,
-                           history=self.history, params=sum(p.numel() for p in self.model.rnn.parameters()),
+                           history=self.history, params=self.cell_parameter_count(),
                            cell=self.graph.name, hash=canonical_hash(self.graph), task=self.task.name,
                            losses=self.losses, checkpoint=str(checkpoint) if checkpoint else None)
 

@@ -114,6 +114,11 @@ def test_bench_json_reports_ratios():
     out = json.loads(res.stdout)
     for cell in ("lstm", "gru"):
         assert out[cell]["vs_torch"] > 0 and out[cell]["vs_interpreter"] > 0
+    # cells with a memory (attention reads a random source as long as the sequence; the NTM its own)
+    res = run("bench", "--json", "--cells", "attn-gru,ntm", "--rounds", "1", "-T", "4", "-B", "2", "-I", "8", "-H", "8")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert all(out[cell]["vs_interpreter"] > 0 and "vs_torch" not in out[cell] for cell in ("attn-gru", "ntm"))
 
 
 @pytest.mark.timeout(60)

@@ -120,6 +120,9 @@ def test_cli_trains_an_attention_cell_and_generates(tmp_path):
     assert res.exit_code == 0, res.output
     payload = json.loads(res.output)
     assert payload["cell"] == "attn-gru" and set(payload["metrics"]) >= {"accuracy", "exact_match_long"}
+    model = SeqModel(get_cell("attn-gru"), ModelConfig(vocab_size=3, hidden_size=8, encoder="gru"))
+    decoder, encoder = (sum(p.numel() for p in m.parameters()) for m in (model.rnn, model.encoder))
+    assert payload["params"] == decoder + encoder and encoder > 0  # the encoder's cell counts too
     res = runner.invoke(app, ["generate", str(tmp_path / "run"), "--prompt", "abc=", "--length", "5"])
     assert res.exit_code == 0, res.output
     assert res.output.startswith("abc=")
