@@ -22,24 +22,28 @@ import platform
 MMAP_THRESHOLD = 256 << 20  # larger blocks (a whole corpus, say) are still mapped on their own
 TRIM_THRESHOLD = 1 << 30
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-_done = False
+_done: bool | None = None  # None: not tried yet; else what the first call returned
 
 
 def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory for reuse (see module docstring); True if it did (or
-    had already). Safe to call again."""
+    """Make glibc's malloc keep freed memory for reuse (see module docstring); True if it did.
+    Tried once per process; later calls return the first answer."""
     global _done
-    if _done:
-        return True
+    if _done is None:
+        _done = _set_thresholds()
+    return _done
+
+
+def _set_thresholds() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        # (a glibc that caps the mmap threshold lower refuses the value: mallopt returns 0)
+        return libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(_M_TRIM_THRESHOLD,
+                                                                                      TRIM_THRESHOLD) == 1
     except (OSError, AttributeError):
         return False
-    _done = ok
-    return ok
 
 
 __all__ = ["keep_freed_memory", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]

@@ -41,12 +41,12 @@ def test_a_populations_step_buffers_are_reused_not_page_faulted_anew():
         libc.malloc_trim(0)
         default = _faults_per_step(population)
     finally:
-        allocator._done = False
+        allocator._done = None
         allocator.keep_freed_memory()
     assert kept < default / 5, (kept, default)
 
 
 def test_other_c_libraries_are_left_alone(monkeypatch):
-    monkeypatch.setattr(allocator, "_done", False)
+    monkeypatch.setattr(allocator, "_done", None)
     monkeypatch.setattr(allocator.platform, "libc_ver", lambda *a, **k: ("musl", "1.2"))
     assert allocator.keep_freed_memory() is False

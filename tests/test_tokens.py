@@ -98,6 +98,8 @@ def test_model_keeps_the_tensor_where_rows_do_not_apply():
     assert not isinstance(dropped.cell_inputs(tokens), TokenInputs)  # dropout draws per token
     dropped.eval()
     assert isinstance(dropped.cell_inputs(tokens), TokenInputs)  # (none to draw when evaluating)
+    one_step = SeqModel("lstm", ModelConfig(vocab_size=9, hidden_size=H))
+    assert not isinstance(one_step.cell_inputs(tokens[:1, :2]), TokenInputs)  # 9 rows for 2 tokens
     large = SeqModel("lstm", ModelConfig(vocab_size=10_000, hidden_size=H))
     assert not isinstance(large.cell_inputs(tokens), TokenInputs)  # the table would cost more than the batch
     interpreted = SeqModel("lstm", ModelConfig(vocab_size=9, hidden_size=H))
@@ -111,3 +113,38 @@ def test_bad_token_inputs_are_one_clear_error():
         cell(TokenInputs(torch.randn(5, H + 1), torch.zeros(3, 2, dtype=torch.long)))
     with pytest.raises(Exception, match="empty"):
         cell(TokenInputs(torch.randn(5, H), torch.zeros(0, 2, dtype=torch.long)))
+
+
+def _cell(nodes: str):
+    from cellsearch.dsl.io import loads_cell
+
+    return loads_cell("name: c\ninputs: [x]\nstates: [h]\noutput: h\nnodes:\n" + nodes)
+
+
+@pytest.mark.parametrize("nodes", ["  h: tanh(linear(h_prev))\n",  # the loop reads nothing from x
+                                   "  h: tanh(linear(h_prev) + x)\n"])  # x itself, elementwise
+def test_a_population_looks_up_its_members_rows_as_each_alone(nodes):
+    from cellsearch.compile.population import population_forward
+
+    graph = _cell(nodes)
+    torch.manual_seed(0)
+    cells = [CompiledCell(graph, H, H).double() for _ in range(3)]
+    assert cells[0].reads_token_rows
+    tables = [torch.randn(5, H, dtype=torch.float64) for _ in cells]
+    tokens = [torch.randint(0, 5, (4, 2)) for _ in cells]
+    batched = population_forward(cells, [TokenInputs(t, k) for t, k in zip(tables, tokens)], [None] * 3)
+    for cell, table, tok, (out, finals) in zip(cells, tables, tokens, batched):
+        alone, alone_finals = cell(F.embedding(tok, table))
+        torch.testing.assert_close(out, alone, **CLOSE)
+        torch.testing.assert_close(finals[0], alone_finals[0], **CLOSE)
+
+
+def test_a_population_refuses_a_token_outside_the_table():
+    """(in the members' stacked tables it would read another member's row)"""
+    from cellsearch.compile.population import population_forward
+    from cellsearch.errors import CellsearchError
+
+    cells = [CompiledCell(get_cell("gru"), H, H) for _ in range(2)]
+    tokens = [torch.zeros(3, 2, dtype=torch.long), torch.full((3, 2), 5)]
+    with pytest.raises(CellsearchError, match=r"token ids must lie in \[0, 5\)"):
+        population_forward(cells, [TokenInputs(torch.randn(5, H), t) for t in tokens], [None, None])

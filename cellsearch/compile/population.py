@@ -58,9 +58,15 @@ def _look_up_members(prepared: Sequence[Prepared]) -> tuple:
     """The stacked per-step tensors (K, T, B, F) of members whose inputs are table rows (see
     compile/tokens.py): one lookup per tensor in the members' stacked tables, written straight
     into the stacked result."""
+    if not prepared[0].ext:  # (a loop that reads nothing from the inputs)
+        return ()
     K = len(prepared)
     V = prepared[0].ext[0].shape[0]
     tokens = torch.stack([p.tokens for p in prepared])  # (K, T, B)
+    if tokens.numel() and not 0 <= int(tokens.min()) <= int(tokens.max()) < V:
+        # (checked here: in the stacked tables a bad token would read another member's row)
+        raise CellsearchError(f"token ids must lie in [0, {V}) (the table's rows), got "
+                              f"{int(tokens.min())}..{int(tokens.max())}")
     index = tokens + torch.arange(K, device=tokens.device).view(K, 1, 1) * V  # member k's rows: k·V … k·V + V-1
     return tuple(look_up(torch.cat(rows), index) for rows in zip(*(p.ext for p in prepared)))
 

@@ -469,7 +469,7 @@ class CompiledCell(nn.Module):
         eager_backward = p.step_backward
 
         def functional_backward(d_new, xt, prev, consts, saved):
-            d_lin = tuple(d_new[0].new_empty(*d_new[0].shape[:-1], w) for w in widths)
+            d_lin = tuple(d_new[0].new_empty(*batch_shape(p, prev), w) for w in widths)
             return (*eager_backward(d_new, xt, prev, consts, saved, d_lin), d_lin)
 
         compiled_backward = torch.compile(functional_backward, dynamic=False)

@@ -209,9 +209,10 @@ class SeqModel(nn.Module):
         """``embed(tokens)``, or the same as ``TokenInputs`` (rows of the embedding table, see
         compile/tokens.py) where the first layer computes its prologue per table row instead of per
         token: no dropout to draw, and a vocabulary of at most ``TABLE_ROWS_PER_SEQUENCE`` × B rows
-        (so the table costs no more than a few steps of the batch)."""
+        (so the table costs no more than a few steps of the batch) and no more rows than ``tokens``
+        has (one decoding step of a small batch keeps the tensor)."""
         if (self.training and self.drop.p > 0) \
-                or self.config.vocab_size > TABLE_ROWS_PER_SEQUENCE * tokens.shape[-1] \
+                or self.config.vocab_size > min(TABLE_ROWS_PER_SEQUENCE * tokens.shape[-1], tokens.numel()) \
                 or not getattr(self.rnn.cells[0], "reads_token_rows", False):
             return self.embed(tokens)
         return TokenInputs(self.embedding.weight, tokens)
