@@ -527,19 +527,23 @@ class CompiledCell(nn.Module):
         statics = tuple(static or ())
         if len(statics) != len(g.static):
             raise CellsearchError(f"cell '{g.name}' has {len(g.static)} static input(s), got {len(statics)}")
-        if state is None:
-            state = start_states(g, B, self.hidden_size, self.memory_rows, xs[0])
-        state = tuple(state)
+        state = self._states(state, B, xs[0])
+        memories = given_memories(g, memory, B, self.hidden_size)
+        statics = (*statics, *(m.values for m in memories), *(memory_bias(m) for m in memories))
+        hoisted_init, rec_init = (tuple(state[s] for s in names)
+                                  for names in (schedule.hoisted_states, schedule.recurrent_states))
+        ext, consts, hoisted_seqs = self.program.prologue(self.params, T, B, xs, statics, hoisted_init)
+        return Prepared(T, tuple(ext), tuple(consts), rec_init, dict(zip(schedule.hoisted_states, hoisted_seqs)))
+
+    def _states(self, state, batch: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The given states (where they start, when None) by name, checked for their number."""
+        g = self.graph
+        state = tuple(state) if state is not None else start_states(g, batch, self.hidden_size, self.memory_rows,
+                                                                       like)
         if len(state) != len(g.states):
             raise CellsearchError(f"cell '{g.name}' has {len(g.states)} states ({', '.join(g.states)}), "
                                   f"got {len(state)}")
-        memories = given_memories(g, memory, B, self.hidden_size)
-        statics = (*statics, *(m.values for m in memories), *(memory_bias(m) for m in memories))
-        idx = {s: i for i, s in enumerate(g.states)}
-        hoisted_init = tuple(state[idx[s]] for s in schedule.hoisted_states)
-        rec_init = tuple(state[idx[s]] for s in schedule.recurrent_states)
-        ext, consts, hoisted_seqs = self.program.prologue(self.params, T, B, xs, statics, hoisted_init)
-        return Prepared(T, tuple(ext), tuple(consts), rec_init, dict(zip(schedule.hoisted_states, hoisted_seqs)))
+        return dict(zip(g.states, state))
 
     def _prepare_rows(self, x: TokenInputs, state) -> "Prepared":
         if x.tokens.dim() != 2 or x.table.dim() != 2 or x.table.shape[-1] != self.input_size:
@@ -548,13 +552,8 @@ class CompiledCell(nn.Module):
         T, B = x.tokens.shape
         if T == 0:
             raise CellsearchError("the input sequence is empty (T = 0)")
-        g = self.graph
-        state = tuple(state) if state is not None else start_states(g, B, self.hidden_size, self.memory_rows, x.table)
-        if len(state) != len(g.states):
-            raise CellsearchError(f"cell '{g.name}' has {len(g.states)} states ({', '.join(g.states)}), "
-                                  f"got {len(state)}")
-        idx = {s: i for i, s in enumerate(g.states)}
-        rec_init = tuple(state[idx[s]] for s in self.program.schedule.recurrent_states)
+        state = self._states(state, B, x.table)
+        rec_init = tuple(state[s] for s in self.program.schedule.recurrent_states)
         rows, consts, _ = self.program.prologue(self.params, x.table.shape[0], 1, (x.table.unsqueeze(1),), (), ())
         return Prepared(T, tuple(rows), tuple(consts), rec_init, {}, x.tokens)
 

@@ -50,10 +50,15 @@ def as_tensor(x):
     return x.materialize() if isinstance(x, TokenInputs) else x
 
 
+def reference(x) -> torch.Tensor:
+    """A tensor of the inputs' dtype and device (where states start): ``x``, or a ``TokenInputs``' table."""
+    return x.table if isinstance(x, TokenInputs) else x
+
+
 def look_up(rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """A per-step tensor from its per-row values: rows (V, 1, F) (the prologue run over the table as
     a sequence of V steps of batch 1), tokens (T, B) → (T, B, F)."""
     return F.embedding(tokens, rows.reshape(rows.shape[0], -1))
 
 
-__all__ = ["TokenInputs", "as_tensor", "look_up"]
+__all__ = ["TokenInputs", "as_tensor", "look_up", "reference"]

@@ -31,7 +31,7 @@ from torch import nn
 
 from cellsearch.compile.attention import Memory
 from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS
-from cellsearch.compile.tokens import TokenInputs, as_tensor
+from cellsearch.compile.tokens import TokenInputs, as_tensor, reference
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.errors import ConfigError
 from cellsearch.nn.layers import CellRNN
@@ -223,7 +223,7 @@ class SeqModel(nn.Module):
         bound), then ``bounded_layer`` on each layer's result."""
         rnn = rnn if rnn is not None else self.rnn
         if state is None:
-            state = rnn.initial_state(x.shape[1], x.table if isinstance(x, TokenInputs) else x)
+            state = rnn.initial_state(x.shape[1], reference(x))
         state = (state,) if isinstance(state, torch.Tensor) else tuple(state)
         finals: list[list[torch.Tensor]] = [[] for _ in state]
         for layer, cell in enumerate(rnn.cells):

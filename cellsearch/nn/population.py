@@ -10,7 +10,8 @@ generator in the order its solo forward would.
 
 Members' sequences may differ in length (the Arithmetic task pads each batch to its own
 longest example): the cell inputs are padded with zeros to the longest, after the member's
-embedding and dropout (inputs given as embedding-table rows, ``SeqModel.cell_inputs``: with token 0), and the outputs cut back before anything else reads them, so each
+embedding and dropout (inputs given as embedding-table rows, ``SeqModel.cell_inputs``: with
+token 0), and the outputs cut back before anything else reads them, so each
 member's outputs and random draws are those of its solo pass. The final state of a member
 shorter than the longest is then the state after the padding: do not carry it on
 (``PopulationTrainer`` refuses to).
@@ -28,7 +29,7 @@ from typing import Callable, ContextManager, Sequence
 import torch
 
 from cellsearch.compile.population import population_forward as population_layer
-from cellsearch.compile.tokens import TokenInputs
+from cellsearch.compile.tokens import TokenInputs, reference
 from cellsearch.errors import CellsearchError
 from cellsearch.nn.model import SeqModel, bounded_layer
 
@@ -93,7 +94,7 @@ def _member_state(model: SeqModel, state, x) -> tuple:
     """A member's layer state as its solo forward starts from (zeros when it has none)."""
     if state is not None:
         return state
-    return tuple(s[0] for s in model.rnn.initial_state(x.shape[1], x.table if isinstance(x, TokenInputs) else x))
+    return tuple(s[0] for s in model.rnn.initial_state(x.shape[1], reference(x)))
 
 
 __all__ = ["population_forward"]
