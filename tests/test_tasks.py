@@ -161,3 +161,56 @@ def test_encode_pads_like_one_example_at_a_time(seed, n):
         mask[len(prompt):len(ids) - 1, b] = True
     assert torch.equal(batch.inputs, inputs) and torch.equal(batch.targets, targets)
     assert torch.equal(batch.mask, mask)
+
+
+def _reference_arithmetic_example(task: ArithmeticTask, rng: random.Random) -> tuple[str, str]:
+    """The generator as first written, with ``randint``/``choice``: the stream every earlier run drew."""
+    def number() -> int:
+        digits = rng.randint(1, task.max_digits)
+        return rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10 ** digits - 1)
+
+    a, b = number(), number()
+    op = rng.choice("+-")
+    plain = f"{a}{op}{b}="
+    prompt = []
+    for i, ch in enumerate(plain):
+        if i > 0:
+            prompt.append("".join(rng.choice(DISTRACTORS) for _ in range(rng.randint(0, task.max_distractors))))
+        prompt.append(ch)
+    return "".join(prompt), str(a + b if op == "+" else a - b)
+
+
+@pytest.mark.parametrize("max_digits,max_distractors", [(8, 3), (1, 0), (3, 5)])
+def test_arithmetic_draws_the_stream_of_randint_and_choice(max_digits, max_distractors):
+    task = ArithmeticTask(seed=0, max_digits=max_digits, max_distractors=max_distractors)
+    fast, reference = random.Random(11), random.Random(11)
+    for _ in range(3000):
+        assert task.make_example(fast) == _reference_arithmetic_example(task, reference)
+    assert fast.getstate() == reference.getstate()
+
+
+def test_arithmetic_refuses_negative_distractors():
+    with pytest.raises(ValueError, match="max_distractors"):
+        ArithmeticTask(max_distractors=-1)
+
+
+@pytest.mark.parametrize("name", ["arith", "memorize", "copy", "reverse", "sort", "addition", "recall"])
+def test_character_batches_equal_the_general_encoding(name):
+    """The byte-string batch of a character task is the one the token lists give."""
+    task = make_task(name, seed=4)
+    stream = task.train_stream(16, 4)
+    v = task.vocab
+    for _ in range(5):
+        examples = [task.make_example(stream.rng) for _ in range(16)]
+        fast = task.encode(examples)
+        seqs = [[v.bos, *v.encode(p), *v.encode(a), v.eos] for p, a in examples]
+        general = task._next_tokens(seqs, [len(p) for p, _ in examples])
+        for field in ("inputs", "targets", "mask"):
+            assert torch.equal(getattr(fast, field), getattr(general, field)), field
+        assert fast.inputs.dtype == torch.long and fast.inputs.is_contiguous()
+
+
+def test_a_character_outside_the_vocabulary_is_refused_as_before():
+    task = ArithmeticTask(seed=0)
+    with pytest.raises(KeyError):
+        task.encode([("1+2=", "3"), ("1*2=", "2")])

@@ -62,8 +62,12 @@ class ExampleTask(Task):
             sources = [v.encode(p) for p, _ in examples]
             batch.source, batch.source_mask = _columns(sources, max(map(len, sources)), v.pad)
             return batch
+        starts = [len(prompt) for prompt, _ in examples]  # first target of each answer
+        fast = _char_batch(v, [prompt + answer for prompt, answer in examples], starts)
+        if fast is not None:
+            return fast
         seqs = [[v.bos, *v.encode(prompt), *v.encode(answer), v.eos] for prompt, answer in examples]
-        return self._next_tokens(seqs, [len(prompt) for prompt, _ in examples])  # first target of each answer
+        return self._next_tokens(seqs, starts)
 
     def _next_tokens(self, seqs: list[list[int]], starts: list[int]) -> Batch:
         """Sequences as (T, B) inputs and next-token targets, scored from position ``starts[b]`` on."""
@@ -149,6 +153,43 @@ class ExampleTask(Task):
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "seed": self.seed, "eval_examples": self.eval_examples}
+
+
+def _char_codes(vocab: Vocab) -> tuple[dict, frozenset] | None:
+    """A vocabulary of at most 256 tokens whose specials are the only tokens longer than one character:
+    (``str.translate`` table char → chr(id), the single characters), else None. Cached on the vocab."""
+    cached = vocab.__dict__.get("_char_codes", False)
+    if cached is not False:
+        return cached
+    chars = [t for t in vocab.itos if len(t) == 1]
+    ok = (len(vocab) <= 256 and all(t.startswith("<") for t in vocab.itos if len(t) != 1)
+          and "<unk>" not in vocab.stoi and min(vocab.bos, vocab.eos, vocab.pad) >= 0)
+    codes = ({ord(c): chr(vocab.stoi[c]) for c in chars}, frozenset(chars)) if ok else None
+    vocab.__dict__["_char_codes"] = codes
+    return codes
+
+
+def _char_batch(vocab: Vocab, texts: list[str], starts: list[int]) -> Batch | None:
+    """``ExampleTask.encode``'s LM batch of ``<bos> text <eos>`` sequences, built as one byte string
+    (a character vocabulary's ids fit a byte) instead of nested lists: the Python lists and
+    ``torch.tensor`` of them cost more than the model's step at search sizes. None when the
+    vocabulary is not one of characters or a text holds a character outside it (the caller's
+    general path then maps or refuses it)."""
+    codes = _char_codes(vocab)
+    if codes is None or not texts:
+        return None
+    table, chars = codes
+    if not set().union(*texts) <= chars:
+        return None
+    T = max(map(len, texts)) + 1  # inputs <bos> text, targets text <eos>
+    bos, eos, pad = chr(vocab.bos), chr(vocab.eos), chr(vocab.pad)
+    coded = [t.translate(table) for t in texts]
+    rows = "".join(f"{bos}{c}".ljust(T, pad) for c in coded) + "".join(f"{c}{eos}".ljust(T, pad) for c in coded)
+    ids = torch.frombuffer(bytearray(rows.encode("latin-1")), dtype=torch.uint8).view(2, len(texts), T)
+    ids = ids.transpose(1, 2).contiguous().long()  # (2, T, B): inputs, targets
+    real = torch.arange(T).unsqueeze(1) < torch.tensor([len(t) + 1 for t in texts])
+    mask = real & (torch.arange(T).unsqueeze(1) >= torch.tensor(starts))
+    return Batch(ids[0], ids[1], mask)
 
 
 def _columns(rows: list[list[int]], length: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
