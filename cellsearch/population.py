@@ -6,7 +6,8 @@ trains one member per ``Member`` and returns one ``TrainResult`` per member, eac
 and learning rate, data stream, RNG, carried state, task), and only the work of a step is
 shared: the members' recurrent layers run as one batched time loop (``nn/population.py``), one
 backward pass serves all (the loss is the sum of the members' losses, whose gradients never
-mix), then each member clips its own gradient and takes its own optimizer step. A member that
+mix), then each member clips its own gradient and takes its own optimizer step (all members' in a
+few multi-tensor kernels: ``optim_groups.py``). A member that
 diverges is frozen (it leaves the batch, its weights stay as they were) and reported
 ``diverged``; the others go on. Evaluation is per member, on the member's own task.
 
@@ -32,6 +33,7 @@ from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.limits import MAX_POPULATION
 from cellsearch.nn.population import population_forward
+from cellsearch.optim_groups import clip_together, finite_together, step_together
 from cellsearch.records import record_from_dict
 from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
@@ -169,11 +171,15 @@ class PopulationTrainer:
         results = population_forward([t.model for t in trainers], [i for _, i, _ in prepared],
                                      [s for _, _, s in prepared], [t.rng_scope for t in trainers])
         losses = [t.step_loss(logits, batch) for t, (logits, _), (batch, _, _) in zip(trainers, results, prepared)]
-        for t in trainers:
-            t.opt.zero_grad(set_to_none=True)
+        params = [list(t.model.parameters()) for t in trainers]
+        for p in (p for ps in params for p in ps):
+            p.grad = None
         torch.stack(losses).sum().backward()  # each member's gradient is that of its own loss
+        # each member's own clipping and optimizer step, all members' in a few kernels (optim_groups.py)
+        clip_together(params, [t.cfg.clip for t in trainers])
+        step_together([t.opt for t in trainers])
         for t, (_, new_state) in zip(trainers, results):
-            t.apply_gradients(new_state)
+            t.keep_state(new_state)
         return torch.stack(losses).detach().tolist()
 
     def run(self, callback: Callable[[int, int, dict], bool | None] | None = None,
@@ -201,8 +207,9 @@ class PopulationTrainer:
                 for k in active:
                     self.trainers[k].set_lr(start)
                 losses = self.train_step([self.trainers[k] for k in active])
-                for k, loss in zip(active, losses):
-                    self.trainers[k].record_step(loss, start, member_callbacks[k])
+                finite = finite_together([list(self.trainers[k].model.parameters()) for k in active])
+                for k, loss, ok in zip(active, losses, finite):
+                    self.trainers[k].record_step(loss, start, member_callbacks[k], finite=ok)
                 step = max(self.trainers[k].step for k in active)
                 if tell:
                     live = [loss for loss in losses if math.isfinite(loss)]

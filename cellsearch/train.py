@@ -497,6 +497,10 @@ class Trainer:
         if self.cfg.clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip, foreach=True)
         self.opt.step()
+        self.keep_state(new_state)
+
+    def keep_state(self, new_state) -> None:
+        """Carry the state the step ended in on to the next batch (truncated BPTT)."""
         # (an encoder-decoder's state is its batch's source: it is never carried to the next batch)
         self.state = None if self.model.is_seq2seq else self.model.detach_state(new_state)
 
@@ -543,16 +547,17 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr * _lr_factor(self.cfg, self.step, self._progress_fraction(start))
 
-    def record_step(self, loss: float, start: float, callback=None, tell=None) -> bool:
+    def record_step(self, loss: float, start: float, callback=None, tell=None, finite: bool | None = None) -> bool:
         """Book a finished step: its loss, divergence, progress, the periodic evaluation; False when
-        training ends here (diverged, or the callback asked to stop)."""
+        training ends here (diverged, or the callback asked to stop). ``finite``: whether the weights
+        are all finite, if the caller knows (a population checks all members at once)."""
         cfg = self.cfg
         self.step += 1
         self.losses.append(loss)
         if self.first_loss is None:
             self.first_loss = loss
         if not math.isfinite(loss) or loss > cfg.diverge_factor * max(self.first_loss, 1e-3) \
-                or not self.weights_finite():
+                or not (self.weights_finite() if finite is None else finite):
             self.status = "diverged"
             return False
         if tell:

@@ -1,0 +1,120 @@
+"""Optimizer steps of many models taken together: each model's own clipping and Adam update, in a few kernels.
+
+A population (``population.py``) trains K models of one shape; each has its own ``torch.optim``
+optimizer and gradient-norm limit, and must step exactly as it would alone. Taken one model at a
+time, a step at search sizes is mostly fixed costs (the optimizer's Python, a norm and a
+multiply per model, a kernel launch per model), paid K times. Here:
+
+- ``clip_together``: every model's gradient norm from one multi-tensor norm kernel, then each
+  model's gradients scaled by its own factor (``clip_grad_norm_``'s formula: never a norm across
+  models);
+- ``step_together``: the Adam updates of every model whose hyperparameters at this step are equal
+  in one call of torch's fused Adam (the update is elementwise per tensor, so which tensors share
+  a call changes nothing; each tensor keeps its own state and step count in its model's
+  optimizer, so checkpoints and later solo steps are unaffected);
+- ``finite_together``: whether each model's weights are all finite, with one reduction and one sync.
+
+Anything else (SGD, Adam that is not fused, an optimizer with step hooks or state not yet made,
+models whose gradients differ in count, device or dtype) takes its own ordinary step.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+# The Adam hyperparameters of a param group that must be equal for two groups to share a fused call
+_ADAM_KEYS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
+
+
+def _grads(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [p.grad for p in params if p.grad is not None]
+
+
+def _uniform(lists: Sequence[Sequence[torch.Tensor]]) -> bool:
+    """Whether every list has as many tensors, all on one device in one dtype (one kernel can take them)."""
+    if not lists or not lists[0] or len({len(x) for x in lists}) != 1:
+        return False
+    first = lists[0][0]
+    return all(t.device == first.device and t.dtype == first.dtype for x in lists for t in x)
+
+
+@torch.no_grad()
+def clip_together(param_lists: Sequence[Sequence[torch.Tensor]], max_norms: Sequence[float | None]) -> None:
+    """``clip_grad_norm_(params, max_norm)`` for each model with a ``max_norm`` (None or 0: not clipped)."""
+    chosen = [(params, m) for params, m in zip(param_lists, max_norms) if m]
+    grads = [_grads(params) for params, _ in chosen]
+    if not _uniform(grads):
+        for params, max_norm in chosen:
+            torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+        return
+    flat = [g for model_grads in grads for g in model_grads]
+    norms = torch.stack(torch._foreach_norm(flat, 2.0)).view(len(grads), -1)
+    totals = torch.linalg.vector_norm(norms, 2.0, dim=1)  # each model's own norm
+    limits = torch.tensor([m for _, m in chosen], dtype=totals.dtype, device=totals.device)
+    factors = torch.clamp(limits / (totals + 1e-6), max=1.0)
+    for model_grads, factor in zip(grads, factors.unbind()):
+        torch._foreach_mul_(model_grads, factor)
+
+
+def _joinable(opt: torch.optim.Optimizer) -> bool:
+    """A fused Adam with nothing that its own ``step`` would do besides the update."""
+    return (type(opt) is torch.optim.Adam and not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+            and getattr(opt, "grad_scale", None) is None and getattr(opt, "found_inf", None) is None
+            and all(g["fused"] and not g["differentiable"] and not g["capturable"] for g in opt.param_groups))
+
+
+@torch.no_grad()
+def step_together(optimizers: Sequence[torch.optim.Optimizer]) -> None:
+    """``opt.step()`` of every optimizer (see module docstring)."""
+    from torch.optim.adam import adam
+    from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+
+    shared: dict[tuple, list[list[torch.Tensor]]] = {}
+    hooks = _global_optimizer_pre_hooks or _global_optimizer_post_hooks
+    for opt in optimizers:
+        groups = []
+        for group in opt.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if any("step" not in opt.state.get(p, {}) for p in params):
+                groups = None  # its first step makes its state: the optimizer's own
+                break
+            groups.append((group, params))
+        if hooks or groups is None or not _joinable(opt):
+            opt.step()
+            continue
+        for group, params in groups:
+            # (keys an older torch's Adam lacks are left out, and so from the call)
+            key = tuple((k, group[k]) for k in _ADAM_KEYS if k in group) + (("device", params[0].device if params
+                                                                              else None),)
+            lists = shared.setdefault(key, [[], [], [], [], [], []])
+            for p in params:
+                state = opt.state[p]
+                lists[0].append(p)
+                lists[1].append(p.grad)
+                lists[2].append(state["exp_avg"])
+                lists[3].append(state["exp_avg_sq"])
+                if group["amsgrad"]:
+                    lists[4].append(state["max_exp_avg_sq"])
+                lists[5].append(state["step"])
+    for key, lists in shared.items():
+        settings = dict(key)
+        del settings["device"]
+        beta1, beta2 = settings.pop("betas")
+        adam(*lists, fused=True, has_complex=any(torch.is_complex(p) for p in lists[0]), beta1=beta1, beta2=beta2,
+             **settings)
+
+
+@torch.no_grad()
+def finite_together(param_lists: Sequence[Sequence[torch.Tensor]]) -> list[bool]:
+    """For each model, whether all its weights are finite (NaN and inf propagate through the max-abs)."""
+    if not _uniform(param_lists):
+        return [bool(torch.isfinite(torch.stack(torch._foreach_norm(list(ps), float("inf")))).all()) if ps else True
+                for ps in param_lists]
+    flat = [p for params in param_lists for p in params]
+    largest = torch.stack(torch._foreach_norm(flat, float("inf"))).view(len(param_lists), -1)
+    return torch.isfinite(largest).all(1).tolist()
+
+
+__all__ = ["clip_together", "finite_together", "step_together"]
