@@ -51,9 +51,12 @@ def clip_together(param_lists: Sequence[Sequence[torch.Tensor]], max_norms: Sequ
         return
     flat = [g for model_grads in grads for g in model_grads]
     norms = torch.stack(torch._foreach_norm(flat, 2.0)).view(len(grads), -1)
-    totals = torch.linalg.vector_norm(norms, 2.0, dim=1)  # each model's own norm
+    # each model's own norm, and its factor, computed as clip_grad_norm_ computes them, to the bit (a
+    # reduction over the rows of one matrix, or max_norm / x instead of torch's reciprocal(x) * max_norm,
+    # round differently, and a run whose bound resets values amplifies the last bit within steps)
+    totals = torch.stack([torch.linalg.vector_norm(row, 2.0) for row in norms])
     limits = torch.tensor([m for _, m in chosen], dtype=totals.dtype, device=totals.device)
-    factors = torch.clamp(limits / (totals + 1e-6), max=1.0)
+    factors = torch.clamp(torch.reciprocal(totals + 1e-6) * limits, max=1.0)
     for model_grads, factor in zip(grads, factors.unbind()):
         torch._foreach_mul_(model_grads, factor)
 

@@ -83,7 +83,7 @@ def test_clipping_together_equals_each_models_clip(limits):
             torch.nn.utils.clip_grad_norm_(m.parameters(), limit, foreach=True)
     for mt, ma in zip(together, alone):
         for pt, pa in zip(mt.parameters(), ma.parameters()):
-            torch.testing.assert_close(pt.grad, pa.grad, rtol=1e-14, atol=0)
+            assert torch.equal(pt.grad, pa.grad)  # to the bit: chaotic runs amplify the last bit
 
 
 def test_clipping_models_of_different_shapes_still_clips_each_alone():
@@ -104,3 +104,26 @@ def test_finite_together_names_the_broken_model():
         list(models[2].parameters())[-1][0] = float("inf")
     assert finite_together([list(m.parameters()) for m in models]) == [True, False, False]
     assert finite_together([list(models[0].parameters()), [torch.ones(2)]]) == [True, True]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_clip_factors_are_torchs_to_the_bit(dtype):
+    """Many models whose norms are far above their limits: every clipped gradient equals
+    ``clip_grad_norm_``'s bit for bit (its factor is reciprocal(norm) * limit, not limit / norm)."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(31, 8), (8, 8), (8,), (3, 8)]
+    models = [[torch.nn.Parameter(torch.zeros(s, dtype=dtype)) for s in shapes] for _ in range(40)]
+    for i, params in enumerate(models):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=gen, dtype=dtype) * 10 ** (i % 5)
+    alone = [[torch.nn.Parameter(p.detach().clone()) for p in params] for params in models]
+    for params, copies in zip(models, alone):
+        for p, c in zip(params, copies):
+            c.grad = p.grad.clone()
+    limits = [0.1 + 0.37 * i for i in range(40)]
+    clip_together(models, limits)
+    for copies, limit in zip(alone, limits):
+        torch.nn.utils.clip_grad_norm_(copies, limit, foreach=True)
+    for params, copies in zip(models, alone):
+        for p, c in zip(params, copies):
+            assert torch.equal(p.grad, c.grad)

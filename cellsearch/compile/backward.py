@@ -212,38 +212,42 @@ class _Backward:
 
     def group_backward(self, grp: Group) -> None:
         """Write the group's pre-activation gradient into its buffer and pass it to its argument."""
-        v, add, use, body, grad_var = self.v, self.add, self.use, self.body, self.grad_var
+        v, use, body, grad_var = self.v, self.use, self.body, self.grad_var
         nm = v.names
         dl = self.dbuf[grp.index]
-        whole = len(grp.members) == 1
-        for ri, (i, j, op) in enumerate(grp.runs):
-            acts = [grp.act_of[L] for L in grp.members[i:j]]
-            grads = [grad_var.get(a) or f"torch.zeros_like({use(a)})" for a in acts]
-            slot = dl if whole else nm.fresh(f"{dl}_{ri}")
-            if not whole:
-                body.append(f"    {slot} = {columns(dl, i, j)}")
-            if j - i == 1:
-                body.append(f"    {_act_backward(op, grads[0], use(acts[0]), out=slot)}")
-            else:
-                run = self.use_var(v.run_names[(grp.index, ri)])
-                body.append(f"    torch.cat(({', '.join(grads)}), -1, out={slot})")
-                body.append(f"    {_act_backward(op, slot, run, out=slot)}")
-        for k, L in enumerate(grp.members):
-            if L in grp.act_of:
-                continue
-            slot = dl if whole else columns(dl, k, k + 1)
-            gv = grad_var.get(L)
-            # only when the variable is L's own gradient (not an alias another node also reads)
-            # and no other group reads it too
-            line = self.defined_at.get(gv) if gv and len(v.schedule.member_groups[L]) == 1 else None
-            if line is not None and line[2] != L:
-                line = None
-            factors = line[1].split(" * ") if line else []
-            if len(factors) == 2 and all(f.isidentifier() for f in factors):
-                # `d_L = a * b` read only here: compute it straight into the buffer
-                body[line[0]] = f"    torch.mul({factors[0]}, {factors[1]}, out={slot})"
-            else:
-                body.append(f"    {slot}.copy_({gv})" if gv else f"    {slot}.zero_()")
+        if len(grp.members) == 1:
+            self._single_member(grp, dl)
+        else:
+            # Each run's gradient is computed into a fresh tensor and all of them then go into the
+            # buffer with one cat: writing into column slices of the buffer (``out=``, in place)
+            # made every op take a strided path, 2-3x slower at search sizes (measured: LSTM gates,
+            # batch 32, hidden 64: 122 -> 39 us a step alone, 154 -> 96 us for 8 members).
+            pieces: list[tuple[int, str]] = []  # (first column, gradient)
+            for ri, (i, j, op) in enumerate(grp.runs):
+                acts = [grp.act_of[L] for L in grp.members[i:j]]
+                grads = [grad_var.get(a) or f"torch.zeros_like({use(a)})" for a in acts]
+                if j - i == 1:
+                    grad = grads[0]
+                    run = use(acts[0])
+                else:
+                    grad = f"torch.cat(({', '.join(grads)}), -1)"
+                    run = self.use_var(v.run_names[(grp.index, ri)])
+                if j - i == len(grp.members):  # one run over every column: straight into the buffer
+                    body.append(f"    {_act_backward(op, grad, run, out=dl)}")
+                    return self._pass_on(grp, dl)
+                piece = nm.fresh(f"{dl}_{ri}")
+                body.append(f"    {piece} = {_act_backward(op, grad, run)}")
+                pieces.append((i, piece))
+            for k, L in enumerate(grp.members):
+                if L not in grp.act_of:
+                    gv = grad_var.get(L)
+                    pieces.append((k, gv or f"torch.zeros_like({columns(dl, k, k + 1)})"))
+            body.append(f"    torch.cat(({', '.join(p for _, p in sorted(pieces))}), -1, out={dl})")
+        self._pass_on(grp, dl)
+
+    def _pass_on(self, grp: Group, dl: str) -> None:
+        """Pass the group's pre-activation gradient (in ``dl``) on to its arguments."""
+        v, add, use, body, nm = self.v, self.add, self.use, self.body, self.v.names
         if len(grp.args) == 1:
             add(grp.args[0], _Term(1, dl, mm=grp.weight))
         else:
@@ -256,6 +260,28 @@ class _Backward:
         for a in grp.args:
             if a in v.schedule.loop_nodes:
                 use(a)  # the runtime needs the argument of every step for dW
+
+    def _single_member(self, grp: Group, dl: str) -> None:
+        """The pre-activation gradient of a one-member group, written straight into its buffer."""
+        v, use, body, grad_var = self.v, self.use, self.body, self.grad_var
+        L = grp.members[0]
+        if L in grp.act_of:
+            (_, _, op), = grp.runs
+            a = grp.act_of[L]
+            body.append(f"    {_act_backward(op, grad_var.get(a) or f'torch.zeros_like({use(a)})', use(a), out=dl)}")
+            return
+        gv = grad_var.get(L)
+        # only when the variable is L's own gradient (not an alias another node also reads)
+        # and no other group reads it too
+        line = self.defined_at.get(gv) if gv and len(v.schedule.member_groups[L]) == 1 else None
+        if line is not None and line[2] != L:
+            line = None
+        factors = line[1].split(" * ") if line else []
+        if len(factors) == 2 and all(f.isidentifier() for f in factors):
+            # `d_L = a * b` read only here: compute it straight into the buffer
+            body[line[0]] = f"    torch.mul({factors[0]}, {factors[1]}, out={dl})"
+        else:
+            body.append(f"    {dl}.copy_({gv})" if gv else f"    {dl}.zero_()")
 
 
 def _act_backward(op: str, grad: str, out_value: str, out: str | None = None) -> str:

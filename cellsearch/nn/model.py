@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -289,7 +289,17 @@ class SeqModel(nn.Module):
 
 def out_of_bounds(v: torch.Tensor, limit: float) -> bool:
     """Whether any value leaves ±limit or is not finite."""
-    return not bool((v.abs() <= limit).all())  # NaN compares False: out
+    return outside_bounds([v], limit)[0]
+
+
+def outside_bounds(values: Sequence[torch.Tensor], limit: float) -> list[bool]:
+    """``out_of_bounds`` of each tensor, with one max-abs kernel for all of them and one sync."""
+    if not any(v.numel() for v in values):
+        return [False] * len(values)
+    # (NaN propagates through the max-abs and compares False: out; an empty tensor's max-abs is 0)
+    largest = torch.stack(torch._foreach_norm([v if v.numel() else v.new_zeros(1) for v in values],
+                                              float("inf")))
+    return (~(largest <= limit)).tolist()
 
 
 def _bound(v: torch.Tensor, limit: float) -> torch.Tensor:

@@ -31,7 +31,7 @@ import torch
 from cellsearch.compile.population import population_forward as population_layer
 from cellsearch.compile.tokens import TokenInputs, reference
 from cellsearch.errors import CellsearchError
-from cellsearch.nn.model import SeqModel, bounded_layer
+from cellsearch.nn.model import SeqModel, bounded_layer, outside_bounds
 
 
 def population_forward(models: Sequence[SeqModel], tokens: Sequence[torch.Tensor], states: Sequence,
@@ -66,8 +66,9 @@ def population_forward(models: Sequence[SeqModel], tokens: Sequence[torch.Tensor
         padded = [_padded(x, longest) for x in xs]
         cells = [m.rnn.cells[layer] for m in models]
         results = population_layer(cells, padded, layer_states)
+        outside = _outside_bounds(models, [out[:n] for (out, _), n in zip(results, lengths)])
         for k, ((out, final), model, scope) in enumerate(zip(results, models, scopes)):
-            if model.config.state_limit is not None:
+            if outside[k]:
                 out, final = bounded_layer(cells[k], xs[k], _member_state(model, layer_states[k], xs[k]),
                                            (out[:lengths[k]], final), model.config.state_limit)
             for i, f in enumerate(final):
@@ -79,6 +80,18 @@ def population_forward(models: Sequence[SeqModel], tokens: Sequence[torch.Tensor
         with scope():
             logits.append(model.readout(x))
     return [(lg, tuple(torch.stack(f) for f in fin)) for lg, fin in zip(logits, finals)]
+
+
+def _outside_bounds(models: Sequence[SeqModel], outs: Sequence[torch.Tensor]) -> list[bool]:
+    """Which members' layer outputs leave their model's ``state_limit`` (checked for all members
+    at once; a member without a limit is never outside)."""
+    limits = [m.config.state_limit for m in models]
+    outside = [False] * len(models)
+    for limit in {x for x in limits if x is not None}:
+        chosen = [k for k, x in enumerate(limits) if x == limit]
+        for k, out in zip(chosen, outside_bounds([outs[k] for k in chosen], limit)):
+            outside[k] = out
+    return outside
 
 
 def _padded(x, length: int):
