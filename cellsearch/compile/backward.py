@@ -220,8 +220,8 @@ class _Backward:
         else:
             # Each run's gradient is computed into a fresh tensor and all of them then go into the
             # buffer with one cat: writing into column slices of the buffer (``out=``, in place)
-            # made every op take a strided path, 2-3x slower at search sizes (measured: LSTM gates,
-            # batch 32, hidden 64: 122 -> 39 us a step alone, 154 -> 96 us for 8 members).
+            # made every op take a strided path, 2-3x slower at search sizes (LSTM gates, batch 32,
+            # hidden 64: 85 -> 27 us a step alone, 111 -> 73 us for 8 members; benchmarks/step_micro.py).
             pieces: list[tuple[int, str]] = []  # (first column, gradient)
             for ri, (i, j, op) in enumerate(grp.runs):
                 acts = [grp.act_of[L] for L in grp.members[i:j]]
