@@ -329,3 +329,14 @@ def test_activation_penalty_values():
     assert activation_penalty(out, dropped, mask, 2.0, 0.0).item() == pytest.approx(2.0 * ar)
     assert activation_penalty(out, dropped, mask, 0.0, 1.0).item() == pytest.approx(tar)
     assert activation_penalty(out, dropped, mask, 2.0, 1.0).item() == pytest.approx(2.0 * ar + tar)
+
+
+def test_the_bound_check_names_every_tensor_outside_it():
+    """One max-abs kernel for many tensors: NaN, ±inf and values past the limit are outside; an
+    empty tensor and values on the limit are inside."""
+    inside = torch.tensor([[-3.0, 3.0], [0.5, 1.0]])
+    cases = [inside, torch.tensor([1.0, float("nan")]), torch.tensor([float("-inf")]), torch.tensor([3.0001]),
+             torch.empty(0, 4), inside.double()]
+    assert model_module.outside_bounds(cases, 3.0) == [False, True, True, True, False, False]
+    assert model_module.outside_bounds([torch.empty(0)], 3.0) == [False]
+    assert [model_module.out_of_bounds(v, 3.0) for v in cases] == [False, True, True, True, False, False]
