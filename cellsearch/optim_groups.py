@@ -45,16 +45,20 @@ def clip_together(param_lists: Sequence[Sequence[torch.Tensor]], max_norms: Sequ
     """``clip_grad_norm_(params, max_norm)`` for each model with a ``max_norm`` (None or 0: not clipped)."""
     chosen = [(params, m) for params, m in zip(param_lists, max_norms) if m]
     grads = [_grads(params) for params, _ in chosen]
-    if not _uniform(grads):
+    # (float32/64 only: torch scales low-precision gradients by the Python limit, in a way a tensor of
+    # limits in their dtype does not reproduce to the bit)
+    if not _uniform(grads) or grads[0][0].dtype not in (torch.float32, torch.float64):
         for params, max_norm in chosen:
             torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
         return
     flat = [g for model_grads in grads for g in model_grads]
-    norms = torch.stack(torch._foreach_norm(flat, 2.0)).view(len(grads), -1)
+    norms = torch._foreach_norm(flat, 2.0)
+    n = len(grads[0])
     # each model's own norm, and its factor, computed as clip_grad_norm_ computes them, to the bit (a
     # reduction over the rows of one matrix, or max_norm / x instead of torch's reciprocal(x) * max_norm,
-    # round differently, and a run whose bound resets values amplifies the last bit within steps)
-    totals = torch.stack([torch.linalg.vector_norm(row, 2.0) for row in norms])
+    # may round differently, and a run whose bound resets values amplifies the last bit within steps)
+    totals = torch.stack([torch.linalg.vector_norm(torch.stack(norms[k * n:(k + 1) * n]), 2.0)
+                          for k in range(len(grads))])
     limits = torch.tensor([m for _, m in chosen], dtype=totals.dtype, device=totals.device)
     factors = torch.clamp(torch.reciprocal(totals + 1e-6) * limits, max=1.0)
     for model_grads, factor in zip(grads, factors.unbind()):

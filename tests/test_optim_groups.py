@@ -127,3 +127,23 @@ def test_clip_factors_are_torchs_to_the_bit(dtype):
     for params, copies in zip(models, alone):
         for p, c in zip(params, copies):
             assert torch.equal(p.grad, c.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_gradients_are_clipped_as_torch_clips_them(dtype):
+    gen = torch.Generator().manual_seed(1)
+    models = [[torch.nn.Parameter(torch.zeros(7, dtype=dtype)) for _ in range(3)] for _ in range(6)]
+    for i, params in enumerate(models):
+        for p in params:
+            p.grad = (torch.randn(7, generator=gen) * 10 ** (i % 3)).to(dtype)
+    alone = [[torch.nn.Parameter(p.detach().clone()) for p in params] for params in models]
+    for params, copies in zip(models, alone):
+        for p, c in zip(params, copies):
+            c.grad = p.grad.clone()
+    limits = [3.9411 + 0.1 * i for i in range(6)]
+    clip_together(models, limits)
+    for copies, limit in zip(alone, limits):
+        torch.nn.utils.clip_grad_norm_(copies, limit, foreach=True)
+    for params, copies in zip(models, alone):
+        for p, c in zip(params, copies):
+            assert torch.equal(p.grad, c.grad)

@@ -214,3 +214,12 @@ def test_a_character_outside_the_vocabulary_is_refused_as_before():
     task = ArithmeticTask(seed=0)
     with pytest.raises(KeyError):
         task.encode([("1+2=", "3"), ("1*2=", "2")])
+
+
+def test_arithmetic_takes_integer_options_only():
+    import numpy as np
+
+    assert ArithmeticTask(max_digits=np.int64(3), max_distractors=np.int32(2)).make_example(random.Random(0))
+    with pytest.raises(ConfigError, match="bad option for task 'arith': max_digits and max_distractors must be "
+                                          "integers, got 3.0"):
+        make_task("arith", max_digits=3.0)

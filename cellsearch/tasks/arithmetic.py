@@ -9,6 +9,7 @@ accuracy of the answer with teacher forcing (``char_accuracy``, the paper's meas
 
 from __future__ import annotations
 
+import operator
 import random
 import string
 from typing import Any
@@ -26,6 +27,11 @@ class ArithmeticTask(ExampleTask):
 
     def __init__(self, seed: int = 0, max_digits: int = 8, max_distractors: int = 3,
                  eval_examples: int | None = None):
+        try:  # (the draws below take exact integers: numpy's too, not 3.0)
+            max_digits, max_distractors = operator.index(max_digits), operator.index(max_distractors)
+        except TypeError:
+            raise TypeError(f"max_digits and max_distractors must be integers, got {max_digits!r} and "
+                            f"{max_distractors!r}") from None
         if max_digits < 1:
             raise ValueError("max_digits must be at least 1")
         if max_distractors < 0:
