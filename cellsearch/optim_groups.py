@@ -93,9 +93,8 @@ def step_together(optimizers: Sequence[torch.optim.Optimizer]) -> None:
             continue
         for group, params in groups:
             # (keys an older torch's Adam lacks are left out, and so from the call)
-            key = tuple((k, group[k]) for k in _ADAM_KEYS if k in group) + (("device", params[0].device if params
-                                                                              else None),)
-            lists = shared.setdefault(key, [[], [], [], [], [], []])
+            settings = tuple((k, group[k]) for k in _ADAM_KEYS if k in group)
+            lists = shared.setdefault((params[0].device if params else None, settings), [[], [], [], [], [], []])
             for p in params:
                 state = opt.state[p]
                 lists[0].append(p)
@@ -105,9 +104,8 @@ def step_together(optimizers: Sequence[torch.optim.Optimizer]) -> None:
                 if group["amsgrad"]:
                     lists[4].append(state["max_exp_avg_sq"])
                 lists[5].append(state["step"])
-    for key, lists in shared.items():
-        settings = dict(key)
-        del settings["device"]
+    for (_, group_settings), lists in shared.items():
+        settings = dict(group_settings)
         beta1, beta2 = settings.pop("betas")
         adam(*lists, fused=True, has_complex=any(torch.is_complex(p) for p in lists[0]), beta1=beta1, beta2=beta2,
              **settings)
@@ -116,10 +114,10 @@ def step_together(optimizers: Sequence[torch.optim.Optimizer]) -> None:
 @torch.no_grad()
 def finite_together(param_lists: Sequence[Sequence[torch.Tensor]]) -> list[bool]:
     """For each model, whether all its weights are finite (NaN and inf propagate through the max-abs)."""
-    if not _uniform(param_lists):
-        return [bool(torch.isfinite(torch.stack(torch._foreach_norm(list(ps), float("inf")))).all()) if ps else True
-                for ps in param_lists]
-    flat = [p for params in param_lists for p in params]
+    if not _uniform(param_lists):  # (tensor counts, devices or dtypes differ: one kernel per model)
+        return [bool(torch.isfinite(torch.stack(torch._foreach_norm([p.detach() for p in ps], float("inf")))).all())
+                if ps else True for ps in param_lists]
+    flat = [p.detach() for params in param_lists for p in params]
     largest = torch.stack(torch._foreach_norm(flat, float("inf"))).view(len(param_lists), -1)
     return torch.isfinite(largest).all(1).tolist()
 

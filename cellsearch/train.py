@@ -39,6 +39,7 @@ from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.records import record_from_dict
 from cellsearch.allocator import keep_freed_memory
 from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS
+from cellsearch.optim_groups import finite_together
 from cellsearch.objectives import OBJECTIVES, REWARDS, Baseline, sampled_tail, sequence_loss
 from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
@@ -575,9 +576,7 @@ class Trainer:
         weights went NaN or infinite has its outputs set to 0 and can show a finite loss (the head
         alone), so the loss by itself no longer tells that training broke."""
         # one multi-tensor max-abs and one sync, not a reduction and a sync per parameter
-        # (NaN and inf propagate through the max)
-        largest = torch._foreach_norm([p.detach() for p in self.model.parameters()], float("inf"))
-        return bool(torch.isfinite(torch.stack(largest)).all())
+        return finite_together([list(self.model.parameters())])[0]
 
     def final_evaluation(self, callback=None) -> None:
         """Evaluate the trained model (unless its weights are not finite) into ``final_metrics``

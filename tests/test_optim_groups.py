@@ -104,6 +104,22 @@ def test_finite_together_names_the_broken_model():
         list(models[2].parameters())[-1][0] = float("inf")
     assert finite_together([list(m.parameters()) for m in models]) == [True, False, False]
     assert finite_together([list(models[0].parameters()), [torch.ones(2)]]) == [True, True]
+    mixed = [torch.ones(2), torch.tensor([float("nan")], dtype=torch.float64)]  # (one model, two dtypes)
+    assert finite_together([mixed, mixed[:1]]) == [False, True]
+
+
+def _assert_clipped_as_torch_clips(models: list[list[torch.nn.Parameter]], limits: list[float]) -> None:
+    """clip_together on ``models`` gives every gradient bit for bit what clip_grad_norm_ gives each alone."""
+    alone = [[torch.nn.Parameter(p.detach().clone()) for p in params] for params in models]
+    for params, copies in zip(models, alone):
+        for p, c in zip(params, copies):
+            c.grad = p.grad.clone()
+    clip_together(models, limits)
+    for copies, limit in zip(alone, limits):
+        torch.nn.utils.clip_grad_norm_(copies, limit, foreach=True)
+    for params, copies in zip(models, alone):
+        for p, c in zip(params, copies):
+            assert torch.equal(p.grad, c.grad)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -116,17 +132,8 @@ def test_clip_factors_are_torchs_to_the_bit(dtype):
     for i, params in enumerate(models):
         for p in params:
             p.grad = torch.randn(p.shape, generator=gen, dtype=dtype) * 10 ** (i % 5)
-    alone = [[torch.nn.Parameter(p.detach().clone()) for p in params] for params in models]
-    for params, copies in zip(models, alone):
-        for p, c in zip(params, copies):
-            c.grad = p.grad.clone()
     limits = [0.1 + 0.37 * i for i in range(40)]
-    clip_together(models, limits)
-    for copies, limit in zip(alone, limits):
-        torch.nn.utils.clip_grad_norm_(copies, limit, foreach=True)
-    for params, copies in zip(models, alone):
-        for p, c in zip(params, copies):
-            assert torch.equal(p.grad, c.grad)
+    _assert_clipped_as_torch_clips(models, limits)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -136,14 +143,5 @@ def test_low_precision_gradients_are_clipped_as_torch_clips_them(dtype):
     for i, params in enumerate(models):
         for p in params:
             p.grad = (torch.randn(7, generator=gen) * 10 ** (i % 3)).to(dtype)
-    alone = [[torch.nn.Parameter(p.detach().clone()) for p in params] for params in models]
-    for params, copies in zip(models, alone):
-        for p, c in zip(params, copies):
-            c.grad = p.grad.clone()
     limits = [3.9411 + 0.1 * i for i in range(6)]
-    clip_together(models, limits)
-    for copies, limit in zip(alone, limits):
-        torch.nn.utils.clip_grad_norm_(copies, limit, foreach=True)
-    for params, copies in zip(models, alone):
-        for p, c in zip(params, copies):
-            assert torch.equal(p.grad, c.grad)
+    _assert_clipped_as_torch_clips(models, limits)

@@ -215,29 +215,30 @@ class _Backward:
         v, use, body, grad_var = self.v, self.use, self.body, self.grad_var
         nm = v.names
         dl = self.dbuf[grp.index]
-        if len(grp.members) == 1:
-            self._single_member(grp, dl)
+        if len(grp.members) == 1 and grp.members[0] not in grp.act_of:
+            self._plain_member(grp, dl)
+            self._pass_on(grp, dl)
+            return
+        # Each run's gradient is computed into a fresh tensor and all of them then go into the
+        # buffer with one cat: writing into column slices of the buffer (``out=``, in place)
+        # made every op take a strided path, 2-3x slower at search sizes (LSTM gates, batch 32,
+        # hidden 64: 85 -> 27 us a step alone, 111 -> 73 us for 8 members; benchmarks/step_micro.py).
+        # A run over every column is written straight into the buffer.
+        pieces: list[tuple[int, str]] = []  # (first column, gradient)
+        for ri, (i, j, op) in enumerate(grp.runs):
+            acts = [grp.act_of[L] for L in grp.members[i:j]]
+            grads = [grad_var.get(a) or f"torch.zeros_like({use(a)})" for a in acts]
+            if j - i == 1:
+                grad, run = grads[0], use(acts[0])
+            else:
+                grad, run = f"torch.cat(({', '.join(grads)}), -1)", self.use_var(v.run_names[(grp.index, ri)])
+            if j - i == len(grp.members):
+                body.append(f"    {_act_backward(op, grad, run, out=dl)}")
+                break
+            piece = nm.fresh(f"{dl}_{ri}")
+            body.append(f"    {piece} = {_act_backward(op, grad, run)}")
+            pieces.append((i, piece))
         else:
-            # Each run's gradient is computed into a fresh tensor and all of them then go into the
-            # buffer with one cat: writing into column slices of the buffer (``out=``, in place)
-            # made every op take a strided path, 2-3x slower at search sizes (LSTM gates, batch 32,
-            # hidden 64: 85 -> 27 us a step alone, 111 -> 73 us for 8 members; benchmarks/step_micro.py).
-            pieces: list[tuple[int, str]] = []  # (first column, gradient)
-            for ri, (i, j, op) in enumerate(grp.runs):
-                acts = [grp.act_of[L] for L in grp.members[i:j]]
-                grads = [grad_var.get(a) or f"torch.zeros_like({use(a)})" for a in acts]
-                if j - i == 1:
-                    grad = grads[0]
-                    run = use(acts[0])
-                else:
-                    grad = f"torch.cat(({', '.join(grads)}), -1)"
-                    run = self.use_var(v.run_names[(grp.index, ri)])
-                if j - i == len(grp.members):  # one run over every column: straight into the buffer
-                    body.append(f"    {_act_backward(op, grad, run, out=dl)}")
-                    return self._pass_on(grp, dl)
-                piece = nm.fresh(f"{dl}_{ri}")
-                body.append(f"    {piece} = {_act_backward(op, grad, run)}")
-                pieces.append((i, piece))
             for k, L in enumerate(grp.members):
                 if L not in grp.act_of:
                     gv = grad_var.get(L)
@@ -261,16 +262,11 @@ class _Backward:
             if a in v.schedule.loop_nodes:
                 use(a)  # the runtime needs the argument of every step for dW
 
-    def _single_member(self, grp: Group, dl: str) -> None:
-        """The pre-activation gradient of a one-member group, written straight into its buffer."""
-        v, use, body, grad_var = self.v, self.use, self.body, self.grad_var
+    def _plain_member(self, grp: Group, dl: str) -> None:
+        """The pre-activation gradient of a group whose one member has no activation, into its buffer."""
+        v, body = self.v, self.body
         L = grp.members[0]
-        if L in grp.act_of:
-            (_, _, op), = grp.runs
-            a = grp.act_of[L]
-            body.append(f"    {_act_backward(op, grad_var.get(a) or f'torch.zeros_like({use(a)})', use(a), out=dl)}")
-            return
-        gv = grad_var.get(L)
+        gv = self.grad_var.get(L)
         # only when the variable is L's own gradient (not an alias another node also reads)
         # and no other group reads it too
         line = self.defined_at.get(gv) if gv and len(v.schedule.member_groups[L]) == 1 else None
