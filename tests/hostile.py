@@ -7,7 +7,10 @@ traceback, and leave what is stored unchanged: ``refused(...)`` checks the first
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,29 @@ from typer.testing import CliRunner
 from cellsearch.cli import app
 
 _runner = CliRunner()
+
+# Every probe runs under a cap on the address space this process may add (a refusal must not
+# allocate its way to the answer) and, through pytest-timeout, a time limit (``pytestmark`` of
+# the test modules): an unbounded allocation fails the probe with MemoryError instead of taking
+# the machine, and a hang fails it instead of stalling CI.
+PROBE_MEMORY_BYTES = 2 << 30
+
+
+@contextlib.contextmanager
+def memory_cap(extra_bytes: int = PROBE_MEMORY_BYTES):
+    """Cap this process's address space at what it maps now plus ``extra_bytes`` (the soft limit
+    only, restored afterwards)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as f:
+        mapped = int(f.read().split()[0]) * resource.getpagesize()
+    cap = mapped + extra_bytes
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 @dataclass
@@ -26,9 +52,11 @@ class Outcome:
     exception: BaseException | None
 
 
-def cli(*args: str) -> Outcome:
-    """Run ``cellsearch ARGS`` in this process (through the top-level group, as the console script)."""
-    res = _runner.invoke(app, [str(a) for a in args])
+def cli(*args: str, input: str | None = None) -> Outcome:
+    """Run ``cellsearch ARGS`` in this process (through the top-level group, as the console script),
+    under ``memory_cap``."""
+    with memory_cap():
+        res = _runner.invoke(app, [str(a) for a in args], input=input)
     exc = res.exception if not isinstance(res.exception, SystemExit) else None
     return Outcome(res.exit_code, res.stdout, res.stderr, exc)
 
@@ -49,7 +77,8 @@ def refused(*args: str, says: str | tuple[str, ...] = ()) -> str:
 
 
 def tree_digest(root: str | Path) -> dict[str, str]:
-    """{relative path: sha256} of every file below ``root`` (a missing root gives {}), leaving out
+    """{relative path: sha256} of every regular file below ``root`` (a link: where it points; a
+    missing root gives {}), leaving out
     the writer lock's own files (``cellsearch.writer_lock.BOOKKEEPING``): they record who writes,
     not what a run holds."""
     from cellsearch.writer_lock import BOOKKEEPING
@@ -57,5 +86,22 @@ def tree_digest(root: str | Path) -> dict[str, str]:
     root = Path(root)
     if not root.exists():
         return {}
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in BOOKKEEPING}
+    digest = {}
+    for p in sorted(root.rglob("*")):
+        if p.name in BOOKKEEPING:
+            continue
+        if p.is_symlink():  # a planted link is recorded as where it points, never followed
+            digest[str(p.relative_to(root))] = "-> " + os.readlink(p)
+        elif p.is_file():
+            digest[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return digest
+
+
+@contextlib.contextmanager
+def unchanged(*roots: str | Path):
+    """Check that no file below any of ``roots`` is added, removed or changed inside the block."""
+    before = [tree_digest(r) for r in roots]
+    yield
+    after = [tree_digest(r) for r in roots]
+    for root, b, a in zip(roots, before, after):
+        assert a == b, f"files below {root} changed: {sorted(set(a.items()) ^ set(b.items()))[:5]}"
