@@ -30,7 +30,10 @@ MAX_TABLE_FILE_BYTES = 1 << 30  # a replay table (.parquet/.csv/.json); 14k NAS-
 
 # ---------------------------------------------------------------------- cells
 MAX_NODES_PER_CELL = 4096  # nodes of one cell, sub-expressions included (mutation spaces allow 1000)
-MAX_NAME_CHARS = 128  # a name of an input, state, node or attribute
+MAX_NAME_CHARS = 128  # a name of a cell, input, state, node or attribute
+# A cell's description and source (the paper it comes from): prose that reaches docstrings,
+# model cards and YAML headers (always as a safe literal, see cellsearch.dsl.literals).
+MAX_CELL_TEXT_CHARS = 4096
 MAX_EQUATION_CHARS = 4096  # one equation's text; also keeps ast.parse far below Python's own limits
 # Nesting of one equation (``x`` is 1, ``tanh(x)`` 2, a flat sum of n terms n). The equation
 # builder recurses once per level, so this also keeps it far below Python's recursion limit; the

@@ -19,6 +19,7 @@ the search builds new ones with ``replace``/``with_nodes``.
 from __future__ import annotations
 
 import keyword
+import re
 import unicodedata
 import warnings
 from dataclasses import dataclass, field, replace
@@ -264,6 +265,13 @@ class CellGraph:
     # ------------------------------------------------------------------ validation
     def validate(self, *, warn: bool = True) -> list[str]:
         """Raise CellError on the first problem; return (and warn) the soft problems."""
+        check_cell_name(self.name)
+        for what, text in (("description", self.description), ("source", self.source)):
+            if not isinstance(text, str):
+                raise CellError(f"the cell's {what} must be text, got {shown(text)}")
+            if len(text) > limits.MAX_CELL_TEXT_CHARS:
+                raise CellError(exceeds(f"{what} length", len(text), "cell text length",
+                                        f"{limits.MAX_CELL_TEXT_CHARS} characters"))
         if not self.states:
             raise CellError("a cell needs at least one state (e.g. states: [h])")
         if not self.nodes:
@@ -461,6 +469,34 @@ class CellGraph:
 def attention_param_count(kind: str, hidden_size: int) -> int:
     """Parameters of one attend() node: general has W (H×H), additive W, U (H×H) and v (H)."""
     return {"dot": 0, "general": hidden_size ** 2, "additive": 2 * hidden_size ** 2 + hidden_size}[kind]
+
+
+# A cell's name names files (``NAME.yaml``, ``NAME.py`` on export) and shows up in generated
+# source and YAML headers, so it is held to a file-name-safe ASCII pattern: no path separators,
+# no leading '.' or '-', no quotes, no white space, no line breaks.
+CELL_NAME_RULE = "ASCII letters, digits, '_', '-' and '.', not starting with '.' or '-'"
+_CELL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+
+
+def check_cell_name(name: object) -> None:
+    """Raise CellError unless ``name`` is a valid cell name (``CELL_NAME_RULE``, at most
+    ``MAX_NAME_CHARS`` characters)."""
+    if not isinstance(name, str):
+        raise CellError(f"the cell name must be a string, got {shown(name)}")
+    if len(name) > limits.MAX_NAME_CHARS:
+        raise CellError(exceeds(f"cell name {shown(name, 24)} of length", len(name), "name length",
+                                f"{limits.MAX_NAME_CHARS} characters"))
+    if not _CELL_NAME.match(name):
+        raise CellError(f"cell name {shown(name)} is not allowed: use {CELL_NAME_RULE}")
+
+
+def cell_name_from(text: str) -> str:
+    """A valid cell name made from ``text`` (e.g. a file's stem): every other character becomes
+    ``_``, a leading '.' or '-' gets a ``_`` in front, and the result is cut to the name limit."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", text) or "cell"
+    if not _CELL_NAME.match(name):
+        name = "_" + name
+    return name[: limits.MAX_NAME_CHARS]
 
 
 def check_name(name: object, kind: str, node: str | None = None) -> None:

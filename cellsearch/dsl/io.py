@@ -29,7 +29,7 @@ import yaml
 
 from cellsearch import limits
 from cellsearch.dsl.equations import format_equation, inlined_nodes, literal_problem, parse_equation
-from cellsearch.dsl.graph import CellGraph, Node, check_name
+from cellsearch.dsl.graph import CellGraph, Node, cell_name_from, check_cell_name, check_name
 from cellsearch.dsl.ops import OPS
 from cellsearch.errors import CellError
 from cellsearch.limits import MAX_QUOTED_CHARS, clipped, exceeds, shown
@@ -286,10 +286,14 @@ def cell_from_dict(data: Any, source: str | None = None, lines: dict[int, dict] 
                             source=source, line=top_lines.get(key))
     name = data.get("name")
     if name is None:
-        name = Path(source).stem if source and source != "<string>" else "cell"
+        name = cell_name_from(Path(source).stem) if source and source != "<string>" else "cell"
     if not isinstance(name, str):
         raise CellError(f"field 'name' must be a string, got {shown(name)}", source=source,
                         line=top_lines.get("name"))
+    try:
+        check_cell_name(name)
+    except CellError as exc:
+        raise exc.located(source, top_lines.get("name")) from None
     inputs = _names(data.get("inputs", ["x"]), "inputs", source, top_lines.get("inputs"), False)
     static = _names(data.get("static"), "static", source, top_lines.get("static"), False)
     memory = _names(data.get("memory"), "memory", source, top_lines.get("memory"), False)

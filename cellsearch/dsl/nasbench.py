@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from cellsearch import limits
-from cellsearch.dsl.graph import CellGraph, Node, prev_name
+from cellsearch.dsl.graph import CellGraph, Node, cell_name_from, prev_name
 from cellsearch.dsl.io import dumps_cell, read_source, save_cell
 from cellsearch.errors import CellError, ConfigError
 
@@ -393,7 +393,7 @@ def load_recipes(path: str | os.PathLike) -> list[CellGraph]:
                         source=str(path))
     cells = []
     for i, recipe in enumerate(recipes):
-        name = f"{path.stem}_{i}"
+        name = cell_name_from(f"{path.stem}_{i}")
         where = f"{path}: recipe {i}"
         try:
             recipe = decode_recipe(recipe)

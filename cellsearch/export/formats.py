@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from cellsearch.compile.params import CellParameters
+from cellsearch.dsl import literals
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.export.base import ExportError, version
 from cellsearch.export.pysource import imported, instance, python_source
@@ -60,8 +61,9 @@ def write_yaml(g: CellGraph, path: Path, params: CellParameters, state: dict, ca
     from cellsearch.dsl.io import dumps_cell
 
     sidecar = yaml_weights_path(path)
-    header = (f"# {g.name} (hash {canonical_hash(g)}), exported by cellsearch {version()}.\n"
-              f"# Weights (I={params.input_size}, H={params.hidden_size}): {sidecar.name}; model card: {card_name}\n")
+    header = (literals.comment(f"{g.name} (hash {canonical_hash(g)}), exported by cellsearch {version()}.") + "\n"
+              + literals.comment(f"Weights (I={params.input_size}, H={params.hidden_size}): {sidecar.name}; "
+                                 f"model card: {card_name}") + "\n")
     path.write_text(header + dumps_cell(g), encoding="utf-8")
     torch.save(state, sidecar)
     return [sidecar]

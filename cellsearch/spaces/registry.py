@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cellsearch import limits
+from cellsearch.dsl.graph import cell_name_from
 from cellsearch.errors import CellError, ConfigError
 from cellsearch.limits import clipped, shown
 from cellsearch.spaces.base import Space
@@ -43,7 +44,7 @@ def space_classes() -> dict[str, type[Space]]:
 def build_space(config: SpaceConfigBase, name: str) -> Space:
     """The Space object for a validated config."""
     cls = SPACE_CLASSES[config.kind]
-    return cls(name=config.name or name, description=config.description, **config.space_options())
+    return cls(name=config.name or cell_name_from(name), description=config.description, **config.space_options())
 
 
 def _shipped_folder():

@@ -19,7 +19,11 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationInfo, field_validator,
                       model_validator)
 
+from cellsearch import limits
+from cellsearch.dsl.graph import check_cell_name
 from cellsearch.dsl.hashing import canonical_hash
+from cellsearch.errors import CellError
+from cellsearch.limits import exceeds
 from cellsearch.spaces.base import InvalidCandidate
 from cellsearch.spaces.common import check_useful, prune
 from cellsearch.spaces.vocabulary import (ELEMENTWISE_OPS, MUTATION_RATES, TRANSFORMATIONS, TREE_COMBINATIONS,
@@ -35,6 +39,25 @@ class SpaceConfigBase(BaseModel):
 
     name: str | None = None
     description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        # the space's name is the name of every cell it makes: the cell-name rule applies
+        if v is not None:
+            try:
+                check_cell_name(v)
+            except CellError as exc:
+                raise ValueError(exc.reason) from None
+        return v
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, v: str) -> str:
+        if len(v) > limits.MAX_CELL_TEXT_CHARS:
+            raise ValueError(exceeds("description length", len(v), "cell text length",
+                                     f"{limits.MAX_CELL_TEXT_CHARS} characters"))
+        return v
 
     def space_options(self) -> dict[str, Any]:
         """The kind's own fields, as keyword arguments of its Space class."""
