@@ -173,15 +173,17 @@ def _check_parquet_size(path: Path) -> None:
     before any of its data is read."""
     import pyarrow.parquet as pq
 
-    meta = pq.ParquetFile(path).metadata
+    meta = pq.read_metadata(path)
     check_limit(f"{path}: rows", "table rows", meta.num_rows, MAX_TABLE_ROWS)
     decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     check_limit(f"{path}: decoded size in bytes", "table data size", decoded, MAX_TABLE_DATA_BYTES)
 
 
 def _missing_cell(value: Any) -> bool:
-    """An empty cell: None, or NaN (pandas' empty cell of any column)."""
-    return value is None or (isinstance(value, float) and value != value)
+    """An empty cell: None, NaN or pandas' NA (the empty cell of a column, by its type)."""
+    import pandas as pd
+
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
 
 
 def _number(value: Any) -> bool:
@@ -208,9 +210,10 @@ def _count(value: Any) -> bool:
 
 
 def _check_schema(df, path: Path) -> None:
-    """Make every column hold what the schema says (``TEXT_COLUMNS``, ``NUMBER_COLUMNS``,
-    ``COUNT_COLUMNS``) besides empty cells, number columns as floats; else ConfigError naming
-    the column, the first bad row and its value."""
+    """Check that every column holds what the schema says (``TEXT_COLUMNS``, ``NUMBER_COLUMNS``,
+    ``COUNT_COLUMNS``) besides empty cells, else ConfigError naming the column, the first bad row
+    and its value; a number column that is not numeric by its type (numbers given as text, or no
+    cell at all) becomes floats."""
     import numpy as np
     import pandas as pd
 
