@@ -59,6 +59,15 @@ MAX_BUDGETS = 16  # budgets on one fidelity curve (fidelity --budgets)
 MAX_POPULATION = 1024  # members of one population (train --seeds/--lrs): their product is checked before training
 MAX_QUOTED_CHARS = 80  # user input quoted in an error message (messages are one line, whatever the input)
 
+# ---- replay tables
+# Rows of a replay table (search --benchmark): NAS-Bench-NLP's logs give 14k, the shipped tables
+# a few hundred. Loading costs ~20 µs and ~1.7 KB a row, so this bounds it at ~4 s and ~350 MB;
+# a Parquet file's count is read from its metadata, CSV and JSON tables stop reading one row past it.
+MAX_TABLE_ROWS = 200_000
+# A Parquet table's data decoded (its metadata's uncompressed size, before reading): what a CSV
+# table may hold (MAX_TABLE_FILE_BYTES), however well the file compresses.
+MAX_TABLE_DATA_BYTES = 1 << 30
+
 
 class LimitError(ConfigError):
     """An input is larger (longer, deeper, ...) than cellsearch accepts; the message names the limit."""

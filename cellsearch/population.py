@@ -31,7 +31,7 @@ import torch
 from cellsearch.checkpoint import CHECKPOINT_VERSION, load_population_checkpoint, restore_error
 from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import ConfigError
-from cellsearch.limits import MAX_POPULATION
+from cellsearch.limits import MAX_POPULATION, shown
 from cellsearch.nn.population import population_forward
 from cellsearch.optim_groups import clip_together, finite_together, step_together
 from cellsearch.records import record_from_dict
@@ -141,6 +141,7 @@ class PopulationTrainer:
     def from_checkpoint(cls, path: str | Path, **overrides: Any) -> "PopulationTrainer":
         """The population saved at ``path`` (``overrides`` change every member's settings, e.g. steps)."""
         ckpt = load_population_checkpoint(path)
+        members = _checked_members(ckpt, path)
         trainers = []
         tasks: dict[int, Task] = {}
         for i, member in enumerate(ckpt["population"]):
@@ -152,7 +153,6 @@ class PopulationTrainer:
             except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
                 raise restore_error(path, exc) from None
             trainers.append(trainer)
-        members = [record_from_dict(Member, m, f"{path}: member {i}'s settings") for i, m in enumerate(ckpt["members"])]
         return cls(trainers[0].cfg, members, trainers=trainers)
 
     # ------------------------------------------------------------------ training
@@ -231,6 +231,43 @@ class PopulationTrainer:
         if out_dir:
             last_ckpt = self.save(Path(out_dir) / "checkpoint.pt")
         return [t.result(last_ckpt) for t in self.trainers]
+
+
+def _checked_members(ckpt: dict[str, Any], path: str | Path) -> list[Member]:
+    """The members of a checked population checkpoint (``load_population_checkpoint``), after
+    checking that it is one population as ``PopulationTrainer.save`` writes it: one cell, one set of
+    shared settings, and each member's label (``members``) what the member trains with (its
+    settings): a crafted file could otherwise mix cells, or train at one learning rate and report
+    another. ConfigError naming the member and the setting."""
+    entries = ckpt["population"]
+    members = [record_from_dict(Member, m, f"{path}: member {i}'s settings") for i, m in enumerate(ckpt["members"])]
+    first = entries[0]
+    for i, entry in enumerate(entries[1:], 1):
+        if entry["cell_yaml"] != first["cell_yaml"] or entry.get("encoder_yaml") != first.get("encoder_yaml"):
+            raise ConfigError(f"{path}: member {i} is another cell than member 0; a population trains one cell "
+                              "(not a checkpoint `train --seeds/--lrs` wrote)")
+        differ = sorted(str(k) for k in {*entry["config"], *first["config"]} - set(MEMBER_FIELDS)
+                        if entry["config"].get(k) != first["config"].get(k))
+        if differ:
+            raise ConfigError(f"{path}: member {i}'s training settings differ from member 0's in "
+                              f"{shown(', '.join(differ))}; a population's members differ only in "
+                              f"{', '.join(MEMBER_FIELDS)}")
+    for i, (entry, member) in enumerate(zip(entries, members)):
+        for key, label in member.to_json().items():
+            trained = entry["config"].get(key)
+            if key == "clip":  # a label's 0 is no clipping, the settings' None
+                label, trained = label or None, trained or None
+            if trained != label:
+                raise ConfigError(f"{path}: member {i} is labelled {key}={shown(label)} but trains with "
+                                  f"{key}={shown(trained)}; the checkpoint contradicts itself")
+    for key in MEMBER_FIELDS:  # the members without a label for a field train with one (the base) value
+        unlabelled = {i: entry["config"].get(key) for i, (entry, member) in enumerate(zip(entries, members))
+                      if getattr(member, key) is None}
+        if len({repr(v) for v in unlabelled.values()}) > 1:
+            i = sorted(unlabelled)[1]
+            raise ConfigError(f"{path}: members {sorted(unlabelled)[0]} and {i} carry no {key} label but train "
+                              f"with different {key} values; the checkpoint contradicts itself")
+    return members
 
 
 def _task_for(cfg: TrainConfig, built: dict[int, Task]) -> Task:

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from cellsearch.errors import ConfigError
-from cellsearch.limits import MAX_RECIPE_FILE_BYTES, MAX_TABLE_FILE_BYTES, check_file_size, clipped
+from cellsearch.limits import (MAX_RECIPE_FILE_BYTES, MAX_TABLE_DATA_BYTES, MAX_TABLE_FILE_BYTES, MAX_TABLE_ROWS,
+                               LimitError, check_file_size, check_limit, clipped, shown)
 from cellsearch.outcome import TrialOutcome
 from cellsearch.store import FINAL_STATUSES
 
@@ -45,6 +46,10 @@ COLUMNS = ("hash", "score", "status", "cell_name", "cell_yaml", "params", "secon
 REQUIRED = ("hash", "score")
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json"}
 STATUSES = tuple(s for s in FINAL_STATUSES if s != "missing")  # outcomes of a training
+# what each column holds (besides empty cells): the schema ``read_table`` checks
+TEXT_COLUMNS = ("hash", "status", "cell_name", "cell_yaml", "metrics", "source", "curve")
+NUMBER_COLUMNS = ("score", "params", "seconds", "seeds")
+COUNT_COLUMNS = ("params", "seeds")  # whole numbers >= 0
 
 
 def _format(path: Path) -> str:
@@ -114,7 +119,13 @@ def write_table(df, path: str | os.PathLike) -> Path:
 
 
 def read_table(path: str | os.PathLike):
-    """Read and check a table written by ``write_table`` (or by hand in the same shape)."""
+    """Read and check a table written by ``write_table`` (or by hand in the same shape).
+
+    What reading may cost is checked first: the file's size, and for Parquet the rows and the
+    decoded size its metadata states (a small file can expand to millions of rows); CSV and JSON
+    stop one row past ``MAX_TABLE_ROWS``. Then every column's values are checked against the
+    schema (text, numbers, counts): a bad table is one ``ConfigError`` naming the column and row.
+    """
     import pandas as pd
 
     path = Path(path)
@@ -124,31 +135,112 @@ def read_table(path: str | os.PathLike):
     check_file_size(path, "table file size", MAX_TABLE_FILE_BYTES)
     try:
         if fmt == "parquet":
+            _check_parquet_size(path)
             df = pd.read_parquet(path)
         elif fmt == "csv":
-            df = pd.read_csv(path, dtype={"hash": str})
-        else:
-            df = pd.read_json(path, orient="records", lines=True, dtype={"hash": str})
+            # text columns as text: a CSV cell reads as a number only where the schema says number
+            df = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, nrows=MAX_TABLE_ROWS + 1)
+        else:  # JSON keeps its own types (dtype=False: no guessing that "1" is a number)
+            df = pd.read_json(path, orient="records", lines=True, dtype=False, nrows=MAX_TABLE_ROWS + 1)
     except ImportError as exc:
         raise ConfigError(f"reading Parquet needs pyarrow ({exc}); install cellsearch[search]") from None
-    except (ValueError, OSError) as exc:  # (pyarrow's and pandas' parse errors are ValueErrors)
+    except MemoryError:  # (pyarrow's ArrowMemoryError too) past the checks above: say so in one line
+        raise ConfigError(f"{path}: the table is too large to read into memory") from None
+    except (ValueError, OSError, NotImplementedError) as exc:  # (pyarrow's and pandas' parse errors)
         raise ConfigError(f"{path}: not a readable {fmt} table ({clipped(str(exc), 160)})") \
             from None
+    if len(df) > MAX_TABLE_ROWS:
+        raise LimitError(f"{path}: rows", "table rows", f"more than {MAX_TABLE_ROWS}", MAX_TABLE_ROWS)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ConfigError(f"{path}: the table has no column(s) {', '.join(missing)} "
-                          f"(columns: {', '.join(map(str, df.columns)) or 'none'})")
+                          f"(columns: {clipped(', '.join(map(str, df.columns))) or 'none'})")
     for c in COLUMNS:
         if c not in df.columns:
             df[c] = None
+    _check_schema(df, path)
     df["status"] = df["status"].fillna("ok")
     bad = sorted(set(df["status"]) - set(STATUSES))
     if bad:
-        raise ConfigError(f"{path}: unknown status(es) {', '.join(map(str, bad))} (known: {', '.join(STATUSES)})")
+        raise ConfigError(f"{path}: unknown status(es) {clipped(', '.join(bad))} (known: {', '.join(STATUSES)})")
     if df["hash"].isna().any():
-        raise ConfigError(f"{path}: row {int(df['hash'].isna().idxmax()) + 1} has no hash")
-    df["score"] = pd.to_numeric(df["score"], errors="coerce")
+        raise ConfigError(f"{path}: row {int(df['hash'].isna().to_numpy().argmax()) + 1} has no hash")
     return df
+
+
+def _check_parquet_size(path: Path) -> None:
+    """Refuse a Parquet table whose metadata states more rows or decoded bytes than the limits,
+    before any of its data is read."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(path)
+    check_limit(f"{path}: rows", "table rows", meta.num_rows, MAX_TABLE_ROWS)
+    decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    check_limit(f"{path}: decoded size in bytes", "table data size", decoded, MAX_TABLE_DATA_BYTES)
+
+
+def _missing_cell(value: Any) -> bool:
+    """An empty cell: None, NaN or pandas' NA (the empty cell of a column, by its type)."""
+    import pandas as pd
+
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _number(value: Any) -> bool:
+    """A real number, or text that reads as one (a CSV cell of a column that also holds text)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _count(value: Any) -> bool:
+    """A whole count: a number that is finite, integral and >= 0."""
+    if not _number(value):
+        return False
+    v = float(value)
+    return math.isfinite(v) and v >= 0 and v == int(v)
+
+
+def _check_schema(df, path: Path) -> None:
+    """Check that every column holds what the schema says (``TEXT_COLUMNS``, ``NUMBER_COLUMNS``,
+    ``COUNT_COLUMNS``) besides empty cells, else ConfigError naming the column, the first bad row
+    and its value; a number column that is not numeric by its type (numbers given as text, or no
+    cell at all) becomes floats."""
+    import numpy as np
+    import pandas as pd
+
+    for column in (*TEXT_COLUMNS, *NUMBER_COLUMNS):
+        values = df[column]
+        if column in TEXT_COLUMNS:
+            if isinstance(values.dtype, pd.StringDtype):  # text and empty cells only, by its type
+                continue
+            ok, kind = (lambda v: isinstance(v, str)), "text"
+        elif values.dtype.kind in "iuf" and column not in COUNT_COLUMNS:
+            continue  # numbers by its type
+        else:
+            ok, kind = (_count, "whole numbers >= 0") if column in COUNT_COLUMNS else (_number, "numbers")
+            if values.dtype.kind in "iuf":  # numbers by type: only the count rule to check, at once
+                v = values.to_numpy(dtype="float64", na_value=np.nan)
+                present = ~np.isnan(v)
+                with np.errstate(invalid="ignore"):
+                    good = np.isfinite(v) & (v >= 0) & (v == np.round(v))
+                if (good | ~present).all():
+                    continue
+        for row, value in enumerate(values.tolist(), 1):
+            if not _missing_cell(value) and not ok(value):
+                raise ConfigError(f"{path}: column '{column}' must hold {kind} or be empty; row {row} holds "
+                                  f"{shown(value)} ({type(value).__name__})")
+        if column in NUMBER_COLUMNS and values.dtype.kind not in "iuf":  # numbers given as text, or no cell
+            df[column] = np.array([np.nan if _missing_cell(v) else float(v) for v in values.tolist()],
+                                  dtype="float64")
 
 
 @dataclass

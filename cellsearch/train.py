@@ -357,7 +357,17 @@ class Trainer:
             raise ConfigError(f"checkpoint version {ckpt.get('version')} is not supported "
                               f"(this cellsearch writes {CHECKPOINT_VERSION})")
         self.model.load_state_dict(ckpt["model"])
+        # The optimizer's hyperparameters come back from the file and are what trains: each must be
+        # the one the settings give (a crafted file could train at one weight decay and report
+        # another). The learning rate aside: set_lr sets it from the settings every step.
+        built = [dict(g) for g in self.opt.param_groups]
         self.opt.load_state_dict(ckpt["optimizer"])
+        for mine, group in zip(built, self.opt.param_groups):
+            for key, value in mine.items():
+                if key not in ("params", "lr", "initial_lr", "foreach", "fused", "capturable", "differentiable") \
+                        and group.get(key) != value:
+                    raise ValueError(f"its optimizer state has {key} {group.get(key)!r:.40} where its training "
+                                     f"settings give {value!r}")
         self.stream.load_state_dict(ckpt["stream"])
         if self.device.type == "cpu":
             self.rng.set_state(ckpt["torch_rng"])

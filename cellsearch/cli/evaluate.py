@@ -43,6 +43,18 @@ def _names(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+def _baselines(text: str | None) -> list[str]:
+    """The ``--baselines`` names, each checked to name a cell (built-in or a readable cell file)."""
+    from cellsearch.library import resolve_cell
+
+    names = _names(text) or []
+    if not names:
+        raise ConfigError("give at least one baseline cell (--baselines lstm,gru)")
+    for name in names:
+        resolve_cell(name)
+    return names
+
+
 def _setup(purpose: str, run_dir: Path, seeds: int, budget: int | None, minutes: float | None, tasks: str | None,
            lrs: str, parallel: int, backend: str, address: str | None, cpus_per_trial: int | None,
            gpus_per_trial: float, data_dir: Path | None, population: bool = True, recipe: str | None = None):
@@ -123,9 +135,9 @@ def register(app: typer.Typer) -> None:
         from cellsearch.analysis.evaluation import ci_text, evaluate_run, format_value
         from cellsearch.cli.progress import progress_bars
 
+        names = _baselines(baselines)  # before _setup prints the protocol: a refusal is the only line
         protocol, settings, lock = _setup("evaluate", run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend,
                                           address, cpus_per_trial, gpus_per_trial, data_dir, population, recipe)
-        names = _names(baselines) or []
         try:
             with progress_bars(progress, err_console) as bars:
                 report = evaluate_run(run_dir, protocol, settings, top=top, baselines=names, confidence=confidence,

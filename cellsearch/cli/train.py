@@ -183,20 +183,23 @@ def register(app: typer.Typer) -> None:
                        "optimizer": ("optimizer", optimizer), "lr": ("lr", lr), "clip": ("clip", clip or None),
                        "lr_schedule": ("lr_schedule", lr_schedule), "init_scale": ("init_scale", init_scale),
                        "forget_bias": ("forget_bias", forget_bias), "ar": ("ar", ar), "tar": ("tar", tar),
-                       "state_limit": ("state_limit", state_limit or None)}
+                       "state_limit": ("state_limit", state_limit or None), "encoder": ("encoder", encoder)}
+            # Every TrainConfig field goes into this one mapping, layered (the options' defaults,
+            # under the recipe, under the options given) and passed once: a recipe key can replace a
+            # setting but never hand TrainConfig a second value for it.
             settings = {"steps": steps, "seconds": minutes * 60 if minutes else None,
-                        **{name: value for name, value in tunable.values()}}
+                        **{name: value for name, value in tunable.values()},
+                        "data_dir": str(data_dir) if data_dir else None, "seed": seed, "threads": threads,
+                        "device": device, "eval_every": eval_every, "scheduled_sampling": scheduled_sampling,
+                        "ss_k": ss_k, "objective": objective, "reward": reward,
+                        "mixer_xent_steps": mixer_xent_steps, "mixer_every": mixer_every,
+                        "mixer_delta": mixer_delta, "memory_rows": memory_rows}
             task_options = parse_options(task_option)
-            if recipe is not None:  # the options' defaults, under the recipe, under the options given
+            if recipe is not None:
                 settings.update(recipe_settings(recipe, task, given_budget))
                 task_options = {**settings.pop("task_options", {}), **task_options}
                 settings.update({tunable[p][0]: tunable[p][1] for p in tunable if explicit(ctx, p)})
-            cfg = TrainConfig(cell=cell, task=task, task_options=task_options,
-                              data_dir=str(data_dir) if data_dir else None, **settings, seed=seed,
-                              threads=threads, device=device, eval_every=eval_every,
-                              scheduled_sampling=scheduled_sampling, ss_k=ss_k, encoder=encoder,
-                              objective=objective, reward=reward, mixer_xent_steps=mixer_xent_steps,
-                              mixer_every=mixer_every, mixer_delta=mixer_delta, memory_rows=memory_rows)
+            cfg = TrainConfig(cell=cell, task=task, task_options=task_options, **settings)
             if members is not None:
                 population = PopulationTrainer(cfg, members)
             else:
