@@ -284,6 +284,27 @@ def test_matmul_helpers_agree_with_and_without_packed_weights(batch, monkeypatch
     assert k.pack_for_forward(w, 4) is w and k.pack_for_backward(w, 4) is w
 
 
+@pytest.mark.parametrize("name,hidden,packed", [("lstm", 64, False), ("gru", 64, False), ("lstm", 128, False),
+                                                ("gru", 128, False), ("lstm", 256, True), ("gru", 256, True)])
+def test_time_loop_weights_packed_from_hidden_256(name, hidden, packed):
+    """The runtime hands the time loop prepacked weights where packing was measured to pay
+    (compile/kernels.py: the GRU's and the LSTM's fused weights from hidden 256, neither at the
+    search's sizes) and plain ones elsewhere."""
+    from cellsearch.compile import kernels
+    from cellsearch.compile.sequence import _packed
+
+    if kernels._ONEDNN is None:
+        pytest.skip("this torch build has no oneDNN")
+    cell = CompiledCell(get_cell(name), 8, hidden)
+    with torch.no_grad():
+        prepared = cell.prepare(torch.zeros(2, 32, 8))
+    program = cell.program
+    for backward in (False, True):
+        weights = [c for c, kind in zip(_packed(program, prepared.consts, 32, backward), program.const_kinds)
+                   if kind == "weight"]
+        assert len(weights) == 1 and weights[0].is_mkldnn is packed
+
+
 @pytest.mark.parametrize("name", builtin_names())
 @pytest.mark.parametrize("packed", [True, False])
 def test_builtin_cells_match_interpreter_in_float32(name, packed, monkeypatch):

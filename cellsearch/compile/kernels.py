@@ -37,13 +37,17 @@ def _onednn_ops():
 _ONEDNN = _onednn_ops()
 
 
-# Smallest fused weight (out × in elements) worth prepacking. Measured on the project's 2-core CPU
-# (torch 2.13, B = 32, the per-step matmul of an LSTM's fused weight 4H × H): packed oneDNN calls
-# took 61/64/100 µs against addmm's 10/20/89 µs at H = 32/64/128 (a whole training step at hidden
-# 64 was 20% slower packed); at H = 256 packing won with 2 threads (`cellsearch bench`, LSTM: 0.61×
-# torch.nn.LSTM packed, 0.57× not; the GRU's 3H × H weight: 1.02-1.08× packed, 1.06-1.14× not) and
-# from H = 512 with 1 or 2 threads. So: the LSTM-sized weight at H = 256 and above.
-PACK_MIN_ELEMENTS = 1 << 18
+# Smallest fused weight (out × in elements) worth prepacking: a GRU's 3H × H at hidden 256, so the
+# built-in gated cells pack from hidden 256 and nothing packs at the search's sizes (hidden 32-128).
+# Below, oneDNN's fixed cost per call loses to addmm/mm: a solo training step at hidden 64 was 20%
+# slower packed (1 thread; 44.5 -> 36.0 ms on the 2026-12-01 machine, 10.7 -> 9.0 ms on the
+# 2026-12-07 one). Where packing starts to win depends on the CPU. 2026-12-01 (packed oneDNN calls
+# 61/64/100 µs against addmm's 10/20/89 µs at H = 32/64/128): from the LSTM's 4H × H at hidden 256
+# (1 << 18), the GRU's 3H × H there unclear (bench 1.02-1.08× torch.nn.GRU packed, 1.06-1.14× not).
+# 2026-12-07 (an AMD EPYC: the GRU's step matmul at H = 256 took 97 µs in addmm, 47 µs packed,
+# 2 threads): training steps even at hidden 160-192, the GRU's at hidden 256 12-16% faster packed
+# (1 and 2 threads; bench 1.24× torch.nn.GRU packed, 1.10-1.13× not, one process).
+PACK_MIN_ELEMENTS = 3 * 256 * 256
 
 
 def can_pack(w: torch.Tensor) -> bool:
