@@ -24,11 +24,11 @@ from pathlib import Path
 
 from cellsearch.errors import CellsearchError, ConfigError, CellWarning
 from cellsearch.fileio import FileRefusedError, atomic_write, read_regular
+from cellsearch.limits import MAX_LOCK_HOLDER_BYTES
 
 LOCK_FILE = ".lock"
 HOLDER_FILE = ".writer.json"
 BOOKKEEPING = (LOCK_FILE, HOLDER_FILE)  # files of the lock itself, not of the run
-_HOLDER_BYTES = 4096  # .writer.json is one short line
 
 
 class RunLockedError(ConfigError):
@@ -65,7 +65,7 @@ class WriterLock:
     def holder(self) -> dict:
         """What ``.writer.json`` says about the last process that took the lock ({} if unreadable)."""
         try:
-            data = json.loads(read_regular(self.holder_path, "holder file size", _HOLDER_BYTES, follow=False))
+            data = json.loads(read_regular(self.holder_path, "lock holder size", MAX_LOCK_HOLDER_BYTES, follow=False))
         except (OSError, ValueError, CellsearchError):  # (a link, a FIFO, garbage: nobody we know holds it)
             return {}
         return data if isinstance(data, dict) else {}
