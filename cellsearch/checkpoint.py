@@ -3,8 +3,9 @@
 A checkpoint is a file a user may hand us, so it never executes: ``torch.load`` runs with
 ``weights_only=True`` (its unpickler admits tensors, numbers, strings, lists, tuples and dicts
 and refuses any other global, so a crafted pickle cannot call ``os.system``), the file size is
-bounded, and every field the trainer reads is checked for presence and type before use. Any
-failure is one ``ConfigError`` line naming the file.
+bounded (and it must be a regular file: ``fileio.opened_regular``), and every field the
+trainer reads is checked for presence and type before use. Any failure is one ``ConfigError``
+line naming the file.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from cellsearch.errors import ConfigError
-from cellsearch.limits import MAX_CHECKPOINT_BYTES, MAX_POPULATION, check_file_size
+from cellsearch.fileio import opened_regular
+from cellsearch.limits import MAX_CHECKPOINT_BYTES, MAX_POPULATION
 
 CHECKPOINT_VERSION = 1
 
@@ -43,7 +45,7 @@ def checkpoint_file(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint at ``path`` as a checked dict (see module docstring)."""
     path = checkpoint_file(path)
-    if not path.is_file():
+    if not path.exists():  # (something else than a file there is refused by _read, saying what it is)
         raise ConfigError(f"no checkpoint at {path}")
     ckpt = _read(path)
     if is_population(ckpt):
@@ -63,9 +65,13 @@ def _add_settings(ckpt: dict[str, Any]) -> None:
 def _read(path: Path) -> Any:
     import torch
 
-    check_file_size(path, "checkpoint size", MAX_CHECKPOINT_BYTES)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # (the file as opened: a regular file of at most the limit, not a FIFO or /dev/zero, and not
+        # swapped for one between the check and the load)
+        with opened_regular(path, "checkpoint size", MAX_CHECKPOINT_BYTES) as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
+    except ConfigError:
+        raise
     except pickle.UnpicklingError as exc:
         named = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if named:  # a pickle that asks for a Python object: the way a crafted file runs code
@@ -91,7 +97,7 @@ def load_population_checkpoint(path: str | Path) -> dict[str, Any]:
     """A population checkpoint (``{"version", "population": [member checkpoint, ...], "members": [...]}``),
     every member checked as ``load_checkpoint`` checks one."""
     path = checkpoint_file(path)
-    if not path.is_file():
+    if not path.exists():  # (something else than a file there is refused by _read, saying what it is)
         raise ConfigError(f"no checkpoint at {path}")
     ckpt = _read(path)
     if not is_population(ckpt):

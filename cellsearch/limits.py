@@ -18,6 +18,7 @@ from cellsearch.errors import ConfigError
 # ---------------------------------------------------------------------- run files and checkpoints
 MAX_CHECKPOINT_BYTES = 4 << 30  # a checkpoint.pt (weights, optimizer state, carried state)
 MAX_RUN_JSON_BYTES = 64 << 20  # config.json / state.json of a run (the RL controller's state is the largest)
+MAX_LOCK_HOLDER_BYTES = 4096  # .writer.json, one short line (a larger one is read as "holder unknown")
 
 # ---------------------------------------------------------------------- cell, space and recipe files
 # Sizes are checked before a file is read whole; a cell's YAML text (e.g. from a results

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +30,15 @@ import torch
 from cellsearch.checkpoint import CHECKPOINT_VERSION, load_population_checkpoint, restore_error
 from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import ConfigError
+from cellsearch.fileio import atomic_write, check_output_dir
 from cellsearch.limits import MAX_POPULATION, shown
 from cellsearch.nn.population import population_forward
 from cellsearch.optim_groups import clip_together, finite_together, step_together
 from cellsearch.records import record_from_dict
 from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
-from cellsearch.train import (StepDone, TrainConfig, Trainer, TrainingStarted, TrainingStopped, TrainResult,
-                              checkpoint_encoder)
+from cellsearch.train import (CHECKPOINT_FILE, OUTPUT_FILES, StepDone, TrainConfig, Trainer, TrainingStarted,
+                              TrainingStopped, TrainResult, checkpoint_encoder, save_checkpoint)
 
 MEMBER_FIELDS = ("seed", "lr", "init_scale", "forget_bias", "weight_decay", "clip")
 
@@ -130,12 +130,9 @@ class PopulationTrainer:
                 "members": [m.to_json() for m in self.members]}
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
-        return path
+        """Write the checkpoint whole or not at all (``fileio.atomic_write``): a failed save keeps the old file."""
+        state = self.state_dict()
+        return atomic_write(path, lambda f: torch.save(state, f))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **overrides: Any) -> "PopulationTrainer":
@@ -197,6 +194,8 @@ class PopulationTrainer:
             tell(TrainingStarted(cfg.cell, cfg.task, cfg.steps, min(t.step for t in self.trainers)))
         member_callbacks = [None if callback is None else (lambda step, m, k=k: callback(k, step, m))
                             for k in range(len(self.trainers))]
+        if out_dir:  # before training: an output that cannot be written would lose it at the end
+            check_output_dir(out_dir, "--out", OUTPUT_FILES)
         last_ckpt = None
         step = min(t.step for t in self.trainers)
         try:
@@ -220,7 +219,7 @@ class PopulationTrainer:
                     for t in self.trainers:
                         t.elapsed += now - start
                     start = now
-                    last_ckpt = self.save(Path(out_dir) / f"checkpoint-{step}.pt")
+                    last_ckpt = save_checkpoint(self.save, Path(out_dir) / f"checkpoint-{step}.pt", last_ckpt)
         finally:
             if tell:
                 tell(TrainingStopped(step))
@@ -229,7 +228,7 @@ class PopulationTrainer:
             t.elapsed += now - start
             t.final_evaluation(member_callbacks[k])
         if out_dir:
-            last_ckpt = self.save(Path(out_dir) / "checkpoint.pt")
+            last_ckpt = save_checkpoint(self.save, Path(out_dir) / CHECKPOINT_FILE, last_ckpt)
         return [t.result(last_ckpt) for t in self.trainers]
 
 

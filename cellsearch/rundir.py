@@ -4,7 +4,8 @@ A search writes ``config.json`` (its settings), ``results.db`` (every evaluated 
 ``state.json`` (the strategy's state), ``best.yaml`` and, when its space came from a file,
 ``space/`` (a snapshot of the space and the cell files it names, so the run resumes from any
 folder). Every reader here checks what it reads and names the broken file and what to do in
-one line; none of them creates or changes a file.
+one line; none of them creates or changes a file. A run file that is a symbolic link, a FIFO or
+a device is refused (``fileio``): a run's files are its own.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cellsearch.errors import ConfigError
-from cellsearch.limits import MAX_RUN_JSON_BYTES, check_file_size
+from cellsearch.fileio import FileRefusedError, read_regular
+from cellsearch.limits import MAX_RUN_JSON_BYTES
 
 CONFIG = "config.json"
 RESULTS = "results.db"
@@ -41,11 +43,12 @@ def require_run(run_dir: str | Path, what: str = "a search run") -> Path:
 def read_json_file(path: str | Path, what: str, advice: str) -> dict[str, Any]:
     """A run's JSON file as a mapping; ``what`` names it in errors, ``advice`` says what to do."""
     path = Path(path)
-    try:
-        check_file_size(path, f"{what} size", MAX_RUN_JSON_BYTES)
-        text = path.read_text(encoding="utf-8")
+    try:  # (a link is refused: a run's files are its own, never another run's or a device)
+        text = read_regular(path, f"{what} size", MAX_RUN_JSON_BYTES, follow=False).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: missing {what}; {advice}") from None
+    except FileRefusedError as exc:
+        raise ConfigError(f"{exc}; {advice}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the {what} ({exc}); {advice}") from None
     try:

@@ -8,13 +8,18 @@ pandas DataFrame for notebooks.
 A results file is checked before use (an SQLite file holding our tables at our schema
 version), readers open it read-only (``Store(path, readonly=True)``: nothing can create or
 change a file), and any SQLite failure on a damaged file becomes one ``ConfigError`` line
-naming it.
+naming it. A results file (or its journal) that is a symbolic link is refused: SQLite would
+follow it and write another run's file, or any file. A full disk is a ``fileio.DiskFullError``,
+after which the database holds every trial committed before it.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
+import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +27,7 @@ from typing import Any, Iterator
 from urllib.parse import quote
 
 from cellsearch.errors import ConfigError
+from cellsearch.fileio import FileRefusedError, write_error
 
 SCHEMA_VERSION = 1
 
@@ -82,6 +88,9 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 _TRIAL_COLUMNS = ("id", "trial_id", "hash", "cell_name", "cell_yaml", "strategy", "origin", "parent", "decisions",
                   "plan", "status", "stage", "score", "metrics", "params", "seconds", "node", "error", "reused_from",
                   "created")
+# SQLite's files beside the database: a link planted at one of these names is written through
+_COMPANIONS = ("-journal", "-wal", "-shm")
+_SQLITE_FULL = 13  # SQLite's result code for a full disk (or a database at its page limit)
 # columns of the tables every cellsearch results file has had since schema version 1
 _REQUIRED = {"meta": {"key", "value"}, "trials": set(_TRIAL_COLUMNS)}
 
@@ -95,6 +104,7 @@ class Store:
     def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
+        self._refuse_links()
         exists = self.path.exists()
         if readonly or exists:
             self._check_file()
@@ -111,6 +121,16 @@ class Store:
                     self.conn.executescript(_SCHEMA)
                     self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                                       (str(SCHEMA_VERSION),))
+
+    def _refuse_links(self) -> None:
+        for p in (self.path, *(self.path.with_name(self.path.name + s) for s in _COMPANIONS)):
+            try:
+                mode = os.lstat(p).st_mode
+            except OSError:  # missing (or a name the OS refuses: the connect says so)
+                continue
+            if stat.S_ISLNK(mode):
+                raise FileRefusedError(p, "is a symbolic link: a run's results are never written or read through a "
+                                       "link (remove it, or put the file it points to in its place)")
 
     def _check_file(self) -> None:
         if not self.path.is_file():
@@ -144,6 +164,8 @@ class Store:
         try:
             yield
         except sqlite3.DatabaseError as exc:
+            if (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF == _SQLITE_FULL:  # (extended codes add bits)
+                raise write_error(self.path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from None
             if self.readonly and "readonly" in str(exc):  # readers never write (see _write): a hot journal
                 raise ConfigError(f"{self.path}: a write to the results database was interrupted and needs "
                                   "recovery, which a reader cannot do: resume the run first") from None

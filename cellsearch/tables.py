@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from cellsearch.errors import ConfigError
+from cellsearch.fileio import atomic_write, check_regular, read_regular
 from cellsearch.limits import (MAX_RECIPE_FILE_BYTES, MAX_TABLE_DATA_BYTES, MAX_TABLE_FILE_BYTES, MAX_TABLE_ROWS,
-                               LimitError, check_file_size, check_limit, clipped, shown)
+                               LimitError, check_limit, clipped, shown)
 from cellsearch.outcome import TrialOutcome
 from cellsearch.store import FINAL_STATUSES
 
@@ -98,24 +99,21 @@ def write_table(df, path: str | os.PathLike) -> Path:
     for parent in reversed(path.parents):
         if parent.exists() and not parent.is_dir():
             raise ConfigError(f"{parent} is a file, not a directory: cannot write {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # written whole under a private name, then renamed: a reader (or a second writer) never sees half a table
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+
+    def write(f) -> None:
         if fmt == "parquet":
             try:
-                df.to_parquet(tmp, index=False)
+                df.to_parquet(f, index=False)
             except ImportError as exc:
                 raise ConfigError(f"writing Parquet needs pyarrow ({exc}); install cellsearch[search] or write "
                                   f"a .csv/.json table instead") from None
         elif fmt == "csv":
-            df.to_csv(tmp, index=False)
+            df.to_csv(f, index=False)
         else:
-            df.to_json(tmp, orient="records", lines=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+            df.to_json(f, orient="records", lines=True)
+
+    # written whole under a private name, then renamed: a reader (or a second writer) never sees half a table
+    return atomic_write(path, write)
 
 
 def read_table(path: str | os.PathLike):
@@ -130,9 +128,9 @@ def read_table(path: str | os.PathLike):
 
     path = Path(path)
     fmt = _format(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"no benchmark table at {path}")
-    check_file_size(path, "table file size", MAX_TABLE_FILE_BYTES)
+    check_regular(path, "table file size", MAX_TABLE_FILE_BYTES)  # (not a FIFO, a device or a directory)
     try:
         if fmt == "parquet":
             _check_parquet_size(path)
@@ -405,13 +403,14 @@ def import_nasbench_logs(log_dir: str | os.PathLike, *, on_error: str = "fail"):
     rows, skipped = [], []
     for f in files:
         try:
-            check_file_size(f, "recipe file size", MAX_RECIPE_FILE_BYTES)
             try:
-                log = json.loads(f.read_text())
+                log = json.loads(read_regular(f, "recipe file size", MAX_RECIPE_FILE_BYTES))
             except RecursionError:
                 raise ConfigError(f"{f}: nested deeper than a NAS-Bench-NLP log can be") from None
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"{f}: not valid JSON ({exc})") from None
+            except OSError as exc:
+                raise ConfigError(f"{f}: cannot read it ({exc.strerror or exc})") from None
             if not isinstance(log, dict):
                 raise ConfigError(f"{f}: a log must be a JSON object")
             rows.append(nasbench_log_entry(log, str(f)))

@@ -22,7 +22,6 @@ settings: ``cellsearch.recipes``.
 from __future__ import annotations
 
 import math
-import os
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ from cellsearch.checkpoint import CHECKPOINT_VERSION, load_checkpoint, restore_e
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
+from cellsearch.fileio import WriteError, atomic_write, check_output_dir
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.records import record_from_dict
 from cellsearch.allocator import keep_freed_memory
@@ -47,6 +47,8 @@ from cellsearch.tasks.base import Task
 
 DEFAULT_ENCODER = "gru"  # the encoder of a cell that reads a memory, when none is given
 MAX_MEMORY_ROWS = 4096  # rows of an NTM memory state
+CHECKPOINT_FILE = "checkpoint.pt"  # the final checkpoint in a training's output directory
+OUTPUT_FILES = (CHECKPOINT_FILE, "metrics.json")  # what a training (and `cellsearch train`) writes there
 
 
 def use_threads(n: int | None) -> int:
@@ -387,12 +389,9 @@ class Trainer:
             self.baseline.load_state_dict(ckpt["baseline"])
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
-        return path
+        """Write the checkpoint whole or not at all (``fileio.atomic_write``): a failed save keeps the old file."""
+        state = self.state_dict()
+        return atomic_write(path, lambda f: torch.save(state, f))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **overrides: Any) -> "Trainer":
@@ -532,6 +531,8 @@ class Trainer:
         tell = progress or None
         if tell:
             tell(TrainingStarted(cfg.cell, cfg.task, cfg.steps, self.step))
+        if out_dir:  # before training: an output that cannot be written would lose it at the end
+            check_output_dir(out_dir, "--out", OUTPUT_FILES)
         last_ckpt = None
         try:
             while self.status == "ok" and self._budget_left(start):
@@ -542,14 +543,14 @@ class Trainer:
                 if out_dir and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.elapsed += time.perf_counter() - start
                     start = time.perf_counter()
-                    last_ckpt = self.save(Path(out_dir) / f"checkpoint-{self.step}.pt")
+                    last_ckpt = save_checkpoint(self.save, Path(out_dir) / f"checkpoint-{self.step}.pt", last_ckpt)
         finally:
             if tell:
                 tell(TrainingStopped(self.step))
         self.elapsed += time.perf_counter() - start
         self.final_evaluation(callback)
         if out_dir:
-            last_ckpt = self.save(Path(out_dir) / "checkpoint.pt")
+            last_ckpt = save_checkpoint(self.save, Path(out_dir) / CHECKPOINT_FILE, last_ckpt)
         return self.result(last_ckpt)
 
     # the phases of ``run``, also driven member by member by a population
@@ -637,6 +638,20 @@ def map_in_workers(fn: Callable[[Any], Any], jobs: list, workers: int = 1,
             if on_result:
                 on_result(len(results), len(jobs), results[-1])
     return results
+
+
+def save_checkpoint(save: Callable[[Path], Path], path: Path, last: Path | None) -> Path:
+    """``save(path)``; when the file system refuses it (a full disk), the one-line error says which
+    checkpoint is kept: ``last`` (the last one this training wrote), else the file at ``path``
+    from before (an atomic write leaves it as it was)."""
+    try:
+        return save(path)
+    except WriteError as exc:
+        kept = last if last is not None else (path if path.is_file() else None)
+        if kept is None:
+            raise exc.advised("no checkpoint of this training was written; free space and train again") from None
+        raise exc.advised(f"the last good checkpoint, {kept}, is kept: free space and continue from it with "
+                          f"`cellsearch train ... --resume {kept}`") from None
 
 
 def checkpoint_encoder(ckpt: dict, path: str | Path):

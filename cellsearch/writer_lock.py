@@ -5,24 +5,30 @@ for as long as it writes. The lock is an OS file lock (``filelock``: ``flock`` o
 kernel releases it when its holder dies, even by ``kill -9``: a stale lock never blocks a run.
 Beside it, ``.writer.json`` records who holds it (pid, host, command, since when), so a second
 writer is refused with one line naming the holder, and a writer that takes over from a killed
-one says so. Neither file is run data: readers never look at them.
+one says so. Neither file is run data: readers never look at them. A ``.lock`` that is a
+symbolic link or not a regular file is refused in one line (the lock would be taken on
+whatever it points to), and ``.writer.json`` is written atomically (``fileio``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import stat
 import sys
 import time
 import warnings
 from pathlib import Path
 
-from cellsearch.errors import ConfigError, CellWarning
+from cellsearch.errors import CellsearchError, ConfigError, CellWarning
+from cellsearch.fileio import FileRefusedError, atomic_write, read_regular
+from cellsearch.limits import MAX_LOCK_HOLDER_BYTES
 
 LOCK_FILE = ".lock"
 HOLDER_FILE = ".writer.json"
-BOOKKEEPING = (LOCK_FILE, HOLDER_FILE, HOLDER_FILE + ".tmp")  # files of the lock itself, not of the run
+BOOKKEEPING = (LOCK_FILE, HOLDER_FILE)  # files of the lock itself, not of the run
 
 
 class RunLockedError(ConfigError):
@@ -59,8 +65,8 @@ class WriterLock:
     def holder(self) -> dict:
         """What ``.writer.json`` says about the last process that took the lock ({} if unreadable)."""
         try:
-            data = json.loads(self.holder_path.read_text(encoding="utf-8")[:4096])
-        except (OSError, ValueError):
+            data = json.loads(read_regular(self.holder_path, "lock holder size", MAX_LOCK_HOLDER_BYTES, follow=False))
+        except (OSError, ValueError, CellsearchError):  # (a link, a FIFO, garbage: nobody we know holds it)
             return {}
         return data if isinstance(data, dict) else {}
 
@@ -74,6 +80,7 @@ class WriterLock:
             _HELD[key][1] += 1
             self._lock = _HELD[key][0]
             return self
+        self._check_lock_file()
         lock = FileLock(str(self.run_dir / LOCK_FILE))
         try:
             lock.acquire(timeout=0)
@@ -91,7 +98,13 @@ class WriterLock:
                 and not previous.get("released") and not _alive(pid):
             warnings.warn(CellWarning(f"{self.run_dir}: took over the lock of pid {pid} ({previous.get('command')}), "
                                       "which stopped without releasing it"))
-        self._write_holder(released=False)
+        try:
+            self._write_holder(released=False)
+        except BaseException:  # (a full disk, a planted link): not locked after all
+            self._lock = None
+            _HELD.pop(key, None)
+            lock.release()
+            raise
         return self
 
     def release(self) -> None:
@@ -105,15 +118,33 @@ class WriterLock:
         lock = _HELD.pop(key)[0]
         try:
             self._write_holder(released=True)
+        except CellsearchError:
+            # (a full disk: the record is bookkeeping, and the error that stopped the writer is the one
+            # to report; without the record the next writer takes over without a word)
+            with contextlib.suppress(OSError):
+                self.holder_path.unlink()
         finally:
             lock.release()
+
+    def _check_lock_file(self) -> None:
+        """Refuse a ``.lock`` that is a link (the lock file would be created or truncated wherever it
+        points) or not a regular file."""
+        path = self.run_dir / LOCK_FILE
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot check the writer lock ({exc.strerror or exc})") from None
+        if stat.S_ISLNK(mode) or not stat.S_ISREG(mode):
+            what = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+            raise FileRefusedError(path, f"the run's writer lock is {what}; remove it (no cellsearch writer "
+                                   "makes one) and try again")
 
     def _write_holder(self, released: bool) -> None:
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                 "since": time.strftime("%Y-%m-%d %H:%M:%S"), "released": released}
-        tmp = self.holder_path.with_name(HOLDER_FILE + ".tmp")
-        tmp.write_text(json.dumps(info) + "\n", encoding="utf-8")
-        os.replace(tmp, self.holder_path)
+        atomic_write(self.holder_path, json.dumps(info) + "\n")
 
     def __enter__(self) -> "WriterLock":
         return self.acquire()

@@ -306,9 +306,16 @@ def test_oversized_space_file_is_refused_before_reading(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
-def test_endless_file_is_read_only_up_to_the_limit():
-    # its size says 0; the read stops one character past the limit
-    refuse(lambda: load_cell("/dev/zero"), "limit 'cell file size'", error=CellError)
+def test_endless_file_is_refused_before_reading():
+    # its size says 0, and it never ends: a device is not a regular file, refused before it is opened
+    refuse(lambda: load_cell("/dev/zero"), "/dev/zero", "not a regular file", error=CellError)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
+def test_a_file_larger_than_its_size_is_read_only_up_to_the_limit(monkeypatch):
+    # a /proc file is a regular file whose size says 0: the read stops one byte past the limit
+    monkeypatch.setattr(limits, "MAX_CELL_FILE_BYTES", 100)
+    refuse(lambda: load_cell("/proc/self/status"), "limit 'cell file size'", "over 100 bytes", error=CellError)
 
 
 def test_cell_text_longer_than_a_cell_file():

@@ -6,7 +6,9 @@ on stderr and exit status 2 here, and nowhere else.
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import sys
 import warnings
 
@@ -61,6 +63,18 @@ def cli_errors(fn):
                 failed = True
                 print_error(exc)
                 raise typer.Exit(exc.exit_code) from None
+            except OSError as exc:
+                # A full or read-only disk under a write that does not go through cellsearch.fileio (a
+                # report's plots, say): still one line. Any other OSError is a bug, with its traceback.
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                    raise
+                from cellsearch.fileio import write_error
+
+                failed = True
+                print_error(write_error(os.fsdecode(exc.filename), exc) if exc.filename else
+                            f"{exc.strerror or 'the disk refused a write'}: free space (or use a writable "
+                            "disk) and run the command again")
+                raise typer.Exit(2) from None
             finally:
                 # a refusal is one line: the warnings of a command that failed on bad input are moot.
                 # A copy, and no warnings.showwarning here: inside catch_warnings(record=True) it

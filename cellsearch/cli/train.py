@@ -150,6 +150,7 @@ def register(app: typer.Typer) -> None:
         object per member, each with a "member" object naming its settings."""
         from cellsearch.checkpoint import checkpoint_file, is_population_file
         from cellsearch.cli.progress import progress_bars
+        from cellsearch.fileio import atomic_write
         from cellsearch.population import PopulationTrainer, members_product
         from cellsearch.train import TrainConfig, Trainer
 
@@ -209,7 +210,7 @@ def register(app: typer.Typer) -> None:
             with progress_bars(progress and not json_out) as bars:
                 results = population.run(progress=bars, out_dir=out_dir)
             rows = [{**r.to_json(), "member": m.to_json()} for r, m in zip(results, population.members)]
-            (Path(out_dir) / "metrics.json").write_text(json.dumps(rows, indent=2) + "\n")
+            atomic_write(Path(out_dir) / "metrics.json", json.dumps(rows, indent=2) + "\n")
             if json_out:
                 print(json.dumps(rows))
                 return
@@ -219,7 +220,7 @@ def register(app: typer.Typer) -> None:
         with progress_bars(progress and not json_out) as bars:  # (on stdout, as the results)
             result = trainer.run(progress=bars, out_dir=out_dir)
         payload = result.to_json()
-        (Path(out_dir) / "metrics.json").write_text(json.dumps(payload, indent=2) + "\n")
+        atomic_write(Path(out_dir) / "metrics.json", json.dumps(payload, indent=2) + "\n")
         if json_out:
             print(json.dumps(payload))
             return
@@ -276,6 +277,9 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"--attention-map: {attention_map} should end in .png, .pdf or .svg")
             if not attention_map.parent.is_dir():
                 raise ConfigError(f"--attention-map: no directory {attention_map.parent}")
+            from cellsearch.fileio import check_target
+
+            check_target(attention_map, "--attention-map")  # (not /dev/full, a link, an unwritable folder)
         word_level = ckpt["task"].get("name") == "ptb"
         tokens = prompt.split() if word_level else list(prompt)
         unknown = [t for t in tokens if t not in vocab.stoi and "<unk>" not in vocab.stoi]

@@ -32,6 +32,7 @@ from cellsearch.dsl.equations import format_equation, inlined_nodes, literal_pro
 from cellsearch.dsl.graph import CellGraph, Node, cell_name_from, check_cell_name, check_name
 from cellsearch.dsl.ops import OPS
 from cellsearch.errors import CellError
+from cellsearch.fileio import FileRefusedError, FileTooLargeError, atomic_write, read_regular
 from cellsearch.limits import MAX_QUOTED_CHARS, clipped, exceeds, shown
 
 CELL_FIELDS = ("name", "description", "source", "inputs", "static", "memory", "states", "memory_states", "output",
@@ -434,29 +435,28 @@ def loads_cell(text: str, source: str = "<string>", *, warn: bool = True) -> Cel
 
 def read_source(path: str | os.PathLike, expected: str = "", *, limit: str = "cell file size",
                 maximum: int | None = None) -> str:
-    """A text file's contents; CellError naming the file when it is missing, unreadable or larger
-    than ``maximum`` bytes (default ``MAX_CELL_FILE_BYTES``; ``limit`` names it in the message).
+    """A text file's contents; CellError naming the file when it is missing, unreadable, not a
+    regular file (a FIFO, a device) or larger than ``maximum`` bytes (default
+    ``MAX_CELL_FILE_BYTES``; ``limit`` names it in the message).
 
-    The size is checked before the file is read, and the read stops one character past the
-    limit anyway: a device or a growing file may hold more than its size says."""
+    The size is checked before the file is read, and the read stops one byte past the limit
+    anyway: a growing file may hold more than its size says (``fileio.read_regular``)."""
     maximum = limits.MAX_CELL_FILE_BYTES if maximum is None else maximum
     path = Path(path)
     where = clipped(path, 4 * MAX_QUOTED_CHARS)  # the path may be what is wrong (too long for the OS)
-    text = ""
     try:
-        size = path.stat().st_size
-        if size <= maximum:
-            with path.open(encoding="utf-8") as f:
-                text = f.read(maximum + 1)
+        data = read_regular(path, limit, maximum)
+        # (newlines as a text-mode read gives them: line numbers in messages count the same)
+        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except FileNotFoundError:
         raise CellError("no such file" + (f" (expected {expected})" if expected else ""), source=where) from None
+    except FileTooLargeError as exc:
+        raise CellError(exceeds("file size", exc.size, limit, f"{maximum} bytes"), source=where) from None
+    except FileRefusedError as exc:
+        raise CellError(exc.reason, source=where) from None
     except (OSError, ValueError) as exc:  # ValueError: undecodable bytes, a NUL in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise CellError(f"cannot read file: {clipped(reason, 2 * MAX_QUOTED_CHARS)}", source=where) from None
-    if size > maximum or len(text) > maximum:
-        shown_size = f"{size} bytes" if size > maximum else f"over {maximum} bytes"
-        raise CellError(exceeds("file size", shown_size, limit, f"{maximum} bytes"), source=where)
-    return text
 
 
 def load_cell(path: str | os.PathLike, *, warn: bool = True) -> CellGraph:
@@ -468,9 +468,5 @@ def dumps_cell(graph: CellGraph, form: str = "equations") -> str:
 
 
 def save_cell(graph: CellGraph, path: str | os.PathLike, form: str = "equations") -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps_cell(graph, form), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write a cell file whole or not at all (``fileio.atomic_write``)."""
+    return atomic_write(path, dumps_cell(graph, form))

@@ -18,7 +18,9 @@
 
 Every export also writes a model card ``PATH.card.md`` (name, hash, equations, sizes,
 parameter and multiply-add counts, where the cell came from and what it scored) and a drawing
-``PATH.png`` that the card shows (``card.py``). Every artifact that runs (py, torchscript, onnx)
+``PATH.png`` that the card shows (``card.py``). The files are written and checked together in a
+private folder beside ``PATH`` and moved into place only when all succeeded
+(``fileio.staged``): a failed export leaves nothing behind. Every artifact that runs (py, torchscript, onnx)
 is compared with ``CompiledCell`` on a random input before the export returns (``verify.py``).
 ``export_from_run`` exports the cell of a given rank in a search run.
 
@@ -48,6 +50,7 @@ from cellsearch.export.formats import (ONNX_OPSET, onnx_names, write_onnx, write
                                        write_yaml, yaml_weights_path)
 from cellsearch.export.pysource import check_exportable, class_name, python_source
 from cellsearch.export.verify import CHECK_TOLERANCE
+from cellsearch.fileio import check_target, staged
 
 
 def export_cell(graph: CellGraph | str, fmt: str, path: str | Path, *, input_size: int = 128,
@@ -81,28 +84,34 @@ def export_cell(graph: CellGraph | str, fmt: str, path: str | Path, *, input_siz
         check_exportable(g)
     if fmt == "py" and path.suffix != ".py":
         raise ConfigError(f"a Python export needs a file name ending in .py, not '{path.name}'")
-    params = _parameters(g, input_size, hidden_size, static_size, weights, seed)
-    state = {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in params.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
     picture = Path(str(path) + ".png")
     card_path = Path(str(path) + ".card.md")
+    sidecar = {"py": path.with_suffix(".pt"), "yaml": yaml_weights_path(path)}.get(fmt)
+    targets = [path, *([sidecar] if sidecar else []), card_path, picture]
+    for target in targets:  # before the work: a file that cannot be written there fails now, not after it
+        check_target(target, "export output")
+    params = _parameters(g, input_size, hidden_size, static_size, weights, seed)
+    state = {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in params.state_dict().items()}
     info = CardInfo(g, fmt, path, input_size, hidden_size, static_size, state, seed,
                     weights is not None, seq_len, card or {}, picture.name)
     card_text = render_card(info)
 
-    written = [path]
-    if fmt == "py":
-        written += write_python(g, path, params, state, card_text, seq_len)
-    elif fmt == "torchscript":
-        written += write_torchscript(g, path, params, state, card_text, seq_len)
-    elif fmt == "onnx":
-        written += write_onnx(g, path, params, state, card_text, seq_len)
-    else:
-        written += write_yaml(g, path, params, state, card_path.name)
-    card_path.write_text(card_text, encoding="utf-8")
-    _draw(g, picture)
-    written += [card_path, picture]
-    return written
+    # Every file is written and checked under its own name in a private folder beside PATH, then all
+    # are moved into place together: a failed export (a full disk, a failed check) leaves nothing
+    # behind, and never a module without its weights.
+    with staged(*targets) as files:
+        out, staged_card, staged_picture = files[0], files[-2], files[-1]
+        if fmt == "py":
+            write_python(g, out, params, state, card_text, seq_len)
+        elif fmt == "torchscript":
+            write_torchscript(g, out, params, state, card_text, seq_len)
+        elif fmt == "onnx":
+            write_onnx(g, out, params, state, card_text, seq_len)
+        else:
+            write_yaml(g, out, params, state, card_path.name)
+        staged_card.write_text(card_text, encoding="utf-8")
+        _draw(g, staged_picture)
+    return targets
 
 
 def export_from_run(run_dir: str | Path, rank: int, fmt: str, path: str | Path, **kw: Any) -> list[Path]:

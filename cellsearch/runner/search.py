@@ -14,9 +14,10 @@ tells the caller how the search goes (``runner.events``) and prints nothing itse
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import os
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any, Callable
 from cellsearch.runner.source import FINISHED, threads_per_trial
 from cellsearch.dsl.io import dumps_cell, loads_cell, save_cell
 from cellsearch.errors import ConfigError
+from cellsearch.fileio import DiskFullError, WriteError, atomic_write, check_target, write_error
 from cellsearch.limits import shown
 from cellsearch import rundir
 from cellsearch.results import stage_counts
@@ -267,10 +269,17 @@ class SearchRun:
             from cellsearch.tasks.data import verify
 
             verify("ptb", cfg.data_dir)
+        for name in (rundir.CONFIG, rundir.STATE, rundir.BEST):  # (a link there is refused now, not after the trials)
+            check_target(self.run_dir / name)
         # -- nothing above wrote a file; from here on this process is the run's one writer
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.lock = WriterLock(self.run_dir, "cellsearch resume" if resume else "cellsearch search").acquire()
+        created = not self.run_dir.exists()
         try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(self.run_dir, exc) from None
+        self.lock = WriterLock(self.run_dir, "cellsearch resume" if resume else "cellsearch search")
+        try:
+            self.lock.acquire()
             if not resume:
                 _check_new_run_dir(self.run_dir)  # (again, under the lock: another search may have won the race)
                 if is_space_file(cfg.space):
@@ -282,9 +291,15 @@ class SearchRun:
                                          resume=resume)
             _write_json(self.run_dir / rundir.CONFIG, asdict(cfg))
             store.set_meta("config", asdict(cfg))
-        except BaseException:
+        except BaseException as exc:
             self.lock.release()
-            raise
+            failed = _write_failure(exc)
+            if failed is None:
+                raise
+            if created:  # a new search that never started: nothing half-made is left behind to trip the next one
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+                raise failed.advised("nothing was kept: free space and start the search again") from None
+            raise failed.advised(_resume_advice(failed, self.run_dir)) from None
 
     @classmethod
     def resume(cls, run_dir: str | Path, **overrides: Any) -> "SearchRun":
@@ -299,6 +314,13 @@ class SearchRun:
         ``on_event(event)`` hears ``SearchStarted``, a ``TrialFinished`` per trial and ``SearchEnded``."""
         try:
             return self._run(on_event)
+        except BaseException as exc:
+            failed = _write_failure(exc)
+            if failed is None:
+                raise
+            # Everything committed before the failed write is kept (results.db commits per trial, the
+            # other files are replaced whole or not at all): resuming goes on from there.
+            raise failed.advised(_resume_advice(failed, self.run_dir)) from None
         finally:
             self.lock.release()
 
@@ -321,11 +343,15 @@ class SearchRun:
                     run_tune(ctl, self.run_dir, search_trials())
         except KeyboardInterrupt:
             interrupted = True
-        finally:
-            ctl.save()
-            if on_event is not None:
-                ctl.on_result = None
-                on_event(SearchEnded())
+        except BaseException:
+            # the first failure is the one to report: a save that fails again (a full disk) must not
+            # replace it; what was saved last is no older than the last recorded trial's state save
+            with contextlib.suppress(WriteError):
+                ctl.save()
+            self._ended(on_event)
+            raise
+        ctl.save()
+        self._ended(on_event)
         best = ctl.store.best()
         if best is not None:
             save_cell(loads_cell(best["cell_yaml"], warn=False), self.run_dir / rundir.BEST)
@@ -337,6 +363,11 @@ class SearchRun:
             summary["missing"] = stage_counts(self.run_dir).get("missing", 0)
         ctl.store.set_meta("last_summary", summary)
         return summary
+
+    def _ended(self, on_event: EventHandler | None) -> None:
+        if on_event is not None:
+            self.controller.on_result = None
+            on_event(SearchEnded())
 
     def _tell_progress(self, on_event: EventHandler) -> None:
         """Tell ``on_event`` that the search starts, then of every trial the controller records."""
@@ -398,8 +429,22 @@ def _check_new_run_dir(run_dir: Path) -> None:
                           f"{run_dir}` or choose another --name")
 
 
+def _resume_advice(failed: WriteError, run_dir: Path) -> str:
+    return f"{'free space' if isinstance(failed, DiskFullError) else 'fix that'} and run `cellsearch resume {run_dir}`"
+
+
+def _write_failure(exc: BaseException) -> WriteError | None:
+    """The failed write (a full disk, ...) behind ``exc``: itself, or its cause or context (Ray Tune
+    wraps an error of the searcher in its own), or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, WriteError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def _write_json(path: Path, data: Any) -> None:
     """Write a run file atomically (a reader never sees half of it)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2) + "\n")

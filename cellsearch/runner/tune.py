@@ -16,7 +16,9 @@ when it ends, however it ends (``ray_session``).
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -106,17 +108,27 @@ class SourceSearcher(Searcher, Generic[O]):
         self.source = source
         self.key = trials.key
         self.from_dict = trials.from_dict
+        # An error of the source (a full disk under the results, a reference cell that failed): Tune
+        # would log its traceback and go on, so it is kept here, the search stops (no new trial) and
+        # ``run_tune`` raises it once Tune has ended.
+        self.failure: Exception | None = None
 
     def __getstate__(self) -> dict:
         # Tune pickles its search algorithm into the experiment folder for its own restore; our
         # resume goes through `cellsearch resume` and the run directory, so leave the live
         # source (database connection, progress display) out.
-        return {k: v for k, v in self.__dict__.items() if k != "source"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("source", "failure")}
+
+    def raise_failure(self) -> None:
+        if self.failure is not None:
+            raise self.failure
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
 
     def suggest(self, trial_id: str):
+        if self.failure is not None:
+            return Searcher.FINISHED
         nxt = self.source.next_trial(trial_id)
         if nxt == FINISHED:
             return Searcher.FINISHED
@@ -125,6 +137,14 @@ class SourceSearcher(Searcher, Generic[O]):
         return {self.key: nxt}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if self.failure is not None:  # stopped: the trials still running end unrecorded (resume runs them again)
+            return
+        try:
+            self._complete(trial_id, result, error)
+        except Exception as exc:
+            self.failure = exc
+
+    def _complete(self, trial_id: str, result: dict | None, error: bool) -> None:
         node = (result or {}).get("node")
         if error:
             outcome = {"status": "failed", "score": None, "error": "the trial's worker failed (see Tune's logs)"}
@@ -139,10 +159,44 @@ class SourceSearcher(Searcher, Generic[O]):
         self.source.complete(trial_id, self.from_dict(outcome), node=node)
 
     def save(self, checkpoint_path: str) -> None:
-        self.source.save()  # the source keeps its own state (the Controller: state.json) up to date
+        if self.failure is not None:
+            return
+        try:
+            self.source.save()  # the source keeps its own state (the Controller: state.json) up to date
+        except Exception as exc:
+            self.failure = exc
 
     def restore(self, checkpoint_path: str) -> None:
         pass  # resuming goes through `cellsearch resume`, which restores the Controller
+
+
+class _QuietFullDisk(logging.Handler):
+    """Ray's loggers, while Tune runs: a record of a full disk is dropped, every other one goes where
+    it went before (Python's last-resort handler: stderr, warnings and up). Tune's own writes into
+    the run folder (its experiment state) fail on a full disk too, and Tune logs each failure with
+    its traceback, again and again; the search reports the full disk itself, once, in one line
+    (its own next write fails the same way)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) \
+                or "No space left on device" in record.getMessage():
+            return
+        (logging.lastResort or logging.StreamHandler()).handle(record)
+
+
+@contextmanager
+def _full_disk_quiet() -> Iterator[None]:
+    ray_logger = logging.getLogger("ray")
+    if ray_logger.handlers:  # (someone configured Ray's logging: theirs to decide)
+        yield
+        return
+    handler = _QuietFullDisk()
+    ray_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        ray_logger.removeHandler(handler)
 
 
 @contextmanager
@@ -211,14 +265,17 @@ def run_tune(source: TrialSource[O], run_dir: Path, trials: TrialKind[O], name: 
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=1000, grace_period=1, reduction_factor=2)
     else:
         scheduler = FIFOScheduler()
+    searcher = SourceSearcher(source, trials)
     with ray_session(cfg):  # before the Tuner, which would otherwise start a default Ray of its own
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(_trainable, trials=trials), resources),
-            tune_config=tune.TuneConfig(search_alg=SourceSearcher(source, trials), scheduler=scheduler, num_samples=-1,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
                                         max_concurrent_trials=cfg.parallel, metric=METRIC, mode="max",
                                         reuse_actors=True),
             run_config=tune.RunConfig(name=name, storage_path=str(Path(run_dir).resolve()), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                                       log_to_file=True),
         )
-        tuner.fit()
+        with _full_disk_quiet():
+            tuner.fit()
+    searcher.raise_failure()

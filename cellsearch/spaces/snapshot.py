@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from cellsearch.dsl.io import dump_yaml, load_cell, load_yaml, read_source, save_cell
+from cellsearch.fileio import atomic_write
 from cellsearch.spaces.parsing import parse_config
 from cellsearch.spaces.registry import SPACE_NAMES
 from cellsearch.spaces.vocabulary import CellRef
@@ -49,9 +50,5 @@ def snapshot_space(source: str | os.PathLike, folder: str | Path) -> Path:
                 ref = copy.as_posix()
             refs.append(ref)
         data[field] = refs
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / SPACE_FILE
-    tmp = target.with_name(SPACE_FILE + ".tmp")
-    tmp.write_text(f"# snapshot of {source}, taken when the search started\n" + dump_yaml(data), encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    return atomic_write(folder / SPACE_FILE,
+                        f"# snapshot of {source}, taken when the search started\n" + dump_yaml(data))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from cellsearch.errors import ConfigError
+from cellsearch.fileio import atomic_write, read_regular
+from cellsearch.limits import MAX_RUN_JSON_BYTES
 from cellsearch.spaces.base import Candidate, Space
 
 STATE_VERSION = 1
@@ -140,19 +141,16 @@ def candidate_from_json(data: dict[str, Any]) -> Candidate:
 
 
 def save_state(state: dict[str, Any], path: str | Path) -> Path:
-    """Write a state dict as JSON atomically (temp file + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, path)
-    return path
+    """Write a state dict as JSON atomically (``fileio.atomic_write``)."""
+    return atomic_write(path, json.dumps(state))
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(read_regular(path, "strategy state size", MAX_RUN_JSON_BYTES, follow=False))
     except FileNotFoundError:
         raise ConfigError(f"no strategy state at {path}") from None
-    except json.JSONDecodeError as exc:
+    except OSError as exc:
+        raise ConfigError(f"cannot read the strategy state {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not JSON, not UTF-8
         raise ConfigError(f"strategy state {path} is corrupted: {exc}") from None

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Mapping
 
 from cellsearch.errors import DataError
+from cellsearch.fileio import WriteError, atomic_write, open_regular
 
 DATA_ENV = "CELLSEARCH_DATA"
 _CHUNK = 1 << 16
@@ -101,7 +101,7 @@ def dataset_dir(name: str, root: str | os.PathLike | None = None) -> Path:
 
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:  # (a FIFO or a device in its place is refused, not read)
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
@@ -134,38 +134,36 @@ def verify(name: str, dir: str | os.PathLike | None = None) -> Path:
 
 
 def _fetch(url: str, dest: Path, expected: str, progress, label: str, hint: str) -> None:
-    """Download ``url`` to a temp file next to ``dest``, check its SHA-256, then move it into place."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
+    """Download ``url`` to a temp file next to ``dest``, check its SHA-256, then move it into place
+    (``fileio.atomic_write``: a failed or corrupted download leaves nothing behind)."""
+
+    def fetch(out) -> None:
         h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=60) as resp:
-                    total = resp.headers.get("Content-Length")
-                    task = None
-                    if progress is not None:
-                        task = progress.add_task(label, total=int(total) if total and total.isdigit() else None)
-                    while chunk := resp.read(_CHUNK):
-                        h.update(chunk)
-                        out.write(chunk)
-                        if task is not None:
-                            progress.advance(task, len(chunk))
-            except urllib.error.HTTPError as exc:
-                raise DataError(f"could not download {url}: HTTP {exc.code} {exc.reason}; {hint}") from None
-            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
-                reason = getattr(exc, "reason", None) or exc
-                raise DataError(f"could not download {url}: {reason}; check the network connection, {hint}") from None
-            except OSError as exc:
-                raise DataError(f"could not write {tmp}: {exc.strerror or exc}; free some space or pass "
-                                f"another --data-dir") from None
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp:
+                total = resp.headers.get("Content-Length")
+                task = None
+                if progress is not None:
+                    task = progress.add_task(label, total=int(total) if total and total.isdigit() else None)
+                while chunk := resp.read(_CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+                    if task is not None:
+                        progress.advance(task, len(chunk))
+        except urllib.error.HTTPError as exc:
+            raise DataError(f"could not download {url}: HTTP {exc.code} {exc.reason}; {hint}") from None
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise DataError(f"could not download {url}: {reason}; check the network connection, {hint}") from None
         actual = h.hexdigest()
         if actual != expected:
             raise DataError(f"downloaded {dest.name} from {url} is corrupted: SHA-256 {actual}, expected {expected}; "
                             f"nothing was saved. Try again, or use another source with --url")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    try:
+        atomic_write(dest, fetch)
+    except WriteError as exc:
+        raise exc.advised("free some space or pass another --data-dir") from None
 
 
 def download(name: str, dest_dir: str | os.PathLike | None = None, base_url: str | None = None,
