@@ -133,10 +133,16 @@ def check_number(what: str, value: object, low: int | float, limit: str | None =
     import numbers
 
     kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
-        raise ConfigError(f"{what} must be {'an integer' if integer else 'a finite number'}, not {shown(value)}")
-    if value < low or (low_open and value == low):
-        raise ConfigError(f"{what} must be {'more than' if low_open else 'at least'} {low:g}, not {shown(value)}")
+    well_typed = not isinstance(value, bool) and isinstance(value, kind) and math.isfinite(value)
+    if integer:
+        if not well_typed:
+            raise ConfigError(f"{what} must be an integer, not {shown(value)}")
+        if value < low or (low_open and value == low):
+            raise ConfigError(f"{what} must be {'more than' if low_open else 'at least'} {low}, not {shown(value)}")
+    elif not well_typed or value < low or (low_open and value == low):
+        rule = "a positive number" if low_open and low == 0 else \
+            f"a number {'>' if low_open else '>='} {low:g}"
+        raise ConfigError(f"{what} must be {rule}, not {shown(value)}")
     if maximum is not None:
         check_limit(what, limit or what, value, maximum)
 

@@ -704,6 +704,9 @@ def map_in_workers(fn: Callable[[Any], Any], jobs: list, workers: int = 1,
     """``fn(job)`` for every job — in ``workers`` processes, or in this one when ``workers <= 1`` —
     calling ``on_result(i, n, result)`` as results arrive; returns them in completion order.
     ``fn`` must be importable (a module-level function) and should pin its own torch threads."""
+    from cellsearch.limits import MAX_PARALLEL, check_limit
+
+    check_limit("workers", "parallel", workers, MAX_PARALLEL)  # (each one a process)
     results: list = []
     if workers > 1 and len(jobs) > 1:
         from concurrent.futures import ProcessPoolExecutor, as_completed

@@ -61,7 +61,7 @@ class Protocol:
         if self.steps is None and self.minutes is None:
             raise ConfigError("give a budget: --budget STEPS or --minutes M")
         if self.steps is not None:
-            check_number("--budget (training steps)", self.steps, 1, "steps", L.MAX_STEPS)
+            check_number("--budget", self.steps, 1, "steps", L.MAX_STEPS)
         if self.minutes is not None:
             check_number("--minutes", self.minutes, 0, "training time", L.MAX_TRAINING_SECONDS / 60, integer=False,
                          low_open=True)
