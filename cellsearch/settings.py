@@ -8,7 +8,6 @@ is checked by the layer that knows the strategies, before a search starts
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 

@@ -178,7 +178,8 @@ class TrainConfig:
         check_number("mixer_every", self.mixer_every, 1, "steps", L.MAX_STEPS)
         check_number("mixer_delta", self.mixer_delta, 1, "sequence length", L.MAX_SEQUENCE_LENGTH)
         if not isinstance(self.task_options, dict):
-            raise ConfigError(f"task_options must be a mapping of option names to values, not {shown(self.task_options)}")
+            raise ConfigError(f"task_options must be a mapping of option names to values, "
+                              f"not {shown(self.task_options)}")
         task_class(self.task).check_options(self.task_options)
         check_training_memory(self)
 
