@@ -198,13 +198,14 @@ def physical_memory_bytes() -> int | None:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
-    try:  # a cgroup v2 limit ("max": none)
-        with open("/sys/fs/cgroup/memory.max") as f:
-            limit = f.read().strip()
+    for cgroup in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):  # v2 ("max": none), v1
+        try:
+            with open(cgroup) as f:
+                limit = f.read().strip()
+        except OSError:
+            continue
         if limit.isdigit():
             total = min(total, int(limit))
-    except OSError:
-        pass
     return total if total > 0 else None
 
 
