@@ -7,6 +7,11 @@ whose message names the limit (e.g. ``limit 'equation length'``), so a user know
 they hit. The values are generous for any real cell or search and small enough that a hostile
 file costs milliseconds and megabytes, not minutes and gigabytes. Messages quote the input
 they refuse through ``shown``/``clipped``: one line, cut short, however large the input.
+
+Every number a user sets (a training's sizes, budgets, seeds and threads, a task's options, a
+search's trials, generation's beam and length) has an upper bound here too, checked by the
+settings' own validation before any work starts (``check_number``), and a name that becomes a
+file name is limited in bytes, as the file system counts (``check_file_name``, ``check_new_path``).
 """
 
 from __future__ import annotations
