@@ -21,7 +21,9 @@ from torch import nn
 from cellsearch.compile.attention import Memory
 from cellsearch.compile.interpreter import InterpretedCell
 from cellsearch.compile.sequence import CompiledCell
+from cellsearch import limits as L
 from cellsearch.library import get_cell
+from cellsearch.limits import check_number
 
 
 @dataclass
@@ -38,6 +40,33 @@ class BenchConfig:
     device: str = "cpu"  # cpu | cuda (torch.nn.LSTM/GRU then run cuDNN's kernels)
     with_interpreter: bool = True  # also time the reference interpreter (vs_interpreter)
     tf32: bool = False  # CUDA: TF32 matmuls (cuDNN's and ours alike); off: both in full fp32
+
+    def __post_init__(self) -> None:  # (checked when made: before anything is timed)
+        check_sizes(seq_len=self.seq_len, batch=self.batch, input_size=self.input_size, hidden_size=self.hidden_size,
+                    rounds=self.rounds, threads=self.threads, seed=self.seed)
+        check_number("min_time", self.min_time, 0, integer=False, low_open=True)
+
+
+def check_sizes(*, seq_len: int = 1, batch: int = 1, input_size: int = 1, hidden_size: int = 1, rounds: int = 1,
+                threads: int | None = None, seed: int = 0, k: int = 1) -> None:
+    """A benchmark's sizes against the limits a training has (``cellsearch.limits``)."""
+    check_number("--seq-len", seq_len, 1, "sequence length", L.MAX_SEQUENCE_LENGTH)
+    check_number("--batch", batch, 1, "batch size", L.MAX_BATCH_SIZE)
+    check_number("--input-size", input_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
+    check_number("--hidden-size", hidden_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
+    check_number("--rounds", rounds, 1, "bench rounds", L.MAX_BENCH_ROUNDS)
+    if threads is not None:
+        check_number("--threads", threads, 1, "threads", L.MAX_THREADS)
+    check_number("seed", seed, 0, "seed", L.MAX_SEED)
+    check_number("--population", k, 1, "population size", L.MAX_POPULATION)
+    # the inputs, an LSTM's weights and the activations its backward keeps, as a training's estimate counts them
+    from cellsearch.train import ACTIVATIONS_PER_LINEAR, GATES_OF_AN_UNKNOWN_CELL, check_memory
+
+    gates = GATES_OF_AN_UNKNOWN_CELL
+    need = 4 * k * (seq_len * batch * (input_size + ACTIVATIONS_PER_LINEAR * gates * hidden_size)
+                    + 4 * gates * hidden_size * (input_size + hidden_size))
+    check_memory(need, f"a benchmark of T {seq_len}, B {batch}, I {input_size}, H {hidden_size}"
+                       + (f", {k} members" if k > 1 else ""))
 
 
 # On CUDA, the compiled cell also runs as these variants, to show what each part of the GPU path
@@ -209,6 +238,10 @@ class PopulationBenchConfig:
     threads: int | None = None
     device: str = "cpu"
 
+    def __post_init__(self) -> None:  # (checked when made: before anything is timed)
+        check_sizes(batch=self.batch, hidden_size=self.hidden_size, rounds=self.rounds, threads=self.threads, k=self.k)
+        check_number("steps_per_round", self.steps_per_round, 1, "steps", L.MAX_STEPS)
+
 
 def bench_population(cfg: PopulationBenchConfig, progress: Callable[[str], None] | None = None) -> dict:
     """Training-step time of a population of ``k`` members against one member trained alone.
@@ -222,7 +255,7 @@ def bench_population(cfg: PopulationBenchConfig, progress: Callable[[str], None]
 
     use_threads(cfg.threads)
     base = TrainConfig(cell=cfg.cell, task=cfg.task, hidden_size=cfg.hidden_size, batch_size=cfg.batch, steps=None,
-                       seconds=1e9, device=cfg.device)
+                       seconds=L.MAX_TRAINING_SECONDS, device=cfg.device)
     members = [Member(seed=k) for k in range(cfg.k)]
     solos = [Trainer(m.apply(base)) for m in members]
     population = PopulationTrainer(base, members)

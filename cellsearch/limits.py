@@ -7,6 +7,11 @@ whose message names the limit (e.g. ``limit 'equation length'``), so a user know
 they hit. The values are generous for any real cell or search and small enough that a hostile
 file costs milliseconds and megabytes, not minutes and gigabytes. Messages quote the input
 they refuse through ``shown``/``clipped``: one line, cut short, however large the input.
+
+Every number a user sets (a training's sizes, budgets, seeds and threads, a task's options, a
+search's trials, generation's beam and length) has an upper bound here too, checked by the
+settings' own validation before any work starts (``check_number``), and a name that becomes a
+file name is limited in bytes, as the file system counts (``check_file_name``, ``check_new_path``).
 """
 
 from __future__ import annotations
@@ -55,9 +60,52 @@ MAX_YAML_EXPANDED_NODES = 100_000
 # (4300 digits) or overflow float(); no real number in a cell or space needs more.
 MAX_YAML_NUMBER_CHARS = 64
 
-# ---------------------------------------------------------------------- error messages
+# ---------------------------------------------------------------------- training, search and evaluation settings
+# Every number a user gives a training has an upper bound, checked by the validation every path
+# goes through (``TrainConfig.validate``: train, a search's trials, evaluate/fidelity's
+# retrainings, recipes, Python callers; ``SearchConfig.validate``; ``Protocol.validate``) before
+# any work starts. The bounds are far above real work (NAS-Bench-NLP trains hidden 600, 3
+# layers, batch 20, BPTT 70, 33,200 steps) and far below what would take terabytes or centuries.
 MAX_BUDGETS = 16  # budgets on one fidelity curve (fidelity --budgets)
 MAX_POPULATION = 1024  # members of one population (train --seeds/--lrs): their product is checked before training
+MAX_HIDDEN_SIZE = 8192  # hidden_size and embed_size (--hidden, a recipe's hidden_size, bench -H/-I)
+MAX_LAYERS = 64  # num_layers (--layers)
+MAX_BATCH_SIZE = 16_384  # batch_size and eval_batch_size (--batch-size, bench -B)
+MAX_STEPS = 100_000_000  # a step budget (--steps, --budget, fidelity --budgets) and every count of steps
+MAX_TRAINING_SECONDS = 366 * 86_400  # a time budget (--minutes): a year
+MAX_THREADS = 1024  # torch CPU threads (--threads, --cpus-per-trial)
+MAX_SEED = 2**32 - 1  # a seed (--seed, --seeds): 32 bits, as numpy's; derived seeds stay far inside 64 bits
+MAX_MEMORY_ROWS = 1024  # rows of an NTM memory state (--memory-rows)
+MAX_SEQUENCE_LENGTH = 10_000  # time steps of one sequence: bptt, bench -T, export -T
+MAX_TRIALS = 1_000_000  # candidates of one search (--trials)
+MAX_PARALLEL = 1024  # concurrent trials or trainings (--parallel)
+MAX_GPUS_PER_TRIAL = 64  # --gpus-per-trial
+MAX_BENCH_ROUNDS = 1000  # bench --rounds
+# A training's estimated memory (model, gradients, Adam's moments, one batch's activations and
+# logits; a population: every member's) may take at most this share of the machine's physical
+# memory: past it, the training is refused before anything is allocated (``cellsearch.train``).
+MAX_TRAINING_MEMORY_SHARE = 0.5
+
+# ---------------------------------------------------------------------- task options (-t KEY=VALUE)
+MAX_TASK_LENGTH = 1000  # symbols, digits or items of an algorithmic or memorisation sequence
+MAX_ARITH_DIGITS = 64  # arith max_digits (the paper: 8)
+MAX_DISTRACTORS = 64  # arith max_distractors between two characters
+MAX_XML_STEPS = 1000  # xml max_steps (tags opened or closed in one document)
+MAX_RECALL_ITEM_LENGTH = 32  # recall item_length
+MAX_EVAL_EXAMPLES = 100_000  # eval_examples of a task of examples
+MAX_EVAL_TOKENS = 2_000_000  # xml eval_chars, ptb eval_tokens (PTB's test split has 82,430)
+
+# ---------------------------------------------------------------------- generation (cellsearch generate)
+MAX_BEAM = 256  # --beam
+MAX_NEW_TOKENS = 100_000  # --length
+
+# ---------------------------------------------------------------------- names that become file names
+# In bytes of UTF-8, as the file system counts (255 a path component on Linux and macOS), with
+# room left for the suffixes cellsearch adds (``.tmp``, ``-s0``, ``.md``): a run name, and every
+# component of an output path that does not exist yet (--out, --output, --attention-map).
+MAX_FILE_NAME_BYTES = 200
+
+# ---------------------------------------------------------------------- error messages
 MAX_QUOTED_CHARS = 80  # user input quoted in an error message (messages are one line, whatever the input)
 
 # ---- replay tables
@@ -92,6 +140,62 @@ def check_file_size(path, limit: str, maximum: int) -> int:
     size = os.stat(path).st_size
     check_limit(str(path), limit, size, maximum)
     return size
+
+
+def check_number(what: str, value: object, low: int | float, limit: str | None = None,
+                 maximum: int | float | None = None, *, integer: bool = True, low_open: bool = False) -> None:
+    """Check that ``value`` is a number (an integer if ``integer``; finite; never a bool) of at least
+    ``low`` (more than ``low`` if ``low_open``): a ``ConfigError`` naming ``what`` otherwise. Past
+    ``maximum``, a ``LimitError`` naming ``limit``."""
+    import math
+    import numbers
+
+    kind = numbers.Integral if integer else numbers.Real
+    well_typed = not isinstance(value, bool) and isinstance(value, kind) and math.isfinite(value)
+    if integer:
+        if not well_typed:
+            raise ConfigError(f"{what} must be an integer, not {shown(value)}")
+        if value < low or (low_open and value == low):
+            raise ConfigError(f"{what} must be {'more than' if low_open else 'at least'} {low}, not {shown(value)}")
+    elif not well_typed or value < low or (low_open and value == low):
+        rule = "a positive number" if low_open and low == 0 else \
+            f"a number {'>' if low_open else '>='} {low:g}"
+        raise ConfigError(f"{what} must be {rule}, not {shown(value)}")
+    if maximum is not None:
+        check_limit(what, limit or what, value, maximum)
+
+
+def name_bytes(name: str) -> int:
+    """The length of ``name`` in bytes of UTF-8, as the file system counts a file name."""
+    return len(name.encode("utf-8", "surrogatepass"))
+
+
+def check_file_name(what: str, name: str) -> None:
+    """Check a name that becomes a file or folder name against ``MAX_FILE_NAME_BYTES``."""
+    size = name_bytes(name)
+    if size > MAX_FILE_NAME_BYTES:
+        raise LimitError(f"{what} {shown(name, 40)}", "file name length", f"{size} bytes",
+                         f"{MAX_FILE_NAME_BYTES} bytes of UTF-8")
+
+
+def check_new_path(what: str, path) -> None:
+    """Check every component of ``path`` that does not exist yet (what cellsearch would create)
+    against ``MAX_FILE_NAME_BYTES``; components that exist are the file system's already."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    parts = path.parts
+    for i, part in enumerate(parts):
+        if part in (os.sep, ".", "..") or (i == 0 and path.anchor):
+            continue
+        prefix = Path(*parts[: i + 1])
+        try:
+            exists = os.path.lexists(prefix)
+        except (OSError, ValueError):  # (a name the system refuses to look up)
+            exists = False
+        if not exists:
+            check_file_name(what, part)
 
 
 def exceeds(what: str, value: object, limit: str, maximum: str) -> str:

@@ -31,14 +31,15 @@ from cellsearch.checkpoint import CHECKPOINT_VERSION, load_population_checkpoint
 from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.fileio import atomic_write, check_output_dir
-from cellsearch.limits import MAX_POPULATION, shown
+from cellsearch.limits import MAX_POPULATION, check_limit, check_new_path, shown
 from cellsearch.nn.population import population_forward
 from cellsearch.optim_groups import clip_together, finite_together, step_together
 from cellsearch.records import record_from_dict
 from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
 from cellsearch.train import (CHECKPOINT_FILE, OUTPUT_FILES, StepDone, TrainConfig, Trainer, TrainingStarted,
-                              TrainingStopped, TrainResult, checkpoint_encoder, save_checkpoint)
+                              TrainingStopped, TrainResult, check_training_memory, checkpoint_encoder,
+                              save_checkpoint)
 
 MEMBER_FIELDS = ("seed", "lr", "init_scale", "forget_bias", "weight_decay", "clip")
 
@@ -84,6 +85,9 @@ def members_product(**lists: Sequence | None) -> list[Member]:
     for k, _ in given:
         if k not in MEMBER_FIELDS:
             raise ConfigError(f"a population member has no field {k!r} (fields: {', '.join(MEMBER_FIELDS)})")
+    # (the count before the members: 1,024 values in each of three lists would be 2^30 members)
+    check_limit(f"members ({' × '.join(f'{len(v)} {k}s' for k, v in given)})", "population size",
+                math.prod(len(v) for _, v in given), MAX_POPULATION)
     members = [Member()]
     for key, values in reversed(given):
         members = [dataclasses.replace(m, **{key: v}) for m in members for v in values]
@@ -106,13 +110,12 @@ class PopulationTrainer:
             return
         if not members:
             raise ConfigError("a population needs at least one member")
-        if len(members) > MAX_POPULATION:
-            raise ConfigError(f"a population has at most {MAX_POPULATION} members (limit: population size), "
-                              f"got {len(members)}")
+        check_limit("members of a population", "population size", len(members), MAX_POPULATION)
         configs = [m.apply(cfg) for m in members]
         for c in configs:
             c.validate()
         graph = graph if graph is not None else resolve_cell(cfg.cell)
+        check_training_memory(cfg, graph, members=len(members))  # (all of them, before the first is built)
         tasks: dict[int, Task] = {}
         self.trainers = []
         for c in configs:
@@ -188,6 +191,8 @@ class PopulationTrainer:
         mean loss of the members still training). Writes ``checkpoint.pt`` (all members) into ``out_dir``.
         """
         cfg = self.cfg
+        if out_dir:  # (before training: a name the file system refuses would lose the training at the save)
+            check_new_path("the output directory", out_dir)
         start = time.perf_counter()
         tell = progress or None
         if tell:

@@ -76,6 +76,9 @@ def _run(group: list[dict]) -> list[dict]:
 def jobs(budget: str, seeds: int, data_dir: str | None, cells=ARCHITECTURES, tasks=TASKS) -> list[dict]:
     if budget not in BUDGETS:
         raise ConfigError(f"budget must be one of {', '.join(BUDGETS)}, not {budget!r}")
+    from cellsearch.limits import MAX_POPULATION, check_limit
+
+    check_limit("--seeds", "population size", seeds, MAX_POPULATION)  # (before the list of runs is made)
     out = []
     for seed in range(seeds):
         for task in tasks:
@@ -97,6 +100,10 @@ def reproduce_jozefowicz(budget: str = "small", seeds: int = 2, out_dir: str | P
         from cellsearch.tasks.data import verify
 
         verify("ptb", data_dir)  # fail before starting an hour of work
+    if workers is not None:
+        from cellsearch.limits import MAX_PARALLEL, check_limit
+
+        check_limit("--workers", "parallel", workers, MAX_PARALLEL)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     todo = jobs(budget, seeds, data_dir, cells, tasks)

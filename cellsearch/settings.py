@@ -8,12 +8,12 @@ is checked by the layer that knows the strategies, before a search starts
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cellsearch.errors import ConfigError
-from cellsearch.limits import MAX_POPULATION, shown
+from cellsearch import limits as L
+from cellsearch.limits import check_file_name, check_number, shown
 from cellsearch.records import record_from_dict
 
 if TYPE_CHECKING:  # (at run time imported where used, so reading settings does not load torch)
@@ -58,43 +58,50 @@ class SearchConfig:
                 raise ConfigError(f"unknown task '{t}' (known: {', '.join(TASK_NAMES)})")
         if not self.tasks:
             raise ConfigError("give at least one task")
-        if self.trials < 1 or self.parallel < 1:
-            raise ConfigError("--trials and --parallel must be at least 1")
+        check_number("--trials", self.trials, 1, "trials", L.MAX_TRIALS)
+        check_number("--parallel", self.parallel, 1, "parallel", L.MAX_PARALLEL)
         if self.steps is None and self.minutes is None:
             raise ConfigError("give a budget: --budget STEPS or --minutes M")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"--budget must be at least 1 training step, not {self.steps}")
-        if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
-            raise ConfigError(f"--minutes must be a positive number of minutes, not {self.minutes}")
-        if self.cpus_per_trial is not None and self.cpus_per_trial < 1:
-            raise ConfigError(f"--cpus-per-trial must be at least 1, not {self.cpus_per_trial}")
-        if not (math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0):
-            raise ConfigError(f"--gpus-per-trial must be 0 or more, not {self.gpus_per_trial}")
-        if not 1 <= self.seeds <= MAX_POPULATION:
-            raise ConfigError(f"--seeds must be between 1 and {MAX_POPULATION} (population size), not {self.seeds}")
-        if self.max_failures < 0:
-            raise ConfigError(f"max_failures must be 0 or more, not {self.max_failures}")
+        if self.steps is not None:
+            check_number("--budget", self.steps, 1, "steps", L.MAX_STEPS)
+        if self.minutes is not None:
+            check_number("--minutes", self.minutes, 0, "training time", L.MAX_TRAINING_SECONDS / 60, integer=False,
+                         low_open=True)
+        if self.cpus_per_trial is not None:
+            check_number("--cpus-per-trial", self.cpus_per_trial, 1, "threads", L.MAX_THREADS)
+        check_number("--gpus-per-trial", self.gpus_per_trial, 0, "gpus per trial", L.MAX_GPUS_PER_TRIAL, integer=False)
+        check_number("--seed", self.seed, 0, "seed", L.MAX_SEED)
+        check_number("--seeds", self.seeds, 1, "population size", L.MAX_POPULATION)
+        check_number("max_failures", self.max_failures, 0, "trials", L.MAX_TRIALS)
         if self.scheduler not in ("asha", "fifo"):
-            raise ConfigError(f"--scheduler must be asha or fifo, not {self.scheduler!r}")
+            raise ConfigError(f"--scheduler must be asha or fifo, not {shown(self.scheduler)}")
         if self.backend not in ("ray", "local"):
-            raise ConfigError(f"backend must be ray or local, not {self.backend!r}")
+            raise ConfigError(f"backend must be ray or local, not {shown(self.backend)}")
         if self.missing not in ("skip", "fail"):
-            raise ConfigError(f"--missing must be skip or fail, not {self.missing!r}")
-        if (not self.name or self.name in (".", "..") or len(self.name) > 200
+            raise ConfigError(f"--missing must be skip or fail, not {shown(self.missing)}")
+        if (not isinstance(self.name, str) or not self.name or self.name in (".", "..")
                 or any(c in self.name for c in "/\\\0") or not self.name.isprintable()):
-            raise ConfigError(f"bad run name {shown(self.name)}: use up to 200 printable characters, no / or \\")
-        self.train_config().validate()
+            raise ConfigError(f"bad run name {shown(self.name)}: use printable characters, no / or \\")
+        check_file_name("run name", self.name)  # (in bytes, as the file system counts)
         for task, options in self.task_options.items():
             if not isinstance(options, dict):
                 raise ConfigError(f"task options of '{task}' must be a mapping, not {shown(options)}")
+        from cellsearch.train import check_training_memory
+
+        for task in self.tasks:
+            cfg = self.train_config(task)
+            cfg.validate()
+            check_training_memory(cfg, members=self.seeds)  # (a trial trains its seeds as one population)
 
     def train_config(self, task: str = "arith") -> "TrainConfig":
-        """The training settings of one trial stage (what a worker would build), checked for types."""
+        """The training settings of one trial stage (what a worker would build; with the task's
+        options when it is one of the search's tasks), checked for types."""
         from cellsearch.train import TrainConfig
 
-        return TrainConfig.from_dict(dict(self.train, task=task, steps=self.steps,
-                                          seconds=self.minutes * 60 if self.minutes else None),
-                                     "training settings (--hidden and the search's train options)")
+        settings = dict(self.train, task=task, steps=self.steps, seconds=self.minutes * 60 if self.minutes else None)
+        if task in self.tasks and task in self.task_options:
+            settings["task_options"] = self.task_options[task]
+        return TrainConfig.from_dict(settings, "training settings (--hidden and the search's train options)")
 
     @classmethod
     def from_dict(cls, d: Any, what: str = "search settings") -> "SearchConfig":

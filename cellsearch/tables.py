@@ -94,6 +94,9 @@ def write_table(df, path: str | os.PathLike) -> Path:
     """Write a table; the format follows the suffix (.parquet, .csv, .json/.jsonl)."""
     path = Path(path)
     fmt = _format(path)
+    from cellsearch.limits import check_new_path
+
+    check_new_path("the table file", path)
     if path.is_dir():
         raise ConfigError(f"{path} is a directory: give the table's file name (e.g. {path / 'table.parquet'})")
     for parent in reversed(path.parents):

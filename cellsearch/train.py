@@ -22,6 +22,7 @@ settings: ``cellsearch.recipes``.
 from __future__ import annotations
 
 import math
+import os
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -41,12 +42,12 @@ from cellsearch.allocator import keep_freed_memory
 from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS
 from cellsearch.optim_groups import finite_together
 from cellsearch.objectives import OBJECTIVES, REWARDS, Baseline, sampled_tail, sequence_loss
-from cellsearch.tasks import make_task
+from cellsearch.limits import check_new_path, shown
+from cellsearch.tasks import make_task, task_class
 from cellsearch.tasks.base import Task
 
 
 DEFAULT_ENCODER = "gru"  # the encoder of a cell that reads a memory, when none is given
-MAX_MEMORY_ROWS = 4096  # rows of an NTM memory state
 CHECKPOINT_FILE = "checkpoint.pt"  # the final checkpoint in a training's output directory
 OUTPUT_FILES = (CHECKPOINT_FILE, "metrics.json")  # what a training (and `cellsearch train`) writes there
 
@@ -112,58 +113,149 @@ class TrainConfig:
     mixer_every: int = 100
     mixer_delta: int = 1
 
+    def __post_init__(self) -> None:
+        # checked when made (by a caller, ``from_dict`` or ``dataclasses.replace``), so a Python user
+        # meets a bad setting where it is written, as the command line does
+        self.validate()
+
     @classmethod
     def from_dict(cls, data: dict, what: str = "training options") -> "TrainConfig":
         """From plain data (a checkpoint's or a search's settings), every field type-checked."""
         return record_from_dict(cls, data, what)
 
     def validate(self) -> None:
+        """Check every setting (types, ranges, the limits of ``cellsearch.limits``), the task's options
+        and the training's estimated memory, before anything is built: a ``ConfigError`` (a
+        ``LimitError`` past a limit) naming the setting."""
+        from cellsearch import limits as L
+        from cellsearch.limits import check_number
+
         if self.steps is None and self.seconds is None:
             raise ConfigError("give a budget: steps or seconds")
-        if self.steps is not None and self.steps < 0:
-            raise ConfigError("steps must be >= 0")
-        if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
-            raise ConfigError(f"the time budget must be a positive number of seconds, not {self.seconds}")
+        if self.steps is not None:
+            check_number("steps", self.steps, 0, "steps", L.MAX_STEPS)
+        if self.seconds is not None:
+            check_number("the time budget (seconds)", self.seconds, 0, "training time", L.MAX_TRAINING_SECONDS,
+                         integer=False, low_open=True)
         if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"optimizer must be adam or sgd, not {self.optimizer!r}")
+            raise ConfigError(f"optimizer must be adam or sgd, not {shown(self.optimizer)}")
         if self.lr_schedule not in ("constant", "cosine", "linear"):
-            raise ConfigError(f"lr_schedule must be constant, cosine or linear, not {self.lr_schedule!r}")
+            raise ConfigError(f"lr_schedule must be constant, cosine or linear, not {shown(self.lr_schedule)}")
         if self.scheduled_sampling not in (None, "linear", "exponential", "inverse_sigmoid"):
             raise ConfigError("scheduled_sampling must be linear, exponential or inverse_sigmoid")
-        if self.hidden_size < 1 or self.num_layers < 1 or self.batch_size < 1:
-            raise ConfigError("hidden_size, num_layers and batch_size must be positive")
-        if self.embed_size is not None and self.embed_size < 1:
-            raise ConfigError(f"embed_size must be positive, not {self.embed_size}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"lr must be a positive number, not {self.lr}")
+        check_number("hidden_size", self.hidden_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
+        check_number("num_layers", self.num_layers, 1, "layers", L.MAX_LAYERS)
+        check_number("batch_size", self.batch_size, 1, "batch size", L.MAX_BATCH_SIZE)
+        check_number("eval_batch_size", self.eval_batch_size, 1, "batch size", L.MAX_BATCH_SIZE)
+        if self.embed_size is not None:
+            check_number("embed_size", self.embed_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
+        check_number("lr", self.lr, 0, integer=False, low_open=True)
         for name in ("momentum", "weight_decay", "init_scale", "ss_k", "ss_min", "diverge_factor", "ar", "tar"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"{name} must be a number >= 0, not {value}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), not {self.dropout}")
-        if self.clip is not None and not (math.isfinite(self.clip) and self.clip >= 0):
-            raise ConfigError(f"clip must be a number >= 0, not {self.clip}")
-        if self.state_limit is not None and not (math.isfinite(self.state_limit) and self.state_limit > 0):
-            raise ConfigError(f"state_limit must be a positive number (or None: no bound), not {self.state_limit}")
-        if self.forget_bias is not None and not math.isfinite(self.forget_bias):
-            raise ConfigError(f"forget_bias must be a finite number, not {self.forget_bias}")
+            check_number(name, getattr(self, name), 0, integer=False)
+        if self.momentum >= 1:  # (a momentum of 1 or more never forgets a gradient: the steps grow without end)
+            raise ConfigError(f"momentum must be below 1, not {shown(self.momentum)}")
+        if self.ss_min > 1:
+            raise ConfigError(f"ss_min is a probability: at most 1, not {shown(self.ss_min)}")
+        check_number("dropout", self.dropout, 0, integer=False)
+        if not self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), not {shown(self.dropout)}")
+        if self.clip is not None:
+            check_number("clip", self.clip, 0, integer=False)
+        if self.state_limit is not None:
+            check_number("state_limit", self.state_limit, 0, integer=False, low_open=True)
+        if self.forget_bias is not None:
+            check_number("forget_bias", self.forget_bias, -math.inf, integer=False)
+        check_number("seed", self.seed, 0, "seed", L.MAX_SEED)
+        if self.threads is not None:
+            check_number("threads", self.threads, 1, "threads", L.MAX_THREADS)
         if self.reward not in REWARDS:
-            raise ConfigError(f"reward must be one of {', '.join(REWARDS)}, not {self.reward!r}")
+            raise ConfigError(f"reward must be one of {', '.join(REWARDS)}, not {shown(self.reward)}")
         if self.objective not in OBJECTIVES:
-            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
-        if not 1 <= self.memory_rows <= MAX_MEMORY_ROWS:
-            raise ConfigError(f"memory_rows must be between 1 and {MAX_MEMORY_ROWS}, not {self.memory_rows}")
+            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {shown(self.objective)}")
+        check_number("memory_rows", self.memory_rows, 1, "memory rows", L.MAX_MEMORY_ROWS)
         if self.objective != "xent" and self.scheduled_sampling is not None:
             raise ConfigError(f"scheduled sampling is for teacher-forced training; --objective {self.objective} "
                               "feeds the model its own samples already: leave out --scheduled-sampling")
-        if self.mixer_every < 1 or self.mixer_delta < 1:
-            raise ConfigError("mixer_every and mixer_delta must be at least 1")
         for name in ("warmup_steps", "eval_every", "checkpoint_every", "mixer_xent_steps"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, not {getattr(self, name)}")
-        if self.eval_batch_size < 1 or (self.threads is not None and self.threads < 1):
-            raise ConfigError("eval_batch_size and threads must be positive")
+            check_number(name, getattr(self, name), 0, "steps", L.MAX_STEPS)
+        check_number("mixer_every", self.mixer_every, 1, "steps", L.MAX_STEPS)
+        check_number("mixer_delta", self.mixer_delta, 1, "sequence length", L.MAX_SEQUENCE_LENGTH)
+        if not isinstance(self.task_options, dict):
+            raise ConfigError(f"task_options must be a mapping of option names to values, "
+                              f"not {shown(self.task_options)}")
+        task_class(self.task).check_options(self.task_options)
+        check_training_memory(self)
+
+
+# ---------------------------------------------------------------------- memory a training takes
+# What one time step of one layer keeps for the backward pass, in H-sized vectors per linear of
+# the cell (its output, the nonlinearity's, the gates' products): generous for the built-in cells.
+ACTIVATIONS_PER_LINEAR = 6
+GATES_OF_AN_UNKNOWN_CELL = 4  # linears of a cell not resolved yet: an LSTM's four gates
+
+
+def physical_memory_bytes() -> int | None:
+    """The machine's physical memory (or the container's memory limit, when lower); None when the
+    system does not say."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    for cgroup in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):  # v2 ("max": none), v1
+        try:
+            with open(cgroup) as f:
+                limit = f.read().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+    return total if total > 0 else None
+
+
+def estimated_training_bytes(cfg: TrainConfig, graph=None, members: int = 1) -> int:
+    """About how many bytes training ``cfg`` takes: the model's weights with their gradients and
+    Adam's two moments (fp32), one batch's activations kept for the backward pass and its logits,
+    and an evaluation batch's logits; × ``members`` for a population. ``graph``: the cell, when
+    known (its linears and memory states); else an LSTM's four gates. An estimate, meant to refuse
+    what cannot fit long before torch tries, not to predict the peak."""
+    vocab, steps = task_class(cfg.task).sizes(cfg.task_options)
+    H, layers, B = cfg.hidden_size, cfg.num_layers, cfg.batch_size
+    E = cfg.embed_size or H
+    linears, memory_states = GATES_OF_AN_UNKNOWN_CELL, 0
+    if graph is not None:
+        linears = max(1, sum(1 for n in graph.nodes if n.op == "linear"))
+        memory_states = len(getattr(graph, "memory_states", ()) or ())
+    cell_weights = linears * H * ((E + H) + (layers - 1) * 2 * H)
+    params = vocab * E + cell_weights + (H + 1) * vocab
+    if cfg.encoder is not None or memory_states:  # an encoder-decoder model: an encoder of the same size
+        params += cell_weights
+    per_step = B * layers * (ACTIVATIONS_PER_LINEAR * linears * H + 3 * memory_states * cfg.memory_rows * H)
+    logits = 3 * B * steps * vocab + cfg.eval_batch_size * steps * vocab
+    return 4 * members * (4 * params + steps * per_step + logits)
+
+
+def check_training_memory(cfg: TrainConfig, graph=None, members: int = 1) -> None:
+    """Refuse a training whose estimated memory (``estimated_training_bytes``) is more than
+    ``MAX_TRAINING_MEMORY_SHARE`` of the machine's physical memory."""
+    who = f"{members} members" if members > 1 else "one model"
+    check_memory(estimated_training_bytes(cfg, graph, members),
+                 f"training {who} of hidden_size {cfg.hidden_size}, num_layers {cfg.num_layers}, batch_size "
+                 f"{cfg.batch_size} on {cfg.task}")
+
+
+def check_memory(need: int, what: str) -> None:
+    """Refuse work estimated to take ``need`` bytes when that is more than ``MAX_TRAINING_MEMORY_SHARE``
+    of the machine's physical memory (``what`` says which work, in the message)."""
+    from cellsearch.limits import MAX_TRAINING_MEMORY_SHARE, LimitError
+
+    total = physical_memory_bytes()
+    if total is not None and need > MAX_TRAINING_MEMORY_SHARE * total:
+        raise LimitError(f"{what} (make it smaller)", "training memory", f"about {_gib(need)}",
+                         f"{MAX_TRAINING_MEMORY_SHARE:.0%} of {_gib(total)} physical memory")
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n < 2**50 else f"{n / 2**40:,.0f} TiB"
 
 
 @dataclass
@@ -285,6 +377,7 @@ class Trainer:
         keep_freed_memory()  # the step's whole-sequence buffers are reused, not page-faulted anew each step
         self.device = _device(cfg.device)
         self.graph = graph if graph is not None else resolve_cell(cfg.cell)
+        check_training_memory(cfg, self.graph)  # (validate guessed the cell's size; this counts its linears)
         self.task = task if task is not None else make_task(cfg.task, seed=cfg.seed, data_dir=cfg.data_dir,
                                                             **cfg.task_options)
         # the training's own randomness (dropout, scheduled sampling), on the device it trains on
@@ -525,6 +618,8 @@ class Trainer:
         ``StepDone`` per step and ``TrainingStopped`` (a progress bar: ``cellsearch.cli.progress``).
         Writes ``checkpoint.pt`` into ``out_dir``."""
         cfg = self.cfg
+        if out_dir:  # (before training: a name the file system refuses would lose the training at the save)
+            check_new_path("the output directory", out_dir)
         start = time.perf_counter()
         if progress is True:  # (it used to build a progress bar here; rendering is the caller's now)
             raise TypeError("progress takes a callable that receives the training events, not True")
@@ -623,6 +718,9 @@ def map_in_workers(fn: Callable[[Any], Any], jobs: list, workers: int = 1,
     """``fn(job)`` for every job — in ``workers`` processes, or in this one when ``workers <= 1`` —
     calling ``on_result(i, n, result)`` as results arrive; returns them in completion order.
     ``fn`` must be importable (a module-level function) and should pin its own torch threads."""
+    from cellsearch.limits import MAX_PARALLEL, check_limit
+
+    check_limit("workers", "parallel", workers, MAX_PARALLEL)  # (each one a process)
     results: list = []
     if workers > 1 and len(jobs) > 1:
         from concurrent.futures import ProcessPoolExecutor, as_completed

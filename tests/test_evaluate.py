@@ -354,7 +354,7 @@ def test_evaluate_and_fidelity_end_to_end_on_ray(run_copy):
     (["evaluate", "{run}", "--tasks", "chess"], "unknown task 'chess'"),
     (["evaluate", "{run}", "--baselines", "lstm,nosuchcell"], "nosuchcell"),
     (["evaluate", "{run}", "--backend", "slurm"], "backend must be ray or local"),
-    (["fidelity", "{run}", "--budget", "0"], "--budget must be at least 1 step"),
+    (["fidelity", "{run}", "--budget", "0"], "--budget must be at least 1"),
 ])
 def test_bad_evaluation_input_is_a_one_line_error(run_copy, tmp_path, args, message):
     args = [a.format(tmp=tmp_path / "nothing", run=run_copy) for a in args]

@@ -256,7 +256,7 @@ def test_the_nasbench_nlp_recipe_is_their_protocol():
     ("cell: lstm\n", "unknown setting(s) 'cell'"),  # what to train is not a recipe's
     ("seed: 3\n", "unknown setting(s) 'seed'"),
     ("lr: fast\n", "setting 'lr'"),
-    ("hidden_size: -8\n", "must be positive"),
+    ("hidden_size: -8\n", "hidden_size must be at least 1"),
     ("clip: .nan\n", "clip must be a number"),
     ("ar: -1\n", "ar must be a number >= 0"),
     ("- lr: 0.1\n", "a recipe is a mapping"),

@@ -190,7 +190,7 @@ def test_arithmetic_draws_the_stream_of_randint_and_choice(max_digits, max_distr
 
 
 def test_arithmetic_refuses_negative_distractors():
-    with pytest.raises(ValueError, match="max_distractors"):
+    with pytest.raises(ConfigError, match="max_distractors"):
         ArithmeticTask(max_distractors=-1)
 
 

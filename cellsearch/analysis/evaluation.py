@@ -19,6 +19,7 @@ from typing import Any
 from cellsearch.analysis.plots import pyplot
 from cellsearch.analysis.stats import Interval, mean_ci, welch, win_rate
 from cellsearch.errors import ConfigError
+from cellsearch.limits import shown
 from cellsearch.runner.events import EventHandler
 from cellsearch.runner.jobs import JobSettings
 from cellsearch.runner.protocol import Protocol
@@ -79,6 +80,16 @@ class EvaluationReport:
     notes: list[str]
 
 
+def check_evaluation_options(top: int, confidence: float) -> None:
+    """Check ``evaluate_run``'s own options (before anything is trained; the CLI calls it before it
+    prints the protocol)."""
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ConfigError(f"--top must be at least 1, not {shown(top)}")
+    if not 0 < confidence < 1:  # (also refuses NaN)
+        raise ConfigError(f"--confidence is the level of the intervals, between 0 and 1 (e.g. 0.95), "
+                          f"not {shown(confidence)}")
+
+
 def evaluate_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings, *, top: int = 3,
                  baselines: list[str] = ("lstm", "gru"), confidence: float = 0.95,
                  on_event: EventHandler | None = None) -> EvaluationReport:
@@ -86,8 +97,7 @@ def evaluate_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings,
     ``on_event`` hears of the retrainings' progress (``runner.events``)."""
     from cellsearch.library import resolve_cell
 
-    if top < 1:
-        raise ConfigError("--top must be at least 1")
+    check_evaluation_options(top, confidence)
     if not baselines:
         raise ConfigError("give at least one baseline cell (--baselines lstm,gru)")
     protocol.validate()

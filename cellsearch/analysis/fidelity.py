@@ -26,7 +26,7 @@ from cellsearch.analysis.evaluation import format_value
 from cellsearch.analysis.plots import pyplot
 from cellsearch.analysis.stats import mean_ci, rank_correlation
 from cellsearch.errors import CellWarning, ConfigError
-from cellsearch.limits import MAX_BUDGETS, check_limit
+from cellsearch.limits import MAX_BUDGETS, MAX_STEPS, check_limit, shown
 from cellsearch.runner.events import EventHandler
 from cellsearch.runner.jobs import JobSettings
 from cellsearch.runner.protocol import Protocol
@@ -69,11 +69,7 @@ def fidelity_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings,
     retrainings' progress (``runner.events``)."""
     import pandas as pd
 
-    if sample < 3:
-        raise ConfigError("--sample must be at least 3 (a rank correlation needs three cells)")
-    budgets = check_budgets(budgets)
-    if not 0 < target_tau <= 1:
-        raise ConfigError(f"--target-tau must be in (0, 1], got {target_tau:g}")
+    budgets = check_fidelity_options(sample, budgets, min_tau, target_tau)
     protocol.validate()
     run_dir = Path(run_dir)
     scored = scored_cells(run_dir)
@@ -112,6 +108,19 @@ def fidelity_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings,
     return FidelityReport(table, corr, per_task, warning, out, files, curve, recommended)
 
 
+def check_fidelity_options(sample: int, budgets: Sequence[int] | None, min_tau: float, target_tau: float) -> list[int]:
+    """Check ``fidelity_run``'s own options (before anything is trained; the CLI calls it before it
+    prints the protocol); returns the curve's budgets, sorted and distinct."""
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 3:
+        raise ConfigError(f"--sample must be at least 3 (a rank correlation needs three cells), not {shown(sample)}")
+    budgets = check_budgets(budgets)
+    if not -1 <= min_tau <= 1:  # (also refuses NaN) Kendall's τ lies in [-1, 1]
+        raise ConfigError(f"--min-tau must be in [-1, 1] (Kendall's τ), got {shown(min_tau)}")
+    if not 0 < target_tau <= 1:
+        raise ConfigError(f"--target-tau must be in (0, 1], got {shown(target_tau)}")
+    return budgets
+
+
 def check_budgets(budgets: Sequence[int] | None) -> list[int]:
     """The curve's budgets, sorted and distinct; one-line errors for bad ones."""
     if not budgets:
@@ -119,7 +128,8 @@ def check_budgets(budgets: Sequence[int] | None) -> list[int]:
     check_limit("--budgets", "MAX_BUDGETS", len(budgets), MAX_BUDGETS)
     for b in budgets:
         if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-            raise ConfigError(f"--budgets: each budget is a number of training steps ≥ 1, got {b!r}")
+            raise ConfigError(f"--budgets: each budget is a number of training steps ≥ 1, got {shown(b)}")
+        check_limit("--budgets: a budget", "steps", b, MAX_STEPS)
     return sorted(set(budgets))
 
 

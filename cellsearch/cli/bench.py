@@ -43,21 +43,22 @@ def register(app: typer.Typer) -> None:
         if device == "cuda" and population is None:
             population = 32  # the GPU's population figure: K = 32 members
         names = tuple(c.strip() for c in cells.split(",") if c.strip())
+        populations = {}  # (made, so checked, before anything is timed)
+        if population is not None:
+            search = SearchConfig().train
+            sizes = {"population": (search["hidden_size"], search["batch_size"]),
+                     "population_bench_size": (hidden_size, batch)}
+            populations = {key: PopulationBenchConfig(k=population, hidden_size=h, batch=b, rounds=min(rounds, 5),
+                                                      threads=threads, device=device)
+                           for key, (h, b) in sizes.items()}
         with err_console.status("benchmarking...") as status:
             result = run_benchmark(names, cfg, progress=lambda msg: status.update(msg))
             if device == "cuda":  # the ratio against cuDNN at the sizes the GPU work is measured at
                 result["cudnn_sizes"] = bench_cudnn_sizes(tuple(n for n in names if n in ("lstm", "gru")),
                                                           rounds=min(rounds, 5), tf32=tf32,
                                                           progress=lambda msg: status.update(msg))
-            if population is not None:
-                search = SearchConfig().train
-                sizes = {"population": (search["hidden_size"], search["batch_size"]),
-                         "population_bench_size": (hidden_size, batch)}
-                for key, (h, b) in sizes.items():
-                    result[key] = bench_population(
-                        PopulationBenchConfig(k=population, hidden_size=h, batch=b, rounds=min(rounds, 5),
-                                              threads=threads, device=device),
-                        progress=lambda msg: status.update(msg))
+            for key, population_cfg in populations.items():
+                result[key] = bench_population(population_cfg, progress=lambda msg: status.update(msg))
         if json_out:
             print(json.dumps(result, indent=2))
             return

@@ -132,9 +132,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Retrain the search's top cells and baselines from scratch (longer, N seeds, learning-rate sweep);
         report mean ± CI, win rates and Welch tests in runs/NAME/evaluation/."""
-        from cellsearch.analysis.evaluation import ci_text, evaluate_run, format_value
+        from cellsearch.analysis.evaluation import check_evaluation_options, ci_text, evaluate_run, format_value
         from cellsearch.cli.progress import progress_bars
 
+        check_evaluation_options(top, confidence)  # (before the protocol's line: a refusal is one line)
         names = _baselines(baselines)  # before _setup prints the protocol: a refusal is the only line
         protocol, settings, lock = _setup("evaluate", run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend,
                                           address, cpus_per_trial, gpus_per_trial, data_dir, population, recipe)
@@ -184,12 +185,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """How well the search's scores predict retrained scores: Spearman and Kendall τ over a sample of cells,
         with a scatter plot, in runs/NAME/fidelity/; with --budgets, the same at each proxy budget (a curve)."""
-        from cellsearch.analysis.fidelity import fidelity_run
+        from cellsearch.analysis.fidelity import check_fidelity_options, fidelity_run
         from cellsearch.cli.progress import progress_bars
 
-        curve_budgets = _budgets(budgets)
-        if not 0 < target_tau <= 1:
-            raise ConfigError(f"--target-tau must be in (0, 1], got {target_tau:g}")
+        curve_budgets = check_fidelity_options(sample, _budgets(budgets), min_tau, target_tau)
         protocol, settings, lock = _setup("fidelity", run_dir, seeds, budget, minutes, tasks, lrs, parallel, backend,
                                           address, cpus_per_trial, gpus_per_trial, data_dir, population, recipe)
         try:

@@ -264,11 +264,17 @@ def register(app: typer.Typer) -> None:
         """Continue a prompt with a trained model: greedy by default, --temperature samples, --beam searches."""
         import torch
 
-        from cellsearch.nn.decoding import beam_search, greedy, sample
+        from cellsearch.limits import MAX_SEED, check_new_path, check_number
+        from cellsearch.nn.decoding import beam_search, check_decoding, greedy, sample
         from cellsearch.train import load_model
 
         if beam is not None and temperature is not None:
             raise ConfigError("use either --beam or --temperature, not both")
+        # every setting before the model is loaded
+        check_decoding(length, beam_size=beam, temperature=temperature, top_k=top_k, length_penalty=length_penalty)
+        check_number("--seed", seed, 0, "seed", MAX_SEED)
+        if attention_map is not None:
+            check_new_path("--attention-map", attention_map)
         model, vocab, ckpt = load_model(checkpoint)
         if attention_map is not None:
             if not (model.is_seq2seq and model.graph.memory):

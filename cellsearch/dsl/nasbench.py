@@ -421,6 +421,9 @@ def import_recipes(path: str | os.PathLike, out_dir: str | os.PathLike, *, force
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is not a directory: give the directory for the YAML cells")
+    limits.check_new_path("--output", out)
+    for g in cells:  # (every name before the first file: a name the file system refuses would leave half of them)
+        limits.check_file_name("cell file", f"{g.name}.yaml")
     texts = {out / f"{g.name}.yaml": dumps_cell(g) for g in cells}
     todo = [p for p, text in texts.items() if not _holds(p, text)]
     for p in todo:

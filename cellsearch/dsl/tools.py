@@ -130,6 +130,9 @@ def draw(graph: CellGraph, path: str | Path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in (".png", ".svg", ".pdf", ".dot", ".gv"):
         raise CellsearchError(f"cannot draw to '{path}': use a .png, .svg, .pdf or .dot file name")
+    from cellsearch.limits import check_new_path
+
+    check_new_path("the drawing", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".dot", ".gv"):
         path.write_text(to_dot(graph), encoding="utf-8")

@@ -51,6 +51,7 @@ from cellsearch.export.formats import (ONNX_OPSET, onnx_names, write_onnx, write
 from cellsearch.export.pysource import check_exportable, class_name, python_source
 from cellsearch.export.verify import CHECK_TOLERANCE
 from cellsearch.fileio import check_target, staged
+from cellsearch.limits import MAX_HIDDEN_SIZE, MAX_SEED, MAX_SEQUENCE_LENGTH, check_new_path, check_number
 
 
 def export_cell(graph: CellGraph | str, fmt: str, path: str | Path, *, input_size: int = 128,
@@ -70,9 +71,12 @@ def export_cell(graph: CellGraph | str, fmt: str, path: str | Path, *, input_siz
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format '{fmt}' (known: {', '.join(FORMATS)})")
-    for what, value in (("input size", input_size), ("hidden size", hidden_size), ("sequence length", seq_len)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"the {what} must be a positive integer, not {value!r}")
+    for what, value, limit, maximum in (("the input size", input_size, "hidden size", MAX_HIDDEN_SIZE),
+                                        ("the hidden size", hidden_size, "hidden size", MAX_HIDDEN_SIZE),
+                                        ("the sequence length", seq_len, "sequence length", MAX_SEQUENCE_LENGTH)):
+        check_number(what, value, 1, limit, maximum)
+    check_number("the seed", seed, 0, "seed", MAX_SEED)
+    check_new_path("the output file", path)  # (before anything is built or written)
     g = resolve_cell(graph)
     g.validate(warn=False)
     if not g.static:

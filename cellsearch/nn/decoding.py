@@ -21,7 +21,10 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-__all__ = ["greedy", "sample", "beam_search"]
+from cellsearch.errors import ConfigError
+from cellsearch.limits import MAX_BEAM, MAX_NEW_TOKENS, LimitError, check_number
+
+__all__ = ["greedy", "sample", "beam_search", "check_decoding", "DecodingError"]
 
 
 @contextlib.contextmanager
@@ -52,9 +55,32 @@ def _check_prompt(prompt: torch.Tensor, dims: int, shape: str) -> None:
         raise ValueError(f"prompt must hold token ids (torch.long), got {prompt.dtype}")
 
 
+class DecodingError(ConfigError, ValueError):
+    """A decoding setting out of its range: a ``ConfigError`` (one line at the command line) and,
+    as these functions have always raised, a ``ValueError``."""
+
+
+def check_decoding(max_new_tokens: int, *, beam_size: int | None = None, temperature: float | None = None,
+                   top_k: int | None = None, length_penalty: float = 0.0) -> None:
+    """Check decoding settings before any work (``cellsearch generate`` calls it before it loads the
+    model; the functions here check theirs): ``DecodingError``, or a ``LimitError`` past a limit."""
+    try:
+        check_number("max_new_tokens (--length)", max_new_tokens, 0, "generated tokens", MAX_NEW_TOKENS)
+        if beam_size is not None:
+            check_number("beam_size (--beam)", beam_size, 1, "beam", MAX_BEAM)
+        if temperature is not None:  # (a tiny one is fine: greedy in the limit; NaN and inf mean nothing)
+            check_number("temperature", temperature, 0, integer=False, low_open=True)
+        if top_k is not None:  # (more than the vocabulary keeps all of it)
+            check_number("top_k (--top-k)", top_k, 1)
+        check_number("length_penalty", length_penalty, 0, integer=False)
+    except LimitError:
+        raise
+    except ConfigError as exc:
+        raise DecodingError(str(exc)) from None
+
+
 def _check_length(max_new_tokens: int) -> None:
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    check_decoding(max_new_tokens)
 
 
 def _decode(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, eos_id: int | None,
@@ -123,10 +149,7 @@ def sample(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, temperat
     Returns:
         LongTensor (max_new_tokens, B) of sampled ids, on the model's device.
     """
-    if not temperature > 0:  # also rejects NaN
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+    check_decoding(max_new_tokens, temperature=temperature, top_k=top_k)
 
     def choose(logits: torch.Tensor) -> torch.Tensor:  # (B, V) → (B,)
         logits = logits.float()
@@ -175,11 +198,7 @@ def beam_search(model: nn.Module, prompt: torch.Tensor, beam_size: int, max_new_
         log-probabilities when ``length_penalty`` is 0). ``max_new_tokens=0`` gives ``[([], 0.0)]``.
     """
     _check_prompt(prompt, 1, "(T0,)")
-    _check_length(max_new_tokens)
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    if not length_penalty >= 0:
-        raise ValueError(f"length_penalty must be >= 0, got {length_penalty}")
+    check_decoding(max_new_tokens, beam_size=beam_size, length_penalty=length_penalty)
     if max_new_tokens == 0:
         return [([], 0.0)]
     device = _device(model, prompt.device)

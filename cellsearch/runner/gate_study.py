@@ -27,6 +27,7 @@ import random
 from typing import Any, Callable, Sequence
 
 from cellsearch.errors import ConfigError
+from cellsearch.limits import MAX_POPULATION, MAX_TRIALS, check_limit
 from cellsearch.population import shape_groups
 from cellsearch.runner.worker import train_population_job
 from cellsearch.train import map_in_workers
@@ -96,6 +97,9 @@ def study_jobs(task: str = "arith", trials_per_variant: int = 3, seeds: int = 1,
 
     if trials_per_variant < 1 or seeds < 1 or steps < 0:
         raise ConfigError("trials_per_variant and seeds must be at least 1, steps at least 0")
+    # (the runs are listed before any trains: their number is bounded before the list is made)
+    check_limit("trials per variant", "trials", trials_per_variant, MAX_TRIALS)
+    check_limit("seeds per trial", "population size", seeds, MAX_POPULATION)
     if not (1 <= hidden_range[0] <= hidden_range[1]):
         raise ConfigError(f"bad hidden_range {hidden_range}: need 1 <= low <= high")
     if not (0 < lr_range[0] <= lr_range[1]):

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from cellsearch import limits as L
 from cellsearch.errors import ConfigError
+from cellsearch.limits import check_number, shown
 from cellsearch.runner.source import FINISHED, threads_per_trial
 
 
@@ -32,10 +34,13 @@ class JobSettings:
     population: bool = True  # train the jobs of one cell and task as one population (cellsearch.population)
 
     def validate(self) -> None:
-        if self.parallel < 1:
-            raise ConfigError("--parallel must be at least 1")
+        check_number("--parallel", self.parallel, 1, "parallel", L.MAX_PARALLEL)
         if self.backend not in ("ray", "local"):
-            raise ConfigError(f"backend must be ray or local, not {self.backend!r}")
+            raise ConfigError(f"backend must be ray or local, not {shown(self.backend)}")
+        if self.cpus_per_trial is not None:
+            check_number("--cpus-per-trial", self.cpus_per_trial, 1, "threads", L.MAX_THREADS)
+        check_number("--gpus-per-trial", self.gpus_per_trial, 0, "gpus per trial", L.MAX_GPUS_PER_TRIAL, integer=False)
+        check_number("max_failures", self.max_failures, 0, "trials", L.MAX_TRIALS)
 
 
 class JobQueue:

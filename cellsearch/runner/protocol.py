@@ -23,7 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cellsearch import limits as L
 from cellsearch.errors import CellWarning, ConfigError
+from cellsearch.limits import check_limit, check_number, shown
 from cellsearch.results import run_config
 
 DEFAULT_LR_FACTORS = (0.5, 1.0, 2.0)
@@ -58,12 +60,32 @@ class Protocol:
                 raise ConfigError(f"unknown task '{t}' (known: {', '.join(TASK_NAMES)})")
         if self.steps is None and self.minutes is None:
             raise ConfigError("give a budget: --budget STEPS or --minutes M")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError("--budget must be at least 1 step")
-        if self.seeds < 1:
-            raise ConfigError("--seeds must be at least 1")
+        if self.steps is not None:
+            check_number("--budget", self.steps, 1, "steps", L.MAX_STEPS)
+        if self.minutes is not None:
+            check_number("--minutes", self.minutes, 0, "training time", L.MAX_TRAINING_SECONDS / 60, integer=False,
+                         low_open=True)
+        check_number("--seeds", self.seeds, 1, "population size", L.MAX_POPULATION)
         if not self.lr_factors or any(not (f > 0 and math.isfinite(f)) for f in self.lr_factors):
-            raise ConfigError(f"learning-rate factors must be positive numbers, got {list(self.lr_factors)}")
+            raise ConfigError(f"learning-rate factors must be positive numbers, got {shown(list(self.lr_factors))}")
+        # a cell's learning rates and seeds train as one population
+        check_limit(f"trainings of a cell and task ({len(self.lr_factors)} learning rates × {self.seeds} seeds)",
+                    "population size", len(self.lr_factors) * self.seeds, L.MAX_POPULATION)
+        for lr in self.learning_rates:
+            check_number("a learning rate of the sweep (--lrs × the search's lr)", lr, 0, integer=False, low_open=True)
+        self.check_training()
+
+    def check_training(self) -> None:
+        """The retrainings' settings on each task, as the trainer will check them, and their memory."""
+        from cellsearch.train import TrainConfig, check_training_memory
+
+        for task in self.tasks:
+            cfg = TrainConfig.from_dict({**self.train, "task": task, "steps": self.steps,
+                                         "seconds": self.minutes * 60 if self.minutes else None,
+                                         "task_options": self.task_options.get(task, {})},
+                                        "training settings of the retrainings")
+            cfg.validate()
+            check_training_memory(cfg, members=len(self.lr_factors) * self.seeds)
 
     @property
     def base_lr(self) -> float:

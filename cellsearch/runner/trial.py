@@ -24,6 +24,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+from cellsearch.limits import MAX_SEED
 from cellsearch.outcome import TrialOutcome
 from cellsearch.strategies.base import Stage
 from cellsearch.tasks import primary_metric
@@ -103,8 +104,9 @@ def _evaluate(config: dict[str, Any], report, start: float) -> TrialOutcome:
                                      "seconds": budget.get("seconds"), "seed": seed, "data_dir": config.get("data_dir"),
                                      "task_options": task_options, "eval_every": eval_every, "threads": None,
                                      "device": base.get("device", "auto")})
-        # setting k with its j-th seed (seed + k + K·j: one seed per setting is the classic trial)
-        members = [(k, Member(seed=seed + k + len(settings) * j, **hp))
+        # setting k with its j-th seed (seed + k + K·j: one seed per setting is the classic trial),
+        # wrapped round to stay a valid seed when the search's seed is near the largest (limits.MAX_SEED)
+        members = [(k, Member(seed=(seed + k + len(settings) * j) % (MAX_SEED + 1), **hp))
                    for j in range(seeds) for k, hp in enumerate(settings)]
         running: list[float] = []
         pending: dict[int, dict[int, dict]] = {}  # evaluation step -> member -> its metrics

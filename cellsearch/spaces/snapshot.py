@@ -45,7 +45,9 @@ def snapshot_space(source: str | os.PathLike, folder: str | Path) -> Path:
         for i, ref in enumerate(data[field]):
             looks_like_path = Path(ref).suffix in (".yaml", ".yml") or "/" in ref or os.sep in ref
             if looks_like_path:  # (built-in names stay names)
-                copy = Path("cells") / f"{field}-{i}-{Path(ref).stem}.yaml"
+                # (the file's stem cut to 100 bytes of UTF-8: with the prefix it stays a name the file system takes)
+                stem = Path(ref).stem.encode("utf-8", "surrogatepass")[:100].decode("utf-8", "ignore")
+                copy = Path("cells") / f"{field}-{i}-{stem}.yaml"
                 save_cell(load_cell(ref, warn=False), folder / copy)
                 ref = copy.as_posix()
             refs.append(ref)

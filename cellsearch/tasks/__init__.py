@@ -34,6 +34,7 @@ def primary_metric(name: str) -> str:
 def make_task(name: str, seed: int = 0, data_dir: str | None = None, **options: Any) -> Task:
     """Build a task by name; ``options`` go to its constructor (e.g. ``max_digits=4``)."""
     cls = task_class(name)
+    cls.check_options(options)  # (before anything is generated or read)
     try:
         if name == "ptb":  # a fixed corpus: no seed, data from a directory
             return cls(data_dir=data_dir, **options)

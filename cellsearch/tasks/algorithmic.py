@@ -27,14 +27,19 @@ from abc import abstractmethod
 from typing import Any
 
 from cellsearch.errors import ConfigError
+from cellsearch.limits import MAX_RECALL_ITEM_LENGTH, MAX_TASK_LENGTH, check_limit
 from cellsearch.tasks.synthetic import ExampleTask
 
-MAX_LENGTH = 1000  # longest sequence a task may be asked for (training or the long evaluation)
+MAX_LENGTH = MAX_TASK_LENGTH  # longest sequence a task may be asked for (training or the long evaluation)
 LONG_OFFSETS = {"valid": 3_000_017, "test": 4_000_037}
 
 
-def _check(name: str, value: Any, low: float, high: float, integer: bool = True) -> None:
+def _check(name: str, value: Any, low: float, high: float, integer: bool = True, limit: str | None = None) -> None:
+    """``value`` in [low, high]; past ``high``, a ``LimitError`` naming ``limit`` when one is given."""
     kinds = (int,) if integer else (int, float)
+    if limit is not None and not isinstance(value, bool) and isinstance(value, kinds) and math.isfinite(value) \
+            and value > high >= low:
+        check_limit(f"task option {name}", limit, value, high)
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
             or not low <= value <= high:
         what = "an integer" if integer else "a number"
@@ -49,16 +54,31 @@ class AlgorithmicTask(ExampleTask):
 
     def __init__(self, seed: int = 0, min_length: int = 1, max_length: int = 10, symbols: int = 8,
                  long_factor: float = 2.0, eval_examples: int | None = None):
-        _check("min_length", min_length, 1, MAX_LENGTH)
-        _check("max_length", max_length, min_length, MAX_LENGTH)
-        _check("symbols", symbols, 2, 26)
-        _check("long_factor", long_factor, 1, MAX_LENGTH / max_length, integer=False)
+        self.check_values({"min_length": min_length, "max_length": max_length, "symbols": symbols,
+                           "long_factor": long_factor, "eval_examples": eval_examples})
         self.min_length, self.max_length, self.symbols = min_length, max_length, symbols
         self.long_factor = float(long_factor)
         self.letters = self.symbol_alphabet()
         self.alphabet = self.letters + self.separators
         self._long: dict[str, list[tuple[str, str]]] = {}
         super().__init__(seed, eval_examples)
+
+    @classmethod
+    def check_values(cls, values: dict[str, Any]) -> None:
+        _check("min_length", values["min_length"], cls.shortest, MAX_LENGTH, limit="task length")
+        _check("max_length", values["max_length"], values["min_length"], MAX_LENGTH, limit="task length")
+        _check("symbols", values["symbols"], 2, 26)
+        _check("long_factor", values["long_factor"], 1, MAX_LENGTH / values["max_length"], integer=False)
+        super().check_values(values)
+
+    shortest = 1  # the shortest sequence a task can make
+
+    @classmethod
+    def longest_sequence(cls, values: dict[str, Any]) -> int:
+        # generous for every task here: a prompt of max_length items (recall: of item_length symbols
+        # and a separator each) and an answer no longer than the prompt, with <bos>/<eos>
+        item = values.get("item_length", 1) + 1
+        return 2 * (values["max_length"] * item + item + 2) + 2
 
     def symbol_alphabet(self) -> str:
         return string.ascii_lowercase[:self.symbols]
@@ -147,12 +167,19 @@ class RecallTask(AlgorithmicTask):
     name = "recall"
     separators = "|?="
 
+    shortest = 2  # a query needs a successor
+
     def __init__(self, seed: int = 0, min_length: int = 2, max_length: int = 6, symbols: int = 8,
                  item_length: int = 3, long_factor: float = 2.0, eval_examples: int | None = None):
-        _check("item_length", item_length, 1, 32)
-        _check("min_length", min_length, 2, MAX_LENGTH)  # a query needs a successor
+        _check("item_length", item_length, 1, MAX_RECALL_ITEM_LENGTH, limit="recall item length")
         self.item_length = item_length
         super().__init__(seed, min_length, max_length, symbols, long_factor, eval_examples)
+
+    @classmethod
+    def check_values(cls, values: dict[str, Any]) -> None:
+        if "item_length" in values:  # (absent when __init__ checked it already, before the base class's check)
+            _check("item_length", values["item_length"], 1, MAX_RECALL_ITEM_LENGTH, limit="recall item length")
+        super().check_values(values)
 
     def example_of_length(self, rng: random.Random, length: int) -> tuple[str, str]:
         items = [_letters(rng, self.letters, self.item_length) for _ in range(length)]

@@ -14,6 +14,8 @@ import random
 import string
 from typing import Any
 
+from cellsearch.errors import ConfigError
+from cellsearch.limits import MAX_ARITH_DIGITS, MAX_DISTRACTORS, check_number, shown
 from cellsearch.tasks.synthetic import ExampleTask
 
 DIGITS = "0123456789"
@@ -27,18 +29,29 @@ class ArithmeticTask(ExampleTask):
 
     def __init__(self, seed: int = 0, max_digits: int = 8, max_distractors: int = 3,
                  eval_examples: int | None = None):
-        try:  # (the draws below take exact integers: numpy's too, not 3.0)
-            max_digits, max_distractors = operator.index(max_digits), operator.index(max_distractors)
-        except TypeError:
-            raise TypeError(f"max_digits and max_distractors must be integers, got {max_digits!r} and "
-                            f"{max_distractors!r}") from None
-        if max_digits < 1:
-            raise ValueError("max_digits must be at least 1")
-        if max_distractors < 0:
-            raise ValueError("max_distractors must be at least 0")
-        self.max_digits = max_digits
-        self.max_distractors = max_distractors
+        self.check_values({"max_digits": max_digits, "max_distractors": max_distractors})
+        # (the draws below take exact integers: numpy's too, not 3.0)
+        self.max_digits = operator.index(max_digits)
+        self.max_distractors = operator.index(max_distractors)
         super().__init__(seed, eval_examples)
+
+    @classmethod
+    def check_values(cls, values: dict[str, Any]) -> None:
+        digits, distractors = values.get("max_digits"), values.get("max_distractors")
+        try:
+            operator.index(digits), operator.index(distractors)
+        except TypeError:
+            raise ConfigError(f"bad option for task 'arith': max_digits and max_distractors must be integers, got "
+                              f"{shown(digits)} and {shown(distractors)}") from None
+        check_number(cls.option("max_digits"), digits, 1, "arith digits", MAX_ARITH_DIGITS)
+        check_number(cls.option("max_distractors"), distractors, 0, "arith distractors", MAX_DISTRACTORS)
+        super().check_values(values)
+
+    @classmethod
+    def longest_sequence(cls, values: dict[str, Any]) -> int:
+        plain = 2 * values["max_digits"] + 2  # a op b =
+        prompt = plain + (plain - 1) * values["max_distractors"]
+        return prompt + values["max_digits"] + 2 + 1  # the answer (sign, carry) and <bos>/<eos>
 
     # The examples draw through ``Random._randbelow`` directly: ``randint(a, b)`` is
     # ``a + _randbelow(b - a + 1)`` and ``choice(s)`` is ``s[_randbelow(len(s))]`` in CPython, so the

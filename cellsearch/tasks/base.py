@@ -118,6 +118,53 @@ class Task(ABC):
         """The task's settings, stored with results and checkpoints."""
         return {"name": self.name}
 
+    # ------------------------------------------------------------------ options, checked before the task is built
+    # The options (keyword arguments of ``__init__`` but the seed and the data folder) are checked
+    # by ``check_options`` without building the task, so a training's settings can be refused
+    # before anything is generated, read or written (``TrainConfig.validate``); ``__init__``
+    # checks its arguments through the same ``check_values``.
+    vocab_bound: int = 64  # at most this many tokens in the vocabulary (for the memory estimate)
+    NOT_OPTIONS = ("self", "seed", "data_dir")
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Every option of the task (``options`` over the defaults), after checking that each is one
+        the task has and in its range: a one-line ``ConfigError`` (``LimitError`` past a limit)."""
+        import inspect
+
+        from cellsearch.limits import shown
+
+        params = inspect.signature(cls.__init__).parameters
+        known = [p for p in params if p not in cls.NOT_OPTIONS]
+        for key in options:
+            if key not in known:
+                raise ConfigError(f"bad option for task '{cls.name}': it has no option {shown(key)} "
+                                  f"(options: {', '.join(known)})")
+        values = {p: params[p].default for p in known if params[p].default is not inspect.Parameter.empty}
+        values.update(options)
+        cls.check_values(values)
+        return values
+
+    @classmethod
+    def check_values(cls, values: dict[str, Any]) -> None:
+        """Check the task's options (all of them, defaults filled in); see ``check_options``."""
+
+    @classmethod
+    def option(cls, key: str) -> str:
+        """How an error names option ``key`` of this task."""
+        return f"bad option for task '{cls.name}': {key}"
+
+    @classmethod
+    def sizes(cls, options: dict[str, Any]) -> tuple[int, int]:
+        """(at most how many tokens the vocabulary has, at most how many time steps a training
+        sequence has) with these options: what the memory estimate of a training needs."""
+        return cls.vocab_bound, cls.longest_sequence(cls.check_options(options))
+
+    @classmethod
+    def longest_sequence(cls, values: dict[str, Any]) -> int:
+        """The most time steps a training sequence has with the options ``values``."""
+        raise NotImplementedError
+
     layout: str = "lm"  # "lm": one sequence a model reads and continues; "seq2seq": source → target
     layouts: tuple[str, ...] = ("lm",)  # the layouts this task can make
 

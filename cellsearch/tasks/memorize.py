@@ -11,6 +11,8 @@ import random
 import string
 from typing import Any
 
+from cellsearch.errors import ConfigError
+from cellsearch.limits import MAX_TASK_LENGTH, check_number
 from cellsearch.tasks.synthetic import ExampleTask
 
 
@@ -19,12 +21,23 @@ class MemorizeTask(ExampleTask):
     primary_metric = "accuracy"
 
     def __init__(self, seed: int = 0, length: int = 5, symbols: int = 26, eval_examples: int | None = None):
-        if not 1 <= symbols <= 26:
-            raise ValueError("symbols must be between 1 and 26")
+        self.check_values({"length": length, "symbols": symbols})
         self.length = length
         self.symbols = symbols
         self.alphabet = string.ascii_lowercase[:symbols] + "="
         super().__init__(seed, eval_examples)
+
+    @classmethod
+    def check_values(cls, values: dict[str, Any]) -> None:
+        check_number(cls.option("length"), values.get("length"), 1, "task length", MAX_TASK_LENGTH)
+        check_number(cls.option("symbols"), values.get("symbols"), 1)
+        if values["symbols"] > 26:  # (the letters a-z)
+            raise ConfigError(f"{cls.option('symbols')} must be between 1 and 26, not {values['symbols']}")
+        super().check_values(values)
+
+    @classmethod
+    def longest_sequence(cls, values: dict[str, Any]) -> int:
+        return 2 * values["length"] + 2
 
     def make_example(self, rng: random.Random) -> tuple[str, str]:
         seq = "".join(rng.choice(self.alphabet[:-1]) for _ in range(self.length))

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from cellsearch.errors import ConfigError
+from cellsearch.limits import MAX_EVAL_TOKENS, MAX_SEQUENCE_LENGTH, check_number
 from cellsearch.tasks.base import Batch, Stream, Task, Vocab
 from cellsearch.tasks.data import DATASETS, verify
 from cellsearch.tasks.streams import batchify, chunk, evaluate_stream
@@ -103,11 +104,10 @@ class PTBTask(Task):
     name = "ptb"
     primary_metric = "word_prob"
 
+    vocab_bound = 10_001  # the training set's 10,000 words and <eos>
+
     def __init__(self, data_dir: str | Path | None = None, bptt: int = 35, eval_tokens: int | None = None):
-        if bptt < 1:
-            raise ConfigError(f"bptt must be at least 1, got {bptt}")
-        if eval_tokens is not None and eval_tokens < 2:
-            raise ConfigError(f"eval_tokens must be at least 2 (or None for the whole split), got {eval_tokens}")
+        self.check_values({"bptt": bptt, "eval_tokens": eval_tokens})
         self.bptt = bptt
         self.eval_tokens = eval_tokens
         self.folder = verify("ptb", data_dir)
@@ -119,6 +119,16 @@ class PTBTask(Task):
         ordered = sorted(counts, key=lambda w: (-counts[w], w))
         self.vocab = Vocab(ordered, specials=(EOS,))
         self._ids = {split: torch.tensor(self.vocab.encode(w), dtype=torch.long) for split, w in words.items()}
+
+    @classmethod
+    def check_values(cls, values: dict[str, Any]) -> None:
+        check_number(cls.option("bptt"), values["bptt"], 1, "sequence length", MAX_SEQUENCE_LENGTH)
+        if values["eval_tokens"] is not None:  # (None: the whole split)
+            check_number(cls.option("eval_tokens"), values["eval_tokens"], 2, "evaluation tokens", MAX_EVAL_TOKENS)
+
+    @classmethod
+    def longest_sequence(cls, values: dict[str, Any]) -> int:
+        return values["bptt"]
 
     def tokens(self, split: str) -> torch.Tensor:
         """The split's token ids as one (N,) long tensor (``<eos>`` included)."""

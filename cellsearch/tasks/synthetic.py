@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from cellsearch.limits import MAX_EVAL_EXAMPLES, check_number
 from cellsearch.tasks.base import Batch, Stream, Task, Vocab, bits, start_state
 
 SPLIT_OFFSETS = {"valid": 1_000_003, "test": 2_000_003}
@@ -34,6 +35,7 @@ class ExampleTask(Task):
 
     def __init__(self, seed: int = 0, eval_examples: int | None = None):
         self.seed = seed
+        self.check_eval_examples(eval_examples)
         if eval_examples is not None:
             self.eval_examples = eval_examples
         self.vocab = Vocab(list(self.alphabet))
@@ -42,6 +44,16 @@ class ExampleTask(Task):
     @abstractmethod
     def make_example(self, rng: random.Random) -> tuple[str, str]:
         """One (prompt, answer) pair."""
+
+    @classmethod
+    def check_values(cls, values: dict[str, Any]) -> None:
+        cls.check_eval_examples(values.get("eval_examples"))
+
+    @classmethod
+    def check_eval_examples(cls, value: int | None) -> None:
+        # (none: the class's own number; 0 would score every model 0.0, an average over nothing)
+        if value is not None:
+            check_number(cls.option("eval_examples"), value, 1, "evaluation examples", MAX_EVAL_EXAMPLES)
 
     # ------------------------------------------------------------------ data
     def split(self, name: str) -> list[tuple[str, str]]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from cellsearch.limits import MAX_EVAL_TOKENS, MAX_SEQUENCE_LENGTH, MAX_XML_STEPS, check_number
 from cellsearch.tasks.base import Batch, Stream, Task, Vocab, bits
 from cellsearch.tasks.streams import evaluate_stream
 from cellsearch.tasks.synthetic import SPLIT_OFFSETS
@@ -73,13 +74,29 @@ class XMLTask(Task):
     name = "xml"
     primary_metric = "accuracy"
 
+    vocab_bound = len(ALPHABET)
+    EVAL_BATCH = 16  # at most this many columns of the validation stream are read at once
+
     def __init__(self, seed: int = 0, max_steps: int = 50, bptt: int = 35, eval_chars: int = 20_000):
+        self.check_values({"max_steps": max_steps, "bptt": bptt, "eval_chars": eval_chars})
         self.seed = seed
         self.max_steps = max_steps
         self.bptt = bptt
         self.eval_chars = eval_chars
         self.vocab = Vocab(list(ALPHABET), specials=())
         self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def check_values(cls, values: dict[str, Any]) -> None:
+        check_number(cls.option("max_steps"), values["max_steps"], 1, "xml steps", MAX_XML_STEPS)
+        check_number(cls.option("bptt"), values["bptt"], 1, "sequence length", MAX_SEQUENCE_LENGTH)
+        # the evaluation reads the stream in EVAL_BATCH columns of at least two characters
+        check_number(cls.option("eval_chars"), values["eval_chars"], 2 * cls.EVAL_BATCH, "evaluation tokens",
+                     MAX_EVAL_TOKENS)
+
+    @classmethod
+    def longest_sequence(cls, values: dict[str, Any]) -> int:
+        return values["bptt"]
 
     def document(self, rng: random.Random) -> str:
         return make_document(rng, self.max_steps)
@@ -104,7 +121,7 @@ class XMLTask(Task):
 
     def evaluate(self, model, split: str = "valid", batch_size: int = 16) -> dict[str, float]:
         ids, flags = self.split(split)
-        m = evaluate_stream(model, ids, min(batch_size, 16), self.bptt, flags)
+        m = evaluate_stream(model, ids, min(batch_size, self.EVAL_BATCH), self.bptt, flags)
         return {"loss": m["loss"], "accuracy": m["accuracy"], "predictable_accuracy": m["flagged_accuracy"],
                 "bpc": bits(m["loss"])}
 
