@@ -133,15 +133,6 @@ def check_limit(what: str, limit: str, value: int | float, maximum: int | float)
         raise LimitError(what, limit, value, maximum)
 
 
-def check_file_size(path, limit: str, maximum: int) -> int:
-    """The size of ``path`` in bytes, after checking it against ``maximum``."""
-    import os
-
-    size = os.stat(path).st_size
-    check_limit(str(path), limit, size, maximum)
-    return size
-
-
 def check_number(what: str, value: object, low: int | float, limit: str | None = None,
                  maximum: int | float | None = None, *, integer: bool = True, low_open: bool = False) -> None:
     """Check that ``value`` is a number (an integer if ``integer``; finite; never a bool) of at least

@@ -27,3 +27,15 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(before)
+
+
+# The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup`, the README's test command).
+# The modules whose tests start local Ray clusters run on one worker, one after another: two
+# clusters at once on a 2-core machine would oversubscribe it and stretch Ray's start-up timeouts.
+_RAY_MODULES = {"test_search", "test_evaluate", "test_jobs", "test_ray_cleanup", "test_analysis"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in _RAY_MODULES:
+            item.add_marker(pytest.mark.xdist_group("ray"))

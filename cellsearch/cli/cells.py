@@ -91,7 +91,7 @@ def draw_cmd(cell: CellArg,
     from cellsearch.library import resolve_cell
 
     path = draw(resolve_cell(cell), output)
-    console.print(f"wrote {path}")
+    console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("code")

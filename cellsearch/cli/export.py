@@ -43,4 +43,4 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"'{source}' is neither a built-in cell, a YAML file nor a search run directory")
             files = export_cell(resolve_cell(source), fmt, output, **kw)
         for f in files:
-            console.print(f"wrote {f}", markup=False, highlight=False)
+            console.print(f"wrote {f}", markup=False, highlight=False, soft_wrap=True)

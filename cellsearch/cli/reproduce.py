@@ -47,4 +47,5 @@ def jozefowicz_cmd(
         runs, table = reproduce_jozefowicz(budget, seeds, out, str(data_dir.resolve()) if data_dir else None, workers,
                                            cell_list, task_list, progress)
     console.print((out / "table.md").read_text(), markup=False, highlight=False)
-    console.print(f"wrote {out / 'results.csv'}, {out / 'table.csv'}, {out / 'table.md'}")
+    console.print(f"wrote {out / 'results.csv'}, {out / 'table.csv'}, {out / 'table.md'}", markup=False, highlight=False,
+                  soft_wrap=True)

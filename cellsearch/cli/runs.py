@@ -18,7 +18,7 @@ def _summarise(df, out: Path) -> None:
     line = f"wrote {out}: {len(df)} rows, {df['hash'].nunique()} distinct cells, {len(ok)} with a score"
     if best is not None:
         line += f"; best {best['hash']} ({best['cell_name']}) score {best['score']:.4g}"
-    console.print(line, highlight=False)
+    console.print(line, markup=False, highlight=False, soft_wrap=True)  # (a path is never wrapped)
 
 
 @app.command("export")

@@ -483,11 +483,11 @@ def check_cell_name(name: object) -> None:
     ``MAX_NAME_CHARS`` characters)."""
     if not isinstance(name, str):
         raise CellError(f"the cell name must be a string, got {shown(name)}")
+    if not _CELL_NAME.match(name):  # (before the length: what to change matters more than how much)
+        raise CellError(f"cell name {shown(name)} is not allowed: use {CELL_NAME_RULE}")
     if len(name) > limits.MAX_NAME_CHARS:
         raise CellError(exceeds(f"cell name {shown(name, 24)} of length", len(name), "name length",
                                 f"{limits.MAX_NAME_CHARS} characters"))
-    if not _CELL_NAME.match(name):
-        raise CellError(f"cell name {shown(name)} is not allowed: use {CELL_NAME_RULE}")
 
 
 def cell_name_from(text: str) -> str:
