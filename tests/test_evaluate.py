@@ -292,7 +292,7 @@ def test_fidelity_curve_without_a_budget_reaching_the_target(run_copy, monkeypat
     (["--budgets", "100,abc"], "--budgets must be comma-separated step counts"),
     (["--budgets", "0,100"], "each budget is a number of training steps ≥ 1"),
     (["--budgets", ","], "--budgets is empty"),
-    (["--budgets", ",".join(str(i) for i in range(1, 20))], "exceeds limit 'MAX_BUDGETS'"),
+    (["--budgets", ",".join(str(i) for i in range(1, 20))], "exceeds limit 'budgets'"),
     (["--budgets", "10", "--target-tau", "1.5"], "--target-tau must be in (0, 1]"),
 ])
 def test_fidelity_curve_bad_options_are_one_line_and_change_nothing(run_copy, args, message):

@@ -421,3 +421,32 @@ def test_written_cells_stay_within_the_limits():
     for form in ("equations", "graph"):
         back = loads_cell(dumps_cell(graph, form), warn=False)
         assert canonical_hash(back) == canonical_hash(graph)
+
+
+def test_every_limit_named_in_the_code_has_a_row_in_the_readme():
+    """The README's limits table is the user's list of limits: every limit name the package passes
+    to the limit checks (``check_limit``, ``LimitError``, ``exceeds``, ``check_number``, the bounded
+    readers) must have a row there."""
+    import ast
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    position = {"check_limit": 1, "LimitError": 1, "FileTooLargeError": 1, "exceeds": 2, "check_number": 3,
+                "opened_regular": 1, "check_regular": 1, "read_regular": 1}
+    named: dict[str, str] = {}
+    for path in (root / "cellsearch").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+            if func not in position:
+                continue
+            args = [*node.args] + [kw.value for kw in node.keywords if kw.arg == "limit"]
+            i = position[func] if len(node.args) > position[func] else len(node.args)
+            if i < len(args) and isinstance(args[i], ast.Constant) and isinstance(args[i].value, str):
+                named.setdefault(args[i].value, f"{path.relative_to(root)}:{node.lineno}")
+    assert len(named) > 30, named  # the scan finds the limits (it must not pass by finding none)
+    rows = [line for line in (root / "README.md").read_text(encoding="utf-8").splitlines() if line.startswith("| `")]
+    in_table = set(re.findall(r"`([^`]+)`", "\n".join(row.split(" | ")[0] for row in rows)))
+    missing = {name: where for name, where in named.items() if name not in in_table}
+    assert not missing, f"limits without a row in the README's limits table: {missing}"

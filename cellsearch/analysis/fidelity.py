@@ -125,7 +125,7 @@ def check_budgets(budgets: Sequence[int] | None) -> list[int]:
     """The curve's budgets, sorted and distinct; one-line errors for bad ones."""
     if not budgets:
         return []
-    check_limit("--budgets", "MAX_BUDGETS", len(budgets), MAX_BUDGETS)
+    check_limit("--budgets", "budgets", len(budgets), MAX_BUDGETS)
     for b in budgets:
         if isinstance(b, bool) or not isinstance(b, int) or b < 1:
             raise ConfigError(f"--budgets: each budget is a number of training steps ≥ 1, got {shown(b)}")
