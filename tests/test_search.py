@@ -230,11 +230,13 @@ def test_search_on_a_real_ray_cluster(tmp_path):
                    stderr=subprocess.DEVNULL, timeout=60)
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     node = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
-    subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false", *node], check=True,
-                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=180)
+    sessions = []  # each `ray start` leads a session of its own; its daemons stay in it after it returns
     try:
-        subprocess.run([ray_bin, "start", f"--address=127.0.0.1:{port}", *node], check=True, env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=180)
+        for args in (["--head", f"--port={port}", "--include-dashboard=false"], [f"--address=127.0.0.1:{port}"]):
+            start = subprocess.Popen([ray_bin, "start", *args, *node], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+            sessions.append(start.pid)
+            assert start.wait(timeout=180) == 0
         res = runner.invoke(app, ["search", "--space", "greff", "--strategy", "random", "--trials", "4",
                                   "--parallel", "2", "--budget", "20", "--hidden", "8", "--cpus-per-trial", "1",
                                   "--address", f"127.0.0.1:{port}", "--name", "cluster", "--runs", str(tmp_path),
@@ -250,8 +252,38 @@ def test_search_on_a_real_ray_cluster(tmp_path):
     finally:
         if ray.is_initialized():
             ray.shutdown()
-        subprocess.run([ray_bin, "stop", "--force"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       timeout=120)
+        _end_sessions(sessions)  # exactly the nodes this test started (never `ray stop`: it stops every Ray here)
+
+
+def _session_members(sessions: list[int]) -> list[int]:
+    """The pids of the processes in the given sessions (field 6 of /proc/PID/stat)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()  # state, ppid, pgrp, session, ...
+            if int(fields[3]) in sessions and fields[0] != "Z":  # (a zombie has exited already)
+                pids.append(int(entry.name))
+    return pids
+
+
+def _end_sessions(sessions: list[int]) -> None:
+    """Stop every process of the given sessions: SIGTERM, up to 30 s to exit, then SIGKILL."""
+    for sig, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
+        for pid in _session_members(sessions):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while _session_members(sessions) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not _session_members(sessions):
+            return
+    assert not _session_members(sessions), "the test's Ray nodes did not stop"
 
 
 def test_stage_counts_show_filter_rejections(tmp_path):
