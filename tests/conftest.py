@@ -20,6 +20,23 @@ settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished tiny search (``tests.hostile.tiny``), one per test module; don't change it."""
+    from tests.hostile import finished_search
+
+    return finished_search(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    """A private copy of ``finished_run``, free to damage."""
+    import shutil
+    from pathlib import Path
+
+    return Path(shutil.copytree(finished_run, tmp_path / "runs" / "done"))
+
+
 @pytest.fixture
 def float64():
     """torch's default dtype float64 for the test (differential tests compare to ~1e-10)."""

@@ -105,3 +105,27 @@ def unchanged(*roots: str | Path):
     after = [tree_digest(r) for r in roots]
     for root, b, a in zip(roots, before, after):
         assert a == b, f"files below {root} changed: {sorted(set(a.items()) ^ set(b.items()))[:5]}"
+
+
+# ---------------------------------------------------------------------- a tiny search to damage
+TINY_TRAIN = {"hidden_size": 8, "batch_size": 4, "lr": 1e-2}
+TINY_TASKS = {"arith": {"max_digits": 2, "eval_examples": 20}}
+
+
+def tiny(name: str, **kw):
+    """A search of three 2-step trials on the greff space, in-process (no Ray): seconds to run."""
+    from cellsearch.settings import SearchConfig
+
+    cfg = SearchConfig(name=name, space="greff", strategy="random", trials=3, steps=2, backend="local",
+                       train=dict(TINY_TRAIN), task_options=dict(TINY_TASKS))
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def finished_search(runs: Path) -> Path:
+    """A finished ``tiny`` search named ``done`` below ``runs``."""
+    from cellsearch.runner.search import SearchRun
+
+    SearchRun(tiny("done"), runs).run()
+    return runs / "done"

@@ -20,37 +20,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from cellsearch.runner.search import SearchRun
-from cellsearch.settings import SearchConfig
 from cellsearch.store import Store
 from tests.hostile import cli, refused, tree_digest, unchanged
 
 pytestmark = pytest.mark.timeout(60)
 
-TINY_TRAIN = {"hidden_size": 8, "batch_size": 4, "lr": 1e-2}
-TINY_TASKS = {"arith": {"max_digits": 2, "eval_examples": 20}}
 TRAIN = ["--steps", "2", "--hidden", "8", "--batch-size", "4", "--no-progress", "--json"]
-
-
-def tiny(name: str, **kw) -> SearchConfig:
-    cfg = SearchConfig(name=name, space="greff", strategy="random", trials=3, steps=2, backend="local",
-                       train=dict(TINY_TRAIN), task_options=dict(TINY_TASKS))
-    for k, v in kw.items():
-        setattr(cfg, k, v)
-    return cfg
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    runs = tmp_path_factory.mktemp("runs")
-    SearchRun(tiny("done"), runs).run()
-    return runs / "done"
-
-
-@pytest.fixture
-def run_copy(finished_run, tmp_path) -> Path:
-    """A private copy of a finished search, free to damage."""
-    return Path(shutil.copytree(finished_run, tmp_path / "runs" / "done"))
 
 
 @pytest.fixture

@@ -205,7 +205,7 @@ def test_local_ray_is_shut_down_however_the_run_ends(tune_module, monkeypatch, e
             raise error()
     (init, kw), (shutdown, _) = fake.calls
     assert (init, shutdown) == ("init", "shutdown")
-    assert kw["include_dashboard"] is False and "address" not in kw
+    assert kw["include_dashboard"] is False and kw["address"] == "local"  # never a cluster `ray start` left
     assert os.environ["RAY_prestart_worker_first_driver"] == "0"  # no idle workers that no trial uses
 
 

@@ -249,6 +249,15 @@ def test_search_on_a_real_ray_cluster(tmp_path):
         df = read_results(tmp_path / "cluster")
         ran = set(df[df.reused_from.isna()].node)
         assert ran and ran <= nodes  # every trial ran on a node of that cluster
+        ray.shutdown()
+        # a search without --address starts a Ray of its own even while this cluster runs (ray.init
+        # with no address would join it, and refuse the search's num_cpus in a traceback)
+        res = runner.invoke(app, ["search", "--space", "greff", "--strategy", "random", "--trials", "2",
+                                  "--budget", "5", "--hidden", "8", "--name", "alone", "--runs", str(tmp_path),
+                                  "--no-progress"])
+        assert res.exit_code == 0, res.output
+        alone = read_results(tmp_path / "alone")
+        assert len(alone) == 2 and not set(alone[alone.reused_from.isna()].node) & nodes
     finally:
         if ray.is_initialized():
             ray.shutdown()

@@ -233,7 +233,10 @@ def ray_session(cfg) -> Iterator[None]:
             # the raylet would prestart idle workers (one per CPU) for the first driver; Tune's trials
             # never use them (each starts a worker of its own), so they would only hold memory
             os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
-            ray.init(num_cpus=os.cpu_count(), num_gpus=None, **kwargs)
+            # address="local": always a Ray of our own. With no address, ray.init joins a cluster that
+            # `ray start` left on this machine (and then refuses num_cpus in a traceback); joining
+            # one is what --address is for
+            ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=None, **kwargs)
         yield
     finally:
         # also after a Ctrl-C during ray.init, which leaves a half-started Ray. (Ray's own atexit
