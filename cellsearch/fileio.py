@@ -290,6 +290,19 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Writer, *, encodin
     return path
 
 
+def write_csv(path: str | os.PathLike, frame: Any, **options: Any) -> Path:
+    """``frame.to_csv(path, **options)`` (a pandas DataFrame), written as ``atomic_write`` writes."""
+    return atomic_write(path, lambda f: frame.to_csv(f, **options))
+
+
+def save_figure(figure: Any, path: str | os.PathLike, **options: Any) -> Path:
+    """``figure.savefig(path, **options)`` (a matplotlib Figure), in the format the file name's suffix
+    says (png by default), written as ``atomic_write`` writes."""
+    path = Path(path)
+    fmt = options.pop("format", None) or path.suffix.lstrip(".").lower() or "png"
+    return atomic_write(path, lambda f: figure.savefig(f, format=fmt, **options))
+
+
 def _sync_folder(folder: Path) -> None:
     """``fsync`` a folder, so that a rename in it survives a crash (best effort: not every file system can)."""
     with _quietly():
@@ -432,4 +445,5 @@ def read_regular(path: str | os.PathLike, limit: str, maximum: int, *, follow: b
 
 
 __all__ = ["DiskFullError", "FileRefusedError", "FileTooLargeError", "WriteError", "atomic_write", "check_output_dir",
+           "save_figure", "write_csv",
            "check_regular", "check_target", "open_regular", "opened_regular", "read_regular", "staged", "write_error"]

@@ -20,6 +20,7 @@ from cellsearch.errors import ConfigError
 from cellsearch.population import shape_groups
 from cellsearch.tasks import primary_metric
 from cellsearch.train import TrainConfig, map_in_workers
+from cellsearch.fileio import atomic_write, write_csv
 
 ARCHITECTURES = ("tanh", "lstm", "lstm-f", "lstm-i", "lstm-o", "lstm-b", "gru", "mut1", "mut2", "mut3")
 TASKS = ("arith", "xml", "ptb")
@@ -111,7 +112,7 @@ def reproduce_jozefowicz(budget: str = "small", seeds: int = 2, out_dir: str | P
 
     def on_result(i: int, n: int, row: dict) -> None:
         done.append(row)
-        pd.DataFrame(done).to_csv(out / "results.csv", index=False)  # partial results survive a crash
+        write_csv(out / "results.csv", pd.DataFrame(done), index=False)  # partial results survive a crash
         if progress:
             progress(i, n, row)
 
@@ -125,11 +126,11 @@ def reproduce_jozefowicz(budget: str = "small", seeds: int = 2, out_dir: str | P
     rows = [row for group in map_in_workers(_run, groups, workers or (os.cpu_count() or 1), on_group)
             for row in group]
     runs = pd.DataFrame(rows).sort_values(["task", "cell", "seed"])
-    runs.to_csv(out / "results.csv", index=False)
+    write_csv(out / "results.csv", runs, index=False)
     table = summarise(runs)
-    table.to_csv(out / "table.csv")
-    (out / "table.md").write_text(to_markdown(table, budget, seeds))
-    (out / "settings.json").write_text(json.dumps(BUDGETS[budget], indent=2))
+    write_csv(out / "table.csv", table)
+    atomic_write(out / "table.md", to_markdown(table, budget, seeds))
+    atomic_write(out / "settings.json", json.dumps(BUDGETS[budget], indent=2))
     return runs, table
 
 

@@ -437,3 +437,35 @@ def test_the_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     atomic_write(target, lambda f: f.write(b'{"new": true}'))
     assert target.read_text() == '{"new": true}' and (os.stat(target).st_mode & 0o777) == 0o640  # mode kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
+
+
+# ---------------------------------------------------------------------- reports and drawings
+def test_reports_and_drawings_never_write_through_a_planted_link(run_copy, outside, tmp_path):
+    """Probe (review of this change): `analyze report`, `cells draw`, and the reports that
+    `evaluate`/`analyze gates` write into the run folder wrote with plain write_text/to_csv and so
+    followed a link planted at the target, overwriting the outside file with exit 0."""
+    precious = outside / "precious.txt"
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.md").symlink_to(precious)
+    drawing = tmp_path / "g.dot"
+    drawing.symlink_to(precious)
+    with unchanged(outside, run_copy):
+        refused("analyze", "report", str(run_copy), "-o", str(report), says=("report.md", "symbolic link"))
+        refused("cells", "draw", "lstm", "-o", str(drawing), says=("g.dot", "symbolic link"))
+    assert os.readlink(report / "report.md") == str(precious)
+
+
+def test_every_file_the_package_writes_goes_through_fileio():
+    """Probe (review of this change): the writes that bypassed the one helper. Nothing outside
+    ``cellsearch/fileio.py`` writes a path itself (write_text/write_bytes, DataFrame.to_csv/to_parquet,
+    Figure.savefig with a path), except the exporter, which writes into the private folder of
+    ``fileio.staged``."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "cellsearch"
+    direct = re.compile(r"\.(write_text|write_bytes)\(|\.(to_csv|to_parquet|savefig)\((?!f\b)")
+    found = [f"{p.relative_to(root)}:{i}" for p in root.rglob("*.py")
+             if p.name != "fileio.py" and p.parent.name != "export"
+             for i, line in enumerate(p.read_text().splitlines(), 1) if direct.search(line)]
+    assert not found, found

@@ -24,6 +24,7 @@ from cellsearch.runner.events import EventHandler
 from cellsearch.runner.jobs import JobSettings
 from cellsearch.runner.protocol import Protocol
 from cellsearch.runner.retrain import Cell, CellResult, Retrainer, distinct_labels, scored_cells
+from cellsearch.fileio import atomic_write, save_figure, write_csv
 
 
 def compare(results: list[CellResult], confidence: float = 0.95):
@@ -178,19 +179,19 @@ def _write_evaluation(table, results: list[CellResult], protocol: Protocol, out:
     out.mkdir(parents=True, exist_ok=True)
     files = {"csv": out / "results.csv", "markdown": out / "results.md", "plot": out / "evaluation.png",
              "runs": out / "runs.csv", "summary": out / "summary.json"}
-    table.to_csv(files["csv"], index=False)
-    files["markdown"].write_text(evaluation_markdown(table, protocol, confidence, notes))
+    write_csv(files["csv"], table, index=False)
+    atomic_write(files["markdown"], evaluation_markdown(table, protocol, confidence, notes))
     import pandas as pd
 
-    pd.DataFrame.from_records([{"task": r.task, "cell": r.cell.label, "role": r.cell.role, "hash": r.cell.hash,
-                                "lr": r.lr, "seed": s, "status": r.status[s], "valid": r.valid[s],
-                                "test": r.test[s]} for r in results for s in r.test]).to_csv(files["runs"],
-                                                                                            index=False)
+    runs = pd.DataFrame.from_records([{"task": r.task, "cell": r.cell.label, "role": r.cell.role, "hash": r.cell.hash,
+                                       "lr": r.lr, "seed": s, "status": r.status[s], "valid": r.valid[s],
+                                       "test": r.test[s]} for r in results for s in r.test])
+    write_csv(files["runs"], runs, index=False)
     plot_evaluation(table, files["plot"], confidence)
     summary = {"protocol": protocol.to_json(), "confidence": confidence, "notes": notes,
                "rows": json.loads(table.to_json(orient="records")),
                "winners": table[table["verdict"] == "winner"][["task", "cell", "hash"]].to_dict("records")}
-    files["summary"].write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write(files["summary"], json.dumps(summary, indent=2) + "\n")
     return files
 
 
@@ -216,6 +217,6 @@ def plot_evaluation(table, path: Path, confidence: float = 0.95) -> Path:
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

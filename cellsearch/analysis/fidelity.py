@@ -31,6 +31,7 @@ from cellsearch.runner.events import EventHandler
 from cellsearch.runner.jobs import JobSettings
 from cellsearch.runner.protocol import Protocol
 from cellsearch.runner.retrain import Retrainer, distinct_labels, scored_cells
+from cellsearch.fileio import atomic_write, save_figure, write_csv
 
 MIN_TAU = 0.4  # below this Kendall τ the search's ranking is not to be trusted
 TARGET_TAU = 0.6  # the fidelity curve recommends the cheapest budget whose τ reaches this
@@ -207,7 +208,7 @@ def _write_fidelity(table, corr, per_task: dict, warning: str | None, protocol: 
     out.mkdir(parents=True, exist_ok=True)
     files = {"csv": out / "fidelity.csv", "markdown": out / "fidelity.md", "plot": out / "fidelity.png",
              "summary": out / "summary.json"}
-    table.to_csv(files["csv"], index=False)
+    write_csv(files["csv"], table, index=False)
     budget = f"{protocol.steps} steps" if protocol.steps else f"{protocol.minutes} min"
     lines = ["# Search fidelity", "",
              f"{len(table)} cells sampled over the search's score range, retrained with the evaluation protocol "
@@ -247,9 +248,9 @@ def _write_fidelity(table, corr, per_task: dict, warning: str | None, protocol: 
     for r in table.sort_values("search_score", ascending=False).to_dict("records"):
         final = format_value(r["final_score"]) if r["final_score"] == r["final_score"] else "failed (ranked last)"
         lines.append(f"| `{r['cell']}` | {format_value(r['search_score'])} | {final} |")
-    files["markdown"].write_text("\n".join(lines) + "\n")
+    atomic_write(files["markdown"], "\n".join(lines) + "\n")
     plot_fidelity(table, corr, files["plot"])
-    files["summary"].write_text(json.dumps({
+    atomic_write(files["summary"], json.dumps({
         "protocol": protocol.to_json(), "correlation": _corr_json(corr),
         "per_task": {t: _corr_json(c) for t, c in per_task.items()}, "warning": warning,
         **({"budgets": curve, "recommended": recommended, "target_tau": target_tau} if curve else {}),
@@ -273,7 +274,7 @@ def plot_fidelity(table, corr, path: Path) -> Path:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -297,6 +298,6 @@ def plot_curve(curve: list[dict[str, Any]], target_tau: float, path: Path) -> Pa
     ax.legend(loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

@@ -40,6 +40,7 @@ from cellsearch.runner.gate_study import (
     sorted_runs,
 )
 from cellsearch.tasks import primary_metric
+from cellsearch.fileio import atomic_write, save_figure, write_csv
 
 # What the papers found, per feature (see shared/PAPERS.md).
 GREFF_FINDING = {
@@ -336,7 +337,7 @@ def plot_distributions(df, path: str | Path, title: str | None = None) -> Path:
     ax.set_title(title or "Greff et al. variants: score per run")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -353,7 +354,7 @@ def plot_importance(importances, path: str | Path) -> Path:
     ax.set_xlabel("fANOVA importance")
     ax.set_title("importance (blue: gate features, orange: hyperparameters)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -373,18 +374,18 @@ def write_gate_report(df, out_dir: str | Path, top_fraction: float = 0.1, alpha:
     files: dict[str, Path] = {}
 
     def put(name: str, text: str) -> None:
-        (out / name).write_text(text, encoding="utf-8")
+        atomic_write(out / name, text)
         files[name.replace(".", "_")] = out / name
 
-    df.to_csv(out / "trials.csv", index=False)
+    write_csv(out / "trials.csv", df, index=False)
     files["trials_csv"] = out / "trials.csv"
-    welch.to_csv(out / "welch.csv", index=False)
+    write_csv(out / "welch.csv", welch, index=False)
     files["welch_csv"] = out / "welch.csv"
     put("welch.md", markdown_table(welch))
-    imp.to_csv(out / "importance.csv", index=False)
+    write_csv(out / "importance.csv", imp, index=False)
     files["importance_csv"] = out / "importance.csv"
     put("importance.md", markdown_table(imp))
-    ranking.frame.to_csv(out / "ranking.csv", index=False)
+    write_csv(out / "ranking.csv", ranking.frame, index=False)
     files["ranking_csv"] = out / "ranking.csv"
     put("ranking.md", ranking.markdown)
     files["distributions_png"] = plot_distributions(df, out / "distributions.png")

@@ -19,6 +19,7 @@ from cellsearch.analysis.plots import markdown_table, pyplot
 from cellsearch.errors import ConfigError
 from cellsearch.results import best_per_cell, run_config, stage_counts
 from cellsearch.rundir import require_run
+from cellsearch.fileio import atomic_write, save_figure, write_csv
 
 
 def load_run(run_dir: str | Path, label: str | None = None):
@@ -204,7 +205,7 @@ def plot_best_so_far(curves, path: str | Path, title: str | None = None) -> Path
     ax.set_title(title or "best score so far")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -238,7 +239,7 @@ def plot_score_histogram(df, path: str | Path, bins: int = 20, title: str | None
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title or "score distribution")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -263,11 +264,11 @@ def write_search_report(run_dir: str | Path, out_dir: str | Path, top: int = 5) 
     files: dict[str, Path] = {}
 
     def csv(name: str, frame) -> None:
-        frame.to_csv(out / f"{name}.csv", index=False)
+        write_csv(out / f"{name}.csv", frame, index=False)
         files[f"{name}_csv"] = out / f"{name}.csv"
 
     def md(name: str, text: str) -> None:
-        (out / f"{name}.md").write_text(text, encoding="utf-8")
+        atomic_write(out / f"{name}.md", text)
         files[f"{name}_md"] = out / f"{name}.md"
 
     trials = df.copy()
@@ -396,6 +397,6 @@ def plot_jozefowicz(table, path: str | Path) -> Path:
     if not tasks:
         axes[0][0].text(0.5, 0.5, "no results", ha="center", va="center")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

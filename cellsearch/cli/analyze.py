@@ -9,6 +9,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from cellsearch.cli import cli_errors, console, err_console
+from cellsearch.fileio import atomic_write, write_csv
 
 app = typer.Typer(help="Analyse cells and searches: gate importance (Greff et al.), search reports.",
                   no_args_is_help=True)
@@ -116,10 +117,10 @@ def _report(run_dirs: list[Path], out: Path, top: int) -> None:
         console.print(markdown_table(tops), markup=False, highlight=False, soft_wrap=True)
     if len(run_dirs) > 1:
         curves = compare_runs(run_dirs, out / "compare_best_so_far.png")
-        curves.to_csv(out / "compare_best_so_far.csv", index=False)
+        write_csv(out / "compare_best_so_far.csv", curves, index=False)
         dist = compare_distributions(run_dirs)
-        dist.to_csv(out / "compare_scores.csv", index=False)
-        (out / "compare_scores.md").write_text(markdown_table(dist), encoding="utf-8")
+        write_csv(out / "compare_scores.csv", dist, index=False)
+        atomic_write(out / "compare_scores.md", markdown_table(dist))
         console.print(markdown_table(dist), markup=False, highlight=False, soft_wrap=True)
         for name in ("compare_best_so_far.png", "compare_best_so_far.csv", "compare_scores.csv", "compare_scores.md"):
             written[name] = out / name

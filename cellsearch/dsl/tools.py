@@ -9,6 +9,7 @@ import networkx as nx
 from cellsearch.dsl.equations import format_equation, format_number
 from cellsearch.dsl.graph import CellGraph, prev_name
 from cellsearch.errors import CellsearchError
+from cellsearch.fileio import atomic_write, save_figure
 
 _OP_SYMBOL = {"add": "+", "sub": "−", "mul": "×", "neg": "−x", "one_minus": "1−x", "const": "",
               "sigmoid": "σ", "tanh": "tanh", "relu": "relu", "leaky_relu": "lrelu", "identity": "id",
@@ -135,7 +136,7 @@ def draw(graph: CellGraph, path: str | Path) -> Path:
     check_new_path("the drawing", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".dot", ".gv"):
-        path.write_text(to_dot(graph), encoding="utf-8")
+        atomic_write(path, to_dot(graph))
         return path
     import matplotlib
 
@@ -166,6 +167,6 @@ def draw(graph: CellGraph, path: str | Path) -> Path:
     ax.set_title(f"{graph.name}\n{eqs}", fontsize=8, loc="left")
     ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, format=suffix[1:])
+    save_figure(fig, path, format=suffix[1:])
     plt.close(fig)
     return path
