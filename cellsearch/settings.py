@@ -91,7 +91,8 @@ class SearchConfig:
         for task in self.tasks:
             cfg = self.train_config(task)
             cfg.validate()
-            check_training_memory(cfg, members=self.seeds)  # (a trial trains its seeds as one population)
+            if not self.address:  # (a cluster's workers have memory of their own: each trial checks there)
+                check_training_memory(cfg, members=self.seeds)  # (a trial trains its seeds as one population)
 
     def train_config(self, task: str = "arith") -> "TrainConfig":
         """The training settings of one trial stage (what a worker would build; with the task's

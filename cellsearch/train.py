@@ -184,7 +184,8 @@ class TrainConfig:
             raise ConfigError(f"task_options must be a mapping of option names to values, "
                               f"not {shown(self.task_options)}")
         task_class(self.task).check_options(self.task_options)
-        check_training_memory(self)
+        # (the memory a training takes is checked where it will run, not here: by the Trainer before
+        # it builds anything, and by SearchConfig/Protocol/populations for all their members at once)
 
 
 # ---------------------------------------------------------------------- memory a training takes
@@ -240,18 +241,31 @@ def check_training_memory(cfg: TrainConfig, graph=None, members: int = 1) -> Non
     who = f"{members} members" if members > 1 else "one model"
     check_memory(estimated_training_bytes(cfg, graph, members),
                  f"training {who} of hidden_size {cfg.hidden_size}, num_layers {cfg.num_layers}, batch_size "
-                 f"{cfg.batch_size} on {cfg.task}")
+                 f"{cfg.batch_size} on {cfg.task}", cfg.device)
 
 
-def check_memory(need: int, what: str) -> None:
+def device_memory_bytes(device: str) -> tuple[int | None, str]:
+    """The memory a training on ``device`` (auto | cpu | cuda[:N]) can use and what it is: the GPU's
+    when it trains on one, else the machine's physical memory; (None, ...) when that is unknown
+    here (a CUDA device this machine does not have: it is checked where the training runs)."""
+    wants_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if not wants_gpu:
+        return physical_memory_bytes(), "physical memory"
+    if not torch.cuda.is_available():
+        return None, "GPU memory"
+    index = torch.device(device).index if device.startswith("cuda") else None
+    return torch.cuda.get_device_properties(index or 0).total_memory, "GPU memory"
+
+
+def check_memory(need: int, what: str, device: str = "cpu") -> None:
     """Refuse work estimated to take ``need`` bytes when that is more than ``MAX_TRAINING_MEMORY_SHARE``
-    of the machine's physical memory (``what`` says which work, in the message)."""
+    of the memory of the device it runs on (``what`` says which work, in the message)."""
     from cellsearch.limits import MAX_TRAINING_MEMORY_SHARE, LimitError
 
-    total = physical_memory_bytes()
+    total, kind = device_memory_bytes(device)
     if total is not None and need > MAX_TRAINING_MEMORY_SHARE * total:
         raise LimitError(f"{what} (make it smaller)", "training memory", f"about {_gib(need)}",
-                         f"{MAX_TRAINING_MEMORY_SHARE:.0%} of {_gib(total)} physical memory")
+                         f"{MAX_TRAINING_MEMORY_SHARE:.0%} of {_gib(total)} {kind}")
 
 
 def _gib(n: float) -> str:

@@ -268,6 +268,11 @@ def test_meaningless_training_values_are_refused(tmp_path, args, says):
     (["--temperature", "1", "--top-k", "0"], "top_k (--top-k) must be at least 1"),
     (["--beam", "2", "--length-penalty", "nan"], "length_penalty must be a number >= 0"),
     (["--beam", "2", "--length-penalty", "-1"], "length_penalty must be a number >= 0"),
+    # found in review: a subnormal temperature overflowed the logits (a traceback in torch.multinomial),
+    # a large length penalty overflowed length ** alpha (an OverflowError)
+    (["--temperature", "1e-320"], "temperature must be at least 0.0001"),
+    (["--temperature", "1e5"], "exceeds limit 'temperature'"),
+    (["--beam", "2", "--length-penalty", "200"], "exceeds limit 'length penalty'"),
 ])
 def test_meaningless_generation_values_are_refused(checkpoint, args, says):
     """Probe: values in range for the type but meaningless (generate --beam 0, --length -5,
@@ -414,3 +419,23 @@ def test_a_large_but_sane_training_runs(tmp_path):
               "-t", "max_digits=1", "-t", "eval_examples=4", "--out", str(out), "--json")
     assert res.exit_code == 0, res.stderr
     assert (out / "checkpoint.pt").exists()
+
+
+def test_the_memory_estimate_is_against_the_device_that_trains():
+    """Review of this change: a GPU training or a search on a cluster's workers was refused against
+    this machine's RAM. A CUDA training is checked against the GPU's memory (unknown without one:
+    the training's own device check speaks), a search on a cluster where its trials run."""
+    import torch
+
+    from cellsearch.train import TrainConfig
+
+    big = dict(hidden_size=4096, num_layers=4, batch_size=256)
+    from cellsearch.train import check_training_memory
+
+    with pytest.raises(LimitError, match="physical memory"):
+        check_training_memory(TrainConfig(**big, device="cpu"))
+    if not torch.cuda.is_available():
+        check_training_memory(TrainConfig(**big, device="cuda"))  # not refused for this machine's RAM
+    SearchConfig(name="x", address="10.0.0.5:6379", train=dict(big)).validate()
+    with pytest.raises(LimitError, match="training memory"):
+        SearchConfig(name="x", train=dict(big)).validate()

@@ -309,3 +309,13 @@ def test_literals_are_one_string_with_the_text_as_value(text, indent):
     assert value.split() == text.split()  # the same text, but for indentation and blank lines
     comment = literals.comment(text)
     assert len(comment.splitlines()) == 1 and ast.parse(comment + "\npass").body[0].__class__ is ast.Pass
+
+
+@pytest.mark.parametrize("value", ["[1, 2]", "{a: 1}"])
+@pytest.mark.parametrize("field", ["description", "source"])
+def test_a_description_or_source_that_is_not_text_is_refused(tmp_path, field, value):
+    """Probe (review of this change): a list or mapping as a cell's description was turned into
+    the text of its repr and accepted, where a recipe or a space refuses it."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"name: c\nstates: [h]\n{field}: {value}\nnodes:\n  h: tanh(linear(x, h_prev))\n")
+    refused("cells", "check", str(path), says=(f"field '{field}' must be text", "c.yaml:3"))

@@ -344,9 +344,15 @@ def cell_from_dict(data: Any, source: str | None = None, lines: dict[int, dict] 
         for n in new:
             origin[n.name] = key
         nodes.extend(new)
+    text = {}
+    for field in ("description", "source"):  # prose, as text (a list or a mapping is a mistake)
+        value = data.get(field)
+        if value is not None and not isinstance(value, (str, int, float)):
+            raise CellError(f"field '{field}' must be text, got {shown(value)}", source=source,
+                            line=top_lines.get(field))
+        text[field] = str(value if value is not None else "").strip()
     graph = CellGraph(name=name, inputs=inputs, states=states, output=output, nodes=tuple(nodes),
-                      static=static, memory=memory, memory_states=memory_states, description=str(data.get("description") or "").strip(),
-                      source=str(data.get("source") or "").strip(), file=source or "")
+                      static=static, memory=memory, memory_states=memory_states, file=source or "", **text)
     try:
         graph.validate(warn=warn)
     except CellError as exc:

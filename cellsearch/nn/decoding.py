@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from cellsearch.errors import ConfigError
-from cellsearch.limits import MAX_BEAM, MAX_NEW_TOKENS, LimitError, check_number
+from cellsearch.limits import (MAX_BEAM, MAX_LENGTH_PENALTY, MAX_NEW_TOKENS, MAX_TEMPERATURE, MIN_TEMPERATURE, LimitError,
+                               check_limit, check_number, shown)
 
 __all__ = ["greedy", "sample", "beam_search", "check_decoding", "DecodingError"]
 
@@ -68,11 +69,15 @@ def check_decoding(max_new_tokens: int, *, beam_size: int | None = None, tempera
         check_number("max_new_tokens (--length)", max_new_tokens, 0, "generated tokens", MAX_NEW_TOKENS)
         if beam_size is not None:
             check_number("beam_size (--beam)", beam_size, 1, "beam", MAX_BEAM)
-        if temperature is not None:  # (a tiny one is fine: greedy in the limit; NaN and inf mean nothing)
+        if temperature is not None:  # (NaN and inf mean nothing; a tiny one overflows: greedy is its limit)
             check_number("temperature", temperature, 0, integer=False, low_open=True)
+            if temperature < MIN_TEMPERATURE:
+                raise ConfigError(f"temperature must be at least {MIN_TEMPERATURE:g}, not {shown(temperature)} "
+                                  "(for less randomness than that, leave --temperature out: greedy decoding)")
+            check_limit("temperature", "temperature", temperature, MAX_TEMPERATURE)
         if top_k is not None:  # (more than the vocabulary keeps all of it)
             check_number("top_k (--top-k)", top_k, 1)
-        check_number("length_penalty", length_penalty, 0, integer=False)
+        check_number("length_penalty", length_penalty, 0, "length penalty", MAX_LENGTH_PENALTY, integer=False)
     except LimitError:
         raise
     except ConfigError as exc:
