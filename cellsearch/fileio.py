@@ -334,6 +334,9 @@ def staged(*targets: str | os.PathLike) -> Iterator[list[Path]]:
     paths = [Path(t) for t in targets]
     for p in paths:
         check_target(p)
+    if len({p.name for p in paths}) < len(paths) or len({p.parent.resolve() for p in paths}) > 1:
+        # (the private copies share one folder by name, and a rename stays inside one file system)
+        raise ValueError("staged() takes targets with distinct names in one folder")
     folder = paths[0].parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -352,6 +355,9 @@ def staged(*targets: str | os.PathLike) -> Iterator[list[Path]]:
             if _nearly_full(private):
                 raise write_error(paths[0], OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from exc
             raise
+        for s, p in zip(stage, paths):
+            if not s.is_file() or s.is_symlink():
+                raise write_error(p, OSError(errno.ENOENT, "the file was not written", str(s)))
         try:
             for s in stage:
                 fd = os.open(s, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -361,10 +367,13 @@ def staged(*targets: str | os.PathLike) -> Iterator[list[Path]]:
                     os.close(fd)
         except OSError as exc:
             raise write_error(paths[0], exc) from None
+        for p in paths:  # all of them again before any moves: nothing may have appeared there meanwhile
+            check_target(p)
         for s, p in zip(stage, paths):
-            p.parent.mkdir(parents=True, exist_ok=True)
-            check_target(p)  # (again: nothing may have appeared there while the files were made)
-            os.replace(s, p)  # same file system (a folder beside the target): a rename, which does not fail for space
+            try:  # same folder: a rename, which does not fail for space
+                os.replace(s, p)
+            except OSError as exc:
+                raise write_error(p, exc) from None
         for d in {p.parent for p in paths}:
             _sync_folder(d)
     finally:

@@ -469,3 +469,28 @@ def test_every_file_the_package_writes_goes_through_fileio():
              if p.name != "fileio.py" and p.parent.name != "export"
              for i, line in enumerate(p.read_text().splitlines(), 1) if direct.search(line)]
     assert not found, found
+
+
+def test_staged_files_stand_or_fall_together(tmp_path, outside):
+    """Review of this change: a target that became a link while the block ran was refused only
+    after the targets before it had been replaced; a file the block never wrote was blamed on
+    another; targets in two folders shared one private copy."""
+    from cellsearch.fileio import FileRefusedError, WriteError, staged
+
+    a, b = tmp_path / "m.py", tmp_path / "m.pt"
+    a.write_text("old a")
+    with pytest.raises(FileRefusedError):
+        with staged(a, b) as (sa, sb):
+            sa.write_text("new a")
+            sb.write_text("new b")
+            b.symlink_to(outside / "precious.txt")
+    assert a.read_text() == "old a" and os.readlink(b) == str(outside / "precious.txt")
+    b.unlink()
+    with pytest.raises(WriteError, match="m.pt"):
+        with staged(a, b) as (sa, sb):
+            sa.write_text("new a")
+    assert a.read_text() == "old a" and not b.exists()
+    with pytest.raises(ValueError, match="distinct names in one folder"):
+        with staged(a, tmp_path / "sub" / "m.py"):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.py", "outside"]  # no private folder left
