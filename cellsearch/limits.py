@@ -97,11 +97,7 @@ MAX_EVAL_TOKENS = 2_000_000  # xml eval_chars, ptb eval_tokens (PTB's test split
 
 # ---------------------------------------------------------------------- generation (cellsearch generate)
 MAX_BEAM = 256  # --beam
-# Sampling temperature: far below this, logits / temperature overflow float32 (past ~1e-38 a logit
-# of 1 becomes inf and softmax gives NaN); greedy decoding
-# (no --temperature) is the limit of a small temperature anyway.
-MIN_TEMPERATURE = 1e-4
-MAX_TEMPERATURE = 1e4
+MAX_TEMPERATURE = 1e4  # generate --temperature (far above, sampling is uniform already)
 MAX_LENGTH_PENALTY = 10.0  # beam search's length penalty alpha (GNMT uses 0.6-1; larger overflows length ** alpha)
 MAX_NEW_TOKENS = 100_000  # --length
 

@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 from cellsearch.errors import ConfigError
-from cellsearch.limits import (MAX_BEAM, MAX_LENGTH_PENALTY, MAX_NEW_TOKENS, MAX_TEMPERATURE, MIN_TEMPERATURE, LimitError,
-                               check_limit, check_number, shown)
+from cellsearch.limits import MAX_BEAM, MAX_LENGTH_PENALTY, MAX_NEW_TOKENS, MAX_TEMPERATURE, LimitError, check_number
 
 __all__ = ["greedy", "sample", "beam_search", "check_decoding", "DecodingError"]
 
@@ -69,12 +68,9 @@ def check_decoding(max_new_tokens: int, *, beam_size: int | None = None, tempera
         check_number("max_new_tokens (--length)", max_new_tokens, 0, "generated tokens", MAX_NEW_TOKENS)
         if beam_size is not None:
             check_number("beam_size (--beam)", beam_size, 1, "beam", MAX_BEAM)
-        if temperature is not None:  # (NaN and inf mean nothing; a tiny one overflows: greedy is its limit)
-            check_number("temperature", temperature, 0, integer=False, low_open=True)
-            if temperature < MIN_TEMPERATURE:
-                raise ConfigError(f"temperature must be at least {MIN_TEMPERATURE:g}, not {shown(temperature)} "
-                                  "(for less randomness than that, leave --temperature out: greedy decoding)")
-            check_limit("temperature", "temperature", temperature, MAX_TEMPERATURE)
+        if temperature is not None:  # (NaN and inf mean nothing; a tiny one is fine: greedy is its limit)
+            check_number("temperature", temperature, 0, "temperature", MAX_TEMPERATURE, integer=False,
+                         low_open=True)
         if top_k is not None:  # (more than the vocabulary keeps all of it)
             check_number("top_k (--top-k)", top_k, 1)
         check_number("length_penalty", length_penalty, 0, "length penalty", MAX_LENGTH_PENALTY, integer=False)
@@ -159,7 +155,11 @@ def sample(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, temperat
     def choose(logits: torch.Tensor) -> torch.Tensor:  # (B, V) → (B,)
         logits = logits.float()
         # subtract the max first: with a tiny temperature the scaled logits stay <= 0 (no inf - inf)
-        scaled = (logits - logits.amax(-1, keepdim=True)) / temperature  # (B, V)
+        shifted = logits - logits.amax(-1, keepdim=True)  # (B, V)
+        if temperature < torch.finfo(torch.float32).tiny:  # (it would become 0 in float32: 0 / 0 at the max)
+            scaled = torch.where(shifted == 0, 0.0, float("-inf"))  # the limit: the argmax (ties share)
+        else:
+            scaled = shifted / temperature  # (B, V)
         if top_k is not None and top_k < scaled.shape[-1]:
             idx = scaled.topk(top_k, dim=-1).indices  # (B, k)
             kept = torch.full_like(scaled, float("-inf")).scatter(-1, idx, scaled.gather(-1, idx))
