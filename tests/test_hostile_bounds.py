@@ -446,3 +446,13 @@ def test_a_subnormal_temperature_samples_greedily(checkpoint):
     greedy = cli("generate", str(checkpoint), "--length", "5")
     assert res.exit_code == 0 and greedy.exit_code == 0, res.stderr
     assert res.stdout == greedy.stdout
+
+
+@pytest.mark.parametrize("minutes, says", [("1e300", "--minutes: 1e+300 exceeds limit 'training time'"),
+                                           ("0", "--minutes must be a positive number"),
+                                           ("-1", "--minutes must be a positive number")])
+def test_train_minutes_are_checked_as_minutes(tmp_path, minutes, says):
+    """Review of this change: `train --minutes 1e300` named its limit in seconds; `--minutes 0`
+    was read as no time budget at all."""
+    refused("train", "lstm", "--minutes", minutes, "--out", str(tmp_path / "t"), "--no-progress", says=says)
+    assert not (tmp_path / "t").exists()

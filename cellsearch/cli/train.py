@@ -156,6 +156,11 @@ def register(app: typer.Typer) -> None:
 
         if recipe is not None and resume is not None:
             raise ConfigError("--resume continues with the checkpoint's own settings; leave out --recipe")
+        if minutes is not None:  # (in minutes, as given: the training's own check speaks in seconds)
+            from cellsearch import limits
+
+            limits.check_number("--minutes", minutes, 0, "training time", limits.MAX_TRAINING_SECONDS / 60,
+                                integer=False, low_open=True)
         given_budget = steps is not None or minutes is not None
         if not given_budget:
             steps = 300
