@@ -30,7 +30,7 @@ import io
 import os
 import stat
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
@@ -283,7 +283,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Writer, *, encodin
         except OSError as exc:
             raise write_error(path, exc) from None
     except BaseException:
-        with _quietly():
+        with suppress(OSError):
             os.unlink(tmp)
         raise
     _sync_folder(folder)
@@ -305,20 +305,12 @@ def save_figure(figure: Any, path: str | os.PathLike, **options: Any) -> Path:
 
 def _sync_folder(folder: Path) -> None:
     """``fsync`` a folder, so that a rename in it survives a crash (best effort: not every file system can)."""
-    with _quietly():
+    with suppress(OSError):
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-@contextmanager
-def _quietly() -> Iterator[None]:
-    try:
-        yield
-    except OSError:
-        pass
 
 
 @contextmanager
@@ -374,8 +366,7 @@ def staged(*targets: str | os.PathLike) -> Iterator[list[Path]]:
                 os.replace(s, p)
             except OSError as exc:
                 raise write_error(p, exc) from None
-        for d in {p.parent for p in paths}:
-            _sync_folder(d)
+        _sync_folder(folder)
     finally:
         shutil.rmtree(private, ignore_errors=True)
 

@@ -158,6 +158,12 @@ def check_number(what: str, value: object, low: int | float, limit: str | None =
         check_limit(what, limit or what, value, maximum)
 
 
+def check_minutes(minutes: object) -> None:
+    """Check a time budget given in minutes (``--minutes``): a positive number, at most the
+    ``training time`` limit (the same limit a training checks its budget in seconds against)."""
+    check_number("--minutes", minutes, 0, "training time", MAX_TRAINING_SECONDS / 60, integer=False, low_open=True)
+
+
 def name_bytes(name: str) -> int:
     """The length of ``name`` in bytes of UTF-8, as the file system counts a file name."""
     return len(name.encode("utf-8", "surrogatepass"))

@@ -111,9 +111,7 @@ class PopulationTrainer:
         if not members:
             raise ConfigError("a population needs at least one member")
         check_limit("members of a population", "population size", len(members), MAX_POPULATION)
-        configs = [m.apply(cfg) for m in members]
-        for c in configs:
-            c.validate()
+        configs = [m.apply(cfg) for m in members]  # (each checked as it is made: TrainConfig validates itself)
         graph = graph if graph is not None else resolve_cell(cfg.cell)
         check_training_memory(cfg, graph, members=len(members))  # (all of them, before the first is built)
         tasks: dict[int, Task] = {}

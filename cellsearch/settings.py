@@ -65,8 +65,7 @@ class SearchConfig:
         if self.steps is not None:
             check_number("--budget", self.steps, 1, "steps", L.MAX_STEPS)
         if self.minutes is not None:
-            check_number("--minutes", self.minutes, 0, "training time", L.MAX_TRAINING_SECONDS / 60, integer=False,
-                         low_open=True)
+            L.check_minutes(self.minutes)
         if self.cpus_per_trial is not None:
             check_number("--cpus-per-trial", self.cpus_per_trial, 1, "threads", L.MAX_THREADS)
         check_number("--gpus-per-trial", self.gpus_per_trial, 0, "gpus per trial", L.MAX_GPUS_PER_TRIAL, integer=False)
@@ -89,8 +88,7 @@ class SearchConfig:
         from cellsearch.train import check_training_memory
 
         for task in self.tasks:
-            cfg = self.train_config(task)
-            cfg.validate()
+            cfg = self.train_config(task)  # (checked as it is made: TrainConfig validates itself)
             if not self.address:  # (a cluster's workers have memory of their own: each trial checks there)
                 check_training_memory(cfg, members=self.seeds)  # (a trial trains its seeds as one population)
 

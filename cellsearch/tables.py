@@ -38,7 +38,7 @@ from typing import Any, Iterable
 from cellsearch.errors import ConfigError
 from cellsearch.fileio import atomic_write, check_regular, read_regular
 from cellsearch.limits import (MAX_RECIPE_FILE_BYTES, MAX_TABLE_DATA_BYTES, MAX_TABLE_FILE_BYTES, MAX_TABLE_ROWS,
-                               LimitError, check_limit, clipped, shown)
+                               LimitError, check_limit, check_new_path, clipped, shown)
 from cellsearch.outcome import TrialOutcome
 from cellsearch.store import FINAL_STATUSES
 
@@ -94,8 +94,6 @@ def write_table(df, path: str | os.PathLike) -> Path:
     """Write a table; the format follows the suffix (.parquet, .csv, .json/.jsonl)."""
     path = Path(path)
     fmt = _format(path)
-    from cellsearch.limits import check_new_path
-
     check_new_path("the table file", path)
     if path.is_dir():
         raise ConfigError(f"{path} is a directory: give the table's file name (e.g. {path / 'table.parquet'})")

@@ -632,16 +632,15 @@ class Trainer:
         ``StepDone`` per step and ``TrainingStopped`` (a progress bar: ``cellsearch.cli.progress``).
         Writes ``checkpoint.pt`` into ``out_dir``."""
         cfg = self.cfg
-        if out_dir:  # (before training: a name the file system refuses would lose the training at the save)
+        if out_dir:  # before training: an output that cannot be written would lose the training at the save
             check_new_path("the output directory", out_dir)
+            check_output_dir(out_dir, "--out", OUTPUT_FILES)
         start = time.perf_counter()
         if progress is True:  # (it used to build a progress bar here; rendering is the caller's now)
             raise TypeError("progress takes a callable that receives the training events, not True")
         tell = progress or None
         if tell:
             tell(TrainingStarted(cfg.cell, cfg.task, cfg.steps, self.step))
-        if out_dir:  # before training: an output that cannot be written would lose it at the end
-            check_output_dir(out_dir, "--out", OUTPUT_FILES)
         last_ckpt = None
         try:
             while self.status == "ok" and self._budget_left(start):

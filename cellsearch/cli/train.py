@@ -159,8 +159,7 @@ def register(app: typer.Typer) -> None:
         if minutes is not None:  # (in minutes, as given: the training's own check speaks in seconds)
             from cellsearch import limits
 
-            limits.check_number("--minutes", minutes, 0, "training time", limits.MAX_TRAINING_SECONDS / 60,
-                                integer=False, low_open=True)
+            limits.check_minutes(minutes)
         given_budget = steps is not None or minutes is not None
         if not given_budget:
             steps = 300

@@ -120,9 +120,10 @@ def parse_recipe(text: str, name: str, source: str) -> Recipe:
         if task not in TASK_NAMES:
             raise ConfigError(f"{source}: task_options: unknown task {shown(task)} (known: {', '.join(TASK_NAMES)})")
     train = {k: v for k, v in data.items() if k in RECIPE_FIELDS}
-    # types (pydantic, through TrainConfig.from_dict) and ranges (validate), as any training settings
+    # types (pydantic, through TrainConfig.from_dict) and ranges (TrainConfig validates itself as it is
+    # made), as any training settings
     try:
-        TrainConfig.from_dict(train, f"{source}").validate()
+        TrainConfig.from_dict(train, f"{source}")
     except ConfigError as exc:
         message = str(exc)
         raise ConfigError(message if message.startswith(f"{source}:") else f"{source}: {message}") from None

@@ -63,8 +63,7 @@ class Protocol:
         if self.steps is not None:
             check_number("--budget", self.steps, 1, "steps", L.MAX_STEPS)
         if self.minutes is not None:
-            check_number("--minutes", self.minutes, 0, "training time", L.MAX_TRAINING_SECONDS / 60, integer=False,
-                         low_open=True)
+            L.check_minutes(self.minutes)
         check_number("--seeds", self.seeds, 1, "population size", L.MAX_POPULATION)
         if not self.lr_factors or any(not (f > 0 and math.isfinite(f)) for f in self.lr_factors):
             raise ConfigError(f"learning-rate factors must be positive numbers, got {shown(list(self.lr_factors))}")
@@ -83,8 +82,7 @@ class Protocol:
             cfg = TrainConfig.from_dict({**self.train, "task": task, "steps": self.steps,
                                          "seconds": self.minutes * 60 if self.minutes else None,
                                          "task_options": self.task_options.get(task, {})},
-                                        "training settings of the retrainings")
-            cfg.validate()
+                                        "training settings of the retrainings")  # (checked as made)
             check_training_memory(cfg, members=len(self.lr_factors) * self.seeds)
 
     @property
