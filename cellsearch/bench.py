@@ -175,7 +175,8 @@ def bench_cell(name: str, cfg: BenchConfig, progress: Callable[[str], None] | No
 
 def run_benchmark(cells: tuple[str, ...] = ("lstm", "gru"), cfg: BenchConfig | None = None,
                   progress: Callable[[str], None] | None = None) -> dict:
-    """The benchmark of the README: ``{"lstm": {"vs_torch": R, "vs_interpreter": R, ...}, ...}``."""
+    """The CPU benchmark of docs/results/cpu-bench.md (``cellsearch bench``):
+    ``{"lstm": {"vs_torch": R, "vs_interpreter": R, ...}, ...}``."""
     cfg = cfg or BenchConfig()
     if cfg.device == "cuda" and not torch.cuda.is_available():
         from cellsearch.errors import ConfigError

@@ -215,7 +215,7 @@ def ray_session(cfg) -> Iterator[None]:
     # whatever the options; none of them can be left out through ray.init). A driver killed with
     # kill -9 cannot stop them: the kernel takes its raylet and GCS with it, and the two agents then
     # spend Ray's fixed 60 s trying to report the raylet's death to the dead GCS before they exit
-    # (Ray's process_watcher); no Ray API reaches them from outside (README, Data safety).
+    # (Ray's process_watcher); no Ray API reaches them from outside (docs/data-safety.md).
     kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # Tune's newer console output prints an experiment banner even at verbose=0; our own progress
