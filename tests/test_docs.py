@@ -40,6 +40,32 @@ def test_readme_test_command_is_what_ci_runs():
     assert ci in [b.strip() for b in blocks], f"the README has no block with CI's command {ci!r}"
 
 
+def _cli_commands() -> list[str]:
+    """Every command of the ``cellsearch`` CLI, sub-commands spelt out (``"cells info"``)."""
+    import typer.main
+
+    from cellsearch.cli import app
+
+    def walk(cmd, prefix):
+        if hasattr(cmd, "list_commands"):
+            ctx = cmd.context_class(cmd)
+            for name in cmd.list_commands(ctx):
+                yield from walk(cmd.get_command(ctx, name), [*prefix, name])
+        else:
+            yield " ".join(prefix)
+
+    return sorted(walk(typer.main.get_command(app), []))
+
+
+def test_readme_command_table_has_every_command():
+    rows = [line.split(" | ")[0] for line in README.read_text(encoding="utf-8").splitlines()
+            if line.startswith("| `cellsearch ")]
+    commands = _cli_commands()
+    assert len(commands) > 20, commands
+    missing = [c for c in commands if not any(re.search(rf"`(cellsearch )?{re.escape(c)}[ `]", row) for row in rows)]
+    assert not missing, f"commands without a row in the README's command table: {missing}"
+
+
 def test_readme_python_example_runs(tmp_path):
     """The README's Python example, run as a newcomer would paste it (in an empty folder)."""
     blocks = _python_blocks(README.read_text(encoding="utf-8"))
