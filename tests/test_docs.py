@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+# the repository root, wherever in tests/ this file lives
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 PACKAGE = ROOT / "cellsearch"
