@@ -80,6 +80,31 @@ def test_readme_python_example_runs(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["example.py"], "the example leaves no files behind"
 
 
+def _guide_examples() -> list[tuple[str, str]]:
+    """(page, code) for every guide page with Python examples: its blocks joined in order, but for a
+    block right after a ``<!-- not run: why -->`` line."""
+    pages = []
+    for page in sorted(DOCS.glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        blocks = [m.group(1) for m in re.finditer(r"^```python\n(.*?)^```", text, flags=re.M | re.S)
+                  if not text[:m.start()].rstrip().endswith("-->")]
+        if blocks:
+            pages.append((page.name, "\n".join(blocks)))
+    return pages
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page, code", _guide_examples(), ids=[p for p, _ in _guide_examples()])
+def test_guide_python_examples_run(page, code, tmp_path):
+    """The guide's Python examples run as written, from a folder that has the repository's
+    benchmarks/ (its replay tables) and nothing else, and print without an error."""
+    (tmp_path / "benchmarks").symlink_to(ROOT / "benchmarks", target_is_directory=True)
+    (tmp_path / "example.py").write_text(code, encoding="utf-8")
+    res = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, f"docs/{page}:\n{res.stderr[-3000:]}"
+
+
 def test_guide_builds_strictly(tmp_path):
     """`mkdocs build --strict`: every page in the nav, every link and anchor resolving, every
     ``::: cellsearch.x`` of the API reference found and its docstrings parsed without a warning."""
