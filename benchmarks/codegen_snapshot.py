@@ -194,6 +194,7 @@ def _sizes(g: CellGraph) -> list[tuple[int, int, int | None]]:
 
 
 def _fused(program: CellProgram, interpret: bool) -> str:
+    """The fused source of ``program`` in one variant (``fused.interpreting()`` reads the variable)."""
     old = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1" if interpret else "0"
     try:
@@ -224,10 +225,10 @@ def texts(g: CellGraph) -> dict[str, str]:
         run(f"compile{tag}", lambda: CellProgram(g, I, H, S).source)
         run(f"export_py{tag}", lambda: python_source(g, I, H, S))
         if g.states and not g.memory and not g.memory_states:
-            program = CellProgram(g, I, H, S)
-            if program.schedule.recurrent_states:
-                run(f"fused_interpret{tag}", lambda: _fused(program, True))
-                run(f"fused_gpu{tag}", lambda: _fused(program, False))
+            if CellProgram(g, I, H, S).schedule.recurrent_states:
+                # a fresh program each: generating allocates names in the program's namespace
+                run(f"fused_interpret{tag}", lambda: _fused(CellProgram(g, I, H, S), True))
+                run(f"fused_gpu{tag}", lambda: _fused(CellProgram(g, I, H, S), False))
     return out
 
 
