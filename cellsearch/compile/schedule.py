@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cellsearch.dsl.graph import CellGraph, prev_name
+from cellsearch.ops.registry import OPS
 
 
 @dataclass
@@ -110,7 +111,7 @@ def make_schedule(graph: CellGraph, input_size: int, hidden_size: int, static_si
     # Groups: every linear term that reads a previous state goes into group 0 (one matmul per
     # step); every in-loop node that feeds a linear gets a group of its own.
     prevs = [prev_name(s) for s in recurrent_states]
-    loop_linears = [n for n in loop_nodes if g.node_map[n].op == "linear"]
+    loop_linears = [n for n in loop_nodes if OPS[g.node_map[n].op].is_matmul]
     g0_args = tuple(p for p in prevs if any(p in g.node_map[L].args for L in loop_linears))
     specs: list[tuple[tuple[str, ...], list[str]]] = []
     if g0_args:
@@ -145,9 +146,6 @@ def make_schedule(graph: CellGraph, input_size: int, hidden_size: int, static_si
     return schedule
 
 
-_FUSABLE_ACTIVATIONS = ("sigmoid", "tanh", "relu")
-
-
 def _order_by_activation(g: CellGraph, schedule: Schedule, grp: Group) -> None:
     """Put members that feed the same activation next to each other, so one call covers them.
 
@@ -158,7 +156,7 @@ def _order_by_activation(g: CellGraph, schedule: Schedule, grp: Group) -> None:
     for L in grp.members:
         readers = [c for c in consumers.get(L, []) if c in g.live]
         if (len(readers) == 1 and len(schedule.member_groups[L]) == 1 and L not in g.states
-                and g.node_map[readers[0]].op in _FUSABLE_ACTIVATIONS):
+                and OPS[g.node_map[readers[0]].op].fuses_after_matmul):
             grp.act_of[L] = readers[0]
     keys: list[str] = []
     for L in grp.members:
