@@ -26,7 +26,7 @@ class Group:
     args: tuple[str, ...]  # group 0: previous states (concatenated); others: one in-loop node
     members: tuple[str, ...]  # linear nodes, in the layout order of W's rows
     carried: tuple[bool, ...]  # member's input terms and bias live in this group's base
-    base_kind: str | None = None  # "step" (varies over t), "const" or None (no base)
+    base_kind: str | None = None  # "step" (varies over t), "fixed" (constant over t) or None (no base)
     weight: str = ""  # name of the fused weight in the generated code
     base: str = ""  # name of the base tensor in the generated code
     # Members read only by an activation (e.g. i_linear -> sigmoid): member -> activation node.
@@ -139,7 +139,7 @@ def make_schedule(graph: CellGraph, input_size: int, hidden_size: int, static_si
             if any(a in tv for a in hoisted_args):
                 base_kind = "step"
             elif (hoisted_args or node.attr("bias")) and base_kind is None:
-                base_kind = "const"
+                base_kind = "fixed"
         schedule.groups.append(Group(idx, args, tuple(members), carried, base_kind))
     for grp in schedule.groups:
         _order_by_activation(g, schedule, grp)

@@ -69,7 +69,7 @@ class Variables:
         for grp in schedule.groups:
             if grp.base_kind == "step":
                 self.ext.append(grp.base)
-            elif grp.base_kind == "const":
+            elif grp.base_kind == "fixed":
                 self.consts.append(grp.base)
                 self.const_kinds.append("value")
         for a in loop_reads:
