@@ -19,6 +19,7 @@ the search builds new ones with ``replace``/``with_nodes``.
 from __future__ import annotations
 
 import keyword
+import math
 import re
 import unicodedata
 import warnings
@@ -225,13 +226,8 @@ class CellGraph:
         for n in self.nodes:
             if n.name not in self.live:
                 continue  # dead nodes get no parameters (see CellParameters)
-            if n.op == "linear":
-                total += sum(hidden_size * sizes.get(a, hidden_size) for a in n.args)
-                total += hidden_size if n.attr("bias") else 0
-            elif n.op == "diag":
-                total += hidden_size
-            elif n.op == "attend":
-                total += attention_param_count(n.attr("kind"), hidden_size)
+            for _, shape in OPS[n.op].parameters(n, sizes, hidden_size):  # (what CellParameters registers)
+                total += math.prod(shape)
         return total
 
     def leaf_sizes(self, input_size: int, hidden_size: int, static_size: int | None = None) -> dict[str, int]:
@@ -495,11 +491,6 @@ class CellGraph:
                 break
             name = readers.pop()
         return name
-
-
-def attention_param_count(kind: str, hidden_size: int) -> int:
-    """Parameters of one attend() node: general has W (H×H), additive W, U (H×H) and v (H)."""
-    return {"dot": 0, "general": hidden_size ** 2, "additive": 2 * hidden_size ** 2 + hidden_size}[kind]
 
 
 # A cell's name names files (``NAME.yaml``, ``NAME.py`` on export) and shows up in generated

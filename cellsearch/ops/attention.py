@@ -23,10 +23,6 @@ def attention_name(node: str, role: str) -> str:
     return f"{node}__{role}"
 
 
-def attention_param_count(kind: str, hidden_size: int) -> int:
-    return sum(hidden_size if r == "v" else hidden_size * hidden_size for r in ATTENTION_ROLES[kind])
-
-
 class Prelude:
     """Module-level helper functions an exported module needs when a cell uses an op family:
     their source, the names they take, and when they are needed."""
