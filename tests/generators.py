@@ -42,20 +42,32 @@ from hypothesis import strategies as st
 
 from cellsearch.dsl.graph import CellGraph, Node, prev_name
 from cellsearch.dsl.ops import OPS
+from cellsearch.ops.base import satisfies
 
 STATE_NAMES = ("h", "c", "m")
 INPUT = "x"
 STATIC = "cond"
 MEMORY = "enc"
 
-# Simplest first: hypothesis shrinks a sampled_from towards the front of the list.
-ALL_OPS = ("tanh", "linear", "add", "mul", "sub", "sigmoid", "identity", "relu", "leaky_relu",
-           "neg", "one_minus", "blend", "diag", "const", "attend", "address", "read", "write")
+# Simplest first: hypothesis shrinks a sampled_from towards the front of the list. Ops of the
+# registry not listed here (added since) follow; they are drawn by their arity and domain.
+_FIRST_OPS = ("tanh", "linear", "add", "mul", "sub", "sigmoid", "identity", "relu", "leaky_relu",
+              "neg", "one_minus", "blend", "diag", "const", "attend", "address", "read", "write")
+ALL_OPS = tuple(o for o in _FIRST_OPS if o in OPS) + tuple(o for o in OPS if o not in _FIRST_OPS)
 MEMORY_STATE = "mem"
-assert set(ALL_OPS) == set(OPS), "a new op needs a rule in tests/generators.py"
+# Ops with their own rule below (and in _memory_head); every other op reads min_args vectors.
+SPECIAL_OPS = ("linear", "const", "attend", "address", "read", "write")
+assert all(not OPS[o].signature for o in ALL_OPS if o not in SPECIAL_OPS), \
+    "an op over memories needs a rule in tests/generators.py"
 
-UNARY_OPS = ("tanh", "sigmoid", "identity", "relu", "leaky_relu", "neg", "one_minus", "diag")
-BINARY_OPS = ("add", "mul", "sub")
+UNARY_OPS = tuple(o for o in ALL_OPS if o not in SPECIAL_OPS and OPS[o].min_args == 1)
+BINARY_OPS = tuple(o for o in ALL_OPS if o not in SPECIAL_OPS and OPS[o].min_args == 2)
+
+
+def _maker(want: str) -> str:
+    """A one-argument op without a domain whose result is always ``want`` (sigmoid for positive)."""
+    return next(o for o in ALL_OPS if o not in SPECIAL_OPS and OPS[o].min_args == OPS[o].max_args == 1
+                and OPS[o].domain is None and satisfies(OPS[o].result_range(None, [None]), want))
 
 # Values that print and parse back exactly (any finite float does, these keep examples readable).
 NUMBERS = (1.0, 0.5, -1.0, 2.0, -0.25, 0.0, 3.0, 1e-3, -1.5)
@@ -70,7 +82,8 @@ def _numbers() -> st.SearchStrategy[float]:
 def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3,
           static: bool | None = None, elementwise_inputs: bool = True, dead: bool = True,
           ops: Iterable[str] | None = None, auto: bool = False, shuffle: bool = True,
-          name: str = "random", memory: bool = False, memory_state: bool = False) -> CellGraph:
+          name: str = "random", memory: bool = False, memory_state: bool = False,
+          favour: str | None = None) -> CellGraph:
     """A random valid cell (see the module docstring).
 
     ``static``: None draws whether there is a static input ``cond``, True/False forces it.
@@ -80,12 +93,16 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
     always available to the states). ``auto``: mark some single-reader nodes as auto
     (parser-invented), so the equation printer inlines them. ``shuffle``: whether the node
     list may come in a non-topological order. ``memory``: the cell has a memory ``enc`` and
-    ``attend`` is among the ops (drawn more often, so most such cells use it).
+    ``attend`` is among the ops (drawn more often, so most such cells use it). ``favour``: an op
+    drawn much more often (the registry's per-op tests). An op with a domain (log: a positive
+    argument) reads values known to be in it, made with e.g. sigmoid(...) where there is none.
     """
     ops = tuple(o for o in ALL_OPS if (ops is None or o in set(ops)) and (memory or o != "attend")
                 and o not in ("address", "read", "write"))  # (those: the memory-state head below)
     if memory and "attend" in ops:
         ops = (*ops, *["attend"] * 4)
+    if favour is not None and favour in ops:
+        ops = (*ops, *[favour] * 8)
     if not ops:
         raise ValueError("ops is empty")
     unknown = set(ops) - set(OPS)
@@ -116,6 +133,7 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
     sized_leaves = {INPUT, *static_leaves}  # not hidden-sized in general
     constant: dict[str, bool] = {leaf: False for leaf in leaves}
     readers: dict[str, int] = {leaf: 0 for leaf in leaves}
+    ranges: dict[str, str | None] = {leaf: None for leaf in leaves}  # what a value is known to be
     nodes: list[Node] = []
     counter = 0
 
@@ -163,10 +181,23 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
             if all(a not in sized_leaves for a in args) and draw(st.integers(0, 3), label="diag_init?") == 0:
                 attrs["diag_init"] = draw(_numbers(), label="diag_init")
         else:
-            arity = 1 if op in UNARY_OPS else 2 if op in BINARY_OPS else 3
-            assert OPS[op].min_args <= arity and (OPS[op].max_args is None or arity <= OPS[op].max_args)
+            arity = OPS[op].min_args
             vectors = candidates(allow_const=False, elementwise=True)
             anything = candidates(allow_const=True, elementwise=True)
+            want = OPS[op].domain
+            if want is not None:  # only values known to be in the op's domain
+                vectors = [c for c in vectors if satisfies(ranges[c], want)]
+                anything = [c for c in anything if satisfies(ranges[c], want)]
+                if not vectors:  # none yet: make one (e.g. sigmoid(x))
+                    src = pick(candidates(allow_const=False, elementwise=True), f"{op}_source")
+                    made = f"n{counter}"
+                    counter += 1
+                    maker = _maker(want)
+                    nodes.append(Node.make(made, maker, [src]))
+                    readers[src] += 1
+                    constant[made], readers[made] = False, 0
+                    ranges[made] = OPS[maker].result_range(None, [ranges[src]])
+                    vectors, anything = [made], [*anything, made]
             # One argument (at a drawn position) is a vector so the node is not constant.
             vec_pos = draw(st.integers(0, arity - 1), label="vector_position")
             args = [pick(vectors if i == vec_pos else anything, f"{op}_arg") for i in range(arity)]
@@ -179,6 +210,7 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
         for a in args:
             if a != MEMORY:
                 readers[a] += 1
+        ranges[node_name] = OPS[op].result_range(node, [ranges.get(a) for a in args])
         constant[node_name] = op == "const" or (bool(args) and all(constant.get(a, False) for a in args))
         readers[node_name] = 0
 

@@ -37,7 +37,8 @@ def assert_same(graph, input_size, hidden_size, *, T=5, B=3, static_size=None, m
     memory = tuple(Memory(m, mask) for m in mems)
     out_c, fin_c = compiled(x, states, statics, memory)
     out_i, fin_i = interp(x, states, statics, memory)
-    if stable_only and max(t.detach().abs().max().item() for t in (out_i, *fin_i)) > 1e6:
+    if stable_only and not all(t.detach().isfinite().all() and t.detach().abs().max().item() <= 1e6
+                               for t in (out_i, *fin_i)):  # (exp(exp(...)) overflows to inf, inf - inf is NaN)
         from hypothesis import reject
 
         reject()

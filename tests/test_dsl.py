@@ -9,7 +9,7 @@ from dataclasses import replace
 import networkx as nx
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from cellsearch.dsl.equations import format_equation
@@ -18,7 +18,7 @@ from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import cell_to_dict, dumps_cell, load_cell, loads_cell, save_cell
 from cellsearch.dsl.ops import OPS
 from cellsearch.dsl.tools import draw, summary, to_dot, to_networkx
-from cellsearch.errors import CellWarning
+from cellsearch.errors import CellError, CellWarning
 from cellsearch.library import builtin_names, get_cell, list_cells
 
 try:
@@ -383,7 +383,10 @@ def test_changing_a_live_op_changes_the_hash(g, data):
     group = next(grp for grp in _SAME_ARITY if node.op in grp)
     op = data.draw(st.sampled_from([o for o in group if o != node.op]))
     changed = g.with_nodes(Node.make(n.name, op, n.args) if n is node else n for n in g.nodes)
-    changed.validate(warn=False)
+    try:
+        changed.validate(warn=False)
+    except CellError:  # the new op breaks a reader's domain (sigmoid -> tanh under a log): not a cell
+        reject()
     assert canonical_hash(changed) != canonical_hash(g)
 
 
@@ -447,7 +450,10 @@ def test_equal_hash_means_isomorphic(g, rng, data):
         group = next(grp for grp in _SAME_ARITY if node.op in grp)
         op = data.draw(st.sampled_from([o for o in group if o != node.op]))
         other = other.with_nodes(Node.make(n.name, op, n.args) if n is node else n for n in other.nodes)
-        other.validate(warn=False)
+        try:
+            other.validate(warn=False)
+        except CellError:  # the new op breaks a reader's domain (sigmoid -> tanh under a log): not a cell
+            reject()
     same_hash = canonical_hash(g) == canonical_hash(other)
     assert same_hash == isomorphic(g, other)
     assert same_hash != changed  # a renamed, reordered copy is the same cell; one op changed is another

@@ -214,7 +214,8 @@ def test_cuda_random_cells_match_cpu(graph, seed):
         xx = x.to(device).requires_grad_()
         ss = tuple(s.to(device).requires_grad_() for s in states)
         out, fin = cell(xx, ss, tuple(s.to(device) for s in statics))
-        if device == "cpu" and max(t.detach().abs().max().item() for t in (out, *fin)) > 1e6:
+        if device == "cpu" and not all(t.detach().isfinite().all() and t.detach().abs().max().item() <= 1e6
+                                       for t in (out, *fin)):  # (exp(exp(...)) overflows: inf - inf is NaN)
             from hypothesis import reject
 
             reject()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from cellsearch.compile.schedule import Group
 from cellsearch.compile.variables import Variables, columns, unpack
 from cellsearch.dsl.graph import prev_name
+from cellsearch.ops.registry import OPS
 
 
 @dataclass
@@ -102,7 +103,7 @@ class _Backward:
 
         for n in reversed(schedule.loop_nodes):
             node = g.node_map[n]
-            if node.op == "const":
+            if OPS[node.op].is_literal:
                 continue
             d = self.finalize(n)
             if d is not None and n not in v.fused_acts:
@@ -140,75 +141,34 @@ class _Backward:
         return "\n".join(lines), saved
 
     def grad_rule(self, n: str, d: str, diag_terms: dict[str, str]) -> None:
-        """Add the gradient contributions of node ``n`` (gradient ``d``) to its arguments."""
-        v, add, use = self.v, self.add, self.use
-        node = v.graph.node_map[n]
-        args, op = node.args, node.op
-        if op in ("add", "identity"):
-            for a in args:
-                add(a, _Term(1, d, simple=True))
-        elif op == "sub":
-            add(args[0], _Term(1, d, simple=True))
-            add(args[1], _Term(-1, d, simple=True))
-        elif op in ("neg", "one_minus"):
-            add(args[0], _Term(-1, d, simple=True))
-        elif op == "mul":
-            add(args[0], _Term(1, f"{d} * {use(args[1])}"))
-            add(args[1], _Term(1, f"{d} * {use(args[0])}"))
-        elif op == "blend":
-            z, a, b = args
-            if not v.is_const(z):
-                add(z, _Term(1, f"{d} * ({use(a)} - {use(b)})"))
-            t = v.names.fresh(f"d_{n}_z")
-            self.body.append(f"    {t} = {d} * {use(z)}")
-            add(a, _Term(1, t, simple=True))
-            add(b, _Term(1, f"{d} - {t}"))
-        elif op == "diag":
-            add(args[0], _Term(1, f"{d} * {v.diag_param_var[n]}"))
-            diag_terms[n] = f"{d} * {use(args[0])}"
-        elif op in ("tanh", "sigmoid", "relu"):
-            add(args[0], _Term(1, _act_backward(op, d, use(n))))
-        elif op == "leaky_relu":
-            add(args[0], _Term(1, f"aten.leaky_relu_backward({d}, {use(args[0])}, {node.attr('slope')!r}, False)"))
-        elif op == "attend":
-            self.attend_rule(n, d)
-        elif op in ("address", "read", "write"):
-            # (the helpers of compile/memory.py return the gradients of the arguments in order)
-            grads = [v.names.fresh(f"d_{n}_{k}") for k in range(len(args))]
-            self.body.append(f"    {', '.join(grads)} = {op}_backward({d}, {', '.join(use(a) for a in args)})")
-            for a, g in zip(args, grads):
-                add(a, _Term(1, g, simple=True))
-        elif op == "linear":
-            pass  # gradients of linear nodes are gathered per group
-        else:  # pragma: no cover
-            raise NotImplementedError(op)
+        """Add the gradient contributions of node ``n`` (gradient ``d``) to its arguments: its
+        op's ``backward`` rule, through the methods below."""
+        node = self.v.graph.node_map[n]
+        self.diag_terms = diag_terms
+        OPS[node.op].backward(self, node, d)
 
-    def attend_rule(self, n: str, d: str) -> None:
-        """attend(q, M): gradients of the query, the memory and (through the aux values) of the
-        keys and parameters, from the weights the step saved (compile/attention.py)."""
-        v, add, use = self.v, self.add, self.use
-        node = v.graph.node_map[n]
-        q, memory = node.args
-        kind = node.attr("kind")
-        aux = v.attend_aux[n]
-        saved = [self.use_var(o) for o in v.attend_out[n]]
-        fresh = v.names.fresh
-        if kind == "dot":
-            outs = {"q": fresh(f"d_{n}_q"), "memory": fresh(f"d_{n}_m")}
-            call = f"attend_dot_backward({d}, {use(q)}, {v.ref(memory)}, {saved[0]})"
-        elif kind == "general":
-            outs = {"q": fresh(f"d_{n}_q"), "keys": fresh(f"d_{n}_k"), "memory": fresh(f"d_{n}_m")}
-            call = f"attend_general_backward({d}, {use(q)}, {v.ref(aux['keys'])}, {v.ref(memory)}, {saved[0]})"
-        else:
-            outs = {"q": fresh(f"d_{n}_q"), "wq": fresh(f"d_{n}_wq"), "keys": fresh(f"d_{n}_k"),
-                    "v": fresh(f"d_{n}_v"), "memory": fresh(f"d_{n}_m")}
-            call = (f"attend_additive_backward({d}, {use(q)}, {v.ref(aux['wq'])}, {v.ref(aux['v'])}, "
-                    f"{v.ref(memory)}, {saved[0]}, {saved[1]})")
-        self.body.append(f"    {', '.join(outs.values())} = {call}")
-        add(q, _Term(1, outs.pop("q"), simple=True))
-        add(memory, _Term(1, outs.pop("memory"), simple=True))
-        for role, var in outs.items():
-            add(aux[role], _Term(1, var, simple=True))
+    # ------------------------------------------------------------------ what an op's rule calls
+    def grad(self, target: str, expr: str, sign: int = 1, simple: bool = False) -> None:
+        """Add the term ``sign * expr`` to ``target``'s gradient (``simple``: expr is a plain variable)."""
+        self.add(target, _Term(sign, expr, simple=simple))
+
+    def line(self, text: str) -> None:
+        """Append a statement to the body."""
+        self.body.append(f"    {text}")
+
+    def fresh(self, name: str) -> str:
+        return self.v.names.fresh(name)
+
+    def is_const(self, value: str) -> bool:
+        return self.v.is_const(value)
+
+    def scale_var(self, node: str) -> str:
+        """The step's variable holding node ``node``'s scale."""
+        return self.v.diag_param_var[node]
+
+    def scale_grad(self, node: str, expr: str) -> None:
+        """The gradient of node ``node``'s scale at this step."""
+        self.diag_terms[node] = expr
 
     def group_backward(self, grp: Group) -> None:
         """Write the group's pre-activation gradient into its buffer and pass it to its argument."""
@@ -233,10 +193,10 @@ class _Backward:
             else:
                 grad, run = f"torch.cat(({', '.join(grads)}), -1)", self.use_var(v.run_names[(grp.index, ri)])
             if j - i == len(grp.members):
-                body.append(f"    {_act_backward(op, grad, run, out=dl)}")
+                body.append(f"    {OPS[op].act_backward(grad, run, out=dl)}")
                 break
             piece = nm.fresh(f"{dl}_{ri}")
-            body.append(f"    {piece} = {_act_backward(op, grad, run)}")
+            body.append(f"    {piece} = {OPS[op].act_backward(grad, run)}")
             pieces.append((i, piece))
         else:
             for k, L in enumerate(grp.members):
@@ -278,14 +238,6 @@ class _Backward:
             body[line[0]] = f"    torch.mul({factors[0]}, {factors[1]}, out={dl})"
         else:
             body.append(f"    {dl}.copy_({gv})" if gv else f"    {dl}.zero_()")
-
-
-def _act_backward(op: str, grad: str, out_value: str, out: str | None = None) -> str:
-    """Backward of an activation from its output value (optionally written into ``out``)."""
-    dest = f", grad_input={out}" if out else ""
-    if op == "relu":
-        return f"aten.threshold_backward({grad}, {out_value}, 0{dest})"
-    return f"aten.{op}_backward({grad}, {out_value}{dest})"
 
 
 def _sum_expr(ts: list[_Term]) -> str:

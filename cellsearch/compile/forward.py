@@ -11,66 +11,16 @@
 
 from __future__ import annotations
 
-from cellsearch.compile.params import attention_name, bias_name, scale_name, weight_name
+from cellsearch.compile.params import bias_name, weight_name
 from cellsearch.compile.schedule import Group
 from cellsearch.compile.variables import Variables, columns, unpack
-
-
-# Ops written alike in every generated code (torch here, Triton in fused.py): operators on the arguments
-INFIX = {"add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "neg": "-{0}", "one_minus": "1 - {0}"}
+from cellsearch.ops.registry import OPS
 
 
 def _expr(v: Variables, name: str, param=None) -> str:
-    """Forward expression of a non-linear node."""
+    """Forward expression of a non-linear node (its op's ``forward_expr``; ``param``: a diag's scale)."""
     node = v.graph.node_map[name]
-    a = [v.ref(x) for x in node.args]
-    op = node.op
-    if op in INFIX:
-        return INFIX[op].format(*a)
-    if op == "blend":  # z * a + (1 - z) * b, as one lerp: b + z * (a - b)
-        if v.is_const(node.args[1]) or v.is_const(node.args[2]):
-            return f"{a[0]} * {a[1]} + (1 - {a[0]}) * {a[2]}"  # lerp needs tensors there
-        return f"torch.lerp({a[2]}, {a[1]}, {a[0]})"
-    if op == "diag":
-        return f"{param} * {a[0]}"
-    if op in ("tanh", "sigmoid", "relu"):
-        return f"torch.{op}({a[0]})"
-    if op == "leaky_relu":
-        return f"F.leaky_relu({a[0]}, {node.attr('slope')!r})"
-    if op == "identity":
-        return a[0]
-    if op == "attend":  # hoisted (its query does not depend on a previous state): for all steps at once
-        return _attend_call(v, name, a[0], hoisted=True) + "[0]"
-    if op in ("address", "read", "write"):  # the NTM's memory ops (compile/memory.py)
-        return f"{op}({', '.join(a)})"
-    raise NotImplementedError(op)  # pragma: no cover
-
-
-def _attend_call(v: Variables, name: str, query: str, hoisted: bool) -> str:
-    """The helper call of an attend node (compile/attention.py); in the prologue (``hoisted``) its
-    keys and parameters are read from ``P`` directly, in the step from the step's constants."""
-    node = v.graph.node_map[name]
-    memory = v.ref(node.args[1])
-    bias = v.ref(v.memory_bias[node.args[1]])
-    kind = node.attr("kind")
-
-    def part(role: str) -> str:
-        if hoisted:
-            return _attention_part(name, role, memory)
-        return v.ref(v.attend_aux[name][role])
-
-    if kind == "dot":
-        return f"attend_dot({query}, {memory}, {memory}, {bias})"
-    if kind == "general":
-        return f"attend_dot({query}, {part('keys')}, {memory}, {bias})"
-    return f"attend_additive({query}, {part('wq')}, {part('keys')}, {part('v')}, {memory}, {bias})"
-
-
-def _attention_part(name: str, role: str, memory: str) -> str:
-    """An attend node's keys (its memory through W, once per sequence) or one of its parameters."""
-    if role == "keys":
-        return f"F.linear({memory}, P.{attention_name(name, 'wk')})"
-    return f"P.{attention_name(name, role)}"
+    return OPS[node.op].forward_expr(v, node, [v.ref(x) for x in node.args], param)
 
 
 def _weight_sum(v: Variables, node_name: str, arg: str) -> str:
@@ -99,9 +49,10 @@ def emit_prologue(v: Variables) -> str:
     for val in schedule.hoisted_order:
         if val in g.node_map:
             node = g.node_map[val]
-            if node.op == "const":
+            op = OPS[node.op]
+            if op.is_literal:
                 continue
-            if node.op == "linear":
+            if op.is_matmul:
                 terms = []
                 for k, a in enumerate(node.args):
                     if a in node.args[:k]:
@@ -110,8 +61,8 @@ def emit_prologue(v: Variables) -> str:
                     b = f", P.{bias_name(val)}" if (not terms and node.attr("bias")) else ""
                     terms.append(f"F.linear({v.ref(a)}, {w}{b})")
                 lines.append(f"    {nm[val]} = {' + '.join(terms)}")
-            elif node.op == "diag":
-                lines.append(f"    {nm[val]} = {_expr(v, val, f'P.{scale_name(val)}')}")
+            elif op.has_scale:
+                lines.append(f"    {nm[val]} = {_expr(v, val, f'P.{op.param_name(val)}')}")
             else:
                 lines.append(f"    {nm[val]} = {_expr(v, val)}")
         else:  # the prev of a hoisted state: its sequence shifted by one step
@@ -119,10 +70,11 @@ def emit_prologue(v: Variables) -> str:
             seq = nm[s] if s in schedule.time_varying else f"{nm[s]}.expand(T, B, H)"
             lines.append(f"    {nm[val]} = torch.cat(({init_of[s]}.unsqueeze(0), {seq}[:-1]), 0)")
     for n, roles in v.attend_aux.items():
-        memory = v.ref(g.node_map[n].args[1])
+        node = g.node_map[n]
+        memory = v.ref(node.args[OPS[node.op].memory_arg])
         for role, value in roles.items():
             if role != "bias":
-                lines.append(f"    {v.ref(value)} = {_attention_part(n, role, memory)}")
+                lines.append(f"    {v.ref(value)} = {OPS[node.op].aux_expr(n, role, memory)}")
     for grp in schedule.groups:
         lines += _group_weights(v, grp)
     ext = ", ".join(v.ext) + ("," if len(v.ext) == 1 else "")
@@ -130,7 +82,7 @@ def emit_prologue(v: Variables) -> str:
     for name, kind in zip(v.consts, v.const_kinds):
         if kind == "scale":
             node = next(n for n, var in v.diag_param_var.items() if var == name)
-            consts.append(f"P.{scale_name(node)}")
+            consts.append(f"P.{OPS[g.node_map[node].op].param_name(node)}")
         else:
             consts.append(name)
     const_txt = ", ".join(consts) + ("," if len(consts) == 1 else "")
@@ -200,9 +152,10 @@ def emit_step(v: Variables) -> str:
     fold_into = {n: m for m, n in v.folded_mul.items()}
     for n in schedule.loop_nodes:
         node = g.node_map[n]
-        if node.op == "const" or n in v.fused_acts or n in v.folded_mul:
+        op = OPS[node.op]
+        if op.is_literal or n in v.fused_acts or n in v.folded_mul:
             continue
-        if node.op == "linear":
+        if op.is_matmul:
             for gi in schedule.member_groups[n]:
                 if gi not in emitted:
                     emitted.add(gi)
@@ -210,10 +163,10 @@ def emit_step(v: Variables) -> str:
             parts = [v.part_names[(n, gi)] for gi in schedule.member_groups[n]]
             if len(parts) > 1:
                 lines.append(f"    {nm[n]} = {' + '.join(parts)}")
-        elif node.op == "diag":
+        elif op.has_scale:
             lines.append(f"    {nm[n]} = {_expr(v, n, v.diag_param_var[n])}")
-        elif node.op == "attend":
-            lines.append(f"    {', '.join([nm[n], *v.attend_out[n]])} = {_attend_call(v, n, v.ref(node.args[0]), False)}")
+        elif op.reads_given_memory:
+            lines.append(f"    {', '.join([nm[n], *v.attend_out[n]])} = {op.call(v, node, v.ref(node.args[0]), False)}")
         elif n in fold_into:
             m = fold_into[n]
             other = node.args[0] if node.args[1] == m else node.args[1]
@@ -254,10 +207,10 @@ def _emit_group(v: Variables, grp: Group) -> list[str]:
         acts = [nm[grp.act_of[L]] for L in grp.members[i:j]]
         cols = out if len(parts) == 1 else columns(out, i, j)
         if j - i == 1:
-            lines.append(f"    {acts[0]} = torch.{op}({cols})")
+            lines.append(f"    {acts[0]} = {OPS[op].run_expr(cols)}")
         else:
             run = v.run_names[(grp.index, ri)]
-            lines.append(f"    {run} = torch.{op}({cols})")
+            lines.append(f"    {run} = {OPS[op].run_expr(cols)}")
             lines.append(f"    {', '.join(acts)} = {run}.chunk({j - i}, -1)")
     if len(parts) > 1:
         for k, L in enumerate(grp.members):
@@ -266,4 +219,4 @@ def _emit_group(v: Variables, grp: Group) -> list[str]:
     return lines
 
 
-__all__ = ["INFIX", "emit_prologue", "emit_step"]
+__all__ = ["emit_prologue", "emit_step"]

@@ -37,11 +37,11 @@ from typing import Any
 import torch
 
 from cellsearch.compile.codegen import CellProgram, GeneratedCode, load_code
-from cellsearch.compile.forward import INFIX
 from cellsearch.compile.kernels import HELPERS
 from cellsearch.compile.variables import Variables, columns, unpack
 from cellsearch.dsl import literals
 from cellsearch.dsl.graph import prev_name
+from cellsearch.ops.registry import OPS
 
 try:  # Triton ships with CUDA builds of torch; the CPU wheel has none
     import triton
@@ -91,9 +91,9 @@ class FusedPlan:
         ready: dict[int, int] = {}  # group -> the stage that computes its argument (-1: previous states)
         for n in schedule.loop_nodes:
             node = g.node_map[n]
-            if node.op == "const":
+            if OPS[node.op].is_literal:
                 continue
-            if node.op == "linear":
+            if OPS[node.op].is_matmul:
                 for gi in schedule.member_groups[n]:
                     if gi not in ready:
                         args = schedule.groups[gi].args
@@ -115,7 +115,7 @@ class FusedPlan:
             st = self.stages[stage[n]]
             st.nodes.append(n)
             node = g.node_map[n]
-            if node.op == "linear":
+            if OPS[node.op].is_matmul:
                 continue  # reads its groups' matmul outputs
             for a in node.args:
                 if v.is_const(a) or (a in stage and stage[a] == stage[n]):
@@ -143,27 +143,25 @@ def _local(v: Variables, a: str) -> str:
     return v.ref(a) if v.is_const(a) else f"v_{v.names[a]}"
 
 
+class _OpContext:
+    """What an op's Triton rules ask of the kernel being generated (see ``cellsearch.ops.base``)."""
+
+    def __init__(self, v: Variables):
+        self.v = v
+        self.interpreting = interpreting()  # tanh: the interpreter has no libdevice
+        self.scale_grads: dict[str, str] = {}  # node -> expression of its scale's gradient
+
+    def scale(self, node: str) -> str:
+        """The kernel-local value of node ``node``'s scale."""
+        return f"s_{self.v.names[node]}"
+
+    def scale_grad(self, node: str, expr: str) -> None:
+        self.scale_grads[node] = expr
+
+
 def _forward_expr(v: Variables, n: str) -> str:
     node = v.graph.node_map[n]
-    a = [_local(v, x) for x in node.args]
-    op = node.op
-    if op in INFIX:
-        return INFIX[op].format(*a)
-    if op == "blend":
-        return f"{a[2]} + {a[0]} * ({a[1]} - {a[2]})"
-    if op == "diag":
-        return f"s_{v.names[n]} * {a[0]}"
-    if op == "tanh":
-        return _tanh(a[0])
-    if op == "sigmoid":
-        return f"1.0 / (1.0 + tl.exp(-{a[0]}))"
-    if op == "relu":  # NaN passes through, as torch.relu
-        return f"tl.where({a[0]} < 0, 0.0, {a[0]})"
-    if op == "leaky_relu":
-        return f"tl.where({a[0]} > 0, {a[0]}, {a[0]} * {node.attr('slope')!r})"
-    if op == "identity":
-        return a[0]
-    raise NotImplementedError(op)  # pragma: no cover
+    return OPS[node.op].triton_forward(_OpContext(v), node, [_local(v, x) for x in node.args])
 
 
 class _Kernel:
@@ -211,7 +209,7 @@ def _forward_body(plan: FusedPlan, st: Stage, kernel: _Kernel, host_args: list[s
         host_args.append(v.ref(a))
     for n in st.nodes:
         node = g.node_map[n]
-        if node.op == "linear":
+        if OPS[node.op].is_matmul:
             terms = []
             for gi, k in plan.parts(n):
                 local = f"l{gi}_{k}"
@@ -221,7 +219,7 @@ def _forward_body(plan: FusedPlan, st: Stage, kernel: _Kernel, host_args: list[s
                 terms.append(local)
             kernel.body.append(f"    {_local(v, n)} = {' + '.join(terms)}")
             continue
-        if node.op == "diag":
+        if OPS[node.op].has_scale:
             kernel.operand(f"s_{v.names[n]}", "in")
             host_args.append(v.diag_param_var[n])
         kernel.body.append(f"    {_local(v, n)} = {_forward_expr(v, n)}")
@@ -248,45 +246,19 @@ class _Grads:
 
 
 def _backward_rule(v: Variables, n: str, gvar: str, grads: _Grads, diag_out: dict[str, str]) -> None:
-    """Add node ``n``'s contributions (its gradient in ``gvar``) to its arguments' gradients."""
+    """Add node ``n``'s contributions (its gradient in ``gvar``) to its arguments' gradients:
+    its op's ``triton_backward`` rule."""
     node = v.graph.node_map[n]
     a = [_local(v, x) for x in node.args]
-    y = _local(v, n)
-    op = node.op
     consts = [v.is_const(x) for x in node.args]
 
     def add(i: int, expr: str, sign: int = 1) -> None:
         if not consts[i]:
             grads.add(a[i], expr, sign)
 
-    if op in ("add", "identity"):
-        for i in range(len(a)):
-            add(i, gvar)
-    elif op == "sub":
-        add(0, gvar)
-        add(1, gvar, -1)
-    elif op in ("neg", "one_minus"):
-        add(0, gvar, -1)
-    elif op == "mul":
-        add(0, f"{gvar} * {a[1]}")
-        add(1, f"{gvar} * {a[0]}")
-    elif op == "blend":
-        add(0, f"{gvar} * ({a[1]} - {a[2]})")
-        add(1, f"{gvar} * {a[0]}")
-        add(2, f"{gvar} * (1.0 - {a[0]})")
-    elif op == "diag":
-        add(0, f"{gvar} * s_{v.names[n]}")
-        diag_out[n] = f"{gvar} * {a[0]}"
-    elif op == "tanh":
-        add(0, f"{gvar} * (1.0 - {y} * {y})")
-    elif op == "sigmoid":
-        add(0, f"{gvar} * {y} * (1.0 - {y})")
-    elif op == "relu":
-        add(0, f"tl.where({y} <= 0, 0.0, {gvar})")
-    elif op == "leaky_relu":
-        add(0, f"tl.where({a[0]} > 0, {gvar}, {gvar} * {node.attr('slope')!r})")
-    else:  # pragma: no cover
-        raise NotImplementedError(op)
+    ctx = _OpContext(v)
+    ctx.scale_grads = diag_out
+    OPS[node.op].triton_backward(ctx, node, a, _local(v, n), gvar, add)
 
 
 # ------------------------------------------------------------------------------------- generation
@@ -357,7 +329,7 @@ def generate_fused(program: CellProgram) -> tuple[GeneratedCode, list[str]]:
         for n in reversed(st.nodes):
             gvar = grads.get(_local(v, n))
             node = g.node_map[n]
-            if node.op == "linear":
+            if OPS[node.op].is_matmul:
                 if gvar is not None:
                     for gi, m in plan.parts(n):
                         local = f"dl{gi}_{m}"
@@ -424,15 +396,6 @@ def generate_fused(program: CellProgram) -> tuple[GeneratedCode, list[str]]:
 
 def _tuple(xs: list[str]) -> str:
     return "(" + ", ".join(xs) + ("," if len(xs) == 1 else "") + ")"
-
-
-def _tanh(x: str) -> str:
-    """tanh in a kernel: libdevice's on a GPU; the interpreter has no libdevice, so there a formula
-    exact at both ends (exp overflows to inf: 1 - 0; underflows to 0: 1 - 2). Written inline, like
-    sigmoid, since a kernel calling another generated jit function fails to compile (its module is
-    unnamed) and the interpreter cannot run triton.language's own jit helpers (tl.sigmoid) unless
-    TRITON_INTERPRET was set before triton was imported."""
-    return f"(1.0 - 2.0 / (tl.exp(2.0 * {x}) + 1.0))" if interpreting() else f"libdevice.tanh({x})"
 
 
 def launch(kernel: Any, ref: torch.Tensor, operands: tuple) -> None:

@@ -10,92 +10,20 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cellsearch.compile.attention import given_memories
-from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, EPS, start_states
-from cellsearch.compile.params import CellParameters, attention_name, bias_name, scale_name, weight_name
+from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, start_states
+from cellsearch.compile.params import CellParameters
 from cellsearch.dsl.graph import CellGraph, prev_name
+from cellsearch.ops.registry import OPS
 
 
 def eval_node(node, args: list, params: CellParameters, trace: dict | None = None) -> torch.Tensor:
     """The value of one node given its argument values (tensors, or floats for constants);
-    ``trace`` collects the weights over memory rows of attend and address nodes (name → list)."""
-    op = node.op
-    if op == "linear":
-        out = None
-        for k, a in enumerate(args):
-            term = F.linear(a, getattr(params, weight_name(node.name, k)))
-            out = term if out is None else out + term
-        if node.attr("bias"):
-            out = out + getattr(params, bias_name(node.name))
-        return out
-    if op == "add":
-        return args[0] + args[1]
-    if op == "sub":
-        return args[0] - args[1]
-    if op == "mul":
-        return args[0] * args[1]
-    if op == "neg":
-        return -args[0]
-    if op == "one_minus":
-        return 1 - args[0]
-    if op == "blend":
-        z, a, b = args
-        return z * a + (1 - z) * b
-    if op == "diag":
-        return getattr(params, scale_name(node.name)) * args[0]
-    if op == "const":
-        return node.attr("value")
-    if op == "tanh":
-        return torch.tanh(args[0])
-    if op == "sigmoid":
-        return torch.sigmoid(args[0])
-    if op == "relu":
-        return torch.relu(args[0])
-    if op == "leaky_relu":
-        return F.leaky_relu(args[0], node.attr("slope"))
-    if op == "identity":
-        return args[0]
-    if op == "attend":
-        context, weights = _attend(node, args[0], args[1], params)
-        if trace is not None:
-            trace.setdefault(node.name, []).append(weights)
-        return context
-    if op == "address":  # the NTM's content addressing, written out (compile/memory.py is its fast twin)
-        k, memory, beta = args
-        cos = torch.einsum("bnh,bh->bn", memory, k) / (memory.norm(dim=2) * k.norm(dim=1).unsqueeze(1) + EPS)
-        weights = torch.softmax(F.softplus(beta.mean(1)).unsqueeze(1) * cos, 1)
-        if trace is not None:
-            trace.setdefault(node.name, []).append(weights)
-        return weights
-    if op == "read":
-        return torch.einsum("bn,bnh->bh", args[0], args[1])
-    if op == "write":  # (address, read and write work on memory states: plain matrices, no mask)
-        memory, w, erase, add = args
-        return memory * (1 - torch.einsum("bn,bh->bnh", w, erase)) + torch.einsum("bn,bh->bnh", w, add)
-    raise NotImplementedError(op)  # pragma: no cover - the op table and this list move together
-
-
-def _attend(node, q: torch.Tensor, memory, params: CellParameters) -> tuple[torch.Tensor, torch.Tensor]:
-    """attend(q, M), written out plainly (the oracle of compile/attention.py): scores row by row
-    with einsum, padding rows set to -inf, softmax, weighted sum: (context, weights)."""
-    values, mask = memory  # a given Memory: (B, N, H), (B, N) bool or None
-    kind = node.attr("kind")
-    if kind == "dot":
-        scores = torch.einsum("bh,bnh->bn", q, values)
-    elif kind == "general":
-        keys = torch.einsum("kh,bnh->bnk", getattr(params, attention_name(node.name, "wk")), values)
-        scores = torch.einsum("bk,bnk->bn", q, keys)
-    else:
-        wq, wk, v = (getattr(params, attention_name(node.name, r)) for r in ("wq", "wk", "v"))
-        hidden = torch.tanh(torch.einsum("kh,bh->bk", wq, q).unsqueeze(1) + torch.einsum("kh,bnh->bnk", wk, values))
-        scores = torch.einsum("bnk,k->bn", hidden, v)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, -1)
-    return torch.einsum("bn,bnh->bh", weights, values), weights
+    ``trace`` collects the weights over memory rows of attend and address nodes (name → list).
+    Each op's rule is its ``interpret`` (``cellsearch.ops``)."""
+    return OPS[node.op].interpret(node, args, params, trace)
 
 
 class InterpretedCell(nn.Module):

@@ -22,9 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-EPS = 1e-6  # in the cosine's denominator
-DEFAULT_MEMORY_ROWS = 16  # rows N of a memory state unless a layer is given another number
-INITIAL_SCALE = 0.1  # amplitude of the initial memory pattern
+from cellsearch.ops.memory import DEFAULT_MEMORY_ROWS, EPS, INITIAL_SCALE
 
 
 def initial_memory(batch: int, rows: int, hidden: int, like: torch.Tensor) -> torch.Tensor:

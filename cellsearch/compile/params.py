@@ -17,26 +17,13 @@ import torch
 from torch import nn
 
 from cellsearch.dsl.graph import CellGraph
+from cellsearch.ops.attention import ATTENTION_ROLES, attention_name
+from cellsearch.ops.linear import bias_name, weight_name
+from cellsearch.ops.registry import OPS
+from cellsearch.ops.scale import scale_name
 
-
-def weight_name(node: str, k: int) -> str:
-    return f"{node}__w{k}"
-
-
-def bias_name(node: str) -> str:
-    return f"{node}__b"
-
-
-def scale_name(node: str) -> str:
-    return f"{node}__p"
-
-
-def attention_name(node: str, role: str) -> str:
-    """An attend() node's parameter: ``wk`` (W of general, U of additive), ``wq`` and ``v`` (additive)."""
-    return f"{node}__{role}"
-
-
-ATTENTION_ROLES = {"dot": (), "general": ("wk",), "additive": ("wq", "wk", "v")}
+# (The parameter names belong to their ops: re-exported here for the backends that read them.)
+__all__ = ["ATTENTION_ROLES", "CellParameters", "attention_name", "bias_name", "scale_name", "weight_name"]
 
 
 class CellParameters(nn.Module):
@@ -55,18 +42,8 @@ class CellParameters(nn.Module):
         for n in graph.nodes:
             if n.name not in graph.live:
                 continue
-            if n.op == "linear":
-                for k, a in enumerate(n.args):
-                    self.register_parameter(weight_name(n.name, k),
-                                            nn.Parameter(torch.empty(hidden_size, sizes.get(a, hidden_size), **kw)))
-                if n.attr("bias"):
-                    self.register_parameter(bias_name(n.name), nn.Parameter(torch.empty(hidden_size, **kw)))
-            elif n.op == "diag":
-                self.register_parameter(scale_name(n.name), nn.Parameter(torch.empty(hidden_size, **kw)))
-            elif n.op == "attend":
-                for role in ATTENTION_ROLES[n.attr("kind")]:
-                    shape = (hidden_size,) if role == "v" else (hidden_size, hidden_size)
-                    self.register_parameter(attention_name(n.name, role), nn.Parameter(torch.empty(*shape, **kw)))
+            for name, shape in OPS[n.op].parameters(n, sizes, hidden_size):
+                self.register_parameter(name, nn.Parameter(torch.empty(*shape, **kw)))
         self.reset_parameters()
 
     def reset_parameters(self, init_scale: float = 1.0, generator: torch.Generator | None = None) -> None:
@@ -81,19 +58,8 @@ class CellParameters(nn.Module):
             for p in self.parameters():
                 p.uniform_(-bound, bound, generator=generator)
             for n in self.graph.nodes:
-                if n.name not in self.graph.live:
-                    continue
-                if n.op == "linear":
-                    if n.attr("bias") and n.attr("bias_init") is not None:
-                        getattr(self, bias_name(n.name)).fill_(n.attr("bias_init"))
-                    a = n.attr("diag_init")
-                    if a is not None:
-                        for k in range(len(n.args)):
-                            w = getattr(self, weight_name(n.name, k))
-                            w.mul_(0.1)  # "initialised small"
-                            w.diagonal().add_(a)
-                elif n.op == "diag" and n.attr("init") is not None:
-                    getattr(self, scale_name(n.name)).fill_(n.attr("init"))
+                if n.name in self.graph.live:
+                    OPS[n.op].init_parameters(n, lambda name: getattr(self, name))
 
     def extra_repr(self) -> str:
         return (f"cell={self.graph.name!r}, input_size={self.input_size}, hidden_size={self.hidden_size}, "

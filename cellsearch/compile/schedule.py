@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cellsearch.dsl.graph import CellGraph, prev_name
+from cellsearch.ops.registry import OPS
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Group:
     args: tuple[str, ...]  # group 0: previous states (concatenated); others: one in-loop node
     members: tuple[str, ...]  # linear nodes, in the layout order of W's rows
     carried: tuple[bool, ...]  # member's input terms and bias live in this group's base
-    base_kind: str | None = None  # "step" (varies over t), "const" or None (no base)
+    base_kind: str | None = None  # "step" (varies over t), "fixed" (constant over t) or None (no base)
     weight: str = ""  # name of the fused weight in the generated code
     base: str = ""  # name of the base tensor in the generated code
     # Members read only by an activation (e.g. i_linear -> sigmoid): member -> activation node.
@@ -110,7 +111,7 @@ def make_schedule(graph: CellGraph, input_size: int, hidden_size: int, static_si
     # Groups: every linear term that reads a previous state goes into group 0 (one matmul per
     # step); every in-loop node that feeds a linear gets a group of its own.
     prevs = [prev_name(s) for s in recurrent_states]
-    loop_linears = [n for n in loop_nodes if g.node_map[n].op == "linear"]
+    loop_linears = [n for n in loop_nodes if OPS[g.node_map[n].op].is_matmul]
     g0_args = tuple(p for p in prevs if any(p in g.node_map[L].args for L in loop_linears))
     specs: list[tuple[tuple[str, ...], list[str]]] = []
     if g0_args:
@@ -138,14 +139,11 @@ def make_schedule(graph: CellGraph, input_size: int, hidden_size: int, static_si
             if any(a in tv for a in hoisted_args):
                 base_kind = "step"
             elif (hoisted_args or node.attr("bias")) and base_kind is None:
-                base_kind = "const"
+                base_kind = "fixed"
         schedule.groups.append(Group(idx, args, tuple(members), carried, base_kind))
     for grp in schedule.groups:
         _order_by_activation(g, schedule, grp)
     return schedule
-
-
-_FUSABLE_ACTIVATIONS = ("sigmoid", "tanh", "relu")
 
 
 def _order_by_activation(g: CellGraph, schedule: Schedule, grp: Group) -> None:
@@ -158,7 +156,7 @@ def _order_by_activation(g: CellGraph, schedule: Schedule, grp: Group) -> None:
     for L in grp.members:
         readers = [c for c in consumers.get(L, []) if c in g.live]
         if (len(readers) == 1 and len(schedule.member_groups[L]) == 1 and L not in g.states
-                and g.node_map[readers[0]].op in _FUSABLE_ACTIVATIONS):
+                and OPS[g.node_map[readers[0]].op].fuses_after_matmul):
             grp.act_of[L] = readers[0]
     keys: list[str] = []
     for L in grp.members:

@@ -21,11 +21,11 @@ from __future__ import annotations
 from cellsearch.compile.attention import ATTENTION_HELPERS
 from cellsearch.compile.memory import MEMORY_HELPERS
 from cellsearch.compile.kernels import HELPERS
-from cellsearch.compile.params import ATTENTION_ROLES
 from cellsearch.compile.schedule import Schedule
 from cellsearch.dsl.equations import format_number
 from cellsearch.dsl.graph import prev_name
 from cellsearch.dsl.names import PYTHON_RESERVED, Names
+from cellsearch.ops.registry import OPS
 
 # The functions the generated code calls: the matmul helpers and the memory ops' forward and backward.
 GENERATED_HELPERS = {**HELPERS, **ATTENTION_HELPERS, **MEMORY_HELPERS}
@@ -50,17 +50,16 @@ class Variables:
             grp.weight = names.fresh(f"W{grp.index}")
             if grp.base_kind:
                 grp.base = names.fresh(f"base{grp.index}")
-        self.loop_diags = [n for n in schedule.loop_nodes if graph.node_map[n].op == "diag"]
+        self.loop_diags = [n for n in schedule.loop_nodes if OPS[graph.node_map[n].op].has_scale]
 
         # Values computed in the prologue that the loop reads.
         loop_reads: list[str] = []
         for n in schedule.loop_nodes:
             node = graph.node_map[n]
-            if node.op == "linear":
+            if OPS[node.op].is_matmul:
                 continue  # hoisted linear arguments go into the group bases
             for a in node.args:
-                if a not in schedule.loop_values and graph.node_map.get(a, None) is not None \
-                        and graph.node_map[a].op == "const":
+                if a not in schedule.loop_values and self.is_const(a):
                     continue
                 if a not in schedule.loop_values and a not in loop_reads:
                     loop_reads.append(a)
@@ -70,7 +69,7 @@ class Variables:
         for grp in schedule.groups:
             if grp.base_kind == "step":
                 self.ext.append(grp.base)
-            elif grp.base_kind == "const":
+            elif grp.base_kind == "fixed":
                 self.consts.append(grp.base)
                 self.const_kinds.append("value")
         for a in loop_reads:
@@ -86,20 +85,17 @@ class Variables:
         self.attend_out: dict[str, tuple[str, ...]] = {}  # in-loop attend node -> its step outputs (w[, e])
         for n in schedule.loop_nodes:
             node = graph.node_map[n]
-            if node.op != "attend":
+            op = OPS[node.op]
+            if not op.reads_given_memory:
                 continue
-            kind = node.attr("kind")
-            roles = {"bias": self.memory_bias[node.args[1]]}
-            roles.update({r: self.aux(n, r) for r in ATTENTION_ROLES[kind] if r != "wk"})
-            if kind != "dot":
-                roles["keys"] = self.aux(n, "keys")
+            roles = {"bias": self.memory_bias[node.args[op.memory_arg]]}
+            roles.update({r: self.aux(n, r) for r in op.step_aux_roles(node)})
             self.attend_aux[n] = roles
             for value in roles.values():
                 if names[value] not in self.consts:
                     self.consts.append(names[value])
                     self.const_kinds.append("value")
-            outs = ("w", "e") if kind == "additive" else ("w",)
-            self.attend_out[n] = tuple(names.fresh(f"{n}_{o}") for o in outs)
+            self.attend_out[n] = tuple(names.fresh(f"{n}_{o}") for o in op.step_outputs(node))
         for grp in schedule.groups:
             self.consts.append(grp.weight)
             self.const_kinds.append("weight")
@@ -133,11 +129,11 @@ class Variables:
         loop_set = set(schedule.loop_nodes)
         for n in schedule.loop_nodes:
             node = g.node_map[n]
-            if node.op != "add":
+            if not OPS[node.op].sum_fold:
                 continue
             for m, other in ((node.args[1], node.args[0]), (node.args[0], node.args[1])):
                 mnode = g.node_map.get(m)
-                if (mnode is not None and m in loop_set and mnode.op == "mul" and m not in g.states
+                if (mnode is not None and m in loop_set and OPS[mnode.op].product_fold and m not in g.states
                         and g.consumers.get(m) == [n] and not self.is_const(other) and m != other
                         and not any(self.is_const(a) for a in mnode.args) and m not in self.folded_mul):
                     self.folded_mul[m] = n
@@ -155,13 +151,13 @@ class Variables:
     def ref(self, name: str) -> str:
         """A value as it appears in code: constants inline as literals."""
         node = self.graph.node_map.get(name)
-        if node is not None and node.op == "const":
-            return format_number(node.attr("value"))
+        if node is not None and OPS[node.op].is_literal:
+            return format_number(OPS[node.op].value(node))
         return self.names[name]
 
     def is_const(self, name: str) -> bool:
         node = self.graph.node_map.get(name)
-        return node is not None and node.op == "const"
+        return node is not None and OPS[node.op].is_literal
 
     def step_header(self, name: str, extra: str = "", tail: str = "") -> list[str]:
         """``def name(...)`` of a step function and the unpacking of its per-step, state and constant tuples."""

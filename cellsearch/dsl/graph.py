@@ -19,6 +19,7 @@ the search builds new ones with ``replace``/``with_nodes``.
 from __future__ import annotations
 
 import keyword
+import math
 import re
 import unicodedata
 import warnings
@@ -27,7 +28,8 @@ from functools import cached_property
 from typing import Any, Iterable, Iterator
 
 from cellsearch import limits
-from cellsearch.dsl.ops import OPS, SIGNATURES, normalize_attrs
+from cellsearch.dsl.ops import OPS, normalize_attrs
+from cellsearch.ops.base import range_text, satisfies
 from cellsearch.errors import CellError, CellWarning, SizeError
 from cellsearch.limits import exceeds, shown
 
@@ -224,13 +226,8 @@ class CellGraph:
         for n in self.nodes:
             if n.name not in self.live:
                 continue  # dead nodes get no parameters (see CellParameters)
-            if n.op == "linear":
-                total += sum(hidden_size * sizes.get(a, hidden_size) for a in n.args)
-                total += hidden_size if n.attr("bias") else 0
-            elif n.op == "diag":
-                total += hidden_size
-            elif n.op == "attend":
-                total += attention_param_count(n.attr("kind"), hidden_size)
+            for _, shape in OPS[n.op].parameters(n, sizes, hidden_size):  # (what CellParameters registers)
+                total += math.prod(shape)
         return total
 
     def leaf_sizes(self, input_size: int, hidden_size: int, static_size: int | None = None) -> dict[str, int]:
@@ -337,12 +334,13 @@ class CellGraph:
                 raise CellError(f"memory state '{s}' is listed twice", node=s)
         order = self.order  # raises on cycles
         self.check_kinds()
+        self.check_ranges()
         constant: set[str] = set()  # nodes whose value reads no input and no state
         for name in order:
             node = self.node_map[name]
             if all(a in constant for a in node.args):
                 constant.add(name)
-            if node.op == "linear" or node.op in SIGNATURES:
+            if OPS[node.op].is_matmul or OPS[node.op].signature:
                 for a in node.args:
                     if a in constant:
                         arg = self.node_map[a]
@@ -379,8 +377,37 @@ class CellGraph:
         kinds.update({m: "matrix" for m in self.memory})
         kinds.update({prev_name(s): "matrix" for s in self.memory_states})
         for n in self.nodes:
-            kinds[n.name] = SIGNATURES[n.op][1] if n.op in SIGNATURES else "vector"
+            kinds[n.name] = OPS[n.op].result_kind()
         return kinds
+
+    @cached_property
+    def value_ranges(self) -> dict[str, str | None]:
+        """Name → what its value is known to be ("positive", "nonnegative") or None, from each op's
+        ``result_range``; inputs, previous states (a state starts at 0) and memories are unknown.
+        ``validate`` checks that every op's arguments are what its ``domain`` needs (log: positive)."""
+        ranges: dict[str, str | None] = {leaf: None for leaf in self.leaf_kinds}
+        for name in self.order:
+            node = self.node_map[name]
+            ranges[name] = OPS[node.op].result_range(node, [ranges.get(a) for a in node.args])
+        return ranges
+
+    def check_ranges(self) -> None:
+        """Raise CellError where an op reads an argument not known to be in its domain (log(x))."""
+        ranges = self.value_ranges
+        for name in self.order:
+            node = self.node_map[name]
+            want = OPS[node.op].domain
+            if want is None:
+                continue
+            for a in node.args:
+                if not satisfies(ranges.get(a), want):
+                    arg = self.node_map.get(a)
+                    what = f"{arg.op}(...)" if arg is not None and arg.auto else shown(a)
+                    makers = [op.name for op in OPS.values() if op.min_args == 1 and op.domain is None
+                              and satisfies(op.result_range(None, [None]), want)]
+                    raise CellError(f"{node.op}() needs an argument known to be {range_text(want)} (the output of "
+                                    f"{', '.join(makers)}, or a sum or product of such), but {what} is not",
+                                    node=name)
 
     def check_kinds(self) -> None:
         """Raise CellError where a node reads the wrong kind of value (a matrix in tanh(), a vector
@@ -393,7 +420,7 @@ class CellGraph:
             return f"{node.op}(...)" if node is not None and node.auto else shown(a)
 
         for n in self.nodes:
-            wanted = SIGNATURES[n.op][0] if n.op in SIGNATURES else ("vector",) * len(n.args)
+            wanted = OPS[n.op].arg_kinds(len(n.args))
             for k, (a, want) in enumerate(zip(n.args, wanted)):
                 got = kinds.get(a, "vector")
                 if got == want:
@@ -464,11 +491,6 @@ class CellGraph:
                 break
             name = readers.pop()
         return name
-
-
-def attention_param_count(kind: str, hidden_size: int) -> int:
-    """Parameters of one attend() node: general has W (H×H), additive W, U (H×H) and v (H)."""
-    return {"dot": 0, "general": hidden_size ** 2, "additive": 2 * hidden_size ** 2 + hidden_size}[kind]
 
 
 # A cell's name names files (``NAME.yaml``, ``NAME.py`` on export) and shows up in generated

@@ -23,18 +23,17 @@ from pathlib import Path
 
 import torch
 
-from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, EPS, INITIAL_SCALE
-from cellsearch.compile.params import ATTENTION_ROLES, CellParameters, attention_name, bias_name, scale_name, weight_name
+from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS
+from cellsearch.compile.params import CellParameters
 from cellsearch.dsl.equations import format_equation, format_number, inlined_nodes
 from cellsearch.dsl import literals
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.dsl.names import PYTHON_RESERVED, Names
 from cellsearch.export.base import ExportError, version
+from cellsearch.ops.registry import OPS, preludes
 
 _PY_RESERVED = PYTHON_RESERVED | {"self", "torch", "F", "nn", "Tensor", "Optional", "Tuple", "List", "math", "Path"}
 _FORWARD_LOCALS = {"x", "state", "static", "memory", "memory_mask", "zeros", "outs", "x_t", "out"}
-_ATTENTION_FUNCTIONS = {"attend", "attend_additive"}  # module-level helpers of a cell with a memory
-_MEMORY_FUNCTIONS = {"address", "read", "write", "initial_memory"}  # and of a cell with a memory state
 
 
 def class_name(graph: CellGraph) -> str:
@@ -66,14 +65,18 @@ class _PyWriter:
     def __init__(self, g: CellGraph):
         self.g = g
         inline = set(inlined_nodes(g))
-        # blend(z, a, b) reads z twice (z * a + (1 - z) * b): give z a line of its own
+        # an argument an op's expression reads twice (blend's z: z * a + (1 - z) * b) gets a line of its own
         for n in g.nodes:
-            if n.op == "blend" and n.args and g.node_map.get(n.args[0]) is not None \
-                    and g.node_map[n.args[0]].op != "const":
-                inline.discard(n.args[0])
+            for i in OPS[n.op].export_reads_twice:
+                if i < len(n.args) and g.node_map.get(n.args[i]) is not None \
+                        and not OPS[g.node_map[n.args[i]].op].is_literal:
+                    inline.discard(n.args[i])
         self.inline = inline
-        self.names = Names(_PY_RESERVED | (_ATTENTION_FUNCTIONS if g.memory else set())
-                           | (_MEMORY_FUNCTIONS if g.memory_states else set()))
+        reserved = set(_PY_RESERVED)
+        for prelude in preludes():  # the module-level helpers the module will define
+            if prelude.needed(g):
+                reserved |= prelude.names
+        self.names = Names(reserved)
         for leaf in g.leaf_kinds:
             self.names.bind(leaf)
         # a memory's score bias (0 for a real row, -inf for padding), made by forward
@@ -83,8 +86,8 @@ class _PyWriter:
         node = self.g.node_map.get(name)
         if node is None:
             return self.names.bind(name), 9
-        if node.op == "const":
-            v = node.attr("value")
+        if OPS[node.op].is_literal:
+            v = OPS[node.op].value(node)
             return (format_number(v), 9) if v >= 0 else (f"({format_number(v)})", 9)
         if name in self.inline:
             return self.expr(name)
@@ -93,66 +96,19 @@ class _PyWriter:
     def expr(self, name: str) -> tuple[str, int]:
         """Python text of node ``name`` and its precedence (1: + -, 2: *, 3: unary -, 9: atom)."""
         node = self.g.node_map[name]
-        op = node.op
         args = [self.ref(a) for a in node.args]
-        if op == "linear":
-            terms = [f"F.linear({t}, self.{weight_name(name, k)})" for k, (t, _) in enumerate(args)]
-            if node.attr("bias"):
-                terms.append(f"self.{bias_name(name)}")
-            return " + ".join(terms), (9 if len(terms) == 1 else 1)
-        if op in ("add", "sub", "mul"):
-            p = 1 if op != "mul" else 2
-            sym = {"add": "+", "sub": "-", "mul": "*"}[op]
-            (lt, lp), (rt, rp) = args
-            return f"{_paren(lt, lp < p)} {sym} {_paren(rt, rp <= p)}", p
-        if op == "neg":
-            t, p = args[0]
-            return "-" + _paren(t, p <= 3), 3
-        if op == "one_minus":
-            t, p = args[0]
-            return f"1 - {_paren(t, p <= 1)}", 1
-        if op == "blend":
-            (zt, zp), (at, ap), (bt, bp) = args
-            return (f"{_paren(zt, zp < 2)} * {_paren(at, ap <= 2)} + (1 - {_paren(zt, zp <= 1)}) * "
-                    f"{_paren(bt, bp <= 2)}"), 1
-        if op == "diag":
-            t, p = args[0]
-            return f"self.{scale_name(name)} * {_paren(t, p <= 2)}", 2
-        if op in ("tanh", "sigmoid", "relu"):
-            return f"torch.{op}({args[0][0]})", 9
-        if op == "leaky_relu":
-            return f"F.leaky_relu({args[0][0]}, {float(node.attr('slope'))!r})", 9
-        if op == "identity":
-            return args[0]
-        if op == "attend":
-            q, memory = args[0][0], self.names.bind(node.args[1])
-            bias = self.bias_var[node.args[1]]
-            kind = node.attr("kind")
-            if kind == "dot":
-                return f"attend({q}, {memory}, {memory}, {bias})", 9
-            keys = f"F.linear({memory}, self.{attention_name(name, 'wk')})"
-            if kind == "general":
-                return f"attend({q}, {keys}, {memory}, {bias})", 9
-            return (f"attend_additive({q}, self.{attention_name(name, 'wq')}, {keys}, "
-                    f"self.{attention_name(name, 'v')}, {memory}, {bias})"), 9
-        if op in ("address", "read", "write"):
-            return f"{op}({', '.join(t for t, _ in args)})", 9
-        raise ExportError(f"cannot export op '{op}' of node '{name}'")  # pragma: no cover - op table moved
+        return OPS[node.op].export_expr(self, node, args)
 
     def step_lines(self) -> list[str]:
         g = self.g
         lines = []
         for name in g.order:
             node = g.node_map[name]
-            if name not in g.live or name in self.inline or node.op == "const":
+            if name not in g.live or name in self.inline or OPS[node.op].is_literal:
                 continue
             lines.append(f"# {name} = {format_equation(g, name, self.inline)}")
             lines.append(f"{self.names.bind(name)} = {self.expr(name)[0]}")
         return lines
-
-
-def _paren(text: str, needed: bool) -> str:
-    return f"({text})" if needed else text
 
 
 def _size_expr(g: CellGraph, leaf: str) -> str:
@@ -205,14 +161,11 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
     emit(f"WEIGHTS = {weights_file!r}  # the weights, next to this file")
     emit("")
     emit("")
-    if g.memory:
-        out.extend(_ATTENTION_SOURCE.splitlines())
-        emit("")
-        emit("")
-    if g.memory_states:
-        out.extend(_MEMORY_SOURCE.splitlines())
-        emit("")
-        emit("")
+    for prelude in preludes():
+        if prelude.needed(g):
+            out.extend(prelude.source.splitlines())
+            emit("")
+            emit("")
     emit(f"class {cls}(nn.Module):")
     doc = [f"The {_title(g)} as a layer with the torch.nn.LSTM calling convention.", ""]
     if g.description:
@@ -264,25 +217,18 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
         emit("        self.memory_rows = memory_rows  # rows of the memory state(s)")
     inline_eq = inlined_nodes(g)
     for n in g.nodes:
-        if n.name not in g.live or n.op not in ("linear", "diag"):
+        if n.name not in g.live or OPS[n.op].export_param_phase != 0:
             continue  # (attend's parameters follow)
         owner = g.written_node(n.name)
         emit("        " + literals.comment(f"{n.name} = {format_equation(g, n.name, inline_eq)}"
                                        + ("" if owner == n.name else f"  (in the equation of {owner})")))
-        if n.op == "linear":
-            for k, a in enumerate(n.args):
-                emit(f"        self.{weight_name(n.name, k)} = nn.Parameter(torch.empty(hidden_size, "
-                     f"{_size_expr(g, a)}))  # for {a}")
-            if n.attr("bias"):
-                emit(f"        self.{bias_name(n.name)} = nn.Parameter(torch.empty(hidden_size))")
-        elif n.op == "diag":
-            emit(f"        self.{scale_name(n.name)} = nn.Parameter(torch.empty(hidden_size))")
+        for line in OPS[n.op].export_param_lines(n, lambda a: _size_expr(g, a)):
+            emit("        " + line)
     for n in g.nodes:
-        if n.name in g.live and n.op == "attend":
+        if n.name in g.live and OPS[n.op].export_param_phase == 1:
             emit("        " + literals.comment(f"{n.name} = {format_equation(g, n.name, inline_eq)}"))
-            for role in ATTENTION_ROLES[n.attr("kind")]:
-                shape = "hidden_size" if role == "v" else "hidden_size, hidden_size"
-                emit(f"        self.{attention_name(n.name, role)} = nn.Parameter(torch.empty({shape}))")
+            for line in OPS[n.op].export_param_lines(n, lambda a: _size_expr(g, a)):
+                emit("        " + line)
     emit("        self.reset_parameters()")
     emit("")
     emit("    def reset_parameters(self, init_scale: float = 1.0) -> None:")
@@ -292,18 +238,9 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
     emit("            for p in self.parameters():")
     emit("                p.uniform_(-bound, bound)")
     for n in g.nodes:
-        if n.name not in g.live:
-            continue
-        if n.op == "linear":
-            if n.attr("bias") and n.attr("bias_init") is not None:
-                emit(f"            self.{bias_name(n.name)}.fill_({float(n.attr('bias_init'))!r})  # bias_init")
-            a = n.attr("diag_init")
-            if a is not None:
-                for k in range(len(n.args)):
-                    emit(f"            self.{weight_name(n.name, k)}.mul_(0.1).diagonal().add_({float(a)!r})"
-                         "  # diag_init")
-        elif n.op == "diag" and n.attr("init") is not None:
-            emit(f"            self.{scale_name(n.name)}.fill_({float(n.attr('init'))!r})  # init")
+        if n.name in g.live:
+            for line in OPS[n.op].export_reset_lines(n):
+                emit("            " + line)
     emit("")
     step_leaves = [names.bind(leaf) for leaf in (*g.inputs, *g.static, *g.memory)]
     step_leaves += [w.bias_var[m] for m in g.memory] + [names.bind(p) for p in g.prev_names]
@@ -386,48 +323,6 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
     return "\n".join(out) + "\n"
 
 
-_ATTENTION_SOURCE = '''def attend(q: Tensor, keys: Tensor, values: Tensor, bias: Tensor) -> Tensor:
-    """attend(q, M): the softmax(q · key_n + bias_n)-weighted sum of the memory rows (B, H);
-    padding rows have bias -inf, so their weight is 0."""
-    scores = torch.matmul(keys, q.unsqueeze(-1)).squeeze(-1) + bias  # (B, N)
-    weights = torch.softmax(scores, -1)
-    return torch.matmul(weights.unsqueeze(1), values).squeeze(1)
-
-
-def attend_additive(q: Tensor, wq: Tensor, keys: Tensor, v: Tensor, values: Tensor, bias: Tensor) -> Tensor:
-    """attend(q, M, kind=additive): scores v · tanh(Wq q + U m_n) (Bahdanau); keys = U M."""
-    hidden = torch.tanh(keys + F.linear(q, wq).unsqueeze(1))  # (B, N, H)
-    weights = torch.softmax(torch.matmul(hidden, v) + bias, -1)
-    return torch.matmul(weights.unsqueeze(1), values).squeeze(1)'''
-
-
-_MEMORY_SOURCE = f'''def initial_memory(batch: int, rows: int, hidden: int, like: Tensor) -> Tensor:
-    """Where a memory state starts: row n is {INITIAL_SCALE} * sin/cos(n * frequency_h), rows distinct."""
-    n = torch.arange(rows, dtype=like.dtype, device=like.device).unsqueeze(1)
-    h = torch.arange(hidden, dtype=like.dtype, device=like.device)
-    freq = torch.exp(-(h - h % 2) * (math.log(1000.0) / max(hidden, 1)))
-    angle = n * freq + (h % 2) * (math.pi / 2)
-    return ({INITIAL_SCALE!r} * torch.sin(angle)).expand(batch, rows, hidden).clone()
-
-
-def address(k: Tensor, memory: Tensor, beta: Tensor) -> Tensor:
-    """Content addressing: softmax_n(softplus(mean(beta)) * cos(k, M_n)), weights (B, N)."""
-    dots = torch.matmul(memory, k.unsqueeze(-1)).squeeze(-1)
-    norms = torch.linalg.vector_norm(memory, 2, [-1]) * torch.linalg.vector_norm(k, 2, [-1], True) + {EPS!r}
-    return torch.softmax(F.softplus(beta.mean(-1, keepdim=True)) * dots / norms, -1)
-
-
-def read(w: Tensor, memory: Tensor) -> Tensor:
-    """The w-weighted sum of the memory rows (B, H)."""
-    return torch.matmul(w.unsqueeze(-2), memory).squeeze(-2)
-
-
-def write(memory: Tensor, w: Tensor, erase: Tensor, add: Tensor) -> Tensor:
-    """M * (1 - w erase^T) + w add^T."""
-    wt = w.unsqueeze(-1)
-    return memory * (1 - wt * erase.unsqueeze(-2)) + wt * add.unsqueeze(-2)'''
-
-
 def _title(g: CellGraph) -> str:
     return g.name if g.name.lower().endswith("cell") else f"{g.name} cell"
 
@@ -443,7 +338,7 @@ def _elementwise_leaves(g: CellGraph) -> list[str]:
     """Inputs and static inputs used directly by a non-linear node (their size must be hidden_size)."""
     out: list[str] = []
     for n in g.nodes:
-        if n.op == "linear":
+        if OPS[n.op].is_matmul:
             continue
         for a in n.args:
             if g.leaf_kinds.get(a) in ("input", "static") and a not in out:
