@@ -132,7 +132,7 @@ class Controller:
     def _candidate(row) -> Candidate:
         return Candidate(loads_cell(row["cell_yaml"], warn=False),
                          tuple(json.loads(row["decisions"])) if row["decisions"] else None,
-                         row["origin"] or "sample", row["parent"], json.loads(row["plan"]) if row["plan"] else None)
+                         row["origin"] or "sample", row["parent"])
 
     @staticmethod
     def _result(row) -> Result:
@@ -148,7 +148,7 @@ class Controller:
         seed = cfg.seed * 100_003 + self.launched
         if candidate.origin == "reevaluate":
             seed += 7919 * (1 + int(candidate.info.get("reevaluation", 0)))
-        return {"cell": dumps_cell(candidate.graph), "plan": candidate.plan or self.plan,
+        return {"cell": dumps_cell(candidate.graph), "plan": self.plan,
                 "budget": {"steps": cfg.steps, "seconds": cfg.minutes * 60 if cfg.minutes else None},
                 "train": dict(cfg.train, device="cuda" if cfg.gpus_per_trial else "cpu"),
                 "task_options": cfg.task_options, "reference": None if is_reference else self.reference,
@@ -207,7 +207,7 @@ class Controller:
             strategy="reference" if is_reference else self.cfg.strategy, status=outcome.status,
             score=outcome.score, metrics=outcome.metrics,
             trial_id=trial_id if self.session == 1 else f"{trial_id}#{self.session}", origin=cand.origin,
-            parent=cand.parent, decisions=cand.decisions, plan=cand.plan, stage=outcome.stage,
+            parent=cand.parent, decisions=cand.decisions, stage=outcome.stage,
             params=outcome.params, seconds=outcome.seconds, node=node, error=outcome.error)
         if is_reference:
             self.reference_running = False

@@ -129,15 +129,17 @@ def candidate_to_json(c: Candidate) -> dict[str, Any]:
     from cellsearch.dsl.io import cell_to_dict
 
     return {"graph": cell_to_dict(c.graph, "graph"), "decisions": list(c.decisions) if c.decisions else None,
-            "origin": c.origin, "parent": c.parent, "plan": c.plan, "info": c.info}
+            "origin": c.origin, "parent": c.parent, "info": c.info}
 
 
 def candidate_from_json(data: dict[str, Any]) -> Candidate:
+    """Back from ``candidate_to_json`` (a state saved before candidates lost their unused ``plan``
+    still loads: the key is ignored)."""
     from cellsearch.dsl.io import cell_from_dict
 
     return Candidate(cell_from_dict(data["graph"], warn=False),
                      tuple(data["decisions"]) if data.get("decisions") is not None else None,
-                     data.get("origin", "sample"), data.get("parent"), data.get("plan"), data.get("info") or {})
+                     data.get("origin", "sample"), data.get("parent"), info=data.get("info") or {})
 
 
 def save_state(state: dict[str, Any], path: str | Path) -> Path:
