@@ -1,6 +1,8 @@
 """The one small interface every search strategy implements: ``ask`` / ``tell`` + state.
 
-``ask()`` proposes a ``Candidate``; ``tell(candidate, result)`` reports how it did. The runner
+``ask()`` proposes a ``Candidate``; ``tell(candidate, outcome)`` reports how it did (the trial's
+``outcome.TrialOutcome``, the record ``results.db`` keeps; one without a finite score counts
+as failed for every strategy: ``outcome.failed``). The runner
 (local loop or Ray Tune) is built on these two calls only. A strategy's whole state is an
 explicit, versioned, JSON-serialisable dict (``state_dict``/``load_state_dict``), written
 atomically by ``save_state``, so an interrupted search resumes exactly where it stopped.
@@ -24,29 +26,10 @@ from typing import Any
 from cellsearch.errors import ConfigError
 from cellsearch.fileio import atomic_write, read_regular
 from cellsearch.limits import MAX_RUN_JSON_BYTES
+from cellsearch.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, Space
 
 STATE_VERSION = 1
-
-# Trial outcomes are the results store's (``FINAL_STATUSES``). A result without a finite score
-# counts as failed for every strategy.
-
-
-@dataclass
-class Result:
-    score: float | None  # higher is better; None when there is none (failed, diverged)
-    status: str = "ok"
-    metrics: dict[str, Any] = field(default_factory=dict)
-    stage: str | None = None  # for staged evaluations: the stage that rejected it
-
-    @property
-    def failed(self) -> bool:
-        """No usable score: the strategy should treat the candidate as bad, not crash."""
-        return self.score is None or not math.isfinite(self.score)
-
-    def usable_score(self, worst: float = 0.0) -> float:
-        return worst if self.failed else float(self.score)
-
 
 @dataclass
 class Stage:
@@ -89,8 +72,8 @@ class Strategy(ABC):
         """The next candidate to evaluate."""
 
     @abstractmethod
-    def tell(self, candidate: Candidate, result: Result) -> None:
-        """Report a candidate's result (also for failed or deduplicated candidates)."""
+    def tell(self, candidate: Candidate, result: TrialOutcome) -> None:
+        """Report a candidate's outcome (also for failed or deduplicated candidates)."""
 
     def plan(self, tasks: list[str]) -> list[Stage] | None:
         """How each candidate is evaluated on ``tasks``; None (the default): ``default_plan(tasks)``."""
