@@ -1,4 +1,4 @@
-"""What one search trial came to: ``TrialOutcome``, the one record every trial path hands on.
+"""What a search trial or a training job came to: ``TrialOutcome`` and ``TrainingOutcome``, the records every path hands on.
 
 A trial is trained in-process or in a Ray Tune worker (``runner.trial.evaluate_candidate``),
 looked up in a replay table (``tables.TableEntry.outcome``), read back from ``results.db``
@@ -6,6 +6,12 @@ looked up in a replay table (``tables.TableEntry.outcome``), read back from ``re
 scheduler stopped early); whichever it was, the search ``Controller`` receives a
 ``TrialOutcome``, records it as one row of ``results.db`` and tells the strategy the same
 object (``Strategy.tell``). Crossing the process boundary (Ray) is ``runner.wire``'s.
+
+A training job of the final evaluation protocol (``runner.final``) or of a study
+(``runner.gate_study``, ``reproduce``) comes to a ``TrainingOutcome``
+(``runner.worker.train_job``): in the worker, through Ray (``runner.wire`` again) and into
+the ``retrains`` table of ``results.db``. (One training run's own record, with its history and
+losses, is ``train.TrainResult``: both outcomes are made from it.)
 
 This module is a leaf (no cellsearch imports), so the layers that build outcomes (``tables``,
 below the runner), the strategies that read them and the runner can all use it.
@@ -39,4 +45,25 @@ class TrialOutcome:
         return self.score is None or not math.isfinite(self.score)
 
 
-__all__ = ["TrialOutcome"]
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What one training job gave: its status, its metrics per split, and its cost."""
+
+    status: str  # ok | diverged | stopped | failed (the job raised: see error)
+    metric: str | None = None  # the task's primary metric
+    score: float | None = None  # ... on the validation split
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # split → metrics ({} before any)
+    params: int | None = None  # cell parameters (None when the model was never built)
+    steps: int = 0
+    seconds: float = 0.0
+    error: str | None = None  # "ExceptionType: message" of a failed job
+    traceback: str | None = None  # ... and where it came from
+
+    def value(self, split: str) -> float | None:
+        """The primary metric on ``split`` (None when that split was not scored)."""
+        return self.metrics.get(split, {}).get(self.metric) if self.metric else None
+
+
+TRAINING_STATUSES = ("ok", "diverged", "stopped", "failed")  # a TrainingOutcome's
+
+__all__ = ["TRAINING_STATUSES", "TrainingOutcome", "TrialOutcome"]

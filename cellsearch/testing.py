@@ -36,7 +36,7 @@ import pytest
 from cellsearch.dsl.graph import CellGraph, Node
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.errors import CellError, ConfigError
-from cellsearch.outcome import TrialOutcome
+from cellsearch.outcome import TrainingOutcome, TrialOutcome
 from cellsearch.spaces.base import Candidate, Decision, InvalidCandidate, Space
 from cellsearch.strategies.base import Strategy, candidate_from_json, candidate_to_json, load_state, save_state
 
@@ -165,13 +165,14 @@ BLOCK = "aaatTt"
 
 
 # ---------------------------------------------------------------------- a training job that trains nothing
-def synthetic_job(job: dict[str, Any]) -> dict[str, Any]:
-    """A job function for ``run_jobs`` in the shape of ``runner.final.retrain``'s outcome: scores a job
-    by the length of its ``name`` (÷ 10); ``metrics`` say which process ran it (``pid``) and the
-    threads the queue gave it."""
+def synthetic_job(job: dict[str, Any]) -> TrainingOutcome:
+    """A job function for ``run_jobs`` with ``runner.final.retrain``'s outcome: scores a job by the
+    length of its ``name`` (÷ 10, on validation and test); its validation metrics say which
+    process ran it (``pid``) and the threads the queue gave it."""
     score = len(str(job.get("name", ""))) / 10
-    return {"status": "ok", "valid": score, "test": score, "metrics": {"pid": os.getpid(), "threads": job.get("threads")},
-            "params": 0, "seconds": 0.0, "error": None}
+    return TrainingOutcome("ok", "score", score, {"valid": {"score": score, "pid": os.getpid(),
+                                                            "threads": job.get("threads")},
+                                                  "test": {"score": score}}, params=0)
 
 
 # ---------------------------------------------------------------------- the suite

@@ -14,7 +14,7 @@ from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.library import builtin_names, resolve_cell
-from cellsearch.outcome import TrialOutcome
+from cellsearch.outcome import TRAINING_STATUSES, TrainingOutcome, TrialOutcome
 from cellsearch.runner import wire
 from cellsearch.runner.trial import TrialSpec, trial_spec
 from cellsearch.spaces.base import Candidate
@@ -180,3 +180,27 @@ def test_an_old_state_with_candidate_plans_resumes(tmp_path):
     with Store(run / "results.db", readonly=True) as store:
         row = store.best()
     assert (run / "best.yaml").read_text() == row["cell_yaml"]  # the stored text, as it is
+
+
+trainings = st.builds(TrainingOutcome, status=st.sampled_from(TRAINING_STATUSES), metric=st.none() | names,
+                      score=st.none() | finite,
+                      metrics=st.dictionaries(st.sampled_from(("valid", "test")), st.dictionaries(names, plain,
+                                                                                                  max_size=3)),
+                      params=st.none() | st.integers(0, 10**9), steps=st.integers(0, 10**6), seconds=finite,
+                      error=st.none() | st.text(max_size=30), traceback=st.none() | st.text(max_size=30))
+
+
+@settings(max_examples=60, deadline=None)
+@given(trainings | st.lists(trainings, min_size=1, max_size=4))
+def test_a_training_jobs_outcome_crosses_the_boundary_unchanged(outcome):
+    assert wire.training_from_wire(wire.training_to_wire(outcome)) == outcome
+
+
+@pytest.mark.parametrize("text, says", [
+    ('{"status": "fine"}', "unknown status"),
+    ('[{"status": "ok"}, {"status": "ok", "steps": "many"}]', "steps"),
+    ('{"status": "ok", "valid": 0.5}', "valid"),  # (a retrain outcome of the old dict shape)
+])
+def test_the_driver_refuses_a_damaged_training_outcome(text, says):
+    with pytest.raises(ConfigError, match=says):
+        wire.training_from_wire(text)

@@ -23,6 +23,7 @@ from cellsearch.dsl.graph import CellGraph
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
+from cellsearch.outcome import TrainingOutcome
 from cellsearch.runner import final
 from cellsearch.runner.events import EventHandler, JobFinished, JobsEnded, JobsStarted
 from cellsearch.runner.jobs import JobSettings, run_jobs
@@ -115,20 +116,21 @@ class Retrainer:
         label = f"{self.purpose}: {phase}"
         self._emit(JobsStarted(label, len(todo)))
 
-        def on_done(job: dict, outcome: dict, node: str | None) -> None:
+        def on_done(job: dict, outcome: TrainingOutcome, node: str | None) -> None:
+            error = outcome.error if outcome.traceback is None else f"{outcome.error}\n{outcome.traceback}"
+            test = outcome.value("test")
             store.add_retrain(key=job["key"], protocol=self.protocol.fingerprint, purpose=self.purpose,
                               hash=job["hash"], cell_name=job["name"], cell_yaml=job["cell"], task=job["task"],
-                              lr=job["lr"], seed=job["seed"], status=outcome.get("status", "failed"),
-                              valid=outcome.get("valid"), test=outcome.get("test"), metrics=outcome.get("metrics"),
-                              params=outcome.get("params"), seconds=outcome.get("seconds"), node=node,
-                              error=outcome.get("error"))
-            self._emit(JobFinished(label, job["name"], job["task"], job["lr"], job["seed"],
-                                   outcome.get("status", "?"), outcome.get("test")))
+                              lr=job["lr"], seed=job["seed"], status=outcome.status, valid=outcome.score,
+                              test=test, metrics=outcome.metrics, params=outcome.params, seconds=outcome.seconds,
+                              node=node, error=error)
+            self._emit(JobFinished(label, job["name"], job["task"], job["lr"], job["seed"], outcome.status, test))
 
-        def on_group_done(group: dict, outcome: dict, node: str | None) -> None:
-            members = outcome.get("members")
-            if not isinstance(members, list) or len(members) != len(group["members"]):
-                members = [outcome] * len(group["members"])  # the trial itself failed: so did every member
+        def on_group_done(group: dict, outcome: TrainingOutcome | list[TrainingOutcome], node: str | None) -> None:
+            members = outcome if isinstance(outcome, list) else [outcome] * len(group["members"])  # (the trial
+            if len(members) != len(group["members"]):  # itself failed: so did every member)
+                members = [TrainingOutcome("failed", error=f"{len(members)} outcomes for "
+                                           f"{len(group['members'])} jobs")] * len(group["members"])
             for job, out in zip(group["members"], members):
                 on_done(job, out, node)
 

@@ -18,7 +18,6 @@ when it ends, however it ends (``ray_session``).
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 from contextlib import contextmanager
@@ -31,8 +30,9 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from cellsearch.errors import CellError, ConfigError
-from cellsearch.outcome import TrialOutcome
+from cellsearch.outcome import TrainingOutcome, TrialOutcome
 from cellsearch.runner import wire
+from cellsearch.runner.jobs import JobOutcome
 from cellsearch.runner.source import FINISHED, TrialSource
 from cellsearch.runner.trial import TrialSpec, evaluate_candidate
 
@@ -40,7 +40,7 @@ METRIC = "tune_score"  # the score, with failures mapped to a very low number fo
 FAILED_SCORE = -1e9
 
 S = TypeVar("S")  # what a trial runs: a TrialSpec (search), a job dict (jobs)
-O = TypeVar("O")  # a source's outcome type: TrialOutcome (search), the job function's dict (jobs)
+O = TypeVar("O")  # a source's outcome type: TrialOutcome (search), TrainingOutcome(s) (jobs)
 S_contra = TypeVar("S_contra", contravariant=True)
 O_co = TypeVar("O_co", covariant=True)
 
@@ -93,9 +93,9 @@ def _trial_stopped() -> TrialOutcome:
 class _JobFunction:
     """``fn(job)`` as a ``TrialFunction`` (a job reports nothing before it ends)."""
 
-    fn: Callable[[dict[str, Any]], dict[str, Any]]
+    fn: Callable[[dict[str, Any]], JobOutcome]
 
-    def __call__(self, spec: dict[str, Any], report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    def __call__(self, spec: dict[str, Any], report: Callable[[JobOutcome], None] | None = None) -> JobOutcome:
         return self.fn(spec)
 
 
@@ -103,24 +103,24 @@ def _same(data: Any) -> Any:
     return data
 
 
-def _job_score(outcome: dict[str, Any]) -> float | None:
-    return outcome.get("valid")
+def _job_score(outcome: JobOutcome) -> float | None:
+    return outcome.score if isinstance(outcome, TrainingOutcome) else None  # (a population: nothing to compare)
 
 
-def _job_lost(error: str) -> dict[str, Any]:
-    return {"status": "failed", "valid": None, "error": error}
+def _job_lost(error: str) -> JobOutcome:
+    return TrainingOutcome("failed", error=error)
 
 
-def _job_stopped() -> dict[str, Any]:
+def _job_stopped() -> JobOutcome:
     return _job_lost("stopped before it ended")
 
 
-def job_trials(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> TrialKind[dict[str, Any], dict[str, Any]]:
-    """Training jobs of the final protocol: ``fn(job)`` (e.g. ``runner.final.retrain``), its outcome
-    dict scored by ``valid``. A job is plain data already; ``fn`` travels to the workers as
-    ``TrialFunction`` says."""
-    return TrialKind(key="retrain", run=_JobFunction(fn), send=_same, receive=_same, encode=json.dumps,
-                     decode=json.loads, score=_job_score, lost=_job_lost, stopped=_job_stopped)
+def job_trials(fn: Callable[[dict[str, Any]], JobOutcome]) -> TrialKind[dict[str, Any], JobOutcome]:
+    """Training jobs of the final protocol: ``fn(job)`` (e.g. ``runner.final.retrain``), its
+    ``TrainingOutcome`` scored by its validation score. A job is plain data already; its outcome
+    crosses back through ``runner.wire``; ``fn`` travels to the workers as ``TrialFunction`` says."""
+    return TrialKind(key="retrain", run=_JobFunction(fn), send=_same, receive=_same, encode=wire.training_to_wire,
+                     decode=wire.training_from_wire, score=_job_score, lost=_job_lost, stopped=_job_stopped)
 
 
 def _tune_score(score: float | None) -> float:

@@ -1,10 +1,12 @@
-"""The process boundary of a search trial: a ``TrialSpec`` and a ``TrialOutcome`` as plain data, and back.
+"""The process boundary: a search trial's ``TrialSpec`` and ``TrialOutcome``, and a training job's ``TrainingOutcome``, as plain data and back.
 
 The one place where a trial is serialised. The driver sends ``spec_to_wire(spec)`` as a Ray
 Tune trial's config (plain JSON-able data: Tune shows it in the trial's ``params.json``); the
 worker rebuilds the spec with ``spec_from_wire``, sends its outcomes as ``outcome_to_wire``
 text, and the driver reads them with ``outcome_from_wire``. In-process trials never come here:
-they hand the objects over as they are.
+they hand the objects over as they are. A training job of the final protocol (``runner.jobs``)
+is plain data already; its outcome (one ``TrainingOutcome``, or a list of them for a
+population) crosses back as ``training_to_wire``/``training_from_wire`` text.
 
 What arrives from another process is checked as if anyone could have written it: every field's
 type (``records.record_from_dict``), the cell YAML under the loader's limits and validation
@@ -25,7 +27,7 @@ from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.limits import shown
-from cellsearch.outcome import TrialOutcome
+from cellsearch.outcome import TRAINING_STATUSES, TrainingOutcome, TrialOutcome
 from cellsearch.records import record_from_dict
 from cellsearch.runner.trial import TrialSpec
 from cellsearch.store import FINAL_STATUSES
@@ -79,17 +81,39 @@ def outcome_to_wire(outcome: TrialOutcome) -> str:
 
 def outcome_from_wire(text: Any) -> TrialOutcome:
     """The ``TrialOutcome`` that ``outcome_to_wire`` sent, checked (field types, a known status)."""
+    return _record(TrialOutcome, _json(text, "trial outcome"), "trial outcome", FINAL_STATUSES)
+
+
+def training_to_wire(outcome: TrainingOutcome | list[TrainingOutcome]) -> str:
+    """A job's outcome (a population's: one per member, in order) as JSON text."""
+    if isinstance(outcome, list):
+        return json.dumps([asdict(o) for o in outcome])
+    return json.dumps(asdict(outcome))
+
+
+def training_from_wire(text: Any) -> TrainingOutcome | list[TrainingOutcome]:
+    """What ``training_to_wire`` sent, checked (field types, a known status)."""
+    data = _json(text, "training outcome")
+    if isinstance(data, list):
+        return [_record(TrainingOutcome, d, "training outcome", TRAINING_STATUSES) for d in data]
+    return _record(TrainingOutcome, data, "training outcome", TRAINING_STATUSES)
+
+
+def _json(text: Any, what: str) -> Any:
     if not isinstance(text, str):
-        raise ConfigError(f"trial outcome: expected JSON text, got {type(text).__name__}")
+        raise ConfigError(f"{what}: expected JSON text, got {type(text).__name__}")
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except ValueError as exc:
-        raise ConfigError(f"trial outcome: not JSON ({exc})") from None
-    outcome = record_from_dict(TrialOutcome, data, "trial outcome")
-    if outcome.status not in FINAL_STATUSES:
-        raise ConfigError(f"trial outcome: unknown status {shown(outcome.status)} "
-                          f"(known: {', '.join(FINAL_STATUSES)})")
-    return outcome
+        raise ConfigError(f"{what}: not JSON ({exc})") from None
 
 
-__all__ = ["outcome_from_wire", "outcome_to_wire", "spec_from_wire", "spec_to_wire"]
+def _record(cls, data: Any, what: str, statuses: tuple[str, ...]):
+    record = record_from_dict(cls, data, what)
+    if record.status not in statuses:
+        raise ConfigError(f"{what}: unknown status {shown(record.status)} (known: {', '.join(statuses)})")
+    return record
+
+
+__all__ = ["outcome_from_wire", "outcome_to_wire", "spec_from_wire", "spec_to_wire", "training_from_wire",
+           "training_to_wire"]
