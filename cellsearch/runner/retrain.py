@@ -13,6 +13,7 @@ what was measured (``CellResult``); the statistics and reports are ``cellsearch.
 
 from __future__ import annotations
 
+import functools
 import math
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -38,9 +39,16 @@ class Cell:
     role: str = "candidate"  # candidate | baseline
     search_score: float | None = None
 
-    @property
+    # (computed once: every job and key of the cell names them; the graph is never replaced)
+    @functools.cached_property
     def hash(self) -> str:
+        """The graph's canonical hash."""
         return canonical_hash(self.graph)
+
+    @functools.cached_property
+    def yaml(self) -> str:
+        """The graph as cell YAML (what a job trains and the retrains table keeps)."""
+        return dumps_cell(self.graph)
 
 
 @dataclass
@@ -95,7 +103,7 @@ class Retrainer:
     def _job(self, cell: Cell, task: str, lr: float, seed: int) -> dict[str, Any]:
         p = self.protocol
         device = "cuda" if self.settings.gpus_per_trial else "cpu"
-        return {"key": self.key(cell.hash, task, lr, seed), "cell": dumps_cell(cell.graph), "hash": cell.hash,
+        return {"key": self.key(cell.hash, task, lr, seed), "cell": cell.yaml, "hash": cell.hash,
                 "name": cell.graph.name, "task": task, "lr": lr, "seed": seed, "steps": p.steps,
                 "seconds": p.minutes * 60 if p.minutes else None, "train": dict(p.train, device=device),
                 "task_options": p.task_options.get(task, {}), "data_dir": p.data_dir}

@@ -31,7 +31,7 @@ from cellsearch.spaces.base import Candidate, Space
 
 STATE_VERSION = 1
 
-@dataclass
+@dataclass(frozen=True)
 class Stage:
     """One stage of a trial's evaluation plan (``runner.trial`` describes how a plan runs)."""
 
@@ -42,10 +42,6 @@ class Stage:
     scoring: bool = True  # part of the fitness (a pure filter like memorisation is not)
     steps: int | None = None  # overrides the trial budget for this stage
     task_options: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Stage":
-        return cls(**d)
 
 
 def default_plan(tasks: list[str]) -> list[Stage]:
