@@ -87,8 +87,10 @@ def run_jobs(jobs: list[dict[str, Any]], fn: Callable[[dict], JobOutcome], setti
         return
     queue = JobQueue(jobs, settings, on_done)
     if settings.backend == "local":
-        for i, job in enumerate(jobs):
-            queue.complete(f"local_{i}", fn(queue.next_trial(f"local_{i}")), "local")
+        for i in range(len(jobs)):
+            job = queue.next_trial(f"local_{i}")
+            assert isinstance(job, dict)
+            queue.complete(f"local_{i}", fn(job), "local")
         return
     from cellsearch.runner.tune import job_trials, run_tune
 

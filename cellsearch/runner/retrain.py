@@ -27,7 +27,7 @@ from cellsearch.errors import ConfigError
 from cellsearch.outcome import TrainingOutcome
 from cellsearch.runner import final
 from cellsearch.runner.events import EventHandler, JobFinished, JobsEnded, JobsStarted
-from cellsearch.runner.jobs import JobSettings, run_jobs
+from cellsearch.runner.jobs import JobOutcome, JobSettings, run_jobs
 from cellsearch.runner.protocol import Protocol
 from cellsearch.store import Store
 
@@ -124,7 +124,7 @@ class Retrainer:
         label = f"{self.purpose}: {phase}"
         self._emit(JobsStarted(label, len(todo)))
 
-        def on_done(job: dict, outcome: TrainingOutcome, node: str | None) -> None:
+        def record(job: dict, outcome: TrainingOutcome, node: str | None) -> None:
             error = outcome.error if outcome.traceback is None else f"{outcome.error}\n{outcome.traceback}"
             test = outcome.value("test")
             store.add_retrain(key=job["key"], protocol=self.protocol.fingerprint, purpose=self.purpose,
@@ -134,19 +134,16 @@ class Retrainer:
                               node=node, error=error)
             self._emit(JobFinished(label, job["name"], job["task"], job["lr"], job["seed"], outcome.status, test))
 
-        def on_group_done(group: dict, outcome: TrainingOutcome | list[TrainingOutcome], node: str | None) -> None:
-            members = outcome if isinstance(outcome, list) else [outcome] * len(group["members"])  # (the trial
-            if len(members) != len(group["members"]):  # itself failed: so did every member)
-                members = [TrainingOutcome("failed", error=f"{len(members)} outcomes for "
-                                           f"{len(group['members'])} jobs")] * len(group["members"])
-            for job, out in zip(group["members"], members):
-                on_done(job, out, node)
+        def on_done(job: dict, outcome: JobOutcome, node: str | None) -> None:
+            members = job.get("members", [job])  # (a population job: the jobs it trained)
+            for member, out in zip(members, _per_job(outcome, len(members))):
+                record(member, out, node)
 
         try:
             # (looked up now, not bound at import: a test may stand in for the job body)
             if self.settings.population:
                 run_jobs(population_groups(todo), final.retrain_population, self.settings, self.run_dir,
-                         on_group_done, name=f"tune-{self.purpose}")
+                         on_done, name=f"tune-{self.purpose}")
             else:
                 run_jobs(todo, final.retrain, self.settings, self.run_dir, on_done, name=f"tune-{self.purpose}")
         finally:
@@ -214,6 +211,16 @@ def population_groups(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             chunk = members[i:i + MAX_POPULATION]
             out.append({"key": "population:" + ",".join(j["key"] for j in chunk), "members": chunk})
     return out
+
+
+def _per_job(outcome: JobOutcome, jobs: int) -> list[TrainingOutcome]:
+    """A (population) job's outcome, one per job it trained: a single outcome (the trial itself failed)
+    counts for every job."""
+    if not isinstance(outcome, list):
+        return [outcome] * jobs
+    if len(outcome) != jobs:
+        return [TrainingOutcome("failed", error=f"{len(outcome)} outcomes for {jobs} jobs")] * jobs
+    return outcome
 
 
 def _ok_value(row, column: str) -> float | None:

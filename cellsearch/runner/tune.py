@@ -23,7 +23,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Generic, Iterator, Protocol, TypeVar
+from typing import Any, Callable, Generic, Iterator, Protocol, TypeVar, cast
 
 import ray
 from ray import tune
@@ -185,7 +185,7 @@ class SourceSearcher(Searcher, Generic[S, O]):
             return Searcher.FINISHED
         if nxt is None:
             return None
-        return {self.trials.key: self.trials.send(nxt)}
+        return {self.trials.key: self.trials.send(cast(S, nxt))}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if self.failure is not None:  # stopped: the trials still running end unrecorded (resume runs them again)
