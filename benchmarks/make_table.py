@@ -35,11 +35,17 @@ def enumerate_cells(space):
 
 
 def _evaluate(config: dict) -> dict:
-    from cellsearch.runner.trial import evaluate_candidate
+    from cellsearch.dsl.io import loads_cell
+    from cellsearch.runner.trial import TrialSpec, evaluate_candidate
+    from cellsearch.strategies.base import default_plan
 
     if config["seeds"] > 1 or config["curve_every"]:
         return _evaluate_with_curve(config)
-    out = evaluate_candidate(config).to_dict()
+    # the trial a search would run (a table of our own cells: the hash is the one computed when it was listed)
+    spec = TrialSpec(loads_cell(config["cell"], source="<table cell>", warn=False), config["cell"], config["hash"],
+                     tuple(default_plan([config["task"]])), steps=config["steps"], train=config["train"],
+                     task_options=config["task_options"], seed=0, threads=config["threads"])
+    out = asdict(evaluate_candidate(spec))
     out["hash"] = config["hash"]
     return out
 
@@ -91,7 +97,6 @@ def _evaluate_with_curve(config: dict) -> dict:
 
 def main(argv=None) -> int:
     from cellsearch.dsl.io import dumps_cell
-    from cellsearch.strategies.base import default_plan
     from cellsearch.runner.search import SearchConfig
     from cellsearch.spaces import load_space
     from cellsearch.tables import make_frame, read_table, write_table
@@ -134,10 +139,8 @@ def main(argv=None) -> int:
     for h, g in cells:
         if h in done:
             continue
-        jobs.append({"hash": h, "cell": dumps_cell(g), "plan": [asdict(s) for s in default_plan([args.task])],
-                     "budget": {"steps": args.budget, "seconds": None},
-                     "train": train, "task_options": task_options, "reference": None, "is_reference": False,
-                     "seed": 0, "threads": max(1, (os.cpu_count() or 1) // args.workers),
+        jobs.append({"hash": h, "cell": dumps_cell(g), "train": train, "task_options": task_options,
+                     "threads": max(1, (os.cpu_count() or 1) // args.workers),
                      "task": args.task, "steps": args.budget, "seeds": args.seeds, "curve_every": args.curve_every})
     print(f"{args.space}: {len(cells)} distinct cells, {len(done)} already in {args.output}, "
           f"training {len(jobs)}", file=sys.stderr)

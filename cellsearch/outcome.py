@@ -1,47 +1,69 @@
-"""What one search trial came to: ``TrialOutcome``, the typed record every trial path hands on.
+"""What a search trial or a training job came to: ``TrialOutcome`` and ``TrainingOutcome``, the records every path hands on.
 
 A trial is trained in-process or in a Ray Tune worker (``runner.trial.evaluate_candidate``),
-looked up in a replay table (``tables.TableEntry.outcome``) or cut short by Tune (a worker
-that died, a trial the scheduler stopped early); whichever it was, the search ``Controller``
-receives a ``TrialOutcome`` and records it as one row of ``results.db``. ``to_dict`` /
-``from_dict`` carry it through Tune's result dict (as JSON) and back.
+looked up in a replay table (``tables.TableEntry.outcome``), read back from ``results.db``
+(a reused cell, a resumed search) or cut short by Tune (a worker that died, a trial the
+scheduler stopped early); whichever it was, the search ``Controller`` receives a
+``TrialOutcome``, records it as one row of ``results.db`` and tells the strategy the same
+object (``Strategy.tell``). Crossing the process boundary (Ray) is ``runner.wire``'s.
+
+A training job of the final evaluation protocol (``runner.final``) or of a study
+(``runner.gate_study``, ``reproduce``) comes to a ``TrainingOutcome``
+(``runner.worker.train_job``): in the worker, through Ray (``runner.wire`` again) and into
+the ``retrains`` table of ``results.db``. (One training run's own record, with its history and
+losses, is ``train.TrainResult``: both outcomes are made from it.)
 
 This module is a leaf (no cellsearch imports), so the layers that build outcomes (``tables``,
-below the runner) and the runner that consumes them can both use it.
+below the runner), the strategies that read them and the runner can all use it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrialOutcome:
-    """One trial's result; the fields are the ``trials`` columns of ``results.db`` they fill."""
+    """One trial's result; the fields are the ``trials`` columns of ``results.db`` they fill.
 
-    status: str  # ok | rejected | diverged | failed | stopped-early | missing (the store's FINAL_STATUSES)
-    score: float | None = None  # higher is better; None when there is none
-    stage: str | None = None  # staged plans: the stage that rejected the cell, or "passed"
+    ``TrialOutcome(0.7)`` is a trial that scored 0.7; ``TrialOutcome(None, "failed")`` one that
+    gave no score."""
+
+    score: float | None  # higher is better; None when there is none
+    status: str = "ok"  # ok | rejected | diverged | failed | stopped-early | missing (the store's FINAL_STATUSES)
     metrics: dict[str, Any] = field(default_factory=dict)  # {task: {metric: value, ...}}
+    stage: str | None = None  # staged plans: the stage that rejected the cell, or "passed"
     params: int | None = None  # the cell's parameter count
     seconds: float | None = None  # what the trial cost (a replay: what training cost when the table was made)
     error: str | None = None  # what went wrong (failed, missing)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable data (every field, always)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrialOutcome":
-        """Back from ``to_dict`` (fields left out take their defaults; unknown keys are an error)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(str(k) for k in data if k not in known)
-        if unknown:
-            raise ValueError(f"unknown trial outcome field(s) {', '.join(unknown)}")
-        values = dict(data)
-        values["metrics"] = values.get("metrics") or {}
-        return cls(**values)
+    @property
+    def failed(self) -> bool:
+        """No usable score (None, NaN or infinite): a strategy treats the candidate as bad, and does not crash."""
+        return self.score is None or not math.isfinite(self.score)
 
 
-__all__ = ["TrialOutcome"]
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What one training job gave: its status, its metrics per split, and its cost."""
+
+    status: str  # ok | diverged | stopped | failed (the job raised: see error)
+    metric: str | None = None  # the task's primary metric
+    score: float | None = None  # ... on the validation split
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # split → metrics ({} before any)
+    params: int | None = None  # cell parameters (None when the model was never built)
+    steps: int = 0
+    seconds: float = 0.0
+    error: str | None = None  # "ExceptionType: message" of a failed job
+    traceback: str | None = None  # ... and where it came from
+
+    def value(self, split: str) -> float | None:
+        """The primary metric on ``split`` (None when that split was not scored)."""
+        return self.metrics.get(split, {}).get(self.metric) if self.metric else None
+
+
+TRAINING_STATUSES = ("ok", "diverged", "stopped", "failed")  # a TrainingOutcome's
+
+__all__ = ["TRAINING_STATUSES", "TrainingOutcome", "TrialOutcome"]

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS trials (
     origin TEXT,               -- sample | mutation | seed | reference | reevaluate
     parent TEXT,               -- parent hash for mutations
     decisions TEXT,            -- JSON list of the space's decisions, if any
-    plan TEXT,                 -- JSON evaluation plan, if not the default
+    plan TEXT,                 -- (unused: NULL; kept so that every results file has one schema)
     status TEXT NOT NULL,      -- ok | diverged | failed | stopped-early | rejected | missing
     stage TEXT,                -- where a staged evaluation rejected it (or 'passed')
     score REAL,                -- higher is better; NULL when there is none
@@ -214,7 +214,7 @@ class Store:
     # ------------------------------------------------------------------ trials
     def add_trial(self, *, hash: str, cell_yaml: str, strategy: str, status: str, score: float | None,
                   metrics: dict | None = None, cell_name: str | None = None, trial_id: str | None = None,
-                  origin: str | None = None, parent: str | None = None, decisions=None, plan=None,
+                  origin: str | None = None, parent: str | None = None, decisions=None,
                   stage: str | None = None, params: int | None = None, seconds: float | None = None,
                   node: str | None = None, error: str | None = None, reused_from: int | None = None) -> int:
         if status not in FINAL_STATUSES:
@@ -224,8 +224,7 @@ class Store:
                 " status, stage, score, metrics, params, seconds, node, error, reused_from, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (trial_id, hash, cell_name, cell_yaml, strategy, origin, parent,
-                 json.dumps(list(decisions)) if decisions is not None else None,
-                 json.dumps(plan) if plan is not None else None, status, stage,
+                 json.dumps(list(decisions)) if decisions is not None else None, None, status, stage,
                  None if score is None or score != score else float(score), json.dumps(metrics or {}), params,
                  seconds, node, error, reused_from, time.time()))
 

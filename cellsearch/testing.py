@@ -36,9 +36,9 @@ import pytest
 from cellsearch.dsl.graph import CellGraph, Node
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.errors import CellError, ConfigError
+from cellsearch.outcome import TrainingOutcome, TrialOutcome
 from cellsearch.spaces.base import Candidate, Decision, InvalidCandidate, Space
-from cellsearch.strategies.base import (Result, Strategy, candidate_from_json, candidate_to_json, load_state,
-                                        save_state)
+from cellsearch.strategies.base import Strategy, candidate_from_json, candidate_to_json, load_state, save_state
 
 # ---------------------------------------------------------------------- the toy space
 TOY_ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
@@ -102,15 +102,15 @@ def synthetic_score(graph: CellGraph) -> float:
     return (sum(n.op == "sigmoid" for n in live) + 0.5 * sum(n.op == "tanh" for n in live)) / len(live)
 
 
-def synthetic_result(candidate: Candidate) -> Result:
-    """``synthetic_score`` as a Result; about 1 cell in 5 fails (deterministically, by hash):
+def synthetic_result(candidate: Candidate) -> TrialOutcome:
+    """``synthetic_score`` as a TrialOutcome; about 1 cell in 5 fails (deterministically, by hash):
     no score (``failed``) or a NaN score (``diverged``)."""
     r = int(candidate.hash[:8], 16) % 10
     if r == 0:
-        return Result(None, "failed")
+        return TrialOutcome(None, "failed")
     if r == 1:
-        return Result(float("nan"), "diverged")
-    return Result(synthetic_score(candidate.graph))
+        return TrialOutcome(float("nan"), "diverged")
+    return TrialOutcome(synthetic_score(candidate.graph))
 
 
 def check_candidate(space: Space, candidate: Candidate, decode: bool = True) -> None:
@@ -136,7 +136,7 @@ class Driver:
     ``T`` tell the oldest pending one (FIFO). Results come from ``objective``.
     """
 
-    def __init__(self, strategy: Strategy, objective: Callable[[Candidate], Result] = synthetic_result,
+    def __init__(self, strategy: Strategy, objective: Callable[[Candidate], TrialOutcome] = synthetic_result,
                  check: Callable[[Candidate], None] | None = None):
         self.strategy = strategy
         self.objective = objective
@@ -165,13 +165,14 @@ BLOCK = "aaatTt"
 
 
 # ---------------------------------------------------------------------- a training job that trains nothing
-def synthetic_job(job: dict[str, Any]) -> dict[str, Any]:
-    """A job function for ``run_jobs`` in the shape of ``runner.final.retrain``'s outcome: scores a job
-    by the length of its ``name`` (÷ 10); ``metrics`` say which process ran it (``pid``) and the
-    threads the queue gave it."""
+def synthetic_job(job: dict[str, Any]) -> TrainingOutcome:
+    """A job function for ``run_jobs`` with ``runner.final.retrain``'s outcome: scores a job by the
+    length of its ``name`` (÷ 10, on validation and test); its validation metrics say which
+    process ran it (``pid``) and the threads the queue gave it."""
     score = len(str(job.get("name", ""))) / 10
-    return {"status": "ok", "valid": score, "test": score, "metrics": {"pid": os.getpid(), "threads": job.get("threads")},
-            "params": 0, "seconds": 0.0, "error": None}
+    return TrainingOutcome("ok", "score", score, {"valid": {"score": score, "pid": os.getpid(),
+                                                            "threads": job.get("threads")},
+                                                  "test": {"score": score}}, params=0)
 
 
 # ---------------------------------------------------------------------- the suite
@@ -218,8 +219,8 @@ class StrategyTestSuite:
             c = strategy.ask()
             check_candidate(space, c, decode=i % 4 == 0)
             # besides the hash-based failures, every 7th result is explicitly None / NaN
-            strategy.tell(c, Result(None, "failed") if i % 7 == 3 else
-                          Result(math.nan, "diverged") if i % 7 == 5 else synthetic_result(c))
+            strategy.tell(c, TrialOutcome(None, "failed") if i % 7 == 3 else
+                          TrialOutcome(math.nan, "diverged") if i % 7 == 5 else synthetic_result(c))
         assert strategy.told == self.steps
 
     def test_parallel_asks_told_in_reverse(self, strategy_factory, space_factory):
@@ -274,12 +275,12 @@ class StrategyTestSuite:
         space = space_factory()
         strategy = strategy_factory(space, seed=6)
         outsider = space.sample(random.Random(123))
-        strategy.tell(outsider, Result(0.5))  # before any ask
-        strategy.tell(Candidate(outsider.graph, decisions=None, origin="seed"), Result(0.7))
-        strategy.tell(Candidate(outsider.graph, decisions=None, origin="seed"), Result(None, "failed"))
+        strategy.tell(outsider, TrialOutcome(0.5))  # before any ask
+        strategy.tell(Candidate(outsider.graph, decisions=None, origin="seed"), TrialOutcome(0.7))
+        strategy.tell(Candidate(outsider.graph, decisions=None, origin="seed"), TrialOutcome(None, "failed"))
         driver = Driver(strategy, check=lambda c: check_candidate(space, c, decode=False))
         driver.run("aa")
-        strategy.tell(outsider, Result(math.nan, "diverged"))  # while others are in flight
+        strategy.tell(outsider, TrialOutcome(math.nan, "diverged"))  # while others are in flight
         driver.run("tt" + BLOCK * 3)
         assert strategy.told == 4 + 2 + 9
         json.dumps(strategy.state_dict())

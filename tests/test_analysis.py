@@ -382,14 +382,16 @@ def test_jozefowicz_notebook_executes(tmp_path, kernel):
 def test_search_report_notebook_executes(tmp_path, kernel, monkeypatch):
     import cellsearch.runner.final as final
     from cellsearch.analysis.fidelity import fidelity_run
+    from cellsearch.outcome import TrainingOutcome
     from cellsearch.runner.jobs import JobSettings
     from cellsearch.runner.protocol import protocol_for_run
 
     a = make_run(tmp_path / "evo", "evolution", 0)
     b = make_run(tmp_path / "rand", "random", 1)
     # run a has a fidelity report (from a stand-in trainer), run b has none
-    monkeypatch.setattr(final, "retrain", lambda job: {"status": "ok", "valid": 0.5, "test": len(job["name"]) / 10,
-                                                       "metrics": {}, "params": 1, "seconds": 0.0, "error": None})
+    monkeypatch.setattr(final, "retrain", lambda job: TrainingOutcome(
+        "ok", "char_accuracy", 0.5, {"valid": {"char_accuracy": 0.5}, "test": {"char_accuracy": len(job["name"]) / 10}},
+        params=1))
     fidelity_run(a, protocol_for_run(a, seeds=1, lr_factors=(1.0,)), JobSettings(backend="local", population=False),
                  sample=3, min_tau=-1.0)
     _, outputs = execute("search_report", tmp_path, kernel, run_dirs=[str(a), str(b)],

@@ -18,6 +18,7 @@ from cellsearch.analysis.stats import mean_ci, rank_correlation, welch, win_rate
 from cellsearch.cli import app
 from cellsearch.errors import CellWarning, ConfigError
 from cellsearch.library import resolve_cell
+from cellsearch.outcome import TrainingOutcome
 from cellsearch.runner.jobs import JobSettings
 from cellsearch.runner.protocol import protocol_for_run
 from cellsearch.runner.retrain import Cell, CellResult
@@ -143,6 +144,12 @@ def test_protocol_fingerprint_covers_the_trainers_defaults():
     assert Protocol(tasks=["arith"], steps=10, train={"ar": 0.0}).fingerprint != plain.fingerprint
 
 
+def trained(v: float | None, status: str = "ok") -> TrainingOutcome:
+    """What retrain() gives for a job that scored ``v`` on validation and test."""
+    return TrainingOutcome(status, "char_accuracy", v, {"valid": {"char_accuracy": v}, "test": {"char_accuracy": v}},
+                           params=10)
+
+
 def fake_trainer(scores: dict[str, float], noise: float = 0.01):
     """A retrain() that scores each cell by name (plus seed noise); learning rate 1e-2 is best."""
     calls = []
@@ -152,7 +159,7 @@ def fake_trainer(scores: dict[str, float], noise: float = 0.01):
         rng = random.Random(f"{job['name']}/{job['seed']}")  # (str seeds are hashed deterministically)
         lr_penalty = 0.0 if job["lr"] == pytest.approx(1e-2) else 0.05
         v = scores.get(job["name"], 0.3) - lr_penalty + rng.gauss(0, noise)
-        return {"status": "ok", "valid": v, "test": v, "metrics": {}, "params": 10, "seconds": 0.0, "error": None}
+        return trained(v)
 
     retrain.calls = calls
     return retrain
@@ -223,8 +230,7 @@ def test_fidelity_ranks_cells_that_failed_every_retraining_last(run_copy, monkey
 
     def retrain(job):
         if job["name"] == worst:
-            return {"status": "diverged", "valid": None, "test": None, "metrics": {}, "params": 10,
-                    "seconds": 0.0, "error": None}
+            return trained(None, "diverged")
         return fake(job)
 
     monkeypatch.setattr(final, "retrain", retrain)
@@ -243,7 +249,7 @@ def curve_trainer(scores: dict[str, float]):
         v = scores.get(job["name"], 0.3)
         if job["steps"] < 16:
             v = 1.0 - v  # a short training ranks the cells backwards
-        return {"status": "ok", "valid": v, "test": v, "metrics": {}, "params": 10, "seconds": 0.0, "error": None}
+        return trained(v)
 
     retrain.calls = calls
     return retrain

@@ -265,14 +265,20 @@ def test_a_full_disk_under_a_ray_search_stops_it_once(tmp_path):
     from ray.tune.search import Searcher
 
     from cellsearch.fileio import DiskFullError, write_error
+    from cellsearch.library import get_cell
+    from cellsearch.runner.trial import trial_spec
     from cellsearch.runner.tune import SourceSearcher, search_trials
+    from cellsearch.spaces.base import Candidate
+    from cellsearch.strategies.base import Stage
+
+    spec = trial_spec(Candidate(get_cell("gru")), [Stage("arith")], steps=2)
 
     class FullSource:
         cfg = None
         completed = 0
 
         def next_trial(self, trial_id):
-            return {"cell": "x"}
+            return spec
 
         def complete(self, trial_id, outcome, node=None):
             self.completed += 1
@@ -283,7 +289,7 @@ def test_a_full_disk_under_a_ray_search_stops_it_once(tmp_path):
 
     source = FullSource()
     searcher = SourceSearcher(source, search_trials())
-    assert searcher.suggest("t1") == {"candidate": {"cell": "x"}}
+    assert searcher.suggest("t1")["candidate"]["hash"] == spec.hash
     result = {"final": True, "outcome": '{"status": "ok", "score": 1.0}', "node": "n"}
     searcher.on_trial_complete("t1", result)  # (Tune would log a traceback for an exception here)
     searcher.on_trial_complete("t2", result)

@@ -228,12 +228,14 @@ def test_a_population_checkpoint_is_not_a_model(tmp_path):
 
 # ---------------------------------------------------------------------------- a search's candidates
 def candidate_config(**extra):
-    from cellsearch.dsl.io import dumps_cell
     from cellsearch.library import get_cell
+    from cellsearch.runner.trial import trial_spec
+    from cellsearch.spaces.base import Candidate
+    from cellsearch.strategies.base import Stage
 
-    return {"cell": dumps_cell(get_cell("gru")), "plan": [{"task": "arith", **extra.pop("stage", {})}],
-            "budget": {"steps": 4}, "train": {"hidden_size": 8, "batch_size": 4, "lr": 5e-3, "device": "cpu"},
-            "task_options": {"arith": {"eval_examples": 16}}, "seed": 3, **extra}
+    return trial_spec(Candidate(get_cell("gru")), [Stage("arith", **extra.pop("stage", {}))], steps=4,
+                      train={"hidden_size": 8, "batch_size": 4, "lr": 5e-3, "device": "cpu"},
+                      task_options={"arith": {"eval_examples": 16}}, seed=3, **extra)
 
 
 def test_a_candidate_with_one_setting_and_seed_scores_its_solo_training():
@@ -268,11 +270,11 @@ def test_a_candidate_reports_once_per_evaluation_however_many_members_it_trains(
         reports = []
         out = evaluate_candidate(candidate_config(**extra), report=reports.append)
         assert out.status == "ok", out.error
-        assert len(reports) == 4 and not any(r["final"] for r in reports)
-        scores = [r["score"] for r in reports]
+        assert len(reports) == 4 and all(r.status == "stopped-early" for r in reports)
+        scores = [r.score for r in reports]
         assert scores == sorted(scores)  # the best so far
     # the reports follow the final score's rule (best setting's mean over its seeds), as a best so far
-    assert reports[-1]["score"] >= out.score - 1e-12
+    assert reports[-1].score >= out.score - 1e-12
 
 
 def test_search_seeds_option_end_to_end(tmp_path):

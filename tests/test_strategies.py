@@ -10,9 +10,9 @@ import statistics
 import pytest
 
 from cellsearch.errors import ConfigError
+from cellsearch.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, InvalidCandidate
 from cellsearch.strategies import STRATEGY_NAMES, make_strategy, strategy_class
-from cellsearch.strategies.base import Result
 from cellsearch.testing import BLOCK, Driver, StrategyTestSuite, ToySpace, check_candidate
 
 torch = pytest.importorskip("torch")
@@ -170,7 +170,7 @@ def test_regularized_evolution_ages_out_the_oldest_and_mutates_winners():
     assert all(c.origin == "sample" for c in first)
     scores = [0.1, 0.9, None, 0.3]  # the second is the best; a failed one counts as worst
     for c, score in zip(first, scores):
-        s.tell(c, Result(score, "ok" if score is not None else "failed"))
+        s.tell(c, TrialOutcome(score, "ok" if score is not None else "failed"))
     assert [m.candidate.hash for m in s.population] == [c.hash for c in first]
     # sample_size == population_size: the tournament winner is always the best member
     children = [s.ask() for _ in range(5)]
@@ -178,12 +178,12 @@ def test_regularized_evolution_ages_out_the_oldest_and_mutates_winners():
         assert child.origin == "mutation" and child.parent == first[1].hash and child.hash != first[1].hash
         check_candidate(space, child)
     # telling a child ages out the oldest member, whatever its score
-    s.tell(children[0], Result(0.0))
+    s.tell(children[0], TrialOutcome(0.0))
     assert [m.candidate.hash for m in s.population] == [c.hash for c in first[1:]] + [children[0].hash]
-    s.tell(children[1], Result(0.0))
-    s.tell(children[2], Result(0.0))
+    s.tell(children[1], TrialOutcome(0.0))
+    s.tell(children[2], TrialOutcome(0.0))
     assert len(s.population) == 4 and s.population[0].candidate.hash == first[3].hash
-    s.tell(children[3], Result(0.0))  # now even the best (first[1]) has aged out
+    s.tell(children[3], TrialOutcome(0.0))  # now even the best (first[1]) has aged out
     assert first[1].hash not in [m.candidate.hash for m in s.population]
 
 
@@ -191,7 +191,7 @@ def test_regularized_evolution_tournament_is_random_subset():
     s = make_strategy("regularized-evolution", ToySpace(), seed=0, population_size=10, sample_size=2)
     asked = [s.ask() for _ in range(10)]
     for i, c in enumerate(asked):
-        s.tell(c, Result(i / 10))
+        s.tell(c, TrialOutcome(i / 10))
     winners = {s.tournament().candidate.hash for _ in range(200)}
     # the worst member never wins a tournament of two; most others sometimes do
     assert asked[0].hash not in winners and len(winners) >= 7
@@ -215,8 +215,8 @@ def test_rl_controller_learns_a_rewarded_decision():
     s = make_strategy("rl", ToySpace(), seed=0, lr=0.05, batch_size=8)
     before = s.probabilities()[1]
 
-    def reward(c: Candidate) -> Result:
-        return Result(1.0 if c.decisions[0] == 1 else 0.0)
+    def reward(c: Candidate) -> TrialOutcome:
+        return TrialOutcome(1.0 if c.decisions[0] == 1 else 0.0)
 
     driver = Driver(s, reward)
     early = driver.run("a" * 8 + "T" * 8)
@@ -237,10 +237,10 @@ def driver_candidates(s, n):
 def test_rl_baseline_moves_toward_mean_reward():
     s = make_strategy("rl", ToySpace(), seed=0, batch_size=4, baseline_decay=0.9)
     assert s.baseline is None
-    driver = Driver(s, lambda c: Result(0.0))
+    driver = Driver(s, lambda c: TrialOutcome(0.0))
     driver.run("aaaaTTTT")
     assert s.baseline == 0.0  # the first batch sets it to that batch's mean
-    driver.objective = lambda c: Result(2.0)
+    driver.objective = lambda c: TrialOutcome(2.0)
     previous = []
     for _ in range(6):
         driver.run("aaaaTTTT")
@@ -248,7 +248,7 @@ def test_rl_baseline_moves_toward_mean_reward():
     assert all(a < b for a, b in zip(previous, previous[1:]))
     assert previous[-1] == pytest.approx(2.0 * (1 - 0.9 ** 24))
     # failed results are reward 0 and pull it down
-    driver.objective = lambda c: Result(None, "failed")
+    driver.objective = lambda c: TrialOutcome(None, "failed")
     driver.run("aaaaTTTT")
     assert s.baseline < previous[-1]
 
@@ -257,10 +257,10 @@ def test_rl_reward_functions():
     score = make_strategy("rl", ToySpace(), seed=0)
     zoph = make_strategy("rl", ToySpace(), seed=0, reward="zoph")
     p = 1 / 112.0  # the PTB score of an LSTM with perplexity 112
-    assert score.reward(Result(p)) == p
-    assert zoph.reward(Result(p)) == pytest.approx(80 * p ** 2) == pytest.approx(80 / 112.0 ** 2)
-    assert make_strategy("rl", ToySpace(), reward="zoph", reward_c=10.0).reward(Result(0.5)) == 2.5
-    for failed in (Result(None, "failed"), Result(math.nan, "diverged"), Result(math.inf)):
+    assert score.reward(TrialOutcome(p)) == p
+    assert zoph.reward(TrialOutcome(p)) == pytest.approx(80 * p ** 2) == pytest.approx(80 / 112.0 ** 2)
+    assert make_strategy("rl", ToySpace(), reward="zoph", reward_c=10.0).reward(TrialOutcome(0.5)) == 2.5
+    for failed in (TrialOutcome(None, "failed"), TrialOutcome(math.nan, "diverged"), TrialOutcome(math.inf)):
         assert score.reward(failed) == 0.0 and zoph.reward(failed) == 0.0
 
 
@@ -270,7 +270,7 @@ def test_rl_update_uses_stored_sequences_in_any_order():
         s = make_strategy("rl", ToySpace(), seed=0, batch_size=4, lr=0.01)
         asked = [s.ask() for _ in range(4)]
         for i in order:
-            s.tell(asked[i], Result(asked[i].decisions[0] / 3))
+            s.tell(asked[i], TrialOutcome(asked[i].decisions[0] / 3))
         return s
 
     a, b = run([0, 1, 2, 3]), run([3, 1, 0, 2])
@@ -286,7 +286,7 @@ def test_rl_resamples_invalid_sequences_and_ignores_foreign_candidates():
         c = s.ask()
         assert len(set(c.decisions[:3])) > 1
     outsider = space.sample(random.Random(5))
-    s.tell(Candidate(outsider.graph, decisions=(9, 9, 9, 9, 9, 9)), Result(1.0))
+    s.tell(Candidate(outsider.graph, decisions=(9, 9, 9, 9, 9, 9)), TrialOutcome(1.0))
     assert s.foreign == 1 and s.buffer == [] and s.updates == 0
 
     class Hopeless(ToySpace):
@@ -318,10 +318,10 @@ class _SmallerSpace(ToySpace):
 
 
 # ---------------------------------------------------------------------- TPE
-def _easy_objective(c: Candidate) -> Result:
+def _easy_objective(c: Candidate) -> TrialOutcome:
     """Separable and smooth in the decisions: best is sigmoid, sigmoid, tanh, mul, mul, tanh."""
     target = (1, 1, 0, 1, 1, 0)
-    return Result(sum(d == t for d, t in zip(c.decisions, target)) / len(target))
+    return TrialOutcome(sum(d == t for d, t in zip(c.decisions, target)) / len(target))
 
 
 def _best_after(name: str, seed: int, budget: int, **options) -> float:
@@ -346,7 +346,7 @@ def test_tpe_tells_failures_and_invalid_decodes_as_fail():
     from optuna.trial import TrialState
 
     s = make_strategy("tpe", ToySpace(), seed=0, n_startup_trials=3)
-    driver = Driver(s, lambda c: Result(None, "failed") if c.decisions[0] == 0 else Result(0.5))
+    driver = Driver(s, lambda c: TrialOutcome(None, "failed") if c.decisions[0] == 0 else TrialOutcome(0.5))
     driver.run(BLOCK * 8)
     trials = s.study.get_trials(deepcopy=False)
     invalid = [t for t in trials if t.params["act0"] == t.params["act1"] == t.params["act2"]]
@@ -370,7 +370,7 @@ def test_tpe_resume_recreates_running_trials():
     t.load_state_dict(state)
     assert [tr.state for tr in t.study.get_trials()].count(TrialState.RUNNING) == 3
     for c in driver.pending:  # the runner reports the in-flight trials after the restart
-        t.tell(c, Result(0.25))
+        t.tell(c, TrialOutcome(0.25))
     assert [tr.state for tr in t.study.get_trials()].count(TrialState.COMPLETE) == 3
     assert t.pending == {} and t.foreign == 0
 

@@ -4,14 +4,16 @@ in-process).
 A job (built by ``runner.retrain.Retrainer``) names a cell (YAML text), a task, a learning
 rate, a seed and the protocol's budget and settings (``runner.protocol``). ``retrain`` trains
 it on ``runner.worker.train_job`` and scores it on validation (which chooses the learning
-rate) and test (what is reported).
+rate) and test (what is reported); its ``TrainingOutcome`` is what ``runner.retrain`` records.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from cellsearch.runner.worker import TrainingOutcome, train_job, train_population_job
+from cellsearch.outcome import TrainingOutcome
+from cellsearch.runner.worker import train_job, train_population_job
 
 
 def _settings(job: dict[str, Any]) -> dict[str, Any]:
@@ -19,31 +21,23 @@ def _settings(job: dict[str, Any]) -> dict[str, Any]:
             "steps": job["steps"], "seconds": job["seconds"], "lr": job["lr"], "seed": job["seed"]}
 
 
-def _outcome(out: TrainingOutcome) -> dict[str, Any]:
-    if out.error is not None:
-        return {"status": "failed", "valid": None, "test": None, "metrics": {}, "params": None,
-                "seconds": out.seconds, "error": f"{out.error}\n{out.traceback}"}
-    valid = out.score
+def _checked(out: TrainingOutcome) -> TrainingOutcome:
     # a run that ended well but gave no validation score failed all the same
-    status = out.status if valid is not None or out.status != "ok" else "failed"
-    return {"status": status, "valid": valid, "test": out.value("test"), "metrics": out.metrics,
-            "params": out.params, "seconds": out.seconds, "error": None}
+    return dataclasses.replace(out, status="failed") if out.status == "ok" and out.score is None else out
 
 
-def retrain_population(group: dict[str, Any]) -> dict[str, Any]:
+def retrain_population(group: dict[str, Any]) -> list[TrainingOutcome]:
     """The jobs of ``group["members"]`` (one cell and task; learning rates and seeds differ) trained as
-    one population; ``{"members": [what retrain(job) returns, ...]}`` in order."""
+    one population; what ``retrain(job)`` gives for each, in order."""
     jobs = group["members"]
     outs = train_population_job([_settings(j) for j in jobs], graph=jobs[0]["cell"], source="<retrain>",
                                 threads=group.get("threads"), test=True)
-    return {"members": [_outcome(o) for o in outs]}
+    return [_checked(o) for o in outs]
 
 
-def retrain(job: dict[str, Any]) -> dict[str, Any]:
-    """Train one cell on one task (a job of the protocol) and score it on validation and test.
-
-    Returns ``{"status", "valid", "test", "metrics": {"valid", "test"}, "params", "seconds", "error"}``;
-    never raises for a failing cell (the status says what happened).
+def retrain(job: dict[str, Any]) -> TrainingOutcome:
+    """Train one cell on one task (a job of the protocol) and score it on validation (``score``) and
+    test (``value("test")``); never raises for a failing cell (the status says what happened).
     """
     out = train_job(_settings(job), graph=job["cell"], source="<retrain>", threads=job.get("threads"), test=True)
-    return _outcome(out)
+    return _checked(out)

@@ -19,7 +19,10 @@ from typing import Any, Callable
 from cellsearch import limits as L
 from cellsearch.errors import ConfigError
 from cellsearch.limits import check_number, shown
+from cellsearch.outcome import TrainingOutcome
 from cellsearch.runner.source import FINISHED, threads_per_trial
+
+JobOutcome = TrainingOutcome | list[TrainingOutcome]  # a job's, or a population's (one per member)
 
 
 @dataclass
@@ -45,10 +48,10 @@ class JobSettings:
 
 class JobQueue:
     """Serves jobs to the Tune searcher in order (a ``runner.tune.TrialSource`` of the job function's
-    outcome dicts); ``on_done(job, outcome, node)`` records each."""
+    outcomes); ``on_done(job, outcome, node)`` records each."""
 
     def __init__(self, jobs: list[dict[str, Any]], settings: JobSettings,
-                 on_done: Callable[[dict, dict, str | None], None]):
+                 on_done: Callable[[dict, JobOutcome, str | None], None]):
         self.cfg = settings
         self.pending = list(jobs)
         self.running: dict[str, dict] = {}
@@ -65,7 +68,7 @@ class JobQueue:
             return job
         return FINISHED if not self.running else None
 
-    def complete(self, trial_id: str, outcome: dict[str, Any], node: str | None = None) -> None:
+    def complete(self, trial_id: str, outcome: JobOutcome, node: str | None = None) -> None:
         job = self.running.pop(trial_id, None)
         if job is not None:
             self.on_done(job, outcome, node)
@@ -74,17 +77,20 @@ class JobQueue:
         pass  # the results database is the state: finished jobs are not queued again
 
 
-def run_jobs(jobs: list[dict[str, Any]], fn: Callable[[dict], dict], settings: JobSettings, run_dir: Path,
-             on_done: Callable[[dict, dict, str | None], None], name: str = "tune-jobs") -> None:
+def run_jobs(jobs: list[dict[str, Any]], fn: Callable[[dict], JobOutcome], settings: JobSettings, run_dir: Path,
+             on_done: Callable[[dict, JobOutcome, str | None], None], name: str = "tune-jobs") -> None:
     """Run ``fn(job)`` for every job (on Ray Tune unless ``settings.backend == "local"``; see the module
-    docstring for what Ray needs of ``fn``)."""
+    docstring for what Ray needs of ``fn``): ``fn`` gives the job's ``TrainingOutcome`` (a
+    population job: one per member), and ``on_done`` hears it."""
     settings.validate()
     if not jobs:
         return
     queue = JobQueue(jobs, settings, on_done)
     if settings.backend == "local":
-        for i, job in enumerate(jobs):
-            queue.complete(f"local_{i}", fn(queue.next_trial(f"local_{i}")), "local")
+        for i in range(len(jobs)):
+            job = queue.next_trial(f"local_{i}")
+            assert isinstance(job, dict)
+            queue.complete(f"local_{i}", fn(job), "local")
         return
     from cellsearch.runner.tune import job_trials, run_tune
 

@@ -13,6 +13,7 @@ what was measured (``CellResult``); the statistics and reports are ``cellsearch.
 
 from __future__ import annotations
 
+import functools
 import math
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -23,9 +24,10 @@ from cellsearch.dsl.graph import CellGraph
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
+from cellsearch.outcome import TrainingOutcome
 from cellsearch.runner import final
 from cellsearch.runner.events import EventHandler, JobFinished, JobsEnded, JobsStarted
-from cellsearch.runner.jobs import JobSettings, run_jobs
+from cellsearch.runner.jobs import JobOutcome, JobSettings, run_jobs
 from cellsearch.runner.protocol import Protocol
 from cellsearch.store import Store
 
@@ -37,9 +39,16 @@ class Cell:
     role: str = "candidate"  # candidate | baseline
     search_score: float | None = None
 
-    @property
+    # (computed once: every job and key of the cell names them; the graph is never replaced)
+    @functools.cached_property
     def hash(self) -> str:
+        """The graph's canonical hash."""
         return canonical_hash(self.graph)
+
+    @functools.cached_property
+    def yaml(self) -> str:
+        """The graph as cell YAML (what a job trains and the retrains table keeps)."""
+        return dumps_cell(self.graph)
 
 
 @dataclass
@@ -94,7 +103,7 @@ class Retrainer:
     def _job(self, cell: Cell, task: str, lr: float, seed: int) -> dict[str, Any]:
         p = self.protocol
         device = "cuda" if self.settings.gpus_per_trial else "cpu"
-        return {"key": self.key(cell.hash, task, lr, seed), "cell": dumps_cell(cell.graph), "hash": cell.hash,
+        return {"key": self.key(cell.hash, task, lr, seed), "cell": cell.yaml, "hash": cell.hash,
                 "name": cell.graph.name, "task": task, "lr": lr, "seed": seed, "steps": p.steps,
                 "seconds": p.minutes * 60 if p.minutes else None, "train": dict(p.train, device=device),
                 "task_options": p.task_options.get(task, {}), "data_dir": p.data_dir}
@@ -115,28 +124,26 @@ class Retrainer:
         label = f"{self.purpose}: {phase}"
         self._emit(JobsStarted(label, len(todo)))
 
-        def on_done(job: dict, outcome: dict, node: str | None) -> None:
+        def record(job: dict, outcome: TrainingOutcome, node: str | None) -> None:
+            error = outcome.error if outcome.traceback is None else f"{outcome.error}\n{outcome.traceback}"
+            test = outcome.value("test")
             store.add_retrain(key=job["key"], protocol=self.protocol.fingerprint, purpose=self.purpose,
                               hash=job["hash"], cell_name=job["name"], cell_yaml=job["cell"], task=job["task"],
-                              lr=job["lr"], seed=job["seed"], status=outcome.get("status", "failed"),
-                              valid=outcome.get("valid"), test=outcome.get("test"), metrics=outcome.get("metrics"),
-                              params=outcome.get("params"), seconds=outcome.get("seconds"), node=node,
-                              error=outcome.get("error"))
-            self._emit(JobFinished(label, job["name"], job["task"], job["lr"], job["seed"],
-                                   outcome.get("status", "?"), outcome.get("test")))
+                              lr=job["lr"], seed=job["seed"], status=outcome.status, valid=outcome.score,
+                              test=test, metrics=outcome.metrics, params=outcome.params, seconds=outcome.seconds,
+                              node=node, error=error)
+            self._emit(JobFinished(label, job["name"], job["task"], job["lr"], job["seed"], outcome.status, test))
 
-        def on_group_done(group: dict, outcome: dict, node: str | None) -> None:
-            members = outcome.get("members")
-            if not isinstance(members, list) or len(members) != len(group["members"]):
-                members = [outcome] * len(group["members"])  # the trial itself failed: so did every member
-            for job, out in zip(group["members"], members):
-                on_done(job, out, node)
+        def on_done(job: dict, outcome: JobOutcome, node: str | None) -> None:
+            members = job.get("members", [job])  # (a population job: the jobs it trained)
+            for member, out in zip(members, _per_job(outcome, len(members))):
+                record(member, out, node)
 
         try:
             # (looked up now, not bound at import: a test may stand in for the job body)
             if self.settings.population:
                 run_jobs(population_groups(todo), final.retrain_population, self.settings, self.run_dir,
-                         on_group_done, name=f"tune-{self.purpose}")
+                         on_done, name=f"tune-{self.purpose}")
             else:
                 run_jobs(todo, final.retrain, self.settings, self.run_dir, on_done, name=f"tune-{self.purpose}")
         finally:
@@ -204,6 +211,16 @@ def population_groups(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             chunk = members[i:i + MAX_POPULATION]
             out.append({"key": "population:" + ",".join(j["key"] for j in chunk), "members": chunk})
     return out
+
+
+def _per_job(outcome: JobOutcome, jobs: int) -> list[TrainingOutcome]:
+    """A (population) job's outcome, one per job it trained: a single outcome (the trial itself failed)
+    counts for every job."""
+    if not isinstance(outcome, list):
+        return [outcome] * jobs
+    if len(outcome) != jobs:
+        return [TrainingOutcome("failed", error=f"{len(outcome)} outcomes for {jobs} jobs")] * jobs
+    return outcome
 
 
 def _ok_value(row, column: str) -> float | None:

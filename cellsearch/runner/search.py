@@ -24,19 +24,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cellsearch.runner.source import FINISHED, threads_per_trial
-from cellsearch.dsl.io import dumps_cell, loads_cell, save_cell
+from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.fileio import DiskFullError, WriteError, atomic_write, check_target, write_error
 from cellsearch.limits import shown
 from cellsearch import rundir
 from cellsearch.results import stage_counts
 from cellsearch.outcome import TrialOutcome
-from cellsearch.runner.trial import evaluate_candidate, reference_scores
+from cellsearch.runner.trial import TrialSpec, evaluate_candidate, reference_scores, trial_spec
 from cellsearch.runner.events import EventHandler, SearchEnded, SearchStarted, TrialFinished
 from cellsearch.settings import SearchConfig
 from cellsearch.spaces.base import Candidate
-from cellsearch.store import Store
-from cellsearch.strategies.base import Result, default_plan, save_state
+from cellsearch.store import Store, decode_json
+from cellsearch.strategies.base import Stage, default_plan, save_state
 
 STATE_VERSION = 1
 
@@ -61,10 +61,10 @@ class Controller:
         self.strategy = strategy
         self.store = store
         stages = self.strategy.plan(list(cfg.tasks))
-        self.plan = [asdict(s) for s in (stages if stages is not None else default_plan(list(cfg.tasks)))]
+        self.plan: tuple[Stage, ...] = tuple(stages if stages is not None else default_plan(list(cfg.tasks)))
         # (a replay takes its scores from the table as they are: nothing to normalise)
-        self.needs_reference = not cfg.benchmark and (len([s for s in self.plan if s["scoring"]]) > 1 or any(
-            s["relative"] is not None for s in self.plan))
+        self.needs_reference = not cfg.benchmark and (len([s for s in self.plan if s.scoring]) > 1 or any(
+            s.relative is not None for s in self.plan))
         self.reference = self.store.get_meta("reference_scores")
         self.reference_running = False
         self.launched = 0  # strategy candidates launched or reused
@@ -128,39 +128,39 @@ class Controller:
         self.strategy.abandon_pending()  # trials that were running when the search stopped
         self.save()
 
-    @staticmethod
-    def _candidate(row) -> Candidate:
-        return Candidate(loads_cell(row["cell_yaml"], warn=False),
-                         tuple(json.loads(row["decisions"])) if row["decisions"] else None,
-                         row["origin"] or "sample", row["parent"], json.loads(row["plan"]) if row["plan"] else None)
+    def _candidate(self, row) -> Candidate:
+        decisions = decode_json(row["decisions"], None, self.store.path)
+        return Candidate(loads_cell(row["cell_yaml"], warn=False), tuple(decisions) if decisions is not None else None,
+                         row["origin"] or "sample", row["parent"])
 
-    @staticmethod
-    def _result(row) -> Result:
-        return Result(row["score"], row["status"], json.loads(row["metrics"] or "{}"), row["stage"])
+    def _result(self, row) -> TrialOutcome:
+        """A stored trial's outcome, as the strategy was (or would have been) told it."""
+        return TrialOutcome(row["score"], row["status"], decode_json(row["metrics"], {}, self.store.path),
+                            row["stage"], row["params"], row["seconds"], row["error"])
 
     # ------------------------------------------------------------------ scheduling
     @property
     def done(self) -> bool:
         return self.launched >= self.cfg.trials and not self.running and not self.parked
 
-    def trial_config(self, candidate: Candidate, is_reference: bool = False) -> dict[str, Any]:
+    def trial_spec(self, candidate: Candidate, is_reference: bool = False) -> TrialSpec:
+        """What a trial of ``candidate`` trains (the candidate's YAML and hash, computed once, go with it)."""
         cfg = self.cfg
         seed = cfg.seed * 100_003 + self.launched
         if candidate.origin == "reevaluate":
             seed += 7919 * (1 + int(candidate.info.get("reevaluation", 0)))
-        return {"cell": dumps_cell(candidate.graph), "plan": candidate.plan or self.plan,
-                "budget": {"steps": cfg.steps, "seconds": cfg.minutes * 60 if cfg.minutes else None},
-                "train": dict(cfg.train, device="cuda" if cfg.gpus_per_trial else "cpu"),
-                "task_options": cfg.task_options, "reference": None if is_reference else self.reference,
-                "is_reference": is_reference, "seed": seed, "seeds": cfg.seeds, "threads": self.threads,
-                "data_dir": cfg.data_dir}
+        return trial_spec(candidate, self.plan, steps=cfg.steps, seconds=cfg.minutes * 60 if cfg.minutes else None,
+                          train=dict(cfg.train, device="cuda" if cfg.gpus_per_trial else "cpu"),
+                          task_options=cfg.task_options, reference=None if is_reference else self.reference,
+                          is_reference=is_reference, seed=seed, seeds=cfg.seeds, threads=self.threads,
+                          data_dir=cfg.data_dir)
 
     @property
     def threads(self) -> int:
         return threads_per_trial(self.cfg.cpus_per_trial, self.cfg.parallel)
 
-    def next_trial(self, trial_id: str) -> dict[str, Any] | None | str:
-        """The config of the next trial, None (wait: the reference is running) or FINISHED."""
+    def next_trial(self, trial_id: str) -> TrialSpec | None | str:
+        """The spec of the next trial, None (wait: the reference is running) or FINISHED."""
         if self.needs_reference and self.reference is None:
             if self.reference_running:
                 return None
@@ -169,7 +169,7 @@ class Controller:
             self.reference_running = True
             cand = Candidate(resolve_cell(self.cfg.reference), origin="reference")
             self.running[trial_id] = cand
-            return self.trial_config(cand, is_reference=True)
+            return self.trial_spec(cand, is_reference=True)
         while self.launched < self.cfg.trials:
             cand = self.strategy.ask()
             self.launched += 1
@@ -181,20 +181,21 @@ class Controller:
                 self.parked.append(cand)  # being trained right now: reuse its result when it is done
                 continue
             self.running[trial_id] = cand
-            return self.trial_config(cand)
+            return self.trial_spec(cand)
         return FINISHED if not (self.running or self.parked) else None
 
     def _reuse(self, cand: Candidate, prior) -> None:
         """A cell this run already evaluated: record the reuse and report the stored result."""
         row_id = self.store.add_trial(hash=cand.hash, cell_yaml=prior["cell_yaml"], cell_name=cand.graph.name,
                                       strategy=self.cfg.strategy, status=prior["status"], score=prior["score"],
-                                      metrics=json.loads(prior["metrics"] or "{}"), origin=cand.origin,
+                                      metrics=decode_json(prior["metrics"], {}, self.store.path), origin=cand.origin,
                                       parent=cand.parent, decisions=cand.decisions, stage=prior["stage"],
                                       params=prior["params"], seconds=0.0, reused_from=prior["id"])
-        self.strategy.tell(cand, self._result(prior))
+        outcome = self._result(prior)
+        self.strategy.tell(cand, outcome)
         self.last_row = row_id
         self.save(force=False)
-        self._notify(TrialOutcome(prior["status"], prior["score"]), reused=True)
+        self._notify(outcome, reused=True)
 
     def complete(self, trial_id: str, outcome: TrialOutcome, node: str | None = None) -> None:
         """Record a finished trial (any status) and tell the strategy."""
@@ -203,11 +204,11 @@ class Controller:
             return
         is_reference = cand.origin == "reference"
         row_id = self.store.add_trial(
-            hash=cand.hash, cell_yaml=dumps_cell(cand.graph), cell_name=cand.graph.name,
+            hash=cand.hash, cell_yaml=cand.yaml, cell_name=cand.graph.name,
             strategy="reference" if is_reference else self.cfg.strategy, status=outcome.status,
             score=outcome.score, metrics=outcome.metrics,
             trial_id=trial_id if self.session == 1 else f"{trial_id}#{self.session}", origin=cand.origin,
-            parent=cand.parent, decisions=cand.decisions, plan=cand.plan, stage=outcome.stage,
+            parent=cand.parent, decisions=cand.decisions, stage=outcome.stage,
             params=outcome.params, seconds=outcome.seconds, node=node, error=outcome.error)
         if is_reference:
             self.reference_running = False
@@ -217,7 +218,7 @@ class Controller:
             self.reference = reference_scores(outcome, self.plan)
             self.store.set_meta("reference_scores", self.reference)
         else:
-            self.strategy.tell(cand, Result(outcome.score, outcome.status, outcome.metrics or {}, outcome.stage))
+            self.strategy.tell(cand, outcome)
             self.last_row = row_id
         self.save(force=is_reference)
         self._notify(outcome)
@@ -336,7 +337,7 @@ class SearchRun:
                     ctl.save_interval = 2.0
                     self._run_in_process(self._look_up, "replay")
                 elif self.cfg.backend == "local":
-                    self._run_in_process(lambda _, config: evaluate_candidate(config), "local")
+                    self._run_in_process(lambda _, spec: evaluate_candidate(spec), "local")
                 else:
                     from cellsearch.runner.tune import run_tune, search_trials
 
@@ -353,8 +354,8 @@ class SearchRun:
         ctl.save()
         self._ended(on_event)
         best = ctl.store.best()
-        if best is not None:
-            save_cell(loads_cell(best["cell_yaml"], warn=False), self.run_dir / rundir.BEST)
+        if best is not None:  # the text results.db keeps: the YAML this run trained
+            atomic_write(self.run_dir / rundir.BEST, best["cell_yaml"])
         summary = {"run_dir": str(self.run_dir), "trials": ctl.store.count(), "seconds": time.perf_counter() - start,
                    "best_score": best["score"] if best else None, "best_hash": best["hash"] if best else None,
                    "interrupted": interrupted or not ctl.done}
@@ -388,25 +389,26 @@ class SearchRun:
 
         ctl.on_result = on_result
 
-    def _run_in_process(self, evaluate: Callable[[str, dict[str, Any]], TrialOutcome], node: str) -> None:
-        """Trials one at a time in this process: ``evaluate(trial_id, trial_config)`` gives each outcome."""
+    def _run_in_process(self, evaluate: Callable[[str, TrialSpec], TrialOutcome], node: str) -> None:
+        """Trials one at a time in this process: ``evaluate(trial_id, spec)`` gives each outcome."""
         ctl = self.controller
         n = 0
         while True:
             trial_id = f"{node}_{ctl.store.count() + n:05d}"
             n += 1
-            cfg = ctl.next_trial(trial_id)
-            if cfg == FINISHED or cfg is None:
-                if cfg == FINISHED or not ctl.running:
+            spec = ctl.next_trial(trial_id)
+            if spec == FINISHED or spec is None:
+                if spec == FINISHED or not ctl.running:
                     return
                 raise RuntimeError("in-process run: nothing runnable")  # pragma: no cover
-            ctl.complete(trial_id, evaluate(trial_id, cfg), node=node)
+            assert isinstance(spec, TrialSpec)
+            ctl.complete(trial_id, evaluate(trial_id, spec), node=node)
 
-    def _look_up(self, trial_id: str, config: dict[str, Any]) -> TrialOutcome:
+    def _look_up(self, trial_id: str, spec: TrialSpec) -> TrialOutcome:
         """A replayed trial's outcome: the replay table's row for the cell (by canonical hash)."""
         ctl, table = self.controller, self.table
         cand = ctl.running[trial_id]
-        entry = table.lookup(cand.hash)
+        entry = table.lookup(spec.hash)
         if entry is not None:
             return entry.outcome()
         if self.cfg.missing == "fail":

@@ -9,10 +9,11 @@ from both (and free of Ray) so that each can name the contract without importing
 from __future__ import annotations
 
 import os
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 FINISHED = "FINISHED"  # what next_trial returns once the source has nothing more to run
 
+S_co = TypeVar("S_co", covariant=True)
 O_contra = TypeVar("O_contra", contravariant=True)
 
 
@@ -31,11 +32,11 @@ class ClusterSettings(Protocol):
     max_failures: int  # Tune retries of a trial whose worker died
 
 
-class TrialSource(Protocol[O_contra]):
+class TrialSource(Protocol[S_co, O_contra]):
     """What feeds trials to Tune (``runner.search.Controller``, ``runner.jobs.JobQueue``).
 
-    ``next_trial(trial_id)`` gives the next trial's config (plain data for the worker), None (nothing
-    to start now: ask again later) or ``FINISHED``; ``complete(trial_id, outcome, node)`` records
+    ``next_trial(trial_id)`` gives the next trial's spec (a ``runner.trial.TrialSpec``, a job dict),
+    None (nothing to start now: ask again later) or ``FINISHED``; ``complete(trial_id, outcome, node)`` records
     a trial that ended, whatever its status, with the Ray node it ran on; ``save()`` persists the
     source's state (Tune asks at its checkpoints)."""
 
@@ -47,7 +48,7 @@ class TrialSource(Protocol[O_contra]):
         """CPU threads (and Ray CPUs) per trial."""
         ...
 
-    def next_trial(self, trial_id: str) -> dict[str, Any] | str | None: ...
+    def next_trial(self, trial_id: str) -> S_co | str | None: ...
 
     def complete(self, trial_id: str, outcome: O_contra, node: str | None = None) -> None: ...
 

@@ -13,6 +13,11 @@ below it is ``rejected`` there and the later stages are skipped.
 Score (higher is better): with one task and no reference it is the task's metric itself;
 otherwise it is the minimum over the scoring stages of best ÷ reference best — the fitness
 of Jozefowicz et al. (the reference scores 1.0 by construction).
+
+What a trial evaluates is a ``TrialSpec``, made once on the driver (``runner.search.Controller``)
+from the candidate, whose YAML text and canonical hash it carries so that nothing downstream
+computes them again; what it gives is one ``outcome.TrialOutcome``. A spec crosses to a Ray
+worker, and its outcome back, only through ``runner.wire``.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ import random
 import statistics
 import time
 import traceback
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
 
+from cellsearch.dsl.graph import CellGraph
 from cellsearch.limits import MAX_SEED
 from cellsearch.outcome import TrialOutcome
+from cellsearch.spaces.base import Candidate
 from cellsearch.strategies.base import Stage
 from cellsearch.tasks import primary_metric
 
@@ -42,19 +50,45 @@ def hyperparameters(rng: random.Random) -> dict[str, Any]:
     return {"init_scale": rng.choice(INIT_SCALES), "clip": rng.choice(MAX_GRAD_NORMS), "lr": rng.choice(ADAM_LRS)}
 
 
-def evaluate_candidate(config: dict[str, Any], report: Callable[[dict], None] | None = None) -> TrialOutcome:
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything one trial trains and scores: the candidate's cell (its graph, with the YAML text
+    and canonical hash computed once, on the driver), the evaluation plan, the budget and the
+    training settings. Made by ``trial_spec``; ``runner.wire`` carries it to a worker."""
+
+    graph: CellGraph
+    cell_yaml: str  # the graph as cell YAML: what results.db keeps and a worker parses
+    hash: str  # the graph's canonical hash
+    plan: tuple[Stage, ...]  # the stages, in order
+    steps: int | None = None  # the training budget of a stage without its own ``steps`` ...
+    seconds: float | None = None  # ... and its time limit (None: none)
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides: hidden_size, batch_size, lr, ...
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task (a stage's own go on top)
+    reference: dict[str, float] | None = None  # the reference cell's best per task (relative scores)
+    is_reference: bool = False  # this trial evaluates the reference cell itself
+    seed: int = 0
+    seeds: int = 1  # trainings per hyperparameter setting (search --seeds): their mean scores it
+    threads: int | None = None  # torch threads of the process that trains it
+    data_dir: str | None = None
+
+
+def trial_spec(candidate: Candidate, plan: Iterable[Stage], **settings: Any) -> TrialSpec:
+    """The spec of a trial of ``candidate`` (its cached YAML and hash) under ``plan``; ``settings`` are
+    the other ``TrialSpec`` fields."""
+    return TrialSpec(candidate.graph, candidate.yaml, candidate.hash, tuple(plan), **settings)
+
+
+def evaluate_candidate(spec: TrialSpec, report: Callable[[TrialOutcome], None] | None = None) -> TrialOutcome:
     """Train and score one cell as described in the module docstring.
 
-    ``config``: ``cell`` (YAML text), ``plan`` (list of stage dicts), ``budget`` ({"steps", "seconds"}),
-    ``train`` (TrainConfig overrides: hidden_size, batch_size, lr, ...), ``task_options`` ({task: {...}}),
-    ``reference`` ({task: best score} or None), ``is_reference`` (bool), ``seed``, ``seeds`` (per setting,
-    default 1), ``threads``, ``data_dir``.
-    ``report`` receives intermediate ``{"score": ..., "final": False}`` dicts (for early stopping).
-    Returns the ``TrialOutcome``; never raises for a bad cell or a failing run (the status says what happened).
+    ``report`` (for early stopping) receives, after each evaluation of a scoring stage, what the
+    trial would come to if it were stopped there: a ``stopped-early`` outcome whose score is the
+    fitness shown so far. Returns the ``TrialOutcome``; never raises for a bad cell or a failing run
+    (the status says what happened).
     """
     start = time.perf_counter()
     try:
-        return _evaluate(config, report, start)
+        return _evaluate(spec, report, start)
     except MemoryError:
         return _outcome(None, "failed", None, {}, 0, start, "out of memory")
     except Exception as exc:  # a candidate that breaks training must not stop the search
@@ -67,21 +101,18 @@ def _outcome(score, status, stage, metrics, params, start, error=None) -> TrialO
                         seconds=round(time.perf_counter() - start, 3), error=error)
 
 
-def _evaluate(config: dict[str, Any], report, start: float) -> TrialOutcome:
-    from cellsearch.dsl.io import loads_cell
+def _evaluate(spec: TrialSpec, report, start: float) -> TrialOutcome:
     from cellsearch.population import Member, train_population
     from cellsearch.train import TrainConfig, Trainer, use_threads
 
-    if config.get("threads"):
-        use_threads(int(config["threads"]))
-    graph = loads_cell(config["cell"], source="<candidate>", warn=False)
-    plan = [Stage.from_dict(s) for s in config.get("plan") or []]
-    reference = config.get("reference") or {}
-    is_reference = bool(config.get("is_reference"))
-    budget = config.get("budget") or {"steps": 300}
-    base = dict(config.get("train") or {})
-    seed = int(config.get("seed", 0))
-    seeds = max(1, int(config.get("seeds", 1)))  # trainings per setting (search --seeds): the mean scores it
+    if spec.threads:
+        use_threads(spec.threads)
+    graph, plan = spec.graph, spec.plan
+    reference = spec.reference or {}
+    is_reference = spec.is_reference
+    base = spec.train
+    seed = spec.seed
+    seeds = max(1, spec.seeds)
     normalise = bool(reference) or is_reference or len([s for s in plan if s.scoring]) > 1
     rng = random.Random(seed * 1_000_003 + 17)
     metrics: dict[str, dict] = {}
@@ -94,14 +125,14 @@ def _evaluate(config: dict[str, Any], report, start: float) -> TrialOutcome:
 
     for stage in plan:
         metric = primary_metric(stage.task)
-        steps = stage.steps if stage.steps is not None else budget.get("steps")
+        steps = stage.steps if stage.steps is not None else spec.steps
         best: float | None = None
         best_metrics: dict | None = None
         settings = [{} if k == 0 else hyperparameters(rng) for k in range(max(1, stage.settings))]
         eval_every = max(1, steps // 4) if (report and steps) else 0
-        task_options = {**(config.get("task_options") or {}).get(stage.task, {}), **stage.task_options}
+        task_options = {**spec.task_options.get(stage.task, {}), **stage.task_options}
         cfg = TrainConfig.from_dict({**base, "cell": graph.name, "task": stage.task, "steps": steps,
-                                     "seconds": budget.get("seconds"), "seed": seed, "data_dir": config.get("data_dir"),
+                                     "seconds": spec.seconds, "seed": seed, "data_dir": spec.data_dir,
                                      "task_options": task_options, "eval_every": eval_every, "threads": None,
                                      "device": base.get("device", "auto")})
         # setting k with its j-th seed (seed + k + K·j: one seed per setting is the classic trial),
@@ -129,8 +160,8 @@ def _evaluate(config: dict[str, Any], report, start: float) -> TrialOutcome:
             partial = min([norm(_stage.task, stage_best)] + list(best_norm.values())) if normalise \
                 else stage_best
             shown = next(m for i, m in sorted(got.items()) if members[i][0] == k_best)
-            report({"score": partial, "final": False, "stage": _stage.task,
-                    "metrics": {**metrics, _stage.task: shown}, "params": params})
+            report(TrialOutcome(partial, "stopped-early", {**metrics, _stage.task: shown}, _stage.task, params,
+                                round(time.perf_counter() - start, 3)))
 
         def on_eval(i: int, step: int, m: dict, _stage=stage) -> None:
             # Only scoring stages report: an early-stopping scheduler compares trials by these
@@ -197,11 +228,11 @@ def _partial(best_norm: dict[str, float], extra: float | None = None) -> float |
     return min(values) if values else None
 
 
-def reference_scores(outcome: TrialOutcome, plan: list[dict]) -> dict[str, float]:
+def reference_scores(outcome: TrialOutcome, plan: Sequence[Stage]) -> dict[str, float]:
     """The reference cell's best primary metric per task, from its trial's outcome."""
     out = {}
     for s in plan:
-        task = s["task"]
+        task = s.task
         m = outcome.metrics.get(task) or {}
         value = m.get(primary_metric(task))
         if value is not None:
@@ -209,4 +240,4 @@ def reference_scores(outcome: TrialOutcome, plan: list[dict]) -> dict[str, float
     return out
 
 
-__all__ = ["evaluate_candidate", "hyperparameters", "reference_scores"]
+__all__ = ["TrialSpec", "evaluate_candidate", "hyperparameters", "reference_scores", "trial_spec"]

@@ -3,13 +3,14 @@
 Two sources feed trials: the search's ``runner.search.Controller`` (candidates, run by
 ``runner.trial.evaluate_candidate``: ``search_trials()``) and the final evaluation protocol's
 ``runner.jobs.JobQueue`` (training jobs, run by the function given to ``run_jobs``:
-``job_trials(fn)``). A ``TrialKind`` says what a trial runs in its worker and how its outcome
-crosses Tune's result dict (as JSON); the worker runs exactly the function it names, so the
+``job_trials(fn)``). A ``TrialKind`` says what a trial runs in its worker and how its spec
+crosses to the worker (Tune's trial config) and its outcome back (Tune's result dict, as text):
+for a search trial, ``runner.wire``. The worker runs exactly the function it names, so the
 Ray backend and the in-process one run the same code. Imported lazily (only when Ray is used).
-The trainable reports intermediate scores (for ASHA) and a final report flagged ``final``;
-a trial the scheduler stops early ends without it and is recorded as ``stopped-early`` with
-its last score. A trial whose worker dies is retried by Tune (``FailureConfig``); errors
-inside training are caught by the trial function (``evaluate_candidate``, ``retrain``) and
+The trainable reports intermediate outcomes (for ASHA: what the trial would come to if
+stopped there) and a final one flagged ``final``; a trial the scheduler stops early ends
+without it and is recorded as its last intermediate outcome (``stopped-early``). A trial
+whose worker dies is retried by Tune (``FailureConfig``); errors inside training are caught by the trial function (``evaluate_candidate``, ``retrain``) and
 reported as status ``failed``. Each run joins the cluster or starts a local Ray and leaves it
 when it ends, however it ends (``ray_session``).
 """
@@ -17,97 +18,147 @@ when it ends, however it ends (``ray_session``).
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Generic, Iterator, Protocol, TypeVar
+from typing import Any, Callable, Generic, Iterator, Protocol, TypeVar, cast
 
 import ray
 from ray import tune
 from ray.tune.search import Searcher
 
-from cellsearch.outcome import TrialOutcome
+from cellsearch.errors import CellError, ConfigError
+from cellsearch.outcome import TrainingOutcome, TrialOutcome
+from cellsearch.runner import wire
+from cellsearch.runner.jobs import JobOutcome
 from cellsearch.runner.source import FINISHED, TrialSource
-from cellsearch.runner.trial import evaluate_candidate
+from cellsearch.runner.trial import TrialSpec, evaluate_candidate
 
 METRIC = "tune_score"  # the score, with failures mapped to a very low number for the scheduler
 FAILED_SCORE = -1e9
 
-O = TypeVar("O")  # a source's outcome type: TrialOutcome (search), the job function's dict (jobs)
+S = TypeVar("S")  # what a trial runs: a TrialSpec (search), a job dict (jobs)
+O = TypeVar("O")  # a source's outcome type: TrialOutcome (search), TrainingOutcome(s) (jobs)
+S_contra = TypeVar("S_contra", contravariant=True)
 O_co = TypeVar("O_co", covariant=True)
-Reporter = Callable[[dict[str, Any]], None]
 
 
-class TrialFunction(Protocol[O_co]):
-    """The body of one trial, run in a Tune worker: ``config`` is what the source's ``next_trial``
-    gave; ``report`` takes intermediate results (``score``, ``stage``, ``metrics``, ``params``) for
-    early stopping. It must never raise for a bad candidate or job (the outcome's status says).
-    Ray pickles it to the worker: a module-level function by reference, so its module must be
-    importable there."""
+class TrialFunction(Protocol[S_contra, O_co]):
+    """The body of one trial, run in a Tune worker: ``spec`` is what the source's ``next_trial``
+    gave (rebuilt by the kind's ``receive``); ``report`` takes what the trial would come to if the
+    scheduler stopped it now (for early stopping). It must never raise for a bad candidate or job
+    (the outcome's status says). Ray pickles it to the worker: a module-level function by
+    reference, so its module must be importable there."""
 
-    def __call__(self, config: dict[str, Any], report: Reporter | None = None) -> O_co: ...
+    def __call__(self, spec: S_contra, report: Callable[[O_co], None] | None = None) -> O_co: ...
 
 
 @dataclass(frozen=True)
-class TrialKind(Generic[O]):
-    """One kind of trial: what its worker runs and how its outcome crosses Tune's result dict."""
+class TrialKind(Generic[S, O]):
+    """One kind of trial: what its worker runs, and how its spec and outcome cross the process boundary."""
 
-    key: str  # the trial config's entry that holds what ``next_trial`` gave (Tune's params.json shows it)
-    run: TrialFunction[O]
-    to_dict: Callable[[O], dict[str, Any]]  # in the worker: the outcome as JSON-serialisable data
-    from_dict: Callable[[dict[str, Any]], O]  # in the driver: back, for the source's ``complete``
-    score_key: str  # the entry of that data the scheduler compares (higher is better)
+    key: str  # the trial config's entry that holds the spec (Tune's params.json shows it)
+    run: TrialFunction[S, O]
+    send: Callable[[S], Any]  # in the driver: the spec as plain data (Tune's trial config)
+    receive: Callable[[Any], S]  # in the worker: back; a ConfigError refuses it (see ``lost``)
+    encode: Callable[[O], str]  # in the worker: an outcome as text (Tune's result dict)
+    decode: Callable[[str], O]  # in the driver: back, for the source's ``complete``
+    score: Callable[[O], float | None]  # what the scheduler compares (higher is better)
+    lost: Callable[[str], O]  # a trial that gave no outcome (refused spec, dead worker): failed with this error
+    stopped: Callable[[], O]  # a trial the scheduler stopped before it reported anything
 
 
-def search_trials() -> TrialKind[TrialOutcome]:
-    """Search trials: a candidate's staged evaluation, its ``TrialOutcome`` scored by ``score``."""
-    return TrialKind(key="candidate", run=evaluate_candidate, to_dict=TrialOutcome.to_dict,
-                     from_dict=TrialOutcome.from_dict, score_key="score")
+def search_trials() -> TrialKind[TrialSpec, TrialOutcome]:
+    """Search trials: a candidate's staged evaluation (``runner.trial``), carried by ``runner.wire``."""
+    return TrialKind(key="candidate", run=evaluate_candidate, send=wire.spec_to_wire, receive=wire.spec_from_wire,
+                     encode=wire.outcome_to_wire, decode=wire.outcome_from_wire, score=_trial_score,
+                     lost=_trial_lost, stopped=_trial_stopped)
+
+
+def _trial_score(outcome: TrialOutcome) -> float | None:
+    return outcome.score
+
+
+def _trial_lost(error: str) -> TrialOutcome:
+    return TrialOutcome(None, "failed", error=error)
+
+
+def _trial_stopped() -> TrialOutcome:
+    return TrialOutcome(None, "stopped-early")
 
 
 @dataclass(frozen=True)
 class _JobFunction:
     """``fn(job)`` as a ``TrialFunction`` (a job reports nothing before it ends)."""
 
-    fn: Callable[[dict[str, Any]], dict[str, Any]]
+    fn: Callable[[dict[str, Any]], JobOutcome]
 
-    def __call__(self, config: dict[str, Any], report: Reporter | None = None) -> dict[str, Any]:
-        return self.fn(config)
+    def __call__(self, spec: dict[str, Any], report: Callable[[JobOutcome], None] | None = None) -> JobOutcome:
+        return self.fn(spec)
 
 
-def job_trials(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> TrialKind[dict[str, Any]]:
-    """Training jobs of the final protocol: ``fn(job)`` (e.g. ``runner.final.retrain``), its outcome
-    dict scored by ``valid``. ``fn`` travels to the workers as ``TrialFunction`` says."""
-    return TrialKind(key="retrain", run=_JobFunction(fn), to_dict=dict, from_dict=dict, score_key="valid")
+def _same(data: Any) -> Any:
+    return data
+
+
+def _job_score(outcome: JobOutcome) -> float | None:
+    return outcome.score if isinstance(outcome, TrainingOutcome) else None  # (a population: nothing to compare)
+
+
+def _job_lost(error: str) -> JobOutcome:
+    return TrainingOutcome("failed", error=error)
+
+
+def _job_stopped() -> JobOutcome:
+    return _job_lost("stopped before it ended")
+
+
+def job_trials(fn: Callable[[dict[str, Any]], JobOutcome]) -> TrialKind[dict[str, Any], JobOutcome]:
+    """Training jobs of the final protocol: ``fn(job)`` (e.g. ``runner.final.retrain``), its
+    ``TrainingOutcome`` scored by its validation score. A job is plain data already; its outcome
+    crosses back through ``runner.wire``; ``fn`` travels to the workers as ``TrialFunction`` says."""
+    return TrialKind(key="retrain", run=_JobFunction(fn), send=_same, receive=_same, encode=wire.training_to_wire,
+                     decode=wire.training_from_wire, score=_job_score, lost=_job_lost, stopped=_job_stopped)
+
+
+def _tune_score(score: float | None) -> float:
+    return score if score is not None else FAILED_SCORE
+
+
+def run_received(trials: TrialKind[S, O], data: Any, report: Callable[[O], None] | None = None) -> O:
+    """In the worker: the trial of the spec ``data`` the driver sent, rebuilt and checked by the kind's
+    ``receive``; a spec it refuses (a hash that is not its cell's, a cell that fails validation, a
+    field of the wrong type) is never trained, and the trial fails saying why."""
+    try:
+        spec = trials.receive(data)
+    except (ConfigError, CellError) as exc:
+        return trials.lost(f"refused by the worker: {exc}")
+    return trials.run(spec, report=report)
 
 
 def _trainable(config: dict, trials: TrialKind) -> None:
-    """One trial: run the trial function on the source's config, reporting as it goes."""
+    """One trial: rebuild the spec the driver sent, run the trial function on it, reporting as it goes."""
     node = ray.get_runtime_context().get_node_id()
 
-    def report(partial: dict) -> None:
-        tune.report({METRIC: partial["score"], "final": False, "node": node, "outcome": "",
-                     "partial": json.dumps({"metrics": partial["metrics"], "params": partial["params"],
-                                            "stage": partial["stage"]})})
+    def report(partial) -> None:
+        tune.report({METRIC: _tune_score(trials.score(partial)), "final": False, "node": node, "outcome": "",
+                     "partial": trials.encode(partial)})
 
-    outcome = trials.to_dict(trials.run(config[trials.key], report=report))
-    score = outcome.get(trials.score_key)
-    tune.report({METRIC: score if score is not None else FAILED_SCORE, "final": True, "node": node,
-                 "outcome": json.dumps(outcome)})
+    outcome = run_received(trials, config[trials.key], report)
+    tune.report({METRIC: _tune_score(trials.score(outcome)), "final": True, "node": node,
+                 "outcome": trials.encode(outcome)})
 
 
-class SourceSearcher(Searcher, Generic[O]):
+class SourceSearcher(Searcher, Generic[S, O]):
     """Tune's Searcher interface over a ``TrialSource`` (suggest → next_trial, on_trial_complete →
     complete); ``trials`` says where a trial's config goes and how its outcome comes back."""
 
-    def __init__(self, source: TrialSource[O], trials: TrialKind[O]):
+    def __init__(self, source: TrialSource[S, O], trials: TrialKind[S, O]):
         super().__init__(metric=METRIC, mode="max")
         self.source = source
-        self.key = trials.key
-        self.from_dict = trials.from_dict
+        self.trials = trials
         # An error of the source (a full disk under the results, a reference cell that failed): Tune
         # would log its traceback and go on, so it is kept here, the search stops (no new trial) and
         # ``run_tune`` raises it once Tune has ended.
@@ -134,7 +185,7 @@ class SourceSearcher(Searcher, Generic[O]):
             return Searcher.FINISHED
         if nxt is None:
             return None
-        return {self.key: nxt}
+        return {self.trials.key: self.trials.send(cast(S, nxt))}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if self.failure is not None:  # stopped: the trials still running end unrecorded (resume runs them again)
@@ -146,17 +197,16 @@ class SourceSearcher(Searcher, Generic[O]):
 
     def _complete(self, trial_id: str, result: dict | None, error: bool) -> None:
         node = (result or {}).get("node")
+        trials = self.trials
         if error:
-            outcome = {"status": "failed", "score": None, "error": "the trial's worker failed (see Tune's logs)"}
+            outcome = trials.lost("the trial's worker failed (see Tune's logs)")
         elif result and result.get("final"):
-            outcome = json.loads(result["outcome"])
-        else:  # stopped by the scheduler before the end: keep its last intermediate score and metrics
-            last = (result or {}).get(METRIC)
-            partial = json.loads((result or {}).get("partial") or "{}")
-            outcome = {"status": "stopped-early", "score": None if last in (None, FAILED_SCORE) else last,
-                       "metrics": partial.get("metrics", {}), "stage": partial.get("stage"),
-                       "params": partial.get("params")}
-        self.source.complete(trial_id, self.from_dict(outcome), node=node)
+            outcome = trials.decode(result["outcome"])
+        elif result and result.get("partial"):  # stopped by the scheduler before the end: its last report
+            outcome = trials.decode(result["partial"])
+        else:
+            outcome = trials.stopped()
+        self.source.complete(trial_id, outcome, node=node)
 
     def save(self, checkpoint_path: str) -> None:
         if self.failure is not None:
@@ -245,7 +295,7 @@ def ray_session(cfg) -> Iterator[None]:
         ray.shutdown(wait_for_processes=True)
 
 
-def run_tune(source: TrialSource[O], run_dir: Path, trials: TrialKind[O], name: str = "tune") -> None:
+def run_tune(source: TrialSource[S, O], run_dir: Path, trials: TrialKind[S, O], name: str = "tune") -> None:
     """Run every trial ``source`` serves as a Tune trial of ``trials``' kind, until it says ``FINISHED``
     (Tune's experiment folder: ``run_dir/name``)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler

@@ -3,7 +3,7 @@ retrainings (``runner.final.retrain``) and the gate study's runs (``runner.gate_
 
 ``train_job`` builds a trainer from plain settings (``TrainConfig`` fields), trains to the
 budget on its own share of CPU threads, scores the validation split (and the test split when
-asked) and returns what happened as a ``TrainingOutcome``. A cell or a setting that breaks
+asked) and returns what happened as an ``outcome.TrainingOutcome``. A cell or a setting that breaks
 training is a ``failed`` outcome carrying the error, never an exception: one bad job must
 not stop the many around it. (A search trial's body, ``runner.trial.evaluate_candidate``,
 does the same for a staged evaluation plan.) ``train_population_job`` trains several jobs of one
@@ -15,27 +15,9 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass
-class TrainingOutcome:
-    """What one training job gave: its status, its metrics per split, and its cost."""
-
-    status: str  # ok | diverged | stopped | failed (the job raised: see error)
-    metric: str | None = None  # the task's primary metric
-    score: float | None = None  # ... on the validation split
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # split → metrics ({} before any)
-    params: int | None = None  # cell parameters (None when the model was never built)
-    steps: int = 0
-    seconds: float = 0.0
-    error: str | None = None  # "ExceptionType: message" of a failed job
-    traceback: str | None = None  # ... and where it came from
-
-    def value(self, split: str) -> float | None:
-        """The primary metric on ``split`` (None when that split was not scored)."""
-        return self.metrics.get(split, {}).get(self.metric) if self.metric else None
+from cellsearch.outcome import TrainingOutcome
 
 
 def train_job(settings: dict[str, Any], *, graph=None, source: str = "<job>", threads: int | None = None,

@@ -9,6 +9,7 @@ give an invalid cell is rejected with ``InvalidCandidate`` (samplers then draw a
 
 from __future__ import annotations
 
+import functools
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any, Sequence
 
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.dsl.hashing import canonical_hash
+from cellsearch.dsl.io import dumps_cell
 from cellsearch.errors import CellError, CellsearchError
 
 
@@ -34,20 +36,30 @@ class Decision:
         return len(self.choices)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Candidate:
-    """A cell proposed by a strategy, with how it was made."""
+    """A cell proposed by a strategy, with how it was made.
+
+    Frozen, so that what is derived from the graph is computed once: ``hash`` (the canonical
+    hash, which the search looks up, deduplicates and stores by) and ``yaml`` (the text a
+    trial trains and ``results.db`` keeps). How a candidate is evaluated is the strategy's
+    ``plan`` (``strategies.base``), the same for all its candidates."""
 
     graph: CellGraph
     decisions: tuple[int, ...] | None = None  # the space's decisions that decode to ``graph``
-    origin: str = "sample"  # sample | mutation | seed | reevaluate
+    origin: str = "sample"  # sample | mutation | seed | reevaluate | reference
     parent: str | None = None  # hash of the parent for mutations
-    plan: dict[str, Any] | None = None  # evaluation instructions (e.g. the evolution's staged filters)
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
+        """The graph's canonical hash (``dsl.hashing``), computed on first use."""
         return canonical_hash(self.graph)
+
+    @functools.cached_property
+    def yaml(self) -> str:
+        """The graph as cell YAML (``dsl.io.dumps_cell``), computed on first use."""
+        return dumps_cell(self.graph)
 
 
 def check_cell(graph: CellGraph, input_size: int = 8, hidden_size: int = 8) -> CellGraph:

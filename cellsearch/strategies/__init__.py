@@ -22,7 +22,8 @@ import importlib
 from typing import Any
 
 from cellsearch.errors import ConfigError
-from cellsearch.strategies.base import Result, Stage, Strategy, default_plan, load_state, save_state
+from cellsearch.outcome import TrialOutcome  # what ``Strategy.tell`` hears (here for a strategy's author)
+from cellsearch.strategies.base import Stage, Strategy, default_plan, load_state, save_state
 
 # name -> (module, class). Order = how they are listed to users.
 _REGISTRY: dict[str, tuple[str, str]] = {
@@ -57,5 +58,5 @@ def make_strategy(name: str, space: Any, seed: int = 0, **options: Any) -> Strat
     return strategy_class(name)(space, seed=seed, **options)
 
 
-__all__ = ["STRATEGY_NAMES", "Result", "Stage", "Strategy", "default_plan", "load_state", "make_strategy",
-           "save_state", "strategy_class"]
+__all__ = ["STRATEGY_NAMES", "Stage", "Strategy", "default_plan", "load_state", "make_strategy",
+           "save_state", "strategy_class", "TrialOutcome"]

@@ -1,6 +1,8 @@
 """The one small interface every search strategy implements: ``ask`` / ``tell`` + state.
 
-``ask()`` proposes a ``Candidate``; ``tell(candidate, result)`` reports how it did. The runner
+``ask()`` proposes a ``Candidate``; ``tell(candidate, outcome)`` reports how it did (the trial's
+``outcome.TrialOutcome``, the record ``results.db`` keeps; one without a finite score counts
+as failed for every strategy: ``outcome.failed``). The runner
 (local loop or Ray Tune) is built on these two calls only. A strategy's whole state is an
 explicit, versioned, JSON-serialisable dict (``state_dict``/``load_state_dict``), written
 atomically by ``save_state``, so an interrupted search resumes exactly where it stopped.
@@ -24,31 +26,12 @@ from typing import Any
 from cellsearch.errors import ConfigError
 from cellsearch.fileio import atomic_write, read_regular
 from cellsearch.limits import MAX_RUN_JSON_BYTES
+from cellsearch.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, Space
 
 STATE_VERSION = 1
 
-# Trial outcomes are the results store's (``FINAL_STATUSES``). A result without a finite score
-# counts as failed for every strategy.
-
-
-@dataclass
-class Result:
-    score: float | None  # higher is better; None when there is none (failed, diverged)
-    status: str = "ok"
-    metrics: dict[str, Any] = field(default_factory=dict)
-    stage: str | None = None  # for staged evaluations: the stage that rejected it
-
-    @property
-    def failed(self) -> bool:
-        """No usable score: the strategy should treat the candidate as bad, not crash."""
-        return self.score is None or not math.isfinite(self.score)
-
-    def usable_score(self, worst: float = 0.0) -> float:
-        return worst if self.failed else float(self.score)
-
-
-@dataclass
+@dataclass(frozen=True)
 class Stage:
     """One stage of a trial's evaluation plan (``runner.trial`` describes how a plan runs)."""
 
@@ -59,10 +42,6 @@ class Stage:
     scoring: bool = True  # part of the fitness (a pure filter like memorisation is not)
     steps: int | None = None  # overrides the trial budget for this stage
     task_options: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Stage":
-        return cls(**d)
 
 
 def default_plan(tasks: list[str]) -> list[Stage]:
@@ -89,8 +68,8 @@ class Strategy(ABC):
         """The next candidate to evaluate."""
 
     @abstractmethod
-    def tell(self, candidate: Candidate, result: Result) -> None:
-        """Report a candidate's result (also for failed or deduplicated candidates)."""
+    def tell(self, candidate: Candidate, result: TrialOutcome) -> None:
+        """Report a candidate's outcome (also for failed or deduplicated candidates)."""
 
     def plan(self, tasks: list[str]) -> list[Stage] | None:
         """How each candidate is evaluated on ``tasks``; None (the default): ``default_plan(tasks)``."""
@@ -129,15 +108,17 @@ def candidate_to_json(c: Candidate) -> dict[str, Any]:
     from cellsearch.dsl.io import cell_to_dict
 
     return {"graph": cell_to_dict(c.graph, "graph"), "decisions": list(c.decisions) if c.decisions else None,
-            "origin": c.origin, "parent": c.parent, "plan": c.plan, "info": c.info}
+            "origin": c.origin, "parent": c.parent, "info": c.info}
 
 
 def candidate_from_json(data: dict[str, Any]) -> Candidate:
+    """Back from ``candidate_to_json`` (a state saved before candidates lost their unused ``plan``
+    still loads: the key is ignored)."""
     from cellsearch.dsl.io import cell_from_dict
 
     return Candidate(cell_from_dict(data["graph"], warn=False),
                      tuple(data["decisions"]) if data.get("decisions") is not None else None,
-                     data.get("origin", "sample"), data.get("parent"), data.get("plan"), data.get("info") or {})
+                     data.get("origin", "sample"), data.get("parent"), info=data.get("info") or {})
 
 
 def save_state(state: dict[str, Any], path: str | Path) -> Path:

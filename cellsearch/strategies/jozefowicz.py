@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from cellsearch.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, InvalidCandidate
-from cellsearch.strategies.base import Result, Stage, Strategy, candidate_from_json, candidate_to_json
+from cellsearch.strategies.base import Stage, Strategy, candidate_from_json, candidate_to_json
 
 
 class JozefowiczEvolution(Strategy):
@@ -62,7 +63,7 @@ class JozefowiczEvolution(Strategy):
         except InvalidCandidate:
             return self.space.sample(self.rng)
 
-    def tell(self, candidate: Candidate, result: Result) -> None:
+    def tell(self, candidate: Candidate, result: TrialOutcome) -> None:
         self.told += 1
         if result.failed or result.status != "ok":
             return  # rejected by a filter, diverged or failed: never joins the population

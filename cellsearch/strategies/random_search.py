@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from cellsearch.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, Space
-from cellsearch.strategies.base import Result, Strategy
+from cellsearch.strategies.base import Strategy
 
 
 class RandomSearch(Strategy):
@@ -24,5 +25,5 @@ class RandomSearch(Strategy):
         self.asked += 1
         return candidate
 
-    def tell(self, candidate: Candidate, result: Result) -> None:
+    def tell(self, candidate: Candidate, result: TrialOutcome) -> None:
         self.told += 1

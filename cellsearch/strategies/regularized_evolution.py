@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cellsearch.errors import ConfigError
+from cellsearch.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, InvalidCandidate, Space
-from cellsearch.strategies.base import Result, Strategy, candidate_from_json, candidate_to_json
+from cellsearch.strategies.base import Strategy, candidate_from_json, candidate_to_json
 
 TOURNAMENT_TRIES = 10  # tournaments whose winner could not be mutated before falling back to a random sample
 
@@ -77,7 +78,7 @@ class RegularizedEvolution(Strategy):
         picked = sorted(self.rng.sample(range(len(self.population)), k))
         return max((self.population[i] for i in picked), key=lambda m: m.score)
 
-    def tell(self, candidate: Candidate, result: Result) -> None:
+    def tell(self, candidate: Candidate, result: TrialOutcome) -> None:
         score = -math.inf if result.failed else float(result.score)
         self.population.append(Member(candidate, score, self.told))
         self.told += 1

@@ -55,8 +55,9 @@ import torch
 from torch import nn
 
 from cellsearch.errors import ConfigError
+from cellsearch.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, InvalidCandidate, Space
-from cellsearch.strategies.base import Result, Strategy
+from cellsearch.strategies.base import Strategy
 
 REWARDS = ("score", "zoph")
 
@@ -205,7 +206,7 @@ class RLController(Strategy):
         raise InvalidCandidate(f"rl controller: no valid cell of space '{self.space.name}' in "
                                f"{self.options['max_tries']} samples ({last})")
 
-    def reward(self, result: Result) -> float:
+    def reward(self, result: TrialOutcome) -> float:
         """The REINFORCE reward of a result (see module docstring)."""
         if result.failed:
             return 0.0
@@ -217,7 +218,7 @@ class RLController(Strategy):
     def abandon_pending(self) -> None:
         self.pending.clear()
 
-    def tell(self, candidate: Candidate, result: Result) -> None:
+    def tell(self, candidate: Candidate, result: TrialOutcome) -> None:
         self.told += 1
         key = tuple(candidate.decisions) if candidate.decisions is not None else None
         if key is None or self.pending[key] <= 0:

@@ -38,8 +38,9 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from cellsearch.errors import ConfigError
+from cellsearch.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, InvalidCandidate, Space
-from cellsearch.strategies.base import Result, Strategy
+from cellsearch.strategies.base import Strategy
 
 DEFAULTS: dict[str, Any] = {
     "n_startup_trials": 10,
@@ -120,7 +121,7 @@ class TPE(Strategy):
             self.study.tell(number, state=TrialState.FAIL)
         self.pending.clear()
 
-    def tell(self, candidate: Candidate, result: Result) -> None:
+    def tell(self, candidate: Candidate, result: TrialOutcome) -> None:
         self.told += 1
         decisions = tuple(candidate.decisions) if candidate.decisions is not None else None
         number = (candidate.info or {}).get("tpe_trial")
