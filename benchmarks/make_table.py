@@ -49,10 +49,10 @@ def _evaluate_with_curve(config: dict) -> dict:
     import statistics
 
     from cellsearch.dsl.io import loads_cell
-    from cellsearch.population import Member, train_population
+    from cellsearch.training.population import Member, train_population
     from cellsearch.tables import finite_or_none
     from cellsearch.tasks import primary_metric
-    from cellsearch.train import TrainConfig, use_threads
+    from cellsearch.training.trainer import TrainConfig, use_threads
 
     use_threads(config["threads"])
     start = time.perf_counter()
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     from cellsearch.runner.search import SearchConfig
     from cellsearch.spaces import load_space
     from cellsearch.tables import make_frame, read_table, write_table
-    from cellsearch.train import map_in_workers
+    from cellsearch.training.trainer import map_in_workers
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--space", default="dag4")

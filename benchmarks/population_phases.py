@@ -27,10 +27,10 @@ import torch
 
 import cellsearch.compile.population as compile_population
 import cellsearch.compile.sequence as sequence
-import cellsearch.optim_groups as optim_groups
-import cellsearch.population as population
+import cellsearch.training.optim_groups as optim_groups
+import cellsearch.training.population as population
 from cellsearch.nn.model import SeqModel
-from cellsearch.train import TrainConfig, Trainer, use_threads
+from cellsearch.training.trainer import TrainConfig, Trainer, use_threads
 
 PHASES = {  # (owner, attribute) -> phase
     (sequence, "forward_pass"): "recurrence forward",

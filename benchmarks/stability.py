@@ -78,7 +78,7 @@ def patched(variant: str, counter: list) -> Iterator[None]:
 def run_one(job: dict) -> dict:
     """Train one (cell, variant, task) and summarise it (runs in a worker process)."""
     from cellsearch.dsl.nasbench import load_recipes
-    from cellsearch.train import TrainConfig, train, use_threads
+    from cellsearch.training.trainer import TrainConfig, train, use_threads
 
     use_threads(job["threads"])
     redo = [0, 0]
@@ -115,7 +115,7 @@ def diagnose(index: int, args) -> None:
     import torch
 
     from cellsearch.dsl.nasbench import load_recipes
-    from cellsearch.train import TrainConfig, Trainer, use_threads
+    from cellsearch.training.trainer import TrainConfig, Trainer, use_threads
 
     use_threads(args.threads)
     graph = load_recipes(args.recipes_file)[index]
@@ -196,7 +196,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main() -> None:
-    from cellsearch.train import map_in_workers
+    from cellsearch.training.trainer import map_in_workers
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="before,after", help=f"comma list of {', '.join(VARIANTS)}")

@@ -70,7 +70,7 @@ def test_a_crafted_pickle_in_a_checkpoint_runs_no_code(checkpoint, tmp_path, whe
     assert not marker.exists(), "the checkpoint ran code"
     assert tree_digest(tmp_path / "evil") == before
     from cellsearch.errors import ConfigError
-    from cellsearch.train import Trainer, load_model
+    from cellsearch.training.trainer import Trainer, load_model
 
     with pytest.raises(ConfigError):
         Trainer.from_checkpoint(path)
@@ -108,7 +108,7 @@ def test_a_missing_checkpoint_is_one_line(tmp_path):
 
 
 def test_checkpoints_load_as_data_only(checkpoint):
-    from cellsearch.checkpoint import load_checkpoint
+    from cellsearch.training.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)  # what `cellsearch train` writes loads under weights_only
     assert ckpt["step"] == 2 and isinstance(ckpt["cell_yaml"], str)

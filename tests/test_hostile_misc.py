@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cellsearch.recipes import RECIPE_FIELDS
+from cellsearch.training.recipes import RECIPE_FIELDS
 from tests.hostile import cli, refused, unchanged
 
 pytestmark = pytest.mark.timeout(60)

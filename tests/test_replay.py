@@ -51,7 +51,7 @@ def finite_space(tmp_path) -> Path:
 def no_training(monkeypatch):
     """Any attempt to train a model fails the test."""
     import cellsearch.runner.trial as trial
-    import cellsearch.train as train
+    import cellsearch.training.trainer as train
 
     def refuse(*a, **k):
         raise AssertionError("a replayed search trained a model")

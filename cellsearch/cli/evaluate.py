@@ -69,7 +69,7 @@ def _setup(purpose: str, run_dir: Path, seeds: int, budget: int | None, minutes:
 
     chosen = None
     if recipe is not None:
-        from cellsearch.recipes import load_recipe
+        from cellsearch.training.recipes import load_recipe
 
         chosen = load_recipe(recipe)
     Store(require_run(run_dir) / RESULTS, readonly=True).close()

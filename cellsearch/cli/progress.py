@@ -20,7 +20,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 
 from cellsearch.runner.events import JobFinished, JobsEnded, JobsStarted, SearchEnded, SearchStarted, TrialFinished
-from cellsearch.train import StepDone, TrainingStarted, TrainingStopped
+from cellsearch.training.trainer import StepDone, TrainingStarted, TrainingStopped
 
 
 def _score(best: float | None) -> str:

@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
                            data_dir=str(data_dir.resolve()) if data_dir else None, backend=backend,
                            benchmark=str(benchmark) if benchmark else None, missing=missing)
         if recipe is not None:
-            from cellsearch.recipes import load_recipe
+            from cellsearch.training.recipes import load_recipe
 
             cfg.train, cfg.task_options = load_recipe(recipe).overlay(cfg.train, cfg.task_options)
         if recipe is None or explicit(ctx, "hidden"):
@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         encoder = encoder or cfg.train.get("encoder")
         if encoder is None and benchmark is None:
             from cellsearch.spaces import load_space
-            from cellsearch.train import DEFAULT_ENCODER
+            from cellsearch.training.trainer import DEFAULT_ENCODER
 
             encoder = DEFAULT_ENCODER if load_space(space).reads_memory() else None
         if encoder is not None:  # a bad encoder or task fails here, in one line, not in every trial

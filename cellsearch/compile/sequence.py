@@ -370,7 +370,7 @@ def recur(program: CellProgram, mode: str, T: int, ext: Sequence[torch.Tensor], 
     """The time loop: (the output sequence if the output is a recurrent state, else None; the
     recurrent states' final values). Through ``_Recurrence`` when a gradient is needed and
     ``mode`` is "fused" (on CUDA as a replayed CUDA graph where ``program.cuda_graphs``); a
-    population's stacked tensors (see ``population.py``) work the same."""
+    population's stacked tensors (see ``compile/population.py``) work the same."""
     schedule = program.schedule
     if not schedule.recurrent_states:
         return None, ()

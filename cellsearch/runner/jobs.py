@@ -31,7 +31,7 @@ class JobSettings:
     gpus_per_trial: float = 0.0
     max_failures: int = 2  # Tune retries of a trial whose worker died
     scheduler: str = "fifo"  # every job trains to the end
-    population: bool = True  # train the jobs of one cell and task as one population (cellsearch.population)
+    population: bool = True  # train the jobs of one cell and task as one population (cellsearch.training.population)
 
     def validate(self) -> None:
         check_number("--parallel", self.parallel, 1, "parallel", L.MAX_PARALLEL)

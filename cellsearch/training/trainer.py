@@ -16,7 +16,7 @@ Any cell the DSL accepts trains without its recurrence running away (docs/result
 again step by step, values outside ±limit set to 0), and AWD-LSTM's activation penalties
 ``ar``/``tar`` pull the last layer's outputs back towards the range where the cell works. Both are
 on by default; the bound changes nothing for a cell whose outputs stay within it. Presets of these
-settings: ``cellsearch.recipes``.
+settings: ``cellsearch.training.recipes``.
 """
 
 from __future__ import annotations
@@ -31,17 +31,17 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from cellsearch.checkpoint import CHECKPOINT_VERSION, load_checkpoint, restore_error
+from cellsearch.training.checkpoint import CHECKPOINT_VERSION, load_checkpoint, restore_error
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.fileio import WriteError, atomic_write, check_output_dir
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.records import record_from_dict
-from cellsearch.allocator import keep_freed_memory
+from cellsearch.training.allocator import keep_freed_memory
 from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS
-from cellsearch.optim_groups import finite_together
-from cellsearch.objectives import OBJECTIVES, REWARDS, Baseline, sampled_tail, sequence_loss
+from cellsearch.training.optim_groups import finite_together
+from cellsearch.training.objectives import OBJECTIVES, REWARDS, Baseline, sampled_tail, sequence_loss
 from cellsearch.limits import check_new_path, shown
 from cellsearch.tasks import make_task, task_class
 from cellsearch.tasks.base import Task
@@ -104,7 +104,7 @@ class TrainConfig:
     # None: a language model, or "gru" for a cell that reads a memory, i.e. attends to an encoder)
     encoder: str | None = None
     memory_rows: int = DEFAULT_MEMORY_ROWS  # rows of a memory state (an NTM cell's memory), for cells that have one
-    # sequence-level training (cellsearch/objectives.py; encoder-decoder models): xent (teacher
+    # sequence-level training (cellsearch/training/objectives.py; encoder-decoder models): xent (teacher
     # forcing) | reinforce | mixer (teacher forcing for mixer_xent_steps steps, then mixer_delta more
     # sampled answer tokens every mixer_every steps, REINFORCE on them)
     objective: str = "xent"
