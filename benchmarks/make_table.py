@@ -52,7 +52,8 @@ def _evaluate_with_curve(config: dict) -> dict:
     from cellsearch.training.population import Member, train_population
     from cellsearch.tables import finite_or_none
     from cellsearch.tasks import primary_metric
-    from cellsearch.training.trainer import TrainConfig, use_threads
+    from cellsearch.training.config import TrainConfig
+    from cellsearch.training.parallelism import use_threads
 
     use_threads(config["threads"])
     start = time.perf_counter()
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
     from cellsearch.runner.search import SearchConfig
     from cellsearch.spaces import load_space
     from cellsearch.tables import make_frame, read_table, write_table
-    from cellsearch.training.trainer import map_in_workers
+    from cellsearch.training.parallelism import map_in_workers
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--space", default="dag4")

@@ -30,7 +30,9 @@ import cellsearch.compile.sequence as sequence
 import cellsearch.training.optim_groups as optim_groups
 import cellsearch.training.population as population
 from cellsearch.nn.model import SeqModel
-from cellsearch.training.trainer import TrainConfig, Trainer, use_threads
+from cellsearch.training.config import TrainConfig
+from cellsearch.training.trainer import Trainer
+from cellsearch.training.parallelism import use_threads
 
 PHASES = {  # (owner, attribute) -> phase
     (sequence, "forward_pass"): "recurrence forward",

@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     from cellsearch.analysis.stats import mean_ci, welch
     from cellsearch.strategies import STRATEGY_NAMES
     from cellsearch.tables import BenchmarkTable
-    from cellsearch.training.trainer import map_in_workers
+    from cellsearch.training.parallelism import map_in_workers
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--table", default="benchmarks/tables/dag4-arith.parquet")

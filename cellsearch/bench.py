@@ -60,7 +60,7 @@ def check_sizes(*, seq_len: int = 1, batch: int = 1, input_size: int = 1, hidden
     check_number("seed", seed, 0, "seed", L.MAX_SEED)
     check_number("--population", k, 1, "population size", L.MAX_POPULATION)
     # the inputs, an LSTM's weights and the activations its backward keeps, as a training's estimate counts them
-    from cellsearch.training.trainer import ACTIVATIONS_PER_LINEAR, GATES_OF_AN_UNKNOWN_CELL, check_memory
+    from cellsearch.training.memory_estimate import ACTIVATIONS_PER_LINEAR, GATES_OF_AN_UNKNOWN_CELL, check_memory
 
     gates = GATES_OF_AN_UNKNOWN_CELL
     need = 4 * k * (seq_len * batch * (input_size + ACTIVATIONS_PER_LINEAR * gates * hidden_size)
@@ -181,7 +181,7 @@ def run_benchmark(cells: tuple[str, ...] = ("lstm", "gru"), cfg: BenchConfig | N
         from cellsearch.errors import ConfigError
 
         raise ConfigError("--device cuda: CUDA is not available here")
-    from cellsearch.training.trainer import use_threads
+    from cellsearch.training.parallelism import use_threads
 
     use_threads(cfg.threads)
     out: dict = {}
@@ -251,7 +251,9 @@ def bench_population(cfg: PopulationBenchConfig, progress: Callable[[str], None]
     ``speedup`` = k × (one member's step time alone) ÷ (the population's step time), the median
     over interleaved rounds of the per-round ratio."""
     from cellsearch.training.population import Member, PopulationTrainer
-    from cellsearch.training.trainer import TrainConfig, Trainer, use_threads
+    from cellsearch.training.config import TrainConfig
+    from cellsearch.training.trainer import Trainer
+    from cellsearch.training.parallelism import use_threads
 
     use_threads(cfg.threads)
     base = TrainConfig(cell=cfg.cell, task=cfg.task, hidden_size=cfg.hidden_size, batch_size=cfg.batch, steps=None,

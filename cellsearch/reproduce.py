@@ -19,7 +19,8 @@ from typing import Any, Callable
 from cellsearch.errors import ConfigError
 from cellsearch.training.population import shape_groups
 from cellsearch.tasks import primary_metric
-from cellsearch.training.trainer import TrainConfig, map_in_workers
+from cellsearch.training.config import TrainConfig
+from cellsearch.training.parallelism import map_in_workers
 from cellsearch.fileio import atomic_write, write_csv
 
 ARCHITECTURES = ("tanh", "lstm", "lstm-f", "lstm-i", "lstm-o", "lstm-b", "gru", "mut1", "mut2", "mut3")

@@ -185,7 +185,7 @@ class StrategyTestSuite:
     @pytest.fixture(autouse=True)
     def _one_torch_thread(self):
         """Strategies' torch models are tiny: intra-op threads only add contention in tests."""
-        from cellsearch.training.trainer import use_threads
+        from cellsearch.training.parallelism import use_threads
 
         threads = use_threads(1)
         yield

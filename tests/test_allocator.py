@@ -28,7 +28,7 @@ def test_a_populations_step_buffers_are_reused_not_page_faulted_anew():
     sizes change with every batch's length): with glibc's fixed default thresholds its steps fault
     thousands of pages in again; kept for reuse, few."""
     from cellsearch.training.population import Member, PopulationTrainer
-    from cellsearch.training.trainer import TrainConfig
+    from cellsearch.training.config import TrainConfig
 
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     population = PopulationTrainer(TrainConfig(cell="lstm", hidden_size=64, batch_size=32, steps=100),

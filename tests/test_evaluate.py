@@ -135,7 +135,7 @@ def test_protocol_fingerprint_covers_the_trainers_defaults():
     """Trainings compare by their effective settings: a run that pins a trainer default is the same
     protocol as one that leaves it; one that changes it (or a trainer whose default changed) is not."""
     from cellsearch.runner.protocol import Protocol
-    from cellsearch.training.trainer import TrainConfig
+    from cellsearch.training.config import TrainConfig
 
     plain = Protocol(tasks=["arith"], steps=10)
     pinned = Protocol(tasks=["arith"], steps=10, train={"ar": TrainConfig().ar, "state_limit": TrainConfig().state_limit})

@@ -70,7 +70,8 @@ def test_a_crafted_pickle_in_a_checkpoint_runs_no_code(checkpoint, tmp_path, whe
     assert not marker.exists(), "the checkpoint ran code"
     assert tree_digest(tmp_path / "evil") == before
     from cellsearch.errors import ConfigError
-    from cellsearch.training.trainer import Trainer, load_model
+    from cellsearch.training.trainer import Trainer
+    from cellsearch.training.saved_model import load_model
 
     with pytest.raises(ConfigError):
         Trainer.from_checkpoint(path)

@@ -337,7 +337,7 @@ def test_a_name_at_the_limit_is_fine(tmp_path):
 # ---------------------------------------------------------------------- the library refuses the same
 def test_python_users_get_the_same_limits():
     """Probe: sizes without an upper bound, from Python: TrainConfig checks itself when made."""
-    from cellsearch.training.trainer import TrainConfig
+    from cellsearch.training.config import TrainConfig
 
     with pytest.raises(LimitError, match="limit 'hidden size'"):
         TrainConfig(hidden_size=10**6)
@@ -396,7 +396,7 @@ def test_sane_settings_pass():
     task, and the settings `cellsearch search` embeds."""
     from cellsearch.training.recipes import load_recipe, recipe_names
     from cellsearch.tasks import TASK_NAMES
-    from cellsearch.training.trainer import TrainConfig
+    from cellsearch.training.config import TrainConfig
 
     TrainConfig()
     TrainConfig(hidden_size=1024, num_layers=3, batch_size=64)
@@ -425,10 +425,10 @@ def test_the_memory_estimate_is_against_the_device_that_trains():
     the training's own device check speaks), a search on a cluster where its trials run."""
     import torch
 
-    from cellsearch.training.trainer import TrainConfig
+    from cellsearch.training.config import TrainConfig
 
     big = dict(hidden_size=4096, num_layers=4, batch_size=256)
-    from cellsearch.training.trainer import check_training_memory
+    from cellsearch.training.memory_estimate import check_training_memory
 
     with pytest.raises(LimitError, match="physical memory"):
         check_training_memory(TrainConfig(**big, device="cpu"))

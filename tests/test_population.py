@@ -23,7 +23,8 @@ from cellsearch.compile.sequence import CompiledCell
 from cellsearch.errors import ConfigError
 from cellsearch.library import builtin_names, get_cell
 from cellsearch.training.population import Member, PopulationTrainer, members_product, train_population
-from cellsearch.training.trainer import TrainConfig, train
+from cellsearch.training.config import TrainConfig
+from cellsearch.training.trainer import train
 
 try:
     from tests.generators import cells

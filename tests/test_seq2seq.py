@@ -15,7 +15,9 @@ from cellsearch.library import get_cell
 from cellsearch.nn.decoding import beam_search, greedy
 from cellsearch.nn.model import Encoded, ModelConfig, SeqModel
 from cellsearch.tasks import make_task
-from cellsearch.training.trainer import TrainConfig, Trainer, load_model
+from cellsearch.training.config import TrainConfig
+from cellsearch.training.trainer import Trainer
+from cellsearch.training.saved_model import load_model
 
 
 def _task(name="reverse", **options):

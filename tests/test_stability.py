@@ -22,7 +22,8 @@ from cellsearch.errors import ConfigError
 from cellsearch.nn import model as model_module
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.training.population import Member
-from cellsearch.training.trainer import TrainConfig, Trainer, train
+from cellsearch.training.config import TrainConfig
+from cellsearch.training.trainer import Trainer, train
 
 try:
     from tests.hostile import cli, refused
@@ -319,7 +320,7 @@ def test_a_resumed_training_takes_no_recipe(tmp_path):
 def test_activation_penalty_values():
     """AR: α × mean over positions of the mean square of the dropped outputs; TAR: β × the same of
     the change between consecutive undropped outputs; padded positions count in neither."""
-    from cellsearch.training.trainer import activation_penalty
+    from cellsearch.training.regularization import activation_penalty
 
     out = torch.tensor([[[1.0, 3.0]], [[2.0, 5.0]], [[0.0, 0.0]]])  # (T=3, B=1, H=2)
     dropped = 2 * out  # as if dropout doubled the kept values

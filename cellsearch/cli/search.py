@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         encoder = encoder or cfg.train.get("encoder")
         if encoder is None and benchmark is None:
             from cellsearch.spaces import load_space
-            from cellsearch.training.trainer import DEFAULT_ENCODER
+            from cellsearch.training.config import DEFAULT_ENCODER
 
             encoder = DEFAULT_ENCODER if load_space(space).reads_memory() else None
         if encoder is not None:  # a bad encoder or task fails here, in one line, not in every trial

@@ -152,7 +152,8 @@ def register(app: typer.Typer) -> None:
         from cellsearch.cli.progress import progress_bars
         from cellsearch.fileio import atomic_write
         from cellsearch.training.population import PopulationTrainer, members_product
-        from cellsearch.training.trainer import TrainConfig, Trainer
+        from cellsearch.training.config import TrainConfig
+        from cellsearch.training.trainer import Trainer
 
         if recipe is not None and resume is not None:
             raise ConfigError("--resume continues with the checkpoint's own settings; leave out --recipe")
@@ -270,7 +271,7 @@ def register(app: typer.Typer) -> None:
 
         from cellsearch.limits import MAX_SEED, check_new_path, check_number
         from cellsearch.nn.decoding import beam_search, check_decoding, greedy, sample
-        from cellsearch.training.trainer import load_model
+        from cellsearch.training.saved_model import load_model
 
         if beam is not None and temperature is not None:
             raise ConfigError("use either --beam or --temperature, not both")

@@ -76,7 +76,8 @@ class Protocol:
 
     def check_training(self) -> None:
         """The retrainings' settings on each task, as the trainer will check them, and their memory."""
-        from cellsearch.training.trainer import TrainConfig, check_training_memory
+        from cellsearch.training.config import TrainConfig
+        from cellsearch.training.memory_estimate import check_training_memory
 
         for task in self.tasks:
             cfg = TrainConfig.from_dict({**self.train, "task": task, "steps": self.steps,
@@ -98,7 +99,7 @@ class Protocol:
         """What makes two trainings comparable: budget, model/optimiser settings (the run's, over the
         trainer's defaults: trainings from before a default changed do not count as comparable),
         task options."""
-        from cellsearch.training.trainer import TrainConfig
+        from cellsearch.training.config import TrainConfig
 
         defaults = TrainConfig()
         train = {k: getattr(defaults, k) for k in TRAINING_SETTINGS}

@@ -70,7 +70,9 @@ def _outcome(score, status, stage, metrics, params, start, error=None) -> TrialO
 def _evaluate(config: dict[str, Any], report, start: float) -> TrialOutcome:
     from cellsearch.dsl.io import loads_cell
     from cellsearch.training.population import Member, train_population
-    from cellsearch.training.trainer import TrainConfig, Trainer, use_threads
+    from cellsearch.training.config import TrainConfig
+    from cellsearch.training.trainer import Trainer
+    from cellsearch.training.parallelism import use_threads
 
     if config.get("threads"):
         use_threads(int(config["threads"]))

@@ -250,7 +250,7 @@ def run_tune(source: TrialSource[O], run_dir: Path, trials: TrialKind[O], name: 
     (Tune's experiment folder: ``run_dir/name``)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from cellsearch.training.trainer import use_threads
+    from cellsearch.training.parallelism import use_threads
 
     cfg = source.cfg
     use_threads(1)  # the driver only runs the strategy; trials have their own processes

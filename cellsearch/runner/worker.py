@@ -48,7 +48,9 @@ def train_job(settings: dict[str, Any], *, graph=None, source: str = "<job>", th
     start = time.perf_counter()
     try:
         from cellsearch.tasks import primary_metric
-        from cellsearch.training.trainer import TrainConfig, Trainer, use_threads
+        from cellsearch.training.config import TrainConfig
+        from cellsearch.training.trainer import Trainer
+        from cellsearch.training.parallelism import use_threads
 
         if isinstance(graph, str):
             from cellsearch.dsl.io import loads_cell
@@ -83,7 +85,8 @@ def train_population_job(settings: list[dict[str, Any]], *, graph=None, source: 
         from cellsearch.errors import ConfigError
         from cellsearch.training.population import MEMBER_FIELDS, Member, PopulationTrainer
         from cellsearch.tasks import primary_metric
-        from cellsearch.training.trainer import TrainConfig, use_threads
+        from cellsearch.training.config import TrainConfig
+        from cellsearch.training.parallelism import use_threads
 
         if isinstance(graph, str):
             from cellsearch.dsl.io import loads_cell

@@ -37,9 +37,12 @@ from cellsearch.training.optim_groups import clip_together, finite_together, ste
 from cellsearch.records import record_from_dict
 from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
-from cellsearch.training.trainer import (CHECKPOINT_FILE, OUTPUT_FILES, StepDone, TrainConfig, Trainer, TrainingStarted,
-                                         TrainingStopped, TrainResult, check_training_memory, checkpoint_encoder,
-                                         save_checkpoint)
+from cellsearch.training.saved_model import CHECKPOINT_FILE, OUTPUT_FILES, checkpoint_encoder, save_checkpoint
+from cellsearch.training.events import StepDone, TrainingStarted, TrainingStopped
+from cellsearch.training.config import TrainConfig
+from cellsearch.training.trainer import Trainer
+from cellsearch.training.result import TrainResult
+from cellsearch.training.memory_estimate import check_training_memory
 
 MEMBER_FIELDS = ("seed", "lr", "init_scale", "forget_bias", "weight_decay", "clip")
 
