@@ -17,7 +17,7 @@ from cellsearch.runner import gate_study
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell
 from cellsearch.library import builtin_names, get_cell
-from cellsearch.store import Store
+from cellsearch.storage.store import Store
 
 # Needs the `analysis` extra: scipy, optuna + scikit-learn (fANOVA), papermill, nbclient, ipykernel.
 

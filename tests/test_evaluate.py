@@ -22,8 +22,8 @@ from cellsearch.runner.jobs import JobSettings
 from cellsearch.runner.protocol import protocol_for_run
 from cellsearch.runner.retrain import Cell, CellResult
 from cellsearch.runner.search import SearchRun
-from cellsearch.settings import SearchConfig
-from cellsearch.store import Store
+from cellsearch.storage.settings import SearchConfig
+from cellsearch.storage.store import Store
 
 runner = CliRunner()
 TINY_TASKS = {"arith": {"max_digits": 1, "eval_examples": 16}}

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from cellsearch.runner.search import SearchRun
-from cellsearch.store import Store
+from cellsearch.storage.store import Store
 from tests.hostile import tiny, cli, refused, tree_digest
 
 
@@ -323,7 +323,7 @@ def test_a_search_over_a_relative_space_resumes_from_elsewhere(tmp_path, monkeyp
 # ---------------------------------------------------------------------- 5. one writer per run
 _HOLD = """
 import sys, time
-from cellsearch.writer_lock import WriterLock
+from cellsearch.storage.writer_lock import WriterLock
 lock = WriterLock(sys.argv[1], "cellsearch search").acquire()
 print("locked", flush=True)
 time.sleep(float(sys.argv[2]))

@@ -21,7 +21,7 @@ from cellsearch import limits
 from cellsearch.errors import ConfigError
 from cellsearch.limits import LimitError
 from cellsearch.runner.search import SearchRun
-from cellsearch.settings import SearchConfig
+from cellsearch.storage.settings import SearchConfig
 from tests.hostile import cli, refused, unchanged
 
 pytestmark = pytest.mark.timeout(60)

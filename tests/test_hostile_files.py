@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cellsearch.store import Store
+from cellsearch.storage.store import Store
 from tests.hostile import cli, refused, tree_digest, unchanged
 
 pytestmark = pytest.mark.timeout(60)

@@ -15,12 +15,12 @@ from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell
 from cellsearch.errors import ConfigError
 from cellsearch.library import builtin_names, resolve_cell
-from cellsearch.results import stage_counts
+from cellsearch.storage.results import stage_counts
 from cellsearch.runner.search import SearchRun
-from cellsearch.settings import SearchConfig
-from cellsearch.store import read_results
+from cellsearch.storage.settings import SearchConfig
+from cellsearch.storage.store import read_results
 from cellsearch.strategies import STRATEGY_NAMES
-from cellsearch.tables import BenchmarkTable, import_nasbench_logs, make_frame, read_table, write_table
+from cellsearch.storage.tables import BenchmarkTable, import_nasbench_logs, make_frame, read_table, write_table
 
 runner = CliRunner()
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nasbench_nlp" / "recipes_example.json"

@@ -13,7 +13,7 @@ from cellsearch.cli import cli_errors, console, err_console
 
 
 def _print_leaderboard(run_dir: Path, top: int, equations: int = 3) -> None:
-    from cellsearch.results import leaderboard, stage_counts
+    from cellsearch.storage.results import leaderboard, stage_counts
     from cellsearch.tasks import primary_metric
 
     rows = leaderboard(run_dir, top)
@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
 
         from cellsearch.cli.train import explicit, parse_options
         from cellsearch.runner.search import SearchRun
-        from cellsearch.settings import SearchConfig
+        from cellsearch.storage.settings import SearchConfig
 
         run_name = name or f"{strategy}-{Path(space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         cfg = SearchConfig(name=run_name, space=space, strategy=strategy, strategy_options=parse_options(option),
@@ -151,7 +151,7 @@ def register(app: typer.Typer) -> None:
                         top: Annotated[int, typer.Option(help="How many cells.")] = 10,
                         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False) -> None:
         """Rank the cells of a search: rank, hash, score, per-task metrics, parameters, equations."""
-        from cellsearch.results import leaderboard
+        from cellsearch.storage.results import leaderboard
 
         if json_out:
             print(json.dumps(leaderboard(run_dir, top), indent=2))

@@ -26,7 +26,7 @@ from typing import Any
 from cellsearch import limits as L
 from cellsearch.errors import CellWarning, ConfigError
 from cellsearch.limits import check_limit, check_number, shown
-from cellsearch.results import run_config
+from cellsearch.storage.results import run_config
 
 DEFAULT_LR_FACTORS = (0.5, 1.0, 2.0)
 # The trainer's settings that shape what a training learns, besides the per-job ones (cell, task,

@@ -25,7 +25,7 @@ import traceback
 from typing import Any, Callable
 
 from cellsearch.limits import MAX_SEED
-from cellsearch.outcome import TrialOutcome
+from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.strategies.base import Stage
 from cellsearch.tasks import primary_metric
 

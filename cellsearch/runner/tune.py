@@ -29,7 +29,7 @@ import ray
 from ray import tune
 from ray.tune.search import Searcher
 
-from cellsearch.outcome import TrialOutcome
+from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.runner.source import FINISHED, TrialSource
 from cellsearch.runner.trial import evaluate_candidate
 

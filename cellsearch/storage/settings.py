@@ -1,7 +1,7 @@
 """A search's settings (``runs/NAME/config.json``) as a typed record: ``SearchConfig``.
 
 Plain data checked field by field (``from_dict``) and for consistency (``validate``), read by
-the run's readers (``cellsearch.results``) and the runner alike. Whether the strategy exists
+the run's readers (``cellsearch.storage.results``) and the runner alike. Whether the strategy exists
 is checked by the layer that knows the strategies, before a search starts
 (``cellsearch.runner.search.check_search_config``).
 """
