@@ -106,7 +106,7 @@ class CellProgram:
         self.pack_weights = True  # the runtime may hand the step functions prepacked weights
         self.namespace: dict[str, Any] | None = None  # set by load()
         # How the runtime (sequence.py) runs the loop: "auto" | "eager" | "fused" pointwise kernels
-        # (fused.py), CUDA graphs on CUDA (graphs.py); the fused program and captures, made lazily.
+        # (fused.py), CUDA graphs on CUDA (cuda_graphs.py); the fused program and captures, made lazily.
         self.pointwise = "auto"
         self.cuda_graphs = True
         self.fused: Any = None

@@ -38,7 +38,7 @@ import torch
 
 from cellsearch.compile.codegen import CellProgram, GeneratedCode, load_code
 from cellsearch.compile.forward import INFIX
-from cellsearch.compile.kernels import HELPERS
+from cellsearch.compile.matmuls import HELPERS
 from cellsearch.compile.variables import Variables, columns, unpack
 from cellsearch.dsl import literals
 from cellsearch.dsl.graph import prev_name

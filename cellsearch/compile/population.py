@@ -4,7 +4,7 @@ K compiled cells of the same graph and sizes (each with its own parameters) run 
 prologues one by one (once per sequence, not per step), then ONE time loop over stacked
 tensors with a leading member dimension: sequences are (K, T, B, features), states
 (K, B, H), fused weights (K, out, in). The generated step code indexes features from the end
-and the matmul helpers switch to batched matmuls for 3-d weights (``kernels.py``), so the same
+and the matmul helpers switch to batched matmuls for 3-d weights (``matmuls.py``), so the same
 generated ``step``/``step_backward`` and the same ``_Recurrence`` run both; only the weight
 gradients take a batched path (``sequence._population_weight_grad``). At search sizes a step is
 bound by per-kernel overhead, so K members cost little more than one.

@@ -24,8 +24,8 @@ from cellsearch.compile.attention import given_memories, memory_bias
 from cellsearch.compile.codegen import CellProgram
 from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, start_states
 from cellsearch.compile.fused import FusedProgram, can_fuse
-from cellsearch.compile.graphs import CapturedLoop, GraphCache, Lease
-from cellsearch.compile.kernels import pack_for_backward, pack_for_forward
+from cellsearch.compile.cuda_graphs import CapturedLoop, GraphCache, Lease
+from cellsearch.compile.matmuls import pack_for_backward, pack_for_forward
 from cellsearch.compile.params import CellParameters
 from cellsearch.compile.tokens import TokenInputs, look_up
 from cellsearch.dsl.graph import CellGraph, prev_name
