@@ -20,7 +20,7 @@ from torch import nn
 
 from cellsearch.compile.attention import Memory
 from cellsearch.compile.interpreter import InterpretedCell
-from cellsearch.compile.sequence import CompiledCell
+from cellsearch.compile.cell import CompiledCell
 from cellsearch import limits as L
 from cellsearch.library import get_cell
 from cellsearch.limits import check_number

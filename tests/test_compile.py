@@ -291,7 +291,7 @@ def test_time_loop_weights_packed_from_hidden_256(name, hidden, packed):
     (compile/matmuls.py: the GRU's and the LSTM's fused weights from hidden 256, neither at the
     search's sizes) and plain ones elsewhere."""
     from cellsearch.compile import matmuls
-    from cellsearch.compile.sequence import _packed
+    from cellsearch.compile import loop
 
     if matmuls._ONEDNN is None:
         pytest.skip("this torch build has no oneDNN")
@@ -300,7 +300,7 @@ def test_time_loop_weights_packed_from_hidden_256(name, hidden, packed):
         prepared = cell.prepare(torch.zeros(2, 32, 8))
     program = cell.program
     for backward in (False, True):
-        weights = [c for c, kind in zip(_packed(program, prepared.consts, 32, backward), program.const_kinds)
+        weights = [c for c, kind in zip(loop.packed(program, prepared.consts, 32, backward), program.const_kinds)
                    if kind == "weight"]
         assert len(weights) == 1 and weights[0].is_mkldnn is packed
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from cellsearch.compile.interpreter import InterpretedCell
 from cellsearch.compile.population import population_forward as population_layer
-from cellsearch.compile.sequence import CompiledCell
+from cellsearch.compile.cell import CompiledCell
 from cellsearch.errors import ConfigError
 from cellsearch.library import builtin_names, get_cell
 from cellsearch.training.population import Member, PopulationTrainer, members_product, train_population
