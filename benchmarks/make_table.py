@@ -50,7 +50,7 @@ def _evaluate_with_curve(config: dict) -> dict:
 
     from cellsearch.dsl.io import loads_cell
     from cellsearch.training.population import Member, train_population
-    from cellsearch.storage.tables import finite_or_none
+    from cellsearch.storage.benchmark_tables import finite_or_none
     from cellsearch.tasks import primary_metric
     from cellsearch.training.config import TrainConfig
     from cellsearch.training.parallelism import use_threads
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     from cellsearch.strategies.base import default_plan
     from cellsearch.runner.search import SearchConfig
     from cellsearch.spaces import load_space
-    from cellsearch.storage.tables import make_frame, read_table, write_table
+    from cellsearch.storage.benchmark_tables import make_frame, read_table, write_table
     from cellsearch.training.parallelism import map_in_workers
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

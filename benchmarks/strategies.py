@@ -108,7 +108,7 @@ def landscape(table, space, children: int = 4, seed: int = 0) -> dict | None:
 def main(argv=None) -> int:
     from cellsearch.analysis.stats import mean_ci, welch
     from cellsearch.strategies import STRATEGY_NAMES
-    from cellsearch.storage.tables import BenchmarkTable
+    from cellsearch.storage.benchmark_tables import BenchmarkTable
     from cellsearch.training.parallelism import map_in_workers
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

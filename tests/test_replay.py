@@ -20,7 +20,8 @@ from cellsearch.runner.search import SearchRun
 from cellsearch.storage.settings import SearchConfig
 from cellsearch.storage.store import read_results
 from cellsearch.strategies import STRATEGY_NAMES
-from cellsearch.storage.tables import BenchmarkTable, import_nasbench_logs, make_frame, read_table, write_table
+from cellsearch.storage.benchmark_tables import (BenchmarkTable, import_nasbench_logs, make_frame, read_table,
+                                                 write_table)
 
 runner = CliRunner()
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nasbench_nlp" / "recipes_example.json"

@@ -262,7 +262,7 @@ class SearchRun:
             resolve_cell(cfg.reference)
         self.table = None
         if cfg.benchmark:
-            from cellsearch.storage.tables import BenchmarkTable
+            from cellsearch.storage.benchmark_tables import BenchmarkTable
 
             self.table = BenchmarkTable(cfg.benchmark)
         elif "ptb" in cfg.tasks:

@@ -1,4 +1,4 @@
-"""Tables of already-trained cells, for replaying searches without training.
+"""Benchmark tables: already-trained cells, looked up by hash to replay searches without training.
 
 A **benchmark table** has one row per trained cell, keyed by the cell's canonical structural
 hash (``cellsearch.dsl.hashing``), so a candidate matches a table row whatever its node names
