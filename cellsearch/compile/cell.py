@@ -25,6 +25,7 @@ from cellsearch.compile.tokens import TokenInputs, look_up
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.errors import CellsearchError
 
+
 @dataclass
 class Prepared:
     """A cell's sequence after its prologue: the time loop's arguments and the hoisted states' sequences."""

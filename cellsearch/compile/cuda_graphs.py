@@ -26,6 +26,7 @@ import torch
 
 from cellsearch.compile.loop import backward_pass, forward_pass
 
+
 MAX_SHAPES = 8  # distinct input shapes captured per program
 PER_SHAPE = 2  # captures per shape: forwards whose backward has not run yet
 

@@ -20,6 +20,7 @@ import torch
 from cellsearch.compile.codegen import CellProgram
 from cellsearch.compile.matmuls import pack_for_backward, pack_for_forward
 
+
 @contextlib.contextmanager
 def _no_gc() -> Iterator[None]:
     """Keep Python's cyclic garbage collector out of the time loops: they create thousands of

@@ -16,6 +16,7 @@ from cellsearch.compile.codegen import CellProgram
 from cellsearch.compile.fused import FusedProgram, can_fuse
 from cellsearch.errors import CellsearchError
 
+
 POINTWISE_CHOICES = ("auto", "eager", "fused")
 
 

@@ -17,6 +17,7 @@ from cellsearch.compile.cuda_graphs import GraphedRecurrence, capture_loop
 from cellsearch.compile.loop import backward_pass, batch_shape, forward_pass, packed, run_loop, time_dim
 from cellsearch.compile.pointwise import runtime_program, unfusable
 
+
 class Recurrence(torch.autograd.Function):
     """The time loop as one autograd node: ``loop.forward_pass`` forward, ``loop.backward_pass`` backward."""
 

@@ -18,6 +18,7 @@ from cellsearch.records import record_from_dict
 from cellsearch.tasks import task_class
 from cellsearch.training.objectives import OBJECTIVES, REWARDS
 
+
 DEFAULT_ENCODER = "gru"  # the encoder of a cell that reads a memory, when none is given
 
 

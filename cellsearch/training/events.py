@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+
 @dataclass(frozen=True)
 class TrainingStarted:
     """``Trainer.run`` starts (or resumes) training: what a progress display needs to begin."""

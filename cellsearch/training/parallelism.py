@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import torch
 
+
 def use_threads(n: int | None) -> int:
     """Set torch's intra-op CPU threads to ``n`` for the rest of the process (None or 0: leave them
     as they are); returns the count before. The one place cellsearch sets torch's thread count."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+
 def activation_penalty(out: torch.Tensor, dropped: torch.Tensor, mask: torch.Tensor, ar: float,
                        tar: float) -> torch.Tensor:
     """AWD-LSTM's activation regularisation: ``ar`` × the mean square of the last layer's dropped

@@ -16,6 +16,7 @@ from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.records import record_from_dict
 from cellsearch.training.checkpoint import load_checkpoint, restore_error
 
+
 CHECKPOINT_FILE = "checkpoint.pt"  # the final checkpoint in a training's output directory
 OUTPUT_FILES = (CHECKPOINT_FILE, "metrics.json")  # what a training (and `cellsearch train`) writes there
 

@@ -6,6 +6,7 @@ import math
 
 from cellsearch.training.config import TrainConfig
 
+
 def teacher_forcing_probability(cfg: TrainConfig, step: int) -> float:
     """Probability of feeding the reference token (Bengio et al. 2015 decay schedules)."""
     if cfg.scheduled_sampling is None:

@@ -51,6 +51,7 @@ from cellsearch.training.result import TrainResult
 from cellsearch.training.saved_model import CHECKPOINT_FILE, OUTPUT_FILES, checkpoint_encoder, save_checkpoint
 from cellsearch.training.schedules import lr_factor, teacher_forcing_probability
 
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
