@@ -41,7 +41,7 @@ def load_curves(path: str | Path) -> tuple[list[int], np.ndarray, np.ndarray, li
     """(steps, mean-curve matrix [cells, steps], final scores [cells], cell names) from a table with curves;
     a missing value (a training that diverged) is ``WORST``."""
     from cellsearch.errors import ConfigError
-    from cellsearch.tables import read_table
+    from cellsearch.storage.benchmark_tables import read_table
 
     df = read_table(path)
     rows = [r for r in df.to_dict("records") if isinstance(r.get("curve"), str) and r["curve"]]
@@ -62,7 +62,7 @@ def seed_spread(path: str | Path) -> dict:
     """How much the cells differ against how much seeds do: the final scores' spread over cells, the
     mean standard deviation over one cell's seeds, and the share of the variance that lies between
     cells (one-way ANOVA's intraclass correlation; 1 = seeds agree perfectly)."""
-    from cellsearch.tables import read_table
+    from cellsearch.storage.benchmark_tables import read_table
 
     finals = []
     for r in read_table(path).to_dict("records"):

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from cellsearch.runner.search import SearchConfig, SearchRun
-from cellsearch.store import read_results
+from cellsearch.storage.store import read_results
 
 
 def best_char_accuracy(run_dir: Path) -> list[float]:

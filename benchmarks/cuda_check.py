@@ -68,7 +68,8 @@ def equivalence(kind: str, device: str = "cuda", T: int = 35, B: int = 64, I: in
 def main(argv=None) -> int:
     from cellsearch.bench import PopulationBenchConfig, bench_cudnn_sizes, bench_population
     from cellsearch.compile.fused import triton_available
-    from cellsearch.train import TrainConfig, Trainer
+    from cellsearch.training.config import TrainConfig
+    from cellsearch.training.trainer import Trainer
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.environ.get("OUT", "."))

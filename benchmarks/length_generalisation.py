@@ -21,8 +21,9 @@ from pathlib import Path
 
 
 def run_pair(job: dict) -> dict:
-    from cellsearch.population import Member, PopulationTrainer
-    from cellsearch.train import TrainConfig, use_threads
+    from cellsearch.training.population import Member, PopulationTrainer
+    from cellsearch.training.config import TrainConfig
+    from cellsearch.training.parallelism import use_threads
 
     use_threads(job["threads"])
     cell, _, encoder = job["cell"].partition("+")
@@ -68,7 +69,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="pairs trained side by side (1 torch thread each)")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
-    from cellsearch.train import map_in_workers
+    from cellsearch.training.parallelism import map_in_workers
 
     options = {"max_length": args.max_length, "symbols": args.symbols, "eval_examples": args.eval_examples}
     jobs = [{"cell": c, "task": t, "hidden": args.hidden, "steps": args.steps, "lr": args.lr,

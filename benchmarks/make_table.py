@@ -55,10 +55,11 @@ def _evaluate_with_curve(config: dict) -> dict:
     import statistics
 
     from cellsearch.dsl.io import loads_cell
-    from cellsearch.population import Member, train_population
-    from cellsearch.tables import finite_or_none
+    from cellsearch.training.population import Member, train_population
+    from cellsearch.storage.benchmark_tables import finite_or_none
     from cellsearch.tasks import primary_metric
-    from cellsearch.train import TrainConfig, use_threads
+    from cellsearch.training.config import TrainConfig
+    from cellsearch.training.parallelism import use_threads
 
     use_threads(config["threads"])
     start = time.perf_counter()
@@ -99,8 +100,8 @@ def main(argv=None) -> int:
     from cellsearch.dsl.io import dumps_cell
     from cellsearch.runner.search import SearchConfig
     from cellsearch.spaces import load_space
-    from cellsearch.tables import make_frame, read_table, write_table
-    from cellsearch.train import map_in_workers
+    from cellsearch.storage.benchmark_tables import make_frame, read_table, write_table
+    from cellsearch.training.parallelism import map_in_workers
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--space", default="dag4")

@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    from cellsearch.train import map_in_workers
+    from cellsearch.training.parallelism import map_in_workers
 
     settings = {"xent": {}, "ss": {"scheduled_sampling": "linear", "ss_k": args.steps * 2.0, "ss_min": 0.5},
                 "reinforce": {"objective": "reinforce"},

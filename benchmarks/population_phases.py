@@ -26,17 +26,21 @@ from typing import Iterator
 import torch
 
 import cellsearch.compile.population as compile_population
-import cellsearch.compile.sequence as sequence
-import cellsearch.optim_groups as optim_groups
-import cellsearch.population as population
+import cellsearch.compile.loop as loop
+import cellsearch.compile.recurrence as recurrence
+import cellsearch.training.optim_groups as optim_groups
+import cellsearch.training.population as population
 from cellsearch.nn.model import SeqModel
-from cellsearch.train import TrainConfig, Trainer, use_threads
+from cellsearch.training.config import TrainConfig
+from cellsearch.training.trainer import Trainer
+from cellsearch.training.parallelism import use_threads
 
 PHASES = {  # (owner, attribute) -> phase
-    (sequence, "forward_pass"): "recurrence forward",
-    (sequence, "backward_pass"): "recurrence backward",
-    (sequence, "_population_weight_grad"): "weight gradients",
-    (sequence, "_weight_grad"): "weight gradients",
+    # (patched where they are called: Recurrence calls the passes, the backward pass the weight gradients)
+    (recurrence, "forward_pass"): "recurrence forward",
+    (recurrence, "backward_pass"): "recurrence backward",
+    (loop, "_population_weight_grad"): "weight gradients",
+    (loop, "_weight_grad"): "weight gradients",
     (compile_population, "_look_up_members"): "lookup",
     (SeqModel, "readout"): "output layer",
     (Trainer, "step_loss"): "loss",

@@ -5,7 +5,7 @@
     python benchmarks/stability.py --arith                # the arith check (lstm, gru, builtins)
     python benchmarks/stability.py --diagnose 7,8         # why they run away (the trainer as before)
 
-Every run is ``cellsearch.train.train`` with the default settings except the variant's
+Every run is ``cellsearch.training.trainer.train`` with the default settings except the variant's
 overrides (``VARIANTS``); ``before`` is the trainer as it was before issue 13 (no activation
 penalties, no state bound). One variant is not settings but a changed bound, patched into
 ``cellsearch.nn.model`` in the worker process for the run: ``clamp`` (values clamped to ±limit
@@ -78,7 +78,9 @@ def patched(variant: str, counter: list) -> Iterator[None]:
 def run_one(job: dict) -> dict:
     """Train one (cell, variant, task) and summarise it (runs in a worker process)."""
     from cellsearch.dsl.nasbench import load_recipes
-    from cellsearch.train import TrainConfig, train, use_threads
+    from cellsearch.training.config import TrainConfig
+    from cellsearch.training.trainer import train
+    from cellsearch.training.parallelism import use_threads
 
     use_threads(job["threads"])
     redo = [0, 0]
@@ -115,7 +117,9 @@ def diagnose(index: int, args) -> None:
     import torch
 
     from cellsearch.dsl.nasbench import load_recipes
-    from cellsearch.train import TrainConfig, Trainer, use_threads
+    from cellsearch.training.config import TrainConfig
+    from cellsearch.training.trainer import Trainer
+    from cellsearch.training.parallelism import use_threads
 
     use_threads(args.threads)
     graph = load_recipes(args.recipes_file)[index]
@@ -196,7 +200,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main() -> None:
-    from cellsearch.train import map_in_workers
+    from cellsearch.training.parallelism import map_in_workers
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="before,after", help=f"comma list of {', '.join(VARIANTS)}")

@@ -33,7 +33,7 @@ def best_found_curve(run_dir: Path, evaluations: int) -> tuple[list[float], int,
     """Best score after each distinct evaluated cell (padded with the last value when the search
     proposed fewer distinct cells than ``evaluations``); returns (curve, distinct cells, how many of
     those the table lacked: they count as evaluations, as they would cost a training)."""
-    from cellsearch.store import read_results
+    from cellsearch.storage.store import read_results
 
     df = read_results(run_dir)
     df = df[df["reused_from"].isna() & (df["origin"] != "reference")].iloc[:evaluations]
@@ -108,8 +108,8 @@ def landscape(table, space, children: int = 4, seed: int = 0) -> dict | None:
 def main(argv=None) -> int:
     from cellsearch.analysis.stats import mean_ci, welch
     from cellsearch.strategies import STRATEGY_NAMES
-    from cellsearch.tables import BenchmarkTable
-    from cellsearch.train import map_in_workers
+    from cellsearch.storage.benchmark_tables import BenchmarkTable
+    from cellsearch.training.parallelism import map_in_workers
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--table", default="benchmarks/tables/dag4-arith.parquet")

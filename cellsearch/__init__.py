@@ -1,7 +1,7 @@
 """cellsearch: neural architecture search for recurrent cells.
 
 Describe a cell in YAML (``cellsearch.dsl``), compile it to a fast PyTorch layer
-(``cellsearch.compile``, ``cellsearch.nn``), train and score it (``cellsearch.train``,
+(``cellsearch.compile``, ``cellsearch.nn``), train and score it (``cellsearch.training``,
 ``cellsearch.tasks``), search for new cells (``cellsearch.spaces``, ``cellsearch.strategies``,
 ``cellsearch.runner``), analyse (``cellsearch.analysis``) and export (``cellsearch.export``).
 """

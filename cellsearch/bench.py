@@ -20,7 +20,7 @@ from torch import nn
 
 from cellsearch.compile.attention import Memory
 from cellsearch.compile.interpreter import InterpretedCell
-from cellsearch.compile.sequence import CompiledCell
+from cellsearch.compile.cell import CompiledCell
 from cellsearch import limits as L
 from cellsearch.library import get_cell
 from cellsearch.limits import check_number
@@ -60,7 +60,7 @@ def check_sizes(*, seq_len: int = 1, batch: int = 1, input_size: int = 1, hidden
     check_number("seed", seed, 0, "seed", L.MAX_SEED)
     check_number("--population", k, 1, "population size", L.MAX_POPULATION)
     # the inputs, an LSTM's weights and the activations its backward keeps, as a training's estimate counts them
-    from cellsearch.train import ACTIVATIONS_PER_LINEAR, GATES_OF_AN_UNKNOWN_CELL, check_memory
+    from cellsearch.training.memory_estimate import ACTIVATIONS_PER_LINEAR, GATES_OF_AN_UNKNOWN_CELL, check_memory
 
     gates = GATES_OF_AN_UNKNOWN_CELL
     need = 4 * k * (seq_len * batch * (input_size + ACTIVATIONS_PER_LINEAR * gates * hidden_size)
@@ -182,7 +182,7 @@ def run_benchmark(cells: tuple[str, ...] = ("lstm", "gru"), cfg: BenchConfig | N
         from cellsearch.errors import ConfigError
 
         raise ConfigError("--device cuda: CUDA is not available here")
-    from cellsearch.train import use_threads
+    from cellsearch.training.parallelism import use_threads
 
     use_threads(cfg.threads)
     out: dict = {}
@@ -251,8 +251,10 @@ def bench_population(cfg: PopulationBenchConfig, progress: Callable[[str], None]
     each taking its steps in turn; population: one ``PopulationTrainer`` of the same members.
     ``speedup`` = k × (one member's step time alone) ÷ (the population's step time), the median
     over interleaved rounds of the per-round ratio."""
-    from cellsearch.population import Member, PopulationTrainer
-    from cellsearch.train import TrainConfig, Trainer, use_threads
+    from cellsearch.training.population import Member, PopulationTrainer
+    from cellsearch.training.config import TrainConfig
+    from cellsearch.training.trainer import Trainer
+    from cellsearch.training.parallelism import use_threads
 
     use_threads(cfg.threads)
     base = TrainConfig(cell=cfg.cell, task=cfg.task, hidden_size=cfg.hidden_size, batch_size=cfg.batch, steps=None,

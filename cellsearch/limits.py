@@ -83,7 +83,7 @@ MAX_GPUS_PER_TRIAL = 64  # --gpus-per-trial
 MAX_BENCH_ROUNDS = 1000  # bench --rounds
 # A training's estimated memory (model, gradients, Adam's moments, one batch's activations and
 # logits; a population: every member's) may take at most this share of the machine's physical
-# memory: past it, the training is refused before anything is allocated (``cellsearch.train``).
+# memory: past it, the training is refused before anything is allocated (``cellsearch.training.memory_estimate``).
 MAX_TRAINING_MEMORY_SHARE = 0.5
 
 # ---------------------------------------------------------------------- task options (-t KEY=VALUE)

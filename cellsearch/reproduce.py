@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cellsearch.errors import ConfigError
-from cellsearch.population import shape_groups
+from cellsearch.training.population import shape_groups
 from cellsearch.tasks import primary_metric
-from cellsearch.train import TrainConfig, map_in_workers
+from cellsearch.training.config import TrainConfig
+from cellsearch.training.parallelism import map_in_workers
 from cellsearch.fileio import atomic_write, write_csv
 
 ARCHITECTURES = ("tanh", "lstm", "lstm-f", "lstm-i", "lstm-o", "lstm-b", "gru", "mut1", "mut2", "mut3")

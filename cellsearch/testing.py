@@ -36,7 +36,7 @@ import pytest
 from cellsearch.dsl.graph import CellGraph, Node
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.errors import CellError, ConfigError
-from cellsearch.outcome import TrainingOutcome, TrialOutcome
+from cellsearch.storage.outcome import TrainingOutcome, TrialOutcome
 from cellsearch.spaces.base import Candidate, Decision, InvalidCandidate, Space
 from cellsearch.strategies.base import Strategy, candidate_from_json, candidate_to_json, load_state, save_state
 
@@ -186,7 +186,7 @@ class StrategyTestSuite:
     @pytest.fixture(autouse=True)
     def _one_torch_thread(self):
         """Strategies' torch models are tiny: intra-op threads only add contention in tests."""
-        from cellsearch.train import use_threads
+        from cellsearch.training.parallelism import use_threads
 
         threads = use_threads(1)
         yield

@@ -79,9 +79,9 @@ def refused(*args: str, says: str | tuple[str, ...] = ()) -> str:
 def tree_digest(root: str | Path) -> dict[str, str]:
     """{relative path: sha256} of every regular file below ``root`` (a link: where it points; a
     missing root gives {}), leaving out
-    the writer lock's own files (``cellsearch.writer_lock.BOOKKEEPING``): they record who writes,
+    the writer lock's own files (``cellsearch.storage.writer_lock.BOOKKEEPING``): they record who writes,
     not what a run holds."""
-    from cellsearch.writer_lock import BOOKKEEPING
+    from cellsearch.storage.writer_lock import BOOKKEEPING
 
     root = Path(root)
     if not root.exists():
@@ -114,7 +114,7 @@ TINY_TASKS = {"arith": {"max_digits": 2, "eval_examples": 20}}
 
 def tiny(name: str, **kw):
     """A search of three 2-step trials on the greff space, in-process (no Ray): seconds to run."""
-    from cellsearch.settings import SearchConfig
+    from cellsearch.storage.settings import SearchConfig
 
     cfg = SearchConfig(name=name, space="greff", strategy="random", trials=3, steps=2, backend="local",
                        train=dict(TINY_TRAIN), task_options=dict(TINY_TASKS))

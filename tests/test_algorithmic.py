@@ -113,7 +113,8 @@ def test_cli_trains_reverse_and_reports_the_long_exact_match(tmp_path):
 
 
 def test_a_gru_learns_to_copy_short_sequences():
-    from cellsearch.train import TrainConfig, train
+    from cellsearch.training.config import TrainConfig
+    from cellsearch.training.trainer import train
 
     res = train(TrainConfig(cell="gru", task="copy", hidden_size=32, steps=150, lr=0.01, seed=0,
                             task_options={"max_length": 3, "symbols": 4, "eval_examples": 128}))

@@ -1,4 +1,4 @@
-"""The C allocator keeps freed memory for reuse (cellsearch/allocator.py)."""
+"""The C allocator keeps freed memory for reuse (cellsearch/training/allocator.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import resource
 
 import pytest
 
-from cellsearch import allocator
+from cellsearch.training import allocator
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -27,8 +27,8 @@ def test_a_populations_step_buffers_are_reused_not_page_faulted_anew():
     """A population of 4 LSTMs at hidden 64 on Arithmetic (whole-sequence buffers of a few MB whose
     sizes change with every batch's length): with glibc's fixed default thresholds its steps fault
     thousands of pages in again; kept for reuse, few."""
-    from cellsearch.population import Member, PopulationTrainer
-    from cellsearch.train import TrainConfig
+    from cellsearch.training.population import Member, PopulationTrainer
+    from cellsearch.training.config import TrainConfig
 
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     population = PopulationTrainer(TrainConfig(cell="lstm", hidden_size=64, batch_size=32, steps=100),

@@ -17,7 +17,7 @@ from cellsearch.runner import gate_study
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell
 from cellsearch.library import builtin_names, get_cell
-from cellsearch.store import Store
+from cellsearch.storage.store import Store
 
 # Needs the `analysis` extra: scipy, optuna + scikit-learn (fANOVA), papermill, nbclient, ipykernel.
 
@@ -382,7 +382,7 @@ def test_jozefowicz_notebook_executes(tmp_path, kernel):
 def test_search_report_notebook_executes(tmp_path, kernel, monkeypatch):
     import cellsearch.runner.final as final
     from cellsearch.analysis.fidelity import fidelity_run
-    from cellsearch.outcome import TrainingOutcome
+    from cellsearch.storage.outcome import TrainingOutcome
     from cellsearch.runner.jobs import JobSettings
     from cellsearch.runner.protocol import protocol_for_run
 

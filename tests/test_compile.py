@@ -260,7 +260,7 @@ def test_cuda_matches_cpu():  # pragma: no cover - runs only where a GPU exists
 
 @pytest.mark.parametrize("batch", [4, 7])
 def test_matmul_helpers_agree_with_and_without_packed_weights(batch, monkeypatch):
-    from cellsearch.compile import kernels as k
+    from cellsearch.compile import matmuls as k
 
     monkeypatch.setattr(k, "PACK_MIN_ELEMENTS", 0)  # pack even this small weight
     torch.manual_seed(0)
@@ -289,19 +289,19 @@ def test_matmul_helpers_agree_with_and_without_packed_weights(batch, monkeypatch
                                                 ("gru", 128, False), ("lstm", 256, True), ("gru", 256, True)])
 def test_time_loop_weights_packed_from_hidden_256(name, hidden, packed):
     """The runtime hands the time loop prepacked weights where packing was measured to pay
-    (compile/kernels.py: the GRU's and the LSTM's fused weights from hidden 256, neither at the
+    (compile/matmuls.py: the GRU's and the LSTM's fused weights from hidden 256, neither at the
     search's sizes) and plain ones elsewhere."""
-    from cellsearch.compile import kernels
-    from cellsearch.compile.sequence import _packed
+    from cellsearch.compile import matmuls
+    from cellsearch.compile import loop
 
-    if kernels._ONEDNN is None:
+    if matmuls._ONEDNN is None:
         pytest.skip("this torch build has no oneDNN")
     cell = CompiledCell(get_cell(name), 8, hidden)
     with torch.no_grad():
         prepared = cell.prepare(torch.zeros(2, 32, 8))
     program = cell.program
     for backward in (False, True):
-        weights = [c for c, kind in zip(_packed(program, prepared.consts, 32, backward), program.const_kinds)
+        weights = [c for c, kind in zip(loop.packed(program, prepared.consts, 32, backward), program.const_kinds)
                    if kind == "weight"]
         assert len(weights) == 1 and weights[0].is_mkldnn is packed
 
@@ -309,12 +309,12 @@ def test_time_loop_weights_packed_from_hidden_256(name, hidden, packed):
 @pytest.mark.parametrize("name", builtin_names())
 @pytest.mark.parametrize("packed", [True, False])
 def test_builtin_cells_match_interpreter_in_float32(name, packed, monkeypatch):
-    """float32 on CPU takes the prepacked-weight matmuls (compile/kernels.py) in the fused runtime
+    """float32 on CPU takes the prepacked-weight matmuls (compile/matmuls.py) in the fused runtime
     where the weights are large enough (forced here), else addmm/mm."""
-    from cellsearch.compile import kernels
+    from cellsearch.compile import matmuls
 
     if packed:
-        monkeypatch.setattr(kernels, "PACK_MIN_ELEMENTS", 0)
+        monkeypatch.setattr(matmuls, "PACK_MIN_ELEMENTS", 0)
     torch.manual_seed(0)
     g = get_cell(name)
     compiled = CompiledCell(g, 8, 8)

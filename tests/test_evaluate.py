@@ -18,13 +18,13 @@ from cellsearch.analysis.stats import mean_ci, rank_correlation, welch, win_rate
 from cellsearch.cli import app
 from cellsearch.errors import CellWarning, ConfigError
 from cellsearch.library import resolve_cell
-from cellsearch.outcome import TrainingOutcome
+from cellsearch.storage.outcome import TrainingOutcome
 from cellsearch.runner.jobs import JobSettings
 from cellsearch.runner.protocol import protocol_for_run
 from cellsearch.runner.retrain import Cell, CellResult
 from cellsearch.runner.search import SearchRun
-from cellsearch.settings import SearchConfig
-from cellsearch.store import Store
+from cellsearch.storage.settings import SearchConfig
+from cellsearch.storage.store import Store
 
 runner = CliRunner()
 TINY_TASKS = {"arith": {"max_digits": 1, "eval_examples": 16}}
@@ -136,7 +136,7 @@ def test_protocol_fingerprint_covers_the_trainers_defaults():
     """Trainings compare by their effective settings: a run that pins a trainer default is the same
     protocol as one that leaves it; one that changes it (or a trainer whose default changed) is not."""
     from cellsearch.runner.protocol import Protocol
-    from cellsearch.train import TrainConfig
+    from cellsearch.training.config import TrainConfig
 
     plain = Protocol(tasks=["arith"], steps=10)
     pinned = Protocol(tasks=["arith"], steps=10, train={"ar": TrainConfig().ar, "state_limit": TrainConfig().state_limit})

@@ -34,7 +34,7 @@ from cellsearch.export import (FORMATS, class_name, export_cell, export_from_run
                                yaml_weights_path)
 from cellsearch.export.base import ExportError
 from cellsearch.library import builtin_names, get_cell
-from cellsearch.store import Store
+from cellsearch.storage.store import Store
 
 I = H = 6  # equal sizes: MUT1 and MUT2 use the input elementwise
 T, B = 5, 3

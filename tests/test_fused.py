@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from cellsearch.compile.fused import FusedPlan, FusedProgram, triton_available
 from cellsearch.compile.codegen import CellProgram
 from cellsearch.compile.population import population_forward
-from cellsearch.compile.sequence import CompiledCell
+from cellsearch.compile.cell import CompiledCell
 from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import CellsearchError
 from cellsearch.library import builtin_names, get_cell

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from cellsearch.runner.search import SearchRun
-from cellsearch.store import Store
+from cellsearch.storage.store import Store
 from tests.hostile import tiny, cli, refused, tree_digest
 
 
@@ -70,7 +70,8 @@ def test_a_crafted_pickle_in_a_checkpoint_runs_no_code(checkpoint, tmp_path, whe
     assert not marker.exists(), "the checkpoint ran code"
     assert tree_digest(tmp_path / "evil") == before
     from cellsearch.errors import ConfigError
-    from cellsearch.train import Trainer, load_model
+    from cellsearch.training.trainer import Trainer
+    from cellsearch.training.saved_model import load_model
 
     with pytest.raises(ConfigError):
         Trainer.from_checkpoint(path)
@@ -108,7 +109,7 @@ def test_a_missing_checkpoint_is_one_line(tmp_path):
 
 
 def test_checkpoints_load_as_data_only(checkpoint):
-    from cellsearch.checkpoint import load_checkpoint
+    from cellsearch.training.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)  # what `cellsearch train` writes loads under weights_only
     assert ckpt["step"] == 2 and isinstance(ckpt["cell_yaml"], str)
@@ -322,7 +323,7 @@ def test_a_search_over_a_relative_space_resumes_from_elsewhere(tmp_path, monkeyp
 # ---------------------------------------------------------------------- 5. one writer per run
 _HOLD = """
 import sys, time
-from cellsearch.writer_lock import WriterLock
+from cellsearch.storage.writer_lock import WriterLock
 lock = WriterLock(sys.argv[1], "cellsearch search").acquire()
 print("locked", flush=True)
 time.sleep(float(sys.argv[2]))

@@ -21,7 +21,7 @@ from cellsearch import limits
 from cellsearch.errors import ConfigError
 from cellsearch.limits import LimitError
 from cellsearch.runner.search import SearchRun
-from cellsearch.settings import SearchConfig
+from cellsearch.storage.settings import SearchConfig
 from tests.hostile import cli, refused, unchanged
 
 pytestmark = pytest.mark.timeout(60)
@@ -337,7 +337,7 @@ def test_a_name_at_the_limit_is_fine(tmp_path):
 # ---------------------------------------------------------------------- the library refuses the same
 def test_python_users_get_the_same_limits():
     """Probe: sizes without an upper bound, from Python: TrainConfig checks itself when made."""
-    from cellsearch.train import TrainConfig
+    from cellsearch.training.config import TrainConfig
 
     with pytest.raises(LimitError, match="limit 'hidden size'"):
         TrainConfig(hidden_size=10**6)
@@ -356,7 +356,7 @@ def test_python_users_get_the_same_limits():
 
 def test_the_population_product_is_counted_before_it_is_built():
     """Probe: --seeds × --lrs × --clips of 1,024 each used to build 2^30 members before the limit."""
-    from cellsearch.population import members_product
+    from cellsearch.training.population import members_product
 
     values = list(range(1024))
     with pytest.raises(LimitError, match=r"1073741824 exceeds limit 'population size'"):
@@ -394,9 +394,9 @@ def test_decoding_errors_are_config_errors_and_value_errors():
 def test_sane_settings_pass():
     """Probe: the limits leave real work alone — hidden 1024, the defaults, the shipped recipes on every
     task, and the settings `cellsearch search` embeds."""
-    from cellsearch.recipes import load_recipe, recipe_names
+    from cellsearch.training.recipes import load_recipe, recipe_names
     from cellsearch.tasks import TASK_NAMES
-    from cellsearch.train import TrainConfig
+    from cellsearch.training.config import TrainConfig
 
     TrainConfig()
     TrainConfig(hidden_size=1024, num_layers=3, batch_size=64)
@@ -425,10 +425,10 @@ def test_the_memory_estimate_is_against_the_device_that_trains():
     the training's own device check speaks), a search on a cluster where its trials run."""
     import torch
 
-    from cellsearch.train import TrainConfig
+    from cellsearch.training.config import TrainConfig
 
     big = dict(hidden_size=4096, num_layers=4, batch_size=256)
-    from cellsearch.train import check_training_memory
+    from cellsearch.training.memory_estimate import check_training_memory
 
     with pytest.raises(LimitError, match="physical memory"):
         check_training_memory(TrainConfig(**big, device="cpu"))

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cellsearch.store import Store
+from cellsearch.storage.store import Store
 from tests.hostile import cli, refused, tree_digest, unchanged
 
 pytestmark = pytest.mark.timeout(60)
@@ -328,7 +328,7 @@ def test_sqlite_reports_a_full_disk_as_one(tmp_path):
 # ---------------------------------------------------------------------- outputs
 def test_train_out_at_a_file_is_refused_before_training(tmp_path, monkeypatch):
     """Probe: `train --out` pointing at an existing file trains first and fails at the save."""
-    from cellsearch.train import Trainer
+    from cellsearch.training.trainer import Trainer
 
     def no_training(*a, **kw):
         raise AssertionError("trained before checking the output")
@@ -343,7 +343,7 @@ def test_train_out_at_a_file_is_refused_before_training(tmp_path, monkeypatch):
 
 def test_train_out_holding_a_linked_checkpoint_is_refused_before_training(tmp_path, outside, monkeypatch):
     """Probe: `train --out` whose checkpoint.pt is a link: refused before training, the outside file unchanged."""
-    from cellsearch.train import Trainer
+    from cellsearch.training.trainer import Trainer
 
     monkeypatch.setattr(Trainer, "train_step", lambda *a, **kw: pytest.fail("trained before checking the output"))
     out = tmp_path / "t"

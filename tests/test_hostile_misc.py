@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cellsearch.recipes import RECIPE_FIELDS
+from cellsearch.training.recipes import RECIPE_FIELDS
 from tests.hostile import cli, refused, unchanged
 
 pytestmark = pytest.mark.timeout(60)
@@ -184,7 +184,7 @@ def test_a_parquet_table_whose_data_decodes_past_the_limit_is_refused(tmp_path, 
     reading (the limit lowered here so that a small file passes it)."""
     import pandas as pd
 
-    import cellsearch.tables as tables
+    import cellsearch.storage.benchmark_tables as tables
 
     monkeypatch.setattr(tables, "MAX_TABLE_DATA_BYTES", 64 << 10)
     table = tmp_path / "t.parquet"
@@ -197,7 +197,7 @@ def test_a_parquet_table_whose_data_decodes_past_the_limit_is_refused(tmp_path, 
 def test_a_text_table_past_the_row_limit_is_refused_after_reading_one_row_more(tmp_path, monkeypatch, suffix):
     """Probe: replay tables: CSV and JSON tables stop reading one row past the row limit (lowered
     here; the file holds many more rows)."""
-    import cellsearch.tables as tables
+    import cellsearch.storage.benchmark_tables as tables
 
     monkeypatch.setattr(tables, "MAX_TABLE_ROWS", 10)
     table = tmp_path / f"t{suffix}"

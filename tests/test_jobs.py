@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from cellsearch.outcome import TrainingOutcome
+from cellsearch.storage.outcome import TrainingOutcome
 from cellsearch.runner.jobs import JobSettings, run_jobs
 from cellsearch.testing import synthetic_job
 

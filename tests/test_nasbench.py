@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cellsearch.compile.params import CellParameters
-from cellsearch.compile.sequence import CompiledCell
+from cellsearch.compile.cell import CompiledCell
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import load_cell
 from cellsearch.dsl.nasbench import cell_to_recipe, import_recipes, load_recipes, recipe_to_cell

@@ -15,9 +15,10 @@ from cellsearch.cli import app
 from cellsearch.errors import ConfigError
 from cellsearch.library import get_cell
 from cellsearch.nn.model import ModelConfig, SeqModel
-from cellsearch.objectives import Baseline, edit_distance, sampled_tail, sequence_loss, sequence_reward
+from cellsearch.training.objectives import Baseline, edit_distance, sampled_tail, sequence_loss, sequence_reward
 from cellsearch.tasks import make_task
-from cellsearch.train import TrainConfig, Trainer
+from cellsearch.training.config import TrainConfig
+from cellsearch.training.trainer import Trainer
 
 tokens = st.lists(st.integers(0, 3), max_size=8)
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import cellsearch
 from cellsearch.compile.fused import triton_available
 from cellsearch.compile.population import population_forward
-from cellsearch.compile.sequence import CompiledCell
+from cellsearch.compile.cell import CompiledCell
 from cellsearch.export.pysource import imported, instance, python_source
 from cellsearch.export.verify import run_module
 from cellsearch.ops.registry import OPS

@@ -9,7 +9,7 @@ import torch
 
 from cellsearch.compile.fused import triton_available
 from cellsearch.compile.interpreter import InterpretedCell
-from cellsearch.compile.sequence import CompiledCell
+from cellsearch.compile.cell import CompiledCell
 from cellsearch.dsl.equations import format_equation
 from cellsearch.dsl.io import loads_cell
 from cellsearch.ops.registry import ACTIVATIONS

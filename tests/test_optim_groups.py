@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from cellsearch.optim_groups import clip_together, finite_together, step_together
+from cellsearch.training.optim_groups import clip_together, finite_together, step_together
 
 
 def _models(k: int, seed: int = 0, dtype=torch.float64) -> list[torch.nn.Module]:

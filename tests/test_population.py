@@ -19,11 +19,12 @@ from hypothesis import strategies as st
 
 from cellsearch.compile.interpreter import InterpretedCell
 from cellsearch.compile.population import population_forward as population_layer
-from cellsearch.compile.sequence import CompiledCell
+from cellsearch.compile.cell import CompiledCell
 from cellsearch.errors import ConfigError
 from cellsearch.library import builtin_names, get_cell
-from cellsearch.population import Member, PopulationTrainer, members_product, train_population
-from cellsearch.train import TrainConfig, train
+from cellsearch.training.population import Member, PopulationTrainer, members_product, train_population
+from cellsearch.training.config import TrainConfig
+from cellsearch.training.trainer import train
 
 try:
     from tests.generators import cells
@@ -292,7 +293,7 @@ def test_search_seeds_option_end_to_end(tmp_path):
 
 # ---------------------------------------------------------------------------- other users of populations
 def test_shape_groups_gather_settings_that_differ_only_in_member_fields():
-    from cellsearch.population import shape_groups
+    from cellsearch.training.population import shape_groups
 
     a = {"cell": "gru", "hidden_size": 8, "seed": 0, "lr": 1e-3, "task_options": {"x": 1}}
     settings = [a, {**a, "seed": 1}, {**a, "hidden_size": 16}, {**a, "lr": 3e-3, "clip": 1.0},

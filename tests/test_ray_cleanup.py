@@ -135,7 +135,7 @@ def test_ctrl_c_during_a_trial_leaves_no_ray_process_behind(tmp_path):
 def test_in_process_search_stops_the_ray_it_started(tmp_path):
     ray = pytest.importorskip("ray")
     from cellsearch.runner.search import SearchRun
-    from cellsearch.settings import SearchConfig
+    from cellsearch.storage.settings import SearchConfig
 
     if ray.is_initialized():
         ray.shutdown()

@@ -15,12 +15,13 @@ from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell
 from cellsearch.errors import ConfigError
 from cellsearch.library import builtin_names, resolve_cell
-from cellsearch.results import stage_counts
+from cellsearch.storage.results import stage_counts
 from cellsearch.runner.search import SearchRun
-from cellsearch.settings import SearchConfig
-from cellsearch.store import read_results
+from cellsearch.storage.settings import SearchConfig
+from cellsearch.storage.store import read_results
 from cellsearch.strategies import STRATEGY_NAMES
-from cellsearch.tables import BenchmarkTable, import_nasbench_logs, make_frame, read_table, write_table
+from cellsearch.storage.benchmark_tables import (BenchmarkTable, import_nasbench_logs, make_frame, read_table,
+                                                 write_table)
 
 runner = CliRunner()
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nasbench_nlp" / "recipes_example.json"
@@ -51,7 +52,7 @@ def finite_space(tmp_path) -> Path:
 def no_training(monkeypatch):
     """Any attempt to train a model fails the test."""
     import cellsearch.runner.trial as trial
-    import cellsearch.train as train
+    import cellsearch.training.trainer as train
 
     def refuse(*a, **k):
         raise AssertionError("a replayed search trained a model")

@@ -15,11 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cellsearch.cli import app
-from cellsearch.results import leaderboard, stage_counts
+from cellsearch.storage.results import leaderboard, stage_counts
 from cellsearch.runner.search import SearchRun
-from cellsearch.settings import SearchConfig
+from cellsearch.storage.settings import SearchConfig
 from cellsearch.spaces import SPACE_NAMES
-from cellsearch.store import read_results
+from cellsearch.storage.store import read_results
 from cellsearch.strategies import STRATEGY_NAMES
 
 runner = CliRunner()
@@ -327,7 +327,7 @@ def test_a_search_tells_its_progress_as_events_and_the_cli_draws_them(tmp_path):
 
 
 def test_one_ranking_of_a_runs_cells(tmp_path):
-    from cellsearch.results import best_per_cell, top_cells
+    from cellsearch.storage.results import best_per_cell, top_cells
 
     rows = [{"id": 1, "hash": "a", "score": 0.5, "reused_from": None},
             {"id": 2, "hash": "b", "score": None, "reused_from": None},

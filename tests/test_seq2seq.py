@@ -15,7 +15,9 @@ from cellsearch.library import get_cell
 from cellsearch.nn.decoding import beam_search, greedy
 from cellsearch.nn.model import Encoded, ModelConfig, SeqModel
 from cellsearch.tasks import make_task
-from cellsearch.train import TrainConfig, Trainer, load_model
+from cellsearch.training.config import TrainConfig
+from cellsearch.training.trainer import Trainer
+from cellsearch.training.saved_model import load_model
 
 
 def _task(name="reverse", **options):
@@ -241,7 +243,7 @@ def test_attention_map_paths_are_checked(tmp_path):
 
 
 def test_population_members_of_an_encoder_decoder_equal_their_solo_runs():
-    from cellsearch.population import Member, PopulationTrainer
+    from cellsearch.training.population import Member, PopulationTrainer
 
     cfg = TrainConfig(cell="attn-gru", task="copy", task_options={"max_length": 4, "eval_examples": 32},
                       hidden_size=8, steps=6)

@@ -21,8 +21,9 @@ from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.nn import model as model_module
 from cellsearch.nn.model import ModelConfig, SeqModel
-from cellsearch.population import Member
-from cellsearch.train import TrainConfig, Trainer, train
+from cellsearch.training.population import Member
+from cellsearch.training.config import TrainConfig
+from cellsearch.training.trainer import Trainer, train
 
 try:
     from tests.hostile import cli, refused
@@ -226,7 +227,7 @@ def test_the_default_recipe_states_the_trainers_defaults():
     """default.yaml writes TrainConfig's defaults out; the two must not drift apart."""
     from dataclasses import fields
 
-    from cellsearch.recipes import load_recipe, recipe_names
+    from cellsearch.training.recipes import load_recipe, recipe_names
 
     assert recipe_names()[:1] == ["default"] and "nasbench-nlp" in recipe_names()
     defaults = {f.name: f.default for f in fields(TrainConfig)}
@@ -239,7 +240,7 @@ def test_the_default_recipe_states_the_trainers_defaults():
 
 
 def test_the_nasbench_nlp_recipe_is_their_protocol():
-    from cellsearch.recipes import load_recipe
+    from cellsearch.training.recipes import load_recipe
 
     recipe = load_recipe("nasbench-nlp")
     expected = {"num_layers": 3, "embed_size": 400, "hidden_size": 600, "batch_size": 20, "optimizer": "adam",
@@ -319,7 +320,7 @@ def test_a_resumed_training_takes_no_recipe(tmp_path):
 def test_activation_penalty_values():
     """AR: α × mean over positions of the mean square of the dropped outputs; TAR: β × the same of
     the change between consecutive undropped outputs; padded positions count in neither."""
-    from cellsearch.train import activation_penalty
+    from cellsearch.training.regularization import activation_penalty
 
     out = torch.tensor([[[1.0, 3.0]], [[2.0, 5.0]], [[0.0, 0.0]]])  # (T=3, B=1, H=2)
     dropped = 2 * out  # as if dropout doubled the kept values

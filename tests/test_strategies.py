@@ -10,7 +10,7 @@ import statistics
 import pytest
 
 from cellsearch.errors import ConfigError
-from cellsearch.outcome import TrialOutcome
+from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, InvalidCandidate
 from cellsearch.strategies import STRATEGY_NAMES, make_strategy, strategy_class
 from cellsearch.testing import BLOCK, Driver, StrategyTestSuite, ToySpace, check_candidate

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cellsearch.compile.interpreter import InterpretedCell
-from cellsearch.compile.sequence import CompiledCell
+from cellsearch.compile.cell import CompiledCell
 from cellsearch.compile.tokens import TokenInputs
 from cellsearch.library import builtin_names, get_cell
 from cellsearch.nn import model as model_module

@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 
 from cellsearch.cli import app
 from cellsearch.errors import ConfigError
-from cellsearch.train import TrainConfig, Trainer, teacher_forcing_probability, train
+from cellsearch.training.config import TrainConfig
+from cellsearch.training.trainer import Trainer, train
+from cellsearch.training.schedules import teacher_forcing_probability
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SMALL = dict(hidden_size=16, batch_size=8, task_options={"max_digits": 2, "eval_examples": 64})

@@ -14,11 +14,11 @@ from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.library import builtin_names, resolve_cell
-from cellsearch.outcome import TRAINING_STATUSES, TrainingOutcome, TrialOutcome
+from cellsearch.storage.outcome import TRAINING_STATUSES, TrainingOutcome, TrialOutcome
 from cellsearch.runner import wire
 from cellsearch.runner.trial import TrialSpec, trial_spec
 from cellsearch.spaces.base import Candidate
-from cellsearch.store import FINAL_STATUSES
+from cellsearch.storage.store import FINAL_STATUSES
 from cellsearch.strategies.base import Stage
 
 CELLS = sorted(builtin_names())
@@ -153,8 +153,8 @@ def test_a_candidates_hash_and_yaml_are_computed_once(monkeypatch):
 def test_an_old_state_with_candidate_plans_resumes(tmp_path):
     """A run saved before candidates lost their (always empty) ``plan``: its state still resumes."""
     from cellsearch.runner.search import SearchRun
-    from cellsearch.settings import SearchConfig
-    from cellsearch.tables import make_frame, write_table
+    from cellsearch.storage.settings import SearchConfig
+    from cellsearch.storage.benchmark_tables import make_frame, write_table
 
     members = [n for n in CELLS if n != "np"]  # (np is lstm's structure: one table row per hash)
     space = tmp_path / "all_cells.yaml"
@@ -175,7 +175,7 @@ def test_an_old_state_with_candidate_plans_resumes(tmp_path):
     (run / "state.json").write_text(json.dumps(state))
     summary = SearchRun.resume(run, trials=40).run()
     assert summary["trials"] == 40 and not summary["interrupted"]
-    from cellsearch.store import Store
+    from cellsearch.storage.store import Store
 
     with Store(run / "results.db", readonly=True) as store:
         row = store.best()

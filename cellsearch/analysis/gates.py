@@ -90,8 +90,8 @@ def load_gate_study(run_dir: str | Path, task: str | None = None):
 
     from cellsearch.dsl.hashing import canonical_hash
     from cellsearch.library import get_cell
-    from cellsearch.results import run_config
-    from cellsearch.store import read_results
+    from cellsearch.storage.results import run_config
+    from cellsearch.storage.store import read_results
 
     path = Path(run_dir)
     config = run_config(path)

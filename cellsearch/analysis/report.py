@@ -17,14 +17,14 @@ from typing import Sequence
 
 from cellsearch.analysis.plots import markdown_table, pyplot
 from cellsearch.errors import ConfigError
-from cellsearch.results import best_per_cell, run_config, stage_counts
-from cellsearch.rundir import require_run
+from cellsearch.storage.results import best_per_cell, run_config, stage_counts
+from cellsearch.storage.rundir import require_run
 from cellsearch.fileio import atomic_write, save_figure, write_csv
 
 
 def load_run(run_dir: str | Path, label: str | None = None):
-    """All rows of a run (``cellsearch.store.read_results``) with a ``run`` column."""
-    from cellsearch.store import read_results
+    """All rows of a run (``cellsearch.storage.store.read_results``) with a ``run`` column."""
+    from cellsearch.storage.store import read_results
 
     path = require_run(run_dir)
     df = read_results(path)
@@ -71,7 +71,7 @@ def score_distribution(df):
     scored, one per status (ok, diverged, failed, stopped-early, rejected, missing), mean, std, min, q25,
     median, q75, max.
     """
-    from cellsearch.store import FINAL_STATUSES
+    from cellsearch.storage.store import FINAL_STATUSES
 
     import pandas as pd
 
@@ -124,7 +124,7 @@ def top_cells_table(run_dir: str | Path, k: int = 5):
 
 def _distinct_cells(run_dir: Path) -> list[dict]:
     """One entry per cell the strategy evaluated (its best evaluation, ranked as
-    ``cellsearch.results.best_per_cell``): hash, score, yaml, id, row, evaluations."""
+    ``cellsearch.storage.results.best_per_cell``): hash, score, yaml, id, row, evaluations."""
     df = _trials(load_run(run_dir))
     cells = []
     for r, evaluations in best_per_cell(df.to_dict("records")):
@@ -254,7 +254,7 @@ def write_search_report(run_dir: str | Path, out_dir: str | Path, top: int = 5) 
     """
     from cellsearch.dsl.io import loads_cell
     from cellsearch.dsl.tools import draw
-    from cellsearch.store import Store
+    from cellsearch.storage.store import Store
 
     run = require_run(run_dir)
     out = Path(out_dir)

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         """Training-step throughput (forward+backward) of compiled cells vs torch.nn and the interpreter."""
         from cellsearch.bench import (BenchConfig, PopulationBenchConfig, bench_cudnn_sizes, bench_population,
                                       run_benchmark)
-        from cellsearch.settings import SearchConfig
+        from cellsearch.storage.settings import SearchConfig
 
         cfg = BenchConfig(seq_len=seq_len, batch=batch, input_size=input_size, hidden_size=hidden_size,
                           rounds=rounds, with_torch_compile=torch_compile, device=device, threads=threads, tf32=tf32)

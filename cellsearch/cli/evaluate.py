@@ -61,15 +61,15 @@ def _setup(purpose: str, run_dir: Path, seeds: int, budget: int | None, minutes:
     """The protocol, the job settings and the run's writer lock (the caller releases it), taken after
     checking the run: a refusal comes before anything is printed or trained. ``recipe`` (a training
     recipe) replaces the run's training settings, all but the budget."""
-    from cellsearch.rundir import RESULTS, require_run
+    from cellsearch.storage.rundir import RESULTS, require_run
     from cellsearch.runner.jobs import JobSettings
     from cellsearch.runner.protocol import protocol_for_run
-    from cellsearch.store import Store
-    from cellsearch.writer_lock import WriterLock
+    from cellsearch.storage.store import Store
+    from cellsearch.storage.writer_lock import WriterLock
 
     chosen = None
     if recipe is not None:
-        from cellsearch.recipes import load_recipe
+        from cellsearch.training.recipes import load_recipe
 
         chosen = load_recipe(recipe)
     Store(require_run(run_dir) / RESULTS, readonly=True).close()

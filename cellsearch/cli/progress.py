@@ -1,7 +1,7 @@
 """Progress on the terminal: the one renderer of the library's progress events as rich bars.
 
 The runner and the trainer print nothing; they tell an ``on_event``/``progress`` callback what
-happens (``cellsearch.runner.events``, ``cellsearch.train``'s ``TrainingStarted``/``StepDone``/
+happens (``cellsearch.runner.events``, ``cellsearch.training.events``: ``TrainingStarted``/``StepDone``/
 ``TrainingStopped``). ``ProgressBars`` is that callback for the commands: the search's bar
 (trials done, running, best score, ETA), a bar per batch of retraining jobs (the last job's
 result, ETA) and the training bar (loss, steps per second). ``progress_bars(enabled)`` gives
@@ -20,7 +20,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 
 from cellsearch.runner.events import JobFinished, JobsEnded, JobsStarted, SearchEnded, SearchStarted, TrialFinished
-from cellsearch.train import StepDone, TrainingStarted, TrainingStopped
+from cellsearch.training.events import StepDone, TrainingStarted, TrainingStopped
 
 
 def _score(best: float | None) -> str:

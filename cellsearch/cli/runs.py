@@ -27,7 +27,7 @@ def export_cmd(run_dir: Annotated[Path, typer.Argument(help="runs/NAME of a sear
                output: Annotated[Path, typer.Option("--output", "-o", help="Table file: .parquet, .csv or .json.")]
                = Path("table.parquet")) -> None:
     """Every cell a search trained, with its score, as a benchmark table."""
-    from cellsearch.tables import export_run, write_table
+    from cellsearch.storage.benchmark_tables import export_run, write_table
 
     df = export_run(run_dir)
     _summarise(df, write_table(df, output))
@@ -43,7 +43,7 @@ def import_nasbench_cmd(
         skip_bad: Annotated[bool, typer.Option(help="Leave out logs that cannot be read (listed on stderr) "
                                                     "instead of stopping at the first.")] = False) -> None:
     """NAS-Bench-NLP training logs as a benchmark table (score: best validation word probability, 1/perplexity)."""
-    from cellsearch.tables import import_nasbench_logs, write_table
+    from cellsearch.storage.benchmark_tables import import_nasbench_logs, write_table
 
     df, skipped = import_nasbench_logs(log_dir, on_error="skip" if skip_bad else "fail")
     for f, why in skipped:

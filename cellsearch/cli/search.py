@@ -13,7 +13,7 @@ from cellsearch.cli import cli_errors, console, err_console
 
 
 def _print_leaderboard(run_dir: Path, top: int, equations: int = 3) -> None:
-    from cellsearch.results import leaderboard, stage_counts
+    from cellsearch.storage.results import leaderboard, stage_counts
     from cellsearch.tasks import primary_metric
 
     rows = leaderboard(run_dir, top)
@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
 
         from cellsearch.cli.train import explicit, parse_options
         from cellsearch.runner.search import SearchRun
-        from cellsearch.settings import SearchConfig
+        from cellsearch.storage.settings import SearchConfig
 
         run_name = name or f"{strategy}-{Path(space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         cfg = SearchConfig(name=run_name, space=space, strategy=strategy, strategy_options=parse_options(option),
@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
                            data_dir=str(data_dir.resolve()) if data_dir else None, backend=backend,
                            benchmark=str(benchmark) if benchmark else None, missing=missing)
         if recipe is not None:
-            from cellsearch.recipes import load_recipe
+            from cellsearch.training.recipes import load_recipe
 
             cfg.train, cfg.task_options = load_recipe(recipe).overlay(cfg.train, cfg.task_options)
         if recipe is None or explicit(ctx, "hidden"):
@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         encoder = encoder or cfg.train.get("encoder")
         if encoder is None and benchmark is None:
             from cellsearch.spaces import load_space
-            from cellsearch.train import DEFAULT_ENCODER
+            from cellsearch.training.config import DEFAULT_ENCODER
 
             encoder = DEFAULT_ENCODER if load_space(space).reads_memory() else None
         if encoder is not None:  # a bad encoder or task fails here, in one line, not in every trial
@@ -151,7 +151,7 @@ def register(app: typer.Typer) -> None:
                         top: Annotated[int, typer.Option(help="How many cells.")] = 10,
                         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False) -> None:
         """Rank the cells of a search: rank, hash, score, per-task metrics, parameters, equations."""
-        from cellsearch.results import leaderboard
+        from cellsearch.storage.results import leaderboard
 
         if json_out:
             print(json.dumps(leaderboard(run_dir, top), indent=2))

@@ -64,7 +64,7 @@ def explicit(ctx: typer.Context, param: str) -> bool:
 def recipe_settings(name: str, task: str, given_budget: bool) -> dict:
     """The TrainConfig fields the recipe ``name`` sets for ``task``; its budget (steps, seconds)
     only when the command line gave none (a budget given replaces the recipe's whole)."""
-    from cellsearch.recipes import load_recipe
+    from cellsearch.training.recipes import load_recipe
 
     settings = load_recipe(name).settings(task)
     if given_budget:
@@ -148,11 +148,12 @@ def register(app: typer.Typer) -> None:
         With --seeds/--lrs/... it trains every combination of the lists as one population (one
         batched model; each member equals its own solo training) and --json prints a list with one
         object per member, each with a "member" object naming its settings."""
-        from cellsearch.checkpoint import checkpoint_file, is_population_file
+        from cellsearch.training.checkpoint import checkpoint_file, is_population_file
         from cellsearch.cli.progress import progress_bars
         from cellsearch.fileio import atomic_write
-        from cellsearch.population import PopulationTrainer, members_product
-        from cellsearch.train import TrainConfig, Trainer
+        from cellsearch.training.population import PopulationTrainer, members_product
+        from cellsearch.training.config import TrainConfig
+        from cellsearch.training.trainer import Trainer
 
         if recipe is not None and resume is not None:
             raise ConfigError("--resume continues with the checkpoint's own settings; leave out --recipe")
@@ -270,7 +271,7 @@ def register(app: typer.Typer) -> None:
 
         from cellsearch.limits import MAX_SEED, check_new_path, check_number
         from cellsearch.nn.decoding import beam_search, check_decoding, greedy, sample
-        from cellsearch.train import load_model
+        from cellsearch.training.saved_model import load_model
 
         if beam is not None and temperature is not None:
             raise ConfigError("use either --beam or --temperature, not both")

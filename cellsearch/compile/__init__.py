@@ -2,6 +2,6 @@
 
 from cellsearch.compile.interpreter import InterpretedCell
 from cellsearch.compile.params import CellParameters
-from cellsearch.compile.sequence import CompiledCell, compile_cell
+from cellsearch.compile.cell import CompiledCell, compile_cell
 
 __all__ = ["CellParameters", "CompiledCell", "InterpretedCell", "compile_cell"]

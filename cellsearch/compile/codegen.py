@@ -105,8 +105,8 @@ class CellProgram:
         self.loop_diags, self.saved = v.loop_diags, v.saved
         self.pack_weights = True  # the runtime may hand the step functions prepacked weights
         self.namespace: dict[str, Any] | None = None  # set by load()
-        # How the runtime (sequence.py) runs the loop: "auto" | "eager" | "fused" pointwise kernels
-        # (fused.py), CUDA graphs on CUDA (graphs.py); the fused program and captures, made lazily.
+        # How the runtime (recurrence.py, pointwise.py) runs the loop: "auto" | "eager" | "fused" pointwise kernels
+        # (fused.py), CUDA graphs on CUDA (cuda_graphs.py); the fused program and captures, made lazily.
         self.pointwise = "auto"
         self.cuda_graphs = True
         self.fused: Any = None

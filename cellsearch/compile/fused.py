@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from cellsearch.compile.codegen import CellProgram, GeneratedCode, load_code
-from cellsearch.compile.kernels import HELPERS
+from cellsearch.compile.matmuls import HELPERS
 from cellsearch.compile.variables import Variables, columns, unpack
 from cellsearch.dsl import literals
 from cellsearch.dsl.graph import prev_name

@@ -4,9 +4,9 @@ K compiled cells of the same graph and sizes (each with its own parameters) run 
 prologues one by one (once per sequence, not per step), then ONE time loop over stacked
 tensors with a leading member dimension: sequences are (K, T, B, features), states
 (K, B, H), fused weights (K, out, in). The generated step code indexes features from the end
-and the matmul helpers switch to batched matmuls for 3-d weights (``kernels.py``), so the same
-generated ``step``/``step_backward`` and the same ``_Recurrence`` run both; only the weight
-gradients take a batched path (``sequence._population_weight_grad``). At search sizes a step is
+and the matmul helpers switch to batched matmuls for 3-d weights (``matmuls.py``), so the same
+generated ``step``/``step_backward`` and the same ``recurrence.Recurrence`` run both; only the weight
+gradients take a batched path (``loop._population_weight_grad``). At search sizes a step is
 bound by per-kernel overhead, so K members cost little more than one.
 
 Members never mix: every op is per member (batched matmuls, elementwise work), so each
@@ -20,7 +20,8 @@ from typing import Sequence
 
 import torch
 
-from cellsearch.compile.sequence import CompiledCell, Prepared, recur
+from cellsearch.compile.cell import CompiledCell, Prepared
+from cellsearch.compile.recurrence import recur
 from cellsearch.compile.tokens import look_up
 from cellsearch.errors import CellsearchError
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from cellsearch.compile.attention import ATTENTION_HELPERS
 from cellsearch.compile.memory import MEMORY_HELPERS
-from cellsearch.compile.kernels import HELPERS
+from cellsearch.compile.matmuls import HELPERS
 from cellsearch.compile.schedule import Schedule
 from cellsearch.dsl.equations import format_number
 from cellsearch.dsl.graph import prev_name

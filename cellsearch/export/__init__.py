@@ -127,8 +127,8 @@ def export_from_run(run_dir: str | Path, rank: int, fmt: str, path: str | Path, 
     Other keywords go to ``export_cell``.
     """
     from cellsearch.dsl.io import loads_cell
-    from cellsearch.rundir import CONFIG, read_json_file, require_run
-    from cellsearch.results import leaderboard
+    from cellsearch.storage.rundir import CONFIG, read_json_file, require_run
+    from cellsearch.storage.results import leaderboard
 
     run = require_run(run_dir)
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:

@@ -41,7 +41,7 @@ def example_memory(g: CellGraph, params: CellParameters, B: int, rows: int = 5, 
 
 def reference(g: CellGraph, params: CellParameters, x, states, statics, memory: tuple = ()):
     """What CompiledCell computes on that input: [out, *final states]."""
-    from cellsearch.compile.sequence import CompiledCell
+    from cellsearch.compile.cell import CompiledCell
 
     with torch.no_grad():
         out, final = CompiledCell(g, params.input_size, params.hidden_size,

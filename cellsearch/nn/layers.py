@@ -19,7 +19,7 @@ from torch import nn
 
 from cellsearch.compile.interpreter import InterpretedCell
 from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, start_states
-from cellsearch.compile.sequence import CompiledCell
+from cellsearch.compile.cell import CompiledCell
 from cellsearch.compile.tokens import TokenInputs
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.errors import CellsearchError

@@ -4,7 +4,7 @@
 call ``on_event(event)`` with these as the work goes on; a caller draws them (the command
 line's progress bars, ``cellsearch.cli.progress``), logs them or ignores them. Without a
 callback the runner prints nothing. (The trainer's own per-step events are in
-``cellsearch.train``.)
+``cellsearch.training.events``.)
 """
 
 from __future__ import annotations

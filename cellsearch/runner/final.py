@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from cellsearch.outcome import TrainingOutcome
+from cellsearch.storage.outcome import TrainingOutcome
 from cellsearch.runner.worker import train_job, train_population_job
 
 

@@ -28,9 +28,9 @@ from typing import Any, Callable, Sequence
 
 from cellsearch.errors import ConfigError
 from cellsearch.limits import MAX_POPULATION, MAX_TRIALS, check_limit
-from cellsearch.population import shape_groups
+from cellsearch.training.population import shape_groups
 from cellsearch.runner.worker import train_population_job
-from cellsearch.train import map_in_workers
+from cellsearch.training.parallelism import map_in_workers
 
 VARIANTS = ("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
 FEATURES = ("input_gate", "forget_gate", "output_gate", "peepholes", "input_activation", "output_activation",
@@ -93,7 +93,7 @@ def study_jobs(task: str = "arith", trials_per_variant: int = 3, seeds: int = 1,
     """The runs of a study as plain dicts (variant, trial, seed, lr, hidden and the TrainConfig)."""
     from dataclasses import asdict
 
-    from cellsearch.train import TrainConfig
+    from cellsearch.training.config import TrainConfig
 
     if trials_per_variant < 1 or seeds < 1 or steps < 0:
         raise ConfigError("trials_per_variant and seeds must be at least 1, steps at least 0")

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from cellsearch import limits as L
 from cellsearch.errors import ConfigError
 from cellsearch.limits import check_number, shown
-from cellsearch.outcome import TrainingOutcome
+from cellsearch.storage.outcome import TrainingOutcome
 from cellsearch.runner.source import FINISHED, threads_per_trial
 
 JobOutcome = TrainingOutcome | list[TrainingOutcome]  # a job's, or a population's (one per member)
@@ -34,7 +34,7 @@ class JobSettings:
     gpus_per_trial: float = 0.0
     max_failures: int = 2  # Tune retries of a trial whose worker died
     scheduler: str = "fifo"  # every job trains to the end
-    population: bool = True  # train the jobs of one cell and task as one population (cellsearch.population)
+    population: bool = True  # train the jobs of one cell and task as one population (cellsearch.training.population)
 
     def validate(self) -> None:
         check_number("--parallel", self.parallel, 1, "parallel", L.MAX_PARALLEL)

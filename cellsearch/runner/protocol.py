@@ -26,7 +26,7 @@ from typing import Any
 from cellsearch import limits as L
 from cellsearch.errors import CellWarning, ConfigError
 from cellsearch.limits import check_limit, check_number, shown
-from cellsearch.results import run_config
+from cellsearch.storage.results import run_config
 
 DEFAULT_LR_FACTORS = (0.5, 1.0, 2.0)
 # The trainer's settings that shape what a training learns, besides the per-job ones (cell, task,
@@ -76,7 +76,8 @@ class Protocol:
 
     def check_training(self) -> None:
         """The retrainings' settings on each task, as the trainer will check them, and their memory."""
-        from cellsearch.train import TrainConfig, check_training_memory
+        from cellsearch.training.config import TrainConfig
+        from cellsearch.training.memory_estimate import check_training_memory
 
         for task in self.tasks:
             cfg = TrainConfig.from_dict({**self.train, "task": task, "steps": self.steps,
@@ -98,7 +99,7 @@ class Protocol:
         """What makes two trainings comparable: budget, model/optimiser settings (the run's, over the
         trainer's defaults: trainings from before a default changed do not count as comparable),
         task options."""
-        from cellsearch.train import TrainConfig
+        from cellsearch.training.config import TrainConfig
 
         defaults = TrainConfig()
         train = {k: getattr(defaults, k) for k in TRAINING_SETTINGS}

@@ -24,12 +24,12 @@ from cellsearch.dsl.graph import CellGraph
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
-from cellsearch.outcome import TrainingOutcome
+from cellsearch.storage.outcome import TrainingOutcome
 from cellsearch.runner import final
 from cellsearch.runner.events import EventHandler, JobFinished, JobsEnded, JobsStarted
 from cellsearch.runner.jobs import JobOutcome, JobSettings, run_jobs
 from cellsearch.runner.protocol import Protocol
-from cellsearch.store import Store
+from cellsearch.storage.store import Store
 
 
 @dataclass
@@ -67,7 +67,7 @@ class CellResult:
 def scored_cells(run_dir: str | Path, top: int | None = None) -> list[Cell]:
     """The ``top`` (None: all) best distinct cells a search scored (its reference cell left out),
     as candidates for retraining."""
-    from cellsearch.results import top_cells
+    from cellsearch.storage.results import top_cells
 
     rows = [r for r in top_cells(run_dir) if r["score"] is not None]
     if not rows:
@@ -157,7 +157,7 @@ class Retrainer:
     def run(self, cells: list[Cell]) -> list[CellResult]:
         p = self.protocol
         lrs = p.learning_rates
-        from cellsearch.writer_lock import WriterLock
+        from cellsearch.storage.writer_lock import WriterLock
 
         with ExitStack() as stack:
             stack.enter_context(WriterLock(self.run_dir, f"cellsearch {self.purpose}"))

@@ -7,8 +7,8 @@ every result) and ``best.yaml``. The ``Controller`` is the one place that decide
 next: it first evaluates the reference cell when scores are relative to it, then asks the
 strategy, skipping (and still reporting) cells this run has already evaluated. The Ray Tune
 ``Searcher`` (``runner.tune``) and the in-process loop both drive it through
-``next_trial``/``complete``. The settings are ``cellsearch.settings.SearchConfig``; reading a
-run (leaderboard, outcome counts) is ``cellsearch.results``'s. ``SearchRun.run(on_event=...)``
+``next_trial``/``complete``. The settings are ``cellsearch.storage.settings.SearchConfig``; reading a
+run (leaderboard, outcome counts) is ``cellsearch.storage.results``'s. ``SearchRun.run(on_event=...)``
 tells the caller how the search goes (``runner.events``) and prints nothing itself.
 """
 
@@ -28,14 +28,14 @@ from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.fileio import DiskFullError, WriteError, atomic_write, check_target, write_error
 from cellsearch.limits import shown
-from cellsearch import rundir
-from cellsearch.results import stage_counts
-from cellsearch.outcome import TrialOutcome
+from cellsearch.storage import rundir
+from cellsearch.storage.results import stage_counts
+from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.runner.trial import TrialSpec, evaluate_candidate, reference_scores, trial_spec
 from cellsearch.runner.events import EventHandler, SearchEnded, SearchStarted, TrialFinished
-from cellsearch.settings import SearchConfig
+from cellsearch.storage.settings import SearchConfig
 from cellsearch.spaces.base import Candidate
-from cellsearch.store import Store, decode_json
+from cellsearch.storage.store import Store, decode_json
 from cellsearch.strategies.base import Stage, default_plan, save_state
 
 STATE_VERSION = 1
@@ -246,7 +246,7 @@ class SearchRun:
         from cellsearch.spaces import load_space
         from cellsearch.spaces.snapshot import SPACE_FILE, is_space_file
         from cellsearch.strategies import make_strategy
-        from cellsearch.writer_lock import WriterLock
+        from cellsearch.storage.writer_lock import WriterLock
 
         check_search_config(cfg)
         self.cfg = cfg
@@ -263,7 +263,7 @@ class SearchRun:
             resolve_cell(cfg.reference)
         self.table = None
         if cfg.benchmark:
-            from cellsearch.tables import BenchmarkTable
+            from cellsearch.storage.benchmark_tables import BenchmarkTable
 
             self.table = BenchmarkTable(cfg.benchmark)
         elif "ptb" in cfg.tasks:

@@ -6,7 +6,7 @@ a strategy's ``plan`` or ``default_plan``). Each stage trains the cell on one ta
 trial budget, under one or more hyperparameter settings (the first is the run's defaults,
 the others drawn from the Jozefowicz et al. grids), each with ``seeds`` seeds (``search --seeds``;
 a setting scores the mean over its seeds), and keeps the best validation score of the task's
-primary metric. A candidate's settings and seeds train as one population (``cellsearch.population``). A stage may be a **filter**: an absolute threshold (memorisation
+primary metric. A candidate's settings and seeds train as one population (``cellsearch.training.population``). A stage may be a **filter**: an absolute threshold (memorisation
 ≥ 0.95) or one relative to the reference cell's best on that task (≥ 0.9 × GRU); a candidate
 below it is ``rejected`` there and the later stages are skipped.
 
@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.limits import MAX_SEED
-from cellsearch.outcome import TrialOutcome
+from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate
 from cellsearch.strategies.base import Stage
 from cellsearch.tasks import primary_metric
@@ -102,8 +102,10 @@ def _outcome(score, status, stage, metrics, params, start, error=None) -> TrialO
 
 
 def _evaluate(spec: TrialSpec, report, start: float) -> TrialOutcome:
-    from cellsearch.population import Member, train_population
-    from cellsearch.train import TrainConfig, Trainer, use_threads
+    from cellsearch.training.population import Member, train_population
+    from cellsearch.training.config import TrainConfig
+    from cellsearch.training.trainer import Trainer
+    from cellsearch.training.parallelism import use_threads
 
     if spec.threads:
         use_threads(spec.threads)

@@ -30,7 +30,7 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from cellsearch.errors import CellError, ConfigError
-from cellsearch.outcome import TrainingOutcome, TrialOutcome
+from cellsearch.storage.outcome import TrainingOutcome, TrialOutcome
 from cellsearch.runner import wire
 from cellsearch.runner.jobs import JobOutcome
 from cellsearch.runner.source import FINISHED, TrialSource
@@ -300,7 +300,7 @@ def run_tune(source: TrialSource[S, O], run_dir: Path, trials: TrialKind[S, O], 
     (Tune's experiment folder: ``run_dir/name``)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from cellsearch.train import use_threads
+    from cellsearch.training.parallelism import use_threads
 
     cfg = source.cfg
     use_threads(1)  # the driver only runs the strategy; trials have their own processes

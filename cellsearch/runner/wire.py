@@ -27,10 +27,10 @@ from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.limits import shown
-from cellsearch.outcome import TRAINING_STATUSES, TrainingOutcome, TrialOutcome
+from cellsearch.storage.outcome import TRAINING_STATUSES, TrainingOutcome, TrialOutcome
 from cellsearch.records import record_from_dict
 from cellsearch.runner.trial import TrialSpec
-from cellsearch.store import FINAL_STATUSES
+from cellsearch.storage.store import FINAL_STATUSES
 from cellsearch.strategies.base import Stage
 
 

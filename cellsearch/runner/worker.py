@@ -8,7 +8,7 @@ training is a ``failed`` outcome carrying the error, never an exception: one bad
 not stop the many around it. (A search trial's body, ``runner.trial.evaluate_candidate``,
 does the same for a staged evaluation plan.) ``train_population_job`` trains several jobs of one
 cell that differ only in a population member's settings (seed, learning rate, ...) as one
-population (``cellsearch.population``): each outcome is what ``train_job`` would give.
+population (``cellsearch.training.population``): each outcome is what ``train_job`` would give.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 import traceback
 from typing import Any
 
-from cellsearch.outcome import TrainingOutcome
+from cellsearch.storage.outcome import TrainingOutcome
 
 
 def train_job(settings: dict[str, Any], *, graph=None, source: str = "<job>", threads: int | None = None,
@@ -30,7 +30,9 @@ def train_job(settings: dict[str, Any], *, graph=None, source: str = "<job>", th
     start = time.perf_counter()
     try:
         from cellsearch.tasks import primary_metric
-        from cellsearch.train import TrainConfig, Trainer, use_threads
+        from cellsearch.training.config import TrainConfig
+        from cellsearch.training.trainer import Trainer
+        from cellsearch.training.parallelism import use_threads
 
         if isinstance(graph, str):
             from cellsearch.dsl.io import loads_cell
@@ -63,9 +65,10 @@ def train_population_job(settings: list[dict[str, Any]], *, graph=None, source: 
     start = time.perf_counter()
     try:
         from cellsearch.errors import ConfigError
-        from cellsearch.population import MEMBER_FIELDS, Member, PopulationTrainer
+        from cellsearch.training.population import MEMBER_FIELDS, Member, PopulationTrainer
         from cellsearch.tasks import primary_metric
-        from cellsearch.train import TrainConfig, use_threads
+        from cellsearch.training.config import TrainConfig
+        from cellsearch.training.parallelism import use_threads
 
         if isinstance(graph, str):
             from cellsearch.dsl.io import loads_cell

@@ -22,7 +22,7 @@ import importlib
 from typing import Any
 
 from cellsearch.errors import ConfigError
-from cellsearch.outcome import TrialOutcome  # what ``Strategy.tell`` hears (here for a strategy's author)
+from cellsearch.storage.outcome import TrialOutcome  # what ``Strategy.tell`` hears (here for a strategy's author)
 from cellsearch.strategies.base import Stage, Strategy, default_plan, load_state, save_state
 
 # name -> (module, class). Order = how they are listed to users.

@@ -26,7 +26,7 @@ from typing import Any
 from cellsearch.errors import ConfigError
 from cellsearch.fileio import atomic_write, read_regular
 from cellsearch.limits import MAX_RUN_JSON_BYTES
-from cellsearch.outcome import TrialOutcome
+from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, Space
 
 STATE_VERSION = 1

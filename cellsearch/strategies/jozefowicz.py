@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cellsearch.outcome import TrialOutcome
+from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, InvalidCandidate
 from cellsearch.strategies.base import Stage, Strategy, candidate_from_json, candidate_to_json
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cellsearch.outcome import TrialOutcome
+from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, Space
 from cellsearch.strategies.base import Strategy
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cellsearch.errors import ConfigError
-from cellsearch.outcome import TrialOutcome
+from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, InvalidCandidate, Space
 from cellsearch.strategies.base import Strategy, candidate_from_json, candidate_to_json
 

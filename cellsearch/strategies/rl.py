@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from cellsearch.errors import ConfigError
-from cellsearch.outcome import TrialOutcome
+from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, InvalidCandidate, Space
 from cellsearch.strategies.base import Strategy
 

@@ -1,4 +1,4 @@
-"""CUDA graphs: a time loop's forward and backward captured once per shape, then replayed.
+"""CUDA graphs of a cell's time loop: its forward and backward captured once per shape, then replayed.
 
 On a GPU a compiled cell's time loop is launch-bound: every step launches a matmul and a few
 small kernels, each costing Python and driver time while the GPU waits. A CUDA graph records
@@ -12,6 +12,8 @@ The values a forward leaves for its backward live in the capture's memory, so a 
 freed); a second forward of the same shape meanwhile gets a second capture, and past
 ``PER_SHAPE`` captures, or ``MAX_SHAPES`` shapes, or if capturing fails, the caller runs the
 loop eagerly: shapes that keep changing (random BPTT lengths) fall back transparently.
+``capture_loop`` captures a program's loop (``loop.py``) and ``GraphedRecurrence`` replays it
+under autograd.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import weakref
 from typing import Callable, Hashable, Sequence
 
 import torch
+
+from cellsearch.compile.loop import backward_pass, forward_pass
+
 
 MAX_SHAPES = 8  # distinct input shapes captured per program
 PER_SHAPE = 2  # captures per shape: forwards whose backward has not run yet
@@ -135,4 +140,45 @@ class GraphCache:
         return loop
 
 
-__all__ = ["CapturedLoop", "GraphCache", "Lease", "MAX_SHAPES", "PER_SHAPE"]
+class GraphedRecurrence(torch.autograd.Function):
+    """``recurrence.Recurrence`` as a replay: the forward and backward of a captured loop (``capture_loop``)."""
+
+    @staticmethod
+    def forward(ctx, loop: CapturedLoop, n_inputs: int, *tensors):
+        outputs = loop.run_forward(tensors)
+        ctx.lease = Lease(loop)
+        return outputs
+
+    @staticmethod
+    def backward(ctx, *grads):
+        lease: Lease = ctx.lease
+        lease.check()
+        grads_out = lease.loop.run_backward(grads, ctx.needs_input_grad[2:])
+        lease.release()
+        return (None, None, *grads_out)
+
+
+def capture_loop(program, T: int, n_ext: int, n_const: int, tensors: Sequence[torch.Tensor]) -> CapturedLoop | None:
+    """A leased CUDA-graph capture of the loop at these shapes, or None (run it eagerly)."""
+    if program.graph_cache is None:
+        program.graph_cache = GraphCache()
+    key = (T, n_ext, n_const, tuple((tuple(t.shape), t.dtype, t.device) for t in tensors))
+
+    def make() -> CapturedLoop:
+        def forward(inputs):
+            outputs, seqs, saved, out = forward_pass(program, T, n_ext, n_const, inputs)
+            return outputs, (seqs, saved, out)
+
+        def backward(state, grads, needs):
+            seqs, saved, out = state
+            inputs = (*loop_inputs, *(() if out is None else (out,)))
+            return backward_pass(program, T, n_ext, n_const, inputs, seqs, saved, grads, needs)
+
+        loop = CapturedLoop(forward, backward, tensors)
+        loop_inputs = loop.static_in
+        return loop
+
+    return program.graph_cache.acquire(key, make)
+
+
+__all__ = ["CapturedLoop", "GraphCache", "GraphedRecurrence", "Lease", "MAX_SHAPES", "PER_SHAPE", "capture_loop"]

@@ -14,10 +14,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from cellsearch import rundir
+from cellsearch.storage import rundir
 from cellsearch.errors import ConfigError
-from cellsearch.settings import SearchConfig
-from cellsearch.store import Store, decode_json
+from cellsearch.storage.settings import SearchConfig
+from cellsearch.storage.store import Store, decode_json
 
 
 def load_search_config(run_dir: str | Path) -> SearchConfig:

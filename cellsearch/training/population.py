@@ -27,19 +27,22 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from cellsearch.checkpoint import CHECKPOINT_VERSION, load_population_checkpoint, restore_error
+from cellsearch.training.checkpoint import CHECKPOINT_VERSION, load_population_checkpoint, restore_error
 from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.fileio import atomic_write, check_output_dir
 from cellsearch.limits import MAX_POPULATION, check_limit, check_new_path, shown
 from cellsearch.nn.population import population_forward
-from cellsearch.optim_groups import clip_together, finite_together, step_together
+from cellsearch.training.optim_groups import clip_together, finite_together, step_together
 from cellsearch.records import record_from_dict
 from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
-from cellsearch.train import (CHECKPOINT_FILE, OUTPUT_FILES, StepDone, TrainConfig, Trainer, TrainingStarted,
-                              TrainingStopped, TrainResult, check_training_memory, checkpoint_encoder,
-                              save_checkpoint)
+from cellsearch.training.saved_model import CHECKPOINT_FILE, OUTPUT_FILES, checkpoint_encoder, save_checkpoint
+from cellsearch.training.events import StepDone, TrainingStarted, TrainingStopped
+from cellsearch.training.config import TrainConfig
+from cellsearch.training.trainer import Trainer
+from cellsearch.training.result import TrainResult
+from cellsearch.training.memory_estimate import check_training_memory
 
 MEMBER_FIELDS = ("seed", "lr", "init_scale", "forget_bias", "weight_decay", "clip")
 

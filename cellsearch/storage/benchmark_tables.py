@@ -1,4 +1,4 @@
-"""Tables of already-trained cells, for replaying searches without training.
+"""Benchmark tables: already-trained cells, looked up by hash to replay searches without training.
 
 A **benchmark table** has one row per trained cell, keyed by the cell's canonical structural
 hash (``cellsearch.dsl.hashing``), so a candidate matches a table row whatever its node names
@@ -39,8 +39,8 @@ from cellsearch.errors import ConfigError
 from cellsearch.fileio import atomic_write, check_regular, read_regular
 from cellsearch.limits import (MAX_RECIPE_FILE_BYTES, MAX_TABLE_DATA_BYTES, MAX_TABLE_FILE_BYTES, MAX_TABLE_ROWS,
                                LimitError, check_limit, check_new_path, clipped, shown)
-from cellsearch.outcome import TrialOutcome
-from cellsearch.store import FINAL_STATUSES
+from cellsearch.storage.outcome import TrialOutcome
+from cellsearch.storage.store import FINAL_STATUSES
 
 COLUMNS = ("hash", "score", "status", "cell_name", "cell_yaml", "params", "seconds", "metrics", "source", "seeds",
            "curve")
@@ -319,7 +319,7 @@ def _missing(value: Any) -> bool:
 # ---------------------------------------------------------------------- sources
 def export_run(run_dir: str | os.PathLike):
     """Every cell a search trained (duplicates reused by the search left out), as a table."""
-    from cellsearch.results import trained_rows
+    from cellsearch.storage.results import trained_rows
 
     rows = [{"hash": r["hash"], "score": r["score"], "status": r["status"], "cell_name": r["cell_name"],
              "cell_yaml": r["cell_yaml"], "params": r["params"], "seconds": r["seconds"], "metrics": r["metrics"],

@@ -21,7 +21,7 @@ from typing import Any
 
 from cellsearch.errors import CellError, ConfigError
 from cellsearch.limits import MAX_TRAINING_RECIPE_FILE_BYTES, shown
-from cellsearch.train import TrainConfig
+from cellsearch.training.config import TrainConfig
 
 # The training settings a recipe may set: how to train, not what (cell, task, data) nor where
 # (device, threads, output), nor the seed, which stays the user's.

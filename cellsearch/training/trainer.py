@@ -1,4 +1,4 @@
-"""The budgeted trainer shared by the CLI, the search and the analysis.
+"""The training loop: ``Trainer`` trains one model to a budget of steps and/or seconds.
 
 ``train(TrainConfig(cell="lstm", task="arith", steps=300))`` builds the task and a
 ``SeqModel`` around the cell, trains within a budget of steps and/or seconds, evaluates on
@@ -9,347 +9,47 @@ holds everything needed to resume bit for bit (weights, optimizer, RNG and data-
 state, the carried hidden state).
 
 Randomness comes from the trainer's own generators, not the caller's global RNG (``Trainer._own_rng``);
-progress goes to an optional callback as events (it prints nothing); ``use_threads`` sets torch's threads.
+progress goes to an optional callback as events (``cellsearch.training.events``; it prints nothing).
 
 Any cell the DSL accepts trains without its recurrence running away (docs/results/stability.md):
 ``state_limit`` bounds a layer whose outputs leave ±limit (``SeqModel``: that layer is computed
 again step by step, values outside ±limit set to 0), and AWD-LSTM's activation penalties
 ``ar``/``tar`` pull the last layer's outputs back towards the range where the cell works. Both are
 on by default; the bound changes nothing for a cell whose outputs stay within it. Presets of these
-settings: ``cellsearch.recipes``.
+settings: ``cellsearch.training.recipes``.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 
-from cellsearch.checkpoint import CHECKPOINT_VERSION, load_checkpoint, restore_error
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
-from cellsearch.fileio import WriteError, atomic_write, check_output_dir
+from cellsearch.fileio import atomic_write, check_output_dir
+from cellsearch.limits import check_new_path
 from cellsearch.nn.model import ModelConfig, SeqModel
-from cellsearch.records import record_from_dict
-from cellsearch.allocator import keep_freed_memory
-from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS
-from cellsearch.optim_groups import finite_together
-from cellsearch.objectives import OBJECTIVES, REWARDS, Baseline, sampled_tail, sequence_loss
-from cellsearch.limits import check_new_path, shown
-from cellsearch.tasks import make_task, task_class
+from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
-
-
-DEFAULT_ENCODER = "gru"  # the encoder of a cell that reads a memory, when none is given
-CHECKPOINT_FILE = "checkpoint.pt"  # the final checkpoint in a training's output directory
-OUTPUT_FILES = (CHECKPOINT_FILE, "metrics.json")  # what a training (and `cellsearch train`) writes there
-
-
-def use_threads(n: int | None) -> int:
-    """Set torch's intra-op CPU threads to ``n`` for the rest of the process (None or 0: leave them
-    as they are); returns the count before. The one place cellsearch sets torch's thread count."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    return before
-
-
-@dataclass
-class TrainConfig:
-    cell: str = "lstm"  # built-in name or YAML path
-    task: str = "arith"  # arith | xml | memorize | ptb
-    task_options: dict = field(default_factory=dict)  # e.g. {"max_digits": 4}
-    data_dir: str | None = None  # PTB data (default: $CELLSEARCH_DATA or the user cache)
-    hidden_size: int = 128
-    num_layers: int = 1
-    embed_size: int | None = None  # default: hidden_size
-    dropout: float = 0.0
-    batch_size: int = 32
-    steps: int | None = 300  # budget in optimizer steps (None: only the time budget)
-    seconds: float | None = None  # budget in wall-clock seconds (whichever ends first)
-    optimizer: str = "adam"  # adam | sgd
-    lr: float = 2e-3
-    momentum: float = 0.0  # SGD only
-    weight_decay: float = 0.0
-    clip: float | None = 5.0  # max global gradient norm (None: no clipping)
-    lr_schedule: str = "constant"  # constant | cosine | linear (decay to 0 over the step budget)
-    warmup_steps: int = 0
-    init_scale: float = 1.0  # cell weights uniform(±init_scale/√H)
-    forget_bias: float | None = None  # initial bias of the linear feeding a gate node named "f"
-    seed: int = 0
-    threads: int | None = None  # torch CPU threads (None: leave as is)
-    device: str = "auto"  # auto | cpu | cuda
-    eval_every: int = 0  # steps between validation runs reported to the callback (0: end only)
-    eval_batch_size: int = 128
-    scheduled_sampling: str | None = None  # None | linear | exponential | inverse_sigmoid
-    ss_k: float = 1000.0  # schedule speed: linear → steps to reach ss_min; exponential → k**step with
-    #                       k = 1 - 1/ss_k; inverse_sigmoid → ss_k / (ss_k + exp(step / ss_k))
-    ss_min: float = 0.0  # lowest teacher-forcing probability (linear schedule)
-    diverge_factor: float = 100.0  # loss above this × the first loss counts as divergence
-    # activation regularisation (AWD-LSTM's alpha): ar × mean square of the last layer's (dropped)
-    # outputs, and temporal AR (beta): tar × mean square of the change between consecutive outputs;
-    # both add to the gradient only, the loss recorded and checked for divergence is the NLL
-    ar: float = 2.0
-    tar: float = 1.0
-    state_limit: float | None = 10.0  # bound on a runaway layer's values (SeqModel; None: no bound)
-    checkpoint_every: int = 0  # steps between checkpoints in out_dir (0: only at the end)
-    # encoder cell of an encoder-decoder model, the trained cell decoding (built-in name or YAML path;
-    # None: a language model, or "gru" for a cell that reads a memory, i.e. attends to an encoder)
-    encoder: str | None = None
-    memory_rows: int = DEFAULT_MEMORY_ROWS  # rows of a memory state (an NTM cell's memory), for cells that have one
-    # sequence-level training (cellsearch/objectives.py; encoder-decoder models): xent (teacher
-    # forcing) | reinforce | mixer (teacher forcing for mixer_xent_steps steps, then mixer_delta more
-    # sampled answer tokens every mixer_every steps, REINFORCE on them)
-    objective: str = "xent"
-    reward: str = "edit"  # REINFORCE's sequence reward: edit (1 - edit distance / length) | exact (0 or 1)
-    mixer_xent_steps: int = 200
-    mixer_every: int = 100
-    mixer_delta: int = 1
-
-    def __post_init__(self) -> None:
-        # checked when made (by a caller, ``from_dict`` or ``dataclasses.replace``), so a Python user
-        # meets a bad setting where it is written, as the command line does
-        self.validate()
-
-    @classmethod
-    def from_dict(cls, data: dict, what: str = "training options") -> "TrainConfig":
-        """From plain data (a checkpoint's or a search's settings), every field type-checked."""
-        return record_from_dict(cls, data, what)
-
-    def validate(self) -> None:
-        """Check every setting (types, ranges, the limits of ``cellsearch.limits``), the task's options
-        and the training's estimated memory, before anything is built: a ``ConfigError`` (a
-        ``LimitError`` past a limit) naming the setting."""
-        from cellsearch import limits as L
-        from cellsearch.limits import check_number
-
-        if self.steps is None and self.seconds is None:
-            raise ConfigError("give a budget: steps or seconds")
-        if self.steps is not None:
-            check_number("steps", self.steps, 0, "steps", L.MAX_STEPS)
-        if self.seconds is not None:
-            check_number("the time budget (seconds)", self.seconds, 0, "training time", L.MAX_TRAINING_SECONDS,
-                         integer=False, low_open=True)
-        if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"optimizer must be adam or sgd, not {shown(self.optimizer)}")
-        if self.lr_schedule not in ("constant", "cosine", "linear"):
-            raise ConfigError(f"lr_schedule must be constant, cosine or linear, not {shown(self.lr_schedule)}")
-        if self.scheduled_sampling not in (None, "linear", "exponential", "inverse_sigmoid"):
-            raise ConfigError("scheduled_sampling must be linear, exponential or inverse_sigmoid")
-        check_number("hidden_size", self.hidden_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
-        check_number("num_layers", self.num_layers, 1, "layers", L.MAX_LAYERS)
-        check_number("batch_size", self.batch_size, 1, "batch size", L.MAX_BATCH_SIZE)
-        check_number("eval_batch_size", self.eval_batch_size, 1, "batch size", L.MAX_BATCH_SIZE)
-        if self.embed_size is not None:
-            check_number("embed_size", self.embed_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
-        check_number("lr", self.lr, 0, integer=False, low_open=True)
-        for name in ("momentum", "weight_decay", "init_scale", "ss_k", "ss_min", "diverge_factor", "ar", "tar"):
-            check_number(name, getattr(self, name), 0, integer=False)
-        if self.momentum >= 1:  # (a momentum of 1 or more never forgets a gradient: the steps grow without end)
-            raise ConfigError(f"momentum must be below 1, not {shown(self.momentum)}")
-        if self.ss_min > 1:
-            raise ConfigError(f"ss_min is a probability: at most 1, not {shown(self.ss_min)}")
-        check_number("dropout", self.dropout, 0, integer=False)
-        if not self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), not {shown(self.dropout)}")
-        if self.clip is not None:
-            check_number("clip", self.clip, 0, integer=False)
-        if self.state_limit is not None:
-            check_number("state_limit", self.state_limit, 0, integer=False, low_open=True)
-        if self.forget_bias is not None:
-            check_number("forget_bias", self.forget_bias, -math.inf, integer=False)
-        check_number("seed", self.seed, 0, "seed", L.MAX_SEED)
-        if self.threads is not None:
-            check_number("threads", self.threads, 1, "threads", L.MAX_THREADS)
-        if self.reward not in REWARDS:
-            raise ConfigError(f"reward must be one of {', '.join(REWARDS)}, not {shown(self.reward)}")
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {shown(self.objective)}")
-        check_number("memory_rows", self.memory_rows, 1, "memory rows", L.MAX_MEMORY_ROWS)
-        if self.objective != "xent" and self.scheduled_sampling is not None:
-            raise ConfigError(f"scheduled sampling is for teacher-forced training; --objective {self.objective} "
-                              "feeds the model its own samples already: leave out --scheduled-sampling")
-        for name in ("warmup_steps", "eval_every", "checkpoint_every", "mixer_xent_steps"):
-            check_number(name, getattr(self, name), 0, "steps", L.MAX_STEPS)
-        check_number("mixer_every", self.mixer_every, 1, "steps", L.MAX_STEPS)
-        check_number("mixer_delta", self.mixer_delta, 1, "sequence length", L.MAX_SEQUENCE_LENGTH)
-        if not isinstance(self.task_options, dict):
-            raise ConfigError(f"task_options must be a mapping of option names to values, "
-                              f"not {shown(self.task_options)}")
-        task_class(self.task).check_options(self.task_options)
-        # (the memory a training takes is checked where it will run, not here: by the Trainer before
-        # it builds anything, and by SearchConfig/Protocol/populations for all their members at once)
-
-
-# ---------------------------------------------------------------------- memory a training takes
-# What one time step of one layer keeps for the backward pass, in H-sized vectors per linear of
-# the cell (its output, the nonlinearity's, the gates' products): generous for the built-in cells.
-ACTIVATIONS_PER_LINEAR = 6
-GATES_OF_AN_UNKNOWN_CELL = 4  # linears of a cell not resolved yet: an LSTM's four gates
-
-
-def physical_memory_bytes() -> int | None:
-    """The machine's physical memory (or the container's memory limit, when lower); None when the
-    system does not say."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-    for cgroup in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):  # v2 ("max": none), v1
-        try:
-            with open(cgroup) as f:
-                limit = f.read().strip()
-        except OSError:
-            continue
-        if limit.isdigit():
-            total = min(total, int(limit))
-    return total if total > 0 else None
-
-
-def estimated_training_bytes(cfg: TrainConfig, graph=None, members: int = 1) -> int:
-    """About how many bytes training ``cfg`` takes: the model's weights with their gradients and
-    Adam's two moments (fp32), one batch's activations kept for the backward pass and its logits,
-    and an evaluation batch's logits; × ``members`` for a population. ``graph``: the cell, when
-    known (its linears and memory states); else an LSTM's four gates. An estimate, meant to refuse
-    what cannot fit long before torch tries, not to predict the peak."""
-    vocab, steps = task_class(cfg.task).sizes(cfg.task_options)
-    H, layers, B = cfg.hidden_size, cfg.num_layers, cfg.batch_size
-    E = cfg.embed_size or H
-    linears, memory_states = GATES_OF_AN_UNKNOWN_CELL, 0
-    if graph is not None:
-        linears = max(1, sum(1 for n in graph.nodes if n.op == "linear"))
-        memory_states = len(getattr(graph, "memory_states", ()) or ())
-    cell_weights = linears * H * ((E + H) + (layers - 1) * 2 * H)
-    params = vocab * E + cell_weights + (H + 1) * vocab
-    if cfg.encoder is not None or memory_states:  # an encoder-decoder model: an encoder of the same size
-        params += cell_weights
-    per_step = B * layers * (ACTIVATIONS_PER_LINEAR * linears * H + 3 * memory_states * cfg.memory_rows * H)
-    logits = 3 * B * steps * vocab + cfg.eval_batch_size * steps * vocab
-    return 4 * members * (4 * params + steps * per_step + logits)
-
-
-def check_training_memory(cfg: TrainConfig, graph=None, members: int = 1) -> None:
-    """Refuse a training whose estimated memory (``estimated_training_bytes``) is more than
-    ``MAX_TRAINING_MEMORY_SHARE`` of the machine's physical memory."""
-    who = f"{members} members" if members > 1 else "one model"
-    check_memory(estimated_training_bytes(cfg, graph, members),
-                 f"training {who} of hidden_size {cfg.hidden_size}, num_layers {cfg.num_layers}, batch_size "
-                 f"{cfg.batch_size} on {cfg.task}", cfg.device)
-
-
-def device_memory_bytes(device: str) -> tuple[int | None, str]:
-    """The memory a training on ``device`` (auto | cpu | cuda[:N]) can use and what it is: the GPU's
-    when it trains on one, else the machine's physical memory; (None, ...) when that is unknown
-    here (a CUDA device this machine does not have: it is checked where the training runs)."""
-    wants_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if not wants_gpu:
-        return physical_memory_bytes(), "physical memory"
-    if not torch.cuda.is_available():
-        return None, "GPU memory"
-    index = torch.device(device).index if device.startswith("cuda") else None
-    return torch.cuda.get_device_properties(index or 0).total_memory, "GPU memory"
-
-
-def check_memory(need: int, what: str, device: str = "cpu") -> None:
-    """Refuse work estimated to take ``need`` bytes when that is more than ``MAX_TRAINING_MEMORY_SHARE``
-    of the memory of the device it runs on (``what`` says which work, in the message)."""
-    from cellsearch.limits import MAX_TRAINING_MEMORY_SHARE, LimitError
-
-    total, kind = device_memory_bytes(device)
-    if total is not None and need > MAX_TRAINING_MEMORY_SHARE * total:
-        raise LimitError(f"{what} (make it smaller)", "training memory", f"about {_gib(need)}",
-                         f"{MAX_TRAINING_MEMORY_SHARE:.0%} of {_gib(total)} {kind}")
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:,.1f} GiB" if n < 2**50 else f"{n / 2**40:,.0f} TiB"
-
-
-@dataclass
-class TrainResult:
-    status: str  # ok | diverged | stopped
-    steps: int
-    seconds: float
-    metrics: dict[str, float | None]  # validation metrics
-    history: list[dict] = field(default_factory=list)  # periodic evaluations {"step", "seconds", **metrics}
-    params: int = 0
-    cell: str = ""
-    hash: str = ""
-    task: str = ""
-    losses: list[float] = field(default_factory=list)  # training loss of every step
-    checkpoint: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"task": self.task, "cell": self.cell, "hash": self.hash, "params": self.params,
-                "steps": self.steps, "seconds": round(self.seconds, 3), "status": self.status,
-                "metrics": self.metrics, "checkpoint": self.checkpoint}
-
-
-@dataclass(frozen=True)
-class TrainingStarted:
-    """``Trainer.run`` starts (or resumes) training: what a progress display needs to begin."""
-
-    cell: str  # the configured cell (name or file)
-    task: str
-    steps: int | None  # the step budget (None: a time budget only)
-    step: int  # the step it starts from (after a checkpoint: the checkpoint's)
-
-
-@dataclass(frozen=True)
-class StepDone:
-    """One optimizer step finished."""
-
-    step: int
-    loss: float
-    seconds: float  # training time so far (the run's, resumed runs included)
-
-
-@dataclass(frozen=True)
-class TrainingStopped:
-    """The training loop ended (budget spent, diverged or stopped); the final evaluation follows."""
-
-    step: int
-
-
-def teacher_forcing_probability(cfg: TrainConfig, step: int) -> float:
-    """Probability of feeding the reference token (Bengio et al. 2015 decay schedules)."""
-    if cfg.scheduled_sampling is None:
-        return 1.0
-    if cfg.scheduled_sampling == "linear":
-        return max(cfg.ss_min, 1.0 - step / max(cfg.ss_k, 1.0))
-    if cfg.scheduled_sampling == "exponential":
-        return (1.0 - 1.0 / max(cfg.ss_k, 1.0)) ** step
-    return cfg.ss_k / (cfg.ss_k + math.exp(min(step / cfg.ss_k, 700.0)))
-
-
-def _lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.lr_schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-    if cfg.lr_schedule == "linear":
-        return max(0.0, 1.0 - progress)
-    return 1.0
-
-
-def activation_penalty(out: torch.Tensor, dropped: torch.Tensor, mask: torch.Tensor, ar: float,
-                       tar: float) -> torch.Tensor:
-    """AWD-LSTM's activation regularisation: ``ar`` × the mean square of the last layer's dropped
-    outputs plus ``tar`` × the mean square of the change between consecutive (undropped) outputs,
-    over the positions ``mask`` (T, B) counts (padding left out; on PTB: every position)."""
-    m = mask.to(out.dtype)
-    penalty = ar * (dropped.pow(2).mean(-1) * m).sum() / m.sum().clamp(min=1.0)
-    if tar and out.shape[0] > 1:
-        pairs = m[1:] * m[:-1]
-        penalty = penalty + tar * ((out[1:] - out[:-1]).pow(2).mean(-1) * pairs).sum() / pairs.sum().clamp(min=1.0)
-    return penalty
+from cellsearch.training.allocator import keep_freed_memory
+from cellsearch.training.checkpoint import CHECKPOINT_VERSION, load_checkpoint, restore_error
+from cellsearch.training.config import DEFAULT_ENCODER, TrainConfig
+from cellsearch.training.events import StepDone, TrainingStarted, TrainingStopped
+from cellsearch.training.memory_estimate import check_training_memory
+from cellsearch.training.objectives import Baseline, sampled_tail, sequence_loss
+from cellsearch.training.optim_groups import finite_together
+from cellsearch.training.parallelism import use_threads
+from cellsearch.training.regularization import activation_penalty
+from cellsearch.training.result import TrainResult
+from cellsearch.training.saved_model import CHECKPOINT_FILE, OUTPUT_FILES, checkpoint_encoder, save_checkpoint
+from cellsearch.training.schedules import lr_factor, teacher_forcing_probability
 
 
 def _device(name: str) -> torch.device:
@@ -586,7 +286,7 @@ class Trainer:
         self.apply_gradients(new_state)
         return float(loss.detach()) if recorded is None else recorded
 
-    # the phases of a training step, also run member by member by a population (``population.py``)
+    # the phases of a training step, also run member by member by a population (``training/population.py``)
     def step_inputs(self, batch):
         """(the batch on the device, the model's input tokens, the state to start from)."""
         self.model.train()
@@ -665,7 +365,7 @@ class Trainer:
     def set_lr(self, start: float) -> None:
         """This step's learning rate (warm-up, then the schedule over the budget)."""
         for group in self.opt.param_groups:
-            group["lr"] = self.cfg.lr * _lr_factor(self.cfg, self.step, self._progress_fraction(start))
+            group["lr"] = self.cfg.lr * lr_factor(self.cfg, self.step, self._progress_fraction(start))
 
     def record_step(self, loss: float, start: float, callback=None, tell=None, finite: bool | None = None) -> bool:
         """Book a finished step: its loss, divergence, progress, the periodic evaluation; False when
@@ -724,71 +424,3 @@ def train(cfg: TrainConfig, *, callback=None, progress: Callable[[object], None]
           out_dir: str | Path | None = None, task: Task | None = None, graph=None) -> TrainResult:
     """Train one model to the budget (see module docstring)."""
     return Trainer(cfg, task=task, graph=graph).run(callback=callback, progress=progress, out_dir=out_dir)
-
-
-def map_in_workers(fn: Callable[[Any], Any], jobs: list, workers: int = 1,
-                   on_result: Callable[[int, int, Any], None] | None = None) -> list:
-    """``fn(job)`` for every job — in ``workers`` processes, or in this one when ``workers <= 1`` —
-    calling ``on_result(i, n, result)`` as results arrive; returns them in completion order.
-    ``fn`` must be importable (a module-level function) and should pin its own torch threads."""
-    from cellsearch.limits import MAX_PARALLEL, check_limit
-
-    check_limit("workers", "parallel", workers, MAX_PARALLEL)  # (each one a process)
-    results: list = []
-    if workers > 1 and len(jobs) > 1:
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            for fut in as_completed([pool.submit(fn, job) for job in jobs]):
-                results.append(fut.result())
-                if on_result:
-                    on_result(len(results), len(jobs), results[-1])
-    else:
-        for job in jobs:
-            results.append(fn(job))
-            if on_result:
-                on_result(len(results), len(jobs), results[-1])
-    return results
-
-
-def save_checkpoint(save: Callable[[Path], Path], path: Path, last: Path | None) -> Path:
-    """``save(path)``; when the file system refuses it (a full disk), the one-line error says which
-    checkpoint is kept: ``last`` (the last one this training wrote), else the file at ``path``
-    from before (an atomic write leaves it as it was)."""
-    try:
-        return save(path)
-    except WriteError as exc:
-        kept = last if last is not None else (path if path.is_file() else None)
-        if kept is None:
-            raise exc.advised("no checkpoint of this training was written; free space and train again") from None
-        raise exc.advised(f"the last good checkpoint, {kept}, is kept: free space and continue from it with "
-                          f"`cellsearch train ... --resume {kept}`") from None
-
-
-def checkpoint_encoder(ckpt: dict, path: str | Path):
-    """The encoder cell a checkpoint stored (not the file its settings name: that may have changed
-    or gone), or None for a language model."""
-    return loads_cell(ckpt["encoder_yaml"], source=f"{path}:encoder") if "encoder_yaml" in ckpt else None
-
-
-def load_model(path: str | Path) -> tuple[SeqModel, Any, dict]:
-    """A trained model from a checkpoint, with its vocabulary and the checkpoint dict."""
-    from cellsearch.tasks.base import Vocab
-
-    ckpt = load_checkpoint(path)
-    graph = loads_cell(ckpt["cell_yaml"], source=f"{path}:cell")
-    config = record_from_dict(ModelConfig, ckpt["model_config"], f"{path}: model settings")
-    encoder = checkpoint_encoder(ckpt, path)
-    if config.encoder is not None and encoder is None:
-        raise ConfigError(f"{path}: damaged checkpoint: an encoder-decoder model without its encoder cell")
-    try:
-        model = SeqModel(graph, config, encoder=encoder)
-        model.load_state_dict(ckpt["model"])
-        vocab = Vocab.from_state(ckpt["vocab"])
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
-        raise restore_error(path, exc) from None
-    if len(vocab) != config.vocab_size:
-        raise ConfigError(f"{path}: damaged checkpoint: {len(vocab)} tokens, but the model has "
-                          f"{config.vocab_size} outputs")
-    model.eval()
-    return model, vocab, ckpt

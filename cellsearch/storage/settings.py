@@ -1,7 +1,7 @@
 """A search's settings (``runs/NAME/config.json``) as a typed record: ``SearchConfig``.
 
 Plain data checked field by field (``from_dict``) and for consistency (``validate``), read by
-the run's readers (``cellsearch.results``) and the runner alike. Whether the strategy exists
+the run's readers (``cellsearch.storage.results``) and the runner alike. Whether the strategy exists
 is checked by the layer that knows the strategies, before a search starts
 (``cellsearch.runner.search.check_search_config``).
 """
@@ -17,7 +17,7 @@ from cellsearch.limits import check_file_name, check_number, shown
 from cellsearch.records import record_from_dict
 
 if TYPE_CHECKING:  # (at run time imported where used, so reading settings does not load torch)
-    from cellsearch.train import TrainConfig
+    from cellsearch.training.config import TrainConfig
 
 
 @dataclass
@@ -85,7 +85,7 @@ class SearchConfig:
         for task, options in self.task_options.items():
             if not isinstance(options, dict):
                 raise ConfigError(f"task options of '{task}' must be a mapping, not {shown(options)}")
-        from cellsearch.train import check_training_memory
+        from cellsearch.training.memory_estimate import check_training_memory
 
         for task in self.tasks:
             cfg = self.train_config(task)  # (checked as it is made: TrainConfig validates itself)
@@ -95,7 +95,7 @@ class SearchConfig:
     def train_config(self, task: str = "arith") -> "TrainConfig":
         """The training settings of one trial stage (what a worker would build; with the task's
         options when it is one of the search's tasks), checked for types."""
-        from cellsearch.train import TrainConfig
+        from cellsearch.training.config import TrainConfig
 
         settings = dict(self.train, task=task, steps=self.steps, seconds=self.minutes * 60 if self.minutes else None)
         if task in self.tasks and task in self.task_options:

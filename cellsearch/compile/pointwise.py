@@ -1,0 +1,56 @@
+"""Which step functions run a cell's loop on a device: the eager generated code or the fused Triton kernels.
+
+``CompiledCell(pointwise=...)``: "auto" (the fused kernels on CUDA where Triton is installed,
+the eager code elsewhere), "fused" (always; on CPU only under ``TRITON_INTERPRET=1``) or
+"eager". A program whose fused kernels Triton cannot build runs its eager steps from then on
+(with "auto").
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from cellsearch.compile.codegen import CellProgram
+from cellsearch.compile.fused import FusedProgram, can_fuse
+from cellsearch.errors import CellsearchError
+
+
+POINTWISE_CHOICES = ("auto", "eager", "fused")
+
+
+def runtime_program(program: CellProgram, device: torch.device, mode: str = "fused"):
+    """The program whose step functions run the loop on ``device``: the fused Triton kernels
+    (``fused.py``) where ``program.pointwise`` asks for them ("auto": on CUDA when Triton is
+    there) and the loop's gradient is our own backward, else the eager generated code."""
+    choice = program.pointwise
+    if choice == "eager" or mode != "fused" or not program.schedule.recurrent_states:
+        return program
+    if program.graph.memory or program.graph.memory_states:  # the fused kernels are pointwise: memory ops are eager
+        if choice == "fused":
+            raise CellsearchError(f"pointwise='fused' does not support attend() or memory states "
+                                  f"(cell '{program.graph.name}'); use 'auto' or 'eager'")
+        return program
+    if choice == "auto" and device.type != "cuda":
+        return program
+    if not can_fuse(device):
+        if choice == "fused":
+            raise CellsearchError("pointwise='fused' needs Triton on a CUDA device "
+                                  "(or TRITON_INTERPRET=1 on the CPU)")
+        return program
+    if program.fused is None:
+        program.fused = FusedProgram(program)
+    return program.fused
+
+
+def unfusable(program: CellProgram, exc: Exception) -> bool:
+    """After Triton failed on ``program``'s fused kernels (a compiler it does not support, say):
+    with pointwise "auto", warn once and run this program's eager steps from now on (True)."""
+    if program.pointwise != "auto" or not type(exc).__module__.startswith("triton"):
+        return False
+    warnings.warn(f"fused kernels of cell '{program.graph.name}' failed in Triton ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0] if str(exc) else ''}); running its eager steps", RuntimeWarning,
+                  stacklevel=4)
+    program.pointwise = "eager"
+    return True
