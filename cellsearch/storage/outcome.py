@@ -67,3 +67,6 @@ class TrainingOutcome:
 TRAINING_STATUSES = ("ok", "diverged", "stopped", "failed")  # a TrainingOutcome's
 
 __all__ = ["TRAINING_STATUSES", "TrainingOutcome", "TrialOutcome"]
+
+
+JobOutcome = TrainingOutcome | list[TrainingOutcome]  # a training job's, or a population's (one per member)
