@@ -22,8 +22,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    """A finished tiny search (``tests.hostile.tiny``), one per test module; don't change it."""
-    from tests.hostile import finished_search
+    """A finished tiny search (``tests.support.hostile.tiny``), one per test module; don't change it."""
+    from tests.support.hostile import finished_search
 
     return finished_search(tmp_path_factory.mktemp("runs"))
 
@@ -47,12 +47,11 @@ def float64():
 
 
 # The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup`, the README's test command).
-# The modules whose tests start local Ray clusters run on one worker, one after another: two
-# clusters at once on a 2-core machine would oversubscribe it and stretch Ray's start-up timeouts.
-_RAY_MODULES = {"test_search", "test_evaluate", "test_jobs", "test_ray_cleanup", "test_analysis"}
-
-
+# Tests marked `ray` (modules that start local Ray clusters or pools of worker processes) run on
+# one worker, one after another: two clusters at once on a 2-core machine would oversubscribe it
+# and stretch Ray's start-up timeouts. (tryfirst: xdist reads the group as it collects.)
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in _RAY_MODULES:
+        if item.get_closest_marker("ray") is not None:
             item.add_marker(pytest.mark.xdist_group("ray"))

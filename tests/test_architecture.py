@@ -13,12 +13,13 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "cellsearch"
+from tests.support.paths import REPO
+
+PACKAGE = REPO / "cellsearch"
 
 
 def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
+    parts = path.relative_to(REPO).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -74,7 +75,7 @@ def test_layer_contract_holds():
     exe = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
     if not Path(exe).exists():
         pytest.fail("lint-imports is not installed: pip install -e '.[dev]'")
-    proc = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([exe, "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "Contracts: 1 kept, 0 broken" in proc.stdout, proc.stdout[-2000:]
 
@@ -83,7 +84,7 @@ def test_the_contract_covers_every_module():
     """Every top-level module and subpackage of cellsearch is named in a layer, and nothing is ignored."""
     import tomllib
 
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
     (contract,) = config["contracts"]
     assert contract["type"] == "layers" and not contract.get("ignore_imports")
     named = {name.strip() for layer in contract["layers"] for name in layer.split("|")}

@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from cellsearch.store import Store
-from tests.hostile import cli, refused, tree_digest, unchanged
+from tests.support.hostile import cli, refused, tree_digest, unchanged
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -414,7 +415,7 @@ def test_an_export_output_in_the_way_is_refused_before_the_work(tmp_path, outsid
 def test_one_atomic_write_for_the_whole_package():
     """Probe: nine copies of the atomic write, each with a predictable `.tmp` name: one helper
     (``cellsearch.fileio``) replaces files, nothing else in the package calls os.replace."""
-    root = Path(__file__).resolve().parents[1] / "cellsearch"
+    root = REPO / "cellsearch"
     found = [str(p.relative_to(root)) for p in root.rglob("*.py") if "os.replace(" in p.read_text()]
     assert found == ["fileio.py"], found
 
@@ -463,7 +464,7 @@ def test_every_file_the_package_writes_goes_through_fileio():
     ``fileio.staged``."""
     import re
 
-    root = Path(__file__).resolve().parents[1] / "cellsearch"
+    root = REPO / "cellsearch"
     direct = re.compile(r"\.(write_text|write_bytes)\(|\.(to_csv|to_parquet|savefig)\((?!f\b)")
     found = [f"{p.relative_to(root)}:{i}" for p in root.rglob("*.py")
              if p.name != "fileio.py" and p.parent.name != "export"

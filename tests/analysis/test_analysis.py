@@ -18,11 +18,13 @@ from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell
 from cellsearch.library import builtin_names, get_cell
 from cellsearch.store import Store
+from tests.support.paths import REPO
+
+pytestmark = pytest.mark.ray  # the gate study's workers and the notebooks' kernels
 
 # Needs the `analysis` extra: scipy, optuna + scikit-learn (fANOVA), papermill, nbclient, ipykernel.
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ROOT / "analysis"
+NOTEBOOKS = REPO / "analysis"
 
 
 # ------------------------------------------------------------------------------------------ synthetic data

@@ -11,12 +11,10 @@ import pytest
 from cellsearch.dsl.nasbench import import_recipes
 from cellsearch.errors import CellWarning, ConfigError
 
-try:
-    from tests.hostile import cli, refused, tree_digest
-except ImportError:  # pytest's default rootdir/tests sys.path insertion
-    from hostile import cli, refused, tree_digest  # type: ignore
+from tests.support.hostile import cli, refused, tree_digest
+from tests.support.paths import SHARED
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data/nasbench_nlp/recipes_example.json"
+SAMPLE = SHARED / "data/nasbench_nlp/recipes_example.json"
 
 READS_X = {"n": {"op": "linear", "input": ["x", "h_prev_0"]}, "h_new_0": {"op": "activation_tanh", "input": ["n"]}}
 NO_X = {"n": {"op": "linear", "input": ["h_prev_0"]}, "h_new_0": {"op": "activation_tanh", "input": ["n"]}}

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from cellsearch.cli import app
 from cellsearch.library import builtin_names
+from tests.support.paths import SHARED
 
 runner = CliRunner()
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def run(*args: str):

@@ -24,7 +24,8 @@ import torch
 
 from cellsearch.runner.search import SearchRun
 from cellsearch.store import Store
-from tests.hostile import tiny, cli, refused, tree_digest
+from tests.support.hostile import tiny, cli, refused, tree_digest
+from tests.support.paths import REPO
 
 
 
@@ -118,7 +119,7 @@ def test_no_module_deserializes_unsafely():
     """The audit as a test: no torch.load without weights_only=True, no pickle, no unsafe YAML."""
     import re
 
-    root = Path(__file__).resolve().parents[1] / "cellsearch"
+    root = REPO / "cellsearch"
     unsafe = re.compile(r"weights_only\s*=\s*False|pickle\.loads?\(|yaml\.load\(|yaml\.unsafe_load|yaml\.full_load")
 
     def bad(line: str) -> bool:
@@ -331,7 +332,7 @@ time.sleep(float(sys.argv[2]))
 
 def _holder(run: Path, seconds: float) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(run), str(seconds)], stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parents[1])
+                            cwd=REPO)
     assert proc.stdout.readline().strip() == "locked"
     return proc
 

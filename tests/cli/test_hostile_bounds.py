@@ -22,7 +22,7 @@ from cellsearch.errors import ConfigError
 from cellsearch.limits import LimitError
 from cellsearch.runner.search import SearchRun
 from cellsearch.settings import SearchConfig
-from tests.hostile import cli, refused, unchanged
+from tests.support.hostile import cli, refused, unchanged
 
 pytestmark = pytest.mark.timeout(60)
 

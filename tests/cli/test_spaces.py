@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import typer
 import yaml
@@ -11,8 +10,8 @@ from typer.testing import CliRunner
 
 from cellsearch.cli.spaces import app
 from cellsearch.spaces import SPACE_NAMES, list_spaces, load_space
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 

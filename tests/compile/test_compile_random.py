@@ -5,12 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-try:
-    from tests.generators import cells, reads_inputs_elementwise
-    from tests.test_compile import assert_same
-except ImportError:  # pytest run from inside tests/
-    from strategies import cells, reads_inputs_elementwise
-    from test_compile import assert_same
+from tests.support.differential import assert_same
+from tests.support.generators import cells, reads_inputs_elementwise
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -20,12 +20,8 @@ from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import CellsearchError
 from cellsearch.library import builtin_names, get_cell
 
-try:
-    from tests.generators import cells
-    from tests.test_compile import CELLS, assert_same
-except ImportError:  # pytest run from inside tests/
-    from generators import cells
-    from test_compile import CELLS, assert_same
+from tests.support.differential import CELLS, assert_same
+from tests.support.generators import cells
 
 pytestmark = pytest.mark.skipif(not triton_available(), reason="Triton is not installed")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -15,7 +15,7 @@ from cellsearch.compile.tokens import TokenInputs
 from cellsearch.library import builtin_names, get_cell
 from cellsearch.nn import model as model_module
 from cellsearch.nn.model import ModelConfig, SeqModel
-from generators import cells
+from tests.support.generators import cells
 
 H = 6
 CLOSE = dict(rtol=1e-12, atol=1e-12)

@@ -21,12 +21,8 @@ from cellsearch.dsl.tools import draw, summary, to_dot, to_networkx
 from cellsearch.errors import CellWarning
 from cellsearch.library import builtin_names, get_cell, list_cells
 
-try:
-    from tests.generators import (add_dead_node, cells, random_renaming, reads_inputs_elementwise,
-                                  rename_nodes, shuffle_commutative)
-except ImportError:  # pytest's default rootdir/tests sys.path insertion
-    from strategies import (add_dead_node, cells, random_renaming, reads_inputs_elementwise,  # type: ignore
-                            rename_nodes, shuffle_commutative)
+from tests.support.generators import (add_dead_node, cells, random_renaming, reads_inputs_elementwise,
+                                      rename_nodes, shuffle_commutative)
 
 PROPS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,7 +6,6 @@ import functools
 import json
 import operator
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,8 +17,9 @@ from cellsearch.dsl.io import load_cell
 from cellsearch.dsl.nasbench import cell_to_recipe, import_recipes, load_recipes, recipe_to_cell
 from cellsearch.errors import CellError
 from cellsearch.library import get_cell
+from tests.support.paths import SHARED
 
-SAMPLE_PATH = Path(__file__).resolve().parents[2] / "shared/data/nasbench_nlp/recipes_example.json"
+SAMPLE_PATH = SHARED / "data/nasbench_nlp/recipes_example.json"
 SAMPLE = json.loads(SAMPLE_PATH.read_text()) if SAMPLE_PATH.is_file() else None
 MISSING = f"NAS-Bench-NLP sample recipes not found at {SAMPLE_PATH} (../shared relative to the repo root)"
 

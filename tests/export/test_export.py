@@ -35,12 +35,12 @@ from cellsearch.export import (FORMATS, class_name, export_cell, export_from_run
 from cellsearch.export.base import ExportError
 from cellsearch.library import builtin_names, get_cell
 from cellsearch.store import Store
+from tests.support.paths import REPO
 
 I = H = 6  # equal sizes: MUT1 and MUT2 use the input elementwise
 T, B = 5, 3
 SUFFIX = {"py": ".py", "torchscript": ".pt", "onnx": ".onnx", "yaml": ".yaml"}
 TOLERANCE = {"py": 1e-5, "torchscript": 1e-5, "onnx": 1e-4, "yaml": 1e-5}
-REPO = Path(__file__).resolve().parents[1]
 
 _PRELUDE = """
 import json, sys

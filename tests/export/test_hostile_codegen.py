@@ -33,7 +33,7 @@ from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import CellError
 from cellsearch.export.pysource import python_source
 from cellsearch.library import resolve_cell
-from tests.hostile import cli, refused, unchanged
+from tests.support.hostile import cli, refused, unchanged
 
 pytestmark = pytest.mark.timeout(120)
 

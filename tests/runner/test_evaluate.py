@@ -25,6 +25,8 @@ from cellsearch.runner.search import SearchRun
 from cellsearch.settings import SearchConfig
 from cellsearch.store import Store
 
+pytestmark = pytest.mark.ray  # evaluate and fidelity end to end on a local Ray
+
 runner = CliRunner()
 TINY_TASKS = {"arith": {"max_digits": 1, "eval_examples": 16}}
 TINY_TRAIN = {"hidden_size": 8, "batch_size": 4, "lr": 1e-2}

@@ -10,6 +10,8 @@ import pytest
 from cellsearch.runner.jobs import JobSettings, run_jobs
 from cellsearch.testing import synthetic_job
 
+pytestmark = pytest.mark.ray  # the job runner on a local Ray
+
 JOBS = [{"key": "a", "name": "ab"}, {"key": "b", "name": "abcd"}, {"key": "c", "name": "x"}]
 
 

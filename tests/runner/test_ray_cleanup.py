@@ -20,6 +20,8 @@ import pytest
 
 psutil = pytest.importorskip("psutil")  # installed with Ray
 
+pytestmark = pytest.mark.ray  # searches that start and stop a local Ray
+
 STOP_SECONDS = 10.0  # how long Ray's processes may take to exit once the search has ended
 
 

@@ -21,9 +21,10 @@ from cellsearch.settings import SearchConfig
 from cellsearch.store import read_results
 from cellsearch.strategies import STRATEGY_NAMES
 from cellsearch.tables import BenchmarkTable, import_nasbench_logs, make_frame, read_table, write_table
+from tests.support.paths import REPO, SHARED
 
 runner = CliRunner()
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nasbench_nlp" / "recipes_example.json"
+SAMPLE = SHARED / "data" / "nasbench_nlp" / "recipes_example.json"
 MEMBERS = [n for n in builtin_names() if n != "np"]  # np is the same structure as lstm
 
 
@@ -226,7 +227,7 @@ def test_nasbench_logs_import_with_scores_params_and_statuses(tmp_path):
 
 
 def test_nasbench_import_cli_and_replay_on_the_nasbench_space(tmp_path, no_training):
-    recipes = json.loads(SHARED.read_text()) if SHARED.exists() else [TANH_RNN, LSTM_LIKE]
+    recipes = json.loads(SAMPLE.read_text()) if SAMPLE.exists() else [TANH_RNN, LSTM_LIKE]
     logs = {f"log_{i}.json": nasbench_log(r, [6.0 - 0.1 * i, 5.5 - 0.1 * i], recipe_id=i)
             for i, r in enumerate(recipes)}
     write_logs(tmp_path / "logs" / "train_logs_single_run", logs)
@@ -268,7 +269,7 @@ def test_bad_nasbench_logs_name_the_file_and_the_problem(tmp_path, log, message)
 def _script(name: str):
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    path = REPO / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -409,7 +410,7 @@ def test_the_mutation1_table_covers_its_space():
     make_table = _script("make_table")
     from cellsearch.spaces import load_space
 
-    table = Path(__file__).resolve().parents[1] / "benchmarks" / "tables" / "mutation1-arith.parquet"
+    table = REPO / "benchmarks" / "tables" / "mutation1-arith.parquet"
     space = load_space("mutation1")
     hashes = {h for h, _ in make_table.enumerate_cells(space)} | {canonical_hash(g) for g in space.seeds()}
     loaded = BenchmarkTable(table)

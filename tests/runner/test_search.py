@@ -22,6 +22,8 @@ from cellsearch.spaces import SPACE_NAMES
 from cellsearch.store import read_results
 from cellsearch.strategies import STRATEGY_NAMES
 
+pytestmark = pytest.mark.ray  # its Ray tests start local clusters
+
 runner = CliRunner()
 TINY_TASKS = {"arith": {"max_digits": 1, "eval_examples": 16}, "memorize": {"eval_examples": 16, "length": 2,
                                                                            "symbols": 3},

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,8 +22,8 @@ from cellsearch.spaces import (SPACE_NAMES, Candidate, Decision, InvalidCandidat
                                load_space)
 from cellsearch.spaces.base import check_cell
 from cellsearch.spaces.common import check_useful, elementwise_input_uses
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 I, H = 6, 4  # input size != hidden size
 
 # Samples per shipped space (the greff space has nine cells; its samples repeat them).

@@ -18,8 +18,9 @@ import torch
 from cellsearch.errors import ConfigError, DataError
 from cellsearch.tasks import data
 from cellsearch.tasks.data import DATASETS, data_dir, dataset_dir, download, verify
+from tests.support.paths import SHARED
 
-SHARED_PTB = Path(__file__).resolve().parents[2] / "shared/data/ptb"
+SHARED_PTB = SHARED / "data/ptb"
 PTB_FILES = list(DATASETS["ptb"].files)
 needs_ptb = pytest.mark.skipif(not all((SHARED_PTB / f).is_file() for f in PTB_FILES),
                                reason=f"the shared PTB copy is not at {SHARED_PTB}")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from cellsearch.recipes import RECIPE_FIELDS
-from tests.hostile import cli, refused, unchanged
+from tests.support.hostile import cli, refused, unchanged
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,8 +9,6 @@ layer against the reference interpreter run member by member; checkpoints resume
 from __future__ import annotations
 
 import json
-import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -24,41 +22,10 @@ from cellsearch.errors import ConfigError
 from cellsearch.library import builtin_names, get_cell
 from cellsearch.population import Member, PopulationTrainer, members_product, train_population
 from cellsearch.train import TrainConfig, train
-
-try:
-    from tests.generators import cells
-    from tests.hostile import cli, refused
-except ImportError:  # pytest run from inside tests/
-    from generators import cells
-    from hostile import cli, refused
-
-SMALL = dict(task="arith", hidden_size=8, batch_size=4, steps=20, threads=1, eval_batch_size=64,
-             task_options={"eval_examples": 8})
-FLOAT64_RTOL = 1e-10
-FLOAT32_RTOL = 2e-4  # float32: bmm and mm may round differently; 20 steps of Adam keep it this close
-
-
-def rel_err(a: list[float], b: list[float]) -> float:
-    """Largest relative difference of two loss curves (a NaN matches only a NaN)."""
-    assert len(a) == len(b)
-    return max((0.0 if (math.isnan(x) and math.isnan(y)) or x == y else abs(x - y) / max(abs(y), 1e-12)
-                for x, y in zip(a, b)), default=0.0)
-
-
-def assert_members_match_solo(cfg: TrainConfig, members: list[Member], rtol: float, graph=None) -> list:
-    results = train_population(cfg, members, graph=graph)
-    assert len(results) == len(members)
-    for member, got in zip(members, results):
-        want = train(member.apply(cfg), graph=graph)
-        assert got.status == want.status, member
-        assert got.steps == want.steps, member
-        assert rel_err(got.losses, want.losses) <= rtol, (member, got.losses, want.losses)
-        for key, value in want.metrics.items():
-            if value is None or got.metrics[key] is None:
-                assert value is None and got.metrics[key] is None, key
-            else:
-                assert math.isclose(got.metrics[key], value, rel_tol=max(rtol, 1e-9), abs_tol=1e-9), key
-    return results
+from tests.support.generators import cells
+from tests.support.hostile import cli, refused
+from tests.support.paths import SHARED
+from tests.support.population import FLOAT32_RTOL, FLOAT64_RTOL, SMALL, assert_members_match_solo
 
 
 # (the attention decoders need an encoder: test_seq2seq checks their populations; ntm is a language model)
@@ -95,7 +62,7 @@ def test_carried_state_float64(float64):
     assert_members_match_solo(cfg, [Member(seed=0), Member(seed=1, lr=1e-2)], FLOAT64_RTOL)
 
 
-PTB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"
+PTB = SHARED / "data" / "ptb"
 
 
 @pytest.mark.skipif(not (PTB / "ptb.train.txt").is_file(), reason="needs ../shared/data/ptb")

@@ -24,14 +24,11 @@ from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.population import Member
 from cellsearch.train import TrainConfig, Trainer, train
 
-try:
-    from tests.hostile import cli, refused
-    from tests.test_population import FLOAT64_RTOL, SMALL, assert_members_match_solo
-except ImportError:  # pytest run from inside tests/
-    from hostile import cli, refused
-    from test_population import FLOAT64_RTOL, SMALL, assert_members_match_solo
+from tests.support.hostile import cli, refused
+from tests.support.paths import SHARED
+from tests.support.population import FLOAT64_RTOL, SMALL, assert_members_match_solo
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED / "data"
 RECIPES = DATA / "nasbench_nlp" / "recipes_example.json"
 PTB = DATA / "ptb"
 needs_data = pytest.mark.skipif(not (RECIPES.is_file() and (PTB / "ptb.train.txt").is_file()),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +11,8 @@ from typer.testing import CliRunner
 from cellsearch.cli import app
 from cellsearch.errors import ConfigError
 from cellsearch.train import TrainConfig, Trainer, teacher_forcing_probability, train
+from tests.support.paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 SMALL = dict(hidden_size=16, batch_size=8, task_options={"max_digits": 2, "eval_examples": 64})
 
 
