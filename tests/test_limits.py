@@ -15,7 +15,6 @@ from cellsearch.cli.train import parse_options
 from cellsearch.dsl.io import cell_from_dict, load_cell, loads_cell
 from cellsearch.errors import CellError, CellsearchError, ConfigError
 from cellsearch.spaces.registry import load_space
-
 from tests.support.hostile import refused, tree_digest
 from tests.support.paths import REPO
 

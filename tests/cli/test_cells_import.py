@@ -10,7 +10,6 @@ import pytest
 
 from cellsearch.dsl.nasbench import import_recipes
 from cellsearch.errors import CellWarning, ConfigError
-
 from tests.support.hostile import cli, refused, tree_digest
 from tests.support.paths import SHARED
 

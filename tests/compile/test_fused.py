@@ -19,7 +19,6 @@ from cellsearch.compile.sequence import CompiledCell
 from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import CellsearchError
 from cellsearch.library import builtin_names, get_cell
-
 from tests.support.differential import CELLS, assert_same
 from tests.support.generators import cells
 

@@ -20,7 +20,6 @@ from cellsearch.dsl.ops import OPS
 from cellsearch.dsl.tools import draw, summary, to_dot, to_networkx
 from cellsearch.errors import CellWarning
 from cellsearch.library import builtin_names, get_cell, list_cells
-
 from tests.support.generators import (add_dead_node, cells, random_renaming, reads_inputs_elementwise,
                                       rename_nodes, shuffle_commutative)
 

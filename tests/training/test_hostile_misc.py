@@ -1,6 +1,6 @@
-"""Hostile inputs, second round (issue 24): recipes, population checkpoints, replay tables, evaluate.
+"""Hostile inputs, second round (issue 24): recipes and population checkpoints.
 
-Each probe runs the CLI in this process (``tests/hostile.py``): a refusal is exit status 2, one
+Each probe runs the CLI in this process (``tests/support/hostile.py``): a refusal is exit status 2, one
 stderr line, no traceback, under a memory cap and a time limit, with the files around it hashed
 before and after. Population checkpoints are crafted by editing a real saved one as data
 (``torch.load(weights_only=True)``, change, ``torch.save``), as an attacker would.
@@ -131,98 +131,3 @@ def test_an_unedited_population_still_resumes(populations, tmp_path):
     ckpt = torch.load(resumed, weights_only=True)
     assert [m["step"] for m in ckpt["population"]] == [3, 3]
     assert ckpt["members"] == [{"lr": 0.001}, {"lr": 0.01}]
-
-
-# ---------------------------------------------------------------------- replay tables
-def replay_refused(tmp_path: Path, table: Path, says) -> None:
-    """``search --benchmark TABLE`` is refused in one line, before the run directory exists."""
-    runs = tmp_path / "runs"
-    with unchanged(tmp_path):
-        refused("search", "--space", "greff", "--trials", "2", "--runs", str(runs), "--benchmark", str(table),
-                "--no-progress", says=(str(table), *says))
-    assert not runs.exists()
-
-
-def test_a_table_with_non_numeric_params_is_refused(tmp_path):
-    """Probe: replay tables: a non-numeric ``params`` column was a traceback."""
-    table = tmp_path / "t.csv"
-    table.write_text("hash,score,params\nabc,0.5,1200\ndef,0.4,lots\n")
-    replay_refused(tmp_path, table, ("column 'params'", "row 2", "'lots'"))
-
-
-@pytest.mark.parametrize("statuses", [(1, "weird"), (["ok"],)])
-def test_a_table_with_mixed_types_in_status_is_refused(tmp_path, statuses):
-    """Probe: replay tables: mixed types in ``status`` (a number beside text, a list) were a traceback."""
-    table = tmp_path / "t.json"
-    table.write_text("".join(json.dumps({"hash": f"h{i}", "score": 0.5, "status": s}) + "\n"
-                             for i, s in enumerate(statuses)))
-    replay_refused(tmp_path, table, ("column 'status' must hold text", "row 1"))
-
-
-def test_a_small_parquet_file_of_sixty_million_rows_is_refused_before_reading(tmp_path):
-    """Probe: replay tables: a small Parquet file that expands to 60 million rows ended in an
-    ArrowMemoryError at 3 GB; its row count is checked from the metadata before reading."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from cellsearch.limits import MAX_TABLE_ROWS
-
-    rows = 1_000_000  # one row group: the same hash and score a million times (a few KB encoded)
-    group = pa.table({"hash": pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, dtype="int8")), pa.array(["h"])),
-                      "score": pa.array(np.zeros(rows))})
-    table = tmp_path / "t.parquet"
-    with pq.ParquetWriter(table, group.schema) as writer:
-        for _ in range(60):
-            writer.write_table(group)
-    assert table.stat().st_size < 1 << 20 and 60 * rows > MAX_TABLE_ROWS
-    replay_refused(tmp_path, table, ("60000000 exceeds limit 'table rows'",))
-
-
-def test_a_parquet_table_whose_data_decodes_past_the_limit_is_refused(tmp_path, monkeypatch):
-    """Probe: replay tables: the decoded size a Parquet file's metadata states is checked before
-    reading (the limit lowered here so that a small file passes it)."""
-    import pandas as pd
-
-    import cellsearch.tables as tables
-
-    monkeypatch.setattr(tables, "MAX_TABLE_DATA_BYTES", 64 << 10)
-    table = tmp_path / "t.parquet"
-    pd.DataFrame({"hash": ["h"], "score": [0.5], "cell_yaml": ["x" * (1 << 20)]}).to_parquet(table)
-    assert table.stat().st_size < 64 << 10
-    replay_refused(tmp_path, table, ("exceeds limit 'table data size'",))
-
-
-@pytest.mark.parametrize("suffix", [".csv", ".json"])
-def test_a_text_table_past_the_row_limit_is_refused_after_reading_one_row_more(tmp_path, monkeypatch, suffix):
-    """Probe: replay tables: CSV and JSON tables stop reading one row past the row limit (lowered
-    here; the file holds many more rows)."""
-    import cellsearch.tables as tables
-
-    monkeypatch.setattr(tables, "MAX_TABLE_ROWS", 10)
-    table = tmp_path / f"t{suffix}"
-    if suffix == ".csv":
-        table.write_text("hash,score\n" + "h,0.5\n" * 10_000)
-    else:
-        table.write_text('{"hash": "h", "score": 0.5}\n' * 10_000)
-    replay_refused(tmp_path, table, ("more than 10 exceeds limit 'table rows'",))
-
-
-# ---------------------------------------------------------------------- evaluate
-def test_evaluate_with_an_unknown_baseline_is_one_line(tmp_path):
-    """Probe: `evaluate --baselines nosuchcell` printed a "protocol ..." line before the error."""
-    import pandas as pd
-
-    from cellsearch.dsl.hashing import canonical_hash
-    from cellsearch.library import resolve_cell
-
-    table = tmp_path / "t.csv"  # a replayed search: a real run directory, no training
-    pd.DataFrame({"hash": [canonical_hash(resolve_cell(c)) for c in ("lstm", "gru")], "score": [0.5, 0.4]}).to_csv(
-        table, index=False)
-    out = cli("search", "--space", "greff", "--strategy", "random", "--trials", "3", "--budget", "2",
-              "--benchmark", str(table), "--runs", str(tmp_path / "runs"), "--name", "r", "--no-progress")
-    assert out.exit_code == 0, out.stderr
-    run = tmp_path / "runs" / "r"
-    with unchanged(tmp_path):
-        refused("evaluate", str(run), "--baselines", "lstm,nosuchcell", "--backend", "local", "--no-progress",
-                says="nosuchcell")
