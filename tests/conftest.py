@@ -5,15 +5,34 @@ Explore new examples locally with ``HYPOTHESIS_PROFILE=explore python -m pytest 
 """
 
 import os
+import secrets
+import shutil
+import tempfile
 
 import pytest
 import torch
 from hypothesis import settings
 
-# Ray (2.5x) turns token authentication on for a local cluster as soon as a token file exists,
-# and each process decides that when it first reads Ray's config. Decide it once, before any
-# test imports Ray, so the driver, `ray start` nodes and workers always agree.
+# Every Ray the tests start is theirs alone, and leaves nothing behind in the user's files:
+# - Ray (2.5x) turns token authentication on for a local cluster as soon as a token file exists,
+#   and each process decides that when it first reads Ray's config. Decide it once, before any
+#   test imports Ray, so the driver, `ray start` nodes and workers always agree.
+# - The token is this test session's, in the environment (Ray's first source of it), which every
+#   process the tests start inherits: no `ray get-auth-token --generate`, no ~/.ray/auth_token.
+# - RAY_TMPDIR: Ray's sessions, logs, sockets and the address file that `ray.init()` would join
+#   go to a folder of this test session (xdist workers inherit it), not the shared /tmp/ray;
+#   short, as Ray's socket paths below it may not pass 107 bytes. The process that made it
+#   removes it at the end.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+_RAY_TMPDIR = None if "RAY_TMPDIR" in os.environ else tempfile.mkdtemp(prefix="cs-ray-")
+if _RAY_TMPDIR is not None:
+    os.environ["RAY_TMPDIR"] = _RAY_TMPDIR
+
+
+def pytest_unconfigure(config):
+    if _RAY_TMPDIR is not None:
+        shutil.rmtree(_RAY_TMPDIR, ignore_errors=True)
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False, print_blob=True)

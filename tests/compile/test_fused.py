@@ -26,12 +26,6 @@ pytestmark = pytest.mark.skipif(not triton_available(), reason="Triton is not in
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-@pytest.fixture
-def interpreted(monkeypatch):
-    """Fused kernels on the CPU: through Triton's interpreter."""
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-
-
 @pytest.mark.parametrize("name", builtin_names(memory=False))  # (attention runs eagerly: test below)
 def test_builtin_cells_fused_match_interpreter(interpreted, name):
     """Outputs, final states and every gradient (inputs, states, parameters) in float64."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -156,14 +155,6 @@ def test_existing_run_name_is_refused_with_a_hint(tmp_path):
 
 
 # ---------------------------------------------------------------------- Ray Tune
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    yield ray
-    if ray.is_initialized():
-        ray.shutdown()
-
-
 def test_ray_search_in_parallel_with_asha(tmp_path, local_ray):
     cfg = tiny("ray", space="greff", strategy="regularized-evolution", trials=6, parallel=2, backend="ray",
                steps=40, strategy_options={"population_size": 4, "sample_size": 2})
@@ -213,88 +204,31 @@ def test_interrupted_search_resumes_without_retraining_or_losing_rows(tmp_path):
     assert after[after.reused_from.isna()].hash.is_unique
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_search_on_a_real_ray_cluster(tmp_path):
-    ray = pytest.importorskip("ray")
-    if ray.is_initialized():
-        ray.shutdown()
-    ray_bin = str(Path(sys.executable).with_name("ray"))
-    port = _free_port()
-    # Ray authenticates cluster members with a token (conftest sets RAY_AUTH_MODE=token for the
-    # session, before Ray reads its config): give head, worker and driver the same token.
-    subprocess.run([ray_bin, "get-auth-token", "--generate"], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=60)
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-    node = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
-    sessions = []  # each `ray start` leads a session of its own; its daemons stay in it after it returns
-    try:
-        for args in (["--head", f"--port={port}", "--include-dashboard=false"], [f"--address=127.0.0.1:{port}"]):
-            start = subprocess.Popen([ray_bin, "start", *args, *node], env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-            sessions.append(start.pid)
-            assert start.wait(timeout=180) == 0
-        res = runner.invoke(app, ["search", "--space", "greff", "--strategy", "random", "--trials", "4",
-                                  "--parallel", "2", "--budget", "20", "--hidden", "8", "--cpus-per-trial", "1",
-                                  "--address", f"127.0.0.1:{port}", "--name", "cluster", "--runs", str(tmp_path),
-                                  "--no-progress"])
-        assert res.exit_code == 0, res.output
-        assert not ray.is_initialized()  # the search left the cluster: it only disconnected
-        ray.init(address=f"127.0.0.1:{port}", _node_ip_address="127.0.0.1", include_dashboard=False)
-        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-        assert len(nodes) == 2  # the head and the worker that joined it
-        df = read_results(tmp_path / "cluster")
-        ran = set(df[df.reused_from.isna()].node)
-        assert ran and ran <= nodes  # every trial ran on a node of that cluster
-        ray.shutdown()
-        # a search without --address starts a Ray of its own even while this cluster runs (ray.init
-        # with no address would join it, and refuse the search's num_cpus in a traceback)
-        res = runner.invoke(app, ["search", "--space", "greff", "--strategy", "random", "--trials", "2",
-                                  "--budget", "5", "--hidden", "8", "--name", "alone", "--runs", str(tmp_path),
-                                  "--no-progress"])
-        assert res.exit_code == 0, res.output
-        alone = read_results(tmp_path / "alone")
-        assert len(alone) == 2 and not set(alone[alone.reused_from.isna()].node) & nodes
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        _end_sessions(sessions)  # exactly the nodes this test started (never `ray stop`: it stops every Ray here)
+def test_search_on_a_real_ray_cluster(tmp_path, ray_cluster):
+    import ray
 
-
-def _session_members(sessions: list[int]) -> list[int]:
-    """The pids of the processes in the given sessions (field 6 of /proc/PID/stat)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()  # state, ppid, pgrp, session, ...
-            if int(fields[3]) in sessions and fields[0] != "Z":  # (a zombie has exited already)
-                pids.append(int(entry.name))
-    return pids
-
-
-def _end_sessions(sessions: list[int]) -> None:
-    """Stop every process of the given sessions: SIGTERM, up to 30 s to exit, then SIGKILL."""
-    for sig, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
-        for pid in _session_members(sessions):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        while _session_members(sessions) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not _session_members(sessions):
-            return
-    assert not _session_members(sessions), "the test's Ray nodes did not stop"
+    address = ray_cluster.address
+    res = runner.invoke(app, ["search", "--space", "greff", "--strategy", "random", "--trials", "4",
+                              "--parallel", "2", "--budget", "20", "--hidden", "8", "--cpus-per-trial", "1",
+                              "--address", address, "--name", "cluster", "--runs", str(tmp_path), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert not ray.is_initialized()  # the search left the cluster: it only disconnected
+    ray.init(address=address, _node_ip_address="127.0.0.1", include_dashboard=False)
+    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert len(nodes) == 2  # the head and the worker that joined it
+    df = read_results(tmp_path / "cluster")
+    ran = set(df[df.reused_from.isna()].node)
+    assert ran and ran <= nodes  # every trial ran on a node of that cluster
+    ray.shutdown()
+    # a search without --address starts a Ray of its own even while this cluster runs (ray.init
+    # with no address would join it, and refuse the search's num_cpus in a traceback)
+    res = runner.invoke(app, ["search", "--space", "greff", "--strategy", "random", "--trials", "2",
+                              "--budget", "5", "--hidden", "8", "--name", "alone", "--runs", str(tmp_path),
+                              "--no-progress"])
+    assert res.exit_code == 0, res.output
+    alone = read_results(tmp_path / "alone")
+    assert len(alone) == 2 and not set(alone[alone.reused_from.isna()].node) & nodes
 
 
 def test_stage_counts_show_filter_rejections(tmp_path):
