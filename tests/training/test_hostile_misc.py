@@ -1,8 +1,8 @@
 """Hostile inputs, second round (issue 24): recipes and population checkpoints.
 
-Each probe runs the CLI in this process (``tests/support/hostile.py``): a refusal is exit status 2, one
-stderr line, no traceback, under a memory cap and a time limit, with the files around it hashed
-before and after. Population checkpoints are crafted by editing a real saved one as data
+Each probe runs the CLI in this process (``tests/support/hostile.py``): a refusal is exit
+status 2, one stderr line, no traceback, under a memory cap and a time limit, with the files
+around it hashed before and after. Population checkpoints are crafted by editing a real saved one as data
 (``torch.load(weights_only=True)``, change, ``torch.save``), as an attacker would.
 """
 
