@@ -1,5 +1,5 @@
 """The test suite's own rules: tests touch only what they start, test modules do not import each
-other, and every folder is a package.
+other, every folder is a package, and Ray tests share one xdist worker.
 
 Checked on the source (the abstract syntax tree, so comments and docstrings that name a command
 do not count): a test that ran ``ray stop``, ``pkill`` or ``killall`` would stop processes it
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,19 @@ def test_every_test_folder_is_a_package():
     modules of the same name."""
     folders = {p.parent for p in TESTS.rglob("*.py")}
     assert sorted(str(f.relative_to(TESTS.parent)) for f in folders if not (f / "__init__.py").is_file()) == []
+
+
+@pytest.mark.slow
+def test_ray_tests_are_grouped_on_one_xdist_worker():
+    """The `ray` marker puts a test in xdist's group "ray" (the README runs `-n 2 --dist loadgroup`):
+    the group shows as the suffix "@ray" of its node id, which xdist alone no longer writes under
+    pytest 9.2 (tests/conftest.py)."""
+    pytest.importorskip("xdist")
+    ray_test = "tests/runner/test_jobs.py::test_an_injected_job_function_runs_in_process"
+    other = "tests/test_hygiene.py::test_every_test_folder_is_a_package"
+    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup",
+                          "-v", "-o", "addopts=", ray_test, other], cwd=TESTS.parent, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert f"PASSED {ray_test}@ray" in out.stdout
+    assert f"PASSED {other}@" not in out.stdout  # (unmarked tests stay ungrouped)
