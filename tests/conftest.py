@@ -1,13 +1,17 @@
-"""Test configuration.
+"""Test configuration for every folder: Ray's environment, Hypothesis's profile, the fixtures
+several folders share (a finished run, float64), and the xdist group of the Ray tests.
 
 Hypothesis runs derandomized by default so that CI is reproducible: the same examples every run.
 Explore new examples locally with ``HYPOTHESIS_PROFILE=explore python -m pytest ...``.
+Fixtures that one folder's modules share are in that folder's conftest.py; helpers that are not
+fixtures are in tests/support.
 """
 
 import os
 import secrets
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -34,6 +38,7 @@ def pytest_unconfigure(config):
     if _RAY_TMPDIR is not None:
         shutil.rmtree(_RAY_TMPDIR, ignore_errors=True)
 
+
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
@@ -50,9 +55,6 @@ def finished_run(tmp_path_factory):
 @pytest.fixture
 def run_copy(finished_run, tmp_path):
     """A private copy of ``finished_run``, free to damage."""
-    import shutil
-    from pathlib import Path
-
     return Path(shutil.copytree(finished_run, tmp_path / "runs" / "done"))
 
 
