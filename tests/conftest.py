@@ -82,7 +82,8 @@ except ImportError:  # an older pytest, where xdist's own suffix takes effect
 
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config, items):
-    ray = [item for item in items if item.get_closest_marker("ray") is not None]
+    xdist = config.pluginmanager.hasplugin("xdist")  # (its marker is registered only with it)
+    ray = [item for item in items if xdist and item.get_closest_marker("ray") is not None]
     for item in ray:
         item.add_marker(pytest.mark.xdist_group("ray"))
     result = yield  # (xdist's hook, on a worker, reads the group here)
