@@ -278,6 +278,7 @@ def test_fidelity_curve_from_the_command_line(run_copy, monkeypatch):
     assert res.exit_code == 0 and "recommended budget (cheapest with τ ≥ 0.6): 16 steps" in res.stdout
 
 
+@pytest.mark.slow
 def test_evaluate_and_fidelity_end_to_end_on_ray(run_copy):
     """Real trainings, as Ray Tune trials, from the command line."""
     pytest.importorskip("ray")
@@ -335,6 +336,7 @@ def test_fidelity_needs_three_scored_cells(tmp_path):
         fidelity_run(tmp_path / "small", protocol_for_run(tmp_path / "small"), LOCAL, sample=5)
 
 
+@pytest.mark.slow
 def test_evaluation_through_populations_equals_one_training_at_a_time(run_copy, tmp_path):
     """Real trainings: a cell's learning-rate sweep and its seeds trained as populations give the rows
     (keys, statuses) and, up to float32 rounding, the scores of the same jobs trained one by one."""

@@ -116,6 +116,7 @@ nodes:
     assert off.abs().max() < 0.05
 
 
+@pytest.mark.slow
 def test_torch_compile_path_matches(tmp_path, monkeypatch):
     pytest.importorskip("torch._dynamo")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,6 +33,7 @@ def test_random_cells_autograd_mode(graph):
     assert_same(graph, 4, 4, T=3, B=2, static_size=4, mode="autograd", stable_only=True)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graph=cells(memory=True), T=st.integers(1, 4), seed=st.integers(0, 3),
        mode=st.sampled_from(["fused", "autograd"]))
@@ -42,6 +44,7 @@ def test_random_cells_with_attention_match_interpreter(graph, T, seed, mode):
     assert_same(graph, 5, 5, T=T, B=2, static_size=5, seed=seed, mode=mode, stable_only=True)
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graph=cells(memory_state=True, max_nodes=8), T=st.integers(1, 4), seed=st.integers(0, 3),
        mode=st.sampled_from(["fused", "autograd"]))

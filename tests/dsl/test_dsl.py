@@ -549,6 +549,7 @@ def _found(strategy, predicate) -> CellGraph:
     return find(strategy, predicate, settings=settings(max_examples=2000, deadline=None, database=None))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("feature", [
     "three_states", "static", "dead", "no_own_prev", "reads_other_prev", "reads_other_state",
     "hoistable", "elementwise_input", "const_arg", "unordered",

@@ -220,6 +220,7 @@ cell_dicts = st.fixed_dictionaries({}, optional={
 })
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(cell_dicts, structures))
 @example({"inputs": ["x"], "states": ["h"], "nodes": {"h": {"op": "linear", "inputs": ["x"],

@@ -399,6 +399,7 @@ def test_cli_errors_are_one_line_with_exit_status_2(tmp_path):
     _one_line_error(runner.invoke(app, ["export", "lstmm", "--format", "py", "-o", out]), "no built-in cell")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", builtin_names(memory=True))
 def test_export_of_memory_cells(name, tmp_path, no_drawing):
     """py and TorchScript take the memory (or keep the memory state) (checked against the compiled cell inside export_cell, and

@@ -75,6 +75,7 @@ def test_rejects_other_cells_and_mismatched_sizes():
         load_torch_rnn(CellRNN("lstm", 4, 6), ref)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", builtin_names())
 def test_every_builtin_trains_a_few_steps(name):
     torch.manual_seed(0)

@@ -102,6 +102,7 @@ def test_the_memory_matters():
     assert not torch.allclose(out, out2)
 
 
+@pytest.mark.slow
 def test_ntm_trains_resumes_and_generates_from_the_cli(tmp_path):
     runner = CliRunner()
     base = ["train", "ntm", "--task", "copy", "--hidden", "8", "--memory-rows", "6", "-t", "max_length=4",

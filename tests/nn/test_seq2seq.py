@@ -100,6 +100,7 @@ def test_a_memory_cell_needs_an_encoder_and_an_encoder_no_memory():
         model(torch.zeros(2, 1, dtype=torch.long))
 
 
+@pytest.mark.slow
 def test_attention_decoder_learns_reverse_and_its_checkpoint_reloads(tmp_path):
     cfg = TrainConfig(cell="attn-gru", task="reverse", task_options={"max_length": 4, "eval_examples": 64},
                       hidden_size=32, steps=150, lr=0.01, seed=0)
@@ -113,6 +114,7 @@ def test_attention_decoder_learns_reverse_and_its_checkpoint_reloads(tmp_path):
     assert task.evaluate(model)["accuracy"] == pytest.approx(result.metrics["accuracy"])
 
 
+@pytest.mark.slow
 def test_cli_trains_an_attention_cell_and_generates(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["train", "attn-gru", "--task", "reverse", "--steps", "3", "--hidden", "8",
@@ -144,6 +146,7 @@ def test_bad_encoder_options_give_one_line(tmp_path, args, message):
 
 
 # ---------------------------------------------------------------------- the attention space
+@pytest.mark.slow
 def test_attention_space_offers_no_attention_and_every_kind():
     from cellsearch.dsl.hashing import canonical_hash
     from cellsearch.spaces import load_space
@@ -159,6 +162,7 @@ def test_attention_space_offers_no_attention_and_every_kind():
         assert canonical_hash(space.decode(space.encode(graph))) == canonical_hash(graph)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["random", "regularized-evolution", "tpe", "rl", "evolution"])
 def test_every_strategy_searches_the_attention_space(tmp_path, strategy):
     """search → leaderboard → export --format py of a cell with attend, run standalone."""

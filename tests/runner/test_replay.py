@@ -72,6 +72,7 @@ def test_tables_round_trip_in_every_format(tmp_path, suffix):
     assert isinstance(entry.params, int) and entry.outcome().status == "ok"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGY_NAMES)
 def test_every_strategy_replays_and_finds_the_tables_best_cell(tmp_path, finite_space, no_training, strategy):
     table, best = synthetic_table(tmp_path / "t.parquet", seed=3)

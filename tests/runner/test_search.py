@@ -39,6 +39,7 @@ def tiny(name: str, **kw) -> SearchConfig:
     return cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("space", SPACE_NAMES)
 @pytest.mark.parametrize("strategy", STRATEGY_NAMES)
 def test_every_strategy_runs_on_every_space(tmp_path, strategy, space):
@@ -113,6 +114,7 @@ def test_faulty_trials_are_recorded_and_the_search_goes_on(tmp_path):
     assert len(df) == 6
 
 
+@pytest.mark.slow
 def test_leaderboard_json_is_stable_and_documented(tmp_path):
     SearchRun(tiny("lb", space="greff", strategy="random", trials=4), tmp_path).run()
     res = runner.invoke(app, ["leaderboard", str(tmp_path / "lb"), "--json", "--top", "3"])
@@ -155,6 +157,7 @@ def test_existing_run_name_is_refused_with_a_hint(tmp_path):
 
 
 # ---------------------------------------------------------------------- Ray Tune
+@pytest.mark.slow
 def test_ray_search_in_parallel_with_asha(tmp_path, local_ray):
     cfg = tiny("ray", space="greff", strategy="regularized-evolution", trials=6, parallel=2, backend="ray",
                steps=40, strategy_options={"population_size": 4, "sample_size": 2})
@@ -180,6 +183,7 @@ def _count_rows(db: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_interrupted_search_resumes_without_retraining_or_losing_rows(tmp_path):
     run = tmp_path / "killme"
     cmd = [sys.executable, "-m", "cellsearch", "search", "--space", "greff", "--strategy", "random",
@@ -240,6 +244,7 @@ def test_stage_counts_show_filter_rejections(tmp_path):
     assert counts.get("rejected at memorize", 0) >= 1  # 2 steps cannot memorise to 99%
 
 
+@pytest.mark.slow
 def test_a_search_tells_its_progress_as_events_and_the_cli_draws_them(tmp_path):
     import io
 
@@ -262,6 +267,7 @@ def test_a_search_tells_its_progress_as_events_and_the_cli_draws_them(tmp_path):
     assert "3/3" in out.getvalue() and f"best {best:.4f}" in out.getvalue()
 
 
+@pytest.mark.slow
 def test_one_ranking_of_a_runs_cells(tmp_path):
     from cellsearch.results import best_per_cell, top_cells
 

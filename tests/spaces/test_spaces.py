@@ -75,6 +75,7 @@ def _run(graph: CellGraph, input_size: int) -> None:
 
 
 # ---------------------------------------------------------------------- sampling
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SPACE_NAMES)
 def test_samples_are_valid_compile_and_run(spaces, name, monkeypatch):
     import cellsearch.spaces.common as common

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from cellsearch.runner.search import SearchRun
 from cellsearch.store import Store
 from tests.support.hostile import cli, refused, tiny, tree_digest
@@ -58,6 +60,7 @@ def test_a_stale_lock_of_a_killed_writer_is_taken_over(run_copy):
     assert json.loads((run_copy / ".writer.json").read_text())["released"] is True
 
 
+@pytest.mark.slow
 def test_two_resumes_at_once_train_each_cell_once(tmp_path):
     """The race of the issue: two `resume`s of one run at once; the second is refused while the first
     writes, and no cell is trained twice."""
@@ -92,6 +95,7 @@ def _trained(run: Path) -> list[str]:
         return [r["hash"] for r in store.rows() if r["reused_from"] is None]
 
 
+@pytest.mark.slow
 def test_trial_ids_are_unique_across_resumes(tmp_path):
     SearchRun(tiny("ids", space="mutation", trials=2), tmp_path).run()
     SearchRun.resume(tmp_path / "ids", trials=4).run()

@@ -112,6 +112,7 @@ def test_cli_trains_reverse_and_reports_the_long_exact_match(tmp_path):
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.output
 
 
+@pytest.mark.slow
 def test_a_gru_learns_to_copy_short_sequences():
     from cellsearch.train import TrainConfig, train
 

@@ -22,6 +22,7 @@ def _faults_per_step(trainer, steps: int = 6) -> float:
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
 def test_a_populations_step_buffers_are_reused_not_page_faulted_anew():
     """A population of 4 LSTMs at hidden 64 on Arithmetic (whole-sequence buffers of a few MB whose

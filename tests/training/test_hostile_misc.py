@@ -46,6 +46,7 @@ def test_the_recipe_values_cover_the_allow_list():
     assert set(RECIPE_VALUES) == set(RECIPE_FIELDS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", RECIPE_FIELDS)
 def test_a_recipe_setting_any_allowed_key_trains_with_its_value(tmp_path, key):
     """Probe: recipes: a recipe that sets ``encoder:`` crashed `train` ("multiple values for

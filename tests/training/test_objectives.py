@@ -99,6 +99,7 @@ def test_reinforce_term_is_the_advantage_times_the_log_probability_of_the_sample
         assert baseline.value != 0.25  # the baseline moved towards the batch's rewards
 
 
+@pytest.mark.slow
 def test_reinforce_training_resumes_bit_for_bit(tmp_path):
     def cfg(steps):
         return TrainConfig(cell="attn-gru", task="reverse", task_options={"max_length": 3, "eval_examples": 16},
@@ -115,6 +116,7 @@ def test_reinforce_training_resumes_bit_for_bit(tmp_path):
     assert resumed.baseline.value == whole.baseline.value
 
 
+@pytest.mark.slow
 def test_cli_objectives_and_their_errors(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["train", "attn-gru", "--task", "reverse", "--steps", "3", "--hidden", "8", "--json",

@@ -29,6 +29,7 @@ from tests.support.population import FLOAT32_RTOL, FLOAT64_RTOL, SMALL, assert_m
 
 
 # (the attention decoders need an encoder: nn/test_seq2seq.py checks their populations; ntm is a language model)
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [*builtin_names(memory=False), "ntm"])
 def test_every_builtin_cell_float64(name, float64):
     cfg = TrainConfig(cell=name, **SMALL)

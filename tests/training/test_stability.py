@@ -69,6 +69,7 @@ def bound_resets(monkeypatch) -> list:
 ACCEPTANCE_STEPS = 12
 
 
+@pytest.mark.slow
 @needs_data
 def test_no_recipe_diverges_at_the_default_ptb_settings(tmp_path):
     """The acceptance test (issue 13), shortened (see ACCEPTANCE_STEPS): every recipe of

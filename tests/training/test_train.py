@@ -16,6 +16,7 @@ from tests.support.paths import SHARED
 SMALL = dict(hidden_size=16, batch_size=8, task_options={"max_digits": 2, "eval_examples": 64})
 
 
+@pytest.mark.slow
 def test_training_learns_memorization():
     res = train(TrainConfig(cell="gru", task="memorize", steps=400, hidden_size=48, lr=1e-2, batch_size=32,
                             task_options={"length": 3, "symbols": 4, "eval_examples": 128}))
