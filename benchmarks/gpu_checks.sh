@@ -11,5 +11,5 @@ OUT="${OUT:-.}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cudnn', torch.backends.cudnn.version())"
 timeout "${TEST_TIMEOUT:-240}" python3 -m pytest -q -p no:cacheprovider --maxfail=8 -k cuda \
-    tests/test_fused.py tests/test_layers.py tests/test_compile.py tests/test_decoding.py 2>&1 | tee "$OUT/pytest_cuda.txt" | tail -40
+    tests/compile/test_fused.py tests/nn/test_layers.py tests/compile/test_compile.py tests/nn/test_decoding.py 2>&1 | tee "$OUT/pytest_cuda.txt" | tail -40
 timeout "${BENCH_TIMEOUT:-330}" python3 benchmarks/cuda_check.py --out "$OUT" 2>&1 | tail -120

@@ -15,11 +15,8 @@ from cellsearch.cli.train import parse_options
 from cellsearch.dsl.io import cell_from_dict, load_cell, loads_cell
 from cellsearch.errors import CellError, CellsearchError, ConfigError
 from cellsearch.spaces.registry import load_space
-
-try:
-    from tests.hostile import refused, tree_digest
-except ImportError:  # pytest's default rootdir/tests sys.path insertion
-    from hostile import refused, tree_digest  # type: ignore
+from tests.support.hostile import refused, tree_digest
+from tests.support.paths import REPO
 
 # A hang guard, not a speed test: each refusal takes milliseconds; an input that got past its limit
 # (an alias bomb, a 10 MB equation) would take minutes or exhaust memory instead.
@@ -394,7 +391,7 @@ def test_builtin_cells_and_shipped_spaces_fit_the_limits():
     from cellsearch.library import list_cells
     from cellsearch.spaces.registry import SPACE_NAMES
 
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     for path in sorted((root / "cellsearch" / "library").glob("*.yaml")):
         assert path.stat().st_size < limits.MAX_CELL_FILE_BYTES
         load_cell(path, warn=False)
@@ -430,7 +427,7 @@ def test_every_limit_named_in_the_code_has_a_row_in_the_guide():
     import ast
     import re
 
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     position = {"check_limit": 1, "LimitError": 1, "FileTooLargeError": 1, "exceeds": 2, "check_number": 3,
                 "opened_regular": 1, "check_regular": 1, "read_regular": 1}
     named: dict[str, str] = {}

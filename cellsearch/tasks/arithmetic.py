@@ -55,7 +55,7 @@ class ArithmeticTask(ExampleTask):
 
     # The examples draw through ``Random._randbelow`` directly: ``randint(a, b)`` is
     # ``a + _randbelow(b - a + 1)`` and ``choice(s)`` is ``s[_randbelow(len(s))]`` in CPython, so the
-    # stream is the one those calls give (tests/test_tasks.py checks it against them) at about
+    # stream is the one those calls give (tests/tasks/test_tasks.py checks it against them) at about
     # 60% of the cost, which at search sizes is a tenth of a training step.
     def number(self, rng: random.Random) -> int:
         below = rng._randbelow

@@ -7,7 +7,7 @@ task, to lay over the defaults and under the options a user gives explicitly (``
 safe YAML loader of the cell files (their size, depth and alias limits), every key is checked
 against an allow-list (``RECIPE_FIELDS``) and every value against ``TrainConfig``'s types and
 ranges, each problem a one-line ``ConfigError``. ``default.yaml`` states the trainer's defaults
-(tests/test_stability.py keeps the two equal).
+(tests/training/test_recipes.py keeps the two equal).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Tests of training: the trainer, populations, objectives, optimizer groups, the allocator, recipes (cellsearch.training)."""
