@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from cellsearch.compile.interpreter import InterpretedCell
@@ -27,9 +27,13 @@ def _run(cell: CompiledCell, x, table, weights) -> tuple:
     return loss + 0.0 * table.sum(), out, finals  # (a cell may read neither x nor a parameter)
 
 
-def assert_rows_match_tensor(graph, V: int = 7, T: int = 6, B: int = 5, seed: int = 0) -> bool:
+def assert_rows_match_tensor(graph, V: int = 7, T: int = 6, B: int = 5, seed: int = 0,
+                             finite_only: bool = False) -> bool:
     """Compiled cell of ``graph`` on TokenInputs vs on the looked-up tensor, float64: outputs, final
-    states, and the gradients of the table and every parameter. Returns ``reads_token_rows``."""
+    states, and the gradients of the table and every parameter. Returns ``reads_token_rows``.
+
+    ``finite_only`` (random cells): reject a cell whose values overflow (exp of exp(...) is inf, and
+    inf - inf is NaN, which never compares equal) instead of comparing NaNs."""
     torch.manual_seed(seed)
     cell = CompiledCell(graph, H, H).double()
     table = torch.randn(V, H, dtype=torch.float64, requires_grad=True)
@@ -41,6 +45,8 @@ def assert_rows_match_tensor(graph, V: int = 7, T: int = 6, B: int = 5, seed: in
     grads_r = torch.autograd.grad(loss_r, params, allow_unused=True)
     loss_t, out_t, fin_t = _run(cell, F.embedding(tokens, table), table, weights)
     grads_t = torch.autograd.grad(loss_t, params, allow_unused=True)
+    if finite_only and not all(t.isfinite().all() for t in (out_t, *fin_t, *(g for g in grads_t if g is not None))):
+        reject()
     torch.testing.assert_close(out_r, out_t, **CLOSE)
     for a, b in zip(fin_r, fin_t):
         torch.testing.assert_close(a, b, **CLOSE)
@@ -65,7 +71,7 @@ def test_lstm_and_gru_read_table_rows():
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graph=cells(static=False), seed=st.integers(0, 1000))
 def test_random_cells_on_table_rows(graph, seed):
-    assert_rows_match_tensor(graph, seed=seed)
+    assert_rows_match_tensor(graph, seed=seed, finite_only=True)
 
 
 @pytest.mark.parametrize("config", [{}, {"num_layers": 2}, {"state_limit": 0.05}, {"tie_weights": True}])
