@@ -73,7 +73,7 @@ def test_no_import_cycle_between_modules():
 def _contracts() -> list[dict]:
     import tomllib
 
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
 
 
 def test_layer_contract_holds():
