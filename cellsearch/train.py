@@ -48,6 +48,7 @@ from cellsearch.tasks.base import Task
 
 
 DEFAULT_ENCODER = "gru"  # the encoder of a cell that reads a memory, when none is given
+DEFAULT_STEPS = 300  # a training's step budget when neither steps nor seconds is given
 CHECKPOINT_FILE = "checkpoint.pt"  # the final checkpoint in a training's output directory
 OUTPUT_FILES = (CHECKPOINT_FILE, "metrics.json")  # what a training (and `cellsearch train`) writes there
 
@@ -72,8 +73,8 @@ class TrainConfig:
     embed_size: int | None = None  # default: hidden_size
     dropout: float = 0.0
     batch_size: int = 32
-    steps: int | None = 300  # budget in optimizer steps (None: only the time budget)
-    seconds: float | None = None  # budget in wall-clock seconds (whichever ends first)
+    steps: int | None = None  # budget in optimizer steps (DEFAULT_STEPS unless seconds alone are given)
+    seconds: float | None = None  # budget in wall-clock seconds (with steps: whichever ends first)
     optimizer: str = "adam"  # adam | sgd
     lr: float = 2e-3
     momentum: float = 0.0  # SGD only
@@ -114,6 +115,8 @@ class TrainConfig:
     mixer_delta: int = 1
 
     def __post_init__(self) -> None:
+        if self.steps is None and self.seconds is None:  # (a time budget alone replaces the default steps)
+            self.steps = DEFAULT_STEPS
         # checked when made (by a caller, ``from_dict`` or ``dataclasses.replace``), so a Python user
         # meets a bad setting where it is written, as the command line does
         self.validate()
@@ -131,7 +134,7 @@ class TrainConfig:
         from cellsearch.limits import check_number
 
         if self.steps is None and self.seconds is None:
-            raise ConfigError("give a budget: steps or seconds")
+            raise ConfigError("give a budget: steps or seconds", field=("TrainConfig.steps", "TrainConfig.seconds"))
         if self.steps is not None:
             check_number("steps", self.steps, 0, "steps", L.MAX_STEPS)
         if self.seconds is not None:

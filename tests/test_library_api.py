@@ -139,3 +139,35 @@ def test_a_strategy_object_and_another_space_are_refused():
         SearchRun.resolve(SearchConfig(), space=ToySpace("other"), strategy=HillClimb(ToySpace(), 0))
     with pytest.raises(ConfigError, match="a strategy name or a Strategy"):
         SearchRun.resolve(SearchConfig(), strategy=random.Random())
+
+
+# ---------------------------------------------------------------------- the commands' defaults are the library's
+def _option_defaults(command: str) -> dict:
+    import typer
+
+    group = typer.main.get_command(app)
+    return {p.name: p.default for p in group.commands[command].params}
+
+
+def test_the_train_command_shows_the_trainer_defaults():
+    """`cellsearch train` passes TrainConfig only the options given; the defaults its --help shows are TrainConfig's."""
+    from cellsearch.cli.train import TRAIN_FLAGS
+    from cellsearch.train import TrainConfig
+
+    shown, defaults = _option_defaults("train"), TrainConfig()
+    for field, flag in TRAIN_FLAGS.items():
+        if shown[flag] is not None and field != "seconds":
+            assert shown[flag] == getattr(defaults, field), field
+
+
+def test_a_recipe_lies_between_the_defaults_and_the_options_given():
+    from cellsearch.recipes import load_recipe
+    from cellsearch.train import TrainConfig
+
+    recipe = load_recipe("nasbench-nlp")
+    cfg = recipe.train_config({"task": "arith", "hidden_size": 32, "task_options": {"max_digits": 2}})
+    assert cfg.hidden_size == 32 and cfg.num_layers == recipe.train["num_layers"]
+    assert cfg.steps == recipe.train["steps"] and cfg.task_options["max_digits"] == 2
+    timed = recipe.train_config({"task": "arith", "seconds": 60})
+    assert (timed.steps, timed.seconds) == (None, 60)  # a budget given replaces the recipe's whole
+    assert (TrainConfig(seconds=60).steps, TrainConfig().steps) == (None, 300)

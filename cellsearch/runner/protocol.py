@@ -115,8 +115,14 @@ class Protocol:
 
 def protocol_for_run(run_dir: str | Path, *, steps: int | None = None, minutes: float | None = None,
                      seeds: int = 5, lr_factors=DEFAULT_LR_FACTORS, tasks: list[str] | None = None,
-                     data_dir: str | None = None) -> Protocol:
-    """The protocol for a run: its model and task settings, a budget ``BUDGET_FACTOR`` × its own."""
+                     data_dir: str | None = None, recipe: str | None = None) -> Protocol:
+    """The protocol for a run: its model and task settings (``recipe``: a training recipe's instead,
+    all but its budget), a budget ``BUDGET_FACTOR`` × its own."""
+    chosen = None
+    if recipe is not None:  # (a bad recipe is refused before the run is read)
+        from cellsearch.recipes import load_recipe
+
+        chosen = load_recipe(recipe)
     cfg = run_config(run_dir)
     if steps is None and minutes is None:
         if cfg.get("steps"):
@@ -127,9 +133,11 @@ def protocol_for_run(run_dir: str | Path, *, steps: int | None = None, minutes: 
         warnings.warn(f"the evaluation budget ({steps} steps) is not longer than the search's ({cfg['steps']}): "
                       f"the retrained scores say little more than the search's", CellWarning, stacklevel=2)
     train = {k: v for k, v in (cfg.get("train") or {}).items() if k != "device"}
+    task_options = dict(cfg.get("task_options") or {})
+    if chosen is not None:
+        train, task_options = chosen.overlay(train, task_options)
     proto = Protocol(tasks=list(tasks or cfg.get("tasks") or ["arith"]), steps=steps, minutes=minutes, seeds=seeds,
-                     lr_factors=tuple(float(f) for f in lr_factors), train=train,
-                     task_options=dict(cfg.get("task_options") or {}),
+                     lr_factors=tuple(float(f) for f in lr_factors), train=train, task_options=task_options,
                      data_dir=data_dir if data_dir is not None else cfg.get("data_dir"))
     proto.validate()
     return proto
