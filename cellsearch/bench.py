@@ -181,15 +181,15 @@ def run_benchmark(cells: tuple[str, ...] = ("lstm", "gru"), cfg: BenchConfig | N
         from cellsearch.errors import ConfigError
 
         raise ConfigError("--device cuda: CUDA is not available here")
-    from cellsearch.train import use_threads
+    from cellsearch.train import torch_threads
 
-    use_threads(cfg.threads)
     out: dict = {}
-    with _tf32(cfg):
+    with torch_threads(cfg.threads), _tf32(cfg):  # (the caller's thread count comes back after)
         for name in cells:
             out[name] = bench_cell(name, cfg, progress)
+        threads = torch.get_num_threads()
     out["config"] = {"T": cfg.seq_len, "B": cfg.batch, "I": cfg.input_size, "H": cfg.hidden_size,
-                     "rounds": cfg.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
+                     "rounds": cfg.rounds, "threads": threads, "torch": torch.__version__,
                      "device": torch.cuda.get_device_name() if cfg.device == "cuda" else "cpu"}
     if cfg.device == "cuda":
         out["config"]["tf32"] = cfg.tf32
@@ -249,11 +249,18 @@ def bench_population(cfg: PopulationBenchConfig, progress: Callable[[str], None]
     The members differ in seed (initialisation and data order). Solo: ``k`` separate trainers,
     each taking its steps in turn; population: one ``PopulationTrainer`` of the same members.
     ``speedup`` = k × (one member's step time alone) ÷ (the population's step time), the median
-    over interleaved rounds of the per-round ratio."""
-    from cellsearch.population import Member, PopulationTrainer
-    from cellsearch.train import TrainConfig, Trainer, use_threads
+    over interleaved rounds of the per-round ratio. On ``cfg.threads`` torch threads (the caller's
+    count comes back after)."""
+    from cellsearch.train import torch_threads
 
-    use_threads(cfg.threads)
+    with torch_threads(cfg.threads):
+        return _bench_population(cfg, progress)
+
+
+def _bench_population(cfg: PopulationBenchConfig, progress: Callable[[str], None] | None) -> dict:
+    from cellsearch.population import Member, PopulationTrainer
+    from cellsearch.train import TrainConfig, Trainer
+
     base = TrainConfig(cell=cfg.cell, task=cfg.task, hidden_size=cfg.hidden_size, batch_size=cfg.batch, steps=None,
                        seconds=L.MAX_TRAINING_SECONDS, device=cfg.device)
     members = [Member(seed=k) for k in range(cfg.k)]

@@ -39,7 +39,7 @@ from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
 from cellsearch.train import (CHECKPOINT_FILE, OUTPUT_FILES, StepDone, TrainConfig, Trainer, TrainingStarted,
                               TrainingStopped, TrainResult, check_training_memory, checkpoint_encoder,
-                              save_checkpoint)
+                              save_checkpoint, torch_threads)
 
 MEMBER_FIELDS = ("seed", "lr", "init_scale", "forget_bias", "weight_decay", "clip")
 
@@ -187,7 +187,12 @@ class PopulationTrainer:
         ``callback(member, step, metrics)`` hears each member's periodic evaluations and may return
         False to stop that member. ``progress`` hears the population's events (``StepDone`` with the
         mean loss of the members still training). Writes ``checkpoint.pt`` (all members) into ``out_dir``.
+        Trains on ``cfg.threads`` torch threads (the caller's count comes back after).
         """
+        with torch_threads(self.cfg.threads):
+            return self._run(callback, progress, out_dir)
+
+    def _run(self, callback, progress, out_dir) -> list[TrainResult]:
         cfg = self.cfg
         if out_dir:  # (before training: a name the file system refuses would lose the training at the save)
             check_new_path("the output directory", out_dir)

@@ -9,7 +9,10 @@ holds everything needed to resume bit for bit (weights, optimizer, RNG and data-
 state, the carried hidden state).
 
 Randomness comes from the trainer's own generators, not the caller's global RNG (``Trainer._own_rng``);
-progress goes to an optional callback as events (it prints nothing); ``use_threads`` sets torch's threads.
+progress goes to an optional callback as events (it prints nothing). A trainer leaves the process's
+state as it found it: torch's threads are ``cfg.threads`` only while it trains (``torch_threads``),
+and the C allocator's tuning for training steps (``cellsearch.allocator.keep_freed_memory``) is for
+the process's owner to ask for — the command line and the search's workers do.
 
 Any cell the DSL accepts trains without its recurrence running away (docs/results/stability.md):
 ``state_limit`` bounds a layer whose outputs leave ±limit (``SeqModel``: that layer is computed
@@ -38,7 +41,6 @@ from cellsearch.errors import ConfigError
 from cellsearch.fileio import WriteError, atomic_write, check_output_dir
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.records import record_from_dict
-from cellsearch.allocator import keep_freed_memory
 from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS
 from cellsearch.optim_groups import finite_together
 from cellsearch.objectives import OBJECTIVES, REWARDS, Baseline, sampled_tail, sequence_loss
@@ -55,11 +57,24 @@ OUTPUT_FILES = (CHECKPOINT_FILE, "metrics.json")  # what a training (and `cellse
 
 def use_threads(n: int | None) -> int:
     """Set torch's intra-op CPU threads to ``n`` for the rest of the process (None or 0: leave them
-    as they are); returns the count before. The one place cellsearch sets torch's thread count."""
+    as they are); returns the count before. The one place cellsearch sets torch's thread count;
+    library objects set it only for as long as they work (``torch_threads``)."""
     before = torch.get_num_threads()
     if n:
         torch.set_num_threads(int(n))
     return before
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op CPU threads set to ``n`` while the block runs (None or 0: left as they are),
+    then put back: a training asked for its threads, not for the rest of its caller's process."""
+    before = use_threads(n)
+    try:
+        yield
+    finally:
+        if n:
+            torch.set_num_threads(before)
 
 
 @dataclass
@@ -390,8 +405,6 @@ class Trainer:
 
         cfg.validate()
         self.cfg = cfg
-        use_threads(cfg.threads)
-        keep_freed_memory()  # the step's whole-sequence buffers are reused, not page-faulted anew each step
         self.device = _device(cfg.device)
         self.graph = graph if graph is not None else resolve_cell(cfg.cell)
         check_training_memory(cfg, self.graph)  # (validate guessed the cell's size; this counts its linears)
@@ -625,7 +638,8 @@ class Trainer:
         self.state = None if self.model.is_seq2seq else self.model.detach_state(new_state)
 
     def evaluate(self, split: str = "valid") -> dict[str, float | None]:
-        metrics = self.task.evaluate(self.model, split, self.cfg.eval_batch_size)
+        with torch_threads(self.cfg.threads):
+            metrics = self.task.evaluate(self.model, split, self.cfg.eval_batch_size)
         return {k: (None if (v is None or not math.isfinite(v)) else float(v)) for k, v in metrics.items()}
 
     def run(self, callback: Callable[[int, dict], bool | None] | None = None,
@@ -633,7 +647,12 @@ class Trainer:
         """Train until the budget is spent; ``callback(step, metrics)`` is called after every periodic
         evaluation and may return False to stop. ``progress(event)`` hears ``TrainingStarted``, a
         ``StepDone`` per step and ``TrainingStopped`` (a progress bar: ``cellsearch.cli.progress``).
-        Writes ``checkpoint.pt`` into ``out_dir``."""
+        Writes ``checkpoint.pt`` into ``out_dir``. Trains on ``cfg.threads`` torch threads (the
+        caller's count comes back after)."""
+        with torch_threads(self.cfg.threads):
+            return self._run(callback, progress, out_dir)
+
+    def _run(self, callback, progress, out_dir) -> TrainResult:
         cfg = self.cfg
         if out_dir:  # before training: an output that cannot be written would lose the training at the save
             check_new_path("the output directory", out_dir)
@@ -741,7 +760,10 @@ def map_in_workers(fn: Callable[[Any], Any], jobs: list, workers: int = 1,
     if workers > 1 and len(jobs) > 1:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        from cellsearch.allocator import keep_freed_memory
+
+        # (the workers are processes of their own, tuned for training steps as the command line is)
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=keep_freed_memory) as pool:
             for fut in as_completed([pool.submit(fn, job) for job in jobs]):
                 results.append(fut.result())
                 if on_result:

@@ -171,3 +171,37 @@ def test_a_recipe_lies_between_the_defaults_and_the_options_given():
     timed = recipe.train_config({"task": "arith", "seconds": 60})
     assert (timed.steps, timed.seconds) == (None, 60)  # a budget given replaces the recipe's whole
     assert (TrainConfig(seconds=60).steps, TrainConfig().steps) == (None, 300)
+
+
+# ---------------------------------------------------------------------- process-wide state
+def test_a_trainer_leaves_the_process_as_it_found_it(monkeypatch):
+    """Its threads only while it trains; glibc's malloc untouched (that is the process owner's call)."""
+    import torch
+
+    from cellsearch import allocator
+    from cellsearch.train import StepDone, TrainConfig, Trainer
+
+    tuned = []
+    monkeypatch.setattr(allocator, "_done", None)
+    monkeypatch.setattr(allocator, "_set_thresholds", lambda: tuned.append(True) or True)
+    before = torch.get_num_threads()
+    asked = 1 if before > 1 else 2
+    during = []
+    cfg = TrainConfig(cell="tanh", steps=2, hidden_size=8, batch_size=4, threads=asked,
+                      task_options={"max_digits": 1, "eval_examples": 8})
+    trainer = Trainer(cfg)
+    trainer.run(progress=lambda e: during.append(torch.get_num_threads()) if isinstance(e, StepDone) else None)
+    trainer.evaluate("test")
+    assert during and set(during) == {asked}
+    assert torch.get_num_threads() == before
+    assert tuned == []
+
+
+def test_the_command_line_tunes_its_own_process(monkeypatch):
+    from cellsearch import allocator
+
+    tuned = []
+    monkeypatch.setattr(allocator, "_done", None)
+    monkeypatch.setattr(allocator, "_set_thresholds", lambda: tuned.append(True) or True)
+    assert runner.invoke(app, ["cells", "info", "lstm"]).exit_code == 0
+    assert tuned == [True]

@@ -110,6 +110,11 @@ class _OneLineUsageErrors(TyperGroup):
     usage block and rich panel."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from cellsearch.allocator import keep_freed_memory
+
+        # The command's process is cellsearch's own: its C allocator keeps freed memory for the
+        # next training step (the library leaves that to the process's owner: see cellsearch.allocator)
+        keep_freed_memory()
         try:
             rc = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _USAGE_ERRORS as exc:

@@ -335,9 +335,11 @@ def register(app: typer.Typer) -> None:
         url: Annotated[Optional[str], typer.Option(help="Base URL to download from.")] = None,
     ) -> None:
         """Download a data set, verifying every file's SHA-256 (a corrupted file is refused)."""
+        from cellsearch.cli.progress import progress_bars
         from cellsearch.tasks.data import download
 
-        folder = download(name, data_dir, base_url=url, progress=True)
+        with progress_bars(True, err_console) as bars:
+            folder = download(name, data_dir, base_url=url, progress=bars)
         console.print(f"{name}: {folder}")
 
     @data_app.command("verify")

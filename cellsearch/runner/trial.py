@@ -52,9 +52,12 @@ def evaluate_candidate(config: dict[str, Any], report: Callable[[dict], None] | 
     ``report`` receives intermediate ``{"score": ..., "final": False}`` dicts (for early stopping).
     Returns the ``TrialOutcome``; never raises for a bad cell or a failing run (the status says what happened).
     """
+    from cellsearch.train import torch_threads
+
     start = time.perf_counter()
     try:
-        return _evaluate(config, report, start)
+        with torch_threads(int(config["threads"]) if config.get("threads") else None):  # (this trial's share)
+            return _evaluate(config, report, start)
     except MemoryError:
         return _outcome(None, "failed", None, {}, 0, start, "out of memory")
     except Exception as exc:  # a candidate that breaks training must not stop the search
@@ -70,10 +73,8 @@ def _outcome(score, status, stage, metrics, params, start, error=None) -> TrialO
 def _evaluate(config: dict[str, Any], report, start: float) -> TrialOutcome:
     from cellsearch.dsl.io import loads_cell
     from cellsearch.population import Member, train_population
-    from cellsearch.train import TrainConfig, Trainer, use_threads
+    from cellsearch.train import TrainConfig, Trainer
 
-    if config.get("threads"):
-        use_threads(int(config["threads"]))
     graph = loads_cell(config["cell"], source="<candidate>", warn=False)
     plan = [Stage.from_dict(s) for s in config.get("plan") or []]
     reference = config.get("reference") or {}

@@ -86,6 +86,9 @@ def job_trials(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> TrialKind[dict
 
 def _trainable(config: dict, trials: TrialKind) -> None:
     """One trial: run the trial function on the source's config, reporting as it goes."""
+    from cellsearch.allocator import keep_freed_memory
+
+    keep_freed_memory()  # (a worker process is the search's own: tuned for training steps)
     node = ray.get_runtime_context().get_node_id()
 
     def report(partial: dict) -> None:
@@ -250,10 +253,9 @@ def run_tune(source: TrialSource[O], run_dir: Path, trials: TrialKind[O], name: 
     (Tune's experiment folder: ``run_dir/name``)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from cellsearch.train import use_threads
+    from cellsearch.train import torch_threads
 
     cfg = source.cfg
-    use_threads(1)  # the driver only runs the strategy; trials have their own processes
     resources = {"cpu": source.threads}
     if cfg.gpus_per_trial:
         resources["gpu"] = cfg.gpus_per_trial
@@ -269,7 +271,8 @@ def run_tune(source: TrialSource[O], run_dir: Path, trials: TrialKind[O], name: 
     else:
         scheduler = FIFOScheduler()
     searcher = SourceSearcher(source, trials)
-    with ray_session(cfg):  # before the Tuner, which would otherwise start a default Ray of its own
+    # (the driver only runs the strategy while Tune runs: trials have their own processes)
+    with torch_threads(1), ray_session(cfg):  # before the Tuner, which would otherwise start a default Ray of its own
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(_trainable, trials=trials), resources),
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
