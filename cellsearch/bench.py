@@ -50,15 +50,15 @@ class BenchConfig:
 def check_sizes(*, seq_len: int = 1, batch: int = 1, input_size: int = 1, hidden_size: int = 1, rounds: int = 1,
                 threads: int | None = None, seed: int = 0, k: int = 1) -> None:
     """A benchmark's sizes against the limits a training has (``cellsearch.limits``)."""
-    check_number("--seq-len", seq_len, 1, "sequence length", L.MAX_SEQUENCE_LENGTH)
-    check_number("--batch", batch, 1, "batch size", L.MAX_BATCH_SIZE)
-    check_number("--input-size", input_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
-    check_number("--hidden-size", hidden_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
-    check_number("--rounds", rounds, 1, "bench rounds", L.MAX_BENCH_ROUNDS)
+    check_number("BenchConfig.seq_len", seq_len, 1, "sequence length", L.MAX_SEQUENCE_LENGTH)
+    check_number("BenchConfig.batch", batch, 1, "batch size", L.MAX_BATCH_SIZE)
+    check_number("BenchConfig.input_size", input_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
+    check_number("BenchConfig.hidden_size", hidden_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
+    check_number("BenchConfig.rounds", rounds, 1, "bench rounds", L.MAX_BENCH_ROUNDS)
     if threads is not None:
-        check_number("--threads", threads, 1, "threads", L.MAX_THREADS)
+        check_number("BenchConfig.threads", threads, 1, "threads", L.MAX_THREADS)
     check_number("seed", seed, 0, "seed", L.MAX_SEED)
-    check_number("--population", k, 1, "population size", L.MAX_POPULATION)
+    check_number("PopulationBenchConfig.k", k, 1, "population size", L.MAX_POPULATION)
     # the inputs, an LSTM's weights and the activations its backward keeps, as a training's estimate counts them
     from cellsearch.train import ACTIVATIONS_PER_LINEAR, GATES_OF_AN_UNKNOWN_CELL, check_memory
 
@@ -180,7 +180,7 @@ def run_benchmark(cells: tuple[str, ...] = ("lstm", "gru"), cfg: BenchConfig | N
     if cfg.device == "cuda" and not torch.cuda.is_available():
         from cellsearch.errors import ConfigError
 
-        raise ConfigError("--device cuda: CUDA is not available here")
+        raise ConfigError("device cuda: CUDA is not available here", field="BenchConfig.device")
     from cellsearch.train import torch_threads
 
     out: dict = {}

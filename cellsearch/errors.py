@@ -54,7 +54,12 @@ class SizeError(CellError):
 
 
 class DataError(CellsearchError):
-    """A data set is missing, corrupted or cannot be downloaded."""
+    """A data set is missing, corrupted or cannot be downloaded (``field``: the setting to change,
+    as ``ConfigError``'s)."""
+
+    def __init__(self, message: str = "", *, field: str | tuple[str, ...] | None = None):
+        super().__init__(message)
+        self.fields: tuple[str, ...] = (field,) if isinstance(field, str) else tuple(field or ())
 
 
 class ConfigError(CellsearchError):

@@ -203,7 +203,7 @@ class PopulationTrainer:
         member_callbacks = [None if callback is None else (lambda step, m, k=k: callback(k, step, m))
                             for k in range(len(self.trainers))]
         if out_dir:  # before training: an output that cannot be written would lose it at the end
-            check_output_dir(out_dir, "--out", OUTPUT_FILES)
+            check_output_dir(out_dir, "Trainer.out_dir", OUTPUT_FILES)
         last_ckpt = None
         step = min(t.step for t in self.trainers)
         try:
@@ -252,7 +252,7 @@ def _checked_members(ckpt: dict[str, Any], path: str | Path) -> list[Member]:
     for i, entry in enumerate(entries[1:], 1):
         if entry["cell_yaml"] != first["cell_yaml"] or entry.get("encoder_yaml") != first.get("encoder_yaml"):
             raise ConfigError(f"{path}: member {i} is another cell than member 0; a population trains one cell "
-                              "(not a checkpoint `train --seeds/--lrs` wrote)")
+                              "(not a checkpoint a population's training wrote)")
         differ = sorted(str(k) for k in {*entry["config"], *first["config"]} - set(MEMBER_FIELDS)
                         if entry["config"].get(k) != first["config"].get(k))
         if differ:

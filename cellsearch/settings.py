@@ -72,32 +72,36 @@ class SearchConfig:
 
         for t in self.tasks:
             if t not in TASK_NAMES:
-                raise ConfigError(f"unknown task '{t}' (known: {', '.join(TASK_NAMES)})")
+                raise ConfigError(f"unknown task '{t}' in tasks (known: {', '.join(TASK_NAMES)})",
+                                  field="SearchConfig.tasks")
         if not self.tasks:
-            raise ConfigError("give at least one task")
-        check_number("--trials", self.trials, 1, "trials", L.MAX_TRIALS)
-        check_number("--parallel", self.parallel, 1, "parallel", L.MAX_PARALLEL)
+            raise ConfigError("tasks is empty: give at least one task", field="SearchConfig.tasks")
+        check_number("SearchConfig.trials", self.trials, 1, "trials", L.MAX_TRIALS)
+        check_number("SearchConfig.parallel", self.parallel, 1, "parallel", L.MAX_PARALLEL)
         if self.steps is None and self.minutes is None:
-            raise ConfigError("give a budget: --budget STEPS or --minutes M")
+            raise ConfigError("give a budget: steps or minutes", field=("SearchConfig.steps", "SearchConfig.minutes"))
         if self.steps is not None:
-            check_number("--budget", self.steps, 1, "steps", L.MAX_STEPS)
+            check_number("SearchConfig.steps", self.steps, 1, "steps", L.MAX_STEPS)
         if self.minutes is not None:
             L.check_minutes(self.minutes)
         if self.cpus_per_trial is not None:
-            check_number("--cpus-per-trial", self.cpus_per_trial, 1, "threads", L.MAX_THREADS)
-        check_number("--gpus-per-trial", self.gpus_per_trial, 0, "gpus per trial", L.MAX_GPUS_PER_TRIAL, integer=False)
-        check_number("--seed", self.seed, 0, "seed", L.MAX_SEED)
-        check_number("--seeds", self.seeds, 1, "population size", L.MAX_POPULATION)
-        check_number("max_failures", self.max_failures, 0, "trials", L.MAX_TRIALS)
+            check_number("SearchConfig.cpus_per_trial", self.cpus_per_trial, 1, "threads", L.MAX_THREADS)
+        check_number("SearchConfig.gpus_per_trial", self.gpus_per_trial, 0, "gpus per trial", L.MAX_GPUS_PER_TRIAL,
+                     integer=False)
+        check_number("SearchConfig.seed", self.seed, 0, "seed", L.MAX_SEED)
+        check_number("SearchConfig.seeds", self.seeds, 1, "population size", L.MAX_POPULATION)
+        check_number("SearchConfig.max_failures", self.max_failures, 0, "trials", L.MAX_TRIALS)
         if self.scheduler not in ("asha", "fifo"):
-            raise ConfigError(f"--scheduler must be asha or fifo, not {shown(self.scheduler)}")
+            raise ConfigError(f"scheduler must be asha or fifo, not {shown(self.scheduler)}",
+                              field="SearchConfig.scheduler")
         if self.backend not in ("ray", "local"):
-            raise ConfigError(f"backend must be ray or local, not {shown(self.backend)}")
+            raise ConfigError(f"backend must be ray or local, not {shown(self.backend)}", field="SearchConfig.backend")
         if self.missing not in ("skip", "fail"):
-            raise ConfigError(f"--missing must be skip or fail, not {shown(self.missing)}")
+            raise ConfigError(f"missing must be skip or fail, not {shown(self.missing)}", field="SearchConfig.missing")
         if (not isinstance(self.name, str) or not self.name or self.name in (".", "..")
                 or any(c in self.name for c in "/\\\0") or not self.name.isprintable()):
-            raise ConfigError(f"bad run name {shown(self.name)}: use printable characters, no / or \\")
+            raise ConfigError(f"name {shown(self.name)} cannot name a run folder: use printable characters, no / or \\",
+                              field="SearchConfig.name")
         check_file_name("run name", self.name)  # (in bytes, as the file system counts)
         from cellsearch.train import check_training_memory
 

@@ -205,3 +205,41 @@ def test_the_command_line_tunes_its_own_process(monkeypatch):
     monkeypatch.setattr(allocator, "_set_thresholds", lambda: tuned.append(True) or True)
     assert runner.invoke(app, ["cells", "info", "lstm"]).exit_code == 0
     assert tuned == [True]
+
+
+# ---------------------------------------------------------------------- errors: the field in Python, the flag on the command line
+def test_library_errors_name_the_field_and_the_command_line_its_flag(tmp_path):
+    with pytest.raises(ConfigError, match="^trials must be at least 1") as exc:
+        SearchRun.resolve(SearchConfig(trials=0))
+    assert exc.value.fields == ("SearchConfig.trials",)
+    res = runner.invoke(app, ["search", "--runs", str(tmp_path), "--budget", "0", "--dry-run"])
+    assert res.exit_code == 2 and res.stderr.startswith("error: --budget must be at least 1"), res.stderr
+
+
+def test_a_field_without_a_flag_in_the_running_command_keeps_its_name(monkeypatch):
+    """evaluate has no --hidden: a recipe's bad hidden size is named as the setting it is."""
+    from cellsearch.cli import flags
+
+    error = ConfigError("hidden_size must be at least 1, not 0", field="TrainConfig.hidden_size")
+    monkeypatch.setattr(flags, "_running_options", lambda: {"--budget", "--seeds"})
+    assert flags.cli_message(error) == "hidden_size must be at least 1, not 0"
+    monkeypatch.setattr(flags, "_running_options", lambda: {"--hidden"})
+    assert flags.cli_message(error) == "--hidden must be at least 1, not 0"
+
+
+def test_every_flag_of_the_table_is_an_option_of_a_command():
+    import typer
+
+    from cellsearch.cli.flags import FLAGS
+
+    options = set()
+
+    def walk(command):
+        for param in command.params:
+            options.update(getattr(param, "opts", ()))
+        for sub in getattr(command, "commands", {}).values():
+            walk(sub)
+
+    walk(typer.main.get_command(app))
+    missing = {field: flag for field, flag in FLAGS.items() if not set(flag.split("/")) <= options}
+    assert not missing

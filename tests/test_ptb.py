@@ -336,7 +336,7 @@ def test_download_404(server, tmp_path):
     dest = tmp_path / "data"
     with pytest.raises(DataError, match="HTTP 404") as exc:
         download("ptb", dest, base_url=server.url, progress=None)
-    assert server.url + "ptb.valid.txt" in str(exc.value) and "--url" in str(exc.value)
+    assert server.url + "ptb.valid.txt" in str(exc.value) and "base_url" in str(exc.value)
     assert leftovers(dest / "ptb") == ["ptb.train.txt"]  # the good file before it stays, no temp files
 
 

@@ -47,7 +47,7 @@ def check_search_config(cfg: SearchConfig) -> None:
     from cellsearch.strategies import STRATEGY_NAMES
 
     if cfg.strategy not in STRATEGY_NAMES:
-        raise ConfigError(f"unknown strategy '{cfg.strategy}' (known: {', '.join(STRATEGY_NAMES)})",
+        raise ConfigError(f"strategy: unknown strategy '{cfg.strategy}' (known: {', '.join(STRATEGY_NAMES)})",
                           field="SearchConfig.strategy")
     cfg.validate()
 
@@ -480,8 +480,8 @@ class SearchRun:
         if self.cfg.missing == "fail":
             ctl.running.pop(trial_id)
             raise ConfigError(f"cell {cand.hash} ('{cand.graph.name}', {cand.origin}) is not in the benchmark "
-                              f"table {table.path} ({len(table)} cells); replay with --missing skip to "
-                              f"record such cells as missing and go on")
+                              f"table {table.path} ({len(table)} cells); replay with missing set to skip to "
+                              f"record such cells as missing and go on", field="SearchConfig.missing")
         return TrialOutcome(status="missing", score=None, error=f"not in the benchmark table {table.path}")
 
 
@@ -489,12 +489,14 @@ def _check_new_run_dir(run_dir: Path) -> None:
     """A new search may go to ``run_dir``: its parent is a folder (or can be one), and it holds no search."""
     for parent in reversed(run_dir.parents):
         if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"{parent} is a file, not a directory of runs: choose another --runs")
+            raise ConfigError(f"{parent} is a file, not a directory of runs: choose another runs_dir",
+                              field="SearchRun.runs_dir")
     if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"{run_dir} is a file, not a run directory: choose another --name or --runs")
+        raise ConfigError(f"{run_dir} is a file, not a run directory: choose another name or runs_dir",
+                          field=("SearchConfig.name", "SearchRun.runs_dir"))
     if (run_dir / rundir.RESULTS).exists():
-        raise ConfigError(f"{run_dir} already holds a search: resume it with `cellsearch resume "
-                          f"{run_dir}` or choose another --name")
+        raise ConfigError(f"{run_dir} already holds a search: resume it (SearchRun.resume, `cellsearch resume "
+                          f"{run_dir}`) or choose another name", field="SearchConfig.name")
 
 
 def _resume_advice(failed: WriteError, run_dir: Path) -> str:

@@ -108,8 +108,8 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def _how_to_get(ds: DataSet, root: Path) -> str:
-    return (f"get it with `cellsearch data download {ds.name} --data-dir {root}`, or pass --data-dir "
-            f"(or set {DATA_ENV}) to point at a folder holding {ds.name}/{', '.join(ds.files)}")
+    return (f"get it with `cellsearch data download {ds.name} --data-dir {root}`, or set data_dir "
+            f"(or {DATA_ENV}) to a folder holding {ds.name}/{', '.join(ds.files)}")
 
 
 def verify(name: str, dir: str | os.PathLike | None = None) -> Path:
@@ -124,7 +124,8 @@ def verify(name: str, dir: str | os.PathLike | None = None) -> Path:
     for fname, expected in ds.files.items():
         path = folder / fname
         if not path.is_file():
-            raise DataError(f"{ds.name} data not found: {path} is missing; {_how_to_get(ds, root)}")
+            raise DataError(f"{ds.name} data not found: {path} is missing; {_how_to_get(ds, root)}",
+                            field="data.data_dir")
         actual = sha256_file(path)
         if actual != expected:
             raise DataError(
@@ -163,19 +164,21 @@ def _fetch(url: str, dest: Path, expected: str, progress: Callable[[FileDownload
                     if progress is not None:
                         progress(FileDownload(label, done, total))
         except urllib.error.HTTPError as exc:
-            raise DataError(f"could not download {url}: HTTP {exc.code} {exc.reason}; {hint}") from None
+            raise DataError(f"could not download {url}: HTTP {exc.code} {exc.reason}; {hint}",
+                            field="download.base_url") from None
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
             reason = getattr(exc, "reason", None) or exc
-            raise DataError(f"could not download {url}: {reason}; check the network connection, {hint}") from None
+            raise DataError(f"could not download {url}: {reason}; check the network connection, {hint}",
+                            field="download.base_url") from None
         actual = h.hexdigest()
         if actual != expected:
             raise DataError(f"downloaded {dest.name} from {url} is corrupted: SHA-256 {actual}, expected {expected}; "
-                            f"nothing was saved. Try again, or use another source with --url")
+                            f"nothing was saved. Try again, or use another source (base_url)", field="download.base_url")
 
     try:
         atomic_write(dest, fetch)
     except WriteError as exc:
-        raise exc.advised("free some space or pass another --data-dir") from None
+        raise exc.advised("free some space or download to another data folder") from None
 
 
 def download(name: str, dest_dir: str | os.PathLike | None = None, base_url: str | None = None,
@@ -194,12 +197,13 @@ def download(name: str, dest_dir: str | os.PathLike | None = None, base_url: str
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"cannot create the data folder {folder}: {exc.strerror}; pass another --data-dir") from None
+        raise DataError(f"cannot create the data folder {folder}: {exc.strerror}; set another data_dir",
+                        field="data.data_dir") from None
     todo = [(f, s) for f, s in ds.files.items() if not ((folder / f).is_file() and sha256_file(folder / f) == s)]
     if not todo:
         return folder
     base = ds.url(base_url)
-    hint = (f"check the URL (--url, or ${ds.url_env}; default {ds.base_url}) or put the files "
+    hint = (f"check the URL (base_url, or ${ds.url_env}; default {ds.base_url}) or put the files "
             f"({', '.join(ds.files)}) into {folder} by hand")
     for fname, sha in todo:
         _fetch(base + fname, folder / fname, sha, progress, fname, hint)
