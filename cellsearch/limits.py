@@ -174,7 +174,8 @@ def check_number(what: str, value: object, low: int | float, limit: str | None =
 
 
 def check_minutes(minutes: object, field: str = "SearchConfig.minutes") -> None:
-    """Check a time budget given in minutes (``field``: the setting that holds it): a positive number,
+    """Check a time budget given in minutes (``field``: the setting that holds it, or words, as
+    ``check_number`` reads them): a positive number,
     at most the ``training time`` limit (the same limit a training checks its budget in seconds against)."""
     check_number(field, minutes, 0, "training time", MAX_TRAINING_SECONDS / 60, integer=False, low_open=True)
 

@@ -158,7 +158,7 @@ def register(app: typer.Typer) -> None:
         if minutes is not None:  # (in minutes, as given: the training's own check speaks in seconds)
             from cellsearch import limits
 
-            limits.check_minutes(minutes)
+            limits.check_minutes(minutes, "--minutes")  # (the command's own option: no library field)
         seconds = minutes * 60 if minutes is not None else None
         lists = {"seed": parse_list(seeds, "--seeds", int), "lr": parse_list(lrs, "--lrs", float),
                  "init_scale": parse_list(init_scales, "--init-scales", float),
