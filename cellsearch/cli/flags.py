@@ -85,5 +85,6 @@ def cli_message(exc: BaseException) -> str:
         if flag is None or (options is not None and not set(flag.split("/")) <= options):
             continue
         name = field.rpartition(".")[2]
-        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag, message, count=1)
+        # (a word of its own: not part of a longer name, a flag or a path)
+        message = re.sub(rf"(?<![\w/\\-]){re.escape(name)}(?![\w/\\-])", flag, message, count=1)
     return message
