@@ -243,3 +243,27 @@ def test_every_flag_of_the_table_is_an_option_of_a_command():
     walk(typer.main.get_command(app))
     missing = {field: flag for field, flag in FLAGS.items() if not set(flag.split("/")) <= options}
     assert not missing
+
+
+def test_evaluate_and_fidelity_show_the_library_defaults():
+    """What `cellsearch evaluate`/`fidelity` run by default is what the library's functions do."""
+    import inspect
+
+    from cellsearch.analysis.evaluation import evaluate_run
+    from cellsearch.analysis.fidelity import fidelity_run
+    from cellsearch.runner.jobs import JobSettings
+    from cellsearch.runner.protocol import DEFAULT_LR_FACTORS, protocol_for_run
+
+    def default(fn, name):
+        return inspect.signature(fn).parameters[name].default
+
+    evaluate, fidelity = _option_defaults("evaluate"), _option_defaults("fidelity")
+    assert evaluate["top"] == default(evaluate_run, "top")
+    assert evaluate["baselines"].split(",") == list(default(evaluate_run, "baselines"))
+    assert evaluate["confidence"] == default(evaluate_run, "confidence")
+    assert evaluate["seeds"] == default(protocol_for_run, "seeds")
+    for options in (evaluate, fidelity):
+        assert tuple(float(f) for f in options["lrs"].split(",")) == DEFAULT_LR_FACTORS
+        assert options["parallel"] == JobSettings().parallel and options["backend"] == JobSettings().backend
+    for name in ("sample", "min_tau", "target_tau"):
+        assert fidelity[name] == default(fidelity_run, name), name
