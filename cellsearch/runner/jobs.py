@@ -19,10 +19,8 @@ from typing import Any, Callable
 from cellsearch import limits as L
 from cellsearch.errors import ConfigError
 from cellsearch.limits import check_number, shown
-from cellsearch.storage.outcome import TrainingOutcome
+from cellsearch.storage.outcome import JobOutcome
 from cellsearch.runner.source import FINISHED, threads_per_trial
-
-JobOutcome = TrainingOutcome | list[TrainingOutcome]  # a job's, or a population's (one per member)
 
 
 @dataclass

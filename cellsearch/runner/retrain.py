@@ -24,10 +24,10 @@ from cellsearch.dsl.graph import CellGraph
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
-from cellsearch.storage.outcome import TrainingOutcome
+from cellsearch.storage.outcome import JobOutcome, TrainingOutcome
 from cellsearch.runner import final
 from cellsearch.runner.events import EventHandler, JobFinished, JobsEnded, JobsStarted
-from cellsearch.runner.jobs import JobOutcome, JobSettings, run_jobs
+from cellsearch.runner.jobs import JobSettings, run_jobs
 from cellsearch.runner.protocol import Protocol
 from cellsearch.storage.store import Store
 

@@ -30,9 +30,8 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from cellsearch.errors import CellError, ConfigError
-from cellsearch.storage.outcome import TrainingOutcome, TrialOutcome
+from cellsearch.storage.outcome import JobOutcome, TrainingOutcome, TrialOutcome
 from cellsearch.runner import wire
-from cellsearch.runner.jobs import JobOutcome
 from cellsearch.runner.source import FINISHED, TrialSource
 from cellsearch.runner.trial import TrialSpec, evaluate_candidate
 
