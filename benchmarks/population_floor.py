@@ -94,4 +94,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from cellsearch.training.allocator import keep_freed_memory
+
+    keep_freed_memory()  # (a script is its own process: tuned for training steps, as the command line is)
     main()

@@ -226,4 +226,7 @@ def _markdown(summary: dict, budgets: list[int], args) -> str:
 
 
 if __name__ == "__main__":
+    from cellsearch.training.allocator import keep_freed_memory
+
+    keep_freed_memory()  # (a script is its own process: tuned for training steps, as the command line is)
     sys.exit(main())

@@ -50,15 +50,15 @@ class BenchConfig:
 def check_sizes(*, seq_len: int = 1, batch: int = 1, input_size: int = 1, hidden_size: int = 1, rounds: int = 1,
                 threads: int | None = None, seed: int = 0, k: int = 1) -> None:
     """A benchmark's sizes against the limits a training has (``cellsearch.limits``)."""
-    check_number("--seq-len", seq_len, 1, "sequence length", L.MAX_SEQUENCE_LENGTH)
-    check_number("--batch", batch, 1, "batch size", L.MAX_BATCH_SIZE)
-    check_number("--input-size", input_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
-    check_number("--hidden-size", hidden_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
-    check_number("--rounds", rounds, 1, "bench rounds", L.MAX_BENCH_ROUNDS)
+    check_number("BenchConfig.seq_len", seq_len, 1, "sequence length", L.MAX_SEQUENCE_LENGTH)
+    check_number("BenchConfig.batch", batch, 1, "batch size", L.MAX_BATCH_SIZE)
+    check_number("BenchConfig.input_size", input_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
+    check_number("BenchConfig.hidden_size", hidden_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
+    check_number("BenchConfig.rounds", rounds, 1, "bench rounds", L.MAX_BENCH_ROUNDS)
     if threads is not None:
-        check_number("--threads", threads, 1, "threads", L.MAX_THREADS)
+        check_number("BenchConfig.threads", threads, 1, "threads", L.MAX_THREADS)
     check_number("seed", seed, 0, "seed", L.MAX_SEED)
-    check_number("--population", k, 1, "population size", L.MAX_POPULATION)
+    check_number("PopulationBenchConfig.k", k, 1, "population size", L.MAX_POPULATION)
     # the inputs, an LSTM's weights and the activations its backward keeps, as a training's estimate counts them
     from cellsearch.training.memory_estimate import ACTIVATIONS_PER_LINEAR, GATES_OF_AN_UNKNOWN_CELL, check_memory
 
@@ -181,16 +181,16 @@ def run_benchmark(cells: tuple[str, ...] = ("lstm", "gru"), cfg: BenchConfig | N
     if cfg.device == "cuda" and not torch.cuda.is_available():
         from cellsearch.errors import ConfigError
 
-        raise ConfigError("--device cuda: CUDA is not available here")
-    from cellsearch.training.parallelism import use_threads
+        raise ConfigError("device cuda: CUDA is not available here", field="BenchConfig.device")
+    from cellsearch.training.parallelism import torch_threads
 
-    use_threads(cfg.threads)
     out: dict = {}
-    with _tf32(cfg):
+    with torch_threads(cfg.threads), _tf32(cfg):  # (the caller's thread count comes back after)
         for name in cells:
             out[name] = bench_cell(name, cfg, progress)
+        threads = torch.get_num_threads()
     out["config"] = {"T": cfg.seq_len, "B": cfg.batch, "I": cfg.input_size, "H": cfg.hidden_size,
-                     "rounds": cfg.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
+                     "rounds": cfg.rounds, "threads": threads, "torch": torch.__version__,
                      "device": torch.cuda.get_device_name() if cfg.device == "cuda" else "cpu"}
     if cfg.device == "cuda":
         out["config"]["tf32"] = cfg.tf32
@@ -250,13 +250,19 @@ def bench_population(cfg: PopulationBenchConfig, progress: Callable[[str], None]
     The members differ in seed (initialisation and data order). Solo: ``k`` separate trainers,
     each taking its steps in turn; population: one ``PopulationTrainer`` of the same members.
     ``speedup`` = k × (one member's step time alone) ÷ (the population's step time), the median
-    over interleaved rounds of the per-round ratio."""
-    from cellsearch.training.population import Member, PopulationTrainer
-    from cellsearch.training.config import TrainConfig
-    from cellsearch.training.trainer import Trainer
-    from cellsearch.training.parallelism import use_threads
+    over interleaved rounds of the per-round ratio. On ``cfg.threads`` torch threads (the caller's
+    count comes back after)."""
+    from cellsearch.training.parallelism import torch_threads
 
-    use_threads(cfg.threads)
+    with torch_threads(cfg.threads):
+        return _bench_population(cfg, progress)
+
+
+def _bench_population(cfg: PopulationBenchConfig, progress: Callable[[str], None] | None) -> dict:
+    from cellsearch.training.config import TrainConfig
+    from cellsearch.training.population import Member, PopulationTrainer
+    from cellsearch.training.trainer import Trainer
+
     base = TrainConfig(cell=cfg.cell, task=cfg.task, hidden_size=cfg.hidden_size, batch_size=cfg.batch, steps=None,
                        seconds=L.MAX_TRAINING_SECONDS, device=cfg.device)
     members = [Member(seed=k) for k in range(cfg.k)]

@@ -54,8 +54,22 @@ class SizeError(CellError):
 
 
 class DataError(CellsearchError):
-    """A data set is missing, corrupted or cannot be downloaded."""
+    """A data set is missing, corrupted or cannot be downloaded (``field``: the setting to change,
+    as ``ConfigError``'s)."""
+
+    def __init__(self, message: str = "", *, field: str | tuple[str, ...] | None = None):
+        super().__init__(message)
+        self.fields: tuple[str, ...] = (field,) if isinstance(field, str) else tuple(field or ())
 
 
 class ConfigError(CellsearchError):
-    """A configuration file or option is invalid."""
+    """A configuration file or option is invalid.
+
+    ``field`` names the setting(s) at fault as ``Record.field`` (``"SearchConfig.trials"``), one
+    or a tuple; the message names each by its bare field name (``trials must be ...``), so a
+    Python caller reads the name it wrote. The command line shows its flag instead
+    (``cellsearch.cli.flags``)."""
+
+    def __init__(self, message: str = "", *, field: str | tuple[str, ...] | None = None):
+        super().__init__(message)
+        self.fields: tuple[str, ...] = (field,) if isinstance(field, str) else tuple(field or ())

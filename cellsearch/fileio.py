@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 from cellsearch.errors import CellsearchError, ConfigError
-from cellsearch.limits import LimitError, clipped
+from cellsearch.limits import LimitError, clipped, named
 
 Writer = Callable[[BinaryIO], Any]  # writes the contents to a binary file object (torch.save, df.to_parquet)
 
@@ -71,10 +71,10 @@ class DiskFullError(WriteError):
 class FileRefusedError(ConfigError):
     """A file is not something cellsearch reads or replaces: a link, a FIFO, a device, a directory."""
 
-    def __init__(self, path: str | os.PathLike, reason: str):
+    def __init__(self, path: str | os.PathLike, reason: str, field: str | None = None):
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"{_where(path)}: {reason}")
+        super().__init__(f"{_where(path)}: {reason}", field=field)
 
 
 class FileTooLargeError(LimitError):
@@ -130,8 +130,10 @@ def check_target(path: str | os.PathLike, what: str = "") -> Path:
     """Refuse a file cellsearch is about to write (now, before the work that makes its contents)
     when it could not be replaced safely: it is a symbolic link (which would be replaced, not
     followed: surely not what was meant), a directory or a special file (``/dev/full``, a FIFO),
-    or a folder above it is a file. ``what`` names it in the message (e.g. ``--attention-map``)."""
+    or a folder above it is a file. ``what`` names it in the message: a field (``"Trainer.out_dir"``,
+    see ``limits.named``) or words."""
     path = Path(path)
+    what, field = named(what)
     label = f"{what} {_where(path)}" if what else _where(path)
     try:
         st = os.lstat(path)
@@ -139,18 +141,18 @@ def check_target(path: str | os.PathLike, what: str = "") -> Path:
         st = None
     except OSError as exc:  # a name the OS refuses (too long), a folder above that is a file
         if exc.errno == errno.ENOTDIR:
-            _check_folder(path.parent, what)
-        raise ConfigError(f"{label}: cannot write there ({clipped(exc.strerror or exc, 160)})") from None
+            _check_folder(path.parent, what, field)
+        raise ConfigError(f"{label}: cannot write there ({clipped(exc.strerror or exc, 160)})", field=field) from None
     if st is not None:
         if stat.S_ISLNK(st.st_mode):
             raise FileRefusedError(path, f"is a symbolic link{f' ({what})' if what else ''}; cellsearch does not "
-                                   "write through or over links: remove it, or write elsewhere")
+                                   "write through or over links: remove it, or write elsewhere", field)
         if stat.S_ISDIR(st.st_mode):
-            raise FileRefusedError(path, f"is a directory, not a file{f' ({what})' if what else ''}")
+            raise FileRefusedError(path, f"is a directory, not a file{f' ({what})' if what else ''}", field)
         if not stat.S_ISREG(st.st_mode):
             raise FileRefusedError(path, f"is not a regular file ({_kind(st.st_mode)}){f' ({what})' if what else ''};"
-                                   " give the name of a file to write")
-    _check_folder(path.parent, what)
+                                   " give the name of a file to write", field)
+    _check_folder(path.parent, what, field)
     return path
 
 
@@ -158,31 +160,32 @@ def check_output_dir(path: str | os.PathLike, what: str = "", files: tuple[str, 
     """Refuse an output directory before the work: it is a file, a folder above it is a file, or
     one of ``files`` in it could not be replaced (see ``check_target``)."""
     path = Path(path)
-    label = f"{what} {_where(path)}" if what else _where(path)
+    shown_as, field = named(what)
+    label = f"{shown_as} {_where(path)}" if shown_as else _where(path)
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"{label} is a file, not a directory: give a directory (a new one is created)")
-    _check_folder(path, what)
+        raise ConfigError(f"{label} is a file, not a directory: give a directory (a new one is created)", field=field)
+    _check_folder(path, shown_as, field)
     if path.is_dir():
         for name in files:
             check_target(path / name, what)
     return path
 
 
-def _check_folder(folder: Path, what: str) -> None:
+def _check_folder(folder: Path, what: str, field: str | None = None) -> None:
     """The nearest existing folder at or above ``folder`` is a directory this process may write."""
     p = Path(os.path.abspath(folder))
     while not os.path.lexists(p) and p != p.parent:
         p = p.parent
     label = f" ({what})" if what else ""
     if not p.is_dir():
-        raise ConfigError(f"{_where(p)} is a file, not a directory: cannot write {_where(folder)}{label}")
+        raise ConfigError(f"{_where(p)} is a file, not a directory: cannot write {_where(folder)}{label}", field=field)
     if not os.access(p, os.W_OK | os.X_OK):
         try:
             read_only = bool(os.statvfs(p).f_flag & os.ST_RDONLY)
         except (OSError, AttributeError):
             read_only = False
         reason = f"{_file_system(p)} is a read-only file system" if read_only else "permission denied"
-        raise ConfigError(f"cannot write in {_where(p)}: {reason}{label}")
+        raise ConfigError(f"cannot write in {_where(p)}: {reason}{label}", field=field)
 
 
 # ---------------------------------------------------------------------- writing

@@ -124,13 +124,24 @@ class LimitError(ConfigError):
     """An input is larger (longer, deeper, ...) than cellsearch accepts; the message names the limit."""
 
     def __init__(self, what: str, limit: str, value: object, maximum: object):
+        what, field = named(what)
         self.what = what
         self.limit = limit
-        super().__init__(f"{what}: {value} exceeds limit '{limit}' ({maximum})")
+        super().__init__(f"{what}: {value} exceeds limit '{limit}' ({maximum})", field=field)
+
+
+def named(what: str) -> tuple[str, str | None]:
+    """A checked setting's name as a message shows it and the field it is: ``"SearchConfig.trials"``
+    is shown as ``trials`` and names that field (the command line shows its flag); any other text
+    (``"run name"``) is shown as it is and names no field."""
+    owner, dot, name = what.partition(".")
+    if dot and owner.isidentifier() and name.isidentifier():
+        return name, what
+    return what, None
 
 
 def check_limit(what: str, limit: str, value: int | float, maximum: int | float) -> None:
-    """Raise ``LimitError`` when ``value > maximum``."""
+    """Raise ``LimitError`` when ``value > maximum`` (``what``: as ``named`` reads it)."""
     if value > maximum:
         raise LimitError(what, limit, value, maximum)
 
@@ -139,29 +150,34 @@ def check_number(what: str, value: object, low: int | float, limit: str | None =
                  maximum: int | float | None = None, *, integer: bool = True, low_open: bool = False) -> None:
     """Check that ``value`` is a number (an integer if ``integer``; finite; never a bool) of at least
     ``low`` (more than ``low`` if ``low_open``): a ``ConfigError`` naming ``what`` otherwise. Past
-    ``maximum``, a ``LimitError`` naming ``limit``."""
+    ``maximum``, a ``LimitError`` naming ``limit``. ``what`` may be a field, ``"Record.field"``
+    (``named``): the message then shows the field's name and the error names the field."""
     import math
     import numbers
+
+    shown_as, field = named(what)
 
     kind = numbers.Integral if integer else numbers.Real
     well_typed = not isinstance(value, bool) and isinstance(value, kind) and math.isfinite(value)
     if integer:
         if not well_typed:
-            raise ConfigError(f"{what} must be an integer, not {shown(value)}")
+            raise ConfigError(f"{shown_as} must be an integer, not {shown(value)}", field=field)
         if value < low or (low_open and value == low):
-            raise ConfigError(f"{what} must be {'more than' if low_open else 'at least'} {low}, not {shown(value)}")
+            raise ConfigError(f"{shown_as} must be {'more than' if low_open else 'at least'} {low}, "
+                              f"not {shown(value)}", field=field)
     elif not well_typed or value < low or (low_open and value == low):
         rule = "a positive number" if low_open and low == 0 else \
             f"a number {'>' if low_open else '>='} {low:g}"
-        raise ConfigError(f"{what} must be {rule}, not {shown(value)}")
+        raise ConfigError(f"{shown_as} must be {rule}, not {shown(value)}", field=field)
     if maximum is not None:
         check_limit(what, limit or what, value, maximum)
 
 
-def check_minutes(minutes: object) -> None:
-    """Check a time budget given in minutes (``--minutes``): a positive number, at most the
-    ``training time`` limit (the same limit a training checks its budget in seconds against)."""
-    check_number("--minutes", minutes, 0, "training time", MAX_TRAINING_SECONDS / 60, integer=False, low_open=True)
+def check_minutes(minutes: object, field: str = "SearchConfig.minutes") -> None:
+    """Check a time budget given in minutes (``field``: the setting that holds it, or words, as
+    ``check_number`` reads them): a positive number,
+    at most the ``training time`` limit (the same limit a training checks its budget in seconds against)."""
+    check_number(field, minutes, 0, "training time", MAX_TRAINING_SECONDS / 60, integer=False, low_open=True)
 
 
 def name_bytes(name: str) -> int:
@@ -173,8 +189,11 @@ def check_file_name(what: str, name: str) -> None:
     """Check a name that becomes a file or folder name against ``MAX_FILE_NAME_BYTES``."""
     size = name_bytes(name)
     if size > MAX_FILE_NAME_BYTES:
-        raise LimitError(f"{what} {shown(name, 40)}", "file name length", f"{size} bytes",
-                         f"{MAX_FILE_NAME_BYTES} bytes of UTF-8")
+        what, field = named(what)
+        error = LimitError(f"{what} {shown(name, 40)}", "file name length", f"{size} bytes",
+                           f"{MAX_FILE_NAME_BYTES} bytes of UTF-8")
+        error.fields = (field,) if field else ()
+        raise error
 
 
 def check_new_path(what: str, path) -> None:

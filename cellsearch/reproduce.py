@@ -80,7 +80,7 @@ def jobs(budget: str, seeds: int, data_dir: str | None, cells=ARCHITECTURES, tas
         raise ConfigError(f"budget must be one of {', '.join(BUDGETS)}, not {budget!r}")
     from cellsearch.limits import MAX_POPULATION, check_limit
 
-    check_limit("--seeds", "population size", seeds, MAX_POPULATION)  # (before the list of runs is made)
+    check_limit("reproduce_jozefowicz.seeds", "population size", seeds, MAX_POPULATION)  # (before the list of runs is made)
     out = []
     for seed in range(seeds):
         for task in tasks:
@@ -105,7 +105,7 @@ def reproduce_jozefowicz(budget: str = "small", seeds: int = 2, out_dir: str | P
     if workers is not None:
         from cellsearch.limits import MAX_PARALLEL, check_limit
 
-        check_limit("--workers", "parallel", workers, MAX_PARALLEL)
+        check_limit("reproduce_jozefowicz.workers", "parallel", workers, MAX_PARALLEL)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     todo = jobs(budget, seeds, data_dir, cells, tasks)

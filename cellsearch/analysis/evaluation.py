@@ -85,10 +85,10 @@ def check_evaluation_options(top: int, confidence: float) -> None:
     """Check ``evaluate_run``'s own options (before anything is trained; the CLI calls it before it
     prints the protocol)."""
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise ConfigError(f"--top must be at least 1, not {shown(top)}")
+        raise ConfigError(f"top must be at least 1, not {shown(top)}", field="evaluate_run.top")
     if not 0 < confidence < 1:  # (also refuses NaN)
-        raise ConfigError(f"--confidence is the level of the intervals, between 0 and 1 (e.g. 0.95), "
-                          f"not {shown(confidence)}")
+        raise ConfigError(f"confidence is the level of the intervals, between 0 and 1 (e.g. 0.95), "
+                          f"not {shown(confidence)}", field="evaluate_run.confidence")
 
 
 def evaluate_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings, *, top: int = 3,
@@ -100,7 +100,8 @@ def evaluate_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings,
 
     check_evaluation_options(top, confidence)
     if not baselines:
-        raise ConfigError("give at least one baseline cell (--baselines lstm,gru)")
+        raise ConfigError("baselines is empty: give at least one baseline cell (e.g. lstm, gru)",
+                          field="evaluate_run.baselines")
     protocol.validate()
     run_dir = Path(run_dir)
     notes: list[str] = []

@@ -101,7 +101,7 @@ def fidelity_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings,
     elif corr.kendall < min_tau:
         warning = (f"Kendall τ = {corr.kendall:.2f} < {min_tau:g}: the search's scores rank cells differently "
                    f"from the evaluation budget's; the proxy budget is too small to trust the search's ranking "
-                   f"(search with a larger --budget, or compare finalists with `cellsearch evaluate`)")
+                   f"(search with a larger budget, or compare finalists by retraining them: `cellsearch evaluate`)")
     out = run_dir / "fidelity"
     files = _write_fidelity(table, corr, per_task, warning, protocol, out, curve, recommended, target_tau)
     if warning:
@@ -113,12 +113,13 @@ def check_fidelity_options(sample: int, budgets: Sequence[int] | None, min_tau: 
     """Check ``fidelity_run``'s own options (before anything is trained; the CLI calls it before it
     prints the protocol); returns the curve's budgets, sorted and distinct."""
     if isinstance(sample, bool) or not isinstance(sample, int) or sample < 3:
-        raise ConfigError(f"--sample must be at least 3 (a rank correlation needs three cells), not {shown(sample)}")
+        raise ConfigError(f"sample must be at least 3 (a rank correlation needs three cells), not {shown(sample)}",
+                          field="fidelity_run.sample")
     budgets = check_budgets(budgets)
     if not -1 <= min_tau <= 1:  # (also refuses NaN) Kendall's τ lies in [-1, 1]
-        raise ConfigError(f"--min-tau must be in [-1, 1] (Kendall's τ), got {shown(min_tau)}")
+        raise ConfigError(f"min_tau must be in [-1, 1] (Kendall's τ), got {shown(min_tau)}", field="fidelity_run.min_tau")
     if not 0 < target_tau <= 1:
-        raise ConfigError(f"--target-tau must be in (0, 1], got {shown(target_tau)}")
+        raise ConfigError(f"target_tau must be in (0, 1], got {shown(target_tau)}", field="fidelity_run.target_tau")
     return budgets
 
 
@@ -126,11 +127,12 @@ def check_budgets(budgets: Sequence[int] | None) -> list[int]:
     """The curve's budgets, sorted and distinct; one-line errors for bad ones."""
     if not budgets:
         return []
-    check_limit("--budgets", "budgets", len(budgets), MAX_BUDGETS)
+    check_limit("fidelity_run.budgets", "budgets", len(budgets), MAX_BUDGETS)
     for b in budgets:
         if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-            raise ConfigError(f"--budgets: each budget is a number of training steps ≥ 1, got {shown(b)}")
-        check_limit("--budgets: a budget", "steps", b, MAX_STEPS)
+            raise ConfigError(f"budgets: each budget is a number of training steps ≥ 1, got {shown(b)}",
+                              field="fidelity_run.budgets")
+        check_limit("fidelity_run.budgets", "steps", b, MAX_STEPS)
     return sorted(set(budgets))
 
 

@@ -1,7 +1,8 @@
 """The ``cellsearch`` command line (typer): one sub-app per command group.
 
 Library code raises ``CellsearchError`` subclasses; ``cli_errors`` turns them into one line
-on stderr and exit status 2 here, and nowhere else.
+on stderr and exit status 2 here, and nowhere else, with the flag in place of each field the
+error names (``cellsearch.cli.flags``).
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ def cli_errors(fn):
             try:
                 return fn(*args, **kwargs)
             except CellsearchError as exc:
+                from cellsearch.cli.flags import cli_message
+
                 failed = True
-                print_error(exc)
+                print_error(cli_message(exc))  # (the library names the setting's field, the user wrote its flag)
                 raise typer.Exit(exc.exit_code) from None
             except OSError as exc:
                 # A full or read-only disk under a write that does not go through cellsearch.fileio (a
@@ -110,6 +113,11 @@ class _OneLineUsageErrors(TyperGroup):
     usage block and rich panel."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from cellsearch.training.allocator import keep_freed_memory
+
+        # The command's process is cellsearch's own: its C allocator keeps freed memory for the
+        # next training step (the library leaves that to the process's owner: see cellsearch.training.allocator)
+        keep_freed_memory()
         try:
             rc = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _USAGE_ERRORS as exc:

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         """Training-step throughput (forward+backward) of compiled cells vs torch.nn and the interpreter."""
         from cellsearch.bench import (BenchConfig, PopulationBenchConfig, bench_cudnn_sizes, bench_population,
                                       run_benchmark)
-        from cellsearch.storage.settings import SearchConfig
+        from cellsearch.storage.settings import SEARCH_TRAIN
 
         cfg = BenchConfig(seq_len=seq_len, batch=batch, input_size=input_size, hidden_size=hidden_size,
                           rounds=rounds, with_torch_compile=torch_compile, device=device, threads=threads, tf32=tf32)
@@ -45,8 +45,7 @@ def register(app: typer.Typer) -> None:
         names = tuple(c.strip() for c in cells.split(",") if c.strip())
         populations = {}  # (made, so checked, before anything is timed)
         if population is not None:
-            search = SearchConfig().train
-            sizes = {"population": (search["hidden_size"], search["batch_size"]),
+            sizes = {"population": (SEARCH_TRAIN["hidden_size"], SEARCH_TRAIN["batch_size"]),
                      "population_bench_size": (hidden_size, batch)}
             populations = {key: PopulationBenchConfig(k=population, hidden_size=h, batch=b, rounds=min(rounds, 5),
                                                       threads=threads, device=device)

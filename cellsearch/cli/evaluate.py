@@ -67,20 +67,16 @@ def _setup(purpose: str, run_dir: Path, seeds: int, budget: int | None, minutes:
     from cellsearch.storage.store import Store
     from cellsearch.storage.writer_lock import WriterLock
 
-    chosen = None
-    if recipe is not None:
+    if recipe is not None:  # (a bad recipe is refused before the run is locked)
         from cellsearch.training.recipes import load_recipe
 
-        chosen = load_recipe(recipe)
+        load_recipe(recipe)
     Store(require_run(run_dir) / RESULTS, readonly=True).close()
     lock = WriterLock(run_dir, f"cellsearch {purpose}").acquire()
     try:
         protocol = protocol_for_run(run_dir, steps=budget, minutes=minutes, seeds=seeds,
                                     lr_factors=_floats(lrs, "--lrs"), tasks=_names(tasks),
-                                    data_dir=str(data_dir.resolve()) if data_dir else None)
-        if chosen is not None:
-            protocol.train, protocol.task_options = chosen.overlay(protocol.train, protocol.task_options)
-            protocol.validate()
+                                    data_dir=str(data_dir.resolve()) if data_dir else None, recipe=recipe)
         settings = JobSettings(parallel=parallel, backend=backend, address=address, cpus_per_trial=cpus_per_trial,
                                gpus_per_trial=gpus_per_trial, population=population)
         settings.validate()

@@ -2,9 +2,10 @@
 
 The runner and the trainer print nothing; they tell an ``on_event``/``progress`` callback what
 happens (``cellsearch.runner.events``, ``cellsearch.training.events``: ``TrainingStarted``/``StepDone``/
-``TrainingStopped``). ``ProgressBars`` is that callback for the commands: the search's bar
-(trials done, running, best score, ETA), a bar per batch of retraining jobs (the last job's
-result, ETA) and the training bar (loss, steps per second). ``progress_bars(enabled)`` gives
+``TrainingStopped``, ``cellsearch.tasks.data``'s ``FileDownload``). ``ProgressBars`` is that
+callback for the commands: the search's bar (trials done, running, best score, ETA), a bar per
+batch of retraining jobs (the last job's result, ETA), the training bar (loss, steps per second)
+and a bar per downloaded file (bytes, speed, ETA). ``progress_bars(enabled)`` gives
 it as a context manager (``None`` when progress is off: the library stays quiet).
 """
 
@@ -16,10 +17,11 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn, TransferSpeedColumn)
 
 from cellsearch.runner.events import JobFinished, JobsEnded, JobsStarted, SearchEnded, SearchStarted, TrialFinished
+from cellsearch.tasks.data import FileDownload
 from cellsearch.training.events import StepDone, TrainingStarted, TrainingStopped
 
 
@@ -68,6 +70,13 @@ class ProgressBars:
         elif isinstance(event, StepDone):
             dt = time.perf_counter() - self._started
             self._update(completed=event.step, loss=event.loss, speed=(event.step - self._start_step) / max(dt, 1e-9))
+        elif isinstance(event, FileDownload):
+            if event.done == 0:  # a new file: its own bar, the last one's stays on the screen
+                self._begin(Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                     TransferSpeedColumn(), TimeRemainingColumn(), transient=False,
+                                     console=self.console), event.name, total=event.total)
+            else:
+                self._update(completed=event.done)
         elif isinstance(event, (SearchEnded, JobsEnded, TrainingStopped)):
             self.close()
 

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from cellsearch.cli import cli_errors, console, err_console
+from cellsearch.storage.settings import DEFAULT_STEPS, SEARCH_TRAIN, SearchConfig
 
 
 def _print_leaderboard(run_dir: Path, top: int, equations: int = 3) -> None:
@@ -42,6 +43,11 @@ def _print_leaderboard(run_dir: Path, top: int, equations: int = 3) -> None:
         console.print("candidates: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 
+def _default(name: str):
+    """A SearchConfig field's default: the command's defaults are the library's."""
+    return SearchConfig.__dataclass_fields__[name].default
+
+
 def register(app: typer.Typer) -> None:
     @app.command("search")
     @cli_errors
@@ -49,84 +55,72 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         space: Annotated[str, typer.Option(help="Shipped space (nas_rl, mutation, mutation1, dag, dag4, attention, "
                                                 "nasbench_nlp, greff) "
-                                                "or a YAML file.")] = "mutation",
+                                                "or a YAML file.")] = _default("space"),
         strategy: Annotated[str, typer.Option(help="random | evolution | regularized-evolution | rl | tpe")]
-        = "evolution",
+        = _default("strategy"),
         tasks: Annotated[str, typer.Option(help="Comma-separated tasks: arith, xml, ptb (memorize), copy, reverse, sort, addition, recall.")] = "arith",
-        trials: Annotated[int, typer.Option(min=1, help="Candidates to evaluate.")] = 40,
-        parallel: Annotated[int, typer.Option(min=1, help="Concurrent trials.")] = 2,
-        budget: Annotated[Optional[int], typer.Option(help="Training steps per trial and task (default 300).")]
-        = None,
+        trials: Annotated[int, typer.Option(min=1, help="Candidates to evaluate.")] = _default("trials"),
+        parallel: Annotated[int, typer.Option(min=1, help="Concurrent trials.")] = _default("parallel"),
+        budget: Annotated[Optional[int], typer.Option(
+            help=f"Training steps per trial and task (default {DEFAULT_STEPS} unless --minutes is given).")] = None,
         minutes: Annotated[Optional[float], typer.Option(help="Or minutes per trial and task.")] = None,
         name: Annotated[Optional[str], typer.Option(help="Run name: results go to runs/NAME.")] = None,
         address: Annotated[Optional[str], typer.Option(help="Join a Ray cluster at HOST:PORT.")] = None,
-        seed: Annotated[int, typer.Option(help="Search seed.")] = 0,
+        seed: Annotated[int, typer.Option(help="Search seed.")] = _default("seed"),
         seeds: Annotated[int, typer.Option(help="Trainings (seeds) per candidate, as one population; the score is "
-                                                "their mean, the leaderboard shows mean ± std.")] = 1,
-        scheduler: Annotated[str, typer.Option(help="asha (early stopping) | fifo")] = "asha",
-        gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial.")] = 0.0,
+                                                "their mean, the leaderboard shows mean ± std.")] = _default("seeds"),
+        scheduler: Annotated[str, typer.Option(help="asha (early stopping) | fifo")] = _default("scheduler"),
+        gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial.")] = _default("gpus_per_trial"),
         cpus_per_trial: Annotated[Optional[int], typer.Option(help="CPUs (= torch threads) per trial.")] = None,
-        hidden: Annotated[int, typer.Option(help="Hidden size of trial models.")] = 64,
+        hidden: Annotated[Optional[int], typer.Option(
+            help=f"Hidden size of trial models (default {SEARCH_TRAIN['hidden_size']}, or the recipe's).")] = None,
         recipe: Annotated[Optional[str], typer.Option(
             help="Training recipe of the trials (default, nasbench-nlp or a YAML file), all but its budget "
-                 "(--budget/--minutes set that); an explicit --hidden overrides its hidden size.")] = None,
-        reference: Annotated[str, typer.Option(help="Cell that relative scores compare against.")] = "gru",
+                 "(--budget/--minutes set that); --hidden overrides its hidden size.")] = None,
+        reference: Annotated[str, typer.Option(help="Cell that relative scores compare against.")]
+        = _default("reference"),
         option: Annotated[Optional[List[str]], typer.Option(
             "--option", "-o", help="Strategy option KEY=VALUE (repeatable), e.g. -o population_size=20.")] = None,
         data_dir: Annotated[Optional[Path], typer.Option(help="Data root for PTB.")] = None,
         runs: Annotated[Path, typer.Option(help="Directory of runs.")] = Path("runs"),
-        backend: Annotated[str, typer.Option(help="ray | local (in-process, sequential)")] = "ray",
+        backend: Annotated[str, typer.Option(help="ray | local (in-process, sequential)")] = _default("backend"),
         top: Annotated[int, typer.Option(help="Leaderboard rows to print.")] = 5,
         progress: Annotated[bool, typer.Option(help="Live progress on the terminal.")] = True,
         benchmark: Annotated[Optional[Path], typer.Option(
             help="Replay: look candidates up (by canonical hash) in this table of trained cells "
                  "(.parquet/.csv/.json, see `cellsearch runs`) instead of training them.")] = None,
         missing: Annotated[str, typer.Option(help="Replay, a candidate the table lacks: skip (record it as "
-                                                  "missing and go on) | fail (stop with an error).")] = "skip",
+                                                  "missing and go on) | fail (stop with an error).")]
+        = _default("missing"),
         encoder: Annotated[Optional[str], typer.Option(
             help="Train every candidate (and the reference) as the decoder of an encoder-decoder model with this "
                  "encoder cell, on seq2seq tasks (copy, reverse, ...); default: gru for a space whose cells may "
                  "attend (attention), none otherwise.")] = None,
+        dry_run: Annotated[bool, typer.Option(
+            help="Print the resolved settings (what config.json would record) as JSON and exit: nothing is "
+                 "written or trained.")] = False,
     ) -> None:
         """Search a space for cells: trials on Ray Tune, results in runs/NAME/results.db, best cell in best.yaml."""
         import time
+        from dataclasses import asdict
 
-        from cellsearch.cli.train import explicit, parse_options
+        from cellsearch.cli.train import parse_options
         from cellsearch.runner.search import SearchRun
-        from cellsearch.storage.settings import SearchConfig
 
-        run_name = name or f"{strategy}-{Path(space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-        cfg = SearchConfig(name=run_name, space=space, strategy=strategy, strategy_options=parse_options(option),
+        # flags to fields, and nothing more: the defaults, the recipe's overlay and the encoder are
+        # SearchConfig's (resolved by SearchRun), so a Python caller gets the same search
+        train = {k: v for k, v in (("hidden_size", hidden), ("encoder", encoder)) if v is not None}
+        cfg = SearchConfig(name=name or f"{strategy}-{Path(space).stem}-{time.strftime('%Y%m%d-%H%M%S')}",
+                           space=space, strategy=strategy, strategy_options=parse_options(option),
                            tasks=[t.strip() for t in tasks.split(",") if t.strip()], trials=trials,
-                           parallel=parallel, steps=budget if budget is not None else (None if minutes else 300),
-                           minutes=minutes, scheduler=scheduler, seed=seed, seeds=seeds, address=address,
-                           cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, reference=reference,
+                           parallel=parallel, steps=budget, minutes=minutes, scheduler=scheduler, seed=seed,
+                           seeds=seeds, address=address, cpus_per_trial=cpus_per_trial,
+                           gpus_per_trial=gpus_per_trial, reference=reference, train=train, recipe=recipe,
                            data_dir=str(data_dir.resolve()) if data_dir else None, backend=backend,
                            benchmark=str(benchmark) if benchmark else None, missing=missing)
-        if recipe is not None:
-            from cellsearch.training.recipes import load_recipe
-
-            cfg.train, cfg.task_options = load_recipe(recipe).overlay(cfg.train, cfg.task_options)
-        if recipe is None or explicit(ctx, "hidden"):
-            cfg.train = dict(cfg.train, hidden_size=hidden)
-        encoder = encoder or cfg.train.get("encoder")
-        if encoder is None and benchmark is None:
-            from cellsearch.spaces import load_space
-            from cellsearch.training.config import DEFAULT_ENCODER
-
-            encoder = DEFAULT_ENCODER if load_space(space).reads_memory() else None
-        if encoder is not None:  # a bad encoder or task fails here, in one line, not in every trial
-            from cellsearch.errors import ConfigError
-            from cellsearch.library import resolve_cell
-            from cellsearch.nn.model import check_encoder
-            from cellsearch.tasks import task_class
-            from cellsearch.tasks.base import no_layout
-
-            check_encoder(resolve_cell(encoder))
-            for t in cfg.tasks:
-                if "seq2seq" not in task_class(t).layouts:
-                    raise ConfigError(no_layout(t, "seq2seq"))
-            cfg.train = dict(cfg.train, encoder=encoder)
+        if dry_run:
+            print(json.dumps(asdict(SearchRun.resolve(cfg)), indent=2))
+            return
         run = SearchRun(cfg, runs)
         summary = _run(run, progress)
         _finish(run.run_dir, summary, top)

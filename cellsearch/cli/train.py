@@ -61,18 +61,17 @@ def explicit(ctx: typer.Context, param: str) -> bool:
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
-def recipe_settings(name: str, task: str, given_budget: bool) -> dict:
-    """The TrainConfig fields the recipe ``name`` sets for ``task``; its budget (steps, seconds)
-    only when the command line gave none (a budget given replaces the recipe's whole)."""
-    from cellsearch.training.recipes import load_recipe
-
-    settings = load_recipe(name).settings(task)
-    if given_budget:
-        settings.pop("steps", None)
-        settings.pop("seconds", None)
-    elif "steps" in settings or "seconds" in settings:
-        settings.setdefault("steps", None)  # a recipe with a time budget only has no step budget
-    return settings
+# TrainConfig field → the parameter of `cellsearch train` that sets it (minutes set seconds). Only the
+# options given reach TrainConfig: its defaults are the command's (the ones shown in --help are
+# TrainConfig's, as tests/test_library_api.py checks; not imported here, which would load torch)
+TRAIN_FLAGS = {"task": "task", "steps": "steps", "seconds": "minutes", "hidden_size": "hidden", "num_layers": "layers",
+               "seed": "seed", "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer", "clip": "clip",
+               "lr_schedule": "lr_schedule", "dropout": "dropout", "forget_bias": "forget_bias",
+               "init_scale": "init_scale", "ar": "ar", "tar": "tar", "state_limit": "state_limit",
+               "scheduled_sampling": "scheduled_sampling", "ss_k": "ss_k", "eval_every": "eval_every",
+               "data_dir": "data_dir", "threads": "threads", "device": "device", "encoder": "encoder",
+               "objective": "objective", "reward": "reward", "mixer_xent_steps": "mixer_xent_steps",
+               "mixer_every": "mixer_every", "mixer_delta": "mixer_delta", "memory_rows": "memory_rows"}
 
 
 def register(app: typer.Typer) -> None:
@@ -160,10 +159,8 @@ def register(app: typer.Typer) -> None:
         if minutes is not None:  # (in minutes, as given: the training's own check speaks in seconds)
             from cellsearch import limits
 
-            limits.check_minutes(minutes)
-        given_budget = steps is not None or minutes is not None
-        if not given_budget:
-            steps = 300
+            limits.check_minutes(minutes, "--minutes")  # (the command's own option: no library field)
+        seconds = minutes * 60 if minutes is not None else None
         lists = {"seed": parse_list(seeds, "--seeds", int), "lr": parse_list(lrs, "--lrs", float),
                  "init_scale": parse_list(init_scales, "--init-scales", float),
                  "weight_decay": parse_list(weight_decays, "--weight-decays", float),
@@ -173,39 +170,34 @@ def register(app: typer.Typer) -> None:
         if resume is not None and is_population_file(checkpoint_file(resume)):
             if members is not None:
                 raise ConfigError("--resume continues a population with its own members; leave out --seeds/--lrs/...")
-            population = PopulationTrainer.from_checkpoint(resume, steps=steps,
-                                                           seconds=minutes * 60 if minutes else None)
+            # the budget given now (else the default one) replaces the checkpoint's: the run continues to it
+            population = PopulationTrainer.from_checkpoint(resume, steps=steps, seconds=seconds)
             cfg = population.cfg
         elif resume is not None:
             if members is not None:
                 raise ConfigError("--resume continues one training; leave out --seeds/--lrs/...")
-            # the budget given now replaces the checkpoint's (the run continues to it)
-            trainer = Trainer.from_checkpoint(resume, steps=steps, seconds=minutes * 60 if minutes else None)
+            trainer = Trainer.from_checkpoint(resume, steps=steps, seconds=seconds)
             cfg = trainer.cfg
         else:
-            # option name → (TrainConfig field, value): the settings a recipe may also set
-            tunable = {"hidden": ("hidden_size", hidden), "layers": ("num_layers", layers),
-                       "dropout": ("dropout", dropout), "batch_size": ("batch_size", batch_size),
-                       "optimizer": ("optimizer", optimizer), "lr": ("lr", lr), "clip": ("clip", clip or None),
-                       "lr_schedule": ("lr_schedule", lr_schedule), "init_scale": ("init_scale", init_scale),
-                       "forget_bias": ("forget_bias", forget_bias), "ar": ("ar", ar), "tar": ("tar", tar),
-                       "state_limit": ("state_limit", state_limit or None), "encoder": ("encoder", encoder)}
-            # Every TrainConfig field goes into this one mapping, layered (the options' defaults,
-            # under the recipe, under the options given) and passed once: a recipe key can replace a
-            # setting but never hand TrainConfig a second value for it.
-            settings = {"steps": steps, "seconds": minutes * 60 if minutes else None,
-                        **{name: value for name, value in tunable.values()},
-                        "data_dir": str(data_dir) if data_dir else None, "seed": seed, "threads": threads,
-                        "device": device, "eval_every": eval_every, "scheduled_sampling": scheduled_sampling,
-                        "ss_k": ss_k, "objective": objective, "reward": reward,
-                        "mixer_xent_steps": mixer_xent_steps, "mixer_every": mixer_every,
-                        "mixer_delta": mixer_delta, "memory_rows": memory_rows}
-            task_options = parse_options(task_option)
+            # flags to fields, and only the flags given: the defaults are TrainConfig's, and a recipe's
+            # settings lie between them and the options given (Recipe.train_config)
+            values = {"task": task, "steps": steps, "seconds": seconds, "hidden_size": hidden, "num_layers": layers,
+                      "seed": seed, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
+                      "clip": clip or None, "lr_schedule": lr_schedule, "dropout": dropout,
+                      "forget_bias": forget_bias, "init_scale": init_scale, "ar": ar, "tar": tar,
+                      "state_limit": state_limit or None, "scheduled_sampling": scheduled_sampling, "ss_k": ss_k,
+                      "eval_every": eval_every, "data_dir": str(data_dir) if data_dir else None,
+                      "threads": threads, "device": device, "encoder": encoder, "objective": objective,
+                      "reward": reward, "mixer_xent_steps": mixer_xent_steps, "mixer_every": mixer_every,
+                      "mixer_delta": mixer_delta, "memory_rows": memory_rows}
+            given = {field: values[field] for field, flag in TRAIN_FLAGS.items() if explicit(ctx, flag)}
+            given.update(cell=cell, task_options=parse_options(task_option))
             if recipe is not None:
-                settings.update(recipe_settings(recipe, task, given_budget))
-                task_options = {**settings.pop("task_options", {}), **task_options}
-                settings.update({tunable[p][0]: tunable[p][1] for p in tunable if explicit(ctx, p)})
-            cfg = TrainConfig(cell=cell, task=task, task_options=task_options, **settings)
+                from cellsearch.training.recipes import load_recipe
+
+                cfg = load_recipe(recipe).train_config(given)
+            else:
+                cfg = TrainConfig(**given)
             if members is not None:
                 population = PopulationTrainer(cfg, members)
             else:
@@ -344,9 +336,11 @@ def register(app: typer.Typer) -> None:
         url: Annotated[Optional[str], typer.Option(help="Base URL to download from.")] = None,
     ) -> None:
         """Download a data set, verifying every file's SHA-256 (a corrupted file is refused)."""
+        from cellsearch.cli.progress import progress_bars
         from cellsearch.tasks.data import download
 
-        folder = download(name, data_dir, base_url=url, progress=True)
+        with progress_bars(True, err_console) as bars:
+            folder = download(name, data_dir, base_url=url, progress=bars)
         console.print(f"{name}: {folder}")
 
     @data_app.command("verify")

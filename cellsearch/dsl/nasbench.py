@@ -420,8 +420,9 @@ def import_recipes(path: str | os.PathLike, out_dir: str | os.PathLike, *, force
     cells = load_recipes(path)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} is not a directory: give the directory for the YAML cells")
-    limits.check_new_path("--output", out)
+        raise ConfigError(f"{out} is not a directory: give the directory for the YAML cells",
+                          field="import_recipes.out_dir")
+    limits.check_new_path("import_recipes.out_dir", out)
     for g in cells:  # (every name before the first file: a name the file system refuses would leave half of them)
         limits.check_file_name("cell file", f"{g.name}.yaml")
     texts = {out / f"{g.name}.yaml": dumps_cell(g) for g in cells}
@@ -434,7 +435,7 @@ def import_recipes(path: str | os.PathLike, out_dir: str | os.PathLike, *, force
         if taken:
             more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
             raise ConfigError(f"{taken[0]} already exists{more} with other contents: nothing was written; "
-                              "use --force to overwrite")
+                              "set force to overwrite", field="import_recipes.force")
     try:
         out.mkdir(parents=True, exist_ok=True)
         written = [save_cell(g, p, form="equations") for g, p in zip(cells, texts) if p in todo]

@@ -132,7 +132,7 @@ def export_from_run(run_dir: str | Path, rank: int, fmt: str, path: str | Path, 
 
     run = require_run(run_dir)
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ConfigError(f"--rank must be 1 (the best cell) or more, not {rank!r}")
+        raise ConfigError(f"rank must be 1 (the best cell) or more, not {rank!r}", field="export_from_run.rank")
     if fmt not in FORMATS:  # before reading the run: the cheap mistake first
         raise ConfigError(f"unknown export format '{fmt}' (known: {', '.join(FORMATS)})")
     rows = leaderboard(run, rank)

@@ -65,19 +65,20 @@ def check_decoding(max_new_tokens: int, *, beam_size: int | None = None, tempera
     """Check decoding settings before any work (``cellsearch generate`` calls it before it loads the
     model; the functions here check theirs): ``DecodingError``, or a ``LimitError`` past a limit."""
     try:
-        check_number("max_new_tokens (--length)", max_new_tokens, 0, "generated tokens", MAX_NEW_TOKENS)
+        check_number("check_decoding.max_new_tokens", max_new_tokens, 0, "generated tokens", MAX_NEW_TOKENS)
         if beam_size is not None:
-            check_number("beam_size (--beam)", beam_size, 1, "beam", MAX_BEAM)
+            check_number("check_decoding.beam_size", beam_size, 1, "beam", MAX_BEAM)
         if temperature is not None:  # (NaN and inf mean nothing; a tiny one is fine: greedy is its limit)
-            check_number("temperature", temperature, 0, "temperature", MAX_TEMPERATURE, integer=False,
+            check_number("check_decoding.temperature", temperature, 0, "temperature", MAX_TEMPERATURE, integer=False,
                          low_open=True)
         if top_k is not None:  # (more than the vocabulary keeps all of it)
-            check_number("top_k (--top-k)", top_k, 1)
-        check_number("length_penalty", length_penalty, 0, "length penalty", MAX_LENGTH_PENALTY, integer=False)
+            check_number("check_decoding.top_k", top_k, 1)
+        check_number("check_decoding.length_penalty", length_penalty, 0, "length penalty", MAX_LENGTH_PENALTY,
+                     integer=False)
     except LimitError:
         raise
     except ConfigError as exc:
-        raise DecodingError(str(exc)) from None
+        raise DecodingError(str(exc), field=exc.fields) from None
 
 
 def _check_length(max_new_tokens: int) -> None:

@@ -104,7 +104,7 @@ class SeqModel(nn.Module):
                                    memory_rows=config.memory_rows)
         elif self.graph.memory:
             raise ConfigError(f"cell '{self.graph.name}' reads a memory ({self.graph.memory[0]}): it decodes "
-                              "from an encoder; give one (e.g. --encoder gru)")
+                              "from an encoder; set encoder (e.g. gru)", field="ModelConfig.encoder")
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
         if config.tie_weights:

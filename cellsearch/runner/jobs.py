@@ -34,13 +34,14 @@ class JobSettings:
     population: bool = True  # train the jobs of one cell and task as one population (cellsearch.training.population)
 
     def validate(self) -> None:
-        check_number("--parallel", self.parallel, 1, "parallel", L.MAX_PARALLEL)
+        check_number("JobSettings.parallel", self.parallel, 1, "parallel", L.MAX_PARALLEL)
         if self.backend not in ("ray", "local"):
-            raise ConfigError(f"backend must be ray or local, not {shown(self.backend)}")
+            raise ConfigError(f"backend must be ray or local, not {shown(self.backend)}", field="JobSettings.backend")
         if self.cpus_per_trial is not None:
-            check_number("--cpus-per-trial", self.cpus_per_trial, 1, "threads", L.MAX_THREADS)
-        check_number("--gpus-per-trial", self.gpus_per_trial, 0, "gpus per trial", L.MAX_GPUS_PER_TRIAL, integer=False)
-        check_number("max_failures", self.max_failures, 0, "trials", L.MAX_TRIALS)
+            check_number("JobSettings.cpus_per_trial", self.cpus_per_trial, 1, "threads", L.MAX_THREADS)
+        check_number("JobSettings.gpus_per_trial", self.gpus_per_trial, 0, "gpus per trial", L.MAX_GPUS_PER_TRIAL,
+                     integer=False)
+        check_number("JobSettings.max_failures", self.max_failures, 0, "trials", L.MAX_TRIALS)
 
 
 class JobQueue:

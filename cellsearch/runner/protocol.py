@@ -54,24 +54,27 @@ class Protocol:
         from cellsearch.tasks import TASK_NAMES
 
         if not self.tasks:
-            raise ConfigError("give at least one task")
+            raise ConfigError("tasks is empty: give at least one task", field="Protocol.tasks")
         for t in self.tasks:
             if t not in TASK_NAMES:
-                raise ConfigError(f"unknown task '{t}' (known: {', '.join(TASK_NAMES)})")
+                raise ConfigError(f"unknown task '{t}' in tasks (known: {', '.join(TASK_NAMES)})",
+                                  field="Protocol.tasks")
         if self.steps is None and self.minutes is None:
-            raise ConfigError("give a budget: --budget STEPS or --minutes M")
+            raise ConfigError("give a budget: steps or minutes", field=("Protocol.steps", "Protocol.minutes"))
         if self.steps is not None:
-            check_number("--budget", self.steps, 1, "steps", L.MAX_STEPS)
+            check_number("Protocol.steps", self.steps, 1, "steps", L.MAX_STEPS)
         if self.minutes is not None:
-            L.check_minutes(self.minutes)
-        check_number("--seeds", self.seeds, 1, "population size", L.MAX_POPULATION)
+            L.check_minutes(self.minutes, "Protocol.minutes")
+        check_number("Protocol.seeds", self.seeds, 1, "population size", L.MAX_POPULATION)
         if not self.lr_factors or any(not (f > 0 and math.isfinite(f)) for f in self.lr_factors):
-            raise ConfigError(f"learning-rate factors must be positive numbers, got {shown(list(self.lr_factors))}")
+            raise ConfigError(f"lr_factors must be positive numbers (factors of the learning rate), got "
+                              f"{shown(list(self.lr_factors))}", field="Protocol.lr_factors")
         # a cell's learning rates and seeds train as one population
         check_limit(f"trainings of a cell and task ({len(self.lr_factors)} learning rates × {self.seeds} seeds)",
                     "population size", len(self.lr_factors) * self.seeds, L.MAX_POPULATION)
         for lr in self.learning_rates:
-            check_number("a learning rate of the sweep (--lrs × the search's lr)", lr, 0, integer=False, low_open=True)
+            check_number("a learning rate of the sweep (lr_factors × the search's lr)", lr, 0, integer=False,
+                         low_open=True)
         self.check_training()
 
     def check_training(self) -> None:
@@ -116,8 +119,14 @@ class Protocol:
 
 def protocol_for_run(run_dir: str | Path, *, steps: int | None = None, minutes: float | None = None,
                      seeds: int = 5, lr_factors=DEFAULT_LR_FACTORS, tasks: list[str] | None = None,
-                     data_dir: str | None = None) -> Protocol:
-    """The protocol for a run: its model and task settings, a budget ``BUDGET_FACTOR`` × its own."""
+                     data_dir: str | None = None, recipe: str | None = None) -> Protocol:
+    """The protocol for a run: its model and task settings (``recipe``: a training recipe's instead,
+    all but its budget), a budget ``BUDGET_FACTOR`` × its own."""
+    chosen = None
+    if recipe is not None:  # (a bad recipe is refused before the run is read)
+        from cellsearch.training.recipes import load_recipe
+
+        chosen = load_recipe(recipe)
     cfg = run_config(run_dir)
     if steps is None and minutes is None:
         if cfg.get("steps"):
@@ -128,9 +137,11 @@ def protocol_for_run(run_dir: str | Path, *, steps: int | None = None, minutes: 
         warnings.warn(f"the evaluation budget ({steps} steps) is not longer than the search's ({cfg['steps']}): "
                       f"the retrained scores say little more than the search's", CellWarning, stacklevel=2)
     train = {k: v for k, v in (cfg.get("train") or {}).items() if k != "device"}
+    task_options = dict(cfg.get("task_options") or {})
+    if chosen is not None:
+        train, task_options = chosen.overlay(train, task_options)
     proto = Protocol(tasks=list(tasks or cfg.get("tasks") or ["arith"]), steps=steps, minutes=minutes, seeds=seeds,
-                     lr_factors=tuple(float(f) for f in lr_factors), train=train,
-                     task_options=dict(cfg.get("task_options") or {}),
+                     lr_factors=tuple(float(f) for f in lr_factors), train=train, task_options=task_options,
                      data_dir=data_dir if data_dir is not None else cfg.get("data_dir"))
     proto.validate()
     return proto

@@ -19,7 +19,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,9 +34,9 @@ from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.runner.trial import TrialSpec, evaluate_candidate, reference_scores, trial_spec
 from cellsearch.runner.events import EventHandler, SearchEnded, SearchStarted, TrialFinished
 from cellsearch.storage.settings import SearchConfig
-from cellsearch.spaces.base import Candidate
+from cellsearch.spaces.base import Candidate, Space
 from cellsearch.storage.store import Store, decode_json
-from cellsearch.strategies.base import Stage, default_plan, save_state
+from cellsearch.strategies.base import Stage, Strategy, default_plan, save_state
 
 STATE_VERSION = 1
 
@@ -47,8 +47,72 @@ def check_search_config(cfg: SearchConfig) -> None:
     from cellsearch.strategies import STRATEGY_NAMES
 
     if cfg.strategy not in STRATEGY_NAMES:
-        raise ConfigError(f"unknown strategy '{cfg.strategy}' (known: {', '.join(STRATEGY_NAMES)})")
+        raise ConfigError(f"strategy: unknown strategy '{cfg.strategy}' (known: {', '.join(STRATEGY_NAMES)})",
+                          field="SearchConfig.strategy")
     cfg.validate()
+
+
+def strategy_name(strategy: Strategy) -> str:
+    """The name a strategy object is recorded under: its registry name when its class is a shipped
+    strategy, else the class's ``module.qualname`` (a third-party strategy)."""
+    from cellsearch.strategies import STRATEGY_NAMES, strategy_class
+
+    cls = type(strategy)
+    for name in STRATEGY_NAMES:
+        with contextlib.suppress(ConfigError):
+            if strategy_class(name) is cls:
+                return name
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def resolve_search(cfg: SearchConfig, *, space: "Space | str | None" = None, strategy: "Strategy | str | None" = None,
+                   space_source: str | None = None) -> tuple[SearchConfig, Space, Strategy]:
+    """The search ``cfg`` describes, settled and checked without touching a file: the resolved
+    settings (``SearchConfig.resolved``: what ``config.json`` records), the space and the strategy.
+
+    ``space``/``strategy`` may be objects (a ``Space``, a ``Strategy`` built over its space: a
+    third-party one, say) or names, in place of ``cfg.space``/``cfg.strategy``; an object is
+    recorded by its name (a space's ``name``, a strategy's ``strategy_name``). A strategy object
+    searches its own space. ``space_source`` loads the space from there instead (a resumed run's
+    snapshot)."""
+    from cellsearch.spaces import load_space
+    from cellsearch.spaces.base import Space
+    from cellsearch.strategies import make_strategy
+
+    if isinstance(space, str):
+        cfg, space = replace(cfg, space=space), None
+    if isinstance(strategy, str):
+        cfg, strategy = replace(cfg, strategy=strategy), None
+    if space is not None and not isinstance(space, Space):
+        raise ConfigError(f"space must be a space name, a space file or a Space, not {shown(space)}",
+                          field="SearchConfig.space")
+    if strategy is not None:
+        if not isinstance(strategy, Strategy):
+            raise ConfigError(f"strategy must be a strategy name or a Strategy, not {shown(strategy)}",
+                              field="SearchConfig.strategy")
+        if space is not None and strategy.space is not space:
+            raise ConfigError(f"the strategy searches the space '{strategy.space.name}', not the space "
+                              f"'{space.name}' given with it: give one of them", field="SearchConfig.space")
+        if cfg.strategy_options:
+            raise ConfigError("strategy_options are for a strategy given by name: a Strategy object has its "
+                              "options already", field="SearchConfig.strategy_options")
+        space = strategy.space
+        cfg = replace(cfg, strategy=strategy_name(strategy))
+        cfg.validate()
+    if space is not None:
+        cfg = replace(cfg, space=space.name)
+    if strategy is None:
+        check_search_config(cfg)
+    if space is None:
+        space = load_space(space_source or cfg.space)
+    cfg = cfg.resolved(space)
+    if strategy is None:
+        strategy = make_strategy(cfg.strategy, space, seed=cfg.seed, **cfg.strategy_options)
+    if not cfg.benchmark:
+        from cellsearch.library import resolve_cell
+
+        resolve_cell(cfg.reference)
+    return cfg, space, strategy
 
 
 class Controller:
@@ -241,26 +305,20 @@ class SearchRun:
     replay table, data) is checked before the run directory is created or touched; then the
     run is locked for this writer (``WriterLock``) until ``run()`` returns."""
 
-    def __init__(self, cfg: SearchConfig, runs_dir: str | Path = "runs", *, resume: bool = False,
-                 run_dir: str | Path | None = None):
-        from cellsearch.spaces import load_space
+    def __init__(self, cfg: SearchConfig, runs_dir: str | Path = "runs", *, space: Space | str | None = None,
+                 strategy: Strategy | str | None = None, resume: bool = False, run_dir: str | Path | None = None):
         from cellsearch.spaces.snapshot import SPACE_FILE, is_space_file
-        from cellsearch.strategies import make_strategy
         from cellsearch.storage.writer_lock import WriterLock
 
-        check_search_config(cfg)
-        self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir else Path(runs_dir) / cfg.name
+        snapshot = self.run_dir / rundir.SPACE_SNAPSHOT / SPACE_FILE
+        named = space if isinstance(space, str) else cfg.space if space is None else None
+        space_file = named if named is not None and is_space_file(named) else None  # (snapshotted: see below)
+        cfg, space, strategy = resolve_search(cfg, space=space, strategy=strategy,
+                                              space_source=str(snapshot) if resume and snapshot.exists() else None)
+        self.cfg = cfg
         if not resume:
             _check_new_run_dir(self.run_dir)
-        snapshot = self.run_dir / rundir.SPACE_SNAPSHOT / SPACE_FILE
-        space_source = str(snapshot) if resume and snapshot.exists() else cfg.space
-        space = load_space(space_source)
-        strategy = make_strategy(cfg.strategy, space, seed=cfg.seed, **cfg.strategy_options)
-        if not cfg.benchmark:
-            from cellsearch.library import resolve_cell
-
-            resolve_cell(cfg.reference)
         self.table = None
         if cfg.benchmark:
             from cellsearch.storage.benchmark_tables import BenchmarkTable
@@ -283,10 +341,10 @@ class SearchRun:
             self.lock.acquire()
             if not resume:
                 _check_new_run_dir(self.run_dir)  # (again, under the lock: another search may have won the race)
-                if is_space_file(cfg.space):
+                if space_file is not None:
                     from cellsearch.spaces.snapshot import snapshot_space
 
-                    snapshot_space(cfg.space, self.run_dir / rundir.SPACE_SNAPSHOT)
+                    snapshot_space(space_file, self.run_dir / rundir.SPACE_SNAPSHOT)
             store = Store(self.run_dir / rundir.RESULTS)
             self.controller = Controller(cfg, self.run_dir, space=space, strategy=strategy, store=store,
                                          resume=resume)
@@ -302,13 +360,23 @@ class SearchRun:
                 raise failed.advised("nothing was kept: free space and start the search again") from None
             raise failed.advised(_resume_advice(failed, self.run_dir)) from None
 
+    @staticmethod
+    def resolve(cfg: SearchConfig, *, space: Space | str | None = None,
+                strategy: Strategy | str | None = None) -> SearchConfig:
+        """The settings ``SearchRun(cfg, space=..., strategy=...)`` would record in ``config.json``,
+        checked as it checks them, without a file written (``cellsearch search --dry-run``)."""
+        return resolve_search(cfg, space=space, strategy=strategy)[0]
+
     @classmethod
-    def resume(cls, run_dir: str | Path, **overrides: Any) -> "SearchRun":
+    def resume(cls, run_dir: str | Path, *, space: Space | None = None, strategy: Strategy | None = None,
+               **overrides: Any) -> "SearchRun":
+        """Continue the search in ``run_dir`` (``overrides``: settings to change, e.g. ``trials``); a
+        search of a Space or Strategy object resumes with the object given again."""
         path = rundir.require_run(run_dir, "a search run that can be resumed")
         data = rundir.read_run_config(path)
         data.update({k: v for k, v in overrides.items() if v is not None})
         cfg = SearchConfig.from_dict(data, f"{path / rundir.CONFIG}")
-        return cls(cfg, resume=True, run_dir=path)
+        return cls(cfg, resume=True, run_dir=path, space=space, strategy=strategy)
 
     def run(self, on_event: EventHandler | None = None) -> dict[str, Any]:
         """Run the search to its number of trials (or until interrupted) and return a summary;
@@ -414,8 +482,8 @@ class SearchRun:
         if self.cfg.missing == "fail":
             ctl.running.pop(trial_id)
             raise ConfigError(f"cell {cand.hash} ('{cand.graph.name}', {cand.origin}) is not in the benchmark "
-                              f"table {table.path} ({len(table)} cells); replay with --missing skip to "
-                              f"record such cells as missing and go on")
+                              f"table {table.path} ({len(table)} cells); replay with missing set to skip to "
+                              f"record such cells as missing and go on", field="SearchConfig.missing")
         return TrialOutcome(status="missing", score=None, error=f"not in the benchmark table {table.path}")
 
 
@@ -423,12 +491,14 @@ def _check_new_run_dir(run_dir: Path) -> None:
     """A new search may go to ``run_dir``: its parent is a folder (or can be one), and it holds no search."""
     for parent in reversed(run_dir.parents):
         if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"{parent} is a file, not a directory of runs: choose another --runs")
+            raise ConfigError(f"{parent} is a file, not a directory of runs: choose another runs_dir",
+                              field="SearchRun.runs_dir")
     if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"{run_dir} is a file, not a run directory: choose another --name or --runs")
+        raise ConfigError(f"{run_dir} is a file, not a run directory: choose another name or runs_dir",
+                          field=("SearchConfig.name", "SearchRun.runs_dir"))
     if (run_dir / rundir.RESULTS).exists():
-        raise ConfigError(f"{run_dir} already holds a search: resume it with `cellsearch resume "
-                          f"{run_dir}` or choose another --name")
+        raise ConfigError(f"{run_dir} already holds a search: resume it (SearchRun.resume, `cellsearch resume "
+                          f"{run_dir}`) or choose another name", field="SearchConfig.name")
 
 
 def _resume_advice(failed: WriteError, run_dir: Path) -> str:

@@ -86,9 +86,12 @@ def evaluate_candidate(spec: TrialSpec, report: Callable[[TrialOutcome], None] |
     fitness shown so far. Returns the ``TrialOutcome``; never raises for a bad cell or a failing run
     (the status says what happened).
     """
+    from cellsearch.training.parallelism import torch_threads
+
     start = time.perf_counter()
     try:
-        return _evaluate(spec, report, start)
+        with torch_threads(spec.threads):  # (this trial's share)
+            return _evaluate(spec, report, start)
     except MemoryError:
         return _outcome(None, "failed", None, {}, 0, start, "out of memory")
     except Exception as exc:  # a candidate that breaks training must not stop the search
@@ -102,13 +105,10 @@ def _outcome(score, status, stage, metrics, params, start, error=None) -> TrialO
 
 
 def _evaluate(spec: TrialSpec, report, start: float) -> TrialOutcome:
-    from cellsearch.training.population import Member, train_population
     from cellsearch.training.config import TrainConfig
+    from cellsearch.training.population import Member, train_population
     from cellsearch.training.trainer import Trainer
-    from cellsearch.training.parallelism import use_threads
 
-    if spec.threads:
-        use_threads(spec.threads)
     graph, plan = spec.graph, spec.plan
     reference = spec.reference or {}
     is_reference = spec.is_reference

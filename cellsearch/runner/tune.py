@@ -139,6 +139,9 @@ def run_received(trials: TrialKind[S, O], data: Any, report: Callable[[O], None]
 
 def _trainable(config: dict, trials: TrialKind) -> None:
     """One trial: rebuild the spec the driver sent, run the trial function on it, reporting as it goes."""
+    from cellsearch.training.allocator import keep_freed_memory
+
+    keep_freed_memory()  # (a worker process is the search's own: tuned for training steps)
     node = ray.get_runtime_context().get_node_id()
 
     def report(partial) -> None:
@@ -299,10 +302,9 @@ def run_tune(source: TrialSource[S, O], run_dir: Path, trials: TrialKind[S, O], 
     (Tune's experiment folder: ``run_dir/name``)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from cellsearch.training.parallelism import use_threads
+    from cellsearch.training.parallelism import torch_threads
 
     cfg = source.cfg
-    use_threads(1)  # the driver only runs the strategy; trials have their own processes
     resources = {"cpu": source.threads}
     if cfg.gpus_per_trial:
         resources["gpu"] = cfg.gpus_per_trial
@@ -318,7 +320,8 @@ def run_tune(source: TrialSource[S, O], run_dir: Path, trials: TrialKind[S, O], 
     else:
         scheduler = FIFOScheduler()
     searcher = SourceSearcher(source, trials)
-    with ray_session(cfg):  # before the Tuner, which would otherwise start a default Ray of its own
+    # (the driver only runs the strategy while Tune runs: trials have their own processes)
+    with torch_threads(1), ray_session(cfg):  # before the Tuner, which would otherwise start a default Ray of its own
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(_trainable, trials=trials), resources),
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,

@@ -65,8 +65,6 @@ class TrainingOutcome:
 
 
 TRAINING_STATUSES = ("ok", "diverged", "stopped", "failed")  # a TrainingOutcome's
+JobOutcome = TrainingOutcome | list[TrainingOutcome]  # a training job's, or a population job's (one per member)
 
-__all__ = ["TRAINING_STATUSES", "TrainingOutcome", "TrialOutcome"]
-
-
-JobOutcome = TrainingOutcome | list[TrainingOutcome]  # a training job's, or a population's (one per member)
+__all__ = ["TRAINING_STATUSES", "JobOutcome", "TrainingOutcome", "TrialOutcome"]

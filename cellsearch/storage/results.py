@@ -66,7 +66,7 @@ def _ranked(run_dir: str | Path, top: int | None, *, reference: bool) -> list[di
     from cellsearch.dsl.io import loads_cell
 
     if top is not None and top < 0:
-        raise ConfigError(f"--top must be 0 or more, not {top}")
+        raise ConfigError(f"top must be 0 or more, not {top}", field="leaderboard.top")
     path = rundir.require_run(run_dir)
     with Store(path / rundir.RESULTS, readonly=True) as store:
         rows = [r for r in store.rows() if reference or r["origin"] != "reference"]

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from cellsearch.errors import DataError
 from cellsearch.fileio import WriteError, atomic_write, open_regular
@@ -108,8 +108,8 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def _how_to_get(ds: DataSet, root: Path) -> str:
-    return (f"get it with `cellsearch data download {ds.name} --data-dir {root}`, or pass --data-dir "
-            f"(or set {DATA_ENV}) to point at a folder holding {ds.name}/{', '.join(ds.files)}")
+    return (f"get it with `cellsearch data download {ds.name} --data-dir {root}`, or set data_dir "
+            f"(or {DATA_ENV}) to a folder holding {ds.name}/{', '.join(ds.files)}")
 
 
 def verify(name: str, dir: str | os.PathLike | None = None) -> Path:
@@ -124,7 +124,8 @@ def verify(name: str, dir: str | os.PathLike | None = None) -> Path:
     for fname, expected in ds.files.items():
         path = folder / fname
         if not path.is_file():
-            raise DataError(f"{ds.name} data not found: {path} is missing; {_how_to_get(ds, root)}")
+            raise DataError(f"{ds.name} data not found: {path} is missing; {_how_to_get(ds, root)}",
+                            field="data.data_dir")
         actual = sha256_file(path)
         if actual != expected:
             raise DataError(
@@ -133,7 +134,18 @@ def verify(name: str, dir: str | os.PathLike | None = None) -> Path:
     return folder
 
 
-def _fetch(url: str, dest: Path, expected: str, progress, label: str, hint: str) -> None:
+@dataclass(frozen=True)
+class FileDownload:
+    """Progress of a download (``download(progress=...)``): ``done`` of ``total`` bytes (None: the
+    server did not say) of the file ``name``; told at its start (``done`` 0) and after every chunk."""
+
+    name: str
+    done: int
+    total: int | None
+
+
+def _fetch(url: str, dest: Path, expected: str, progress: Callable[[FileDownload], None] | None, label: str,
+           hint: str) -> None:
     """Download ``url`` to a temp file next to ``dest``, check its SHA-256, then move it into place
     (``fileio.atomic_write``: a failed or corrupted download leaves nothing behind)."""
 
@@ -141,34 +153,39 @@ def _fetch(url: str, dest: Path, expected: str, progress, label: str, hint: str)
         h = hashlib.sha256()
         try:
             with urllib.request.urlopen(url, timeout=60) as resp:
-                total = resp.headers.get("Content-Length")
-                task = None
+                length = resp.headers.get("Content-Length")
+                total, done = int(length) if length and length.isdigit() else None, 0
                 if progress is not None:
-                    task = progress.add_task(label, total=int(total) if total and total.isdigit() else None)
+                    progress(FileDownload(label, 0, total))
                 while chunk := resp.read(_CHUNK):
                     h.update(chunk)
                     out.write(chunk)
-                    if task is not None:
-                        progress.advance(task, len(chunk))
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(FileDownload(label, done, total))
         except urllib.error.HTTPError as exc:
-            raise DataError(f"could not download {url}: HTTP {exc.code} {exc.reason}; {hint}") from None
+            raise DataError(f"could not download {url}: HTTP {exc.code} {exc.reason}; {hint}",
+                            field="download.base_url") from None
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
             reason = getattr(exc, "reason", None) or exc
-            raise DataError(f"could not download {url}: {reason}; check the network connection, {hint}") from None
+            raise DataError(f"could not download {url}: {reason}; check the network connection, {hint}",
+                            field="download.base_url") from None
         actual = h.hexdigest()
         if actual != expected:
             raise DataError(f"downloaded {dest.name} from {url} is corrupted: SHA-256 {actual}, expected {expected}; "
-                            f"nothing was saved. Try again, or use another source with --url")
+                            f"nothing was saved. Try again, or use another source (base_url)", field="download.base_url")
 
     try:
         atomic_write(dest, fetch)
     except WriteError as exc:
-        raise exc.advised("free some space or pass another --data-dir") from None
+        raise exc.advised("free some space or download to another data folder") from None
 
 
 def download(name: str, dest_dir: str | os.PathLike | None = None, base_url: str | None = None,
-             progress: bool = True) -> Path:
+             progress: Callable[[FileDownload], None] | None = None) -> Path:
     """Download data set ``name`` into its folder under the data root ``dest_dir``; return that folder.
+    ``progress`` hears a ``FileDownload`` event as each file arrives (it draws nothing itself: the
+    command line's bars are ``cellsearch.cli.progress``).
 
     Files already present with the right SHA-256 are kept; the others are fetched from
     ``base_url`` (default: the data set's environment variable, e.g. ``CELLSEARCH_PTB_URL``, else
@@ -180,26 +197,14 @@ def download(name: str, dest_dir: str | os.PathLike | None = None, base_url: str
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"cannot create the data folder {folder}: {exc.strerror}; pass another --data-dir") from None
+        raise DataError(f"cannot create the data folder {folder}: {exc.strerror}; set another data_dir",
+                        field="data.data_dir") from None
     todo = [(f, s) for f, s in ds.files.items() if not ((folder / f).is_file() and sha256_file(folder / f) == s)]
     if not todo:
         return folder
     base = ds.url(base_url)
-    hint = (f"check the URL (--url, or ${ds.url_env}; default {ds.base_url}) or put the files "
+    hint = (f"check the URL (base_url, or ${ds.url_env}; default {ds.base_url}) or put the files "
             f"({', '.join(ds.files)}) into {folder} by hand")
-    bar = None
-    if progress:
-        from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
-
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                       TimeRemainingColumn(), console=Console(stderr=True), transient=False)
-    if bar is not None:
-        with bar:
-            for fname, sha in todo:
-                _fetch(base + fname, folder / fname, sha, bar, fname, hint)
-    else:
-        for fname, sha in todo:
-            _fetch(base + fname, folder / fname, sha, None, fname, hint)
+    for fname, sha in todo:
+        _fetch(base + fname, folder / fname, sha, progress, fname, hint)
     return folder

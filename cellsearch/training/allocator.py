@@ -11,6 +11,11 @@ them anew: about 8,000-9,000 page faults per step of that population, 13-15% of 
 ``keep_freed_memory()`` raises glibc's mmap and trim thresholds so blocks up to
 ``MMAP_THRESHOLD`` come from the heap and up to ``TRIM_THRESHOLD`` of free heap stays mapped: the
 process keeps memory at its peak instead. Elsewhere (musl, macOS, Windows) it does nothing.
+
+It changes the whole process, so the library never calls it on a caller's behalf: the command
+line does (``cellsearch.cli``), as do the processes cellsearch starts for itself (Ray trial
+workers, ``training.parallelism.map_in_workers``'s pool) and the benchmark scripts. A Python
+program that trains may call it once at its start.
 """
 
 from __future__ import annotations

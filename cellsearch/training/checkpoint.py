@@ -50,8 +50,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     ckpt = _read(path)
     if is_population(ckpt):
         n = len(ckpt["population"]) if isinstance(ckpt["population"], list) else "several"
-        raise ConfigError(f"{path}: holds a population of {n} members (from `train --seeds`/`--lrs`), not one "
-                          "model; resume it with `train --resume` (the population resumes whole)")
+        raise ConfigError(f"{path}: holds a population of {n} members (a training of several seeds or learning "
+                          "rates), not one model; resume it as a population (PopulationTrainer.from_checkpoint, "
+                          "`cellsearch train --resume`: it resumes whole)")
     check_checkpoint(ckpt, path)
     _add_settings(ckpt)
     return ckpt
@@ -101,8 +102,8 @@ def load_population_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"no checkpoint at {path}")
     ckpt = _read(path)
     if not is_population(ckpt):
-        raise ConfigError(f"{path}: not a population checkpoint (it holds one model; resume it without "
-                          "--seeds/--lrs)")
+        raise ConfigError(f"{path}: not a population checkpoint (it holds one model; resume it as one training, "
+                          "without members)", field="PopulationTrainer.members")
     if ckpt.get("version") != CHECKPOINT_VERSION:
         raise ConfigError(f"{path}: checkpoint version {ckpt.get('version')} is not supported "
                           f"(this cellsearch writes {CHECKPOINT_VERSION})")

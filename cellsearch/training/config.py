@@ -20,6 +20,7 @@ from cellsearch.training.objectives import OBJECTIVES, REWARDS
 
 
 DEFAULT_ENCODER = "gru"  # the encoder of a cell that reads a memory, when none is given
+DEFAULT_STEPS = 300  # a training's step budget when neither steps nor seconds is given
 
 
 @dataclass
@@ -33,8 +34,8 @@ class TrainConfig:
     embed_size: int | None = None  # default: hidden_size
     dropout: float = 0.0
     batch_size: int = 32
-    steps: int | None = 300  # budget in optimizer steps (None: only the time budget)
-    seconds: float | None = None  # budget in wall-clock seconds (whichever ends first)
+    steps: int | None = None  # budget in optimizer steps (DEFAULT_STEPS unless seconds alone are given)
+    seconds: float | None = None  # budget in wall-clock seconds (with steps: whichever ends first)
     optimizer: str = "adam"  # adam | sgd
     lr: float = 2e-3
     momentum: float = 0.0  # SGD only
@@ -75,6 +76,8 @@ class TrainConfig:
     mixer_delta: int = 1
 
     def __post_init__(self) -> None:
+        if self.steps is None and self.seconds is None:  # (a time budget alone replaces the default steps)
+            self.steps = DEFAULT_STEPS
         # checked when made (by a caller, ``from_dict`` or ``dataclasses.replace``), so a Python user
         # meets a bad setting where it is written, as the command line does
         self.validate()
@@ -92,58 +95,59 @@ class TrainConfig:
         from cellsearch.limits import check_number
 
         if self.steps is None and self.seconds is None:
-            raise ConfigError("give a budget: steps or seconds")
+            raise ConfigError("give a budget: steps or seconds", field=("TrainConfig.steps", "TrainConfig.seconds"))
         if self.steps is not None:
-            check_number("steps", self.steps, 0, "steps", L.MAX_STEPS)
+            check_number("TrainConfig.steps", self.steps, 0, "steps", L.MAX_STEPS)
         if self.seconds is not None:
-            check_number("the time budget (seconds)", self.seconds, 0, "training time", L.MAX_TRAINING_SECONDS,
+            check_number("TrainConfig.seconds", self.seconds, 0, "training time", L.MAX_TRAINING_SECONDS,
                          integer=False, low_open=True)
         if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"optimizer must be adam or sgd, not {shown(self.optimizer)}")
+            raise ConfigError(f"optimizer must be adam or sgd, not {shown(self.optimizer)}", field="TrainConfig.optimizer")
         if self.lr_schedule not in ("constant", "cosine", "linear"):
-            raise ConfigError(f"lr_schedule must be constant, cosine or linear, not {shown(self.lr_schedule)}")
+            raise ConfigError(f"lr_schedule must be constant, cosine or linear, not {shown(self.lr_schedule)}", field="TrainConfig.lr_schedule")
         if self.scheduled_sampling not in (None, "linear", "exponential", "inverse_sigmoid"):
-            raise ConfigError("scheduled_sampling must be linear, exponential or inverse_sigmoid")
-        check_number("hidden_size", self.hidden_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
-        check_number("num_layers", self.num_layers, 1, "layers", L.MAX_LAYERS)
-        check_number("batch_size", self.batch_size, 1, "batch size", L.MAX_BATCH_SIZE)
-        check_number("eval_batch_size", self.eval_batch_size, 1, "batch size", L.MAX_BATCH_SIZE)
+            raise ConfigError("scheduled_sampling must be linear, exponential or inverse_sigmoid", field="TrainConfig.scheduled_sampling")
+        check_number("TrainConfig.hidden_size", self.hidden_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
+        check_number("TrainConfig.num_layers", self.num_layers, 1, "layers", L.MAX_LAYERS)
+        check_number("TrainConfig.batch_size", self.batch_size, 1, "batch size", L.MAX_BATCH_SIZE)
+        check_number("TrainConfig.eval_batch_size", self.eval_batch_size, 1, "batch size", L.MAX_BATCH_SIZE)
         if self.embed_size is not None:
-            check_number("embed_size", self.embed_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
-        check_number("lr", self.lr, 0, integer=False, low_open=True)
+            check_number("TrainConfig.embed_size", self.embed_size, 1, "hidden size", L.MAX_HIDDEN_SIZE)
+        check_number("TrainConfig.lr", self.lr, 0, integer=False, low_open=True)
         for name in ("momentum", "weight_decay", "init_scale", "ss_k", "ss_min", "diverge_factor", "ar", "tar"):
-            check_number(name, getattr(self, name), 0, integer=False)
+            check_number(f"TrainConfig.{name}", getattr(self, name), 0, integer=False)
         if self.momentum >= 1:  # (a momentum of 1 or more never forgets a gradient: the steps grow without end)
-            raise ConfigError(f"momentum must be below 1, not {shown(self.momentum)}")
+            raise ConfigError(f"momentum must be below 1, not {shown(self.momentum)}", field="TrainConfig.momentum")
         if self.ss_min > 1:
-            raise ConfigError(f"ss_min is a probability: at most 1, not {shown(self.ss_min)}")
-        check_number("dropout", self.dropout, 0, integer=False)
+            raise ConfigError(f"ss_min is a probability: at most 1, not {shown(self.ss_min)}", field="TrainConfig.ss_min")
+        check_number("TrainConfig.dropout", self.dropout, 0, integer=False)
         if not self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), not {shown(self.dropout)}")
+            raise ConfigError(f"dropout must be in [0, 1), not {shown(self.dropout)}", field="TrainConfig.dropout")
         if self.clip is not None:
-            check_number("clip", self.clip, 0, integer=False)
+            check_number("TrainConfig.clip", self.clip, 0, integer=False)
         if self.state_limit is not None:
-            check_number("state_limit", self.state_limit, 0, integer=False, low_open=True)
+            check_number("TrainConfig.state_limit", self.state_limit, 0, integer=False, low_open=True)
         if self.forget_bias is not None:
-            check_number("forget_bias", self.forget_bias, -math.inf, integer=False)
-        check_number("seed", self.seed, 0, "seed", L.MAX_SEED)
+            check_number("TrainConfig.forget_bias", self.forget_bias, -math.inf, integer=False)
+        check_number("TrainConfig.seed", self.seed, 0, "seed", L.MAX_SEED)
         if self.threads is not None:
-            check_number("threads", self.threads, 1, "threads", L.MAX_THREADS)
+            check_number("TrainConfig.threads", self.threads, 1, "threads", L.MAX_THREADS)
         if self.reward not in REWARDS:
-            raise ConfigError(f"reward must be one of {', '.join(REWARDS)}, not {shown(self.reward)}")
+            raise ConfigError(f"reward must be one of {', '.join(REWARDS)}, not {shown(self.reward)}", field="TrainConfig.reward")
         if self.objective not in OBJECTIVES:
-            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {shown(self.objective)}")
-        check_number("memory_rows", self.memory_rows, 1, "memory rows", L.MAX_MEMORY_ROWS)
+            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {shown(self.objective)}", field="TrainConfig.objective")
+        check_number("TrainConfig.memory_rows", self.memory_rows, 1, "memory rows", L.MAX_MEMORY_ROWS)
         if self.objective != "xent" and self.scheduled_sampling is not None:
-            raise ConfigError(f"scheduled sampling is for teacher-forced training; --objective {self.objective} "
-                              "feeds the model its own samples already: leave out --scheduled-sampling")
+            raise ConfigError(f"scheduled_sampling is for teacher-forced training; objective {self.objective} "
+                              "feeds the model its own samples already: leave out scheduled_sampling",
+                              field=("TrainConfig.scheduled_sampling", "TrainConfig.objective"))
         for name in ("warmup_steps", "eval_every", "checkpoint_every", "mixer_xent_steps"):
-            check_number(name, getattr(self, name), 0, "steps", L.MAX_STEPS)
-        check_number("mixer_every", self.mixer_every, 1, "steps", L.MAX_STEPS)
-        check_number("mixer_delta", self.mixer_delta, 1, "sequence length", L.MAX_SEQUENCE_LENGTH)
+            check_number(f"TrainConfig.{name}", getattr(self, name), 0, "steps", L.MAX_STEPS)
+        check_number("TrainConfig.mixer_every", self.mixer_every, 1, "steps", L.MAX_STEPS)
+        check_number("TrainConfig.mixer_delta", self.mixer_delta, 1, "sequence length", L.MAX_SEQUENCE_LENGTH)
         if not isinstance(self.task_options, dict):
             raise ConfigError(f"task_options must be a mapping of option names to values, "
-                              f"not {shown(self.task_options)}")
+                              f"not {shown(self.task_options)}", field="TrainConfig.task_options")
         task_class(self.task).check_options(self.task_options)
         # (the memory a training takes is checked where it will run, not here: by the Trainer before
         # it builds anything, and by SearchConfig/Protocol/populations for all their members at once)

@@ -43,6 +43,7 @@ from cellsearch.training.config import TrainConfig
 from cellsearch.training.trainer import Trainer
 from cellsearch.training.result import TrainResult
 from cellsearch.training.memory_estimate import check_training_memory
+from cellsearch.training.parallelism import torch_threads
 
 MEMBER_FIELDS = ("seed", "lr", "init_scale", "forget_bias", "weight_decay", "clip")
 
@@ -190,7 +191,12 @@ class PopulationTrainer:
         ``callback(member, step, metrics)`` hears each member's periodic evaluations and may return
         False to stop that member. ``progress`` hears the population's events (``StepDone`` with the
         mean loss of the members still training). Writes ``checkpoint.pt`` (all members) into ``out_dir``.
+        Trains on ``cfg.threads`` torch threads (the caller's count comes back after).
         """
+        with torch_threads(self.cfg.threads):
+            return self._run(callback, progress, out_dir)
+
+    def _run(self, callback, progress, out_dir) -> list[TrainResult]:
         cfg = self.cfg
         if out_dir:  # (before training: a name the file system refuses would lose the training at the save)
             check_new_path("the output directory", out_dir)
@@ -201,7 +207,7 @@ class PopulationTrainer:
         member_callbacks = [None if callback is None else (lambda step, m, k=k: callback(k, step, m))
                             for k in range(len(self.trainers))]
         if out_dir:  # before training: an output that cannot be written would lose it at the end
-            check_output_dir(out_dir, "--out", OUTPUT_FILES)
+            check_output_dir(out_dir, "Trainer.out_dir", OUTPUT_FILES)
         last_ckpt = None
         step = min(t.step for t in self.trainers)
         try:
@@ -250,7 +256,7 @@ def _checked_members(ckpt: dict[str, Any], path: str | Path) -> list[Member]:
     for i, entry in enumerate(entries[1:], 1):
         if entry["cell_yaml"] != first["cell_yaml"] or entry.get("encoder_yaml") != first.get("encoder_yaml"):
             raise ConfigError(f"{path}: member {i} is another cell than member 0; a population trains one cell "
-                              "(not a checkpoint `train --seeds/--lrs` wrote)")
+                              "(not a checkpoint a population's training wrote)")
         differ = sorted(str(k) for k in {*entry["config"], *first["config"]} - set(MEMBER_FIELDS)
                         if entry["config"].get(k) != first["config"].get(k))
         if differ:

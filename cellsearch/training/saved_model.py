@@ -31,8 +31,8 @@ def save_checkpoint(save: Callable[[Path], Path], path: Path, last: Path | None)
         kept = last if last is not None else (path if path.is_file() else None)
         if kept is None:
             raise exc.advised("no checkpoint of this training was written; free space and train again") from None
-        raise exc.advised(f"the last good checkpoint, {kept}, is kept: free space and continue from it with "
-                          f"`cellsearch train ... --resume {kept}`") from None
+        raise exc.advised(f"the last good checkpoint, {kept}, is kept: free space and continue from it "
+                          f"(Trainer.from_checkpoint, `cellsearch train ... --resume {kept}`)") from None
 
 
 def checkpoint_encoder(ckpt: dict, path: str | Path):

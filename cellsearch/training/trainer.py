@@ -10,6 +10,10 @@ state, the carried hidden state).
 
 Randomness comes from the trainer's own generators, not the caller's global RNG (``Trainer._own_rng``);
 progress goes to an optional callback as events (``cellsearch.training.events``; it prints nothing).
+A trainer leaves the process's state as it found it: torch's threads are ``cfg.threads`` only while
+it trains (``torch_threads``), and the C allocator's tuning for training steps
+(``cellsearch.training.allocator.keep_freed_memory``) is for the process's owner to ask for — the
+command line and the search's workers do.
 
 Any cell the DSL accepts trains without its recurrence running away (docs/results/stability.md):
 ``state_limit`` bounds a layer whose outputs leave ±limit (``SeqModel``: that layer is computed
@@ -38,14 +42,13 @@ from cellsearch.limits import check_new_path
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.tasks import make_task
 from cellsearch.tasks.base import Task
-from cellsearch.training.allocator import keep_freed_memory
 from cellsearch.training.checkpoint import CHECKPOINT_VERSION, load_checkpoint, restore_error
 from cellsearch.training.config import DEFAULT_ENCODER, TrainConfig
 from cellsearch.training.events import StepDone, TrainingStarted, TrainingStopped
 from cellsearch.training.memory_estimate import check_training_memory
 from cellsearch.training.objectives import Baseline, sampled_tail, sequence_loss
 from cellsearch.training.optim_groups import finite_together
-from cellsearch.training.parallelism import use_threads
+from cellsearch.training.parallelism import torch_threads
 from cellsearch.training.regularization import activation_penalty
 from cellsearch.training.result import TrainResult
 from cellsearch.training.saved_model import CHECKPOINT_FILE, OUTPUT_FILES, checkpoint_encoder, save_checkpoint
@@ -87,8 +90,6 @@ class Trainer:
 
         cfg.validate()
         self.cfg = cfg
-        use_threads(cfg.threads)
-        keep_freed_memory()  # the step's whole-sequence buffers are reused, not page-faulted anew each step
         self.device = _device(cfg.device)
         self.graph = graph if graph is not None else resolve_cell(cfg.cell)
         check_training_memory(cfg, self.graph)  # (validate guessed the cell's size; this counts its linears)
@@ -110,12 +111,14 @@ class Trainer:
                                                           memory_rows=cfg.memory_rows),
                                   encoder=encoder_graph)
         if cfg.objective != "xent" and not self.model.is_seq2seq:
-            raise ConfigError(f"--objective {cfg.objective} trains an encoder-decoder model: give --encoder "
-                              "(e.g. gru) or a cell that attends (attn-gru), on a task of prompts and answers")
+            raise ConfigError(f"objective {cfg.objective} trains an encoder-decoder model: set encoder "
+                              "(e.g. gru) or train a cell that attends (attn-gru), on a task of prompts and answers",
+                              field=("TrainConfig.objective", "TrainConfig.encoder"))
         self.baseline = Baseline()  # REINFORCE's running average reward
         self.model.reset_parameters(cfg.init_scale, gen)
         if cfg.forget_bias is not None and not set_gate_bias(self.model, "f", cfg.forget_bias):
-            raise ConfigError(f"--forget-bias: cell '{self.graph.name}' has no gate 'f' fed by a linear with bias")
+            raise ConfigError(f"forget_bias: cell '{self.graph.name}' has no gate 'f' fed by a linear with bias",
+                              field="TrainConfig.forget_bias")
         self.model.to(self.device)
         params = list(self.model.parameters())
         # Adam fused (one kernel for all parameters) and SGD foreach: instead of ~10 small ops per parameter,
@@ -322,7 +325,8 @@ class Trainer:
         self.state = None if self.model.is_seq2seq else self.model.detach_state(new_state)
 
     def evaluate(self, split: str = "valid") -> dict[str, float | None]:
-        metrics = self.task.evaluate(self.model, split, self.cfg.eval_batch_size)
+        with torch_threads(self.cfg.threads):
+            metrics = self.task.evaluate(self.model, split, self.cfg.eval_batch_size)
         return {k: (None if (v is None or not math.isfinite(v)) else float(v)) for k, v in metrics.items()}
 
     def run(self, callback: Callable[[int, dict], bool | None] | None = None,
@@ -330,11 +334,16 @@ class Trainer:
         """Train until the budget is spent; ``callback(step, metrics)`` is called after every periodic
         evaluation and may return False to stop. ``progress(event)`` hears ``TrainingStarted``, a
         ``StepDone`` per step and ``TrainingStopped`` (a progress bar: ``cellsearch.cli.progress``).
-        Writes ``checkpoint.pt`` into ``out_dir``."""
+        Writes ``checkpoint.pt`` into ``out_dir``. Trains on ``cfg.threads`` torch threads (the
+        caller's count comes back after)."""
+        with torch_threads(self.cfg.threads):
+            return self._run(callback, progress, out_dir)
+
+    def _run(self, callback, progress, out_dir) -> TrainResult:
         cfg = self.cfg
         if out_dir:  # before training: an output that cannot be written would lose the training at the save
             check_new_path("the output directory", out_dir)
-            check_output_dir(out_dir, "--out", OUTPUT_FILES)
+            check_output_dir(out_dir, "Trainer.out_dir", OUTPUT_FILES)
         start = time.perf_counter()
         if progress is True:  # (it used to build a progress bar here; rendering is the caller's now)
             raise TypeError("progress takes a callable that receives the training events, not True")

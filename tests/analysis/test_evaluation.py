@@ -319,7 +319,7 @@ def test_evaluate_and_fidelity_end_to_end_on_ray(run_copy):
 @pytest.mark.parametrize("args, message", [
     (["evaluate", "{tmp}"], "no such run directory"),
     (["evaluate", "{run}", "--lrs", "fast"], "--lrs must be comma-separated numbers"),
-    (["evaluate", "{run}", "--lrs", "0,1"], "learning-rate factors must be positive"),
+    (["evaluate", "{run}", "--lrs", "0,1"], "--lrs must be positive numbers"),
     (["evaluate", "{run}", "--tasks", "chess"], "unknown task 'chess'"),
     (["evaluate", "{run}", "--baselines", "lstm,nosuchcell"], "nosuchcell"),
     (["evaluate", "{run}", "--backend", "slurm"], "backend must be ray or local"),

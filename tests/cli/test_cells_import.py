@@ -115,8 +115,9 @@ def test_library_refuses_without_force(tmp_path, recipes):
     out = tmp_path / "cells"
     out.mkdir()
     (out / "r_0.yaml").write_text("mine\n")
-    with pytest.raises(ConfigError, match="--force"):
+    with pytest.raises(ConfigError, match="set force to overwrite") as exc:
         import_recipes(recipes, out)
+    assert exc.value.fields == ("import_recipes.force",)  # (the command line shows --force: see above)
     assert sorted(p.name for p in out.iterdir()) == ["r_0.yaml"]
     with pytest.warns(CellWarning, match="r_1: input 'x' is never used"):
         written = import_recipes(recipes, out, force=True)

@@ -23,7 +23,7 @@ from tests.support.hostile import cli, refused, tree_digest, unchanged
     (["--minutes", "-1"], "--minutes must be a positive number"),
     (["--minutes", "nan"], "--minutes must be a positive number"),
     (["--minutes", "inf"], "--minutes must be a positive number"),
-    (["--hidden", "0"], "hidden_size"),
+    (["--hidden", "0"], "--hidden must be at least 1"),
     (["--parallel", "0"], "--parallel"),
     (["--strategy", "annealing"], "unknown strategy"),
     (["--space", "nowhere.yaml"], "no such file"),
@@ -31,7 +31,7 @@ from tests.support.hostile import cli, refused, tree_digest, unchanged
     (["-o", "population_size=abc"], "population_size"),
     (["--cpus-per-trial", "0"], "--cpus-per-trial"),
     (["--gpus-per-trial", "-1"], "--gpus-per-trial"),
-    (["--name", ".."], "bad run name"),
+    (["--name", ".."], "--name '..' cannot name a run folder"),
     (["--benchmark", "nowhere.parquet"], "nowhere.parquet"),
 ])
 def test_bad_search_options_are_refused_before_anything_is_written(tmp_path, args, says):

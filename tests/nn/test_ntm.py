@@ -120,4 +120,4 @@ def test_ntm_trains_resumes_and_generates_from_the_cli(tmp_path):
     res = runner.invoke(app, ["generate", str(tmp_path / "a"), "--prompt", "abc=", "--length", "4"])
     assert res.exit_code == 0 and res.output.startswith("abc="), res.output
     res = runner.invoke(app, [*base[:-1], "--steps", "1", "--memory-rows", "0", "--out", str(tmp_path / "c")])
-    assert res.exit_code == 2 and "memory_rows must be at least 1" in res.output
+    assert res.exit_code == 2 and "--memory-rows must be at least 1" in res.output

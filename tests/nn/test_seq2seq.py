@@ -93,7 +93,7 @@ def test_greedy_and_beam_decode_from_the_encoded_source():
 
 
 def test_a_memory_cell_needs_an_encoder_and_an_encoder_no_memory():
-    with pytest.raises(ConfigError, match="give one"):
+    with pytest.raises(ConfigError, match="from an encoder; set encoder"):
         SeqModel(get_cell("attn-gru"), ModelConfig(vocab_size=10, hidden_size=8))
     with pytest.raises(ConfigError, match="reads a memory"):
         SeqModel(get_cell("gru"), ModelConfig(vocab_size=10, hidden_size=8, encoder="attn-gru"))

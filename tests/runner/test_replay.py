@@ -111,7 +111,7 @@ def test_missing_cells_are_skipped_or_fail_as_configured(tmp_path, finite_space,
     missing = df[(df["status"] == "missing") & df["reused_from"].isna()]
     assert len(missing) and missing["score"].isna().all()
     assert missing["error"].str.contains("not in the benchmark table").all()
-    with pytest.raises(ConfigError, match=r"is not in the benchmark table .*--missing skip"):
+    with pytest.raises(ConfigError, match=r"is not in the benchmark table .*missing set to skip"):
         SearchRun(SearchConfig(name="fail", space=str(finite_space), strategy="random", trials=12, seed=5,
                                benchmark=str(table_path), missing="fail"), tmp_path).run()
 

@@ -291,15 +291,20 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_download_good(server, tmp_path):
     dest = tmp_path / "data"
-    folder = download("ptb", dest, base_url=server.url, progress=True)
+    events = []
+    folder = download("ptb", dest, base_url=server.url, progress=events.append)
     assert folder == dest / "ptb"
     assert leftovers(folder) == sorted(PTB_FILES)
     for f, sha in DATASETS["ptb"].files.items():
         assert data.sha256_file(folder / f) == sha
     assert sorted(server.requests) == sorted("/" + f for f in PTB_FILES)
+    # progress comes as events (the library draws nothing): each file from 0 to its whole size
+    for f in PTB_FILES:
+        told = [e for e in events if e.name == f]
+        assert told[0].done == 0 and told[-1].done == (folder / f).stat().st_size
     assert verify("ptb", dest) == folder
     server.requests.clear()
-    assert download("ptb", dest, base_url=server.url, progress=False) == folder
+    assert download("ptb", dest, base_url=server.url, progress=None) == folder
     assert server.requests == []  # nothing fetched again
 
 
@@ -309,7 +314,7 @@ def test_download_url_from_env_and_refetch_of_a_bad_local_file(server, tmp_path,
     dest.mkdir()
     shutil.copyfile(SHARED_PTB / "ptb.train.txt", dest / "ptb.train.txt")
     (dest / "ptb.test.txt").write_text("stale\n")
-    assert download("ptb", dest, progress=False) == dest
+    assert download("ptb", dest, progress=None) == dest
     assert sorted(server.requests) == ["/ptb.test.txt", "/ptb.valid.txt"]
     verify("ptb", dest)
 
@@ -320,7 +325,7 @@ def test_download_refuses_a_corrupted_file(server, tmp_path):
     (server.root / "ptb.train.txt").write_bytes(bytes(raw))
     dest = tmp_path / "data"
     with pytest.raises(DataError) as exc:
-        download("ptb", dest, base_url=server.url, progress=False)
+        download("ptb", dest, base_url=server.url, progress=None)
     msg = str(exc.value)
     assert "ptb.train.txt" in msg and DATASETS["ptb"].files["ptb.train.txt"] in msg
     assert hashlib.sha256(raw).hexdigest() in msg
@@ -331,8 +336,8 @@ def test_download_404(server, tmp_path):
     (server.root / "ptb.valid.txt").unlink()
     dest = tmp_path / "data"
     with pytest.raises(DataError, match="HTTP 404") as exc:
-        download("ptb", dest, base_url=server.url, progress=False)
-    assert server.url + "ptb.valid.txt" in str(exc.value) and "--url" in str(exc.value)
+        download("ptb", dest, base_url=server.url, progress=None)
+    assert server.url + "ptb.valid.txt" in str(exc.value) and "base_url" in str(exc.value)
     assert leftovers(dest / "ptb") == ["ptb.train.txt"]  # the good file before it stays, no temp files
 
 
@@ -341,5 +346,5 @@ def test_download_connection_refused(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(DataError, match="could not download"):
-        download("ptb", tmp_path, base_url=f"http://127.0.0.1:{port}/", progress=False)
+        download("ptb", tmp_path, base_url=f"http://127.0.0.1:{port}/", progress=None)
     assert leftovers(tmp_path / "ptb") == []

@@ -126,7 +126,7 @@ def test_cli_objectives_and_their_errors(tmp_path):
     assert json.loads(res.output)["status"] == "ok"
     for args, message in ((["gru", "--objective", "mixer"], "trains an encoder-decoder model"),
                           (["attn-gru", "--objective", "ppo"], "objective must be one of xent, reinforce, mixer"),
-                          (["attn-gru", "--objective", "mixer", "--mixer-every", "0"], "mixer_every must be at least 1"),
+                          (["attn-gru", "--objective", "mixer", "--mixer-every", "0"], "--mixer-every must be at least 1"),
                           (["attn-gru", "--objective", "reinforce", "--reward", "bleu"], "reward must be one of edit, exact")):
         res = runner.invoke(app, ["train", *args, "--task", "reverse", "--steps", "1", "--out", str(tmp_path / "x")])
         assert res.exit_code == 2, res.output

@@ -19,7 +19,7 @@ def test_the_default_recipe_states_the_trainers_defaults():
     from cellsearch.training.recipes import load_recipe, recipe_names
 
     assert recipe_names()[:1] == ["default"] and "nasbench-nlp" in recipe_names()
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    defaults = {f.name: getattr(TrainConfig(), f.name) for f in fields(TrainConfig)}  # (as made: the budget is set then)
     recipe = load_recipe("default")
     assert recipe.train and recipe.task_options == {}
     for key, value in recipe.train.items():

@@ -101,12 +101,12 @@ def test_no_recipe_diverges_at_the_default_ptb_settings(tmp_path):
 
 
 @pytest.mark.parametrize("option, value, says", [
-    ("--ar", "-1", "ar must be a number >= 0"),
-    ("--tar", "nan", "tar must be a number >= 0"),
-    ("--ar", "inf", "ar must be a number >= 0"),
-    ("--state-limit", "-5", "state_limit must be a positive number"),
-    ("--state-limit", "inf", "state_limit must be a positive number"),
-    ("--state-limit", "nan", "state_limit must be a positive number"),
+    ("--ar", "-1", "--ar must be a number >= 0"),
+    ("--tar", "nan", "--tar must be a number >= 0"),
+    ("--ar", "inf", "--ar must be a number >= 0"),
+    ("--state-limit", "-5", "--state-limit must be a positive number"),
+    ("--state-limit", "inf", "--state-limit must be a positive number"),
+    ("--state-limit", "nan", "--state-limit must be a positive number"),
 ])
 def test_bad_options_are_one_line_refusals(option, value, says):
     refused("train", "lstm", "--steps", "1", option, value, "--no-progress", says=says)

@@ -102,8 +102,11 @@ def test_forget_bias_and_config_errors():
         Trainer(TrainConfig(cell="gru", task="arith", steps=1, forget_bias=1.0, **SMALL))
     with pytest.raises(ConfigError, match="optimizer"):
         TrainConfig(optimizer="rmsprop").validate()
+    cfg = TrainConfig(steps=None, seconds=None)  # no budget given: the default one, as `cellsearch train` has
+    assert (cfg.steps, cfg.seconds) == (300, None)
+    cfg.steps = None
     with pytest.raises(ConfigError, match="budget"):
-        TrainConfig(steps=None, seconds=None).validate()
+        cfg.validate()
 
 
 def test_scheduled_sampling_schedules_decay():

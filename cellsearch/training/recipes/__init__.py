@@ -49,6 +49,20 @@ class Recipe:
             task_options[task_name] = {**task_options.get(task_name, {}), **options}
         return train, task_options
 
+    def train_config(self, given: dict[str, Any]) -> TrainConfig:
+        """A training with this recipe: ``TrainConfig``'s defaults, under the recipe's settings for
+        the task, under ``given`` (the fields a user set: ``cellsearch train --recipe NAME --hidden
+        256``). A budget given (steps or seconds) replaces the recipe's whole; task options merge."""
+        from dataclasses import fields
+
+        task = given.get("task", next(f.default for f in fields(TrainConfig) if f.name == "task"))
+        settings = self.settings(task)
+        if "steps" in given or "seconds" in given:
+            settings.pop("steps", None)
+            settings.pop("seconds", None)
+        task_options = {**settings.pop("task_options", {}), **given.get("task_options", {})}
+        return TrainConfig(**{**settings, **given, "task_options": task_options})
+
     def settings(self, task: str) -> dict[str, Any]:
         """The TrainConfig fields this recipe sets when training on ``task`` (its task options
         for that task under ``task_options``, when it has some)."""
