@@ -63,7 +63,7 @@ def parse_equation(name: str, text: Any, taken: set[str]) -> list[Node]:
         raise CellError(f"equation '{clipped(source)}' is nested too deeply to parse: exceeds limit "
                         f"'expression depth' ({limits.MAX_EXPRESSION_DEPTH} levels)", node=name) from None
     except ValueError as exc:  # e.g. Python's limit on the digits of an integer literal
-        raise CellError(f"cannot parse equation '{clipped(source)}': {clipped(exc)}", node=name) from None
+        raise CellError(f"cannot parse equation '{clipped(source)}': {clipped(str(exc))}", node=name) from None
     _check_tree(name, source, tree)
     return _Builder(name, source, taken).build(tree.body)
 
@@ -200,15 +200,17 @@ class _Builder:
             n = len(expr.args)
             if n < spec.min_args or (spec.max_args is not None and n > spec.max_args):
                 raise self.fail(f"{fn}() takes {spec.arity_text()} argument(s), got {n}", expr)
-            attrs = {}
+            attrs: dict[str, Any] = {}
             for kw in expr.keywords:
-                if kw.arg in attrs:  # ast.parse accepts f(a=1, a=2); only the compiler rejects it
-                    raise self.fail(f"{fn}(): keyword '{kw.arg}' is given twice", expr)
-                spec_attr = spec.attrs.get(kw.arg)
+                key = kw.arg
+                assert key is not None  # **kwargs was refused above
+                if key in attrs:  # ast.parse accepts f(a=1, a=2); only the compiler rejects it
+                    raise self.fail(f"{fn}(): keyword '{key}' is given twice", expr)
+                spec_attr = spec.attrs.get(key)
                 if spec_attr is not None and spec_attr.type is str:  # a word from a fixed list: kind=general
-                    attrs[kw.arg] = self.word(kw.value, f"{fn}({kw.arg}=...)", spec_attr.choices)
+                    attrs[key] = self.word(kw.value, f"{fn}({key}=...)", spec_attr.choices)
                 else:
-                    attrs[kw.arg] = self.literal(kw.value, f"{fn}({kw.arg}=...)", f"'{kw.arg}'")
+                    attrs[key] = self.literal(kw.value, f"{fn}({key}=...)", f"'{key}'")
             args = [self.arg(a) for a in expr.args]
             return self.emit(fn, args, attrs, name)
         if isinstance(expr, ast.Constant):  # numbers never get here: strings, True, None, ...
@@ -230,7 +232,7 @@ class _Builder:
     def word(self, expr: ast.AST, what: str, choices: tuple) -> str:
         value = expr.id if isinstance(expr, ast.Name) else expr.value \
             if isinstance(expr, ast.Constant) and isinstance(expr.value, str) else None
-        if value not in choices:
+        if value is None or value not in choices:
             raise self.fail(f"{what} must be one of {', '.join(choices)}", expr)
         return value
 
@@ -269,6 +271,8 @@ _PREC = {"add": 1, "sub": 1, "mul": 2, "neg": 3}
 
 
 def format_number(value: float) -> str:
+    """The shortest text that reads back as ``value``: whole numbers below 1e15 without a decimal point,
+    others as Python's ``repr`` of the float."""
     if float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(float(value))

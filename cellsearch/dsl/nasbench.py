@@ -169,7 +169,7 @@ def recipe_to_cell(recipe: dict, name: str) -> CellGraph:
         specs[key] = (op, list(inputs))
 
     # -- states and undefined inputs
-    updated = {_state_ref(k, where, k)[1] for k in specs if _state_ref(k, where, k) is not None}
+    updated = {ref[1] for k in specs if (ref := _state_ref(k, where, k)) is not None}
     read: dict[int, str] = {}  # state index → first node reading its previous value
     for key, (op, inputs) in specs.items():
         for a in inputs:

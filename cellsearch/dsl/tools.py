@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 
@@ -24,7 +25,7 @@ def to_networkx(graph: CellGraph) -> nx.DiGraph:
     """
     g = nx.DiGraph(name=graph.name, output=graph.output)
     for leaf, kind in graph.leaf_kinds.items():
-        attrs = {"kind": kind, "op": None, "attrs": {}, "live": True}
+        attrs: dict[str, Any] = {"kind": kind, "op": None, "attrs": {}, "live": True}
         if kind == "prev":
             attrs["state"] = graph.state_of_prev(leaf)
         g.add_node(leaf, **attrs)
