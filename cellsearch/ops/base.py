@@ -39,6 +39,7 @@ def satisfies(have: str | None, want: str | None) -> bool:
 
 
 def range_text(r: str) -> str:
+    """The word for a range (POSITIVE, NONNEGATIVE) in an error message."""
     return _RANGE_TEXT[r]
 
 
@@ -53,6 +54,7 @@ class AttrSpec:
 
 
 def paren(text: str, needed: bool) -> str:
+    """``text`` in parentheses when ``needed`` (a lower-precedence operand), else as it is."""
     return f"({text})" if needed else text
 
 
@@ -71,6 +73,8 @@ class Op:
     export_param_phase: int | None = None  # order of its parameters in the exported __init__
     export_prelude: Any = None  # a ``Prelude`` the exported module needs when a cell uses the op
     triton = False  # the fused kernels can compute it (triton_forward / triton_backward)
+    # with reads_given_memory: the argument that is the memory (declared only: set by those ops)
+    memory_arg: int
 
     def __init__(self, name: str, kind: str, min_args: int, max_args: int | None, *, commutative: bool = False,
                  attrs: dict[str, AttrSpec] | None = None, doc: str = "", signature: tuple | None = None,
@@ -94,6 +98,7 @@ class Op:
         return f"<op {self.name}>"
 
     def arity_text(self) -> str:
+        """How many arguments it takes, for an error message ("2", "1 to 3", "at least 1")."""
         if self.max_args is None:
             return f"at least {self.min_args}"
         if self.min_args == self.max_args:
@@ -102,9 +107,11 @@ class Op:
 
     # ---- value kinds and ranges (dsl validation)
     def arg_kinds(self, n_args: int) -> tuple[str, ...]:
+        """The value kind ("vector", "memory", ...) each of ``n_args`` arguments must have."""
         return self.signature[0] if self.signature else ("vector",) * n_args
 
     def result_kind(self) -> str:
+        """The value kind of its result ("vector" unless its signature says otherwise)."""
         return self.signature[1] if self.signature else "vector"
 
     def result_range(self, node: Any, arg_ranges: list[str | None]) -> str | None:
@@ -113,21 +120,64 @@ class Op:
 
     # ---- backends: subclasses override what applies to them
     def interpret(self, node: Any, args: list, params: Any, trace: dict | None) -> Any:
+        """The interpreter's rule: ``node``'s value (a tensor) from its arguments' values."""
         raise NotImplementedError(self.name)
 
     def forward_expr(self, v: Any, node: Any, a: list[str], param: str | None = None) -> str:
+        """The generated forward's expression for ``node`` over its arguments' names ``a``
+        (``param``: the name its per-step parameter is read from, where it has one)."""
         raise NotImplementedError(self.name)
 
     def backward(self, bw: Any, node: Any, d: str) -> None:
+        """Emit the generated backward's lines that pass ``d`` (the gradient of ``node``'s value)
+        on to its arguments through ``bw.grad``."""
         raise NotImplementedError(self.name)
 
     def triton_forward(self, k: Any, node: Any, a: list[str]) -> str:
+        """The fused kernel's Triton expression for ``node`` over its arguments ``a``."""
         raise NotImplementedError(self.name)
 
     def triton_backward(self, k: Any, node: Any, a: list[str], y: str, g: str, add: Any) -> None:
+        """The fused backward kernel's gradients: ``add(i, expr, sign)`` for argument ``i``, given
+        the output ``y`` and its gradient ``g``."""
         raise NotImplementedError(self.name)
 
     def export_expr(self, w: Any, node: Any, args: list[tuple[str, int]]) -> tuple[str, int]:
+        """The exported module's expression for ``node`` and its precedence, from its arguments'
+        (text, precedence) pairs."""
+        raise NotImplementedError(self.name)
+
+    # ---- hooks that only ops with the matching role flag define
+    def value(self, node: Any) -> float:
+        """With ``is_literal``: the number ``node`` stands for."""
+        raise NotImplementedError(self.name)
+
+    def param_name(self, node: str) -> str:
+        """With ``has_scale``: the parameter name of ``node``'s learned scale."""
+        raise NotImplementedError(self.name)
+
+    def run_expr(self, x: str) -> str:
+        """With ``fuses_after_matmul``: the generated call on ``x`` (a run of matmul columns)."""
+        raise NotImplementedError(self.name)
+
+    def act_backward(self, grad: str, out_value: str, out: str | None = None) -> str:
+        """With ``fuses_after_matmul``: its backward from its output value (into ``out`` if given)."""
+        raise NotImplementedError(self.name)
+
+    def step_aux_roles(self, node: Any) -> list[str]:
+        """With ``reads_given_memory``: the per-step constants of an in-loop node besides the bias."""
+        raise NotImplementedError(self.name)
+
+    def step_outputs(self, node: Any) -> tuple[str, ...]:
+        """With ``reads_given_memory``: what the step call returns besides the value, for the backward."""
+        raise NotImplementedError(self.name)
+
+    def aux_expr(self, name: str, role: str, memory: str) -> str:
+        """With ``reads_given_memory``: the expression of one per-step constant of node ``name``."""
+        raise NotImplementedError(self.name)
+
+    def call(self, v: Any, node: Any, query: str, hoisted: bool) -> str:
+        """With ``reads_given_memory``: the generated helper call reading the memory for ``query``."""
         raise NotImplementedError(self.name)
 
     # ---- parameters (none by default)

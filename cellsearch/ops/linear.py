@@ -19,6 +19,7 @@ def weight_name(node: str, k: int) -> str:
 
 
 def bias_name(node: str) -> str:
+    """The parameter name of a linear node's bias."""
     return f"{node}__b"
 
 

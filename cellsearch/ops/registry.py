@@ -61,6 +61,7 @@ def preludes() -> list[Any]:
 
 
 def attr_defaults(op: str) -> dict[str, Any]:
+    """Every attribute of ``op`` with its default value."""
     return {k: a.default for k, a in OPS[op].attrs.items()}
 
 
