@@ -33,6 +33,8 @@ class Memory(NamedTuple):
 
 
 def as_memory(m) -> Memory:
+    """``m`` as a ``Memory``: a Memory as it is, a (values, mask) tuple unpacked, a tensor with
+    every row real."""
     return m if isinstance(m, Memory) else Memory(*m) if isinstance(m, tuple) else Memory(m)
 
 

@@ -84,6 +84,7 @@ class _Backward:
                 expr = f"add_matmul_w({expr}, {first.expr}, {first.mm})"
             for t in mms[1:]:
                 expr = f"add_matmul_w({expr}, {t.expr}, {t.mm})"
+        assert expr is not None  # ts is not empty: rest or mms gave it a term
         self.body.append(f"    {name} = {expr}")
         self.grad_var[value] = name
         self.defined_at[name] = (len(self.body) - 1, expr, value)
@@ -233,7 +234,7 @@ class _Backward:
         if line is not None and line[2] != L:
             line = None
         factors = line[1].split(" * ") if line else []
-        if len(factors) == 2 and all(f.isidentifier() for f in factors):
+        if line is not None and len(factors) == 2 and all(f.isidentifier() for f in factors):
             # `d_L = a * b` read only here: compute it straight into the buffer
             body[line[0]] = f"    torch.mul({factors[0]}, {factors[1]}, out={dl})"
         else:

@@ -70,7 +70,7 @@ def load_code(code: GeneratedCode) -> dict[str, Any]:
     compiled = compile(code.source, code.filename, "exec")
     lines = code.source.splitlines(True)
     cached = linecache.cache.get(code.filename)
-    if cached is None or cached[2] != lines:
+    if cached is None or len(cached) == 1 or cached[2] != lines:  # len 1: a lazy entry (never ours)
         linecache.cache[code.filename] = (len(code.source), None, lines, code.filename)
     namespace = dict(code.globals)
     # exec of source this module generated itself from a validated CellGraph (names checked as
@@ -114,10 +114,12 @@ class CellProgram:
 
     @property
     def source(self) -> str:
+        """The generated Python source."""
         return self.code.source
 
     @property
     def filename(self) -> str:
+        """The generated source's name in tracebacks and ``linecache``."""
         return self.code.filename
 
     def load(self) -> CellProgram:

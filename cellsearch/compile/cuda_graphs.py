@@ -51,6 +51,7 @@ class CapturedLoop:
                 self.static_out, self.state = forward(self.static_in)
 
     def run_forward(self, inputs: Sequence[torch.Tensor]) -> tuple:
+        """Copy ``inputs`` into the capture, replay it and return copies of its outputs."""
         for static, t in zip(self.static_in, inputs):
             static.copy_(t)
         self.graph.replay()
@@ -58,6 +59,8 @@ class CapturedLoop:
         return tuple(o.clone() for o in self.static_out)
 
     def run_backward(self, grads: Sequence[torch.Tensor | None], needs: Sequence[bool]) -> list:
+        """The input gradients of the last forward: replays the backward graph captured for this
+        pattern of given ``grads`` and wanted ``needs`` (captured on first use); copies, None where not needed."""
         key = (tuple(g is not None for g in grads), tuple(needs))
         entry = self._backward_graphs.get(key)
         with torch.no_grad():
@@ -76,6 +79,7 @@ class CapturedLoop:
             return [None if o is None else o.clone() for o in static_out]
 
     def release(self) -> None:
+        """Mark the capture free for the next forward."""
         self.busy = False
 
 
@@ -98,11 +102,14 @@ class Lease:
         self._finalizer = weakref.finalize(self, loop.release)
 
     def check(self) -> None:
+        """Raise RuntimeError if the capture ran another forward since this lease was taken (its
+        saved state is then another forward's)."""
         if self.loop.generation != self.generation:
             raise RuntimeError("a captured time loop was replayed again before this backward ran "
                                "(a second backward through one graph?); disable CUDA graphs for it")
 
     def release(self) -> None:
+        """Free the capture now (at most once; garbage collection would do it otherwise)."""
         self._finalizer()
 
 

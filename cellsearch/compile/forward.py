@@ -30,7 +30,7 @@ def _weight_sum(v: Variables, node_name: str, arg: str) -> str:
 
 
 def _size_expr(v: Variables, name: str) -> str:
-    kind = v.graph.leaf_kinds.get(name)
+    kind = v.graph.leaf_kinds.get(name, "")
     return {"input": "I", "static": "S"}.get(kind, "H")
 
 
@@ -53,7 +53,7 @@ def emit_prologue(v: Variables) -> str:
             if op.is_literal:
                 continue
             if op.is_matmul:
-                terms = []
+                terms: list[str] = []
                 for k, a in enumerate(node.args):
                     if a in node.args[:k]:
                         continue
@@ -81,8 +81,8 @@ def emit_prologue(v: Variables) -> str:
     consts = []
     for name, kind in zip(v.consts, v.const_kinds):
         if kind == "scale":
-            node = next(n for n, var in v.diag_param_var.items() if var == name)
-            consts.append(f"P.{OPS[g.node_map[node].op].param_name(node)}")
+            scaled = next(n for n, var in v.diag_param_var.items() if var == name)
+            consts.append(f"P.{OPS[g.node_map[scaled].op].param_name(scaled)}")
         else:
             consts.append(name)
     const_txt = ", ".join(consts) + ("," if len(consts) == 1 else "")
@@ -128,7 +128,7 @@ def _group_weights(v: Variables, grp: Group) -> list[str]:
             else:
                 biases.append(f"{ref_w}.new_zeros(H)")
         bias = (biases[0] if len(biases) == 1 else f"torch.cat(({', '.join(biases)}), 0)") if any_bias else None
-        terms = []
+        terms: list[str] = []
         for a in hoisted_args:
             blocks = []
             for L, c in zip(grp.members, grp.carried):

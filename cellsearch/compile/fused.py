@@ -309,7 +309,7 @@ def generate_fused(program: CellProgram) -> tuple[GeneratedCode, list[str]]:
     states = set(schedule.recurrent_states)
     for st in reversed(plan.stages):
         k = _Kernel(nm.fresh(f"bwd_stage{st.index}"))
-        host: list[str] = []
+        host = []
         _forward_body(plan, st, k, host)
         grads = _Grads(k.body)
         for n in st.nodes:  # seeds: new states, later stages' reads, matmul arguments
@@ -449,6 +449,7 @@ class FusedProgram:
 
     @property
     def source(self) -> str:
+        """The generated source of the fused step functions and their Triton kernels."""
         return self.code.source
 
 

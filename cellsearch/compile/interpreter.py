@@ -7,7 +7,7 @@ the compiler is wrong.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -55,7 +55,7 @@ class InterpretedCell(nn.Module):
         if state is None:
             state = start_states(g, B, self.hidden_size, self.memory_rows, xs[0])
         prev = dict(zip(g.states, state))
-        statics = dict(zip(g.static, static or ()))
+        statics: dict[str, Any] = dict(zip(g.static, static or ()))
         statics.update(zip(g.memory, given_memories(g, memory, B, self.hidden_size)))
         outs = []
         steps: dict | None = {} if trace is not None else None
@@ -69,7 +69,7 @@ class InterpretedCell(nn.Module):
                     values[name] = eval_node(node, [values[a] for a in node.args], self.params, steps)
             prev = {s: _as_tensor(values[s], xs[0], B, self.hidden_size) for s in g.states}
             outs.append(prev[g.output])
-        if trace is not None:
+        if trace is not None and steps is not None:  # steps is a dict exactly when trace is
             trace.update({name: torch.stack(ws) for name, ws in steps.items()})
         return torch.stack(outs), tuple(prev[s] for s in g.states)
 

@@ -45,6 +45,9 @@ def packed(program: CellProgram, consts: Sequence[torch.Tensor], batch: int, bac
 
 def run_loop(program: CellProgram, T: int, ext: Sequence[torch.Tensor], consts: Sequence[torch.Tensor],
               init: Sequence[torch.Tensor], keep_saved: bool):
+    """Run the step over ``T`` steps with the garbage collector paused; returns the outputs, the
+    state sequences, what each step saved for the backward (if ``keep_saved``) and the output
+    sequence."""
     with _no_gc():
         return _loop(program, T, ext, consts, init, keep_saved)
 
@@ -67,6 +70,7 @@ def time_dim(program: CellProgram, init: Sequence[torch.Tensor]) -> int:
 
 def _loop(program: CellProgram, T: int, ext, consts, init, keep_saved: bool):
     step = program.step
+    assert step is not None, "the loop runs only for a cell with a recurrent state"
     td = time_dim(program, init)
     per_step = list(zip(*[e.unbind(td) for e in ext])) if ext else [()] * T  # step t -> tuple of views
     prev = tuple(init)
@@ -135,10 +139,11 @@ def backward_pass(program: CellProgram, T: int, n_ext: int, n_const: int, tensor
     d_const_acc: list = [None] * n_const
     d_diag_steps: list[list] = [[None] * T for _ in program.loop_diags]
     step_backward = program.step_backward
+    assert step_backward is not None, "the loop runs only for a cell with a recurrent state"
     step_consts = packed(program, consts, B, backward=True)
     with _no_gc():
         for t in range(T - 1, -1, -1):
-            if d_out_steps is not None:
+            if d_out_steps is not None and out_k is not None:  # both set exactly when the output is a state
                 d_state[out_k] = d_state[out_k] + d_out_steps[t]
             prev = seqs[t - 1] if t > 0 else init
             d_prev, d_ext, d_const, d_diag = step_backward(tuple(d_state), per_step[t], prev, step_consts,

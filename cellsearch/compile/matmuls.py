@@ -51,6 +51,8 @@ PACK_MIN_ELEMENTS = 3 * 256 * 256
 
 
 def can_pack(w: torch.Tensor) -> bool:
+    """Whether ``w`` is prepacked for the step's matmul: a large enough 2-D float32 weight on CPU
+    where oneDNN's packed GEMM is available."""
     return (_ONEDNN is not None and w.device.type == "cpu" and w.dtype == torch.float32 and w.dim() == 2
             and w.numel() >= PACK_MIN_ELEMENTS)
 

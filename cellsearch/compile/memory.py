@@ -50,10 +50,12 @@ def address(k: torch.Tensor, memory: torch.Tensor, beta: torch.Tensor) -> torch.
 
 
 def read(w: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    """What a read with weights ``w`` (…, B, N) gets from ``memory`` (…, B, N, H): the weighted sum of rows."""
     return torch.matmul(w.unsqueeze(-2), memory).squeeze(-2)  # (..., B, H)
 
 
 def write(memory: torch.Tensor, w: torch.Tensor, erase: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
+    """``memory`` after a write with weights ``w``: each row erased by ``w · erase``, then ``w · add`` added."""
     wt = w.unsqueeze(-1)  # (B, N, 1)
     return memory * (1 - wt * erase.unsqueeze(-2)) + wt * add.unsqueeze(-2)
 

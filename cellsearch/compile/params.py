@@ -38,12 +38,11 @@ class CellParameters(nn.Module):
         self.hidden_size = hidden_size
         self.static_size = static_size if static_size is not None else hidden_size
         sizes = graph.leaf_sizes(input_size, hidden_size, static_size)
-        kw = {"device": device, "dtype": dtype}
         for n in graph.nodes:
             if n.name not in graph.live:
                 continue
             for name, shape in OPS[n.op].parameters(n, sizes, hidden_size):
-                self.register_parameter(name, nn.Parameter(torch.empty(*shape, **kw)))
+                self.register_parameter(name, nn.Parameter(torch.empty(*shape, device=device, dtype=dtype)))
         self.reset_parameters()
 
     def reset_parameters(self, init_scale: float = 1.0, generator: torch.Generator | None = None) -> None:

@@ -45,10 +45,11 @@ def can_batch(cells: Sequence[torch.nn.Module]) -> bool:
     """Whether ``population_forward`` runs these cells as one loop (else: one by one, each as it would
     alone): compiled cells of one program with recurrent states, and on CPU a hidden size up to
     ``CPU_BATCH_MAX_HIDDEN``."""
-    if not cells or not all(isinstance(c, CompiledCell) for c in cells):
+    compiled = [c for c in cells if isinstance(c, CompiledCell)]
+    if not cells or len(compiled) != len(cells):
         return False
-    first = cells[0]
-    same = all(c.program.source == first.program.source and c.mode == first.mode for c in cells)
+    first = compiled[0]
+    same = all(c.program.source == first.program.source and c.mode == first.mode for c in compiled)
     if not same or not first.program.schedule.recurrent_states or first.graph.memory or first.graph.memory_states:
         return False  # (attention is not batched over members: its helpers are written for one cell)
     on_cpu = all(p.device.type == "cpu" for p in first.params.parameters())
@@ -63,7 +64,7 @@ def _look_up_members(prepared: Sequence[Prepared]) -> tuple:
         return ()
     K = len(prepared)
     V = prepared[0].ext[0].shape[0]
-    tokens = torch.stack([p.tokens for p in prepared])  # (K, T, B)
+    tokens = torch.stack([p.tokens for p in prepared if p.tokens is not None])  # (K, T, B); all have tokens
     if tokens.numel() and not 0 <= int(tokens.min()) <= int(tokens.max()) < V:
         # (checked here: in the stacked tables a bad token would read another member's row)
         raise CellsearchError(f"token ids must lie in [0, {V}) (the table's rows), got "
@@ -81,12 +82,13 @@ def population_forward(cells: Sequence[torch.nn.Module], xs: Sequence, states: S
                               f"got {len(xs)} and {len(states)}")
     if not can_batch(cells):
         return [cell(x, state) for cell, x, state in zip(cells, xs, states)]
-    prepared = [cell.prepare(x, state) for cell, x, state in zip(cells, xs, states)]
+    compiled = [c for c in cells if isinstance(c, CompiledCell)]  # all of them (can_batch)
+    prepared = [cell.prepare(x, state) for cell, x, state in zip(compiled, xs, states)]
     T = prepared[0].T
     if any(p.T != T for p in prepared):
         raise CellsearchError(f"the members' sequences differ in length ({sorted({p.T for p in prepared})}); "
                               "pad them to one length")
-    program = cells[0].program
+    program = compiled[0].program
     if all(p.tokens is not None for p in prepared):
         ext = _look_up_members(prepared)
     else:
@@ -95,10 +97,10 @@ def population_forward(cells: Sequence[torch.nn.Module], xs: Sequence, states: S
     consts = tuple(_stack_const(values, kind)
                    for values, kind in zip(zip(*(p.consts for p in prepared)), program.const_kinds))
     init = tuple(torch.stack(values) for values in zip(*(p.rec_init for p in prepared)))
-    out, finals = recur(program, cells[0].mode, T, ext, consts, init)
+    out, finals = recur(program, compiled[0].mode, T, ext, consts, init)
     outs = out.unbind(0) if out is not None else [None] * len(cells)
     finals_of = list(zip(*(f.unbind(0) for f in finals))) if finals else [()] * len(cells)
-    return [cell.finish(p, o, f) for cell, p, o, f in zip(cells, prepared, outs, finals_of)]
+    return [cell.finish(p, o, f) for cell, p, o, f in zip(compiled, prepared, outs, finals_of)]
 
 
 __all__ = ["CPU_BATCH_MAX_HIDDEN", "can_batch", "population_forward"]

@@ -35,6 +35,7 @@ class Group:
     runs: list[tuple[int, int, str]] = field(default_factory=list)
 
     def run_of(self, member: str) -> tuple[int, int, str] | None:
+        """The run (start, end, activation op) of adjacent members that ``member`` lies in, or None."""
         i = self.members.index(member)
         return next((r for r in self.runs if r[0] <= i < r[1]), None)
 
@@ -57,6 +58,7 @@ class Schedule:
 
     @property
     def loop_values(self) -> frozenset[str]:
+        """The values of the step: the loop's nodes and the previous values of the recurrent states."""
         return frozenset(self.loop_nodes) | {prev_name(s) for s in self.recurrent_states}
 
 

@@ -30,6 +30,7 @@ class TokenInputs(NamedTuple):
 
     @property
     def shape(self) -> torch.Size:
+        """The shape of the materialized inputs, (T, B, E)."""
         return torch.Size((*self.tokens.shape, self.table.shape[-1]))
 
     def materialize(self) -> torch.Tensor:

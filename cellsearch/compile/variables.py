@@ -156,6 +156,7 @@ class Variables:
         return self.names[name]
 
     def is_const(self, name: str) -> bool:
+        """Whether ``name`` is a literal node (inlined, never given a gradient)."""
         node = self.graph.node_map.get(name)
         return node is not None and OPS[node.op].is_literal
 
