@@ -16,13 +16,16 @@ moved to the device of the model's parameters and the results live there too (CP
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 from torch import nn
 
 from cellsearch.errors import ConfigError
 from cellsearch.limits import MAX_BEAM, MAX_LENGTH_PENALTY, MAX_NEW_TOKENS, MAX_TEMPERATURE, LimitError, check_number
+
+if TYPE_CHECKING:  # the annotation names the interface; any model with it works (duck-typed)
+    from cellsearch.nn.model import SeqModel
 
 __all__ = ["greedy", "sample", "beam_search", "check_decoding", "DecodingError"]
 
@@ -85,7 +88,7 @@ def _check_length(max_new_tokens: int) -> None:
     check_decoding(max_new_tokens)
 
 
-def _decode(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, eos_id: int | None,
+def _decode(model: SeqModel, prompt: torch.Tensor, max_new_tokens: int, eos_id: int | None,
             choose: Callable[[torch.Tensor], torch.Tensor], state=None) -> torch.Tensor:
     """Shared loop of greedy and sample: ``choose`` maps logits (B, V) to token ids (B,)."""
     _check_prompt(prompt, 2, "(T0, B)")
@@ -111,7 +114,7 @@ def _decode(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, eos_id:
     return out
 
 
-def greedy(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, eos_id: int | None = None,
+def greedy(model: SeqModel, prompt: torch.Tensor, max_new_tokens: int, eos_id: int | None = None,
            state=None) -> torch.Tensor:
     """Greedy (argmax) decoding of a batch of prompts.
 
@@ -132,7 +135,7 @@ def greedy(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, eos_id: 
     return _decode(model, prompt, max_new_tokens, eos_id, lambda logits: logits.argmax(-1), state)
 
 
-def sample(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+def sample(model: SeqModel, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
            top_k: int | None = None, eos_id: int | None = None,
            generator: torch.Generator | None = None, state=None) -> torch.Tensor:
     """Ancestral sampling from ``softmax(logits / temperature)``, optionally restricted to the top k.
@@ -173,7 +176,7 @@ def sample(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, temperat
     return _decode(model, prompt, max_new_tokens, eos_id, choose, state)
 
 
-def beam_search(model: nn.Module, prompt: torch.Tensor, beam_size: int, max_new_tokens: int,
+def beam_search(model: SeqModel, prompt: torch.Tensor, beam_size: int, max_new_tokens: int,
                 eos_id: int | None = None, length_penalty: float = 0.0, state=None) -> list[tuple[list[int], float]]:
     """Beam search continuation of a single prompt.
 

@@ -68,12 +68,12 @@ def load_torch_rnn(layer, module: nn.LSTM | nn.GRU) -> None:
             if kind == "lstm":
                 for k, gate in enumerate(("i", "f", "g", "o")):
                     rows = slice(k * H, (k + 1) * H)
-                    b = b_ih[rows] + b_hh[rows] if b_ih is not None else torch.zeros(H)
+                    b = b_ih[rows] + b_hh[rows] if b_ih is not None and b_hh is not None else torch.zeros(H)
                     _copy(params, _gate_linear(params, gate), w_ih[rows], w_hh[rows], b)
             else:
                 for k, gate in enumerate(("r", "z")):
                     rows = slice(k * H, (k + 1) * H)
-                    b = b_ih[rows] + b_hh[rows] if b_ih is not None else torch.zeros(H)
+                    b = b_ih[rows] + b_hh[rows] if b_ih is not None and b_hh is not None else torch.zeros(H)
                     _copy(params, _gate_linear(params, gate), w_ih[rows], w_hh[rows], b)
                 rows = slice(2 * H, 3 * H)
                 zero = torch.zeros(H)
