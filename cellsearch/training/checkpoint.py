@@ -28,8 +28,9 @@ FIELDS: dict[str, tuple[type, ...] | type] = {
     "model": dict, "optimizer": dict, "stream": dict, "step": int, "elapsed": _NUMBER, "history": list,
     "losses": list, "status": str,
 }
-OPTIONAL = {"first_loss": (*_NUMBER, type(None)), "carried_state": (tuple, list, type(None)),
-            "torch_rng": object, "cuda_rng": object}
+OPTIONAL: dict[str, tuple[type, ...] | type] = {
+    "first_loss": (*_NUMBER, type(None)), "carried_state": (tuple, list, type(None)),
+    "torch_rng": object, "cuda_rng": object}
 STATUSES = ("ok", "diverged", "stopped")
 # training settings added since checkpoints of this version were first written, with the value
 # training had before them: a checkpoint that lacks one resumes as it was trained

@@ -70,13 +70,16 @@ class Baseline:
     momentum: float = 0.9
 
     def update(self, rewards: list[float]) -> None:
+        """Fold the mean of one batch's ``rewards`` into the average (the first batch sets it)."""
         mean = sum(rewards) / len(rewards)
         self.value = mean if self.value is None else self.momentum * self.value + (1 - self.momentum) * mean
 
     def state_dict(self) -> dict:
+        """The average and its momentum, for a checkpoint."""
         return {"value": self.value, "momentum": self.momentum}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` returned."""
         self.value, self.momentum = state["value"], state["momentum"]
 
 

@@ -20,7 +20,7 @@ models whose gradients differ in count, device or dtype) takes its own ordinary 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -81,23 +81,25 @@ def step_together(optimizers: Sequence[torch.optim.Optimizer]) -> None:
     shared: dict[tuple, list[list[torch.Tensor]]] = {}
     hooks = _global_optimizer_pre_hooks or _global_optimizer_post_hooks
     for opt in optimizers:
-        groups = []
+        groups: list[tuple[dict[str, Any], list[torch.Tensor]]] = []
+        first_step = False
         for group in opt.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if any("step" not in opt.state.get(p, {}) for p in params):
-                groups = None  # its first step makes its state: the optimizer's own
+                first_step = True  # its first step makes its state: the optimizer's own
                 break
             groups.append((group, params))
-        if hooks or groups is None or not _joinable(opt):
+        if hooks or first_step or not _joinable(opt):
             opt.step()
             continue
         for group, params in groups:
             # (keys an older torch's Adam lacks are left out, and so from the call)
-            settings = tuple((k, group[k]) for k in _ADAM_KEYS if k in group)
-            lists = shared.setdefault((params[0].device if params else None, settings), [[], [], [], [], [], []])
+            key = tuple((k, group[k]) for k in _ADAM_KEYS if k in group)
+            lists = shared.setdefault((params[0].device if params else None, key), [[], [], [], [], [], []])
             for p in params:
                 state = opt.state[p]
                 lists[0].append(p)
+                assert p.grad is not None  # params holds only those with a gradient
                 lists[1].append(p.grad)
                 lists[2].append(state["exp_avg"])
                 lists[3].append(state["exp_avg_sq"])
@@ -105,10 +107,11 @@ def step_together(optimizers: Sequence[torch.optim.Optimizer]) -> None:
                     lists[4].append(state["max_exp_avg_sq"])
                 lists[5].append(state["step"])
     for (_, group_settings), lists in shared.items():
-        settings = dict(group_settings)
+        settings: dict[str, Any] = dict(group_settings)
         beta1, beta2 = settings.pop("betas")
-        adam(*lists, fused=True, has_complex=any(torch.is_complex(p) for p in lists[0]), beta1=beta1, beta2=beta2,
-             **settings)
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = lists
+        adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, fused=True,
+             has_complex=any(torch.is_complex(p) for p in params), beta1=beta1, beta2=beta2, **settings)
 
 
 @torch.no_grad()
