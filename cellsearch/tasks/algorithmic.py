@@ -81,6 +81,7 @@ class AlgorithmicTask(ExampleTask):
         return 2 * (values["max_length"] * item + item + 2) + 2
 
     def symbol_alphabet(self) -> str:
+        """The characters the sequences are made of (the first ``symbols`` letters by default)."""
         return string.ascii_lowercase[:self.symbols]
 
     @abstractmethod

@@ -37,7 +37,8 @@ class ArithmeticTask(ExampleTask):
 
     @classmethod
     def check_values(cls, values: dict[str, Any]) -> None:
-        digits, distractors = values.get("max_digits"), values.get("max_distractors")
+        digits: Any = values.get("max_digits")  # whatever the user wrote: checked here
+        distractors: Any = values.get("max_distractors")
         try:
             operator.index(digits), operator.index(distractors)
         except TypeError:
@@ -58,14 +59,15 @@ class ArithmeticTask(ExampleTask):
     # stream is the one those calls give (tests/tasks/test_tasks.py checks it against them) at about
     # 60% of the cost, which at search sizes is a tenth of a training step.
     def number(self, rng: random.Random) -> int:
-        below = rng._randbelow
+        """An operand: its number of digits uniform in 1..max_digits, then the value uniform among those."""
+        below = rng._randbelow  # type: ignore[attr-defined]  # CPython's, absent from the stubs (see above)
         digits = 1 + below(self.max_digits)
         low = 0 if digits == 1 else 10 ** (digits - 1)
         return low + below(10 ** digits - low)
 
     def make_example(self, rng: random.Random) -> tuple[str, str]:
         a, b = self.number(rng), self.number(rng)
-        below = rng._randbelow
+        below = rng._randbelow  # type: ignore[attr-defined]  # CPython's, absent from the stubs (see above)
         op = "+-"[below(2)]
         result = a + b if op == "+" else a - b
         plain = f"{a}{op}{b}="

@@ -65,6 +65,7 @@ DATASETS: dict[str, DataSet] = {
 
 
 def get_dataset(name: str) -> DataSet:
+    """The registered data set called ``name``; DataError naming the known ones otherwise."""
     try:
         return DATASETS[name]
     except KeyError:
@@ -100,6 +101,7 @@ def dataset_dir(name: str, root: str | os.PathLike | None = None) -> Path:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a regular file's bytes as hex, read in chunks (anything but a regular file is refused)."""
     h = hashlib.sha256()
     with os.fdopen(open_regular(path), "rb") as f:  # (a FIFO or a device in its place is refused, not read)
         while chunk := f.read(_CHUNK):

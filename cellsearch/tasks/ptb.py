@@ -64,6 +64,7 @@ class PTBStream(Stream):
 
     @property
     def batches_per_epoch(self) -> int:
+        """How many BPTT windows one pass over the token stream takes."""
         return math.ceil((self.data.shape[0] - 1) / self.bptt)
 
     def __next__(self) -> Batch:
@@ -77,10 +78,13 @@ class PTBStream(Stream):
         return Batch(inputs, targets, mask, carry_state=i != 0)
 
     def state_dict(self) -> dict[str, Any]:
+        """The stream's position and the settings it was made with, for a checkpoint."""
         return {"position": self.position, "epoch": self.epoch, "batch_size": self.batch_size,
                 "bptt": self.bptt, "num_tokens": self.num_tokens, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume at the position ``state_dict`` saved; ConfigError if the stream's settings differ from
+        the saved ones or the position lies outside the data."""
         for key in ("batch_size", "bptt", "num_tokens"):
             if key in state and state[key] != getattr(self, key):
                 raise ConfigError(f"cannot resume the PTB stream: it was saved with {key}={state[key]}, "

@@ -51,12 +51,16 @@ class ExampleTask(Task):
 
     @classmethod
     def check_eval_examples(cls, value: int | None) -> None:
+        """Raise ConfigError unless ``value`` (None: the task's own number) is a usable count of
+        evaluation examples."""
         # (none: the class's own number; 0 would score every model 0.0, an average over nothing)
         if value is not None:
             check_number(cls.option("eval_examples"), value, 1, "evaluation examples", MAX_EVAL_EXAMPLES)
 
     # ------------------------------------------------------------------ data
     def split(self, name: str) -> list[tuple[str, str]]:
+        """The fixed (prompt, answer) examples of split ``name`` (valid or test), drawn once from a seed
+        that depends only on the task's seed and the split; ValueError for another name."""
         if name not in SPLIT_OFFSETS:
             raise ValueError(f"unknown split {name!r} (valid or test)")
         if name not in self._splits:
@@ -134,6 +138,7 @@ class ExampleTask(Task):
         return {}
 
     def summarise(self, mean_nll: float, accuracy: float) -> dict[str, float]:
+        """The metrics reported for an evaluation, from the mean NLL per answer token and the accuracy."""
         return {"loss": mean_nll, "accuracy": accuracy, "bpc": bits(mean_nll)}
 
     @torch.no_grad()

@@ -31,6 +31,9 @@ ALPHABET = string.ascii_lowercase + "<>/ \n"
 
 
 def make_document(rng: random.Random, max_steps: int = 50, min_len: int = 2, max_len: int = 10) -> str:
+    """A random well-nested XML document: a random walk of up to ``max_steps`` opening (random
+    lower-case names of ``min_len`` to ``max_len`` letters) and closing tags, one tag per indented line,
+    then every open tag closed."""
     lines: list[str] = []
     stack: list[str] = []
 
@@ -99,6 +102,7 @@ class XMLTask(Task):
         return values["bptt"]
 
     def document(self, rng: random.Random) -> str:
+        """One document of this task (see ``make_document``)."""
         return make_document(rng, self.max_steps)
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +111,8 @@ class XMLTask(Task):
             raise ValueError(f"unknown split {name!r} (valid or test)")
         if name not in self._splits:
             rng = random.Random(self.seed * 7919 + SPLIT_OFFSETS[name])
-            text, flags = [], []
+            text: list[str] = []
+            flags: list[bool] = []
             while len(text) < self.eval_chars:
                 doc = self.document(rng)
                 text.extend(doc)
