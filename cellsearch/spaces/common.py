@@ -35,6 +35,7 @@ class NodeList:
         self.taken: set[str] = set(taken)
 
     def fresh(self, base: str) -> str:
+        """``base`` or ``base1``, ``base2``, ...: the first name not yet taken, which it then takes."""
         return unique_name(base, self.taken)
 
     def add(self, name: str, op: str, args: Iterable[str], attrs: dict[str, Any] | None = None, *,

@@ -203,6 +203,7 @@ class DagSpace(Space):
         choices = [self.activations.index(info[order[0]][1])]
         for name in order[1:]:
             parent, act = info[name]
+            assert parent is not None  # only the root, order[0], has none
             choices += [index[parent], self.activations.index(act)]
         if self.attention:
             choices.append(("none", *self.attention).index(attention))

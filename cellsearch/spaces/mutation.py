@@ -137,8 +137,8 @@ class MutationSpace(Space):
         self.check_choices(choices)
         graph = self._seeds[choices[0]]
         for k in range(self.steps):
-            label, target, a, b = choices[1 + 4 * k: 5 + 4 * k]
-            label = self.step_labels[label]
+            label_index, target, a, b = choices[1 + 4 * k: 5 + 4 * k]
+            label = self.step_labels[label_index]
             try:
                 graph = self.apply(graph, label, target, a, b)
             except InvalidCandidate:

@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 from cellsearch import limits
 from cellsearch.errors import ConfigError
@@ -33,7 +34,7 @@ def _field_path(loc: tuple) -> str:
     return out
 
 
-def _format_error(err: dict, kind: str | None) -> tuple[str, str]:
+def _format_error(err: ErrorDetails, kind: str | None) -> tuple[str, str]:
     """(field path, message) for one pydantic error."""
     loc = tuple(err.get("loc", ()))
     if kind is not None and loc and loc[0] == kind:
@@ -43,7 +44,7 @@ def _format_error(err: dict, kind: str | None) -> tuple[str, str]:
     if typ == "union_tag_not_found":
         return "kind", f"missing: say which kind of space this is ({', '.join(KINDS)})"
     if typ == "union_tag_invalid":
-        tag = clipped(ctx.get("tag"), limits.MAX_NAME_CHARS)
+        tag = clipped(str(ctx.get("tag")), limits.MAX_NAME_CHARS)
         close = difflib.get_close_matches(tag, KINDS, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return "kind", f"unknown kind {shown(tag)} ({hint}allowed: {', '.join(KINDS)})"
@@ -51,7 +52,7 @@ def _format_error(err: dict, kind: str | None) -> tuple[str, str]:
         model = CONFIG_MODELS.get(kind or "")
         fields = ["kind", *(f for f in model.model_fields if f != "kind")] if model else []
         allowed = ", ".join(fields)
-        name = clipped(loc[-1], limits.MAX_NAME_CHARS) if loc else "?"
+        name = clipped(str(loc[-1]), limits.MAX_NAME_CHARS) if loc else "?"
         close = difflib.get_close_matches(name, list(model.model_fields), n=1) if model else []
         hint = f"did you mean '{close[0]}'? " if close else ""
         return _field_path(loc), f"unknown field ({hint}allowed for kind '{kind}': {allowed})"
@@ -96,7 +97,8 @@ def parse_config(data: Any, source: str = "<config>", base_dir: str | os.PathLik
 def validated_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
     """The options of a space, checked against its schema (ConfigError if they do not fit)."""
     try:
-        return CONFIG_MODELS[kind](kind=kind, **options).space_options()
+        # (kind as a mapping: the base model, as typed, has no such field; each kind's model has)
+        return CONFIG_MODELS[kind](**{"kind": kind}, **options).space_options()
     except ValidationError as exc:
         raise config_error(exc, f"{kind} space options", kind) from None
 

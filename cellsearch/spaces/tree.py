@@ -118,7 +118,7 @@ class TreeSpace(Space):
                 if pick["memory.inject_activation"] != "identity":
                     steps.append((pick["memory.inject_activation"], ["@"], {}))
             final_name = "h" if is_root else pos
-            prev = None
+            prev = ""  # set by the first step, which never reads "@"
             for k, (op, args, attrs) in enumerate(steps):
                 args = [prev if a == "@" else a for a in args]
                 last = k == len(steps) - 1

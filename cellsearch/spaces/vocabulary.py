@@ -39,6 +39,7 @@ def linear_activation_value(label: str) -> float | None:
 
 
 def activation_label(value: float) -> str:
+    """The mutation label of a scaled-identity activation (``linear0.9`` for 0.9)."""
     return f"linear{value:g}"
 
 
@@ -106,7 +107,7 @@ def resolve_cell_ref(value: str, info: ValidationInfo) -> tuple[str, CellGraph]:
     except CellError as exc:
         raise ValueError(f"cannot load cell {shown(value)}: {exc}") from None
     except (OSError, ValueError) as exc:  # exists() on a name the OS refuses (too long, a NUL byte)
-        raise ValueError(f"cannot load cell {shown(value)}: {clipped(exc)}") from None
+        raise ValueError(f"cannot load cell {shown(value)}: {clipped(str(exc))}") from None
 
 
 def _cell_ref(value: str, info: ValidationInfo) -> str:
@@ -126,6 +127,7 @@ def unique(values: list, what: str) -> list:
 
 
 def between(value: int, lo: int, hi: int) -> int:
+    """``value`` if it lies in [``lo``, ``hi``]; ValueError (a field validator's message) otherwise."""
     if not lo <= value <= hi:
         raise ValueError(f"must be between {lo} and {hi}, got {value}")
     return value
