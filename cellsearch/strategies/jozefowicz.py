@@ -65,7 +65,7 @@ class JozefowiczEvolution(Strategy):
 
     def tell(self, candidate: Candidate, result: TrialOutcome) -> None:
         self.told += 1
-        if result.failed or result.status != "ok":
+        if result.failed or result.score is None or result.status != "ok":  # (failed covers None)
             return  # rejected by a filter, diverged or failed: never joins the population
         score = float(result.score)
         h = candidate.hash
@@ -79,11 +79,13 @@ class JozefowiczEvolution(Strategy):
         del self.population[self.population_size:]
 
     def state_dict(self) -> dict[str, Any]:
+        """The base state (JSON) plus the population with its scores and the seeds not yet asked."""
         return {**super().state_dict(),
                 "population": [[candidate_to_json(c), s] for c, s in self.population],
                 "pending_seeds": [candidate_to_json(c) for c in self.pending_seeds]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume exactly from what ``state_dict`` returned (ConfigError for another strategy's state)."""
         super().load_state_dict(state)
         self.population = [(candidate_from_json(c), float(s)) for c, s in state["population"]]
         self.pending_seeds = [candidate_from_json(c) for c in state["pending_seeds"]]

@@ -79,7 +79,7 @@ class RegularizedEvolution(Strategy):
         return max((self.population[i] for i in picked), key=lambda m: m.score)
 
     def tell(self, candidate: Candidate, result: TrialOutcome) -> None:
-        score = -math.inf if result.failed else float(result.score)
+        score = -math.inf if result.failed or result.score is None else float(result.score)
         self.population.append(Member(candidate, score, self.told))
         self.told += 1
         while len(self.population) > self.population_size:
@@ -87,6 +87,7 @@ class RegularizedEvolution(Strategy):
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
+        """The base state (JSON) plus the sizes and the population, oldest first, with scores and ages."""
         state = super().state_dict()
         state.update({
             "population_size": self.population_size,
@@ -100,6 +101,7 @@ class RegularizedEvolution(Strategy):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume exactly from what ``state_dict`` returned (ConfigError for another strategy's state)."""
         super().load_state_dict(state)
         self.population_size = state["population_size"]
         self.sample_size = state["sample_size"]

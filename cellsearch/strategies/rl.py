@@ -116,6 +116,7 @@ class Controller(nn.Module):
 
     @torch.no_grad()
     def sample(self, generator: torch.Generator) -> tuple[int, ...]:
+        """One choice per decision, each drawn from the controller's softmax given the choices before it."""
         token = torch.zeros(1, 1, dtype=torch.long)
         state = None
         choices = []
@@ -208,7 +209,7 @@ class RLController(Strategy):
 
     def reward(self, result: TrialOutcome) -> float:
         """The REINFORCE reward of a result (see module docstring)."""
-        if result.failed:
+        if result.failed or result.score is None:  # (failed covers None; said again for the type)
             return 0.0
         score = float(result.score)
         if self.options["reward"] == "zoph":
@@ -258,6 +259,8 @@ class RLController(Strategy):
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
+        """The base state (JSON) plus the options, the controller's weights, Adam's state, the random
+        generator, the baseline, the reward buffer and the pending samples."""
         state = super().state_dict()
         opt = self.optimizer.state_dict()
         state.update({
@@ -276,6 +279,8 @@ class RLController(Strategy):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume exactly from what ``state_dict`` returned; ConfigError if it was made for another
+        strategy or a space with other decisions."""
         super().load_state_dict(state)
         if list(state["sizes"]) != self.sizes:
             raise ConfigError(f"rl state was made for decisions of sizes {state['sizes']}, but space "

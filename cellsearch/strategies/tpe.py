@@ -102,6 +102,7 @@ class TPE(Strategy):
             if attempt == self.options["max_tries"]:
                 # TPE keeps proposing rejected sequences: make progress with a valid random one
                 sample = self.space.sample(self.rng)
+                assert sample.decisions is not None  # a space's sample carries its decisions
                 self.study.enqueue_trial(dict(zip(self.names, sample.decisions)))
             trial = self._ask_trial()
             choices = tuple(trial.suggest_categorical(d.name, list(range(len(d)))) for d in self.decision_list)
@@ -129,7 +130,7 @@ class TPE(Strategy):
             number = next((n for n, d in self.pending.items() if d == decisions), None)
         if number is not None:
             del self.pending[number]
-            if result.failed:
+            if result.failed or result.score is None:  # (failed covers None; said again for the type)
                 self.study.tell(number, state=TrialState.FAIL)
             else:
                 self.study.tell(number, float(result.score))
@@ -138,7 +139,7 @@ class TPE(Strategy):
         if decisions is None or len(decisions) != len(self.decision_list) \
                 or not all(isinstance(c, int) and 0 <= c < len(d) for c, d in zip(decisions, self.decision_list)):
             return  # nothing TPE could learn from
-        self.study.add_trial(self._frozen(list(decisions), None if result.failed else float(result.score),
+        self.study.add_trial(self._frozen(list(decisions), None if result.failed or result.score is None else float(result.score),
                                           "FAIL" if result.failed else "COMPLETE"))
 
     def _frozen(self, choices: list[int], value: float | None, state: str) -> optuna.trial.FrozenTrial:
@@ -147,6 +148,8 @@ class TPE(Strategy):
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
+        """The base state (JSON) plus the options and every trial of the study (its choices, value and
+        state) but the waiting ones, and the pending asks."""
         state = super().state_dict()
         trials = []
         for t in self.study.get_trials(deepcopy=False):
@@ -166,6 +169,8 @@ class TPE(Strategy):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Rebuild the study from what ``state_dict`` returned; ConfigError if it was made for another
+        strategy or a space with other decisions."""
         super().load_state_dict(state)
         if list(state["decisions"]) != self.names:
             raise ConfigError(f"tpe state was made for other decisions than those of space '{self.space.name}'")
