@@ -297,14 +297,17 @@ class BenchmarkTable:
         return cell_hash in self._entries
 
     def lookup(self, cell_hash: str) -> TableEntry | None:
+        """The table's entry for the cell with this canonical hash, or None."""
         return self._entries.get(cell_hash)
 
     def entries(self) -> list[TableEntry]:
+        """Every entry of the table."""
         return list(self._entries.values())
 
     def best(self) -> TableEntry | None:
-        scored = [e for e in self.entries() if e.score is not None and e.status == "ok"]
-        return max(scored, key=lambda e: e.score) if scored else None
+        """The entry with the highest score among those that trained ("ok"), or None."""
+        scored = [(e, e.score) for e in self.entries() if e.score is not None and e.status == "ok"]
+        return max(scored, key=lambda pair: pair[1])[0] if scored else None
 
 
 def _missing(value: Any) -> bool:
@@ -323,7 +326,7 @@ def export_run(run_dir: str | os.PathLike):
 
     rows = [{"hash": r["hash"], "score": r["score"], "status": r["status"], "cell_name": r["cell_name"],
              "cell_yaml": r["cell_yaml"], "params": r["params"], "seconds": r["seconds"], "metrics": r["metrics"],
-             "source": str(Path(run_dir))} for r in trained_rows(run_dir) if r["status"] in STATUSES]
+             "source": str(Path(run_dir))} for r in trained_rows(Path(run_dir)) if r["status"] in STATUSES]
     return make_frame(rows)
 
 
@@ -370,18 +373,19 @@ def nasbench_log_entry(log: dict[str, Any], where: str) -> dict[str, Any]:
 
     train, val, test = losses("train_losses"), losses("val_losses"), losses("test_losses")
     finite_val = [(v, i) for i, v in enumerate(val) if v is not None]
-    best_epoch = min(finite_val)[1] if finite_val else None
+    best_val, best_epoch = min(finite_val) if finite_val else (None, None)
     status = NASBENCH_STATUS.get(str(log.get("status", "OK")).strip().lower(), "failed")
-    score = math.exp(-val[best_epoch]) if best_epoch is not None else None
+    score = math.exp(-best_val) if best_val is not None else None
     if status == "ok" and score is None:
         status = "failed"
     metrics: dict[str, Any] = {"epochs": len(train), "best_epoch": best_epoch}
-    if best_epoch is not None:
-        metrics.update(word_prob=score, perplexity=math.exp(val[best_epoch]), val_loss=val[best_epoch])
-        if best_epoch < len(test) and test[best_epoch] is not None:
-            metrics.update(test_loss=test[best_epoch], test_perplexity=math.exp(test[best_epoch]))
+    if best_val is not None and best_epoch is not None:
+        metrics.update(word_prob=score, perplexity=math.exp(best_val), val_loss=best_val)
+        test_loss = test[best_epoch] if best_epoch < len(test) else None
+        if test_loss is not None:
+            metrics.update(test_loss=test_loss, test_perplexity=math.exp(test_loss))
     wall = [t for t in (finite_or_none(w) for w in (log.get("wall_times") or [])) if t is not None]
-    params = log.get("num_params")
+    params: Any = log.get("num_params")  # whatever the log holds: checked below
     return {"hash": canonical_hash(graph), "score": score, "status": status, "cell_name": graph.name,
             "cell_yaml": dumps_cell(graph), "params": int(params) if finite_or_none(params) is not None else None,
             "seconds": sum(wall) if wall else None, "metrics": {"ptb": metrics}, "source": "nasbench_nlp"}

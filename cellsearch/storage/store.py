@@ -179,9 +179,12 @@ class Store:
         if self.readonly:
             raise RuntimeError(f"{self.path} was opened read-only")  # a bug, not bad input
         with self._damage_is_an_error(), self.conn:
-            return int(self.conn.execute(sql, params).lastrowid)
+            rowid = self.conn.execute(sql, params).lastrowid
+        assert rowid is not None  # every caller INSERTs, which sets it
+        return int(rowid)
 
     def close(self) -> None:
+        """Close the database connection."""
         self.conn.close()
 
     # Ray Tune pickles its search algorithm (and with it this store) for its own bookkeeping:
@@ -190,7 +193,7 @@ class Store:
         return {"path": str(self.path), "readonly": self.readonly}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"], readonly=state.get("readonly", False))
+        Store.__init__(self, state["path"], readonly=state.get("readonly", False))
 
     def __enter__(self) -> "Store":
         return self
@@ -200,9 +203,11 @@ class Store:
 
     # ------------------------------------------------------------------ meta
     def set_meta(self, key: str, value: Any) -> None:
+        """Store ``value`` (as JSON) under ``key`` in the run's metadata, replacing what was there."""
         self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     def get_meta(self, key: str, default: Any = None) -> Any:
+        """The metadata value under ``key`` (``default`` if there is none); ConfigError if it is not JSON."""
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         if not rows:
             return default
@@ -217,6 +222,8 @@ class Store:
                   origin: str | None = None, parent: str | None = None, decisions=None,
                   stage: str | None = None, params: int | None = None, seconds: float | None = None,
                   node: str | None = None, error: str | None = None, reused_from: int | None = None) -> int:
+        """Record one finished trial (one transaction) and return its row id; ValueError for a status
+        that is not final. A NaN score is stored as no score."""
         if status not in FINAL_STATUSES:
             raise ValueError(f"unknown status {status!r}")
         return self._write(  # one transaction per trial
@@ -235,9 +242,11 @@ class Store:
         return rows[0] if rows else None
 
     def rows(self) -> Iterator[sqlite3.Row]:
+        """Every trial row, in the order they were recorded."""
         return iter(self._query("SELECT * FROM trials ORDER BY id"))
 
     def count(self, include_reused: bool = True) -> int:
+        """How many trials are recorded (``include_reused=False``: only those that were evaluated)."""
         q = "SELECT COUNT(*) FROM trials" + ("" if include_reused else " WHERE reused_from IS NULL")
         return int(self._query(q)[0][0])
 
@@ -246,6 +255,7 @@ class Store:
                     cell_yaml: str, task: str, lr: float, seed: int, status: str, valid: float | None,
                     test: float | None, metrics: dict | None = None, params: int | None = None,
                     seconds: float | None = None, node: str | None = None, error: str | None = None) -> int:
+        """Record one final-evaluation training (replacing one with the same ``key``) and return its row id."""
         def num(v):
             return None if v is None or v != v else float(v)
 
@@ -257,6 +267,7 @@ class Store:
                  num(test), json.dumps(metrics or {}), params, seconds, node, error, time.time()))
 
     def retrains(self, protocol: str | None = None) -> list[sqlite3.Row]:
+        """The final-evaluation rows (of ``protocol`` only, if given), in the order they were recorded."""
         if self.readonly and not self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'retrains'"):
             return []  # a run from before final evaluations existed, opened read-only
         if protocol is None:
@@ -264,6 +275,7 @@ class Store:
         return self._query("SELECT * FROM retrains WHERE protocol = ? ORDER BY id", (protocol,))
 
     def best(self) -> sqlite3.Row | None:
+        """The evaluated trial with the highest score (reference cells left out; ties: the first), or None."""
         rows = self._query("SELECT * FROM trials WHERE score IS NOT NULL AND reused_from IS NULL "
                            "AND origin != 'reference' ORDER BY score DESC, id LIMIT 1")
         return rows[0] if rows else None

@@ -21,10 +21,14 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cellsearch.errors import CellsearchError, ConfigError, CellWarning
 from cellsearch.fileio import FileRefusedError, atomic_write, read_regular
 from cellsearch.limits import MAX_LOCK_HOLDER_BYTES
+
+if TYPE_CHECKING:  # (filelock itself is imported when a lock is taken)
+    from filelock import BaseFileLock
 
 LOCK_FILE = ".lock"
 HOLDER_FILE = ".writer.json"
@@ -56,10 +60,11 @@ class WriterLock:
     def __init__(self, run_dir: str | Path, command: str = ""):
         self.run_dir = Path(run_dir)
         self.command = command or " ".join(["cellsearch", *sys.argv[1:2]])
-        self._lock = None
+        self._lock: BaseFileLock | None = None
 
     @property
     def holder_path(self) -> Path:
+        """Where the holder record (``.writer.json``) lives."""
         return self.run_dir / HOLDER_FILE
 
     def holder(self) -> dict:
@@ -71,6 +76,9 @@ class WriterLock:
         return data if isinstance(data, dict) else {}
 
     def acquire(self) -> "WriterLock":
+        """Take the lock and record this process as its holder; returns the lock. RunLockedError (one
+        line naming the holder) at once if another process holds it; taking it again in this process
+        only counts, and warns if it takes over from a holder that died without releasing it."""
         from filelock import FileLock, Timeout
 
         if self._lock is not None:
@@ -108,6 +116,8 @@ class WriterLock:
         return self
 
     def release(self) -> None:
+        """Give the lock up (when this process's last holder releases it) and record that; a no-op if
+        this object does not hold it."""
         if self._lock is None:
             return
         key = str(self.run_dir.resolve())
