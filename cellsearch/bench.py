@@ -13,7 +13,7 @@ import contextlib
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -72,7 +72,7 @@ def check_sizes(*, seq_len: int = 1, batch: int = 1, input_size: int = 1, hidden
 # On CUDA, the compiled cell also runs as these variants, to show what each part of the GPU path
 # buys: the eager generated steps (the path before fused kernels), fused kernels without CUDA
 # graphs, and CUDA graphs over the eager steps. "compiled" itself is the default: fused + graphs.
-CUDA_VARIANTS = {"eager steps": {"pointwise": "eager", "cuda_graphs": False},
+CUDA_VARIANTS: dict[str, dict[str, Any]] = {"eager steps": {"pointwise": "eager", "cuda_graphs": False},
                  "fused, no graphs": {"pointwise": "fused", "cuda_graphs": False},
                  "eager steps + graphs": {"pointwise": "eager", "cuda_graphs": True}}
 # The sizes the GPU issue measures against cuDNN: (T, B, I, H)

@@ -113,7 +113,7 @@ def write_error(path: str | os.PathLike, exc: OSError) -> WriteError:
         return DiskFullError(path, f"{_FULL[code]} {_file_system(Path(path).parent)} while writing {where}")
     if code == errno.EROFS:
         return WriteError(path, f"cannot write {where}: {_file_system(Path(path).parent)} is a read-only file system")
-    reason = _DENIED.get(code) or exc.strerror or type(exc).__name__
+    reason = (_DENIED.get(code) if code is not None else None) or exc.strerror or type(exc).__name__
     return WriteError(path, f"cannot write {where}: {clipped(reason, 160)}")
 
 
@@ -142,7 +142,7 @@ def check_target(path: str | os.PathLike, what: str = "") -> Path:
     except OSError as exc:  # a name the OS refuses (too long), a folder above that is a file
         if exc.errno == errno.ENOTDIR:
             _check_folder(path.parent, what, field)
-        raise ConfigError(f"{label}: cannot write there ({clipped(exc.strerror or exc, 160)})", field=field) from None
+        raise ConfigError(f"{label}: cannot write there ({clipped(exc.strerror or str(exc), 160)})", field=field) from None
     if st is not None:
         if stat.S_ISLNK(st.st_mode):
             raise FileRefusedError(path, f"is a symbolic link{f' ({what})' if what else ''}; cellsearch does not "

@@ -17,6 +17,7 @@ file name is limited in bytes, as the file system counts (``check_file_name``, `
 from __future__ import annotations
 
 import reprlib
+from typing import cast
 
 from cellsearch.errors import ConfigError
 
@@ -159,18 +160,19 @@ def check_number(what: str, value: object, low: int | float, limit: str | None =
 
     kind = numbers.Integral if integer else numbers.Real
     well_typed = not isinstance(value, bool) and isinstance(value, kind) and math.isfinite(value)
+    number = cast(float, value)  # compared only where well_typed holds: a finite real
     if integer:
         if not well_typed:
             raise ConfigError(f"{shown_as} must be an integer, not {shown(value)}", field=field)
-        if value < low or (low_open and value == low):
+        if number < low or (low_open and number == low):
             raise ConfigError(f"{shown_as} must be {'more than' if low_open else 'at least'} {low}, "
                               f"not {shown(value)}", field=field)
-    elif not well_typed or value < low or (low_open and value == low):
+    elif not well_typed or number < low or (low_open and number == low):
         rule = "a positive number" if low_open and low == 0 else \
             f"a number {'>' if low_open else '>='} {low:g}"
         raise ConfigError(f"{shown_as} must be {rule}, not {shown(value)}", field=field)
     if maximum is not None:
-        check_limit(what, limit or what, value, maximum)
+        check_limit(what, limit or what, number, maximum)
 
 
 def check_minutes(minutes: object, field: str = "SearchConfig.minutes") -> None:

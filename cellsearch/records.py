@@ -37,7 +37,8 @@ def record_from_dict(cls: type[T], data: Any, what: str) -> T:
     if unknown:
         raise ConfigError(f"{what}: unknown setting(s) {', '.join(unknown)}")
     try:
-        return _adapter(cls).validate_python(data)
+        adapter_key: type = cls  # (a class is hashable; mypy does not see it for type[T])
+        return _adapter(adapter_key).validate_python(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "?"

@@ -76,6 +76,9 @@ def _run(group: list[dict]) -> list[dict]:
 
 
 def jobs(budget: str, seeds: int, data_dir: str | None, cells=ARCHITECTURES, tasks=TASKS) -> list[dict]:
+    """The training jobs of the reproduction: one per (seed, task, cell), each a ``TrainConfig`` (as a
+    dict) with the budget's settings for its task. ConfigError for an unknown budget, LimitError for
+    too many seeds."""
     if budget not in BUDGETS:
         raise ConfigError(f"budget must be one of {', '.join(BUDGETS)}, not {budget!r}")
     from cellsearch.limits import MAX_POPULATION, check_limit
@@ -158,6 +161,7 @@ def summarise(runs):
 
 
 def to_markdown(table, budget: str, seeds: int) -> str:
+    """The reproduced table (mean ± std per cell and task) beside the paper's numbers, as Markdown."""
     lines = [f"Jozefowicz et al. 2015, Table 1 — ours ({budget} budget, mean ± std over {seeds} seed(s)) "
              "vs paper", "",
              "| cell | Arith ours | Arith paper | XML ours | XML paper | PTB ppl ours | PTB word-prob ours | "

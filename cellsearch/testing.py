@@ -145,6 +145,8 @@ class Driver:
         self.hashes: list[str] = []
 
     def run(self, schedule: str) -> list[str]:
+        """Run ``schedule`` (see the class docstring; a tell with nothing pending is skipped) and return
+        the hashes of the candidates it asked, in order."""
         asked = []
         for op in schedule:
             if op == "a":
@@ -206,6 +208,7 @@ class StrategyTestSuite:
 
     # ------------------------------------------------------------------ tests
     def test_asks_are_valid_candidates(self, strategy_factory, space_factory):
+        """Every asked candidate is a valid cell of the space, and ``asked`` counts the asks."""
         space = space_factory()
         strategy = strategy_factory(space, seed=0)
         for _ in range(5):
@@ -213,6 +216,7 @@ class StrategyTestSuite:
         assert strategy.asked == 5
 
     def test_ask_tell_loop_with_failures(self, strategy_factory, space_factory):
+        """A long ask/tell loop survives failed (None) and diverged (NaN) results."""
         space = space_factory()
         strategy = strategy_factory(space, seed=1)
         for i in range(self.steps):
@@ -224,6 +228,7 @@ class StrategyTestSuite:
         assert strategy.told == self.steps
 
     def test_parallel_asks_told_in_reverse(self, strategy_factory, space_factory):
+        """Several asks in flight, told in reverse order, and asks left in flight at the end are fine."""
         space = space_factory()
         strategy = strategy_factory(space, seed=2)
         driver = Driver(strategy, check=lambda c: check_candidate(space, c, decode=False))
@@ -234,6 +239,7 @@ class StrategyTestSuite:
         assert strategy.asked == 24
 
     def test_same_seed_same_candidates(self, strategy_factory, space_factory):
+        """The same seed gives the same candidates under the same schedule; another seed others."""
         schedule = BLOCK * 5 + "aaaatttt" * 2
         a = Driver(strategy_factory(space_factory(), seed=3)).run(schedule)
         b = Driver(strategy_factory(space_factory(), seed=3)).run(schedule)
@@ -242,6 +248,8 @@ class StrategyTestSuite:
         assert c != a, "a different seed should give a different sequence of candidates"
 
     def test_state_is_json_and_resume_is_exact(self, strategy_factory, space_factory, tmp_path):
+        """The state is JSON, and a fresh strategy restored from it (with candidates in flight) asks
+        exactly what the original asks from there on."""
         space = space_factory()
         first = Driver(strategy_factory(space, seed=5))
         first.run(BLOCK * 6 + "aa")  # split with two candidates in flight
@@ -264,6 +272,7 @@ class StrategyTestSuite:
         assert (a["asked"], a["told"]) == (b["asked"], b["told"])
 
     def test_state_of_other_strategy_is_rejected(self, strategy_factory, space_factory):
+        """Loading another strategy's state, or another state version, raises ConfigError."""
         strategy = strategy_factory(space_factory(), seed=0)
         state = json.loads(json.dumps(strategy.state_dict()))
         with pytest.raises(ConfigError):
@@ -272,6 +281,8 @@ class StrategyTestSuite:
             strategy.load_state_dict({**state, "version": -1})
 
     def test_foreign_tell_does_not_crash(self, strategy_factory, space_factory):
+        """Results for candidates the strategy never asked (other origins, no decisions, failed ones) are
+        accepted, also while its own asks are in flight, and its state stays JSON."""
         space = space_factory()
         strategy = strategy_factory(space, seed=6)
         outsider = space.sample(random.Random(123))
