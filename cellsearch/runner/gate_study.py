@@ -69,6 +69,8 @@ COLUMNS = ("variant", "trial", "seed", "lr", "hidden", "score", "status", "secon
 
 
 def features_of(variant: str) -> dict[str, int]:
+    """The 0/1 gate features of a Greff et al. variant (a copy); ConfigError naming the known variants
+    for another name."""
     if variant not in GATE_FEATURES:
         raise ConfigError(f"'{variant}' is not a Greff et al. variant (known: {', '.join(VARIANTS)})")
     return dict(GATE_FEATURES[variant])

@@ -34,6 +34,7 @@ class JobSettings:
     population: bool = True  # train the jobs of one cell and task as one population (cellsearch.training.population)
 
     def validate(self) -> None:
+        """Raise ConfigError (or LimitError) naming the field unless every setting is usable."""
         check_number("JobSettings.parallel", self.parallel, 1, "parallel", L.MAX_PARALLEL)
         if self.backend not in ("ray", "local"):
             raise ConfigError(f"backend must be ray or local, not {shown(self.backend)}", field="JobSettings.backend")
@@ -57,9 +58,11 @@ class JobQueue:
 
     @property
     def threads(self) -> int:
+        """CPU threads (and Ray CPUs) per trial."""
         return threads_per_trial(self.cfg.cpus_per_trial, self.cfg.parallel)
 
     def next_trial(self, trial_id: str) -> dict | str | None:
+        """The next job (with its thread count), None while the last ones still run, then ``FINISHED``."""
         if self.pending:
             job = dict(self.pending.pop(0), threads=self.threads)
             self.running[trial_id] = job
@@ -67,11 +70,13 @@ class JobQueue:
         return FINISHED if not self.running else None
 
     def complete(self, trial_id: str, outcome: JobOutcome, node: str | None = None) -> None:
+        """Hand a finished job's outcome and node to ``on_done`` (an unknown trial id is ignored)."""
         job = self.running.pop(trial_id, None)
         if job is not None:
             self.on_done(job, outcome, node)
 
     def save(self) -> None:
+        """Nothing to persist: the results database holds the finished jobs."""
         pass  # the results database is the state: finished jobs are not queued again
 
 

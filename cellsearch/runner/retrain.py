@@ -98,6 +98,7 @@ class Retrainer:
         self.on_event = on_event
 
     def key(self, cell_hash: str, task: str, lr: float, seed: int) -> str:
+        """The database key of one training job: the protocol's fingerprint, the cell, task, rate and seed."""
         return f"{self.protocol.fingerprint}:{cell_hash}:{task}:{lr:.6g}:{seed}"
 
     def _job(self, cell: Cell, task: str, lr: float, seed: int) -> dict[str, Any]:
@@ -155,6 +156,9 @@ class Retrainer:
         return done
 
     def run(self, cells: list[Cell]) -> list[CellResult]:
+        """Train every cell on every task of the protocol (a learning-rate sweep first when it has several
+        rates, then each seed at the rate chosen by validation score) under the run's writer lock, and
+        return one ``CellResult`` per cell and task. Jobs already in the database are not run again."""
         p = self.protocol
         lrs = p.learning_rates
         from cellsearch.storage.writer_lock import WriterLock
@@ -181,8 +185,8 @@ class Retrainer:
                     # best validation score; on a tie the rate nearest the search's
                     chosen[c.hash, t] = max(scored)[2] if scored else None
                     sweeps[c.hash, t] = sweep
-            finals = [self._job(c, t, chosen[c.hash, t], s) for c in cells for t in p.tasks
-                      if chosen[c.hash, t] is not None for s in range(p.seeds)]
+            finals = [self._job(c, t, chosen_lr, s) for c in cells for t in p.tasks
+                      if (chosen_lr := chosen[c.hash, t]) is not None for s in range(p.seeds)]
             done = self._run(store, finals, f"{p.seeds} seed(s)")
         results = []
         for c in cells:

@@ -129,7 +129,7 @@ def _evaluate(spec: TrialSpec, report, start: float) -> TrialOutcome:
         metric = primary_metric(stage.task)
         steps = stage.steps if stage.steps is not None else spec.steps
         best: float | None = None
-        best_metrics: dict | None = None
+        best_metrics: dict = {}  # set with best
         settings = [{} if k == 0 else hyperparameters(rng) for k in range(max(1, stage.settings))]
         eval_every = max(1, steps // 4) if (report and steps) else 0
         task_options = {**spec.task_options.get(stage.task, {}), **stage.task_options}
@@ -189,12 +189,13 @@ def _evaluate(spec: TrialSpec, report, start: float) -> TrialOutcome:
                   if kk == k and r.status == "ok" and r.metrics.get(metric) is not None]
             if not ok:
                 continue
-            value = statistics.mean(m[metric] for m in ok)
+            values = [v for m in ok if (v := m[metric]) is not None]  # all of them (ok checked it)
+            value = statistics.mean(values)
             if best is None or value > best:
                 best = value
                 best_metrics = {**_mean_metrics(ok), "hyperparameters": hp or "defaults"}
                 if seeds > 1:
-                    best_metrics.update(seeds=len(ok), std=statistics.stdev(m[metric] for m in ok) if len(ok) > 1
+                    best_metrics.update(seeds=len(ok), std=statistics.stdev(values) if len(ok) > 1
                                         else 0.0)
         if best is None:  # every setting diverged or produced no metric
             metrics[stage.task] = {"status": statuses}

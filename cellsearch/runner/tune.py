@@ -173,6 +173,7 @@ class SourceSearcher(Searcher, Generic[S, O]):
         return {k: v for k, v in self.__dict__.items() if k not in ("source", "failure")}
 
     def raise_failure(self) -> None:
+        """Raise the error the source met during the search, if it met one."""
         if self.failure is not None:
             raise self.failure
 
@@ -268,7 +269,7 @@ def ray_session(cfg) -> Iterator[None]:
     # kill -9 cannot stop them: the kernel takes its raylet and GCS with it, and the two agents then
     # spend Ray's fixed 60 s trying to report the raylet's death to the dead GCS before they exit
     # (Ray's process_watcher); no Ray API reaches them from outside (docs/data-safety.md).
-    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # Tune's newer console output prints an experiment banner even at verbose=0; our own progress
     # display (and the leaderboard) is what the user should see
@@ -300,12 +301,12 @@ def ray_session(cfg) -> Iterator[None]:
 def run_tune(source: TrialSource[S, O], run_dir: Path, trials: TrialKind[S, O], name: str = "tune") -> None:
     """Run every trial ``source`` serves as a Tune trial of ``trials``' kind, until it says ``FINISHED``
     (Tune's experiment folder: ``run_dir/name``)."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
     from cellsearch.training.parallelism import torch_threads
 
     cfg = source.cfg
-    resources = {"cpu": source.threads}
+    resources: dict[str, float] = {"cpu": source.threads}
     if cfg.gpus_per_trial:
         resources["gpu"] = cfg.gpus_per_trial
     if cfg.scheduler == "asha":
@@ -316,7 +317,7 @@ def run_tune(source: TrialSource[S, O], run_dir: Path, trials: TrialKind[S, O], 
         # docs/results/asha-mutation1.md): rungs at 1/4 and 1/2 of a run spend 1.6-1.9x less
         # compute than FIFO for the same best final score (the former first rung, after a full
         # run, never stopped a one-stage trial early: 1.0x).
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=1000, grace_period=1, reduction_factor=2)
+        scheduler: TrialScheduler = ASHAScheduler(time_attr="training_iteration", max_t=1000, grace_period=1, reduction_factor=2)
     else:
         scheduler = FIFOScheduler()
     searcher = SourceSearcher(source, trials)

@@ -78,8 +78,11 @@ def train_population_job(settings: list[dict[str, Any]], *, graph=None, source: 
         try:
             configs = [TrainConfig.from_dict(s) for s in settings]
             base = configs[0]
-            members = [Member(**{k: getattr(c, k) if k != "clip" else (c.clip or 0.0) for k in MEMBER_FIELDS})
-                       for c in configs]
+            members = []
+            for c in configs:
+                fields: dict[str, Any] = {k: getattr(c, k) for k in MEMBER_FIELDS}
+                fields["clip"] = c.clip or 0.0  # no clipping (None) is a member's 0: its None means as the base
+                members.append(Member(**fields))
             if any(m.apply(base) != c for m, c in zip(members, configs)):
                 raise ConfigError("the jobs of a population may differ only in " + ", ".join(MEMBER_FIELDS))
             population = PopulationTrainer(base, members, graph=graph)
