@@ -107,7 +107,8 @@ def load_gate_study(run_dir: str | Path, task: str | None = None):
         m = r.metrics.get(task) if isinstance(r.metrics, dict) else None
         m = m if isinstance(m, dict) else {}
         hp = m.get("hyperparameters")
-        lr = hidden = float("nan")
+        lr: Any = float("nan")  # (then whatever the run recorded)
+        hidden: Any = float("nan")
         if isinstance(hp, dict):
             lr = hp.get("lr", defaults.get("lr", float("nan")))
             hidden = hp.get("hidden_size", hp.get("hidden", defaults.get("hidden_size", float("nan"))))
@@ -225,7 +226,7 @@ def gate_importance(df, seed: int = 0, n_trees: int = 64, log_transform: bool = 
             study = optuna.create_study(direction="maximize")
             trials = []
             for (_, r), score in zip(valid.iterrows(), scores):
-                values = {}
+                values: dict[str, float] = {}
                 for name in params:
                     if name in FEATURES:
                         values[name] = int(r[name])
@@ -298,8 +299,8 @@ def ranking_table(importances, welch) -> Ranking:
             f"{int(r.jozefowicz_rank)} ({r.jozefowicz_arith_without:.3f})"
         means = "–" if r.variant_mean != r.variant_mean else f"{r.variant_mean:.3f} vs {r.vanilla_mean:.3f}"
         p = "–" if r.p_bonferroni != r.p_bonferroni else f"{r.p_bonferroni:.3g}"
-        rank = "–" if r.our_rank is None or r.our_rank != r.our_rank else str(int(r.our_rank))
-        lines.append(f"| {rank} | {r.feature} | {r.variant} | {r.importance:.3g} | {means} | {p} | {r.our_welch} | "
+        rank_text = "–" if r.our_rank is None or r.our_rank != r.our_rank else str(int(r.our_rank))
+        lines.append(f"| {rank_text} | {r.feature} | {r.variant} | {r.importance:.3g} | {means} | {p} | {r.our_welch} | "
                      f"{r.greff_finding} | {r.agrees_with_greff} | {jz} |")
     lines += ["", "Greff et al.: forget gate and output activation critical; Jozefowicz et al.: forget > input > "
               "output gate."]

@@ -15,6 +15,7 @@ from typing import Sequence
 
 
 def finite(values: Sequence[float | None]) -> list[float]:
+    """The values that are numbers and finite, as floats (None, NaN and infinities left out)."""
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
@@ -31,6 +32,7 @@ class Interval:
 
     @property
     def half_width(self) -> float:
+        """Half the interval's width: the ± of ``text`` (NaN with fewer than two values)."""
         return (self.hi - self.lo) / 2
 
     def overlaps(self, other: "Interval") -> bool:
@@ -40,6 +42,7 @@ class Interval:
         return self.lo <= other.hi and other.lo <= self.hi
 
     def text(self, fmt: str = ".4f") -> str:
+        """``mean ± half width`` for a table ("–" with no value, ``mean (n=1)`` with one)."""
         if self.n == 0:
             return "–"
         if self.n == 1 or math.isnan(self.lo):
