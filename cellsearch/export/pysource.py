@@ -112,7 +112,7 @@ class _PyWriter:
 
 
 def _size_expr(g: CellGraph, leaf: str) -> str:
-    kind = g.leaf_kinds.get(leaf)
+    kind = g.leaf_kinds.get(leaf, "")
     return {"input": "input_size", "static": "static_size"}.get(kind, "hidden_size")
 
 
@@ -351,6 +351,7 @@ def imported(path: Path):
     """Import a generated module from its file (TorchScript reads the source through ``inspect``)."""
     name = f"_cellsearch_export_{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None  # a .py file (every caller writes one) has both
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     dont_write = sys.dont_write_bytecode
