@@ -29,6 +29,7 @@ def one_line(message: object) -> str:
 
 
 def print_error(message: object) -> None:
+    """Print ``error: MESSAGE`` to stderr as one line (the message's line breaks and markup shown as text)."""
     err_console.print(f"error: {one_line(message)}", markup=False, highlight=False, soft_wrap=True)
 
 
@@ -159,6 +160,7 @@ _register()
 
 
 def main() -> None:  # console script entry point
+    """The ``cellsearch`` console script: run the CLI; Ctrl-C ends it with status 130 and no traceback."""
     try:
         app()
     except KeyboardInterrupt:  # pragma: no cover - interactive

@@ -12,6 +12,7 @@ from cellsearch.cli import cli_errors, console, err_console
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``bench`` command to ``app``."""
     @app.command("bench")
     @cli_errors
     def bench_cmd(json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,

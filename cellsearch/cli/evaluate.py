@@ -112,6 +112,7 @@ Population = Annotated[bool, typer.Option(help="Train a cell's learning rates an
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``evaluate`` command to ``app``."""
     @app.command("evaluate")
     @cli_errors
     def evaluate_cmd(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -11,6 +11,7 @@ from cellsearch.cli import cli_errors, console
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``export`` command to ``app``."""
     @app.command("export")
     @cli_errors
     def export_cmd(
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in FORMATS:
             raise ConfigError(f"unknown export format '{fmt}' (known: {', '.join(FORMATS)})")
-        kw = {"input_size": input_size, "hidden_size": hidden_size, "seq_len": seq_len, "seed": seed}
+        kw: dict[str, Any] = {"input_size": input_size, "hidden_size": hidden_size, "seq_len": seq_len, "seed": seed}
         path = Path(source)
         if path.is_dir() or rank is not None:
             files = export_from_run(path, 1 if rank is None else rank, fmt, output, **kw)

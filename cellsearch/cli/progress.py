@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn, TransferSpeedColumn)
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn, TransferSpeedColumn)
 
 from cellsearch.runner.events import JobFinished, JobsEnded, JobsStarted, SearchEnded, SearchStarted, TrialFinished
 from cellsearch.tasks.data import FileDownload
@@ -36,7 +36,7 @@ class ProgressBars:
     def __init__(self, console: Console | None = None):
         self.console = console
         self._bar: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None  # set with _bar
         self._start_step = 0
         self._started = 0.0
 
@@ -87,7 +87,7 @@ class ProgressBars:
         self._task = bar.add_task(description, **fields)
 
     def _update(self, **fields) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.update(self._task, **fields)
 
     def close(self) -> None:

@@ -39,10 +39,10 @@ def jozefowicz_cmd(
             raise ConfigError(f"unknown task '{t}' (arith, xml, ptb)")
     total = len(jobs(budget, seeds, None, cell_list, task_list))
     with Progress(console=err_console) as bar:
-        t = bar.add_task("training", total=total)
+        task_id = bar.add_task("training", total=total)
 
         def progress(i: int, n: int, row: dict) -> None:
-            bar.update(t, completed=i, description=f"{row['cell']} on {row['task']} (seed {row['seed']})")
+            bar.update(task_id, completed=i, description=f"{row['cell']} on {row['task']} (seed {row['seed']})")
 
         runs, table = reproduce_jozefowicz(budget, seeds, out, str(data_dir.resolve()) if data_dir else None, workers,
                                            cell_list, task_list, progress)

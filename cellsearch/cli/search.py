@@ -49,6 +49,7 @@ def _default(name: str):
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``search`` command to ``app``."""
     @app.command("search")
     @cli_errors
     def search_cmd(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Any, List, Optional
 
 import typer
 
@@ -75,6 +75,7 @@ TRAIN_FLAGS = {"task": "task", "steps": "steps", "seconds": "minutes", "hidden_s
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``train`` and ``generate`` commands and the ``data`` group (download, verify) to ``app``."""
     app.add_typer(data_app, name="data")
 
     @app.command("train")
@@ -190,7 +191,7 @@ def register(app: typer.Typer) -> None:
                       "threads": threads, "device": device, "encoder": encoder, "objective": objective,
                       "reward": reward, "mixer_xent_steps": mixer_xent_steps, "mixer_every": mixer_every,
                       "mixer_delta": mixer_delta, "memory_rows": memory_rows}
-            given = {field: values[field] for field, flag in TRAIN_FLAGS.items() if explicit(ctx, flag)}
+            given: dict[str, Any] = {field: values[field] for field, flag in TRAIN_FLAGS.items() if explicit(ctx, flag)}
             given.update(cell=cell, task_options=parse_options(task_option))
             if recipe is not None:
                 from cellsearch.training.recipes import load_recipe
@@ -303,7 +304,7 @@ def register(app: typer.Typer) -> None:
         x = torch.tensor(ids, dtype=torch.long)
         if beam is not None:
             hyps = beam_search(model, x, beam, length, eos_id=eos, length_penalty=length_penalty, state=state)
-            outs = [(h, score) for h, score in hyps]
+            outs: list[tuple[list[int], float | None]] = [(h, score) for h, score in hyps]
         elif temperature is not None:
             gen = torch.Generator().manual_seed(seed)
             outs = [(sample(model, x[:, None], length, temperature, top_k, eos, gen, state)[:, 0].tolist(), None)]
