@@ -317,7 +317,8 @@ def run_tune(source: TrialSource[S, O], run_dir: Path, trials: TrialKind[S, O], 
         # docs/results/asha-mutation1.md): rungs at 1/4 and 1/2 of a run spend 1.6-1.9x less
         # compute than FIFO for the same best final score (the former first rung, after a full
         # run, never stopped a one-stage trial early: 1.0x).
-        scheduler: TrialScheduler = ASHAScheduler(time_attr="training_iteration", max_t=1000, grace_period=1, reduction_factor=2)
+        scheduler: TrialScheduler = ASHAScheduler(time_attr="training_iteration", max_t=1000, grace_period=1,
+                                                  reduction_factor=2)
     else:
         scheduler = FIFOScheduler()
     searcher = SourceSearcher(source, trials)

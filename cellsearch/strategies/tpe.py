@@ -139,8 +139,8 @@ class TPE(Strategy):
         if decisions is None or len(decisions) != len(self.decision_list) \
                 or not all(isinstance(c, int) and 0 <= c < len(d) for c, d in zip(decisions, self.decision_list)):
             return  # nothing TPE could learn from
-        self.study.add_trial(self._frozen(list(decisions), None if result.failed or result.score is None else float(result.score),
-                                          "FAIL" if result.failed else "COMPLETE"))
+        value = None if result.failed or result.score is None else float(result.score)
+        self.study.add_trial(self._frozen(list(decisions), value, "FAIL" if result.failed else "COMPLETE"))
 
     def _frozen(self, choices: list[int], value: float | None, state: str) -> optuna.trial.FrozenTrial:
         return create_trial(state=_STATES[state], value=value, params=dict(zip(self.names, choices)),
