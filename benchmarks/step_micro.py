@@ -5,7 +5,7 @@
   byte string (``tasks/arithmetic.py``, ``tasks/synthetic.py``); both give the same tensors.
 - ``gates``: the backward of an LSTM's gate activations in one step, written into column slices of
   the whole-sequence buffer in place (the earlier generated code) against fresh tensors and one
-  ``cat`` into the buffer (``compile/backward.py``), for one member and for 8.
+  ``cat`` into the buffer (``compile/emit_backward.py``), for one member and for 8.
 
     python benchmarks/step_micro.py --threads 1
 """

@@ -129,7 +129,7 @@ def _packages() -> list[Path]:
 
 
 def _layout_tables(text: str) -> dict[str, set[str]]:
-    """``{"cellsearch/compile/": {"forward.py", ...}, ...}`` from the layout page's "Every module"."""
+    """``{"cellsearch/compile/": {"emit_forward.py", ...}, ...}`` from the layout page's "Every module"."""
     section = text.split("## Every module", 1)[1]
     tables: dict[str, set[str]] = {}
     current = None

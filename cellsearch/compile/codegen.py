@@ -3,11 +3,11 @@
 ``CellProgram(graph, I, H)`` generates the source of
 
 * ``prologue(P, T, B, inputs, statics, inits)``: everything that does not depend on a previous
-  state, for all T steps at once (``forward.py``);
-* ``step(xt, prev, consts)``: one time step (``forward.py``);
+  state, for all T steps at once (``emit_forward.py``);
+* ``step(xt, prev, consts)``: one time step (``emit_forward.py``);
 * ``step_backward(d_new, xt, prev, consts, saved, d_lin)``: the hand-derived backward of
   ``step``, without the weight gradients, which the runtime computes for the whole sequence
-  (``backward.py``),
+  (``emit_backward.py``),
 
 from the cell's ``Schedule`` (``schedule.py``: what runs in the loop, what is hoisted, how
 linears fuse) and ``Variables`` (``variables.py``: names and calling convention). Generating is
@@ -26,8 +26,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from cellsearch.compile.backward import emit_backward
-from cellsearch.compile.forward import emit_prologue, emit_step
+from cellsearch.compile.emit_backward import emit_backward
+from cellsearch.compile.emit_forward import emit_prologue, emit_step
 from cellsearch.compile.schedule import make_schedule
 from cellsearch.compile.variables import GENERATED_HELPERS, Variables
 from cellsearch.dsl import literals
@@ -110,7 +110,7 @@ class CellProgram:
         self.pointwise = "auto"
         self.cuda_graphs = True
         self.fused: Any = None
-        self.graph_cache: Any = None
+        self.cuda_graph_cache: Any = None  # CUDA graph captures of this program (cuda_graphs.py)
 
     @property
     def source(self) -> str:

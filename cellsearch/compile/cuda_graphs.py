@@ -167,8 +167,8 @@ class GraphedRecurrence(torch.autograd.Function):
 
 def capture_loop(program, T: int, n_ext: int, n_const: int, tensors: Sequence[torch.Tensor]) -> CapturedLoop | None:
     """A leased CUDA-graph capture of the loop at these shapes, or None (run it eagerly)."""
-    if program.graph_cache is None:
-        program.graph_cache = GraphCache()
+    if program.cuda_graph_cache is None:
+        program.cuda_graph_cache = GraphCache()
     key = (T, n_ext, n_const, tuple((tuple(t.shape), t.dtype, t.device) for t in tensors))
 
     def make() -> CapturedLoop:
@@ -185,7 +185,7 @@ def capture_loop(program, T: int, n_ext: int, n_const: int, tensors: Sequence[to
         loop_inputs = loop.static_in
         return loop
 
-    return program.graph_cache.acquire(key, make)
+    return program.cuda_graph_cache.acquire(key, make)
 
 
 __all__ = ["CapturedLoop", "GraphCache", "GraphedRecurrence", "Lease", "MAX_SHAPES", "PER_SHAPE", "capture_loop"]

@@ -1,6 +1,6 @@
 """Fused pointwise kernels: a cell's step and step backward as Triton kernels between its matmuls.
 
-The eager step (``forward.py``/``backward.py``) runs every elementwise op of a time step as its
+The eager step (``emit_forward.py``/``emit_backward.py``) runs every elementwise op of a time step as its
 own torch kernel; on a GPU each is a launch of a few microseconds over a tiny tensor, and the
 step is launch-bound. Here the same schedule is cut at its matmuls into *stages*: stage 0 is
 everything computable from the previous states and group 0's matmul, stage s + 1 everything
@@ -19,7 +19,7 @@ and backward, so an LSTM step is one matmul and one kernel each way, as in haste
   weight, after the loop) and accumulates the gradients of what it read.
 
 The generated host functions ``step``/``step_backward`` keep the eager functions' calling
-convention (``sequence.py``'s runtime, its CUDA graphs and populations run them unchanged);
+convention (the runtime's loop in ``loop.py``, its CUDA graphs and populations run them unchanged);
 ``FusedProgram`` is a ``CellProgram`` with them swapped in. Every value is indexed as
 (member, batch, feature) with per-tensor strides, so broadcast constants and a population's
 stacked tensors need no copies. Sources are cached by their text (the cell's hash and sizes are
@@ -439,7 +439,7 @@ class FusedProgram:
         self.ext, self.consts, self.const_kinds = program.ext, program.consts, program.const_kinds
         self.loop_diags = program.loop_diags
         self.pack_weights = False  # the host code slices weights; oneDNN-packed ones cannot be sliced
-        self.graph_cache: Any = None  # CUDA graph captures of this program (sequence.py)
+        self.cuda_graph_cache: Any = None  # CUDA graph captures of this program (cuda_graphs.py)
         self.code, self.saved = generate_fused(program)
         globals_ = self.code.globals
         namespace = _load(self.code.source, self.code.filename,

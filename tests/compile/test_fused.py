@@ -159,7 +159,7 @@ def test_cuda_fused_and_graphed_match_eager(name):
         torch.testing.assert_close(out_f, out_e, atol=1e-10, rtol=1e-10)
         for a, b in zip(g_f, g_e):
             torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
-    cache = fast.program.fused.graph_cache
+    cache = fast.program.fused.cuda_graph_cache
     assert cache.loops and not cache.disabled
 
 

@@ -5,7 +5,7 @@ sums the gradient terms each value receives (a value read once passes its gradie
 alias, with no op), and returns the gradients of the previous states, the per-step tensors,
 the constants and the diag scales. It leaves the weight gradients out: it writes each fused
 matmul's pre-activation gradient into ``d_lin`` (views of whole-sequence buffers), and the
-runtime (``sequence.py``) computes dW for the whole sequence as one matmul after the loop,
+runtime (``loop.py``) computes dW for the whole sequence as one matmul after the loop,
 which is where most of the speed comes from. What the backward reads of the forward step
 becomes the step's ``saved`` tuple.
 """
