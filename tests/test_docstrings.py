@@ -41,7 +41,8 @@ def undocumented(module_name: str) -> list[str]:
     for name, obj in vars(module).items():
         if name.startswith("_") or getattr(obj, "__module__", None) != module_name:
             continue
-        if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+        # (a decorated function, e.g. by functools.lru_cache, counts: it is a function underneath)
+        if not (inspect.isfunction(inspect.unwrap(obj)) or inspect.isclass(obj)):
             continue
         if not inspect.getdoc(obj):
             missing.append(f"{module_name}.{name}")

@@ -35,6 +35,9 @@ SEARCH_TASK_OPTIONS: dict[str, dict[str, Any]] = {"arith": {"max_digits": 3, "ev
 
 @dataclass
 class SearchConfig:
+    """The settings of a search (``SearchRun``), as ``config.json`` records them: the space, the
+    strategy, the number of trials and their parallelism, the tasks and the training of each trial."""
+
     name: str = "search"
     space: str = "mutation"  # shipped space name or YAML path
     strategy: str = "evolution"  # random | evolution | regularized-evolution | rl | tpe

@@ -25,6 +25,9 @@ DEFAULT_STEPS = 300  # a training's step budget when neither steps nor seconds i
 
 @dataclass
 class TrainConfig:
+    """The settings of one training (``train``, ``Trainer``): cell, task, model size, budget, optimizer,
+    schedules, regularisation, objective and device, each checked when the config is made."""
+
     cell: str = "lstm"  # built-in name or YAML path
     task: str = "arith"  # arith | xml | memorize | ptb
     task_options: dict = field(default_factory=dict)  # e.g. {"max_digits": 4}
