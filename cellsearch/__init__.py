@@ -110,7 +110,17 @@ _HOMES: dict[str, str] = {
     "DataError": "cellsearch.errors",
 }
 
-__all__ = ["__version__", *_HOMES]
+# a literal list (documentation tools read it without running the module); the test keeps it
+# equal to the table above
+__all__ = [
+    "__version__", "CellGraph", "load_cell", "loads_cell", "dumps_cell", "save_cell", "get_cell",
+    "builtin_names", "CompiledCell", "CellRNN", "SeqModel", "ModelConfig", "TrainConfig", "train",
+    "Trainer", "TrainResult", "Member", "train_population", "Recipe", "load_recipe", "Task",
+    "make_task", "Space", "load_space", "Strategy", "make_strategy", "SearchConfig", "SearchRun",
+    "TrialOutcome", "leaderboard", "Protocol", "protocol_for_run", "JobSettings", "evaluate_run",
+    "EvaluationReport", "fidelity_run", "FidelityReport", "export_cell", "CellsearchError",
+    "CellError", "ConfigError", "DataError",
+]
 
 
 def __getattr__(name: str) -> object:
