@@ -20,7 +20,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from cellsearch.analysis.evaluation import format_value
 from cellsearch.analysis.plots import pyplot
@@ -32,6 +32,8 @@ from cellsearch.runner.jobs import JobSettings
 from cellsearch.runner.protocol import Protocol
 from cellsearch.runner.retrain import Cell, CellResult, Retrainer, distinct_labels, scored_cells
 from cellsearch.fileio import atomic_write, save_figure, write_csv
+
+T = TypeVar("T")
 
 MIN_TAU = 0.4  # below this Kendall τ the search's ranking is not to be trusted
 TARGET_TAU = 0.6  # the fidelity curve recommends the cheapest budget whose τ reaches this
@@ -52,7 +54,7 @@ class FidelityReport:
     recommended: int | None = None  # the cheapest budget with τ ≥ the target (None: none reached it)
 
 
-def spread_sample(items: list, k: int, key: Callable[[Any], float]) -> list:
+def spread_sample(items: list[T], k: int, key: Callable[[T], Any]) -> list[T]:
     """``k`` items spread evenly over the range of ``key`` (by rank: lowest, highest and evenly
     spaced ranks between), in ascending order of ``key``."""
     ordered = sorted(items, key=key)
@@ -209,7 +211,7 @@ def _corr_json(c: RankCorrelation) -> dict[str, Any]:
 
 
 def _write_fidelity(table: Any, corr: RankCorrelation, per_task: dict[str, Any], warning: str | None, protocol: Protocol,
-                    out: Path, curve: list[dict] | None = None, recommended: int | None = None,
+                    out: Path, curve: list[dict[str, Any]] | None = None, recommended: int | None = None,
                     target_tau: float = TARGET_TAU) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"csv": out / "fidelity.csv", "markdown": out / "fidelity.md", "plot": out / "fidelity.png",

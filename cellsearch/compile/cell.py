@@ -35,10 +35,10 @@ class Prepared:
     """A cell's sequence after its prologue: the time loop's arguments and the hoisted states' sequences."""
 
     T: int
-    ext: tuple  # per-step tensors, (T, ..., B, features)
-    consts: tuple  # constants over the steps, in ``program.consts`` order
-    rec_init: tuple  # initial values of the recurrent states
-    hoisted: dict  # hoisted state -> its whole sequence
+    ext: tuple[torch.Tensor, ...]  # per-step tensors, (T, ..., B, features)
+    consts: tuple[torch.Tensor, ...]  # constants over the steps, in ``program.consts`` order
+    rec_init: tuple[torch.Tensor, ...]  # initial values of the recurrent states
+    hoisted: dict[str, torch.Tensor]  # hoisted state -> its whole sequence
     tokens: torch.Tensor | None = None  # set: ``ext`` holds per-table-row values (V, 1, F) to look up (T, B)
 
     def looked_up(self) -> "Prepared":

@@ -66,7 +66,7 @@ class ModelConfig:
 class Encoded(NamedTuple):
     """The state of an encoder-decoder model: the decoder's states and the encoded source."""
 
-    states: tuple  # one (layers, B, H) tensor per decoder cell state
+    states: tuple[torch.Tensor, ...]  # one (layers, B, H) tensor per decoder cell state
     memory: torch.Tensor  # (B, S, H): the encoder's outputs
     mask: torch.Tensor  # (B, S) bool: real source tokens (not padding)
 

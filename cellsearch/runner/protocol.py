@@ -47,7 +47,7 @@ class Protocol:
     seeds: int = 5
     lr_factors: tuple[float, ...] = DEFAULT_LR_FACTORS  # × the base learning rate (train["lr"])
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides (hidden_size, batch_size, lr)
-    task_options: dict[str, dict] = field(default_factory=dict)
+    task_options: dict[str, dict[Any, Any]] = field(default_factory=dict)
     data_dir: str | None = None
 
     def validate(self) -> None:

@@ -72,7 +72,7 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def _locate(spec: str | os.PathLike) -> tuple[str, str, Path | None, str]:
+def _locate(spec: str | os.PathLike[str]) -> tuple[str, str, Path | None, str]:
     """(YAML text, source for messages, folder for relative cell paths, default name) of a shipped
     name or a space file; ConfigError if it is neither."""
     text = os.fspath(spec)
@@ -94,7 +94,7 @@ def _locate(spec: str | os.PathLike) -> tuple[str, str, Path | None, str]:
     return body, text, path.parent, path.stem
 
 
-def space_text(spec: str | os.PathLike) -> tuple[str, str]:
+def space_text(spec: str | os.PathLike[str]) -> tuple[str, str]:
     """(YAML text, source) of a shipped name or a space file, as ``load_space`` reads it."""
     text, source, _, _ = _locate(spec)
     return text, source

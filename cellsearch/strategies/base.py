@@ -97,12 +97,12 @@ class Strategy(ABC):
         self.told = state["told"]
 
 
-def _rng_to_json(rng: random.Random) -> list:
+def _rng_to_json(rng: random.Random) -> list[Any]:
     version, internal, gauss = rng.getstate()
     return [version, list(internal), gauss]
 
 
-def _rng_from_json(data: list) -> tuple:
+def _rng_from_json(data: list[Any]) -> tuple[Any, ...]:
     return (data[0], tuple(data[1]), data[2])
 
 

@@ -83,7 +83,7 @@ def shape_groups(settings: Sequence[dict[str, Any]]) -> list[list[int]]:
     return list(groups.values())
 
 
-def members_product(**lists: Sequence | None) -> list[Member]:
+def members_product(**lists: Sequence[Any] | None) -> list[Member]:
     """Every combination of the given lists (``seed=[0, 1], lr=[1e-3, 3e-3]`` → 4 members), seeds
     varying fastest; a list that is None or empty is left out."""
     given = [(k, list(v)) for k, v in lists.items() if v]

@@ -15,7 +15,7 @@ class TrainResult:
     steps: int
     seconds: float
     metrics: dict[str, float | None]  # validation metrics
-    history: list[dict] = field(default_factory=list)  # periodic evaluations {"step", "seconds", **metrics}
+    history: list[dict[Any, Any]] = field(default_factory=list)  # periodic evaluations {"step", "seconds", **metrics}
     params: int = 0
     cell: str = ""
     hash: str = ""

@@ -136,7 +136,7 @@ class Trainer:
         self.elapsed = 0.0
         self.state: Any = None  # carried hidden state (truncated BPTT)
         self.first_loss: float | None = None
-        self.history: list[dict] = []
+        self.history: list[dict[str, Any]] = []
         self.losses: list[float] = []
         self.status = "ok"
         self.final_metrics: dict[str, float | None] = {}  # set by final_evaluation

@@ -40,10 +40,11 @@ class Recipe:
 
     name: str
     description: str = ""
-    train: dict = field(default_factory=dict)  # TrainConfig fields (RECIPE_FIELDS only)
-    task_options: dict = field(default_factory=dict)  # task name → that task's options
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields (RECIPE_FIELDS only)
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # task name → that task's options
 
-    def overlay(self, train: dict, task_options: dict) -> tuple[dict, dict]:
+    def overlay(self, train: dict[str, Any], task_options: dict[str, Any]
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
         """A run's training settings and per-task options with this recipe laid over them, all but
         its budget (``steps``/``seconds``: a search and a retraining protocol keep their own)."""
         train = {**train, **{k: v for k, v in self.train.items() if k not in ("steps", "seconds")}}
