@@ -6,6 +6,7 @@ functions of the CLI are such functions (their docstring is the command's ``--he
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -22,14 +23,14 @@ def _modules() -> list[str]:
 
 
 def _public_members(cls: type) -> list[tuple[str, object]]:
-    """The public methods and properties ``cls`` defines itself (not those it inherits unchanged)."""
+    """The public methods and properties (cached ones too) ``cls`` defines itself (not those it inherits unchanged)."""
     found = []
     for name, raw in vars(cls).items():
         if name.startswith("_"):
             continue
         if isinstance(raw, (staticmethod, classmethod)):
             raw = raw.__func__
-        if inspect.isfunction(raw) or isinstance(raw, property):
+        if inspect.isfunction(raw) or isinstance(raw, (property, functools.cached_property)):
             found.append((name, getattr(cls, name) if inspect.isfunction(raw) else raw))
     return found
 

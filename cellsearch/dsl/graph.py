@@ -115,6 +115,7 @@ class CellGraph:
     # ------------------------------------------------------------------ lookup
     @cached_property
     def node_map(self) -> dict[str, Node]:
+        """Node name → node (``graph[name]`` reads it)."""
         return {n.name: n for n in self.nodes}
 
     def __getitem__(self, name: str) -> Node:
