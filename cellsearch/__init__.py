@@ -123,7 +123,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
+def _load(name: str) -> object:
     """Load a public name from its home module on first use (PEP 562) and keep it here."""
     home = _HOMES.get(name)
     if home is None:
@@ -131,6 +131,12 @@ def __getattr__(name: str) -> object:
     value = getattr(import_module(home), name)
     globals()[name] = value  # later lookups find it without calling __getattr__
     return value
+
+
+# Only at run time: a type checker that saw a module __getattr__ would take any name as an
+# attribute, so `from cellsearch import Typo` would pass; it sees the imports above instead.
+if not TYPE_CHECKING:
+    __getattr__ = _load
 
 
 def __dir__() -> list[str]:
