@@ -52,7 +52,10 @@ def test_public_name_is_the_object_of_its_home_module(name):
     assert obj is getattr(home, name)
     # defined there, not merely re-exported by it
     assert getattr(obj, "__module__", None) == home.__name__
-    assert inspect.getdoc(obj), f"cellsearch.{name} has no docstring"
+    doc = inspect.getdoc(obj) or ""
+    # its own words, not the signature a dataclass makes up for a class without a docstring (which
+    # the API reference, docs/api.md, does not show)
+    assert doc and not doc.startswith(f"{name}("), f"cellsearch.{name} has no docstring"
 
 
 def test_from_import_star_gives_all(tmp_path):
