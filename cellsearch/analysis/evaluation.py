@@ -14,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from cellsearch.analysis.plots import pyplot
 from cellsearch.analysis.stats import Interval, mean_ci, welch, win_rate
@@ -27,7 +27,7 @@ from cellsearch.runner.retrain import Cell, CellResult, Retrainer, distinct_labe
 from cellsearch.fileio import atomic_write, save_figure, write_csv
 
 
-def compare(results: list[CellResult], confidence: float = 0.95):
+def compare(results: list[CellResult], confidence: float = 0.95) -> Any:
     """One row per cell and task: mean ± confidence interval of the test scores, and for every
     baseline the win rate (paired by seed) and Welch's p; a candidate whose mean beats the best
     baseline's is a ``winner`` only when the two intervals do not overlap."""
@@ -58,12 +58,12 @@ def compare(results: list[CellResult], confidence: float = 0.95):
     return pd.DataFrame.from_records(records)
 
 
-def _verdict(r: CellResult, ci, best: CellResult | None, best_ci) -> str:
+def _verdict(r: CellResult, ci: Interval, best: CellResult | None, best_ci: Interval | None) -> str:
     if r.cell.role == "baseline":
         return "best baseline" if r is best else "baseline"
     if ci.n == 0:
         return "failed"
-    if best is None or best_ci.n == 0:
+    if best is None or best_ci is None or best_ci.n == 0:  # (best_ci is None exactly when best is)
         return "no baseline to compare"
     if ci.mean <= best_ci.mean:
         return f"no better than {best.cell.label}"
@@ -74,6 +74,8 @@ def _verdict(r: CellResult, ci, best: CellResult | None, best_ci) -> str:
 
 @dataclass
 class EvaluationReport:
+    """What ``evaluate_run`` returns: the comparison table, the protocol, and the files it wrote."""
+
     table: Any  # pandas DataFrame (see compare)
     protocol: Protocol
     out_dir: Path
@@ -92,7 +94,7 @@ def check_evaluation_options(top: int, confidence: float) -> None:
 
 
 def evaluate_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings, *, top: int = 3,
-                 baselines: list[str] = ("lstm", "gru"), confidence: float = 0.95,
+                 baselines: Sequence[str] = ("lstm", "gru"), confidence: float = 0.95,
                  on_event: EventHandler | None = None) -> EvaluationReport:
     """Retrain a run's top cells and the baselines under ``protocol``; write the report.
     ``on_event`` hears of the retrainings' progress (``runner.events``)."""
@@ -129,7 +131,7 @@ def evaluate_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings,
     return EvaluationReport(table, protocol, out, files, notes)
 
 
-def format_value(v, spec: str = ".4f") -> str:
+def format_value(v: Any, spec: str = ".4f") -> str:
     """A report cell: '–' for a missing number, yes/no for a flag."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
@@ -140,12 +142,14 @@ def format_value(v, spec: str = ".4f") -> str:
     return str(v)
 
 
-def ci_text(row: dict) -> str:
+def ci_text(row: dict[str, Any]) -> str:
     """'mean ± half-width' of a compare() row (as ``Interval.text``)."""
     return Interval(row["n"], row["mean"], row["std"], row["ci_low"], row["ci_high"]).text()
 
 
-def evaluation_markdown(table, protocol: Protocol, confidence: float = 0.95, notes: list[str] = ()) -> str:
+def evaluation_markdown(table: Any, protocol: Protocol, confidence: float = 0.95, notes: Sequence[str] = ()) -> str:
+    """The evaluation report as Markdown: the protocol, one table per task (``table``: ``compare``'s
+    DataFrame) and the notes."""
     budget = f"{protocol.steps} steps" if protocol.steps else f"{protocol.minutes} min"
     lines = ["# Final evaluation", "",
              f"Protocol `{protocol.fingerprint}`: {budget} per training, learning rate chosen on seed 0's "
@@ -175,7 +179,7 @@ def evaluation_markdown(table, protocol: Protocol, confidence: float = 0.95, not
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _write_evaluation(table, results: list[CellResult], protocol: Protocol, out: Path, confidence: float,
+def _write_evaluation(table: Any, results: list[CellResult], protocol: Protocol, out: Path, confidence: float,
                       notes: list[str]) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"csv": out / "results.csv", "markdown": out / "results.md", "plot": out / "evaluation.png",
@@ -196,7 +200,7 @@ def _write_evaluation(table, results: list[CellResult], protocol: Protocol, out:
     return files
 
 
-def plot_evaluation(table, path: Path, confidence: float = 0.95) -> Path:
+def plot_evaluation(table: Any, path: Path, confidence: float = 0.95) -> Path:
     """Per task: each cell's mean test score with its confidence interval (baselines in grey)."""
     plt = pyplot()
     tasks = list(dict.fromkeys(table["task"]))

@@ -20,18 +20,20 @@ import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from cellsearch.analysis.evaluation import format_value
 from cellsearch.analysis.plots import pyplot
-from cellsearch.analysis.stats import mean_ci, rank_correlation
+from cellsearch.analysis.stats import RankCorrelation, mean_ci, rank_correlation
 from cellsearch.errors import CellWarning, ConfigError
 from cellsearch.limits import MAX_BUDGETS, MAX_STEPS, check_limit, shown
 from cellsearch.runner.events import EventHandler
 from cellsearch.runner.jobs import JobSettings
 from cellsearch.runner.protocol import Protocol
-from cellsearch.runner.retrain import Retrainer, distinct_labels, scored_cells
+from cellsearch.runner.retrain import Cell, CellResult, Retrainer, distinct_labels, scored_cells
 from cellsearch.fileio import atomic_write, save_figure, write_csv
+
+T = TypeVar("T")
 
 MIN_TAU = 0.4  # below this Kendall τ the search's ranking is not to be trusted
 TARGET_TAU = 0.6  # the fidelity curve recommends the cheapest budget whose τ reaches this
@@ -39,6 +41,9 @@ TARGET_TAU = 0.6  # the fidelity curve recommends the cheapest budget whose τ r
 
 @dataclass
 class FidelityReport:
+    """What ``fidelity_run`` returns: search vs final scores of the sampled cells, their rank
+    correlation, the fidelity curve over budgets (if asked), and the files it wrote."""
+
     table: Any  # one row per sampled cell: search score, final score (and per task)
     correlation: Any  # stats.RankCorrelation, search score vs final score
     per_task: dict[str, Any]
@@ -49,7 +54,7 @@ class FidelityReport:
     recommended: int | None = None  # the cheapest budget with τ ≥ the target (None: none reached it)
 
 
-def spread_sample(items: list, k: int, key: Callable[[Any], float]) -> list:
+def spread_sample(items: list[T], k: int, key: Callable[[T], Any]) -> list[T]:
     """``k`` items spread evenly over the range of ``key`` (by rank: lowest, highest and evenly
     spaced ranks between), in ascending order of ``key``."""
     ordered = sorted(items, key=key)
@@ -136,7 +141,8 @@ def check_budgets(budgets: Sequence[int] | None) -> list[int]:
     return sorted(set(budgets))
 
 
-def fidelity_curve(run_dir: Path, protocol: Protocol, settings: JobSettings, cells: list, table, budgets: list[int],
+def fidelity_curve(run_dir: Path, protocol: Protocol, settings: JobSettings, cells: list[Cell], table: Any,
+                   budgets: list[int],
                    on_event: EventHandler | None = None) -> list[dict[str, Any]]:
     """Each budget's ranking of ``cells`` against their final scores (``table["final_score"]``).
 
@@ -154,7 +160,7 @@ def fidelity_curve(run_dir: Path, protocol: Protocol, settings: JobSettings, cel
         column = f"proxy_{steps}"
         table[column] = [scores[c.hash]["score"] for c in cells]
         corr = rank_correlation(_failed_last(table[column]), final)
-        point = {"steps": steps, "spearman": _number(corr.spearman), "kendall": _number(corr.kendall),
+        point: dict[str, Any] = {"steps": steps, "spearman": _number(corr.spearman), "kendall": _number(corr.kendall),
                  "spearman_p": _number(corr.spearman_p), "kendall_p": _number(corr.kendall_p),
                  "cells": corr.n, "failed": int(table[column].isna().sum()),
                  "training_steps": steps * protocol.seeds * len(cells) * len(protocol.tasks)}
@@ -173,7 +179,7 @@ def _number(v: float) -> float | None:
     return None if v is None or math.isnan(v) else float(v)
 
 
-def _cell_scores(results, cells: list, tasks: list[str], split: str,
+def _cell_scores(results: Sequence[CellResult], cells: list[Cell], tasks: list[str], split: str,
                  seeds: int | None = None) -> dict[str, dict[str, float]]:
     """Per cell: the mean over seeds (the first ``seeds``, or all) on each task (``split``: "test" or
     "valid") and one ``score``:
@@ -193,19 +199,19 @@ def _cell_scores(results, cells: list, tasks: list[str], split: str,
     return by_cell
 
 
-def _failed_last(final):
+def _failed_last(final: Any) -> Any:
     """Final scores for ranking: a cell whose every retraining failed (diverged) is the worst
     outcome, so it ranks last (all such cells tied) instead of dropping out of the correlation."""
     finite = final.dropna()
     return final.fillna(float(finite.min()) - 1.0 if len(finite) else 0.0)
 
 
-def _corr_json(c) -> dict[str, Any]:
+def _corr_json(c: RankCorrelation) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(c).items()}
 
 
-def _write_fidelity(table, corr, per_task: dict, warning: str | None, protocol: Protocol,
-                    out: Path, curve: list[dict] | None = None, recommended: int | None = None,
+def _write_fidelity(table: Any, corr: RankCorrelation, per_task: dict[str, Any], warning: str | None, protocol: Protocol,
+                    out: Path, curve: list[dict[str, Any]] | None = None, recommended: int | None = None,
                     target_tau: float = TARGET_TAU) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"csv": out / "fidelity.csv", "markdown": out / "fidelity.md", "plot": out / "fidelity.png",
@@ -260,7 +266,7 @@ def _write_fidelity(table, corr, per_task: dict, warning: str | None, protocol: 
     return files
 
 
-def plot_fidelity(table, corr, path: Path) -> Path:
+def plot_fidelity(table: Any, corr: RankCorrelation, path: Path) -> Path:
     """Search score against final score, one dot per sampled cell."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.5))

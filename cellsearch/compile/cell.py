@@ -9,7 +9,7 @@ cell's name or a YAML path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -26,15 +26,19 @@ from cellsearch.dsl.graph import CellGraph
 from cellsearch.errors import CellsearchError
 
 
+# what a cell reads per step: one (T, B, F) tensor, one per per-step input, or token ids with a table
+CellInput = torch.Tensor | Sequence[torch.Tensor] | TokenInputs
+
+
 @dataclass
 class Prepared:
     """A cell's sequence after its prologue: the time loop's arguments and the hoisted states' sequences."""
 
     T: int
-    ext: tuple  # per-step tensors, (T, ..., B, features)
-    consts: tuple  # constants over the steps, in ``program.consts`` order
-    rec_init: tuple  # initial values of the recurrent states
-    hoisted: dict  # hoisted state -> its whole sequence
+    ext: tuple[torch.Tensor, ...]  # per-step tensors, (T, ..., B, features)
+    consts: tuple[torch.Tensor, ...]  # constants over the steps, in ``program.consts`` order
+    rec_init: tuple[torch.Tensor, ...]  # initial values of the recurrent states
+    hoisted: dict[str, torch.Tensor]  # hoisted state -> its whole sequence
     tokens: torch.Tensor | None = None  # set: ``ext`` holds per-table-row values (V, 1, F) to look up (T, B)
 
     def looked_up(self) -> "Prepared":
@@ -90,13 +94,13 @@ class CompiledCell(nn.Module):
             return
         # Compiled graphs specialise on aliasing between their inputs, and the runtime passes
         # views (unbind, chunk) of shared buffers; give them standalone tensors instead.
-        def own(ts):
+        def own(ts: Sequence[torch.Tensor | None]) -> tuple[torch.Tensor | None, ...]:
             return tuple(t if t is None or t._base is None else t.clone() for t in ts)
 
         p.pack_weights = False  # inductor makes its own choices: it traces the plain-tensor paths
         compiled_step = torch.compile(p.step, dynamic=False)
 
-        def step(xt, prev, consts):
+        def step(xt: Any, prev: Any, consts: Any) -> Any:
             return compiled_step(own(xt), own(prev), own(consts))
 
         p.step = step
@@ -105,14 +109,15 @@ class CompiledCell(nn.Module):
         # and the copy into the buffers happens outside.
         widths = [len(grp.members) * p.schedule.hidden_size for grp in p.schedule.groups]
         eager_backward = p.step_backward
+        assert eager_backward is not None  # a program with a step has its backward
 
-        def functional_backward(d_new, xt, prev, consts, saved):
+        def functional_backward(d_new: Any, xt: Any, prev: Any, consts: Any, saved: Any) -> tuple[Any, ...]:
             d_lin = tuple(d_new[0].new_empty(*batch_shape(p, prev), w) for w in widths)
             return (*eager_backward(d_new, xt, prev, consts, saved, d_lin), d_lin)
 
         compiled_backward = torch.compile(functional_backward, dynamic=False)
 
-        def step_backward(d_new, xt, prev, consts, saved, d_lin):
+        def step_backward(d_new: Any, xt: Any, prev: Any, consts: Any, saved: Any, d_lin: Any) -> tuple[Any, ...]:
             *grads, local = compiled_backward(own(d_new), own(xt), own(prev), own(consts), own(saved))
             for buf, value in zip(d_lin, local):
                 buf.copy_(value)
@@ -122,6 +127,7 @@ class CompiledCell(nn.Module):
 
     @property
     def code(self) -> str:
+        """The Python source the compiler generated for this cell (``cellsearch cells code``)."""
         return self.program.source
 
     @property
@@ -133,14 +139,16 @@ class CompiledCell(nn.Module):
         return (len(g.inputs) == 1 and not g.static and not g.memory and not g.memory_states
                 and not schedule.hoisted_states and bool(schedule.recurrent_states))
 
-    def forward(self, x, state: Sequence[torch.Tensor] | None = None, static: Sequence[torch.Tensor] | None = None,
-                memory: Sequence | None = None):
+    def forward(self, x: CellInput, state: Sequence[torch.Tensor] | None = None,
+                static: Sequence[torch.Tensor] | None = None,
+                memory: Sequence[Any] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Run the cell over a sequence: ``(output (T, B, hidden_size), final states)`` (shapes in the class docstring)."""
         prepared = self.prepare(x, state, static, memory).looked_up()
         out, finals = recur(self.program, self.mode, prepared.T, prepared.ext, prepared.consts, prepared.rec_init)
         return self.finish(prepared, out, finals)
 
-    def prepare(self, x, state: Sequence[torch.Tensor] | None = None,
-                static: Sequence[torch.Tensor] | None = None, memory: Sequence | None = None) -> "Prepared":
+    def prepare(self, x: CellInput, state: Sequence[torch.Tensor] | None = None,
+                static: Sequence[torch.Tensor] | None = None, memory: Sequence[Any] | None = None) -> "Prepared":
         """Check the arguments and run the prologue: what the time loop (``recur``) needs. For
         ``TokenInputs`` that this cell reads by table row (``reads_token_rows``) the prologue runs
         over the table and the result still has to be looked up (``Prepared.looked_up``)."""
@@ -165,43 +173,44 @@ class CompiledCell(nn.Module):
         statics = tuple(static or ())
         if len(statics) != len(g.static):
             raise CellsearchError(f"cell '{g.name}' has {len(g.static)} static input(s), got {len(statics)}")
-        state = self._states(state, B, xs[0])
+        states = self._states(state, B, xs[0])
         memories = given_memories(g, memory, B, self.hidden_size)
         statics = (*statics, *(m.values for m in memories), *(memory_bias(m) for m in memories))
-        hoisted_init, rec_init = (tuple(state[s] for s in names)
+        hoisted_init, rec_init = (tuple(states[s] for s in names)
                                   for names in (schedule.hoisted_states, schedule.recurrent_states))
         ext, consts, hoisted_seqs = self.program.prologue(self.params, T, B, xs, statics, hoisted_init)
         return Prepared(T, tuple(ext), tuple(consts), rec_init, dict(zip(schedule.hoisted_states, hoisted_seqs)))
 
-    def _states(self, state, batch: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _states(self, state: Sequence[torch.Tensor] | None, batch: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
         """The given states (where they start, when None) by name, checked for their number."""
         g = self.graph
-        state = tuple(state) if state is not None else start_states(g, batch, self.hidden_size, self.memory_rows,
+        given = tuple(state) if state is not None else start_states(g, batch, self.hidden_size, self.memory_rows,
                                                                        like)
-        if len(state) != len(g.states):
+        if len(given) != len(g.states):
             raise CellsearchError(f"cell '{g.name}' has {len(g.states)} states ({', '.join(g.states)}), "
-                                  f"got {len(state)}")
-        return dict(zip(g.states, state))
+                                  f"got {len(given)}")
+        return dict(zip(g.states, given))
 
-    def _prepare_rows(self, x: TokenInputs, state) -> "Prepared":
+    def _prepare_rows(self, x: TokenInputs, state: Sequence[torch.Tensor] | None) -> "Prepared":
         if x.tokens.dim() != 2 or x.table.dim() != 2 or x.table.shape[-1] != self.input_size:
             raise CellsearchError(f"expected tokens (T, B) and a table (V, {self.input_size}), "
                                   f"got {tuple(x.tokens.shape)} and {tuple(x.table.shape)}")
         T, B = x.tokens.shape
         if T == 0:
             raise CellsearchError("the input sequence is empty (T = 0)")
-        state = self._states(state, B, x.table)
-        rec_init = tuple(state[s] for s in self.program.schedule.recurrent_states)
+        states = self._states(state, B, x.table)
+        rec_init = tuple(states[s] for s in self.program.schedule.recurrent_states)
         rows, consts, _ = self.program.prologue(self.params, x.table.shape[0], 1, (x.table.unsqueeze(1),), (), ())
         return Prepared(T, tuple(rows), tuple(consts), rec_init, {}, x.tokens)
 
-    def finish(self, prepared: "Prepared", out: torch.Tensor | None, finals: Sequence[torch.Tensor]):
+    def finish(self, prepared: "Prepared", out: torch.Tensor | None,
+               finals: Sequence[torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """``forward``'s result from the prologue's hoisted sequences and the loop's results."""
         g = self.graph
         final: dict[str, torch.Tensor] = {s: seq[-1] for s, seq in prepared.hoisted.items()}
         final.update(zip(self.program.schedule.recurrent_states, finals))
-        if out is None:
-            out = prepared.hoisted.get(g.output)
+        if out is None:  # the loop returns no output when the output is a hoisted state
+            out = prepared.hoisted[g.output]
         return out, tuple(final[s] for s in g.states)
 
     def extra_repr(self) -> str:
@@ -210,7 +219,7 @@ class CompiledCell(nn.Module):
 
 
 def compile_cell(graph: CellGraph | str, input_size: int, hidden_size: int, static_size: int | None = None,
-                 **kwargs) -> CompiledCell:
+                 **kwargs: Any) -> CompiledCell:
     """Compile a cell (a CellGraph, a built-in name or a YAML path) into a sequence module."""
     from cellsearch.library import resolve_cell
 

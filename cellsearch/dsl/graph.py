@@ -34,10 +34,10 @@ from cellsearch.errors import CellError, CellWarning, SizeError
 from cellsearch.limits import exceeds, shown
 
 PREV_SUFFIX = "_prev"
-_END = object()  # end of an iterator (``next(it, _END)``)
 
 
 def prev_name(state: str) -> str:
+    """The name of a state's value at the previous step: ``h`` -> ``h_prev``."""
     return state + PREV_SUFFIX
 
 
@@ -66,6 +66,7 @@ class Node:
     auto: bool = field(default=False, compare=False)
 
     def attr(self, key: str) -> Any:
+        """The value of attribute ``key``: the node's own, else the op's default for it."""
         for k, v in self.attrs:
             if k == key:
                 return v
@@ -73,6 +74,7 @@ class Node:
 
     @property
     def attr_dict(self) -> dict[str, Any]:
+        """The attributes the node sets (defaults left out), as a dict."""
         return dict(self.attrs)
 
     @staticmethod
@@ -90,6 +92,12 @@ class Node:
 
 @dataclass(frozen=True)
 class CellGraph:
+    """A recurrent cell: the graph of one time step (see the module's docstring), immutable.
+
+    Load one with ``cellsearch.load_cell``/``loads_cell`` or ``cellsearch.get_cell``; ``validate``
+    checks it (the loaders do), ``dumps_cell`` writes it back as YAML.
+    """
+
     name: str
     inputs: tuple[str, ...]
     states: tuple[str, ...]
@@ -107,6 +115,7 @@ class CellGraph:
     # ------------------------------------------------------------------ lookup
     @cached_property
     def node_map(self) -> dict[str, Node]:
+        """Node name → node (``graph[name]`` reads it)."""
         return {n.name: n for n in self.nodes}
 
     def __getitem__(self, name: str) -> Node:
@@ -120,6 +129,7 @@ class CellGraph:
 
     @property
     def prev_names(self) -> tuple[str, ...]:
+        """The leaves holding the states' previous values (``h_prev``), in state order."""
         return tuple(prev_name(s) for s in self.states)
 
     @cached_property
@@ -132,6 +142,7 @@ class CellGraph:
         return kinds
 
     def state_of_prev(self, name: str) -> str:
+        """The state whose previous value ``name`` is: ``h_prev`` -> ``h``."""
         return name[: -len(PREV_SUFFIX)]
 
     @cached_property
@@ -157,8 +168,8 @@ class CellGraph:
             on_path = {n.name}
             pending = [iter(self.node_map[n.name].args)]  # per node on the path: its args not yet visited
             while pending:
-                arg = next(pending[-1], _END)
-                if arg is _END:  # every arg of path[-1] is done
+                arg = next(pending[-1], None)
+                if arg is None:  # every arg of path[-1] is done (an arg is a name, never None)
                     pending.pop()
                     name = path.pop()
                     on_path.discard(name)
@@ -207,7 +218,7 @@ class CellGraph:
         return name in self._reach(frozenset(leaves))
 
     def _reach(self, leaves: frozenset[str]) -> frozenset[str]:
-        cache = self.__dict__.setdefault("_reach_cache", {})
+        cache: dict[frozenset[str], frozenset[str]] = self.__dict__.setdefault("_reach_cache", {})
         if leaves not in cache:
             reached = set(leaves)
             for name in self.order:
@@ -221,6 +232,7 @@ class CellGraph:
         return self._reach(frozenset(self.prev_names)) - set(self.prev_names)
 
     def param_count(self, input_size: int, hidden_size: int, static_size: int | None = None) -> int:
+        """The number of trainable parameters of the compiled cell at these sizes (dead nodes have none)."""
         sizes = self.leaf_sizes(input_size, hidden_size, static_size)
         total = 0
         for n in self.nodes:
@@ -231,6 +243,7 @@ class CellGraph:
         return total
 
     def leaf_sizes(self, input_size: int, hidden_size: int, static_size: int | None = None) -> dict[str, int]:
+        """Leaf name -> its vector size (a static input is ``hidden_size`` unless ``static_size`` is given)."""
         sizes = {n: input_size for n in self.inputs}
         sizes.update({n: (static_size if static_size is not None else hidden_size) for n in self.static})
         sizes.update({n: hidden_size for n in self.memory})
@@ -253,10 +266,12 @@ class CellGraph:
 
     # ------------------------------------------------------------------ building new graphs
     def with_nodes(self, nodes: Iterable[Node], **changes: Any) -> "CellGraph":
+        """A copy with these nodes (and other fields changed by keyword); no longer the loaded file's."""
         changes.setdefault("file", "")
         return replace(self, nodes=tuple(nodes), **changes)
 
     def renamed(self, name: str) -> "CellGraph":
+        """A copy under another name."""
         return replace(self, name=name)
 
     # ------------------------------------------------------------------ validation
@@ -279,11 +294,11 @@ class CellGraph:
         seen: dict[str, str] = {}
         for kind, names in (("input", self.inputs), ("static input", self.static), ("memory", self.memory),
                             ("state", self.states)):
-            for n in names:
-                check_name(n, kind)
-                if n in seen:
-                    raise CellError(f"duplicate name '{n}' (used as {seen[n]} and as {kind})", node=n)
-                seen[n] = kind
+            for leaf in names:
+                check_name(leaf, kind)
+                if leaf in seen:
+                    raise CellError(f"duplicate name '{leaf}' (used as {seen[leaf]} and as {kind})", node=leaf)
+                seen[leaf] = kind
         for p in self.prev_names:
             if p in seen:
                 raise CellError(f"'{p}' is reserved for the previous value of state "

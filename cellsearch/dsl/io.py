@@ -131,7 +131,7 @@ class _LineLoader(yaml.SafeLoader):
 
     def __init__(self, text: str):
         super().__init__(text)  # the reader checks every character here (ReaderError)
-        self._lines: dict[int, dict] = {}
+        self._lines: dict[int, dict[Any, int]] = {}
         self._budget = _YamlBudget(self.resolve)
 
     def get_event(self) -> yaml.Event:
@@ -149,13 +149,13 @@ class _LineLoader(yaml.SafeLoader):
             tag = str(node.tag).rsplit(":", 1)[-1]
             value = f" {shown(node.value)}" if isinstance(node, yaml.ScalarNode) else ""
             raise yaml.constructor.ConstructorError(
-                None, None, f"invalid {tag} value{value}: {clipped(exc)}", node.start_mark) from None
+                None, None, f"invalid {tag} value{value}: {clipped(str(exc))}", node.start_mark) from None
 
 
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     loader.flatten_mapping(node)
-    out: dict = {}
-    lines: dict = {}
+    out: dict[Any, Any] = {}
+    lines: dict[Any, int] = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if not isinstance(key, (str, int, float, bool)) or key is None:
@@ -172,7 +172,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool =
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_yaml(text: str, source: str) -> tuple[Any, dict[int, dict]]:
+def load_yaml(text: str, source: str) -> tuple[Any, dict[int, dict[Any, int]]]:
     """Parse YAML within the YAML limits; return (data, {id(mapping): {key: line}}).
 
     Every problem (bad syntax, a forbidden character, a broken limit, a value Python cannot
@@ -197,10 +197,10 @@ def load_yaml(text: str, source: str) -> tuple[Any, dict[int, dict]]:
         raise CellError(f"YAML syntax error: character {shown(char)} (U+{ord(char):04X}) is not allowed in YAML "
                         f"({exc.reason})", source=source, line=line, column=col) from None
     except yaml.YAMLError as exc:  # pragma: no cover - non-marked errors are rare
-        raise CellError(f"YAML syntax error: {clipped(exc, 2 * MAX_QUOTED_CHARS)}", source=source) from None
+        raise CellError(f"YAML syntax error: {clipped(str(exc), 2 * MAX_QUOTED_CHARS)}", source=source) from None
     except (ValueError, TypeError, OverflowError, LookupError, AttributeError) as exc:  # pragma: no cover
         # construct_object turns these into a ConstructorError at their node; this is a backstop
-        raise CellError(f"invalid YAML value: {clipped(exc, 2 * MAX_QUOTED_CHARS)}", source=source) from None
+        raise CellError(f"invalid YAML value: {clipped(str(exc), 2 * MAX_QUOTED_CHARS)}", source=source) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -210,11 +210,11 @@ def _position(mark: Any) -> tuple[int | None, int | None]:
     return (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
 
 
-class _Flow(list):
+class _Flow(list[Any]):
     pass
 
 
-class _FlowMap(dict):
+class _FlowMap(dict[Any, Any]):
     pass
 
 
@@ -228,6 +228,8 @@ _Dumper.add_representer(_FlowMap, lambda d, v: d.represent_mapping("tag:yaml.org
 
 
 def dump_yaml(data: Any) -> str:
+    """``data`` as YAML in the layout of cell files: block style at the top, flow style for lists
+    and for mappings two levels down."""
     def wrap(v: Any, depth: int = 0) -> Any:
         if isinstance(v, dict):
             inner = {k: wrap(x, depth + 1) for k, x in v.items()}
@@ -236,7 +238,7 @@ def dump_yaml(data: Any) -> str:
             return _Flow(wrap(x, depth + 1) for x in v)
         return v
 
-    return yaml.dump(wrap(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    return str(yaml.dump(wrap(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100))
 
 
 # ---------------------------------------------------------------------- dict ↔ graph
@@ -270,7 +272,7 @@ def _too_many_nodes(count: int) -> str:
     return exceeds("node count", count, "nodes per cell", f"{limits.MAX_NODES_PER_CELL} nodes")
 
 
-def cell_from_dict(data: Any, source: str | None = None, lines: dict[int, dict] | None = None,
+def cell_from_dict(data: Any, source: str | None = None, lines: dict[int, dict[Any, int]] | None = None,
                    *, warn: bool = True) -> CellGraph:
     """Build and validate a cell from its YAML mapping (either form, or a mix)."""
     lines = lines or {}
@@ -364,7 +366,7 @@ def cell_from_dict(data: Any, source: str | None = None, lines: dict[int, dict] 
     return graph
 
 
-def _node_from_mapping(name: str, spec: dict) -> Node:
+def _node_from_mapping(name: str, spec: dict[Any, Any]) -> Node:
     for key in spec:
         if key not in NODE_FIELDS:
             raise CellError(f"unknown node field {shown(_key_name(key))} (allowed: {', '.join(NODE_FIELDS)})",
@@ -439,7 +441,7 @@ def loads_cell(text: str, source: str = "<string>", *, warn: bool = True) -> Cel
     return cell_from_dict(data, source, lines, warn=warn)
 
 
-def read_source(path: str | os.PathLike, expected: str = "", *, limit: str = "cell file size",
+def read_source(path: str | os.PathLike[str], expected: str = "", *, limit: str = "cell file size",
                 maximum: int | None = None) -> str:
     """A text file's contents; CellError naming the file when it is missing, unreadable, not a
     regular file (a FIFO, a device) or larger than ``maximum`` bytes (default
@@ -449,7 +451,7 @@ def read_source(path: str | os.PathLike, expected: str = "", *, limit: str = "ce
     anyway: a growing file may hold more than its size says (``fileio.read_regular``)."""
     maximum = limits.MAX_CELL_FILE_BYTES if maximum is None else maximum
     path = Path(path)
-    where = clipped(path, 4 * MAX_QUOTED_CHARS)  # the path may be what is wrong (too long for the OS)
+    where = clipped(str(path), 4 * MAX_QUOTED_CHARS)  # the path may be what is wrong (too long for the OS)
     try:
         data = read_regular(path, limit, maximum)
         # (newlines as a text-mode read gives them: line numbers in messages count the same)
@@ -462,17 +464,21 @@ def read_source(path: str | os.PathLike, expected: str = "", *, limit: str = "ce
         raise CellError(exc.reason, source=where) from None
     except (OSError, ValueError) as exc:  # ValueError: undecodable bytes, a NUL in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise CellError(f"cannot read file: {clipped(reason, 2 * MAX_QUOTED_CHARS)}", source=where) from None
+        raise CellError(f"cannot read file: {clipped(str(reason), 2 * MAX_QUOTED_CHARS)}", source=where) from None
 
 
-def load_cell(path: str | os.PathLike, *, warn: bool = True) -> CellGraph:
+def load_cell(path: str | os.PathLike[str], *, warn: bool = True) -> CellGraph:
+    """Read, parse and validate a cell file (either form); a ``CellError`` names the place to fix.
+    ``warn``: warn (``CellWarning``) of soft problems such as nodes no state uses."""
     return loads_cell(read_source(path), str(path), warn=warn)
 
 
 def dumps_cell(graph: CellGraph, form: str = "equations") -> str:
+    """A cell as the YAML text of a cell file: ``form`` "equations" (one equation per node) or
+    "graph" (one mapping of op, args and attributes per node)."""
     return dump_yaml(cell_to_dict(graph, form))
 
 
-def save_cell(graph: CellGraph, path: str | os.PathLike, form: str = "equations") -> Path:
+def save_cell(graph: CellGraph, path: str | os.PathLike[str], form: str = "equations") -> Path:
     """Write a cell file whole or not at all (``fileio.atomic_write``)."""
     return atomic_write(path, dumps_cell(graph, form))

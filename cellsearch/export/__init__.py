@@ -56,7 +56,7 @@ from cellsearch.limits import MAX_HIDDEN_SIZE, MAX_SEED, MAX_SEQUENCE_LENGTH, ch
 
 def export_cell(graph: CellGraph | str, fmt: str, path: str | Path, *, input_size: int = 128,
                 hidden_size: int = 128, weights: Mapping[str, torch.Tensor] | None = None, seed: int = 0,
-                seq_len: int = 16, card: dict | None = None, static_size: int | None = None) -> list[Path]:
+                seq_len: int = 16, card: dict[str, Any] | None = None, static_size: int | None = None) -> list[Path]:
     """Write ``graph`` (a CellGraph, a built-in name or a YAML path) as ``fmt`` to ``path``.
 
     ``weights`` is a state dict with ``CellParameters`` names (``CompiledCell(...).params.state_dict()``;

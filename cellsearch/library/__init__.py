@@ -44,6 +44,7 @@ def builtin_names(memory: bool | None = None) -> list[str]:
 
 @lru_cache(maxsize=None)
 def get_cell(name: str) -> CellGraph:
+    """The built-in cell ``name`` (``builtin_names()``), parsed once; CellError naming the closest name."""
     texts = _texts()
     if name not in texts:
         close = difflib.get_close_matches(name, list(texts), n=1)
@@ -54,6 +55,7 @@ def get_cell(name: str) -> CellGraph:
 
 
 def list_cells() -> list[CellGraph]:
+    """Every built-in cell, in ``builtin_names`` order."""
     return [get_cell(n) for n in builtin_names()]
 
 

@@ -12,7 +12,7 @@ so runs its prologue once per table row; anywhere else they are made a tensor.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -74,7 +74,7 @@ class CellRNN(nn.Module):
         if memory_rows < 1:
             raise CellsearchError(f"memory_rows must be at least 1, got {memory_rows}")
         self.memory_rows = memory_rows
-        cells = []
+        cells: list[CompiledCell | InterpretedCell] = []
         for layer in range(num_layers):
             in_size = input_size if layer == 0 else hidden_size * self.num_directions
             for _ in range(self.num_directions):
@@ -88,13 +88,18 @@ class CellRNN(nn.Module):
 
     @property
     def state_names(self) -> tuple[str, ...]:
+        """The cell's states, in the order of the state tuple."""
         return self.graph.states
 
     def reset_parameters(self, init_scale: float = 1.0, generator: torch.Generator | None = None) -> None:
+        """Draw every cell's parameters afresh (``init_scale`` scales the initial weights)."""
         for cell in self.cells:
+            assert isinstance(cell, (CompiledCell, InterpretedCell))  # what __init__ puts there
             cell.params.reset_parameters(init_scale, generator)
 
     def initial_state(self, batch_size: int, like: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """The state tuple a sequence starts from (each state as the cell starts it, usually zeros),
+        on the device and dtype of ``like`` (default: the parameters')."""
         p = next(self.parameters(), None)
         ref = like if like is not None else (p if p is not None else torch.zeros(()))
         n = self.num_layers * self.num_directions
@@ -109,8 +114,11 @@ class CellRNN(nn.Module):
             return (n, batch_size, self.memory_rows, self.hidden_size)
         return (n, batch_size, self.hidden_size)
 
-    def forward(self, x, state: Sequence[torch.Tensor] | torch.Tensor | None = None,
-                static: Sequence[torch.Tensor] | torch.Tensor | None = None, memory: Sequence | None = None):
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor] | TokenInputs,
+                state: Sequence[torch.Tensor] | torch.Tensor | None = None,
+                static: Sequence[torch.Tensor] | torch.Tensor | None = None,
+                memory: Sequence[Any] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Run the layers over a sequence: ``(output, final state tuple)`` (shapes in the module docstring)."""
         rows = None  # the first layer's inputs as table rows (compile/tokens.py), where its cell reads them so
         if isinstance(x, TokenInputs):
             if (not self.batch_first and self.num_directions == 1 and static is None and memory is None

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 from torch import nn
 
 from cellsearch.compile.attention import Memory
+from cellsearch.compile.cell import CompiledCell
 from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS
 from cellsearch.compile.tokens import TokenInputs, as_tensor, reference
 from cellsearch.dsl.graph import CellGraph
@@ -45,6 +46,8 @@ TABLE_ROWS_PER_SEQUENCE = 4
 
 @dataclass
 class ModelConfig:
+    """The shape of a ``SeqModel``: vocabulary, sizes, layers, dropout and the optional encoder."""
+
     vocab_size: int
     hidden_size: int = 128  # size of every cell state
     num_layers: int = 1  # stacked cell layers
@@ -55,14 +58,15 @@ class ModelConfig:
     encoder: str | None = None  # encoder cell (built-in name or YAML path): an encoder-decoder model
     memory_rows: int = DEFAULT_MEMORY_ROWS  # rows of a memory state (an NTM cell's memory), if the cell has one
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (for checkpoints and JSON)."""
         return asdict(self)
 
 
 class Encoded(NamedTuple):
     """The state of an encoder-decoder model: the decoder's states and the encoded source."""
 
-    states: tuple  # one (layers, B, H) tensor per decoder cell state
+    states: tuple[torch.Tensor, ...]  # one (layers, B, H) tensor per decoder cell state
     memory: torch.Tensor  # (B, S, H): the encoder's outputs
     mask: torch.Tensor  # (B, S) bool: real source tokens (not padding)
 
@@ -112,7 +116,8 @@ class SeqModel(nn.Module):
                 raise ValueError("tie_weights needs embed_size == hidden_size")
             self.head.weight = self.embedding.weight
 
-    def forward(self, tokens: torch.Tensor, state=None):
+    def forward(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        """tokens (T, B) → logits (T, B, V) and the state to carry on (an ``Encoded`` for a seq2seq model)."""
         if self.encoder is not None:
             return self._decode(tokens, state)
         if self.config.state_limit is None:
@@ -124,9 +129,10 @@ class SeqModel(nn.Module):
     # ------------------------------------------------------------------ encoder-decoder
     @property
     def is_seq2seq(self) -> bool:
+        """Whether this is an encoder-decoder model (``ModelConfig.encoder``)."""
         return self.encoder is not None
 
-    def start(self, batch):
+    def start(self, batch: Any) -> Encoded | None:
         """The state a batch starts from: None for a language model; an encoder-decoder's
         encoded source (``batch.source``, ``batch.source_mask``)."""
         if self.encoder is None:
@@ -160,7 +166,7 @@ class SeqModel(nn.Module):
         return Encoded(tuple(states), out.transpose(0, 1), mask.t())
 
     @torch.no_grad()
-    def attention_maps(self, tokens: torch.Tensor, state) -> dict[str, torch.Tensor]:
+    def attention_maps(self, tokens: torch.Tensor, state: Any) -> dict[str, torch.Tensor]:
         """The decoder's weights over memory rows while it reads ``tokens`` (T, B) from ``state``:
         name of each attend (or address) node → (T, B, N), N the source length (``layerK.`` before
         the name for layers after the first). Runs the decoder's cells in the reference
@@ -176,9 +182,10 @@ class SeqModel(nn.Module):
             x = self.embed(tokens)
             maps: dict[str, torch.Tensor] = {}
             for layer, cell in enumerate(self.rnn.cells):
+                assert isinstance(cell, (CompiledCell, InterpretedCell))  # what CellRNN builds
                 oracle = InterpretedCell(self.graph, cell.input_size, cell.hidden_size, params=cell.params,
                                          memory_rows=self.config.memory_rows)
-                trace: dict = {}
+                trace: dict[str, torch.Tensor] = {}
                 x, _ = oracle(x, tuple(s[layer] for s in state.states), None, memory, trace=trace)
                 maps.update({(f"layer{layer}." if layer else "") + k: v for k, v in trace.items()})
             return maps
@@ -189,7 +196,7 @@ class SeqModel(nn.Module):
         """What the decoder cell attends to: the encoded source, if the cell reads a memory."""
         return (Memory(state.memory, state.mask),) if self.graph.memory else None
 
-    def _decode(self, tokens: torch.Tensor, state) -> tuple:
+    def _decode(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Encoded]:
         if not isinstance(state, Encoded):
             raise ConfigError("an encoder-decoder model decodes from model.start(batch) or model.encode(source)")
         memory = self._memory(state)
@@ -203,9 +210,10 @@ class SeqModel(nn.Module):
     # the phases of ``forward``, also run member by member by a population (``nn/population.py``)
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (T, B) → the cell's inputs (T, B, E), dropout applied."""
-        return self.drop(self.embedding(tokens))
+        inputs: torch.Tensor = self.drop(self.embedding(tokens))
+        return inputs
 
-    def cell_inputs(self, tokens: torch.Tensor):
+    def cell_inputs(self, tokens: torch.Tensor) -> torch.Tensor | TokenInputs:
         """``embed(tokens)``, or the same as ``TokenInputs`` (rows of the embedding table, see
         compile/tokens.py) where the first layer computes its prologue per table row instead of per
         token: no dropout to draw, and a vocabulary of at most ``TABLE_ROWS_PER_SEQUENCE`` × B rows
@@ -217,7 +225,8 @@ class SeqModel(nn.Module):
             return self.embed(tokens)
         return TokenInputs(self.embedding.weight, tokens)
 
-    def bounded_rnn(self, x: torch.Tensor, state=None, memory=None, rnn: CellRNN | None = None):
+    def bounded_rnn(self, x: torch.Tensor | TokenInputs, state: Any = None, memory: Sequence[Memory] | None = None,
+                    rnn: CellRNN | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """``self.rnn(x, state)`` under ``state_limit`` (see module docstring): the same calls, in
         the same order, as ``CellRNN.forward`` (so exactly its result while no output leaves the
         bound), then ``bounded_layer`` on each layer's result."""
@@ -228,12 +237,12 @@ class SeqModel(nn.Module):
         finals: list[list[torch.Tensor]] = [[] for _ in state]
         for layer, cell in enumerate(rnn.cells):
             layer_state = tuple(s[layer] for s in state)
-            if memory is not None:
-                cell = partial(cell, static=None, memory=memory)
-            out, final = bounded_layer(cell, x, layer_state, cell(x, layer_state), self.config.state_limit)
+            run: Callable[..., Any] = cell if memory is None else partial(cell, static=None, memory=memory)
+            out, final = bounded_layer(run, x, layer_state, run(x, layer_state), self.config.state_limit)
             for i, f in enumerate(final):
                 finals[i].append(f)
             x = rnn.between_layers(out, layer)
+        assert isinstance(x, torch.Tensor)  # a layer's output (CellRNN has at least one layer)
         return x, tuple(torch.stack(f) for f in finals)
 
     def readout(self, out: torch.Tensor) -> torch.Tensor:
@@ -245,23 +254,26 @@ class SeqModel(nn.Module):
         so both give the penalties the same tensors without a second return value."""
         dropped = self.drop(out)
         self.last_outputs = (out, dropped) if self.training and torch.is_grad_enabled() else None
-        return self.head(dropped)
+        logits: torch.Tensor = self.head(dropped)
+        return logits
 
-    def take_outputs(self):
+    def take_outputs(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The (outputs, dropped outputs) of the last training forward, once (None: there was none)."""
-        outputs, self.last_outputs = getattr(self, "last_outputs", None), None
+        outputs: tuple[torch.Tensor, torch.Tensor] | None = getattr(self, "last_outputs", None)
+        self.last_outputs = None
         return outputs
 
-    def step(self, tokens: torch.Tensor, state=None):
+    def step(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """One decoding step: tokens (B,) → logits (B, V) and the new state."""
         logits, state = self.forward(tokens.unsqueeze(0), state)
         return logits[0], state
 
-    def initial_state(self, batch_size: int):
+    def initial_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
+        """A language model's start state for ``batch_size`` sequences (``CellRNN.initial_state``)."""
         return self.rnn.initial_state(batch_size, self.head.weight)
 
     @staticmethod
-    def select_state(state, index: torch.Tensor):
+    def select_state(state: Any, index: torch.Tensor) -> Any:
         """Reorder the batch dimension of a state (beam search keeps the surviving beams)."""
         if isinstance(state, Encoded):
             return Encoded(tuple(s.index_select(1, index) for s in state.states),
@@ -269,7 +281,8 @@ class SeqModel(nn.Module):
         return tuple(s.index_select(1, index) for s in state)
 
     @staticmethod
-    def detach_state(state):
+    def detach_state(state: Any) -> Any:
+        """The state cut off from the autograd graph (truncated BPTT carries it into the next batch)."""
         if isinstance(state, Encoded):  # (never carried to another batch: a new source starts anew)
             return Encoded(tuple(s.detach() for s in state.states), state.memory.detach(), state.mask)
         return tuple(s.detach() for s in state) if state is not None else None
@@ -309,7 +322,8 @@ def _bound(v: torch.Tensor, limit: float) -> torch.Tensor:
     return torch.where(v.abs() <= limit, v, torch.zeros((), dtype=v.dtype, device=v.device))
 
 
-def bounded_layer(cell, x: torch.Tensor, state: tuple, result: tuple, limit: float | None) -> tuple:
+def bounded_layer(cell: Callable[..., Any], x: Any, state: tuple[Any, ...], result: tuple[Any, ...],
+                  limit: float | None) -> tuple[Any, ...]:
     """One layer's (outputs, final states) under ``limit``: ``result`` (what ``cell(x, state)``
     returned) when its outputs stay within ±limit, else the layer computed again one step at a
     time, state and output values outside ±limit set to 0 after every step (see the module

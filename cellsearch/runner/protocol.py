@@ -21,7 +21,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from cellsearch import limits as L
 from cellsearch.errors import CellWarning, ConfigError
@@ -47,10 +47,11 @@ class Protocol:
     seeds: int = 5
     lr_factors: tuple[float, ...] = DEFAULT_LR_FACTORS  # × the base learning rate (train["lr"])
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides (hidden_size, batch_size, lr)
-    task_options: dict[str, dict] = field(default_factory=dict)
+    task_options: dict[str, dict[Any, Any]] = field(default_factory=dict)
     data_dir: str | None = None
 
     def validate(self) -> None:
+        """Check every setting (ConfigError naming the field) before anything trains."""
         from cellsearch.tasks import TASK_NAMES
 
         if not self.tasks:
@@ -91,10 +92,12 @@ class Protocol:
 
     @property
     def base_lr(self) -> float:
+        """The search's learning rate (``train["lr"]``), the centre of the sweep."""
         return float(self.train.get("lr", 2e-3))
 
     @property
     def learning_rates(self) -> list[float]:
+        """The learning rates of the sweep: ``base_lr`` × each of ``lr_factors``, sorted."""
         return sorted({float(f"{self.base_lr * f:.6g}") for f in self.lr_factors})
 
     @property
@@ -112,13 +115,14 @@ class Protocol:
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def to_json(self) -> dict[str, Any]:
+        """The protocol as plain data for the reports, with its learning rates and fingerprint."""
         d = asdict(self)
         d.update(lr_factors=list(self.lr_factors), learning_rates=self.learning_rates, fingerprint=self.fingerprint)
         return d
 
 
 def protocol_for_run(run_dir: str | Path, *, steps: int | None = None, minutes: float | None = None,
-                     seeds: int = 5, lr_factors=DEFAULT_LR_FACTORS, tasks: list[str] | None = None,
+                     seeds: int = 5, lr_factors: Sequence[float] = DEFAULT_LR_FACTORS, tasks: list[str] | None = None,
                      data_dir: str | None = None, recipe: str | None = None) -> Protocol:
     """The protocol for a run: its model and task settings (``recipe``: a training recipe's instead,
     all but its budget), a budget ``BUDGET_FACTOR`` × its own."""

@@ -18,6 +18,7 @@ import contextlib
 import json
 import math
 import shutil
+import sqlite3
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -118,7 +119,8 @@ def resolve_search(cfg: SearchConfig, *, space: "Space | str | None" = None, str
 class Controller:
     """Decides the next trial and records finished ones (see module docstring)."""
 
-    def __init__(self, cfg: SearchConfig, run_dir: Path, *, space, strategy, store: Store, resume: bool = False):
+    def __init__(self, cfg: SearchConfig, run_dir: Path, *, space: Space, strategy: Strategy, store: Store,
+                 resume: bool = False):
         self.cfg = cfg
         self.run_dir = run_dir
         self.space = space
@@ -152,9 +154,11 @@ class Controller:
     # ------------------------------------------------------------------ persistence
     @property
     def state_path(self) -> Path:
+        """The file the controller's state (the strategy's included) is saved to."""
         return self.run_dir / "state.json"
 
     def save(self, force: bool = True) -> None:
+        """Save the state (unless ``force`` is False and the last save is more recent than ``save_interval``)."""
         if not force and time.monotonic() - self._saved_at < self.save_interval:
             return
         self._saved_at = time.monotonic()
@@ -192,12 +196,12 @@ class Controller:
         self.strategy.abandon_pending()  # trials that were running when the search stopped
         self.save()
 
-    def _candidate(self, row) -> Candidate:
+    def _candidate(self, row: sqlite3.Row) -> Candidate:
         decisions = decode_json(row["decisions"], None, self.store.path)
         return Candidate(loads_cell(row["cell_yaml"], warn=False), tuple(decisions) if decisions is not None else None,
                          row["origin"] or "sample", row["parent"])
 
-    def _result(self, row) -> TrialOutcome:
+    def _result(self, row: sqlite3.Row) -> TrialOutcome:
         """A stored trial's outcome, as the strategy was (or would have been) told it."""
         return TrialOutcome(row["score"], row["status"], decode_json(row["metrics"], {}, self.store.path),
                             row["stage"], row["params"], row["seconds"], row["error"])
@@ -205,6 +209,7 @@ class Controller:
     # ------------------------------------------------------------------ scheduling
     @property
     def done(self) -> bool:
+        """Whether every trial has been launched and none is running or waiting."""
         return self.launched >= self.cfg.trials and not self.running and not self.parked
 
     def trial_spec(self, candidate: Candidate, is_reference: bool = False) -> TrialSpec:
@@ -221,6 +226,7 @@ class Controller:
 
     @property
     def threads(self) -> int:
+        """The torch threads of each trial (``cpus_per_trial``, else the CPUs shared among the parallel trials)."""
         return threads_per_trial(self.cfg.cpus_per_trial, self.cfg.parallel)
 
     def next_trial(self, trial_id: str) -> TrialSpec | None | str:
@@ -248,7 +254,7 @@ class Controller:
             return self.trial_spec(cand)
         return FINISHED if not (self.running or self.parked) else None
 
-    def _reuse(self, cand: Candidate, prior) -> None:
+    def _reuse(self, cand: Candidate, prior: sqlite3.Row) -> None:
         """A cell this run already evaluated: record the reuse and report the stored result."""
         row_id = self.store.add_trial(hash=cand.hash, cell_yaml=prior["cell_yaml"], cell_name=cand.graph.name,
                                       strategy=self.cfg.strategy, status=prior["status"], score=prior["score"],
@@ -290,6 +296,7 @@ class Controller:
         if waiting:
             self.parked = [c for c in self.parked if c.hash != cand.hash]
             prior = self.store.lookup(cand.hash)
+            assert prior is not None  # the evaluation recorded just above
             for c in waiting:
                 self._reuse(c, prior)
 
@@ -475,6 +482,7 @@ class SearchRun:
     def _look_up(self, trial_id: str, spec: TrialSpec) -> TrialOutcome:
         """A replayed trial's outcome: the replay table's row for the cell (by canonical hash)."""
         ctl, table = self.controller, self.table
+        assert table is not None  # (a replay has its table)
         cand = ctl.running[trial_id]
         entry = table.lookup(spec.hash)
         if entry is not None:
@@ -509,11 +517,12 @@ def _write_failure(exc: BaseException) -> WriteError | None:
     """The failed write (a full disk, ...) behind ``exc``: itself, or its cause or context (Ray Tune
     wraps an error of the searcher in its own), or None."""
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, WriteError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, WriteError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
     return None
 
 

@@ -133,6 +133,7 @@ class Space(ABC):
         return []
 
     def random_decisions(self, rng: random.Random) -> tuple[int, ...]:
+        """One uniformly random choice per decision (``decisions()``)."""
         return tuple(rng.randrange(len(d)) for d in self.decisions())
 
     def sample(self, rng: random.Random, max_tries: int = 100) -> Candidate:
@@ -187,5 +188,6 @@ class Space(ABC):
         return cells
 
     def describe(self) -> dict[str, Any]:
+        """The space's name, kind, description, number of decisions and settings (``cellsearch spaces show``)."""
         return {"name": self.name, "kind": self.kind, "description": self.description,
                 "decisions": len(self.decisions()), **self.config}

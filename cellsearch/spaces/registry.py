@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,12 @@ def space_classes() -> dict[str, type[Space]]:
 
 def build_space(config: SpaceConfigBase, name: str) -> Space:
     """The Space object for a validated config."""
-    cls = SPACE_CLASSES[config.kind]
+    # every concrete config (TreeConfig, ...) has its kind; the base class does not declare it
+    cls = SPACE_CLASSES[getattr(config, "kind")]
     return cls(name=config.name or cell_name_from(name), description=config.description, **config.space_options())
 
 
-def _shipped_folder():
+def _shipped_folder() -> Traversable:
     """The folder of the shipped space files: the installed package data, or (a source checkout
     that is not installed) ``search_spaces/`` next to the package."""
     try:
@@ -58,7 +60,8 @@ def _shipped_folder():
 
 def shipped_text(name: str) -> str:
     """The YAML text of the shipped space ``name`` (one of ``SPACE_NAMES``)."""
-    return _shipped_folder().joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    text: str = _shipped_folder().joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    return text
 
 
 def _exists(path: Path) -> bool:
@@ -69,7 +72,7 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def _locate(spec: str | os.PathLike) -> tuple[str, str, Path | None, str]:
+def _locate(spec: str | os.PathLike[str]) -> tuple[str, str, Path | None, str]:
     """(YAML text, source for messages, folder for relative cell paths, default name) of a shipped
     name or a space file; ConfigError if it is neither."""
     text = os.fspath(spec)
@@ -91,7 +94,7 @@ def _locate(spec: str | os.PathLike) -> tuple[str, str, Path | None, str]:
     return body, text, path.parent, path.stem
 
 
-def space_text(spec: str | os.PathLike) -> tuple[str, str]:
+def space_text(spec: str | os.PathLike[str]) -> tuple[str, str]:
     """(YAML text, source) of a shipped name or a space file, as ``load_space`` reads it."""
     text, source, _, _ = _locate(spec)
     return text, source

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Protocol, TypeVar
 
 from cellsearch.storage import rundir
 from cellsearch.errors import ConfigError
@@ -36,19 +36,28 @@ def _present(value: Any) -> bool:
     return value is not None and value == value
 
 
-def _score(row: Mapping[str, Any]) -> float:
+def _score(row: _RowLike) -> float:
     score = row["score"]
     return float(score) if _present(score) else -math.inf
 
 
-def best_per_cell(rows: Iterable[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], int]]:
+class _RowLike(Protocol):
+    """A results row as the store gives it (``sqlite3.Row``) or as a dict: its columns by name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+RowT = TypeVar("RowT", bound=_RowLike)
+
+
+def best_per_cell(rows: Iterable[RowT]) -> list[tuple[RowT, int]]:
     """The distinct cells among ``rows`` (results rows: ``id``, ``hash``, ``score``, ``reused_from``),
     best first: ``(best evaluation, evaluations)`` per canonical hash.
 
     Deduplicated rows (``reused_from``) repeat a stored result and take no part. A cell's best
     evaluation is its highest score (the earliest on a tie); cells rank by that score, then by
     the id of that row; cells without any score come last."""
-    best: dict[str, Mapping[str, Any]] = {}
+    best: dict[str, RowT] = {}
     counts: dict[str, int] = {}
     for row in rows:
         if _present(row["reused_from"]):

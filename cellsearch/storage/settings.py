@@ -35,11 +35,14 @@ SEARCH_TASK_OPTIONS: dict[str, dict[str, Any]] = {"arith": {"max_digits": 3, "ev
 
 @dataclass
 class SearchConfig:
+    """The settings of a search (``SearchRun``), as ``config.json`` records them: the space, the
+    strategy, the number of trials and their parallelism, the tasks and the training of each trial."""
+
     name: str = "search"
     space: str = "mutation"  # shipped space name or YAML path
     strategy: str = "evolution"  # random | evolution | regularized-evolution | rl | tpe
-    strategy_options: dict = field(default_factory=dict)
-    tasks: list = field(default_factory=lambda: ["arith"])
+    strategy_options: dict[Any, Any] = field(default_factory=dict)
+    tasks: list[Any] = field(default_factory=lambda: ["arith"])
     trials: int = 40  # candidates to evaluate (deduplicated ones count, the reference does not)
     parallel: int = 2  # concurrent trials
     steps: int | None = None  # training budget per trial and task (stage); DEFAULT_STEPS unless minutes is given
@@ -54,8 +57,8 @@ class SearchConfig:
     reference: str = "gru"  # cell that relative scores and filters compare against
     # TrainConfig settings of the trials, over the recipe's and SEARCH_TRAIN (all but the budget);
     # "encoder" trains every candidate as the decoder of an encoder-decoder model
-    train: dict = field(default_factory=dict)
-    task_options: dict = field(default_factory=dict)  # per task, over the recipe's and SEARCH_TASK_OPTIONS
+    train: dict[Any, Any] = field(default_factory=dict)
+    task_options: dict[Any, Any] = field(default_factory=dict)  # per task, over the recipe's and SEARCH_TASK_OPTIONS
     recipe: str | None = None  # a training recipe (cellsearch.training.recipes: a shipped name or a YAML file)
     data_dir: str | None = None
     max_failures: int = 2  # Tune retries of a trial whose worker died

@@ -50,7 +50,8 @@ def strategy_class(name: str) -> type[Strategy]:
                               f"(module {module_name} is missing)") from None
         raise ConfigError(f"strategy '{name}' needs the package '{exc.name}': "
                           f"pip install 'cellsearch[search]'") from None
-    return getattr(module, class_name)
+    found: type[Strategy] = getattr(module, class_name)
+    return found
 
 
 def make_strategy(name: str, space: Any, seed: int = 0, **options: Any) -> Strategy:

@@ -80,10 +80,12 @@ class Strategy(ABC):
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
+        """The strategy's state as JSON-able data (a subclass adds its own); ``load_state_dict`` resumes it exactly."""
         return {"version": STATE_VERSION, "strategy": self.name, "space": self.space.name, "seed": self.seed,
                 "rng": _rng_to_json(self.rng), "asked": self.asked, "told": self.told}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state_dict``'s data; ConfigError for another version, strategy or space."""
         if state.get("version") != STATE_VERSION:
             raise ConfigError(f"strategy state version {state.get('version')} is not supported "
                               f"(expected {STATE_VERSION})")
@@ -95,16 +97,17 @@ class Strategy(ABC):
         self.told = state["told"]
 
 
-def _rng_to_json(rng: random.Random) -> list:
+def _rng_to_json(rng: random.Random) -> list[Any]:
     version, internal, gauss = rng.getstate()
     return [version, list(internal), gauss]
 
 
-def _rng_from_json(data: list) -> tuple:
+def _rng_from_json(data: list[Any]) -> tuple[Any, ...]:
     return (data[0], tuple(data[1]), data[2])
 
 
 def candidate_to_json(c: Candidate) -> dict[str, Any]:
+    """A candidate as JSON-able data (its graph, decisions, origin and parent) for a strategy's state."""
     from cellsearch.dsl.io import cell_to_dict
 
     return {"graph": cell_to_dict(c.graph, "graph"), "decisions": list(c.decisions) if c.decisions else None,
@@ -127,11 +130,13 @@ def save_state(state: dict[str, Any], path: str | Path) -> Path:
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
+    """A strategy's state as ``save_state`` wrote it."""
     try:
-        return json.loads(read_regular(path, "strategy state size", MAX_RUN_JSON_BYTES, follow=False))
+        state: dict[str, Any] = json.loads(read_regular(path, "strategy state size", MAX_RUN_JSON_BYTES, follow=False))
     except FileNotFoundError:
         raise ConfigError(f"no strategy state at {path}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the strategy state {path}: {exc.strerror or exc}") from None
     except ValueError as exc:  # not JSON, not UTF-8
         raise ConfigError(f"strategy state {path} is corrupted: {exc}") from None
+    return state

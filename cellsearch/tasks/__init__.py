@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from cellsearch.errors import ConfigError
 from cellsearch.tasks.base import Batch, Stream, Task, Vocab
@@ -23,7 +23,8 @@ def task_class(name: str) -> type[Task]:
     import importlib
 
     module, cls = _CLASSES[name]
-    return getattr(importlib.import_module(module), cls)
+    found: type[Task] = getattr(importlib.import_module(module), cls)
+    return found
 
 
 def primary_metric(name: str) -> str:
@@ -34,11 +35,12 @@ def primary_metric(name: str) -> str:
 def make_task(name: str, seed: int = 0, data_dir: str | None = None, **options: Any) -> Task:
     """Build a task by name; ``options`` go to its constructor (e.g. ``max_digits=4``)."""
     cls = task_class(name)
-    cls.check_options(options)  # (before anything is generated or read)
+    cls.check_options(options)
+    construct: Callable[..., Task] = cls  # each task class takes its own options  # (before anything is generated or read)
     try:
         if name == "ptb":  # a fixed corpus: no seed, data from a directory
-            return cls(data_dir=data_dir, **options)
-        return cls(seed=seed, **options)
+            return construct(data_dir=data_dir, **options)
+        return construct(seed=seed, **options)
     except TypeError as exc:
         raise ConfigError(f"bad option for task '{name}': {exc}") from None
 

@@ -19,6 +19,9 @@ from cellsearch.errors import ConfigError
 
 @dataclass
 class Batch:
+    """One batch of token sequences (time first): inputs, targets, the mask of scored positions, and
+    for the seq2seq layout the source the encoder reads."""
+
     inputs: torch.Tensor  # (T, B) token ids
     targets: torch.Tensor  # (T, B) token ids, the next token at every position
     mask: torch.Tensor  # (T, B) bool: positions that count in the loss and the metrics
@@ -28,7 +31,8 @@ class Batch:
     source_mask: torch.Tensor | None = None  # (S, B) bool: real source tokens
 
     def to(self, device: torch.device | str) -> "Batch":
-        def move(t):
+        """The batch with every tensor on ``device``."""
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device)
 
         return Batch(self.inputs.to(device), self.targets.to(device), self.mask.to(device), self.carry_state,
@@ -48,21 +52,26 @@ class Vocab:
         return len(self.itos)
 
     def id(self, token: str) -> int:
+        """The id of ``token`` (KeyError if it is not in the vocabulary)."""
         return self.stoi[token]
 
     @property
     def pad(self) -> int:
+        """The id of ``<pad>``, or -1 when the vocabulary has none."""
         return self.stoi.get("<pad>", -1)
 
     @property
     def bos(self) -> int:
+        """The id of ``<bos>`` (begin of sequence), or -1 when the vocabulary has none."""
         return self.stoi.get("<bos>", -1)
 
     @property
     def eos(self) -> int:
+        """The id of ``<eos>`` (end of sequence), or -1 when the vocabulary has none."""
         return self.stoi.get("<eos>", -1)
 
     def encode(self, tokens: Sequence[str]) -> list[int]:
+        """Token strings → ids (an unknown token is ``<unk>`` where the vocabulary has it)."""
         unk = self.stoi.get("<unk>")
         try:
             return [self.stoi[t] for t in tokens]
@@ -72,13 +81,16 @@ class Vocab:
             return [self.stoi.get(t, unk) for t in tokens]
 
     def decode(self, ids: Sequence[int]) -> list[str]:
+        """Ids → token strings."""
         return [self.itos[i] for i in ids]
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
+        """The vocabulary as plain data (its tokens in id order), for checkpoints."""
         return {"itos": self.itos}
 
     @classmethod
-    def from_state(cls, state: dict) -> "Vocab":
+    def from_state(cls, state: dict[str, Any]) -> "Vocab":
+        """The vocabulary ``state_dict`` saved."""
         v = cls.__new__(cls)
         v.itos = list(state["itos"])
         v.stoi = {t: i for i, t in enumerate(v.itos)}
@@ -95,10 +107,12 @@ class Stream(ABC):
         return self
 
     @abstractmethod
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        """Where the stream stands, as plain data: ``load_state_dict`` continues from there exactly."""
 
     @abstractmethod
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a ``state_dict``."""
 
 
 class Task(ABC):
@@ -111,7 +125,7 @@ class Task(ABC):
         """Training batches, deterministic given the seed."""
 
     @abstractmethod
-    def evaluate(self, model, split: str = "valid", batch_size: int = 64) -> dict[str, float]:
+    def evaluate(self, model: Any, split: str = "valid", batch_size: int = 64) -> dict[str, float]:
         """Metrics on a fixed split ("valid" or "test"); must include ``primary_metric``."""
 
     def config(self) -> dict[str, Any]:
@@ -190,11 +204,12 @@ def no_layout(task: str, layout: str) -> str:
             "copy, reverse, sort, addition, recall, arith, memorize)")
 
 
-def start_state(model, batch: Batch):
+def start_state(model: Any, batch: Batch) -> Any:
     """The state ``model`` starts ``batch`` from: an encoder-decoder's encoded source, else None."""
     start = getattr(model, "start", None)
     return start(batch) if start is not None else None
 
 
 def bits(nats: float) -> float:
+    """A quantity in nats converted to bits."""
     return nats / math.log(2)

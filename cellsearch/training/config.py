@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS
 from cellsearch.errors import ConfigError
@@ -25,9 +26,12 @@ DEFAULT_STEPS = 300  # a training's step budget when neither steps nor seconds i
 
 @dataclass
 class TrainConfig:
+    """The settings of one training (``train``, ``Trainer``): cell, task, model size, budget, optimizer,
+    schedules, regularisation, objective and device, each checked when the config is made."""
+
     cell: str = "lstm"  # built-in name or YAML path
     task: str = "arith"  # arith | xml | memorize | ptb
-    task_options: dict = field(default_factory=dict)  # e.g. {"max_digits": 4}
+    task_options: dict[Any, Any] = field(default_factory=dict)  # e.g. {"max_digits": 4}
     data_dir: str | None = None  # PTB data (default: $CELLSEARCH_DATA or the user cache)
     hidden_size: int = 128
     num_layers: int = 1
@@ -83,7 +87,7 @@ class TrainConfig:
         self.validate()
 
     @classmethod
-    def from_dict(cls, data: dict, what: str = "training options") -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any], what: str = "training options") -> "TrainConfig":
         """From plain data (a checkpoint's or a search's settings), every field type-checked."""
         return record_from_dict(cls, data, what)
 

@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from cellsearch.training.checkpoint import CHECKPOINT_VERSION, load_population_checkpoint, restore_error
+from cellsearch.dsl.graph import CellGraph
 from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.fileio import atomic_write, check_output_dir
@@ -82,7 +83,7 @@ def shape_groups(settings: Sequence[dict[str, Any]]) -> list[list[int]]:
     return list(groups.values())
 
 
-def members_product(**lists: Sequence | None) -> list[Member]:
+def members_product(**lists: Sequence[Any] | None) -> list[Member]:
     """Every combination of the given lists (``seed=[0, 1], lr=[1e-3, 3e-3]`` → 4 members), seeds
     varying fastest; a list that is None or empty is left out."""
     given = [(k, list(v)) for k, v in lists.items() if v]
@@ -102,7 +103,8 @@ def members_product(**lists: Sequence | None) -> list[Member]:
 class PopulationTrainer:
     """K ``Trainer``s of one cell trained in lock step (see module docstring)."""
 
-    def __init__(self, cfg: TrainConfig, members: Sequence[Member], *, task: Task | None = None, graph=None,
+    def __init__(self, cfg: TrainConfig, members: Sequence[Member], *, task: Task | None = None,
+                 graph: CellGraph | None = None,
                  trainers: Sequence[Trainer] | None = None):
         """``task``: one task for every member (default: each member's own, built for its seed, as
         ``train`` builds it); ``trainers``: restored members (``from_checkpoint``)."""
@@ -127,10 +129,12 @@ class PopulationTrainer:
 
     @property
     def cfg(self) -> TrainConfig:
+        """The settings the members share (the first member's, whose own fields each member overrides)."""
         return self.trainers[0].cfg
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
+        """The population's checkpoint: every member's trainer state and the members' settings."""
         return {"version": CHECKPOINT_VERSION, "population": [t.state_dict() for t in self.trainers],
                 "members": [m.to_json() for m in self.members]}
 
@@ -184,7 +188,7 @@ class PopulationTrainer:
             t.keep_state(new_state)
         return torch.stack(losses).detach().tolist()
 
-    def run(self, callback: Callable[[int, int, dict], bool | None] | None = None,
+    def run(self, callback: Callable[[int, int, dict[str, Any]], bool | None] | None = None,
             progress: Callable[[object], None] | None = None, out_dir: str | Path | None = None) -> list[TrainResult]:
         """Train every member to the budget; one ``TrainResult`` per member, in order.
 
@@ -196,7 +200,8 @@ class PopulationTrainer:
         with torch_threads(self.cfg.threads):
             return self._run(callback, progress, out_dir)
 
-    def _run(self, callback, progress, out_dir) -> list[TrainResult]:
+    def _run(self, callback: Callable[[int, int, dict[str, Any]], bool | None] | None,
+             progress: Callable[[object], None] | None, out_dir: str | Path | None) -> list[TrainResult]:
         cfg = self.cfg
         if out_dir:  # (before training: a name the file system refuses would lose the training at the save)
             check_new_path("the output directory", out_dir)
@@ -293,9 +298,10 @@ def _task_for(cfg: TrainConfig, built: dict[int, Task]) -> Task:
     return built[cfg.seed]
 
 
-def train_population(cfg: TrainConfig, members: Sequence[Member], *, callback=None,
+def train_population(cfg: TrainConfig, members: Sequence[Member], *,
+                     callback: Callable[[int, int, dict[str, Any]], bool | None] | None = None,
                      progress: Callable[[object], None] | None = None, out_dir: str | Path | None = None,
-                     task: Task | None = None, graph=None) -> list[TrainResult]:
+                     task: Task | None = None, graph: CellGraph | None = None) -> list[TrainResult]:
     """Train ``members`` of ``cfg``'s cell as one population (see module docstring)."""
     return PopulationTrainer(cfg, members, task=task, graph=graph).run(callback=callback, progress=progress,
                                                                        out_dir=out_dir)

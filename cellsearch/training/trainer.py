@@ -30,7 +30,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 import torch
 
@@ -41,7 +41,8 @@ from cellsearch.fileio import atomic_write, check_output_dir
 from cellsearch.limits import check_new_path
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.tasks import make_task
-from cellsearch.tasks.base import Task
+from cellsearch.dsl.graph import CellGraph
+from cellsearch.tasks.base import Batch, Task
 from cellsearch.training.checkpoint import CHECKPOINT_VERSION, load_checkpoint, restore_error
 from cellsearch.training.config import DEFAULT_ENCODER, TrainConfig
 from cellsearch.training.events import StepDone, TrainingStarted, TrainingStopped
@@ -85,7 +86,8 @@ def set_gate_bias(model: SeqModel, gate: str, value: float) -> int:
 class Trainer:
     """One training run; ``run()`` trains to the budget. Use ``train()`` for the common case."""
 
-    def __init__(self, cfg: TrainConfig, *, task: Task | None = None, graph=None, encoder_graph=None):
+    def __init__(self, cfg: TrainConfig, *, task: Task | None = None, graph: CellGraph | None = None,
+                 encoder_graph: CellGraph | None = None):
         from cellsearch.library import resolve_cell
 
         cfg.validate()
@@ -123,6 +125,7 @@ class Trainer:
         params = list(self.model.parameters())
         # Adam fused (one kernel for all parameters) and SGD foreach: instead of ~10 small ops per parameter,
         # which at search sizes cost more than the arithmetic (and a population pays them once per member)
+        self.opt: torch.optim.Optimizer
         if cfg.optimizer == "adam":
             self.opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         else:
@@ -131,15 +134,16 @@ class Trainer:
         self.stream = self.task.train_stream(cfg.batch_size, cfg.seed)
         self.step = 0
         self.elapsed = 0.0
-        self.state = None  # carried hidden state (truncated BPTT)
+        self.state: Any = None  # carried hidden state (truncated BPTT)
         self.first_loss: float | None = None
-        self.history: list[dict] = []
+        self.history: list[dict[str, Any]] = []
         self.losses: list[float] = []
         self.status = "ok"
         self.final_metrics: dict[str, float | None] = {}  # set by final_evaluation
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint holds to resume this training exactly (weights, optimizer, RNGs, stream, history)."""
         return {
             "version": CHECKPOINT_VERSION,
             "config": asdict(self.cfg),
@@ -165,6 +169,7 @@ class Trainer:
         }
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
+        """Resume from a ``state_dict`` (ConfigError for a checkpoint of another version or training)."""
         if ckpt.get("version") != CHECKPOINT_VERSION:
             raise ConfigError(f"checkpoint version {ckpt.get('version')} is not supported "
                               f"(this cellsearch writes {CHECKPOINT_VERSION})")
@@ -231,7 +236,7 @@ class Trainer:
             return (self.elapsed + time.perf_counter() - start) / self.cfg.seconds
         return 0.0
 
-    def _mixed_inputs(self, batch) -> torch.Tensor:
+    def _mixed_inputs(self, batch: Batch) -> torch.Tensor:
         """Scheduled sampling: replace reference inputs inside the scored region by the model's own
         predictions with probability 1 - teacher_forcing_probability (two-pass, "parallel"
         scheduled sampling: the predictions come from a teacher-forced pass)."""
@@ -261,17 +266,19 @@ class Trainer:
             yield
             self.rng.set_state(torch.cuda.get_rng_state(self.device) if cuda else torch.get_rng_state())
 
-    def rng_scope(self):
+    def rng_scope(self) -> ContextManager[None]:
         """The context the trainer's random draws run in: its own generator when a step draws
         (dropout, scheduled sampling, REINFORCE's samples), else nothing to set up."""
         draws = self.cfg.dropout or self.cfg.scheduled_sampling or self.cfg.objective != "xent"
         return self._own_rng() if draws else nullcontext()
 
-    def train_step(self, batch) -> float:
+    def train_step(self, batch: Batch) -> float:
+        """One optimizer step on ``batch``; returns its loss (the recorded one: the mean NLL, or a
+        sequence objective's)."""
         with self.rng_scope():
             return self._train_step(batch)
 
-    def _train_step(self, batch) -> float:
+    def _train_step(self, batch: Batch) -> float:
         batch, inputs, state = self.step_inputs(batch)
         cfg = self.cfg
         tail = sampled_tail(cfg.objective, self.step, cfg.mixer_xent_steps, cfg.mixer_every, cfg.mixer_delta)
@@ -290,7 +297,7 @@ class Trainer:
         return float(loss.detach()) if recorded is None else recorded
 
     # the phases of a training step, also run member by member by a population (``training/population.py``)
-    def step_inputs(self, batch):
+    def step_inputs(self, batch: Batch) -> tuple[Batch, torch.Tensor, Any]:
         """(the batch on the device, the model's input tokens, the state to start from)."""
         self.model.train()
         batch = batch.to(self.device)
@@ -298,7 +305,7 @@ class Trainer:
         inputs = self._mixed_inputs(batch) if self.cfg.scheduled_sampling else batch.inputs
         return batch, inputs, state
 
-    def step_loss(self, logits: torch.Tensor, batch) -> torch.Tensor:
+    def step_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         """The step's mean NLL, whose gradient also carries the activation penalties (``ar``, ``tar``)
         of the outputs the forward that made ``logits`` left in ``SeqModel.last_outputs``."""
         nll, n = self.task.masked_nll(logits, batch.targets, batch.mask)
@@ -312,24 +319,25 @@ class Trainer:
             loss = loss + (penalty - penalty.detach())
         return loss
 
-    def apply_gradients(self, new_state) -> None:
+    def apply_gradients(self, new_state: Any) -> None:
         """Clip this model's gradient (its own norm), take the optimizer step, carry the state on."""
         if self.cfg.clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip, foreach=True)
         self.opt.step()
         self.keep_state(new_state)
 
-    def keep_state(self, new_state) -> None:
+    def keep_state(self, new_state: Any) -> None:
         """Carry the state the step ended in on to the next batch (truncated BPTT)."""
         # (an encoder-decoder's state is its batch's source: it is never carried to the next batch)
         self.state = None if self.model.is_seq2seq else self.model.detach_state(new_state)
 
     def evaluate(self, split: str = "valid") -> dict[str, float | None]:
+        """The task's metrics of the model on ``split`` ("valid" or "test"); None for a value that is not finite."""
         with torch_threads(self.cfg.threads):
             metrics = self.task.evaluate(self.model, split, self.cfg.eval_batch_size)
         return {k: (None if (v is None or not math.isfinite(v)) else float(v)) for k, v in metrics.items()}
 
-    def run(self, callback: Callable[[int, dict], bool | None] | None = None,
+    def run(self, callback: Callable[[int, dict[str, Any]], bool | None] | None = None,
             progress: Callable[[object], None] | None = None, out_dir: str | Path | None = None) -> TrainResult:
         """Train until the budget is spent; ``callback(step, metrics)`` is called after every periodic
         evaluation and may return False to stop. ``progress(event)`` hears ``TrainingStarted``, a
@@ -339,13 +347,14 @@ class Trainer:
         with torch_threads(self.cfg.threads):
             return self._run(callback, progress, out_dir)
 
-    def _run(self, callback, progress, out_dir) -> TrainResult:
+    def _run(self, callback: Callable[[int, dict[str, Any]], bool | None] | None,
+             progress: Callable[[object], None] | None, out_dir: str | Path | None) -> TrainResult:
         cfg = self.cfg
         if out_dir:  # before training: an output that cannot be written would lose the training at the save
             check_new_path("the output directory", out_dir)
             check_output_dir(out_dir, "Trainer.out_dir", OUTPUT_FILES)
         start = time.perf_counter()
-        if progress is True:  # (it used to build a progress bar here; rendering is the caller's now)
+        if progress is True:  # type: ignore[comparison-overlap]  # (an untyped caller may pass it; it used to build a progress bar here; rendering is the caller's now)
             raise TypeError("progress takes a callable that receives the training events, not True")
         tell = progress or None
         if tell:
@@ -376,7 +385,8 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr * lr_factor(self.cfg, self.step, self._progress_fraction(start))
 
-    def record_step(self, loss: float, start: float, callback=None, tell=None, finite: bool | None = None) -> bool:
+    def record_step(self, loss: float, start: float, callback: Callable[[int, dict[str, Any]], bool | None] | None = None,
+                    tell: Callable[[object], None] | None = None, finite: bool | None = None) -> bool:
         """Book a finished step: its loss, divergence, progress, the periodic evaluation; False when
         training ends here (diverged, or the callback asked to stop). ``finite``: whether the weights
         are all finite, if the caller knows (a population checks all members at once)."""
@@ -406,10 +416,11 @@ class Trainer:
         # one multi-tensor max-abs and one sync, not a reduction and a sync per parameter
         return finite_together([list(self.model.parameters())])[0]
 
-    def final_evaluation(self, callback=None) -> None:
+    def final_evaluation(self, callback: Callable[[int, dict[str, Any]], bool | None] | None = None) -> None:
         """Evaluate the trained model (unless its weights are not finite) into ``final_metrics``
         and the history; the callback hears it when training ended normally."""
-        metrics = self.evaluate() if self.weights_finite() else {self.task.primary_metric: None}
+        metrics: dict[str, float | None] = \
+            self.evaluate() if self.weights_finite() else {self.task.primary_metric: None}
         if self.status != "stopped" and (not self.history or self.history[-1]["step"] != self.step):
             self.history.append({"step": self.step, "seconds": self.elapsed, **metrics})
             if callback is not None and self.status == "ok":
@@ -423,13 +434,15 @@ class Trainer:
         return sum(p.numel() for m in modules for p in m.parameters())
 
     def result(self, checkpoint: Path | None = None) -> TrainResult:
+        """The training's result so far (``checkpoint``: the file it was saved to, if any)."""
         return TrainResult(status=self.status, steps=self.step, seconds=self.elapsed, metrics=self.final_metrics,
                            history=self.history, params=self.cell_parameter_count(),
                            cell=self.graph.name, hash=canonical_hash(self.graph), task=self.task.name,
                            losses=self.losses, checkpoint=str(checkpoint) if checkpoint else None)
 
 
-def train(cfg: TrainConfig, *, callback=None, progress: Callable[[object], None] | None = None,
-          out_dir: str | Path | None = None, task: Task | None = None, graph=None) -> TrainResult:
+def train(cfg: TrainConfig, *, callback: Callable[[int, dict[str, Any]], bool | None] | None = None,
+          progress: Callable[[object], None] | None = None, out_dir: str | Path | None = None,
+          task: Task | None = None, graph: CellGraph | None = None) -> TrainResult:
     """Train one model to the budget (see module docstring)."""
     return Trainer(cfg, task=task, graph=graph).run(callback=callback, progress=progress, out_dir=out_dir)

@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from cellsearch.errors import CellError, ConfigError
@@ -35,12 +36,15 @@ OTHER_KEYS = ("description", "task_options")  # task_options: {task name: {optio
 
 @dataclass(frozen=True)
 class Recipe:
+    """A named preset of training settings (``train``) and per-task options (``task_options``)."""
+
     name: str
     description: str = ""
-    train: dict = field(default_factory=dict)  # TrainConfig fields (RECIPE_FIELDS only)
-    task_options: dict = field(default_factory=dict)  # task name → that task's options
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields (RECIPE_FIELDS only)
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # task name → that task's options
 
-    def overlay(self, train: dict, task_options: dict) -> tuple[dict, dict]:
+    def overlay(self, train: dict[str, Any], task_options: dict[str, Any]
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
         """A run's training settings and per-task options with this recipe laid over them, all but
         its budget (``steps``/``seconds``: a search and a retraining protocol keep their own)."""
         train = {**train, **{k: v for k, v in self.train.items() if k not in ("steps", "seconds")}}
@@ -72,7 +76,7 @@ class Recipe:
         return out
 
 
-def _folder():
+def _folder() -> Traversable:
     return resources.files(__name__)
 
 
@@ -82,7 +86,7 @@ def recipe_names() -> list[str]:
     return sorted(names, key=lambda n: n != "default")
 
 
-def load_recipe(spec: str | os.PathLike) -> Recipe:
+def load_recipe(spec: str | os.PathLike[str]) -> Recipe:
     """A shipped recipe by name, or a recipe file (a path ending .yaml/.yml or an existing file)."""
     from cellsearch.dsl.io import read_source
 
