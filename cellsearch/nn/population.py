@@ -77,6 +77,7 @@ def population_forward(models: Sequence[SeqModel], tokens: Sequence[torch.Tensor
                 xs[k] = model.rnn.between_layers(out[:lengths[k]], layer)
     logits = []
     for model, x, scope in zip(models, xs, scopes):
+        assert isinstance(x, torch.Tensor)  # (a layer's output: only the first layer reads token rows)
         with scope():
             logits.append(model.readout(x))
     return [(lg, tuple(torch.stack(f) for f in fin)) for lg, fin in zip(logits, finals)]

@@ -24,6 +24,10 @@ from cellsearch.runner.source import FINISHED, threads_per_trial
 
 @dataclass
 class JobSettings:
+    """How the final protocol's training jobs run: how many at once, on Ray or in this process, on
+    which cluster, with how many CPUs and GPUs each, how often a lost worker is retried, and whether
+    one cell's jobs on one task train together as a population."""
+
     parallel: int = 2  # concurrent trainings
     backend: str = "ray"  # ray | local (in-process, one at a time)
     address: str | None = None  # Ray cluster address; None starts Ray locally
