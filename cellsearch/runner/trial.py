@@ -7,8 +7,10 @@ trial budget, under one or more hyperparameter settings (the first is the run's 
 the others drawn from the Jozefowicz et al. grids), each with ``seeds`` seeds (``search --seeds``;
 a setting scores the mean over its seeds), and keeps the best validation score of the task's
 primary metric. A candidate's settings and seeds train as one population (``cellsearch.training.population``). A stage may be a **filter**: an absolute threshold (memorisation
-≥ 0.95) or one relative to the reference cell's best on that task (≥ 0.9 × GRU); a candidate
-below it is ``rejected`` there and the later stages are skipped.
+≥ 0.95, lowered to 0.9 × the reference's memorisation when the reference itself misses 0.95 at
+the trial budget) or one relative to the reference cell's best on that task (≥ 0.9 × GRU):
+``strategies.base.stage_threshold``; a candidate below it is ``rejected`` there and the later
+stages are skipped.
 
 Score (higher is better): with one task and no reference it is the task's metric itself;
 otherwise it is the minimum over the scoring stages of best ÷ reference best — the fitness
@@ -34,7 +36,7 @@ from cellsearch.dsl.graph import CellGraph
 from cellsearch.limits import MAX_SEED
 from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate
-from cellsearch.strategies.base import Stage
+from cellsearch.strategies.base import Stage, stage_threshold
 from cellsearch.tasks import primary_metric
 
 # Hyperparameter grids of Jozefowicz et al. 2015 (two reimplementations agree), see PAPERS.md.
@@ -202,13 +204,11 @@ def _evaluate(spec: TrialSpec, report, start: float) -> TrialOutcome:
             return _outcome(None, "diverged" if "diverged" in statuses else "failed", stage.task, metrics,
                             params, start)
         metrics[stage.task] = best_metrics
-        if not is_reference:
-            if stage.min_score is not None and best < stage.min_score:
-                return _outcome(_partial(best_norm), "rejected", stage.task, metrics, params, start)
-            ref = reference.get(stage.task)
-            if stage.relative is not None and ref and best < stage.relative * ref:
-                return _outcome(_partial(best_norm, norm(stage.task, best)), "rejected", stage.task, metrics,
-                                params, start)
+        bar = None if is_reference else stage_threshold(stage, reference)
+        if bar is not None and best < bar:
+            # (a stage relative to the reference scores: its partial fitness counts)
+            extra = norm(stage.task, best) if stage.relative is not None and reference.get(stage.task) else None
+            return _outcome(_partial(best_norm, extra), "rejected", stage.task, metrics, params, start)
         if stage.scoring:
             best_norm[stage.task] = norm(stage.task, best) if normalise else best
     score = _partial(best_norm)

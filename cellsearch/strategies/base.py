@@ -42,6 +42,30 @@ class Stage:
     scoring: bool = True  # part of the fitness (a pure filter like memorisation is not)
     steps: int | None = None  # overrides the trial budget for this stage
     task_options: dict[str, Any] = field(default_factory=dict)
+    # with min_score: when the reference cell itself scores below min_score at the search's budget,
+    # the bar is this fraction of the reference's score instead (``stage_threshold``)
+    fallback: float | None = None
+    option: str | None = None  # the strategy option that sets this stage's bar (named in advice)
+
+
+def stage_threshold(stage: Stage, reference: dict[str, float] | None) -> float | None:
+    """The score a candidate must reach at ``stage`` to pass it, given the reference cell's best per
+    task at the same budget (``reference``; None or without the task: unknown), or None (no bar).
+
+    An absolute bar (``min_score``) holds as it is while the reference reaches it; a bar the
+    reference itself misses is no bar at this budget, so with a ``fallback`` it becomes
+    ``fallback`` × the reference's score. A ``relative`` bar is ``relative`` × the reference's
+    score. With both, the higher bar counts."""
+    ref = (reference or {}).get(stage.task)
+    bars = []
+    if stage.min_score is not None:
+        if stage.fallback is not None and ref is not None and ref < stage.min_score:
+            bars.append(stage.fallback * ref)
+        else:
+            bars.append(stage.min_score)
+    if stage.relative is not None and ref:
+        bars.append(stage.relative * ref)
+    return max(bars) if bars else None
 
 
 def default_plan(tasks: list[str]) -> list[Stage]:

@@ -3,8 +3,9 @@
 Keep the best ``population_size`` architectures (default 100), seeded with the space's seed
 cells (LSTM and GRU). Each step either re-evaluates a random member under new
 hyperparameters (probability ``reevaluate``) or mutates a random member. Children go
-through staged filters — memorisation ≥ 95%, then every task in turn, dropped below 90% of
-the reference cell's (GRU's) best — each stage with a few random hyperparameter settings
+through staged filters — memorisation ≥ 95% (or, when the reference cell itself misses 95% at the
+search's budget, ≥ ``memorize_fallback`` = 0.9 × the reference's memorisation), then every task in
+turn, dropped below 90% of the reference cell's (GRU's) best — each stage with a few random hyperparameter settings
 (``settings``); fitness = min over tasks of (best ÷ reference best). The filters are what
 make the search cheap: the results table records the stage that rejected each child.
 Registered as the strategy ``evolution``.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cellsearch.errors import ConfigError
+from cellsearch.limits import shown
 from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, InvalidCandidate
 from cellsearch.strategies.base import Stage, Strategy, candidate_from_json, candidate_to_json
@@ -24,7 +27,8 @@ class JozefowiczEvolution(Strategy):
 
     def __init__(self, space, seed: int = 0, population_size: int = 100, reevaluate: float = 0.1,
                  settings: int = 2, memorize_threshold: float | None = 0.95, relative_threshold: float = 0.9,
-                 memorize_options: dict | None = None, memorize_steps: int | None = None, **options):
+                 memorize_options: dict | None = None, memorize_steps: int | None = None,
+                 memorize_fallback: float | None = 0.9, **options):
         super().__init__(space, seed, **options)
         self.population_size = population_size
         self.reevaluate = reevaluate
@@ -36,6 +40,15 @@ class JozefowiczEvolution(Strategy):
         # information across steps (set memorize_options to make it stricter).
         self.memorize_options = dict(memorize_options if memorize_options is not None else {"length": 3, "symbols": 8})
         self.memorize_steps = memorize_steps
+        # A bar no cell reaches at a short budget would reject every child (the LSTM seed too) and
+        # leave the reference as the search's best: below the reference's own score it falls to
+        # this fraction of that score (None: the absolute bar alone)
+        if memorize_fallback is not None and (isinstance(memorize_fallback, bool)
+                                              or not isinstance(memorize_fallback, (int, float))
+                                              or not 0 < memorize_fallback <= 1):
+            raise ConfigError(f"option memorize_fallback must be a fraction in (0, 1] or null, "
+                              f"got {shown(memorize_fallback)}")
+        self.memorize_fallback = None if memorize_fallback is None else float(memorize_fallback)
         self.population: list[tuple[Candidate, float]] = []  # best first
         self.pending_seeds = [Candidate(g, decisions=space.encode(g), origin="seed") for g in space.seeds()]
 
@@ -44,8 +57,10 @@ class JozefowiczEvolution(Strategy):
         stages = []
         if self.memorize_threshold is not None:
             stages.append(Stage("memorize", min_score=self.memorize_threshold, settings=self.settings, scoring=False,
-                                steps=self.memorize_steps, task_options=self.memorize_options))
-        stages += [Stage(t, relative=self.relative_threshold, settings=self.settings) for t in tasks]
+                                steps=self.memorize_steps, task_options=self.memorize_options,
+                                fallback=self.memorize_fallback, option="memorize_threshold"))
+        stages += [Stage(t, relative=self.relative_threshold, settings=self.settings, option="relative_threshold")
+                   for t in tasks]
         return stages
 
     def ask(self) -> Candidate:

@@ -237,7 +237,7 @@ def test_search_on_a_real_ray_cluster(tmp_path, ray_cluster):
 
 def test_stage_counts_show_filter_rejections(tmp_path):
     cfg = tiny("stages", space="mutation", strategy="evolution", trials=4,
-               strategy_options=dict(EVOLUTION_TINY, memorize_threshold=0.99))
+               strategy_options=dict(EVOLUTION_TINY, memorize_threshold=0.99, memorize_fallback=None))
     SearchRun(cfg, tmp_path).run()
     counts = stage_counts(tmp_path / "stages")
     assert sum(counts.values()) == 4
