@@ -3,7 +3,8 @@
 The runner and the trainer print nothing; they tell an ``on_event``/``progress`` callback what
 happens (``cellsearch.runner.events``, ``cellsearch.training.events``: ``TrainingStarted``/``StepDone``/
 ``TrainingStopped``, ``cellsearch.tasks.data``'s ``FileDownload``). ``ProgressBars`` is that
-callback for the commands: the search's bar (trials done, running, best score, ETA), a bar per
+callback for the commands: the search's bar (trials done, running, best score, ETA) with a
+warning line above it when a stage rejects every candidate (``StageRejectedAll``), a bar per
 batch of retraining jobs (the last job's result, ETA), the training bar (loss, steps per second)
 and a bar per downloaded file (bytes, speed, ETA). ``progress_bars(enabled)`` gives
 it as a context manager (``None`` when progress is off: the library stays quiet).
@@ -20,7 +21,8 @@ from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn, TransferSpeedColumn)
 
-from cellsearch.runner.events import JobFinished, JobsEnded, JobsStarted, SearchEnded, SearchStarted, TrialFinished
+from cellsearch.runner.events import (JobFinished, JobsEnded, JobsStarted, SearchEnded, SearchStarted, StageRejectedAll,
+                                      TrialFinished)
 from cellsearch.tasks.data import FileDownload
 from cellsearch.training.events import StepDone, TrainingStarted, TrainingStopped
 
@@ -49,6 +51,8 @@ class ProgressBars:
                         best=_score(event.best))
         elif isinstance(event, TrialFinished):
             self._update(completed=min(event.done, event.total), running=event.running, best=_score(event.best))
+        elif isinstance(event, StageRejectedAll):
+            self.warn(event.message)
         elif isinstance(event, JobsStarted):
             self._begin(Progress(TextColumn(f"[bold]{event.label}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TextColumn("eta"),
@@ -79,6 +83,11 @@ class ProgressBars:
                 self._update(completed=event.done)
         elif isinstance(event, (SearchEnded, JobsEnded, TrainingStopped)):
             self.close()
+
+    def warn(self, message: str) -> None:
+        """One warning line, above the bar being drawn (if any)."""
+        console = self._bar.console if self._bar is not None else (self.console or Console())
+        console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
     def _begin(self, bar: Progress, description: str, **fields) -> None:
         self.close()

@@ -14,7 +14,7 @@ from cellsearch.storage.settings import DEFAULT_STEPS, SEARCH_TRAIN, SearchConfi
 
 
 def _print_leaderboard(run_dir: Path, top: int, equations: int = 3) -> None:
-    from cellsearch.storage.results import leaderboard, stage_counts
+    from cellsearch.storage.results import best_candidate, leaderboard, stage_counts, stage_warnings
     from cellsearch.tasks import primary_metric
 
     rows = leaderboard(run_dir, top)
@@ -41,6 +41,19 @@ def _print_leaderboard(run_dir: Path, top: int, equations: int = 3) -> None:
     counts = stage_counts(run_dir)
     if counts:
         console.print("candidates: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    best = best_candidate(run_dir)
+    if best is not None:
+        name = f"{best['cell']} (hash {best['hash']})"
+        if best["score"] is not None:
+            line = f"best candidate: {name}, score {best['score']:.4f}"
+        elif best["value"] is not None:
+            line = (f"best candidate: none has a score; the closest, {name}, reached {best['value']:.4g} "
+                    f"at {best['stage']}, where it was {best['status']}")
+        else:
+            line = "best candidate: none has a score"
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for message in stage_warnings(run_dir).values():
+        console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _default(name: str):
@@ -157,9 +170,14 @@ def register(app: typer.Typer) -> None:
 def _run(run, progress: bool) -> dict:
     """Run a search, drawing its progress on stderr unless ``--no-progress``."""
     from cellsearch.cli.progress import progress_bars
+    from cellsearch.runner.events import StageRejectedAll
+
+    def quiet(event: object) -> None:  # --no-progress: no bars, but a warning still gets its line
+        if isinstance(event, StageRejectedAll):
+            err_console.print(f"warning: {event.message}", markup=False, highlight=False, soft_wrap=True)
 
     with progress_bars(progress, err_console) as bars:
-        return run.run(on_event=bars)
+        return run.run(on_event=bars or quiet)
 
 
 def _finish(run_dir: Path, summary: dict, top: int) -> None:

@@ -32,7 +32,19 @@ class TrialFinished:
     done: int  # the strategy's trials recorded so far (at most ``total``)
     total: int
     running: int  # trials still running
-    best: float | None  # the best finite score so far
+    best: float | None  # the best finite score of a candidate so far (the reference cell left out)
+
+
+@dataclass(frozen=True)
+class StageRejectedAll:
+    """A filter stage of the evaluation plan has rejected every candidate trained so far (told once
+    per stage and run, from the third candidate on or at the end of a shorter search): the search
+    would end with no candidate, the reference cell alone at the top. ``message`` is one line that
+    names the stage, its bar and what to change; the run keeps it (``storage.results.stage_warnings``)."""
+
+    stage: str  # the stage's task
+    rejected: int  # candidates it rejected (all those trained so far)
+    message: str
 
 
 @dataclass(frozen=True)
@@ -68,5 +80,5 @@ class JobsEnded:
     label: str
 
 
-Event = Union[SearchStarted, TrialFinished, SearchEnded, JobsStarted, JobFinished, JobsEnded]
+Event = Union[SearchStarted, TrialFinished, StageRejectedAll, SearchEnded, JobsStarted, JobFinished, JobsEnded]
 EventHandler = Callable[[object], None]

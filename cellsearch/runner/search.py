@@ -33,11 +33,12 @@ from cellsearch.storage import rundir
 from cellsearch.storage.results import stage_counts
 from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.runner.trial import TrialSpec, evaluate_candidate, reference_scores, trial_spec
-from cellsearch.runner.events import EventHandler, SearchEnded, SearchStarted, TrialFinished
+from cellsearch.runner.events import EventHandler, SearchEnded, SearchStarted, StageRejectedAll, TrialFinished
 from cellsearch.storage.settings import SearchConfig
 from cellsearch.spaces.base import Candidate, Space
 from cellsearch.storage.store import Store, decode_json
-from cellsearch.strategies.base import Stage, Strategy, default_plan, save_state
+from cellsearch.strategies.base import Stage, Strategy, default_plan, save_state, stage_threshold
+from cellsearch.tasks import primary_metric
 
 STATE_VERSION = 1
 
@@ -137,7 +138,13 @@ class Controller:
         self.running: dict[str, Candidate] = {}
         self.parked: list[Candidate] = []  # duplicates of a running trial, served when it finishes
         self.last_row = 0  # id of the last results row told to the strategy
-        self.on_result: Callable[[TrialOutcome, bool], None] | None = None  # (outcome, reused)
+        self.on_result: Callable[[TrialOutcome, bool, bool], None] | None = None  # (outcome, reused, reference)
+        self.on_warning: Callable[[StageRejectedAll], None] | None = None
+        # the candidates trained (the reference and reuses left out), how many each stage rejected and
+        # the best primary metric a rejected one reached there: for ``StageRejectedAll``
+        self.trained = 0
+        self.rejected_at: dict[str, int] = {}
+        self.best_rejected: dict[str, float] = {}
         # seconds between state saves (0: after every result). A replay finishes a trial in
         # milliseconds, where encoding e.g. the RL controller's weights would dominate; a state
         # older than the last rows is safe, since _restore tells the strategy those rows again.
@@ -145,6 +152,9 @@ class Controller:
         self._saved_at = 0.0
         if resume:
             self._restore()
+            for row in self.store.rows():
+                if row["origin"] != "reference" and row["reused_from"] is None:
+                    self._count(row["status"], row["stage"], decode_json(row["metrics"], {}, self.store.path))
         # how many times this run has been started (1 for a new search): stored trial ids carry it
         # from the second on, since Tune and the in-process loop number trials afresh each time
         sessions = self.store.get_meta("sessions", 1 if self.store.count() else 0)
@@ -265,7 +275,7 @@ class Controller:
         self.strategy.tell(cand, outcome)
         self.last_row = row_id
         self.save(force=False)
-        self._notify(outcome, reused=True)
+        self._notify(outcome, reused=True, reference=prior["origin"] == "reference")  # (a seed that is the reference)
 
     def complete(self, trial_id: str, outcome: TrialOutcome, node: str | None = None) -> None:
         """Record a finished trial (any status) and tell the strategy."""
@@ -290,8 +300,11 @@ class Controller:
         else:
             self.strategy.tell(cand, outcome)
             self.last_row = row_id
+            self._count(outcome.status, outcome.stage, outcome.metrics)
         self.save(force=is_reference)
-        self._notify(outcome)
+        self._notify(outcome, reference=is_reference)
+        if not is_reference:
+            self.check_stages()
         waiting = [c for c in self.parked if c.hash == cand.hash]
         if waiting:
             self.parked = [c for c in self.parked if c.hash != cand.hash]
@@ -300,9 +313,54 @@ class Controller:
             for c in waiting:
                 self._reuse(c, prior)
 
-    def _notify(self, outcome: TrialOutcome, reused: bool = False) -> None:
+    def _count(self, status: str, stage: str | None, metrics: dict[str, Any]) -> None:
+        """Count one trained candidate (its status, rejecting stage and metrics) for ``check_stages``."""
+        self.trained += 1
+        if status == "rejected" and stage is not None:
+            self.rejected_at[stage] = self.rejected_at.get(stage, 0) + 1
+            value = (metrics.get(stage) or {}).get(primary_metric(stage)) if stage in metrics else None
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.best_rejected[stage] = max(value, self.best_rejected.get(stage, -math.inf))
+
+    def check_stages(self, final: bool = False) -> None:
+        """Warn (``StageRejectedAll``, kept in the run's ``stage_warnings``) when a filter stage has
+        rejected every candidate trained so far: from the third candidate on, or at the end (``final``)
+        of a search that trained fewer; once per stage and run."""
+        if not self.trained or (self.trained < 3 and not final):
+            return
+        warned = self.store.get_meta("stage_warnings", {})
+        warned = warned if isinstance(warned, dict) else {}
+        for stage in self.plan:
+            if self.rejected_at.get(stage.task, 0) != self.trained or stage.task in warned:
+                continue
+            event = StageRejectedAll(stage.task, self.trained, self._stage_advice(stage))
+            warned[stage.task] = event.message
+            self.store.set_meta("stage_warnings", warned)
+            if self.on_warning is not None:
+                self.on_warning(event)
+
+    def _stage_advice(self, stage: Stage) -> str:
+        """The one line of ``StageRejectedAll``: the stage, its bar, the scores behind it, what to change."""
+        cfg = self.cfg
+        bar = stage_threshold(stage, self.reference)
+        shown_bar = "?" if bar is None else f"{bar:.3g}"
+        facts = [f"bar {shown_bar}"]
+        if stage.task in self.best_rejected:
+            facts.append(f"best candidate {self.best_rejected[stage.task]:.3g}")
+        ref = (self.reference or {}).get(stage.task)
+        if ref is not None:
+            facts.append(f"reference '{cfg.reference}' {ref:.3g}")
+        steps = stage.steps if stage.steps is not None else cfg.steps
+        budget = f"{steps} steps" if steps is not None else f"{cfg.minutes:g} minutes"
+        option = f"-o {stage.option}=..." if stage.option else "the strategy's options"
+        lower = f"lower the bar ({option})"
+        todo = lower if cfg.benchmark else f"raise the budget (--budget, now {budget}) or {lower}"
+        return (f"stage '{stage.task}' has rejected all {self.trained} candidates so far "
+                f"({', '.join(facts)}): {todo}")
+
+    def _notify(self, outcome: TrialOutcome, reused: bool = False, reference: bool = False) -> None:
         if self.on_result:
-            self.on_result(outcome, reused)
+            self.on_result(outcome, reused, reference)
 
 
 class SearchRun:
@@ -386,8 +444,10 @@ class SearchRun:
         return cls(cfg, resume=True, run_dir=path, space=space, strategy=strategy)
 
     def run(self, on_event: EventHandler | None = None) -> dict[str, Any]:
-        """Run the search to its number of trials (or until interrupted) and return a summary;
-        ``on_event(event)`` hears ``SearchStarted``, a ``TrialFinished`` per trial and ``SearchEnded``."""
+        """Run the search to its number of trials (or until interrupted) and return a summary (its
+        ``warnings``: the lines of ``StageRejectedAll``); ``on_event(event)`` hears ``SearchStarted``, a
+        ``TrialFinished`` per trial, ``StageRejectedAll`` when a filter stage rejects every candidate
+        and ``SearchEnded``."""
         try:
             return self._run(on_event)
         except BaseException as exc:
@@ -427,13 +487,16 @@ class SearchRun:
             self._ended(on_event)
             raise
         ctl.save()
+        if ctl.done:
+            ctl.check_stages(final=True)
         self._ended(on_event)
         best = ctl.store.best()
         if best is not None:  # the text results.db keeps: the YAML this run trained
             atomic_write(self.run_dir / rundir.BEST, best["cell_yaml"])
         summary = {"run_dir": str(self.run_dir), "trials": ctl.store.count(), "seconds": time.perf_counter() - start,
                    "best_score": best["score"] if best else None, "best_hash": best["hash"] if best else None,
-                   "interrupted": interrupted or not ctl.done}
+                   "interrupted": interrupted or not ctl.done,
+                   "warnings": list(dict(ctl.store.get_meta("stage_warnings", {}) or {}).values())}
         if self.table is not None:
             summary["benchmark"] = str(self.table.path)
             summary["missing"] = stage_counts(self.run_dir).get("missing", 0)
@@ -443,6 +506,7 @@ class SearchRun:
     def _ended(self, on_event: EventHandler | None) -> None:
         if on_event is not None:
             self.controller.on_result = None
+            self.controller.on_warning = None
             on_event(SearchEnded())
 
     def _tell_progress(self, on_event: EventHandler) -> None:
@@ -453,16 +517,18 @@ class SearchRun:
         best = row["score"] if row else None
         on_event(SearchStarted(total=total, done=min(ctl.launched, total), best=best))
 
-        def on_result(outcome: TrialOutcome, reused: bool) -> None:
+        def on_result(outcome: TrialOutcome, reused: bool, reference: bool) -> None:
             nonlocal best
             score = outcome.score
-            if score is not None and math.isfinite(score) and (best is None or score > best):
+            # (the best *candidate*'s: the reference cell's 1.0 is no find of the search)
+            if not reference and score is not None and math.isfinite(score) and (best is None or score > best):
                 best = score
             done = ctl.store.count() - (1 if ctl.reference is not None else 0)
             on_event(TrialFinished(status=outcome.status, score=score, reused=reused,
                                    done=min(done, total), total=total, running=len(ctl.running), best=best))
 
         ctl.on_result = on_result
+        ctl.on_warning = on_event
 
     def _run_in_process(self, evaluate: Callable[[str, TrialSpec], TrialOutcome], node: str) -> None:
         """Trials one at a time in this process: ``evaluate(trial_id, spec)`` gives each outcome."""

@@ -119,6 +119,49 @@ def stage_counts(run_dir: str | Path) -> dict[str, int]:
     return counts
 
 
+def stage_warnings(run_dir: str | Path) -> dict[str, str]:
+    """The run's warnings about filter stages that rejected every candidate trained at the time
+    (``runner.events.StageRejectedAll``): stage -> its one line; empty when there were none."""
+    path = rundir.require_run(run_dir)
+    with Store(path / rundir.RESULTS, readonly=True) as store:
+        warned = store.get_meta("stage_warnings", {})
+    return {str(k): str(v) for k, v in warned.items()} if isinstance(warned, dict) else {}
+
+
+def best_candidate(run_dir: str | Path) -> dict[str, Any] | None:
+    """What the best *candidate* (the reference cell left out) scored: ``hash``, ``cell``, ``score``,
+    ``status``, ``stage`` and ``value``. The candidate is the best-scored one (``Store.best``'s, value
+    None); when none has a score (every one rejected, say) it is the rejected one with
+    the highest metric at the stage that rejected it (``score`` None). None when the run trained
+    no candidate."""
+    from cellsearch.tasks import primary_metric
+
+    path = rundir.require_run(run_dir)
+    db = path / rundir.RESULTS
+    with Store(db, readonly=True) as store:
+        rows = [r for r in store.rows() if r["origin"] != "reference" and r["reused_from"] is None]
+    if not rows:
+        return None
+
+    def reached(row: Any) -> float:
+        stage = row["stage"]
+        if row["status"] != "rejected" or not stage:
+            return -math.inf
+        value = (decode_json(row["metrics"], {}, db).get(stage) or {}).get(primary_metric(stage))
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else -math.inf
+
+    scored = [r for r in rows if _present(r["score"]) and math.isfinite(r["score"])]  # (as ``Store.best``)
+    if scored:
+        row = max(scored, key=lambda r: (r["score"], -r["id"]))
+        value = None
+    else:
+        row = max(rows, key=lambda r: (reached(r), -r["id"]))
+        value = reached(row) if math.isfinite(reached(row)) else None
+    return {"hash": row["hash"], "cell": row["cell_name"],
+            "score": row["score"] if scored else None, "status": row["status"], "stage": row["stage"],
+            "value": value}
+
+
 def trained_rows(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every evaluation a run holds except the deduplicated ones (which repeat a stored result), in
     database order, as plain dicts with ``metrics`` decoded."""
