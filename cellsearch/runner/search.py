@@ -328,10 +328,13 @@ class Controller:
         of a search that trained fewer; once per stage and run."""
         if not self.trained or (self.trained < 3 and not final):
             return
+        stages = [s for s in self.plan if self.rejected_at.get(s.task, 0) == self.trained]
+        if not stages:
+            return
         warned = self.store.get_meta("stage_warnings", {})
         warned = warned if isinstance(warned, dict) else {}
-        for stage in self.plan:
-            if self.rejected_at.get(stage.task, 0) != self.trained or stage.task in warned:
+        for stage in stages:
+            if stage.task in warned:
                 continue
             event = StageRejectedAll(stage.task, self.trained, self._stage_advice(stage))
             warned[stage.task] = event.message
@@ -352,7 +355,11 @@ class Controller:
             facts.append(f"reference '{cfg.reference}' {ref:.3g}")
         steps = stage.steps if stage.steps is not None else cfg.steps
         budget = f"{steps} steps" if steps is not None else f"{cfg.minutes:g} minutes"
-        option = f"-o {stage.option}=..." if stage.option else "the strategy's options"
+        ref_bar = stage.min_score is not None and bar is not None and bar < stage.min_score  # the fallback's
+        name = stage.fallback_option if ref_bar else stage.option
+        if ref_bar:
+            facts[0] += f" = {stage.fallback:g} × the reference's"
+        option = f"-o {name}=..." if name else "the strategy's options"
         lower = f"lower the bar ({option})"
         todo = lower if cfg.benchmark else f"raise the budget (--budget, now {budget}) or {lower}"
         return (f"stage '{stage.task}' has rejected all {self.trained} candidates so far "

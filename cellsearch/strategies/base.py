@@ -45,7 +45,8 @@ class Stage:
     # with min_score: when the reference cell itself scores below min_score at the search's budget,
     # the bar is this fraction of the reference's score instead (``stage_threshold``)
     fallback: float | None = None
-    option: str | None = None  # the strategy option that sets this stage's bar (named in advice)
+    option: str | None = None  # the strategy option that sets this stage's bar (named in advice) ...
+    fallback_option: str | None = None  # ... and the one that sets its fallback
 
 
 def stage_threshold(stage: Stage, reference: dict[str, float] | None) -> float | None:

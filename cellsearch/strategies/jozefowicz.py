@@ -58,7 +58,8 @@ class JozefowiczEvolution(Strategy):
         if self.memorize_threshold is not None:
             stages.append(Stage("memorize", min_score=self.memorize_threshold, settings=self.settings, scoring=False,
                                 steps=self.memorize_steps, task_options=self.memorize_options,
-                                fallback=self.memorize_fallback, option="memorize_threshold"))
+                                fallback=self.memorize_fallback, option="memorize_threshold",
+                                fallback_option="memorize_fallback"))
         stages += [Stage(t, relative=self.relative_threshold, settings=self.settings, option="relative_threshold")
                    for t in tasks]
         return stages

@@ -42,6 +42,9 @@ def test_a_stage_that_rejects_every_candidate_warns_once_and_the_summary_names_t
     assert list(stage_warnings(tmp_path / "strict")) == ["memorize"]
     again = runner.invoke(app, ["leaderboard", str(tmp_path / "strict")])
     assert again.exit_code == 0 and line in again.stdout and "best candidate:" in again.stdout
+    more = runner.invoke(app, ["resume", str(tmp_path / "strict"), "--trials", "6", "--no-progress"])
+    assert more.exit_code == 0, more.output
+    assert "warning:" not in more.stderr and line in more.stdout  # told once per run, kept in its footer
 
 
 def test_a_search_shorter_than_three_candidates_warns_at_its_end_with_the_progress_drawn(tmp_path):
@@ -81,3 +84,30 @@ def test_the_search_summary_keeps_the_warnings(tmp_path):
         summary = store.get_meta("last_summary")
     assert len(summary["warnings"]) == 1 and "stage 'memorize'" in summary["warnings"][0]
     json.dumps(summary)
+
+
+
+def test_when_the_bar_follows_the_reference_the_advice_names_the_fallback_once_per_run(tmp_path):
+    from cellsearch.runner.search import SearchRun
+    from cellsearch.storage.settings import SearchConfig
+
+    cfg = SearchConfig(name="follow", space="mutation", strategy="evolution", trials=5, steps=40, backend="local")
+    run = SearchRun(cfg, tmp_path)  # (a search made, not run: the controller's bookkeeping alone)
+    ctl = run.controller
+    heard = []
+    ctl.on_warning = heard.append
+    ctl.reference = {"memorize": 0.5, "arith": 0.3}
+    ctl.trained, ctl.rejected_at, ctl.best_rejected = 2, {"memorize": 2}, {"memorize": 0.4}
+    ctl.check_stages()
+    assert heard == []  # two candidates are too few to tell ...
+    ctl.trained, ctl.rejected_at = 3, {"memorize": 3}
+    ctl.check_stages()  # ... three are enough
+    assert [e.stage for e in heard] == ["memorize"] and heard[0].rejected == 3
+    assert heard[0].message == ("stage 'memorize' has rejected all 3 candidates so far (bar 0.45 = 0.9 × the "
+                                "reference's, best candidate 0.4, reference 'gru' 0.5): raise the budget "
+                                "(--budget, now 40 steps) or lower the bar (-o memorize_fallback=...)")
+    ctl.trained, ctl.rejected_at = 4, {"memorize": 4}
+    ctl.check_stages(final=True)
+    assert len(heard) == 1  # once per stage and run
+    assert list(stage_warnings(tmp_path / "follow")) == ["memorize"]
+    run.lock.release()
