@@ -45,12 +45,12 @@ def _print_leaderboard(run_dir: Path, top: int, equations: int = 3) -> None:
     if best is not None:
         name = f"{best['cell']} (hash {best['hash']})"
         if best["score"] is not None:
-            line = f"best candidate: {name}, score {best['score']:.4f}"
+            line = f"best candidate (the reference cell left out): {name}, score {best['score']:.4f}"
         elif best["value"] is not None:
-            line = (f"best candidate: none has a score; the closest, {name}, reached {best['value']:.4g} "
+            line = (f"best candidate (the reference cell left out): none has a score; the closest, {name}, reached {best['value']:.4g} "
                     f"at {best['stage']}, where it was {best['status']}")
         else:
-            line = "best candidate: none has a score"
+            line = "best candidate (the reference cell left out): none has a score"
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     for message in stage_warnings(run_dir).values():
         console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)

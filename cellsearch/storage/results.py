@@ -129,9 +129,10 @@ def stage_warnings(run_dir: str | Path) -> dict[str, str]:
 
 
 def best_candidate(run_dir: str | Path) -> dict[str, Any] | None:
-    """What the best *candidate* (the reference cell left out) scored: ``hash``, ``cell``, ``score``,
-    ``status``, ``stage`` and ``value``. The candidate is the best-scored one (``Store.best``'s, value
-    None); when none has a score (every one rejected, say) it is the rejected one with
+    """What the best *candidate* (the reference cell left out, also where the strategy evaluated it
+    as a seed or a re-evaluation) scored: ``hash``, ``cell``, ``score``,
+    ``status``, ``stage`` and ``value``. The candidate is the best-scored one (value None), deduplicated
+    rows left out; when none has a score (every one rejected, say) it is the rejected one with
     the highest metric at the stage that rejected it (``score`` None). None when the run trained
     no candidate."""
     from cellsearch.tasks import primary_metric
@@ -139,7 +140,10 @@ def best_candidate(run_dir: str | Path) -> dict[str, Any] | None:
     path = rundir.require_run(run_dir)
     db = path / rundir.RESULTS
     with Store(db, readonly=True) as store:
-        rows = [r for r in store.rows() if r["origin"] != "reference" and r["reused_from"] is None]
+        every = list(store.rows())
+    reference = {r["hash"] for r in every if r["origin"] == "reference"}
+    # (a seed or a re-evaluation of the reference cell is still the reference: the search found it not)
+    rows = [r for r in every if r["hash"] not in reference and r["reused_from"] is None]
     if not rows:
         return None
 

@@ -37,11 +37,11 @@ def test_a_stage_that_rejects_every_candidate_warns_once_and_the_summary_names_t
     assert "raise the budget (--budget, now 5 steps)" in line and "-o memorize_threshold=" in line
     out = res.stdout
     assert "rejected at memorize" in out
-    assert "best candidate: none has a score; the closest" in out and "at memorize, where it was rejected" in out
+    assert "best candidate (the reference cell left out): none has a score; the closest" in out and "at memorize, where it was rejected" in out
     assert line in out  # the leaderboard's footer repeats what the run kept
     assert list(stage_warnings(tmp_path / "strict")) == ["memorize"]
     again = runner.invoke(app, ["leaderboard", str(tmp_path / "strict")])
-    assert again.exit_code == 0 and line in again.stdout and "best candidate:" in again.stdout
+    assert again.exit_code == 0 and line in again.stdout and "best candidate (the reference cell left out):" in again.stdout
     more = runner.invoke(app, ["resume", str(tmp_path / "strict"), "--trials", "6", "--no-progress"])
     assert more.exit_code == 0, more.output
     assert "warning:" not in more.stderr and line in more.stdout  # told once per run, kept in its footer

@@ -30,6 +30,13 @@ def test_the_best_candidate_is_the_best_scored_one_not_the_reference(tmp_path):
     assert (best["hash"], best["cell"], best["score"], best["value"]) == ("b", "b", 0.9, None)
 
 
+def test_the_reference_cell_evaluated_again_by_the_strategy_is_no_candidate(tmp_path):
+    run = _run(tmp_path, [REF,
+                          dict(hash="g", cell_name="gru", origin="reevaluate", status="ok", score=1.1, stage="passed"),
+                          dict(hash="a", cell_name="a", origin="mutation", status="ok", score=0.8, stage="passed")])
+    assert best_candidate(run)["hash"] == "a"
+
+
 def test_when_every_candidate_was_rejected_the_closest_is_named_with_what_it_reached(tmp_path):
     run = _run(tmp_path, [REF,
                           dict(hash="a", cell_name="a", origin="seed", status="rejected", score=None,
