@@ -22,7 +22,7 @@ that is missing (a failed trial) gives no vector at all.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from cellsearch.errors import ConfigError
 from cellsearch.storage.outcome import TrialOutcome
@@ -53,7 +53,7 @@ def parse_objectives(text: str) -> list[str]:
     return check_objectives([t.strip() for t in text.split(",") if t.strip()], field="--objectives")
 
 
-def directions(names: Sequence[str]) -> list[str]:
+def directions(names: Sequence[str]) -> list[Literal["maximize", "minimize"]]:
     """Optuna's study directions for ``names`` (``maximize``/``minimize``)."""
     return ["maximize" if DIRECTIONS[n] > 0 else "minimize" for n in names]
 

@@ -51,6 +51,8 @@ def _check(o: dict[str, Any]) -> dict[str, Any]:
 
 
 class NSGA2(TPE):
+    """Optuna's NSGA-II over the space's decisions (the module docstring says how)."""
+
     name = "nsga2"
     defaults = NSGA2_DEFAULTS
 

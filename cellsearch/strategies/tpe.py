@@ -164,8 +164,9 @@ class TPE(Strategy):
 
     def _frozen(self, choices: list[int], value: float | list[float] | None, state: str,
                 system_attrs: dict[str, Any] | None = None) -> optuna.trial.FrozenTrial:
-        many = isinstance(value, list)
-        return create_trial(state=_STATES[state], value=None if many else value, values=value if many else None,
+        one = value if not isinstance(value, list) else None
+        many = value if isinstance(value, list) else None
+        return create_trial(state=_STATES[state], value=one, values=many,
                             params=dict(zip(self.names, choices)), distributions=dict(self.distributions),
                             system_attrs=system_attrs)
 
@@ -180,7 +181,8 @@ class TPE(Strategy):
                 continue  # never left behind by ask(); nothing to resume
             complete = t.state == TrialState.COMPLETE
             value = (list(t.values) if self.several else t.value) if complete else None
-            trial = {"params": [t.params.get(n) for n in self.names], "value": value, "state": t.state.name}
+            trial: dict[str, Any] = {"params": [t.params.get(n) for n in self.names], "value": value,
+                                     "state": t.state.name}
             if t.system_attrs:  # (a genetic sampler's generation of the trial)
                 trial["system_attrs"] = dict(t.system_attrs)
             trials.append(trial)
