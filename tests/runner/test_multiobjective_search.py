@@ -107,3 +107,17 @@ def test_trained_search_on_the_local_backend(tmp_path):
     data = json.loads(runner.invoke(app, ["leaderboard", str(tmp_path / "t"), "--pareto", "--json"]).stdout)
     assert data["objectives"] == ["score", "params", "macs"]
     assert data["front"] and all(e["params"] > 0 for e in data["front"])
+
+
+def test_evaluate_pareto_retrains_the_front(tmp_path):
+    SearchRun(SearchConfig(name="e", space="mutation1", strategy="regularized-evolution", trials=25,
+                           benchmark=str(TABLE), objectives=["score", "params"],
+                           strategy_options={"population_size": 6, "sample_size": 2}), tmp_path).run()
+    front = pareto_front(tmp_path / "e")
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "e"), "--pareto", "--top", "2", "--budget", "2",
+                              "--seeds", "1", "--lrs", "1", "--baselines", "gru", "--backend", "local", "--json",
+                              "--no-progress"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    candidates = {r["cell"] for r in rows if r["role"] == "candidate"}
+    assert candidates == {e["cell"] for e in front[:2]}  # the front's best two scores, not the top two
