@@ -116,7 +116,8 @@ def register(app: typer.Typer) -> None:
                  "encoder cell, on seq2seq tasks (copy, reverse, ...); default: gru for a space whose cells may "
                  "attend (attention), none otherwise.")] = None,
         objectives: Annotated[str, typer.Option(
-            help="Comma-separated objectives: score (maximised), params, macs (minimised); several give a "
+            help="Comma-separated objectives: score (maximised), params, macs, latency (minimised; measured, "
+                 "machine-dependent); several give a "
                  "Pareto front (random, regularized-evolution, tpe, nsga2), e.g. score,params.")] = "score",
         dry_run: Annotated[bool, typer.Option(
             help="Print the resolved settings (what config.json would record) as JSON and exit: nothing is "

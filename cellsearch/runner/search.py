@@ -222,7 +222,7 @@ class Controller:
             return outcome
         from cellsearch.storage.objectives import measured
 
-        return replace(outcome, objectives=measured(cand.graph, self.cfg.train, outcome.params))
+        return replace(outcome, objectives=measured(cand.graph, self.cfg.train, outcome.params, outcome.metrics))
 
     def _result(self, row: sqlite3.Row) -> TrialOutcome:
         """A stored trial's outcome, as the strategy was (or would have been) told it."""
@@ -245,7 +245,7 @@ class Controller:
                           train=dict(cfg.train, device="cuda" if cfg.gpus_per_trial else "cpu"),
                           task_options=cfg.task_options, reference=None if is_reference else self.reference,
                           is_reference=is_reference, seed=seed, seeds=cfg.seeds, threads=self.threads,
-                          data_dir=cfg.data_dir)
+                          data_dir=cfg.data_dir, latency="latency" in cfg.objectives)
 
     @property
     def threads(self) -> int:

@@ -11,6 +11,10 @@ params     minimise   the cell's parameter count at the search's sizes (the ``pa
 macs       minimise   multiply-accumulates of the cell per time step and batch element at the
                       search's sizes (``CellGraph.multiply_adds``: its matrix-vector products and
                       elementwise work), computed from the recorded cell: nothing more is stored
+latency    minimise   the cell's measured forward time per step in milliseconds (``nn.latency``:
+                      median of repeats, batch 1, at the search's sizes), measured by each trial
+                      and kept in its first task's metrics as ``step_latency_ms``; it depends on
+                      the machine and its load: compare it within one run only
 =========  =========  ==========================================================================
 
 ``score`` must be one of them (a search trains its candidates for the score anyway, and a
@@ -28,7 +32,8 @@ from cellsearch.errors import ConfigError
 from cellsearch.storage.outcome import TrialOutcome
 
 # name -> +1 (maximise) or -1 (minimise)
-DIRECTIONS: dict[str, int] = {"score": 1, "params": -1, "macs": -1}
+DIRECTIONS: dict[str, int] = {"score": 1, "params": -1, "macs": -1, "latency": -1}
+LATENCY_METRIC = "step_latency_ms"  # the metric under which a trial (``runner.trial``) keeps its latency
 OBJECTIVE_NAMES: tuple[str, ...] = tuple(DIRECTIONS)
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("score",)
 
@@ -85,16 +90,22 @@ def oriented(raw: Sequence[float], names: Sequence[str]) -> tuple[float, ...]:
     return tuple(DIRECTIONS[n] * v for n, v in zip(names, raw))
 
 
-def measured(graph: Any, train: Mapping[str, Any], params: int | None) -> dict[str, float]:
-    """The size objectives of a cell (a ``CellGraph``) trained with settings ``train`` (its
-    ``hidden_size`` and ``embed_size``): ``params`` (as the trial counted them, when it did) and ``macs``."""
+def measured(graph: Any, train: Mapping[str, Any], params: int | None,
+             metrics: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """The cost objectives of a cell (a ``CellGraph``) trained with settings ``train`` (its
+    ``hidden_size`` and ``embed_size``): ``params`` (as the trial counted them, when it did),
+    ``macs``, and ``latency`` when the trial's ``metrics`` hold one."""
     hidden = int(train.get("hidden_size") or 64)
     embed = int(train.get("embed_size") or hidden)
     out: dict[str, float] = {"macs": float(graph.multiply_adds(embed, hidden))}
     count = params if params else graph.param_count(embed, hidden)
     out["params"] = float(count)
+    for task_metrics in (metrics or {}).values():
+        value = _finite(task_metrics.get(LATENCY_METRIC)) if isinstance(task_metrics, Mapping) else None
+        if value is not None:
+            out["latency"] = value
     return out
 
 
-__all__ = ["DEFAULT_OBJECTIVES", "DIRECTIONS", "OBJECTIVE_NAMES", "check_objectives", "directions", "measured",
+__all__ = ["DEFAULT_OBJECTIVES", "DIRECTIONS", "LATENCY_METRIC", "OBJECTIVE_NAMES", "check_objectives", "directions", "measured",
            "oriented", "parse_objectives", "values"]

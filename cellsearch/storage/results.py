@@ -135,7 +135,10 @@ def objective_values(run_dir: str | Path, objectives: list[str] | None = None) -
         if not _present(r["score"]) or not math.isfinite(r["score"]):
             continue
         graph = loads_cell(r["cell_yaml"], warn=False)
-        sizes = measured(graph, train, r["params"]) if any(n != "score" for n in names) else {}
+        sizes = measured(graph, train, r["params"], decode_json(r["metrics"], {}, path / rundir.RESULTS)) \
+            if any(n != "score" for n in names) else {}
+        if any(n != "score" and n not in sizes for n in names):
+            continue  # (latency not measured: a trial from a search without it, a replay)
         raw = {n: float(r["score"]) if n == "score" else sizes[n] for n in names}
         cells.append({"hash": r["hash"], "objectives": raw, "front": 0, "score": r["score"], "params": r["params"],
                       "cell": graph.name, "origin": r["origin"], "evaluations": evaluations,

@@ -105,6 +105,9 @@ class SearchConfig:
         from cellsearch.storage.objectives import check_objectives
 
         check_objectives(self.objectives)
+        if "latency" in self.objectives and self.benchmark:
+            raise ConfigError("the latency objective is measured by trials that train: a replay (benchmark) has "
+                              "none; use params or macs", field="SearchConfig.objectives")
         if "objectives" in self.strategy_options:
             raise ConfigError("give the objectives as objectives (--objectives), not as a strategy option",
                               field="SearchConfig.strategy_options")

@@ -121,3 +121,16 @@ def test_evaluate_pareto_retrains_the_front(tmp_path):
     rows = json.loads(res.stdout)
     candidates = {r["cell"] for r in rows if r["role"] == "candidate"}
     assert candidates == {e["cell"] for e in front[:2]}  # the front's best two scores, not the top two
+
+
+def test_latency_is_measured_by_trained_trials(tmp_path):
+    res = _search(tmp_path, "--strategy", "random", "--objectives", "score,latency", "--space", "greff",
+                  "--trials", "3", "--budget", "2", "--hidden", "8", "--backend", "local", "--name", "l")
+    assert res.exit_code == 0, res.output
+    rows = [r for r in trained_rows(tmp_path / "l") if r["status"] == "ok"]
+    assert rows and all(r["metrics"]["arith"]["step_latency_ms"] > 0 for r in rows)
+    front = pareto_front(tmp_path / "l")
+    assert front and all(e["objectives"]["latency"] > 0 for e in front)
+    res = _search(tmp_path, "--strategy", "random", "--objectives", "score,latency", "--space", "mutation1",
+                  "--benchmark", str(TABLE), "--trials", "2")
+    assert res.exit_code == 2 and "a replay (benchmark) has none" in res.stderr

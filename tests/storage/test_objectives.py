@@ -41,3 +41,16 @@ def test_measured_sizes():
     assert measured(gru, {"hidden_size": 8}, None)["macs"] < m["macs"]  # a GRU does 3/4 of an LSTM's products
     assert measured(lstm, {"hidden_size": 8}, 5)["params"] == 5  # the trial's count wins
     assert measured(lstm, {"hidden_size": 8, "embed_size": 4}, None)["macs"] == lstm.multiply_adds(4, 8)
+
+
+def test_latency_comes_from_the_trials_metrics():
+    from cellsearch.nn.latency import step_latency
+
+    lstm = resolve_cell("lstm")
+    m = measured(lstm, {"hidden_size": 8}, None, {"arith": {"char_accuracy": 0.5, "step_latency_ms": 0.25}})
+    assert m["latency"] == 0.25
+    assert "latency" not in measured(lstm, {"hidden_size": 8}, None, {"arith": {"char_accuracy": 0.5}})
+    assert values(TrialOutcome(0.5, objectives=m), ["score", "latency"]) == [0.5, 0.25]
+    ms = step_latency(lstm, 4, 8, steps=4, repeats=3)
+    assert ms is not None and 0 < ms < 1000
+    assert step_latency(resolve_cell("attn-gru"), 4, 8) is None  # reads a memory: not measured
