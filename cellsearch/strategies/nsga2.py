@@ -25,6 +25,7 @@ from typing import Any
 import optuna
 
 from cellsearch.errors import ConfigError
+from cellsearch.limits import MAX_TRIALS
 from cellsearch.strategies.tpe import TPE
 
 NSGA2_DEFAULTS: dict[str, Any] = {
@@ -39,8 +40,9 @@ NSGA2_DEFAULTS: dict[str, Any] = {
 def _check(o: dict[str, Any]) -> dict[str, Any]:
     for name, low in (("population_size", 2), ("max_tries", 1)):
         v = o[name]
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ConfigError(f"nsga2 option {name} must be an integer >= {low}, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= MAX_TRIALS:
+            raise ConfigError(f"nsga2 option {name} must be an integer from {low} to {MAX_TRIALS:,} "
+                              f"(the limit on trials), got {v!r}")
     for name in ("crossover_prob", "swapping_prob", "mutation_prob"):
         v = o[name]
         if v is None and name == "mutation_prob":

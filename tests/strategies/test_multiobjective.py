@@ -60,7 +60,7 @@ def test_bad_objectives_are_refused(objectives, says):
         make_strategy("tpe", ToySpace(), objectives=objectives)
 
 
-@pytest.mark.parametrize("option, value", [("population_size", 1), ("crossover_prob", 1.5),
+@pytest.mark.parametrize("option, value", [("population_size", 1), ("population_size", 10**7), ("crossover_prob", 1.5),
                                            ("mutation_prob", "high"), ("max_tries", 0)])
 def test_nsga2_options_are_checked(option, value):
     with pytest.raises(ConfigError, match=f"nsga2 option {option}"):
