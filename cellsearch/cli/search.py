@@ -55,7 +55,8 @@ def _print_front(run_dir: Path, json_out: bool) -> None:
     for col in ("rank", "hash", *names, "cell"):
         table.add_column(col, overflow="fold", no_wrap=col != "cell")
     for r in front:
-        shown = [f"{v:.4f}" if n == "score" else f"{v:,.0f}" for n, v in r["objectives"].items()]
+        shown = [f"{v:.4f}" if n == "score" else f"{v:.3g} ms" if n == "latency" else f"{v:,.0f}"
+                 for n, v in r["objectives"].items()]
         table.add_row(str(r["rank"]), r["hash"], *shown, r["cell"])
     console.print(table)
     console.print(f"{len(front)} non-dominated cell(s)")

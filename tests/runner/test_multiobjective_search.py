@@ -131,6 +131,8 @@ def test_latency_is_measured_by_trained_trials(tmp_path):
     assert rows and all(r["metrics"]["arith"]["step_latency_ms"] > 0 for r in rows)
     front = pareto_front(tmp_path / "l")
     assert front and all(e["objectives"]["latency"] > 0 for e in front)
+    table = runner.invoke(app, ["leaderboard", str(tmp_path / "l"), "--pareto"]).stdout
+    assert f"{front[0]['objectives']['latency']:.3g} ms" in table
     res = _search(tmp_path, "--strategy", "random", "--objectives", "score,latency", "--space", "mutation1",
                   "--benchmark", str(TABLE), "--trials", "2")
     assert res.exit_code == 2 and "a replay (benchmark) has none" in res.stderr
