@@ -104,13 +104,15 @@ def synthetic_score(graph: CellGraph) -> float:
 
 def synthetic_result(candidate: Candidate) -> TrialOutcome:
     """``synthetic_score`` as a TrialOutcome; about 1 cell in 5 fails (deterministically, by hash):
-    no score (``failed``) or a NaN score (``diverged``)."""
+    no score (``failed``) or a NaN score (``diverged``). A made-up parameter count (100 to 999, by
+    hash) and ``macs`` (ten times it) serve strategies built with several objectives."""
     r = int(candidate.hash[:8], 16) % 10
+    params = 100 + int(candidate.hash[8:12], 16) % 900
     if r == 0:
-        return TrialOutcome(None, "failed")
+        return TrialOutcome(None, "failed", params=params)
     if r == 1:
-        return TrialOutcome(float("nan"), "diverged")
-    return TrialOutcome(synthetic_score(candidate.graph))
+        return TrialOutcome(float("nan"), "diverged", params=params)
+    return TrialOutcome(synthetic_score(candidate.graph), params=params, objectives={"macs": 10.0 * params})
 
 
 def check_candidate(space: Space, candidate: Candidate, decode: bool = True) -> None:

@@ -95,9 +95,10 @@ def check_evaluation_options(top: int, confidence: float) -> None:
 
 def evaluate_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings, *, top: int = 3,
                  baselines: Sequence[str] = ("lstm", "gru"), confidence: float = 0.95,
-                 on_event: EventHandler | None = None) -> EvaluationReport:
+                 on_event: EventHandler | None = None, pareto: bool = False) -> EvaluationReport:
     """Retrain a run's top cells and the baselines under ``protocol``; write the report.
-    ``on_event`` hears of the retrainings' progress (``runner.events``)."""
+    ``on_event`` hears of the retrainings' progress (``runner.events``); ``pareto``: the cells of the
+    run's Pareto front (``results.pareto_front``) instead of the top ones (at most ``top`` of them)."""
     from cellsearch.library import resolve_cell
 
     check_evaluation_options(top, confidence)
@@ -112,7 +113,7 @@ def evaluate_run(run_dir: str | Path, protocol: Protocol, settings: JobSettings,
         base_cells.append(Cell(str(name), resolve_cell(name), "baseline"))
     base_hashes = {c.hash: c.label for c in base_cells}
     cells = list(base_cells)
-    for c in scored_cells(run_dir, top):
+    for c in scored_cells(run_dir, top, pareto=pareto):
         if c.hash in base_hashes:  # the search found a baseline again: it is evaluated once, as the baseline
             notes.append(f"the search's cell '{c.label}' has the structure of baseline '{base_hashes[c.hash]}'")
             continue

@@ -245,12 +245,50 @@ def plot_score_histogram(df, path: str | Path, bins: int = 20, title: str | None
 
 
 # ---------------------------------------------------------------------------------------- reports
+def plot_pareto_front(run_dir: str | Path, path: str | Path, title: str | None = None) -> tuple[Path, list[str]]:
+    """Scatter the run's cells over the first two of its front's objectives
+    (``results.front_objectives``: score vs params for a single-objective run), the Pareto front
+    (over all of them) drawn as a step line; returns the PNG's path and the objectives."""
+    from cellsearch.storage.objectives import DIRECTIONS
+    from cellsearch.storage.results import front_objectives, objective_values
+
+    plt = pyplot()
+    names = front_objectives(run_dir)
+    cells = objective_values(run_dir, names)
+    x_name, y_name = (names[1], names[0]) if names[0] == "score" else (names[0], names[1])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    rest = [c for c in cells if c["front"] > 0]
+    front = sorted((c for c in cells if c["front"] == 0), key=lambda c: c["objectives"][x_name])
+    if cells:
+        ax.scatter([c["objectives"][x_name] for c in rest], [c["objectives"][y_name] for c in rest], s=14,
+                   alpha=0.5, color="grey", label=f"dominated ({len(rest)})")
+        ax.step([c["objectives"][x_name] for c in front], [c["objectives"][y_name] for c in front], where="post",
+                color="tab:red", alpha=0.6)
+        ax.scatter([c["objectives"][x_name] for c in front], [c["objectives"][y_name] for c in front], s=30,
+                   color="tab:red", label=f"Pareto front ({len(front)})", zorder=3)
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no scored cells", ha="center", va="center", transform=ax.transAxes)
+
+    def label(n: str) -> str:
+        return f"{n} ({'higher' if DIRECTIONS[n] > 0 else 'lower'} is better)"
+
+    ax.set_xlabel(label(x_name))
+    ax.set_ylabel(label(y_name))
+    ax.set_title(title or f"Pareto front over {', '.join(names)}", fontsize=10)
+    fig.tight_layout()
+    saved = save_figure(fig, path, dpi=110)
+    plt.close(fig)
+    return saved, names
+
+
 def write_search_report(run_dir: str | Path, out_dir: str | Path, top: int = 5) -> dict[str, Path]:
     """Write a run's report into ``out_dir`` and return the files by name.
 
     ``trials.csv`` (every row), ``best_so_far.csv``/``.png``, ``score_distribution.csv``/``.md``,
     ``score_histogram.png``, ``top_cells.csv``/``.md``, ``op_frequencies.csv``/``.md``, one drawing per top
-    cell in ``cells/`` (``cell_1`` … in the returned dict) and ``report.md`` linking it all.
+    cell in ``cells/`` (``cell_1`` … in the returned dict), ``pareto_front.png``/``.csv`` (the cells over
+    the first two objectives, the front marked: ``plot_pareto_front``) and ``report.md`` linking it all.
     """
     from cellsearch.dsl.io import loads_cell
     from cellsearch.dsl.tools import draw
@@ -309,7 +347,17 @@ def write_search_report(run_dir: str | Path, out_dir: str | Path, top: int = 5) 
     for rank, h, score, path in drawings:
         score_txt = "–" if score is None or score != score else f"{score:.4f}"
         lines += [f"### {rank}. `{h}` (score {score_txt})", "", f"![cell {h}]({path.relative_to(out).as_posix()})", ""]
-    lines += [f"## Ops among the top {top} cells vs all evaluated cells", "", markdown_table(freq, ".3g")]
+    lines += [f"## Ops among the top {top} cells vs all evaluated cells", "", markdown_table(freq, ".3g"), ""]
+    from cellsearch.storage.results import pareto_front
+
+    files["pareto_front_png"], names = plot_pareto_front(run, out / "pareto_front.png", f"{run.name}: Pareto front")
+    import pandas as pd
+
+    front = pd.DataFrame([{"rank": e["rank"], "hash": e["hash"], **e["objectives"], "cell": e["cell"]}
+                          for e in pareto_front(run, names)], columns=["rank", "hash", *names, "cell"])
+    csv("pareto_front", front)
+    lines += [f"## Pareto front over {', '.join(names)}", "", "![Pareto front](pareto_front.png)", "",
+              markdown_table(front), ""]
     md("report", "\n".join(lines))
     return files
 

@@ -126,6 +126,9 @@ def register(app: typer.Typer) -> None:
         cpus_per_trial: CpusPerTrial = None, gpus_per_trial: GpusPerTrial = 0.0, data_dir: DataDir = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON.")] = False,
         progress: Progress = True, population: Population = True, recipe: Recipe = None,
+        pareto: Annotated[bool, typer.Option(
+            help="Retrain the cells of the search's Pareto front (leaderboard --pareto) instead of its best "
+                 "scores (at most --top of them, best score first).")] = False,
     ) -> None:
         """Retrain the search's top cells and baselines from scratch (longer, N seeds, learning-rate sweep);
         report mean ± CI, win rates and Welch tests in runs/NAME/evaluation/."""
@@ -139,7 +142,7 @@ def register(app: typer.Typer) -> None:
         try:
             with progress_bars(progress, err_console) as bars:
                 report = evaluate_run(run_dir, protocol, settings, top=top, baselines=names, confidence=confidence,
-                                      on_event=bars)
+                                      on_event=bars, pareto=pareto)
         finally:
             lock.release()
         if json_out:

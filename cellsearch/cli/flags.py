@@ -21,7 +21,8 @@ FLAGS: dict[str, str] = {
         "minutes": "--minutes", "scheduler": "--scheduler", "seed": "--seed", "seeds": "--seeds",
         "address": "--address", "cpus_per_trial": "--cpus-per-trial", "gpus_per_trial": "--gpus-per-trial",
         "backend": "--backend", "reference": "--reference", "recipe": "--recipe", "data_dir": "--data-dir",
-        "benchmark": "--benchmark", "missing": "--missing"}.items()},
+        "benchmark": "--benchmark", "missing": "--missing",
+        "objectives": "--objectives"}.items()},
     "SearchRun.runs_dir": "--runs",
     # cellsearch train (TrainConfig, Trainer.run's output folder, the population lists)
     **{f"TrainConfig.{name}": flag for name, flag in {

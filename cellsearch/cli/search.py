@@ -56,6 +56,25 @@ def _print_leaderboard(run_dir: Path, top: int, equations: int = 3) -> None:
         console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
+def _print_front(run_dir: Path, json_out: bool) -> None:
+    from cellsearch.storage.results import front_objectives, pareto_front
+
+    names = front_objectives(run_dir)
+    front = pareto_front(run_dir, names)
+    if json_out:
+        print(json.dumps({"objectives": names, "front": front}, indent=2))
+        return
+    table = Table(title=f"Pareto front over {', '.join(names)}: {run_dir}")
+    for col in ("rank", "hash", *names, "cell"):
+        table.add_column(col, overflow="fold", no_wrap=col != "cell")
+    for r in front:
+        shown = [f"{v:.4f}" if n == "score" else f"{v:.3g} ms" if n == "latency" else f"{v:,.0f}"
+                 for n, v in r["objectives"].items()]
+        table.add_row(str(r["rank"]), r["hash"], *shown, r["cell"])
+    console.print(table)
+    console.print(f"{len(front)} non-dominated cell(s)")
+
+
 def _default(name: str):
     """A SearchConfig field's default: the command's defaults are the library's."""
     return SearchConfig.__dataclass_fields__[name].default
@@ -70,7 +89,7 @@ def register(app: typer.Typer) -> None:
         space: Annotated[str, typer.Option(help="Shipped space (nas_rl, mutation, mutation1, dag, dag4, attention, "
                                                 "nasbench_nlp, greff) "
                                                 "or a YAML file.")] = _default("space"),
-        strategy: Annotated[str, typer.Option(help="random | evolution | regularized-evolution | rl | tpe")]
+        strategy: Annotated[str, typer.Option(help="random | evolution | regularized-evolution | rl | tpe | nsga2")]
         = _default("strategy"),
         tasks: Annotated[str, typer.Option(help="Comma-separated tasks: arith, xml, ptb (memorize), copy, reverse, sort, addition, recall.")] = "arith",
         trials: Annotated[int, typer.Option(min=1, help="Candidates to evaluate.")] = _default("trials"),
@@ -110,6 +129,10 @@ def register(app: typer.Typer) -> None:
             help="Train every candidate (and the reference) as the decoder of an encoder-decoder model with this "
                  "encoder cell, on seq2seq tasks (copy, reverse, ...); default: gru for a space whose cells may "
                  "attend (attention), none otherwise.")] = None,
+        objectives: Annotated[str, typer.Option(
+            help="Comma-separated objectives: score (maximised), params, macs, latency (minimised; measured, "
+                 "machine-dependent); several give a "
+                 "Pareto front (random, regularized-evolution, tpe, nsga2), e.g. score,params.")] = "score",
         dry_run: Annotated[bool, typer.Option(
             help="Print the resolved settings (what config.json would record) as JSON and exit: nothing is "
                  "written or trained.")] = False,
@@ -131,7 +154,8 @@ def register(app: typer.Typer) -> None:
                            seeds=seeds, address=address, cpus_per_trial=cpus_per_trial,
                            gpus_per_trial=gpus_per_trial, reference=reference, train=train, recipe=recipe,
                            data_dir=str(data_dir.resolve()) if data_dir else None, backend=backend,
-                           benchmark=str(benchmark) if benchmark else None, missing=missing)
+                           benchmark=str(benchmark) if benchmark else None, missing=missing,
+                           objectives=[o.strip() for o in objectives.split(",") if o.strip()])
         if dry_run:
             print(json.dumps(asdict(SearchRun.resolve(cfg)), indent=2))
             return
@@ -157,11 +181,16 @@ def register(app: typer.Typer) -> None:
     @cli_errors
     def leaderboard_cmd(run_dir: Annotated[Path, typer.Argument(help="runs/NAME")],
                         top: Annotated[int, typer.Option(help="How many cells.")] = 10,
-                        json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False) -> None:
+                        json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+                        pareto: Annotated[bool, typer.Option(
+                            help="The Pareto front instead: the non-dominated cells over the search's objectives "
+                                 "(score and params for a single-objective search).")] = False) -> None:
         """Rank the cells of a search: rank, hash, score, per-task metrics, parameters, equations."""
         from cellsearch.storage.results import leaderboard
 
-        if json_out:
+        if pareto:
+            _print_front(run_dir, json_out)
+        elif json_out:
             print(json.dumps(leaderboard(run_dir, top), indent=2))
         else:
             _print_leaderboard(run_dir, top)

@@ -64,12 +64,13 @@ class CellResult:
     sweep: dict[float, float | None]  # learning rate → seed-0 validation score
 
 
-def scored_cells(run_dir: str | Path, top: int | None = None) -> list[Cell]:
+def scored_cells(run_dir: str | Path, top: int | None = None, pareto: bool = False) -> list[Cell]:
     """The ``top`` (None: all) best distinct cells a search scored (its reference cell left out),
-    as candidates for retraining."""
-    from cellsearch.storage.results import top_cells
+    as candidates for retraining; ``pareto``: the cells of the run's Pareto front instead
+    (``results.pareto_front``, best score first; ``top`` caps them too)."""
+    from cellsearch.storage.results import pareto_front, top_cells
 
-    rows = [r for r in top_cells(run_dir) if r["score"] is not None]
+    rows = [r for r in (pareto_front(run_dir) if pareto else top_cells(run_dir)) if r["score"] is not None]
     if not rows:
         raise ConfigError(f"{run_dir}: the search scored no cell yet, nothing to evaluate")
     return [Cell(r["cell"], loads_cell(r["cell_yaml"], warn=False), "candidate", r["score"]) for r in rows[:top]]

@@ -52,6 +52,14 @@ def check_search_config(cfg: SearchConfig) -> None:
         raise ConfigError(f"strategy: unknown strategy '{cfg.strategy}' (known: {', '.join(STRATEGY_NAMES)})",
                           field="SearchConfig.strategy")
     cfg.validate()
+    if len(cfg.objectives) > 1:
+        from cellsearch.strategies import strategy_class
+        from cellsearch.strategies.base import MULTI_OBJECTIVE
+
+        if not strategy_class(cfg.strategy).multi_objective:
+            raise ConfigError(f"strategy '{cfg.strategy}' optimises the score alone and cannot take objectives "
+                              f"{','.join(cfg.objectives)} (several objectives: {', '.join(MULTI_OBJECTIVE)})",
+                              field="SearchConfig.objectives")
 
 
 def strategy_name(strategy: Strategy) -> str:
@@ -101,6 +109,10 @@ def resolve_search(cfg: SearchConfig, *, space: "Space | str | None" = None, str
         space = strategy.space
         cfg = replace(cfg, strategy=strategy_name(strategy))
         cfg.validate()
+        if list(strategy.objectives) != list(cfg.objectives):
+            raise ConfigError(f"the strategy optimises {','.join(strategy.objectives)}, the settings name "
+                              f"{','.join(cfg.objectives)}: build it with the settings' objectives",
+                              field="SearchConfig.objectives")
     if space is not None:
         cfg = replace(cfg, space=space.name)
     if strategy is None:
@@ -109,7 +121,8 @@ def resolve_search(cfg: SearchConfig, *, space: "Space | str | None" = None, str
         space = load_space(space_source or cfg.space)
     cfg = cfg.resolved(space)
     if strategy is None:
-        strategy = make_strategy(cfg.strategy, space, seed=cfg.seed, **cfg.strategy_options)
+        several = {"objectives": list(cfg.objectives)} if len(cfg.objectives) > 1 else {}
+        strategy = make_strategy(cfg.strategy, space, seed=cfg.seed, **cfg.strategy_options, **several)
     if not cfg.benchmark:
         from cellsearch.library import resolve_cell
 
@@ -201,7 +214,8 @@ class Controller:
                 continue
             self.launched += 1
             if row["id"] > self.last_row:
-                self.strategy.tell(self._candidate(row), self._result(row))
+                cand = self._candidate(row)
+                self.strategy.tell(cand, self._measured(cand, self._result(row)))
                 self.last_row = row["id"]
         self.strategy.abandon_pending()  # trials that were running when the search stopped
         self.save()
@@ -210,6 +224,15 @@ class Controller:
         decisions = decode_json(row["decisions"], None, self.store.path)
         return Candidate(loads_cell(row["cell_yaml"], warn=False), tuple(decisions) if decisions is not None else None,
                          row["origin"] or "sample", row["parent"])
+
+    def _measured(self, cand: Candidate, outcome: TrialOutcome) -> TrialOutcome:
+        """``outcome`` with the cell's size objectives (``storage.objectives.measured``) when the search
+        has several objectives (they are computed from the cell: results.db keeps score and params)."""
+        if len(self.cfg.objectives) == 1:
+            return outcome
+        from cellsearch.storage.objectives import measured
+
+        return replace(outcome, objectives=measured(cand.graph, self.cfg.train, outcome.params, outcome.metrics))
 
     def _result(self, row: sqlite3.Row) -> TrialOutcome:
         """A stored trial's outcome, as the strategy was (or would have been) told it."""
@@ -232,7 +255,7 @@ class Controller:
                           train=dict(cfg.train, device="cuda" if cfg.gpus_per_trial else "cpu"),
                           task_options=cfg.task_options, reference=None if is_reference else self.reference,
                           is_reference=is_reference, seed=seed, seeds=cfg.seeds, threads=self.threads,
-                          data_dir=cfg.data_dir)
+                          data_dir=cfg.data_dir, latency="latency" in cfg.objectives)
 
     @property
     def threads(self) -> int:
@@ -271,7 +294,7 @@ class Controller:
                                       metrics=decode_json(prior["metrics"], {}, self.store.path), origin=cand.origin,
                                       parent=cand.parent, decisions=cand.decisions, stage=prior["stage"],
                                       params=prior["params"], seconds=0.0, reused_from=prior["id"])
-        outcome = self._result(prior)
+        outcome = self._measured(cand, self._result(prior))
         self.strategy.tell(cand, outcome)
         self.last_row = row_id
         self.save(force=False)
@@ -298,7 +321,7 @@ class Controller:
             self.reference = reference_scores(outcome, self.plan)
             self.store.set_meta("reference_scores", self.reference)
         else:
-            self.strategy.tell(cand, outcome)
+            self.strategy.tell(cand, self._measured(cand, outcome))
             self.last_row = row_id
             self._count(outcome.status, outcome.stage, outcome.metrics)
         self.save(force=is_reference)

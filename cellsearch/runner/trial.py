@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.limits import MAX_SEED
+from cellsearch.storage.objectives import LATENCY_METRIC  # a trial measuring latency adds it to its first task's
 from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate
 from cellsearch.strategies.base import Stage, stage_threshold
@@ -72,6 +73,7 @@ class TrialSpec:
     seeds: int = 1  # trainings per hyperparameter setting (search --seeds): their mean scores it
     threads: int | None = None  # torch threads of the process that trains it
     data_dir: str | None = None
+    latency: bool = False  # also measure the cell's forward time per step (the ``latency`` objective)
 
 
 def trial_spec(candidate: Candidate, plan: Iterable[Stage], **settings: Any) -> TrialSpec:
@@ -212,6 +214,12 @@ def _evaluate(spec: TrialSpec, report, start: float) -> TrialOutcome:
         if stage.scoring:
             best_norm[stage.task] = norm(stage.task, best) if normalise else best
     score = _partial(best_norm)
+    if spec.latency:  # (kept in the first task's metrics: results.db has no column for it)
+        from cellsearch.nn.latency import step_latency
+
+        hidden = int(base.get("hidden_size") or 64)
+        latency = step_latency(graph, int(base.get("embed_size") or hidden), hidden)
+        metrics[plan[0].task] = {**metrics.get(plan[0].task, {}), LATENCY_METRIC: latency}
     return _outcome(score, "ok", "passed" if any(s.min_score or s.relative for s in plan) else None,
                     metrics, params, start)
 

@@ -51,6 +51,7 @@ class _SpecData:
     seeds: int = 1
     threads: int | None = None
     data_dir: str | None = None
+    latency: bool = False
 
 
 def spec_to_wire(spec: TrialSpec) -> dict[str, Any]:

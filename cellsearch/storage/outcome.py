@@ -38,6 +38,8 @@ class TrialOutcome:
     params: int | None = None  # the cell's parameter count
     seconds: float | None = None  # what the trial cost (a replay: what training cost when the table was made)
     error: str | None = None  # what went wrong (failed, missing)
+    # the search's other objectives (storage.objectives): filled by the search from the cell, not stored
+    objectives: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:

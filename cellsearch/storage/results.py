@@ -104,6 +104,61 @@ def top_cells(run_dir: str | Path, top: int | None = None) -> list[dict[str, Any
     return _ranked(run_dir, top, reference=False)
 
 
+def front_objectives(run_dir: str | Path) -> list[str]:
+    """The objectives a run's Pareto front is drawn over: the search's own when it had several,
+    else ``score`` and ``params`` (a single-objective run's cells, by score and size)."""
+    names = list(load_search_config(run_dir).objectives)
+    return names if len(names) > 1 else ["score", "params"]
+
+
+def objective_values(run_dir: str | Path, objectives: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every distinct cell the search's strategy evaluated (the reference cell left out) with its
+    values of ``objectives`` (default ``front_objectives``) and its Pareto ``front`` (0: on the
+    front, ``pareto.non_dominated_sort``), in ``best_per_cell``'s order.
+
+    Each cell is its best evaluation; its values are ``storage.objectives``': score and params as
+    recorded, macs from the cell at the run's sizes. A cell without every value (failed, no
+    parameter count) is left out. Keys: ``hash``, ``objectives`` ({name: value}), ``front``,
+    ``score``, ``params``, ``cell``, ``origin``, ``evaluations``, ``cell_yaml`` and ``id`` (its row)."""
+    from cellsearch.dsl.io import loads_cell
+    from cellsearch.pareto import pareto_ranks
+    from cellsearch.storage.objectives import check_objectives, measured, oriented
+
+    names = check_objectives(objectives if objectives is not None else front_objectives(run_dir),
+                             field="pareto.objectives")
+    path = rundir.require_run(run_dir)
+    train = load_search_config(path).train
+    with Store(path / rundir.RESULTS, readonly=True) as store:
+        rows = [r for r in store.rows() if r["origin"] != "reference"]
+    cells = []
+    for r, evaluations in best_per_cell(rows):
+        if not _present(r["score"]) or not math.isfinite(r["score"]):
+            continue
+        graph = loads_cell(r["cell_yaml"], warn=False)
+        sizes = measured(graph, train, r["params"], decode_json(r["metrics"], {}, path / rundir.RESULTS)) \
+            if any(n != "score" for n in names) else {}
+        if any(n != "score" and n not in sizes for n in names):
+            continue  # (latency not measured: a trial from a search without it, a replay)
+        raw = {n: float(r["score"]) if n == "score" else sizes[n] for n in names}
+        cells.append({"hash": r["hash"], "objectives": raw, "front": 0, "score": r["score"], "params": r["params"],
+                      "cell": graph.name, "origin": r["origin"], "evaluations": evaluations,
+                      "cell_yaml": r["cell_yaml"], "id": r["id"]})
+    for c, rank in zip(cells, pareto_ranks([oriented([c["objectives"][n] for n in names], names) for c in cells])):
+        c["front"] = rank
+    return cells
+
+
+def pareto_front(run_dir: str | Path, objectives: list[str] | None = None) -> list[dict[str, Any]]:
+    """The non-dominated cells of ``objective_values`` (its front 0), best score first. Each entry:
+    ``rank`` (1 = best score on the front), ``hash``, ``objectives`` ({name: value}), ``score``,
+    ``params``, ``cell``, ``origin``, ``evaluations`` and ``cell_yaml``."""
+    front = sorted((c for c in objective_values(run_dir, objectives) if c["front"] == 0),
+                   key=lambda c: (-c["score"], c["id"]))
+    return [{"rank": k, **{key: c[key] for key in ("hash", "objectives", "score", "params", "cell", "origin",
+                                                    "evaluations", "cell_yaml")}}
+            for k, c in enumerate(front, 1)]
+
+
 def stage_counts(run_dir: str | Path) -> dict[str, int]:
     """How many candidates each filter stage rejected (and how many passed), for staged searches."""
     with Store(Path(run_dir) / rundir.RESULTS, readonly=True) as store:

@@ -64,6 +64,9 @@ class SearchConfig:
     max_failures: int = 2  # Tune retries of a trial whose worker died
     benchmark: str | None = None  # replay: look candidates up in this table instead of training them
     missing: str = "skip"  # replay, a candidate not in the table: skip (record it as missing) | fail
+    # what the search optimises (storage.objectives: score, params, macs; score among them); several:
+    # a Pareto front (random, regularized-evolution, tpe, nsga2); ["score"] is the search of one number
+    objectives: list[Any] = field(default_factory=lambda: ["score"])
 
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:  # (the default budget is steps; minutes alone replaces it)
@@ -99,6 +102,15 @@ class SearchConfig:
                               field="SearchConfig.scheduler")
         if self.backend not in ("ray", "local"):
             raise ConfigError(f"backend must be ray or local, not {shown(self.backend)}", field="SearchConfig.backend")
+        from cellsearch.storage.objectives import check_objectives
+
+        check_objectives(self.objectives)
+        if "latency" in self.objectives and self.benchmark:
+            raise ConfigError("the latency objective is measured by trials that train: a replay (benchmark) has "
+                              "none; use params or macs", field="SearchConfig.objectives")
+        if "objectives" in self.strategy_options:
+            raise ConfigError("give the objectives as objectives (--objectives), not as a strategy option",
+                              field="SearchConfig.strategy_options")
         if self.missing not in ("skip", "fail"):
             raise ConfigError(f"missing must be skip or fail, not {shown(self.missing)}", field="SearchConfig.missing")
         if (not isinstance(self.name, str) or not self.name or self.name in (".", "..")
@@ -169,7 +181,7 @@ class SearchConfig:
                     raise ConfigError(no_layout(t, "seq2seq"), field="SearchConfig.tasks")
             train["encoder"] = encoder
         return replace(self, train=train, task_options=task_options, tasks=list(self.tasks),
-                       strategy_options=dict(self.strategy_options))
+                       strategy_options=dict(self.strategy_options), objectives=list(self.objectives))
 
     @classmethod
     def from_dict(cls, d: Any, what: str = "search settings") -> "SearchConfig":

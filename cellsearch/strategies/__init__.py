@@ -10,7 +10,11 @@ name                        algorithm                                           
 ``regularized-evolution``   Real et al. 2019 aging evolution (tournament + mutation)   ``RegularizedEvolution``
 ``rl``                      Zoph & Le 2017 LSTM controller trained with REINFORCE      ``RLController``
 ``tpe``                     Optuna's Tree-structured Parzen Estimator over decisions   ``TPE``
+``nsga2``                   Optuna's NSGA-II (genetic; Pareto rank and crowding)       ``NSGA2``
 ==========================  =========================================================  ======================
+
+``objectives=[...]`` (several objectives) is taken by ``random``, ``regularized-evolution``,
+``tpe`` and ``nsga2``; the others refuse it (``base.Strategy``).
 
 Modules are imported lazily, so the registry works even where an optional dependency
 (optuna for ``tpe``) is missing until that strategy is asked for.
@@ -32,6 +36,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "regularized-evolution": ("cellsearch.strategies.regularized_evolution", "RegularizedEvolution"),
     "rl": ("cellsearch.strategies.rl", "RLController"),
     "tpe": ("cellsearch.strategies.tpe", "TPE"),
+    "nsga2": ("cellsearch.strategies.nsga2", "NSGA2"),
 }
 
 STRATEGY_NAMES: tuple[str, ...] = tuple(_REGISTRY)

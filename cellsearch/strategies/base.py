@@ -8,6 +8,12 @@ explicit, versioned, JSON-serialisable dict (``state_dict``/``load_state_dict``)
 atomically by ``save_state``, so an interrupted search resumes exactly where it stopped.
 Randomness comes only from the strategy's own seeded ``random.Random``.
 
+Several objectives: a strategy built with ``objectives=[...]`` (``storage.objectives``; the
+runner passes ``SearchConfig.objectives`` when it names more than the score) optimises them
+all. Only a class with ``multi_objective = True`` accepts more than ``["score"]``; the others
+refuse in one line. ``self.values(result)`` gives a told outcome's objective vector, to
+maximise (None for a failed trial).
+
 A strategy may also say how its candidates are evaluated: ``plan(tasks)`` gives the trial's
 evaluation **plan**, a list of ``Stage`` (train on one task, optionally as a filter), or None
 for ``default_plan`` (one scoring stage per task). The runner's trial (``runner.trial``) runs it.
@@ -21,15 +27,18 @@ import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from cellsearch.errors import ConfigError
 from cellsearch.fileio import atomic_write, read_regular
 from cellsearch.limits import MAX_RUN_JSON_BYTES
+from cellsearch.storage.objectives import DEFAULT_OBJECTIVES, check_objectives, oriented, values
 from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, Space
 
 STATE_VERSION = 1
+# the shipped strategies that take several objectives (named in the refusal of the others)
+MULTI_OBJECTIVE = ("random", "regularized-evolution", "tpe", "nsga2")
 
 @dataclass(frozen=True)
 class Stage:
@@ -78,10 +87,18 @@ class Strategy(ABC):
     """Base class: subclasses implement ``ask``/``tell`` and extend the state dict."""
 
     name: str = "strategy"
+    multi_objective: bool = False  # whether it can optimise several objectives (see the module docstring)
 
-    def __init__(self, space: Space, seed: int = 0, **options: Any):
+    def __init__(self, space: Space, seed: int = 0, *, objectives: Sequence[str] = DEFAULT_OBJECTIVES,
+                 **options: Any):
         if options:
             raise ConfigError(f"strategy '{self.name}' has no option(s) {', '.join(sorted(options))}")
+        self.objectives = check_objectives(list(objectives) if isinstance(objectives, (list, tuple)) else objectives,
+                                           field="objectives")
+        if len(self.objectives) > 1 and not self.multi_objective:
+            raise ConfigError(f"strategy '{self.name}' optimises the score alone and cannot take objectives "
+                              f"{','.join(self.objectives)} (several objectives: {', '.join(MULTI_OBJECTIVE)})",
+                              field="SearchConfig.objectives")
         self.space = space
         self.seed = seed
         self.rng = random.Random(seed)
@@ -96,6 +113,17 @@ class Strategy(ABC):
     def tell(self, candidate: Candidate, result: TrialOutcome) -> None:
         """Report a candidate's outcome (also for failed or deduplicated candidates)."""
 
+    @property
+    def several(self) -> bool:
+        """Whether this strategy optimises several objectives (not the score alone)."""
+        return len(self.objectives) > 1
+
+    def values(self, result: TrialOutcome) -> tuple[float, ...] | None:
+        """The objective vector of a told outcome, to maximise (``storage.objectives.oriented``); None
+        when the trial failed or lacks one of the values."""
+        raw = values(result, self.objectives)
+        return None if raw is None else oriented(raw, self.objectives)
+
     def plan(self, tasks: list[str]) -> list[Stage] | None:
         """How each candidate is evaluated on ``tasks``; None (the default): ``default_plan(tasks)``."""
         return None
@@ -107,7 +135,8 @@ class Strategy(ABC):
     def state_dict(self) -> dict[str, Any]:
         """The strategy's state as JSON-able data (a subclass adds its own); ``load_state_dict`` resumes it exactly."""
         return {"version": STATE_VERSION, "strategy": self.name, "space": self.space.name, "seed": self.seed,
-                "rng": _rng_to_json(self.rng), "asked": self.asked, "told": self.told}
+                "rng": _rng_to_json(self.rng), "asked": self.asked, "told": self.told,
+                "objectives": list(self.objectives)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from ``state_dict``'s data; ConfigError for another version, strategy or space."""
@@ -116,6 +145,9 @@ class Strategy(ABC):
                               f"(expected {STATE_VERSION})")
         if state.get("strategy") != self.name:
             raise ConfigError(f"state is for strategy '{state.get('strategy')}', not '{self.name}'")
+        if state.get("objectives", list(DEFAULT_OBJECTIVES)) != self.objectives:  # (a state from before: the score)
+            raise ConfigError(f"state is for objectives {','.join(map(str, state.get('objectives') or []))}, "
+                              f"not {','.join(self.objectives)}")
         self.seed = state["seed"]
         self.rng.setstate(_rng_from_json(state["rng"]))
         self.asked = state["asked"]

@@ -2,7 +2,8 @@
 
 ``space.sample`` draws each decision uniformly and rejects invalid cells, so the distribution
 is uniform over valid decision sequences (not over distinct cells: cells reachable by many
-sequences are proportionally more likely). ``tell`` only counts results.
+sequences are proportionally more likely). ``tell`` only counts results; with several
+objectives too (they are only recorded: the run's Pareto front is read from results.db).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from cellsearch.strategies.base import Strategy
 
 class RandomSearch(Strategy):
     name = "random"
+    multi_objective = True
 
     def __init__(self, space: Space, seed: int = 0, **options: Any):
+        """A random search of ``space`` (options: only ``objectives``, which it records and ignores)."""
         super().__init__(space, seed, **options)
 
     def ask(self) -> Candidate:

@@ -10,6 +10,12 @@ Classifier Architecture Search", AAAI), in its asynchronous form.
   worse than every real score) and, when the population is over ``population_size``,
   removes the *oldest* member, whatever its score: that aging is the regularisation.
 
+With several objectives (``objectives=["score", "params"]``, say) the tournament is NSGA-II's
+(Deb et al. 2002): the population is sorted into Pareto fronts (``cellsearch.pareto``) and a
+tournament's winner is the member on the best front, then the one with the largest crowding
+distance within its front (the oldest on a tie); a failed member is on a front behind all the
+others. Aging is unchanged.
+
 Asked-but-not-yet-told candidates are not tracked: any number may be in flight (parallel
 trials), and a candidate the strategy never asked (a seed cell, a deduplicated cell) joins
 the population like any other when it is told.
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cellsearch.errors import ConfigError
+from cellsearch.pareto import crowding_distance, non_dominated_sort
 from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, InvalidCandidate, Space
 from cellsearch.strategies.base import Strategy, candidate_from_json, candidate_to_json
@@ -34,6 +41,7 @@ class Member:
     candidate: Candidate
     score: float  # -inf for a failed result
     told: int  # the strategy's ``told`` count when it joined (its age)
+    vector: tuple[float, ...] | None = None  # several objectives: its values to maximise (None: failed)
 
 
 def _int_option(name: str, value: Any, low: int) -> int:
@@ -44,6 +52,7 @@ def _int_option(name: str, value: Any, low: int) -> int:
 
 class RegularizedEvolution(Strategy):
     name = "regularized-evolution"
+    multi_objective = True
 
     def __init__(self, space: Space, seed: int = 0, *, population_size: int = 20, sample_size: int = 5,
                  **options: Any):
@@ -76,11 +85,25 @@ class RegularizedEvolution(Strategy):
         """The best of ``sample_size`` distinct random members (ties: the oldest)."""
         k = min(self.sample_size, len(self.population))
         picked = sorted(self.rng.sample(range(len(self.population)), k))
+        if self.several:
+            fitness = self.pareto_fitness()
+            return self.population[max(picked, key=lambda i: fitness[i])]
         return max((self.population[i] for i in picked), key=lambda m: m.score)
+
+    def pareto_fitness(self) -> list[tuple[int, float]]:
+        """Each member's NSGA-II fitness, higher is better: (minus its front, its crowding distance)."""
+        alive = [i for i, m in enumerate(self.population) if m.vector is not None]
+        vectors = [v for m in self.population if (v := m.vector) is not None]
+        fitness = [(-len(self.population), 0.0)] * len(self.population)  # failed members: behind every front
+        for k, front in enumerate(non_dominated_sort(vectors)):
+            crowding = crowding_distance(vectors, front)
+            for j in front:
+                fitness[alive[j]] = (-k, crowding[j])
+        return fitness
 
     def tell(self, candidate: Candidate, result: TrialOutcome) -> None:
         score = -math.inf if result.failed or result.score is None else float(result.score)
-        self.population.append(Member(candidate, score, self.told))
+        self.population.append(Member(candidate, score, self.told, self.values(result) if self.several else None))
         self.told += 1
         while len(self.population) > self.population_size:
             self.population.pop(0)
@@ -96,7 +119,8 @@ class RegularizedEvolution(Strategy):
             # JSON has no -inf: a failed member's score is stored as null
             "population": [{"candidate": candidate_to_json(m.candidate),
                             "score": m.score if math.isfinite(m.score) else None,
-                            "told": m.told} for m in self.population],
+                            "told": m.told, **({"vector": list(m.vector) if m.vector else None}
+                                               if self.several else {})} for m in self.population],
         })
         return state
 
@@ -107,5 +131,6 @@ class RegularizedEvolution(Strategy):
         self.sample_size = state["sample_size"]
         self.random_asked = state["random_asked"]
         self.population = [Member(candidate_from_json(m["candidate"]),
-                                   -math.inf if m["score"] is None else float(m["score"]), m["told"])
+                                   -math.inf if m["score"] is None else float(m["score"]), m["told"],
+                                   tuple(m["vector"]) if m.get("vector") else None)
                            for m in state["population"]]

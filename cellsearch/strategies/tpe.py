@@ -13,6 +13,11 @@ define-by-run) of one maximising Optuna study, driven with Optuna's ask/tell int
   A candidate this strategy never asked (matched by trial number, then by decisions) is added
   as a finished trial when its decisions fit the space, and ignored otherwise.
 
+Several objectives (``objectives=["score", "params"]``, say): the study has one direction per
+objective (``storage.objectives.directions``) and Optuna's TPE is its multi-objective form
+(MOTPE, Ozaki et al. 2020); a trial is told its vector of values, and a failed trial (or one
+without every value) FAIL.
+
 Options: ``n_startup_trials`` (default 10, Optuna's: random trials before TPE starts),
 ``multivariate`` (default True: one joint Parzen estimator over all decisions, which models
 interactions between them -- in a cell, which activation goes with which combination),
@@ -38,6 +43,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from cellsearch.errors import ConfigError
+from cellsearch.storage.objectives import directions, values
 from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, InvalidCandidate, Space
 from cellsearch.strategies.base import Strategy
@@ -67,11 +73,13 @@ def _check_options(o: dict[str, Any]) -> dict[str, Any]:
 
 class TPE(Strategy):
     name = "tpe"
+    multi_objective = True
+    defaults: dict[str, Any] = DEFAULTS  # a subclass's own options (nsga2)
 
     def __init__(self, space: Space, seed: int = 0, **options: Any):
-        own = {k: options.pop(k) for k in list(options) if k in DEFAULTS}
+        own = {k: options.pop(k) for k in list(options) if k in self.defaults}
         super().__init__(space, seed, **options)
-        self.options = _check_options({**DEFAULTS, **own})
+        self.options = self._check_options({**self.defaults, **own})
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.decision_list = space.decisions()
         self.names = [d.name for d in self.decision_list]
@@ -82,10 +90,15 @@ class TPE(Strategy):
         self.foreign = 0
         self.study = self._new_study()
 
+    def _check_options(self, o: dict[str, Any]) -> dict[str, Any]:
+        return _check_options(o)
+
     def _new_study(self) -> optuna.Study:
+        if self.several:
+            return optuna.create_study(directions=directions(self.objectives), sampler=self._sampler(0))
         return optuna.create_study(direction="maximize", sampler=self._sampler(0))
 
-    def _sampler(self, n_trials: int) -> optuna.samplers.TPESampler:
+    def _sampler(self, n_trials: int) -> optuna.samplers.BaseSampler:
         sub_seed = random.Random(f"cellsearch-tpe:{self.seed}:{n_trials}").randrange(2**32)
         o = self.options
         return optuna.samplers.TPESampler(seed=sub_seed, n_startup_trials=o["n_startup_trials"],
@@ -128,23 +141,34 @@ class TPE(Strategy):
         number = (candidate.info or {}).get("tpe_trial")
         if number not in self.pending or self.pending[number] != decisions:
             number = next((n for n, d in self.pending.items() if d == decisions), None)
+        told = self._told_values(result)
         if number is not None:
             del self.pending[number]
-            if result.failed or result.score is None:  # (failed covers None; said again for the type)
+            if told is None:
                 self.study.tell(number, state=TrialState.FAIL)
             else:
-                self.study.tell(number, float(result.score))
+                self.study.tell(number, told)
             return
         self.foreign += 1
         if decisions is None or len(decisions) != len(self.decision_list) \
                 or not all(isinstance(c, int) and 0 <= c < len(d) for c, d in zip(decisions, self.decision_list)):
             return  # nothing TPE could learn from
-        value = None if result.failed or result.score is None else float(result.score)
-        self.study.add_trial(self._frozen(list(decisions), value, "FAIL" if result.failed else "COMPLETE"))
+        self.study.add_trial(self._frozen(list(decisions), told, "FAIL" if told is None else "COMPLETE"))
 
-    def _frozen(self, choices: list[int], value: float | None, state: str) -> optuna.trial.FrozenTrial:
-        return create_trial(state=_STATES[state], value=value, params=dict(zip(self.names, choices)),
-                            distributions=dict(self.distributions))
+    def _told_values(self, result: TrialOutcome) -> float | list[float] | None:
+        """What Optuna is told: the score, or (several objectives) the raw values in the study's
+        directions; None for a failed trial."""
+        if self.several:
+            return values(result, self.objectives)
+        return None if result.failed or result.score is None else float(result.score)
+
+    def _frozen(self, choices: list[int], value: float | list[float] | None, state: str,
+                system_attrs: dict[str, Any] | None = None) -> optuna.trial.FrozenTrial:
+        one = value if not isinstance(value, list) else None
+        many = value if isinstance(value, list) else None
+        return create_trial(state=_STATES[state], value=one, values=many,
+                            params=dict(zip(self.names, choices)), distributions=dict(self.distributions),
+                            system_attrs=system_attrs)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -155,9 +179,13 @@ class TPE(Strategy):
         for t in self.study.get_trials(deepcopy=False):
             if t.state == TrialState.WAITING:
                 continue  # never left behind by ask(); nothing to resume
-            value = t.value if t.state == TrialState.COMPLETE else None
-            trials.append({"params": [t.params.get(n) for n in self.names], "value": value,
-                           "state": t.state.name})
+            complete = t.state == TrialState.COMPLETE
+            value = (list(t.values) if self.several else t.value) if complete else None
+            trial: dict[str, Any] = {"params": [t.params.get(n) for n in self.names], "value": value,
+                                     "state": t.state.name}
+            if t.system_attrs:  # (a genetic sampler's generation of the trial)
+                trial["system_attrs"] = dict(t.system_attrs)
+            trials.append(trial)
         state.update({
             "options": dict(self.options),
             "decisions": list(self.names),
@@ -166,6 +194,9 @@ class TPE(Strategy):
             "pending": [[n, list(d)] for n, d in self.pending.items()],
             "foreign": self.foreign,
         })
+        study_attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
+        if study_attrs:  # (a genetic sampler's parent populations, per generation)
+            state["study_system_attrs"] = dict(study_attrs)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -174,14 +205,19 @@ class TPE(Strategy):
         super().load_state_dict(state)
         if list(state["decisions"]) != self.names:
             raise ConfigError(f"tpe state was made for other decisions than those of space '{self.space.name}'")
-        self.options = _check_options({**DEFAULTS, **state["options"]})
+        self.options = self._check_options({**self.defaults, **state["options"]})
         self.study = self._new_study()
         frozen = []
         for t in state["trials"]:
             value = t["value"]
-            if t["state"] == "COMPLETE" and (value is None or not math.isfinite(value)):
-                raise ConfigError("tpe state is corrupted: a complete trial without a finite value")
-            frozen.append(self._frozen(t["params"], value, t["state"]))
+            finite = (isinstance(value, list) and len(value) == len(self.objectives) and all(
+                isinstance(v, (int, float)) and math.isfinite(v) for v in value)) if self.several else (
+                isinstance(value, (int, float)) and math.isfinite(value))
+            if t["state"] == "COMPLETE" and not finite:
+                raise ConfigError(f"{self.name} state is corrupted: a complete trial without finite values")
+            frozen.append(self._frozen(t["params"], value, t["state"], t.get("system_attrs")))
         self.study.add_trials(frozen)
+        for key, attr in (state.get("study_system_attrs") or {}).items():
+            self.study._storage.set_study_system_attr(self.study._study_id, key, attr)
         self.pending = {int(n): tuple(d) for n, d in state["pending"]}
         self.foreign = state["foreign"]
