@@ -144,7 +144,13 @@ def register(app: typer.Typer) -> None:
         from cellsearch.storage.rundir import read_run_config
 
         if read_run_config(rundir_checked(run_dir)).get("strategy") == "rsws":
-            raise ConfigError(f"{run_dir} is a one-shot (rsws) search, which cannot be resumed yet: start it again")
+            from cellsearch.oneshot.rsws import resume_rsws
+
+            if trials is not None or address is not None:
+                raise ConfigError("a one-shot (rsws) search resumes as it was started: drop --trials and --address")
+            summary = resume_rsws(run_dir, on_progress=_rsws_progress(progress))
+            _finish(Path(summary["run_dir"]), summary, top)
+            return
         run = SearchRun.resume(run_dir, trials=trials, address=address)
         summary = _run(run, progress)
         _finish(run.run_dir, summary, top)
@@ -180,9 +186,15 @@ def _run_rsws(cfg: SearchConfig, runs: Path, progress: bool, top: int, dry_run: 
     space = load_space(cfg.space)
     if dry_run:
         check_rsws_config(cfg, space)
-        print(json.dumps(asdict(replace(cfg, space=space.name).resolved(space)), indent=2))
+        print(json.dumps(asdict(replace(cfg, strategy="rsws").resolved(space)), indent=2))
         return
 
+    summary = run_rsws(cfg, runs, space=space, on_progress=_rsws_progress(progress))
+    _finish(Path(summary["run_dir"]), summary, top)
+
+
+def _rsws_progress(progress: bool):
+    """RS-WS's progress events as lines on stderr (none with ``--no-progress``)."""
     def on_progress(event: dict) -> None:
         if not progress:
             return
@@ -194,8 +206,7 @@ def _run_rsws(cfg: SearchConfig, runs: Path, progress: bool, top: int, dry_run: 
             score = "–" if event["score"] is None else f"{event['score']:.4f}"
             err_console.print(f"rsws: scored cell {done}{of}, score {score}", highlight=False)
 
-    summary = run_rsws(cfg, runs, space=space, on_progress=on_progress)
-    _finish(Path(summary["run_dir"]), summary, top)
+    return on_progress
 
 
 def _run(run, progress: bool) -> dict:

@@ -9,8 +9,14 @@ of them in ``runs/NAME/results.db`` as candidates with their one-shot scores (st
 stage ``one-shot``, origin ``oneshot``), and write ``config.json`` and ``best.yaml``, so that
 ``leaderboard``, ``export`` and ``evaluate`` read the run as any other search's.
 
-What is not here yet: Ray (it runs in-process: ``backend`` must be ``local``), checkpoints and
-``resume``, several tasks (one supernet trains on one task).
+The run checkpoints to ``runs/NAME/oneshot.pt`` (the shared weights, the optimizer, the data
+stream, the carried state, every random generator, the cells scored so far) every twentieth of
+its step budget (every 30 seconds under a time budget) and every twentieth of the cells scored;
+``resume_rsws`` (``cellsearch resume``) continues from there, and with a step budget gives
+exactly what the uninterrupted run gives.
+
+What is not here yet: Ray (it runs in-process: ``backend`` must be ``local``), several tasks (one
+supernet trains on one task).
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from cellsearch.tasks import make_task, primary_metric
 from cellsearch.tasks.base import Task
 from cellsearch.training.config import TrainConfig
 
+CHECKPOINT = "oneshot.pt"
+CHECKPOINT_SECONDS = 30.0  # under a time budget, the training checkpoints this often
 STRATEGY = "rsws"
 STAGE = "one-shot"
 ORIGIN = "oneshot"
@@ -91,51 +99,6 @@ def build_supernet(space: Space, task: Task, tc: TrainConfig) -> DagSupernet:
     return net.to(_device(tc.device))
 
 
-def train_supernet(net: DagSupernet, task: Task, tc: TrainConfig, rng: random.Random,
-                   on_progress: ProgressHandler | None = None) -> dict[str, Any]:
-    """Train the shared weights, a random cell per batch, for ``tc.steps`` steps and/or
-    ``tc.seconds``; returns the steps taken, the seconds and the last losses' mean."""
-    device = next(net.parameters()).device
-    params = list(net.parameters())
-    opt: torch.optim.Optimizer
-    if tc.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
-    stream = task.train_stream(tc.batch_size, tc.seed)
-    start = time.perf_counter()
-    state: Any = None
-    losses: list[float] = []
-    step = 0
-    total = tc.steps
-    every = max(1, (total or 100) // 10)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(tc.seed)  # (dropout)
-        while (total is None or step < total) and (tc.seconds is None or time.perf_counter() - start < tc.seconds):
-            model = net.model_for(draw(net.space, rng)[0])
-            model.train()
-            batch = next(stream).to(device)
-            begin = state if batch.carry_state and state is not None else model.start(batch)
-            logits, new_state = model(batch.inputs, begin)
-            model.take_outputs()
-            nll, n = task.masked_nll(logits, batch.targets, batch.mask)
-            loss = nll / max(n, 1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.clip:
-                torch.nn.utils.clip_grad_norm_(params, tc.clip)
-            opt.step()
-            state = None if model.is_seq2seq else model.detach_state(new_state)
-            step += 1
-            value = float(loss.detach())
-            losses.append(value)
-            if on_progress is not None and (step % every == 0 or step == total):
-                on_progress({"phase": "train", "done": step, "total": total, "loss": value})
-    tail = [v for v in losses[-20:] if math.isfinite(v)]
-    return {"steps": step, "seconds": time.perf_counter() - start,
-            "loss": sum(tail) / len(tail) if tail else None}
-
-
 def draw(space: Space, rng: random.Random) -> tuple[tuple[int, ...], CellGraph]:
     """A uniformly random decision tuple of ``space`` and the cell it decodes to (invalid draws drawn again)."""
     for _ in range(100):
@@ -147,79 +110,231 @@ def draw(space: Space, rng: random.Random) -> tuple[tuple[int, ...], CellGraph]:
     raise InvalidCandidate(f"space '{space.name}': no valid cell in 100 random draws")  # pragma: no cover
 
 
-def score_cells(net: DagSupernet, task: Task, tc: TrainConfig, count: int, rng: random.Random,
-                on_progress: ProgressHandler | None = None) -> list[dict[str, Any]]:
-    """Score up to ``count`` distinct random cells (by canonical hash) with the shared weights on the
-    validation data; fewer when the space has fewer (100 draws in a row without a new cell end it).
-    Each: choices, graph, hash, score (None if not finite), metrics."""
-    metric = primary_metric(tc.task)
-    seen: set[str] = set()
-    out: list[dict[str, Any]] = []
-    misses = 0
-    while len(out) < count and misses < 100:
-        choices, graph = draw(net.space, rng)
-        cell_hash = canonical_hash(graph)
-        if cell_hash in seen:
-            misses += 1
-            continue
+class RSWS:
+    """One RS-WS search in progress: the supernet, its optimizer and data, the random generators, how
+    far it has come; ``run()`` goes on from there to the end, checkpointing to ``checkpoint`` (if set)."""
+
+    def __init__(self, space: Space, task: Task, tc: TrainConfig, count: int, seed: int,
+                 checkpoint: Path | None = None, on_progress: ProgressHandler | None = None):
+        self.space, self.task, self.tc, self.count = space, task, tc, count
+        self.checkpoint, self.on_progress = checkpoint, on_progress
+        self.net = build_supernet(space, task, tc)
+        self.device = next(self.net.parameters()).device
+        params = list(self.net.parameters())
+        self.opt: torch.optim.Optimizer
+        if tc.optimizer == "adam":
+            self.opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+        else:
+            self.opt = torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+        self.stream = task.train_stream(tc.batch_size, tc.seed)
+        self.rng = random.Random(seed * 1_000_003 + 29)  # the cells drawn, in training and in scoring
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(tc.seed)
+            self.torch_rng = torch.get_rng_state()  # the training's own (dropout), kept apart from the caller's
+        self.step = 0
+        self.elapsed = 0.0  # seconds of training, over sessions
+        self.carried: Any = None  # the state carried between batches (truncated BPTT)
+        self.losses: list[float] = []
+        self.trained = False
+        self.scored: list[dict[str, Any]] = []  # choices, hash, score, metrics, params
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything ``run`` needs to go on exactly: tensors and plain data only."""
+        carried = None if self.carried is None else [t.cpu() for t in self.carried]
+        return {"version": 1, "net": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                "stream": self.stream.state_dict(), "rng": self.rng.getstate(), "torch_rng": self.torch_rng,
+                "step": self.step, "elapsed": self.elapsed, "carried": carried, "losses": self.losses[-100:],
+                "trained": self.trained,
+                "scored": [{k: (list(v) if k == "choices" else v) for k, v in r.items()} for r in self.scored]}
+
+    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
+        """Go on from ``state_dict``'s contents (KeyError/TypeError/ValueError/RuntimeError if they do not fit)."""
+        if ckpt["version"] != 1:
+            raise ValueError(f"unknown version {ckpt['version']!r}")
+        self.net.load_state_dict(ckpt["net"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.stream.load_state_dict(ckpt["stream"])
+        version, internal, gauss = ckpt["rng"]
+        self.rng.setstate((int(version), tuple(int(v) for v in internal), gauss))
+        self.torch_rng = ckpt["torch_rng"]
+        self.step, self.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
+        carried = ckpt["carried"]
+        self.carried = None if carried is None else tuple(t.to(self.device) for t in carried)
+        self.losses = [float(v) for v in ckpt["losses"]]
+        self.trained = bool(ckpt["trained"])
+        self.scored = [dict(r, choices=tuple(int(c) for c in r["choices"])) for r in ckpt["scored"]]
+
+    def save(self) -> None:
+        """Write the checkpoint (whole or not at all)."""
+        if self.checkpoint is not None:
+            state = self.state_dict()
+            atomic_write(self.checkpoint, lambda f: torch.save(state, f))
+
+    # ------------------------------------------------------------------ the search
+    def run(self) -> None:
+        """Train the shared weights to the budget, then score the cells (from wherever it stands)."""
+        if not self.trained:
+            self.train()
+            self.trained = True
+            self.save()
+        self.score()
+
+    def _budget_left(self, start: float) -> bool:
+        tc = self.tc
+        if tc.steps is not None and self.step >= tc.steps:
+            return False
+        return tc.seconds is None or self.elapsed + time.perf_counter() - start < tc.seconds
+
+    def train(self) -> None:
+        """Train the shared weights, a random cell per batch, to ``tc.steps`` steps and/or ``tc.seconds``."""
+        tc, net, task = self.tc, self.net, self.task
+        params = list(net.parameters())
+        total = tc.steps
+        every = max(1, total // 20) if total else 0
+        report = max(1, (total or 100) // 10)
+        start = last_save = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.torch_rng)
+            while self._budget_left(start):
+                model = net.model_for(draw(self.space, self.rng)[0])
+                model.train()
+                batch = next(self.stream).to(self.device)
+                begin = self.carried if batch.carry_state and self.carried is not None else model.start(batch)
+                logits, new_state = model(batch.inputs, begin)
+                model.take_outputs()
+                nll, n = task.masked_nll(logits, batch.targets, batch.mask)
+                loss = nll / max(n, 1)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if tc.clip:
+                    torch.nn.utils.clip_grad_norm_(params, tc.clip)
+                self.opt.step()
+                self.carried = None if model.is_seq2seq else model.detach_state(new_state)
+                self.step += 1
+                value = float(loss.detach())
+                self.losses.append(value)
+                self.torch_rng = torch.get_rng_state()
+                now = time.perf_counter()
+                if (every and self.step % every == 0) or (not every and now - last_save >= CHECKPOINT_SECONDS):
+                    self.elapsed += now - start
+                    start = last_save = now
+                    self.save()
+                if self.on_progress is not None and (self.step % report == 0 or self.step == total):
+                    self.on_progress({"phase": "train", "done": self.step, "total": total, "loss": value})
+            self.elapsed += time.perf_counter() - start
+
+    def score(self) -> None:
+        """Score distinct random cells (by canonical hash) with the shared weights on the validation
+        data until ``count`` are scored, or the space runs out (100 draws in a row without a new cell)."""
+        metric = primary_metric(self.tc.task)
+        seen = {r["hash"] for r in self.scored}
+        every = max(1, self.count // 20)
         misses = 0
-        seen.add(cell_hash)
-        model = net.model_for(choices)
-        model.eval()
-        with torch.no_grad():
-            metrics = task.evaluate(model, "valid", tc.eval_batch_size)
-        clean = {k: (float(v) if v is not None and math.isfinite(v) else None) for k, v in metrics.items()}
-        out.append({"choices": choices, "graph": graph, "hash": cell_hash, "score": clean.get(metric),
-                    "metrics": clean, "params": net.cell_parameter_count(choices)})
-        if on_progress is not None:
-            on_progress({"phase": "score", "done": len(out), "total": count, "score": clean.get(metric)})
-    return out
+        while len(self.scored) < self.count and misses < 100:
+            choices, graph = draw(self.space, self.rng)
+            cell_hash = canonical_hash(graph)
+            if cell_hash in seen:
+                misses += 1
+                continue
+            misses = 0
+            seen.add(cell_hash)
+            model = self.net.model_for(choices)
+            model.eval()
+            with torch.no_grad():
+                metrics = self.task.evaluate(model, "valid", self.tc.eval_batch_size)
+            clean = {k: (float(v) if v is not None and math.isfinite(v) else None) for k, v in metrics.items()}
+            self.scored.append({"choices": choices, "hash": cell_hash, "score": clean.get(metric),
+                                "metrics": clean, "params": self.net.cell_parameter_count(choices)})
+            if len(self.scored) % every == 0:
+                self.save()
+            if self.on_progress is not None:
+                self.on_progress({"phase": "score", "done": len(self.scored), "total": self.count,
+                                  "score": clean.get(metric)})
+
+    def ranked(self) -> list[dict[str, Any]]:
+        """The scored cells, best first (cells without a score last; ties in the order scored)."""
+        return sorted(self.scored, key=lambda r: -math.inf if r["score"] is None else r["score"], reverse=True)
+
+
+def _prepare(cfg: SearchConfig, space: Space) -> tuple[SearchConfig, TrainConfig, Task, int]:
+    count = check_rsws_config(cfg, space)
+    cfg = cfg.resolved(space)
+    tc = cfg.train_config(cfg.tasks[0])
+    if tc.task == "ptb":
+        from cellsearch.tasks.data import verify
+
+        verify("ptb", cfg.data_dir)
+    return cfg, tc, make_task(tc.task, seed=tc.seed, data_dir=tc.data_dir, **tc.task_options), count
 
 
 def run_rsws(cfg: SearchConfig, runs_dir: str | Path = "runs", *, space: Space | None = None,
              on_progress: ProgressHandler | None = None) -> dict[str, Any]:
     """RS-WS end to end (module docstring): train, score, record the top ``cfg.trials``; returns a
-    summary (run_dir, best_hash, best_score, steps, scored, seconds)."""
+    summary (run_dir, trials, scored, steps, seconds, best_hash, best_score)."""
     from cellsearch.spaces import load_space
 
     space = space if space is not None else load_space(cfg.space)
-    cfg = replace(cfg, strategy=STRATEGY, space=space.name)
-    count = check_rsws_config(cfg, space)
-    cfg = cfg.resolved(space)
-    task_name = cfg.tasks[0]
-    tc = cfg.train_config(task_name)
-    if tc.seconds is None and tc.steps is None:  # pragma: no cover - SearchConfig.validate refuses it
-        raise ConfigError("give a budget: steps or minutes")
+    cfg = replace(cfg, strategy=STRATEGY)
+    cfg, tc, task, count = _prepare(cfg, space)
     run_dir = Path(runs_dir) / cfg.name
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir} already holds a run: choose another --name", field="SearchConfig.name")
-    if task_name == "ptb":
-        from cellsearch.tasks.data import verify
-
-        verify("ptb", cfg.data_dir)
-    task = make_task(task_name, seed=tc.seed, data_dir=tc.data_dir, **tc.task_options)
-    net = build_supernet(space, task, tc)
-    start = time.perf_counter()
-    rng = random.Random(cfg.seed * 1_000_003 + 29)
-    trained = train_supernet(net, task, tc, rng, on_progress)
-    scored = score_cells(net, task, tc, count, rng, on_progress)
-    ranked = sorted(scored, key=lambda r: -math.inf if r["score"] is None else r["score"], reverse=True)
-    top = ranked[:cfg.trials]
     atomic_write(run_dir / rundir.CONFIG, json.dumps(asdict(cfg), indent=2))
+    with Store(run_dir / rundir.RESULTS) as store:  # (a run from here on: `resume` finds it)
+        store.set_meta("config", asdict(cfg))
+    search = RSWS(space, task, tc, count, cfg.seed, run_dir / CHECKPOINT, on_progress)
+    return _finish(search, cfg, run_dir)
+
+
+def resume_rsws(run_dir: str | Path, *, on_progress: ProgressHandler | None = None) -> dict[str, Any]:
+    """Continue an interrupted RS-WS run from its checkpoint (a finished one: its summary again)."""
+    from cellsearch.spaces import load_space
+    from cellsearch.training.checkpoint import read_checkpoint_data, restore_error
+
+    run_dir = rundir.require_run(run_dir)
+    cfg = SearchConfig.from_dict(rundir.read_run_config(run_dir))
+    with Store(run_dir / rundir.RESULTS, readonly=True) as store:
+        summary = store.get_meta("last_summary")
+    if summary is not None:
+        return dict(summary)
+    space = load_space(cfg.space)
+    cfg, tc, task, count = _prepare(cfg, space)
+    search = RSWS(space, task, tc, count, cfg.seed, run_dir / CHECKPOINT, on_progress)
+    path = run_dir / CHECKPOINT
+    if path.exists():
+        ckpt = read_checkpoint_data(path)
+        try:
+            search.load_state_dict(ckpt)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise restore_error(path, exc) from None
+    return _finish(search, cfg, run_dir)
+
+
+def _finish(search: RSWS, cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
+    """Run the search to its end, then record the best ``cfg.trials`` cells and ``best.yaml``."""
+    start = time.perf_counter()
+    search.run()
+    top = search.ranked()[:cfg.trials]
+    task_name = search.tc.task
     with Store(run_dir / rundir.RESULTS) as store:
         store.set_meta("config", asdict(cfg))
-        store.set_meta("oneshot", {"strategy": STRATEGY, "scored": len(scored), "supernet": trained})
+        store.set_meta("oneshot", {"strategy": STRATEGY, "scored": len(search.scored), "steps": search.step,
+                                   "train_seconds": search.elapsed})
+        recorded = {row["trial_id"] for row in store.rows()}  # (by a session killed while recording)
         for k, r in enumerate(top):
-            graph = r["graph"]
+            if f"{STRATEGY}_{k:05d}" in recorded:
+                continue
+            graph = search.space.decode(r["choices"])
             store.add_trial(hash=r["hash"], cell_yaml=dumps_cell(graph), strategy=STRATEGY, status="ok",
                             score=r["score"], metrics={task_name: r["metrics"]}, cell_name=graph.name,
                             trial_id=f"{STRATEGY}_{k:05d}", origin=ORIGIN, decisions=r["choices"], stage=STAGE,
                             params=r["params"], node="local")
-        summary = {"run_dir": str(run_dir), "trials": len(top), "scored": len(scored), "steps": trained["steps"],
-                   "seconds": time.perf_counter() - start,
+        summary = {"run_dir": str(run_dir), "trials": len(top), "scored": len(search.scored), "steps": search.step,
+                   "seconds": search.elapsed + time.perf_counter() - start,
                    "best_hash": top[0]["hash"] if top and top[0]["score"] is not None else None,
                    "best_score": top[0]["score"] if top else None}
         store.set_meta("last_summary", summary)
     if summary["best_hash"]:
-        atomic_write(run_dir / rundir.BEST, dumps_cell(top[0]["graph"]))
+        atomic_write(run_dir / rundir.BEST, dumps_cell(search.space.decode(top[0]["choices"])))
     return summary

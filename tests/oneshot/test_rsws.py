@@ -4,12 +4,16 @@ candidates that ``leaderboard``, ``export`` and ``evaluate`` read; bad inputs re
 from __future__ import annotations
 
 import json
-import random
-
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 import pytest
 import torch
 
-from cellsearch.oneshot.rsws import build_supernet, score_cells, train_supernet
+from cellsearch.oneshot.rsws import RSWS, run_rsws
 from cellsearch.spaces import load_space
 from cellsearch.spaces.dag import DagSpace
 from cellsearch.storage.settings import SearchConfig
@@ -38,7 +42,7 @@ def test_records_the_top_k_as_one_shot_candidates(run):
     with Store(run / "results.db", readonly=True) as store:
         rows = list(store.rows())
         meta = store.get_meta("oneshot")
-    assert len(rows) == 3 and meta["scored"] == 6 and meta["supernet"]["steps"] == 12
+    assert len(rows) == 3 and meta["scored"] == 6 and meta["steps"] == 12
     assert {r["status"] for r in rows} == {"ok"}
     assert {r["stage"] for r in rows} == {"one-shot"} and {r["origin"] for r in rows} == {"oneshot"}
     scores = [r["score"] for r in rows]
@@ -67,19 +71,19 @@ def test_the_same_seed_gives_the_same_cells_and_scores(run, tmp_path):
     assert rows[0] == rows[1]
 
 
-def test_score_cells_scores_distinct_cells_and_stops_when_the_space_runs_out():
+def test_training_moves_the_shared_weights_and_scoring_stops_when_the_space_runs_out():
     cfg = SearchConfig(space="dag4", tasks=["arith"], steps=3, train={"hidden_size": 8}).resolved()
     tc = cfg.train_config("arith")
     task = make_task("arith", seed=0, **tc.task_options)
-    space = load_space("dag4")
-    net = build_supernet(space, task, tc)
-    before = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    trained = train_supernet(net, task, tc, random.Random(0))
-    assert trained["steps"] == 3 and any(not torch.equal(v, net.state_dict()[k]) for k, v in before.items())
     small = DagSpace("tiny", nodes=2, activations=["tanh", "relu"], bias=True)  # 2 x 1 x 2 = 4 cells
-    tiny_net = build_supernet(small, task, tc)
-    scored = score_cells(tiny_net, task, tc, 50, random.Random(0))
-    assert len(scored) == len({r["hash"] for r in scored}) == len(small.distinct_cells())
+    search = RSWS(small, task, tc, 50, seed=0)
+    before = {k: v.detach().clone() for k, v in search.net.state_dict().items()}
+    search.run()
+    assert search.step == 3
+    assert any(not torch.equal(v, search.net.state_dict()[k]) for k, v in before.items())
+    assert len(search.scored) == len({r["hash"] for r in search.scored}) == len(small.distinct_cells())
+    scores = [r["score"] for r in search.ranked()]
+    assert scores == sorted(scores, reverse=True)
 
 
 @pytest.mark.parametrize("args, says", [
@@ -100,8 +104,48 @@ def test_bad_inputs_are_refused_in_one_line(tmp_path, args, says):
     assert not (tmp_path / "x").exists()
 
 
-def test_resume_of_a_one_shot_run_is_refused(run):
-    refused("resume", str(run), says="cannot be resumed yet")
+class Killed(Exception):
+    """Stands for a kill: the process state is lost, what the run wrote to disk stays."""
+
+
+@pytest.mark.parametrize("phase, at", [("train", 7), ("score", 4)])
+def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_result(run, tmp_path, phase, at):
+    cfg = SearchConfig(name="k", space="dag4", strategy="rsws", tasks=["arith"], steps=12, trials=3,
+                       strategy_options={"candidates": 6}, train={"hidden_size": 16}, backend="local")
+
+    def kill(event):
+        if event["phase"] == phase and event["done"] == at:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_rsws(cfg, tmp_path, on_progress=kill)
+    assert (tmp_path / "k" / "oneshot.pt").exists() and not list(Store(tmp_path / "k" / "results.db").rows())
+    out = cli("resume", str(tmp_path / "k"), "--no-progress")
+    assert out.exit_code == 0, (out.stdout, out.stderr, out.exception)
+    rows = [[(r["hash"], r["score"], r["decisions"]) for r in Store(d / "results.db", readonly=True).rows()]
+            for d in (run, tmp_path / "k")]
+    assert rows[0] == rows[1]
+    # the shared weights and the optimizer's moments too, bit for bit (the last checkpoints of the two runs)
+    a, b = (torch.load(d / "oneshot.pt", weights_only=True) for d in (run, tmp_path / "k"))
+    assert a["net"].keys() == b["net"].keys() and all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
+    assert all(torch.equal(x["exp_avg_sq"], y["exp_avg_sq"])
+               for x, y in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()))
+    again = cli("resume", str(tmp_path / "k"), "--no-progress")  # a finished run: its result again, nothing added
+    assert again.exit_code == 0 and len(list(Store(tmp_path / "k" / "results.db").rows())) == 3
+
+
+def test_resume_refuses_a_damaged_checkpoint_in_one_line(tmp_path):
+    cfg = SearchConfig(name="k", space="dag4", strategy="rsws", tasks=["arith"], steps=5, trials=1,
+                       train={"hidden_size": 8}, backend="local")
+
+    def kill(event):
+        raise Killed
+
+    with pytest.raises(Killed):
+        run_rsws(cfg, tmp_path, on_progress=kill)
+    (tmp_path / "k" / "oneshot.pt").write_bytes(b"not a checkpoint")
+    refused("resume", str(tmp_path / "k"), says="oneshot.pt")
+    refused("resume", str(tmp_path / "k"), "--trials", "3", says="resumes as it was started")
 
 
 @pytest.mark.slow
@@ -111,3 +155,26 @@ def test_evaluate_retrains_the_top_one_shot_cell(tmp_path):
               "--lrs", "1", "--backend", "local", "--no-progress", "--json")
     assert out.exit_code == 0, (out.stdout, out.stderr, out.exception)
     assert (run / "evaluation" / "results.md").exists()
+
+
+@pytest.mark.slow
+def test_kill_9_during_training_then_resume_gives_the_uninterrupted_result(tmp_path):
+    flags = [a if a != "12" else "200" for a in TINY]  # a budget long enough to be killed in
+    cmd = [sys.executable, "-m", "cellsearch", "search", "--strategy", "rsws", *flags, "--runs", str(tmp_path)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
+                                                                    os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen([*cmd, "--name", "k"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "k" / "oneshot.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the search ended before it could be killed"
+    out = cli("resume", str(tmp_path / "k"), "--no-progress")
+    assert out.exit_code == 0, (out.stdout, out.stderr, out.exception)
+    subprocess.run([*cmd, "--name", "u"], env=env, check=True, stdout=subprocess.DEVNULL)
+    rows = [[(r["hash"], r["score"]) for r in Store(tmp_path / d / "results.db", readonly=True).rows()]
+            for d in ("k", "u")]
+    assert rows[0] == rows[1] and len(rows[0]) == 3
+    a, b = (torch.load(tmp_path / d / "oneshot.pt", weights_only=True)["net"] for d in ("k", "u"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
