@@ -49,6 +49,7 @@ from cellsearch.training.config import TrainConfig
 
 CHECKPOINT = "oneshot.pt"
 CHECKPOINT_SECONDS = 30.0  # under a time budget, the training checkpoints this often
+MISSES = 1000  # draws in a row without a new cell after which scoring takes the space as exhausted
 STRATEGY = "rsws"
 STAGE = "one-shot"
 ORIGIN = "oneshot"
@@ -226,12 +227,12 @@ class RSWS:
 
     def score(self) -> None:
         """Score distinct random cells (by canonical hash) with the shared weights on the validation
-        data until ``count`` are scored, or the space runs out (100 draws in a row without a new cell)."""
+        data until ``count`` are scored, or the space runs out (``MISSES`` draws in a row without a new cell)."""
         metric = primary_metric(self.tc.task)
         seen = {r["hash"] for r in self.scored}
         every = max(1, self.count // 20)
         misses = 0
-        while len(self.scored) < self.count and misses < 100:
+        while len(self.scored) < self.count and misses < MISSES:
             choices, graph = draw(self.space, self.rng)
             cell_hash = canonical_hash(graph)
             if cell_hash in seen:
