@@ -178,3 +178,20 @@ def test_kill_9_during_training_then_resume_gives_the_uninterrupted_result(tmp_p
     assert rows[0] == rows[1] and len(rows[0]) == 3
     a, b = (torch.load(tmp_path / d / "oneshot.pt", weights_only=True)["net"] for d in ("k", "u"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_time_budget_trains_until_it_is_spent(tmp_path):
+    flags = [a for a in TINY if a not in ("--budget", "12")]
+    out = cli("search", "--strategy", "rsws", *flags, "--minutes", "0.01", "--runs", str(tmp_path), "--name", "m")
+    assert out.exit_code == 0, (out.stdout, out.stderr, out.exception)
+    with Store(tmp_path / "m" / "results.db", readonly=True) as store:
+        meta = store.get_meta("oneshot")
+    assert meta["steps"] >= 1 and 0.5 <= meta["train_seconds"] < 5
+
+
+def test_dry_run_prints_the_settings_and_writes_nothing(tmp_path):
+    out = cli("search", "--strategy", "rsws", *TINY, "--runs", str(tmp_path), "--name", "d", "--dry-run")
+    assert out.exit_code == 0, out.stderr
+    settings = json.loads(out.stdout)
+    assert settings["strategy"] == "rsws" and settings["strategy_options"] == {"candidates": 6}
+    assert not (tmp_path / "d").exists()
