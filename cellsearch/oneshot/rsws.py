@@ -35,7 +35,7 @@ from cellsearch.dsl.graph import CellGraph
 from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell
 from cellsearch.errors import ConfigError
-from cellsearch.fileio import atomic_write
+from cellsearch.fileio import atomic_write, write_error
 from cellsearch.limits import MAX_TRIALS, check_number
 from cellsearch.nn.model import ModelConfig
 from cellsearch.oneshot.supernet import DagSupernet, check_oneshot_space
@@ -43,6 +43,7 @@ from cellsearch.spaces.base import InvalidCandidate, Space
 from cellsearch.storage import rundir
 from cellsearch.storage.settings import SearchConfig
 from cellsearch.storage.store import Store
+from cellsearch.storage.writer_lock import WriterLock
 from cellsearch.tasks import make_task, primary_metric
 from cellsearch.tasks.base import Task
 from cellsearch.training.config import TrainConfig
@@ -279,13 +280,28 @@ def run_rsws(cfg: SearchConfig, runs_dir: str | Path = "runs", *, space: Space |
     cfg = replace(cfg, strategy=STRATEGY)
     cfg, tc, task, count = _prepare(cfg, space)
     run_dir = Path(runs_dir) / cfg.name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"{run_dir} already holds a run: choose another --name", field="SearchConfig.name")
-    atomic_write(run_dir / rundir.CONFIG, json.dumps(asdict(cfg), indent=2))
-    with Store(run_dir / rundir.RESULTS) as store:  # (a run from here on: `resume` finds it)
-        store.set_meta("config", asdict(cfg))
-    search = RSWS(space, task, tc, count, cfg.seed, run_dir / CHECKPOINT, on_progress)
-    return _finish(search, cfg, run_dir)
+    _check_new(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(run_dir, exc) from None
+    with WriterLock(run_dir, "cellsearch search"):
+        _check_new(run_dir)  # (again, under the lock: another search may have won the race)
+        atomic_write(run_dir / rundir.CONFIG, json.dumps(asdict(cfg), indent=2))
+        with Store(run_dir / rundir.RESULTS) as store:  # (a run from here on: `resume` finds it)
+            store.set_meta("config", asdict(cfg))
+        search = RSWS(space, task, tc, count, cfg.seed, run_dir / CHECKPOINT, on_progress)
+        return _finish(search, cfg, run_dir)
+
+
+def _check_new(run_dir: Path) -> None:
+    """A new run may go to ``run_dir``: it is not a file and holds no run (ConfigError otherwise)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is a file, not a run directory: choose another --name or --runs",
+                          field="SearchConfig.name")
+    if (run_dir / rundir.CONFIG).exists() or (run_dir / rundir.RESULTS).exists():
+        raise ConfigError(f"{run_dir} already holds a run: resume it (`cellsearch resume {run_dir}`) or choose "
+                          "another --name", field="SearchConfig.name")
 
 
 def resume_rsws(run_dir: str | Path, *, on_progress: ProgressHandler | None = None) -> dict[str, Any]:
@@ -295,21 +311,22 @@ def resume_rsws(run_dir: str | Path, *, on_progress: ProgressHandler | None = No
 
     run_dir = rundir.require_run(run_dir)
     cfg = SearchConfig.from_dict(rundir.read_run_config(run_dir))
-    with Store(run_dir / rundir.RESULTS, readonly=True) as store:
-        summary = store.get_meta("last_summary")
-    if summary is not None:
-        return dict(summary)
     space = load_space(cfg.space)
     cfg, tc, task, count = _prepare(cfg, space)
-    search = RSWS(space, task, tc, count, cfg.seed, run_dir / CHECKPOINT, on_progress)
-    path = run_dir / CHECKPOINT
-    if path.exists():
-        ckpt = read_checkpoint_data(path)
-        try:
-            search.load_state_dict(ckpt)
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-            raise restore_error(path, exc) from None
-    return _finish(search, cfg, run_dir)
+    with WriterLock(run_dir, "cellsearch resume"):
+        with Store(run_dir / rundir.RESULTS, readonly=True) as store:
+            summary = store.get_meta("last_summary")
+        if summary is not None:
+            return dict(summary)
+        search = RSWS(space, task, tc, count, cfg.seed, run_dir / CHECKPOINT, on_progress)
+        path = run_dir / CHECKPOINT
+        if path.exists():
+            ckpt = read_checkpoint_data(path)
+            try:
+                search.load_state_dict(ckpt)
+            except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+                raise restore_error(path, exc) from None
+        return _finish(search, cfg, run_dir)
 
 
 def _finish(search: RSWS, cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from cellsearch.spaces.dag import DagSpace
 from cellsearch.storage.settings import SearchConfig
 from cellsearch.storage.store import Store
 from cellsearch.tasks import make_task, primary_metric
-from tests.support.hostile import cli, refused
+from tests.support.hostile import cli, refused, unchanged
 
 TINY = ("--space", "dag4", "--tasks", "arith", "--budget", "12", "--trials", "3", "-o", "candidates=6",
         "--hidden", "16", "--backend", "local", "--no-progress")
@@ -195,3 +195,9 @@ def test_dry_run_prints_the_settings_and_writes_nothing(tmp_path):
     settings = json.loads(out.stdout)
     assert settings["strategy"] == "rsws" and settings["strategy_options"] == {"candidates": 6}
     assert not (tmp_path / "d").exists()
+
+
+def test_a_second_search_to_the_same_run_is_refused(run):
+    with unchanged(run):
+        refused("search", "--strategy", "rsws", *TINY, "--runs", str(run.parent), "--name", run.name,
+                says="already holds a run")
