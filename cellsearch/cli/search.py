@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from cellsearch.cli import cli_errors, console, err_console
+from cellsearch.errors import ConfigError
 from cellsearch.storage.settings import DEFAULT_STEPS, SEARCH_TRAIN, SearchConfig
 
 
@@ -89,7 +90,9 @@ def register(app: typer.Typer) -> None:
         space: Annotated[str, typer.Option(help="Shipped space (nas_rl, mutation, mutation1, dag, dag4, attention, "
                                                 "nasbench_nlp, greff) "
                                                 "or a YAML file.")] = _default("space"),
-        strategy: Annotated[str, typer.Option(help="random | evolution | regularized-evolution | rl | tpe | nsga2")]
+        strategy: Annotated[str, typer.Option(help="random | evolution | regularized-evolution | rl | tpe | nsga2 | rsws "
+                                                   "(random search with weight sharing: dag spaces, --backend local; "
+                                                   "-o candidates=N cells scored, default 10 x --trials)")]
         = _default("strategy"),
         tasks: Annotated[str, typer.Option(help="Comma-separated tasks: arith, xml, ptb (memorize), copy, reverse, sort, addition, recall.")] = "arith",
         trials: Annotated[int, typer.Option(min=1, help="Candidates to evaluate.")] = _default("trials"),
@@ -156,6 +159,9 @@ def register(app: typer.Typer) -> None:
                            data_dir=str(data_dir.resolve()) if data_dir else None, backend=backend,
                            benchmark=str(benchmark) if benchmark else None, missing=missing,
                            objectives=[o.strip() for o in objectives.split(",") if o.strip()])
+        if strategy == "rsws":
+            _run_rsws(cfg, runs, progress, top, dry_run)
+            return
         if dry_run:
             print(json.dumps(asdict(SearchRun.resolve(cfg)), indent=2))
             return
@@ -172,7 +178,16 @@ def register(app: typer.Typer) -> None:
                    progress: Annotated[bool, typer.Option(help="Live progress.")] = True) -> None:
         """Continue an interrupted search: finished cells are not trained again, the strategy state is restored."""
         from cellsearch.runner.search import SearchRun
+        from cellsearch.storage.rundir import read_run_config
 
+        if read_run_config(rundir_checked(run_dir)).get("strategy") == "rsws":
+            from cellsearch.oneshot.rsws import resume_rsws
+
+            if trials is not None or address is not None:
+                raise ConfigError("a one-shot (rsws) search resumes as it was started: drop --trials and --address")
+            summary = resume_rsws(run_dir, on_progress=_rsws_progress(progress))
+            _finish(Path(summary["run_dir"]), summary, top)
+            return
         run = SearchRun.resume(run_dir, trials=trials, address=address)
         summary = _run(run, progress)
         _finish(run.run_dir, summary, top)
@@ -194,6 +209,46 @@ def register(app: typer.Typer) -> None:
             print(json.dumps(leaderboard(run_dir, top), indent=2))
         else:
             _print_leaderboard(run_dir, top)
+
+
+def rundir_checked(run_dir: Path) -> Path:
+    """``run_dir`` if it holds a search run (ConfigError otherwise)."""
+    from cellsearch.storage.rundir import require_run
+
+    return require_run(run_dir)
+
+
+def _run_rsws(cfg: SearchConfig, runs: Path, progress: bool, top: int, dry_run: bool) -> None:
+    """``search --strategy rsws``: the one-shot search (cellsearch.oneshot.rsws), progress on stderr."""
+    from dataclasses import asdict, replace
+
+    from cellsearch.oneshot.rsws import check_rsws_config, run_rsws
+    from cellsearch.spaces import load_space
+
+    space = load_space(cfg.space)
+    if dry_run:
+        check_rsws_config(cfg, space)
+        print(json.dumps(asdict(replace(cfg, strategy="rsws").resolved(space)), indent=2))
+        return
+
+    summary = run_rsws(cfg, runs, space=space, on_progress=_rsws_progress(progress))
+    _finish(Path(summary["run_dir"]), summary, top)
+
+
+def _rsws_progress(progress: bool):
+    """RS-WS's progress events as lines on stderr (none with ``--no-progress``)."""
+    def on_progress(event: dict) -> None:
+        if not progress:
+            return
+        done, total = event["done"], event["total"]
+        of = f"/{total}" if total else ""
+        if event["phase"] == "train":
+            err_console.print(f"rsws: supernet step {done}{of}, loss {event['loss']:.4f}", highlight=False)
+        elif done == total or done % max(1, total // 10) == 0:
+            score = "–" if event["score"] is None else f"{event['score']:.4f}"
+            err_console.print(f"rsws: scored cell {done}{of}, score {score}", highlight=False)
+
+    return on_progress
 
 
 def _run(run, progress: bool) -> dict:

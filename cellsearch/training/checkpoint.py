@@ -59,6 +59,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def read_checkpoint_data(path: str | Path) -> Any:
+    """A checkpoint file's contents as plain data (tensors, numbers, strings, lists, tuples, dicts),
+    bounded and never executed (see module docstring); the caller checks its fields."""
+    return _read(Path(path))
+
+
 def _add_settings(ckpt: dict[str, Any]) -> None:
     """Give a checked checkpoint's settings the ``ADDED_SETTINGS`` it lacks (see there)."""
     ckpt["config"] = {**ADDED_SETTINGS, **ckpt["config"]}
