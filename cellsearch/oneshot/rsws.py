@@ -1,362 +1,54 @@
 """Random search with weight sharing (RS-WS, Li & Talwalkar 2019) over a ``dag`` space's supernet.
 
-``run_rsws(cfg, runs_dir)``: (1) train the supernet's shared weights on the task's training
-data, a uniformly random cell per batch (only that cell's path runs and learns), for the
-search's budget (``steps`` and/or ``minutes``); (2) score ``candidates`` distinct random cells
-(strategy option ``candidates``, default 10 × ``trials``) with the shared weights on the
-validation data (the task's primary metric, higher is better); (3) record the best ``trials``
-of them in ``runs/NAME/results.db`` as candidates with their one-shot scores (status ``ok``,
-stage ``one-shot``, origin ``oneshot``), and write ``config.json`` and ``best.yaml``, so that
-``leaderboard``, ``export`` and ``evaluate`` read the run as any other search's.
-
-The run checkpoints to ``runs/NAME/oneshot.pt`` (the shared weights, the optimizer, the data
-stream, the carried state, every random generator, the cells scored so far) every twentieth of
-its step budget (every 30 seconds under a time budget) and every twentieth of the cells scored;
-``resume_rsws`` (``cellsearch resume``) continues from there, and with a step budget gives
-exactly what the uninterrupted run gives.
-
-What is not here yet: Ray (it runs in-process: ``backend`` must be ``local``), several tasks (one
-supernet trains on one task).
+The one-shot machinery (``cellsearch.oneshot.search``) with uniform sampling: (1) the supernet's
+shared weights train on the task's training data, a uniformly random cell per batch (only that
+cell's path runs and learns), for the search's budget; (2) ``candidates`` distinct random cells
+(strategy option ``candidates``, default 10 × ``trials``) are scored with the shared weights on the
+validation data; (3) the best ``trials`` are recorded (strategy ``rsws``). Checkpoints and exact
+resume as ``cellsearch.oneshot.search`` describes.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import random
-import time
-from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
+from typing import Any
 
 from cellsearch.dsl.graph import CellGraph
-from cellsearch.dsl.hashing import canonical_hash
-from cellsearch.dsl.io import dumps_cell
-from cellsearch.errors import ConfigError
-from cellsearch.fileio import atomic_write, write_error
-from cellsearch.limits import MAX_TRIALS, check_number
-from cellsearch.nn.model import ModelConfig
-from cellsearch.oneshot.supernet import DagSupernet, check_oneshot_space
-from cellsearch.spaces.base import InvalidCandidate, Space
-from cellsearch.storage import rundir
+from cellsearch.oneshot.search import (CHECKPOINT, ORIGIN, STAGE, OneShotSearch, ProgressHandler, check_oneshot_config,
+                                       draw, resume_oneshot, run_oneshot)
+from cellsearch.spaces.base import Space
 from cellsearch.storage.settings import SearchConfig
-from cellsearch.storage.store import Store
-from cellsearch.storage.writer_lock import WriterLock
-from cellsearch.tasks import make_task, primary_metric
-from cellsearch.tasks.base import Task
-from cellsearch.training.config import TrainConfig
 
-CHECKPOINT = "oneshot.pt"
-CHECKPOINT_SECONDS = 30.0  # under a time budget, the training checkpoints this often
-MISSES = 1000  # draws in a row without a new cell after which scoring takes the space as exhausted
+__all__ = ["CHECKPOINT", "ORIGIN", "STAGE", "STRATEGY", "RSWS", "check_rsws_config", "run_rsws", "resume_rsws"]
+
 STRATEGY = "rsws"
-STAGE = "one-shot"
-ORIGIN = "oneshot"
-OPTIONS = ("candidates",)  # the strategy options (-o KEY=VALUE) RS-WS takes
-# Progress events: a dict with "phase" ("train" or "score"), "done" and "total" (and "loss" or "score")
-ProgressHandler = Callable[[dict[str, Any]], None]
+
+
+class RSWS(OneShotSearch):
+    """One RS-WS search in progress: a uniformly random cell per training batch, random cells scored."""
+
+    name = STRATEGY
+
+    def train_cell(self) -> tuple[int, ...]:
+        """A uniformly random cell's decisions."""
+        return draw(self.space, self.rng)[0]
+
+    def score_cell(self) -> tuple[tuple[int, ...], CellGraph]:
+        """A uniformly random cell."""
+        return draw(self.space, self.rng)
 
 
 def check_rsws_config(cfg: SearchConfig, space: Space) -> int:
     """Refuse settings RS-WS cannot run (ConfigError, one line); return the number of cells to score."""
-    check_oneshot_space(space)
-    cfg.validate()
-    if cfg.backend != "local":
-        raise ConfigError("strategy rsws runs in-process for now: use --backend local", field="SearchConfig.backend")
-    if len(cfg.tasks) != 1:
-        raise ConfigError(f"strategy rsws trains one supernet on one task, not {len(cfg.tasks)}: give one task",
-                          field="SearchConfig.tasks")
-    if cfg.benchmark:
-        raise ConfigError("strategy rsws trains a supernet: it cannot replay a benchmark table",
-                          field="SearchConfig.benchmark")
-    if list(cfg.objectives) != ["score"]:
-        raise ConfigError(f"strategy rsws ranks cells by their one-shot score alone, not by "
-                          f"{','.join(cfg.objectives)}: drop --objectives or use random, regularized-evolution, "
-                          f"tpe or nsga2", field="SearchConfig.objectives")
-    unknown = sorted(set(cfg.strategy_options) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"strategy rsws has no option '{unknown[0]}' (options: {', '.join(OPTIONS)})",
-                          field="SearchConfig.strategy_options")
-    candidates = cfg.strategy_options.get("candidates", 10 * cfg.trials)
-    check_number("candidates", candidates, 1, "trials", MAX_TRIALS)
-    if candidates < cfg.trials:
-        raise ConfigError(f"candidates ({candidates}) must be at least trials ({cfg.trials}): the best trials of "
-                          "the scored cells are recorded", field="SearchConfig.strategy_options")
-    return int(candidates)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but CUDA is not available")
-    return torch.device(name)
-
-
-def build_supernet(space: Space, task: Task, tc: TrainConfig) -> DagSupernet:
-    """The supernet of ``space`` at the training settings' sizes, initialised from ``tc.seed``."""
-    config = ModelConfig(vocab_size=len(task.vocab), hidden_size=tc.hidden_size, embed_size=tc.embed_size,
-                         dropout=tc.dropout, state_limit=tc.state_limit)
-    with torch.random.fork_rng(devices=[]):
-        net = DagSupernet(space, config)
-    net.reset_parameters(tc.init_scale, torch.Generator().manual_seed(tc.seed))
-    return net.to(_device(tc.device))
-
-
-def draw(space: Space, rng: random.Random) -> tuple[tuple[int, ...], CellGraph]:
-    """A uniformly random decision tuple of ``space`` and the cell it decodes to (invalid draws drawn again)."""
-    for _ in range(100):
-        choices = space.random_decisions(rng)
-        try:
-            return choices, space.decode(choices)
-        except InvalidCandidate:  # pragma: no cover - every cell of a dag space is valid
-            continue
-    raise InvalidCandidate(f"space '{space.name}': no valid cell in 100 random draws")  # pragma: no cover
-
-
-class RSWS:
-    """One RS-WS search in progress: the supernet, its optimizer and data, the random generators, how
-    far it has come; ``run()`` goes on from there to the end, checkpointing to ``checkpoint`` (if set)."""
-
-    def __init__(self, space: Space, task: Task, tc: TrainConfig, count: int, seed: int,
-                 checkpoint: Path | None = None, on_progress: ProgressHandler | None = None):
-        self.space, self.task, self.tc, self.count = space, task, tc, count
-        self.checkpoint, self.on_progress = checkpoint, on_progress
-        self.net = build_supernet(space, task, tc)
-        self.device = next(self.net.parameters()).device
-        params = list(self.net.parameters())
-        self.opt: torch.optim.Optimizer
-        if tc.optimizer == "adam":
-            self.opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
-        else:
-            self.opt = torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
-        self.stream = task.train_stream(tc.batch_size, tc.seed)
-        self.rng = random.Random(seed * 1_000_003 + 29)  # the cells drawn, in training and in scoring
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(tc.seed)
-            self.torch_rng = torch.get_rng_state()  # the training's own (dropout), kept apart from the caller's
-        self.step = 0
-        self.elapsed = 0.0  # seconds of training, over sessions
-        self.carried: Any = None  # the state carried between batches (truncated BPTT)
-        self.losses: list[float] = []
-        self.trained = False
-        self.scored: list[dict[str, Any]] = []  # choices, hash, score, metrics, params
-
-    # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Everything ``run`` needs to go on exactly: tensors and plain data only."""
-        carried = None if self.carried is None else [t.cpu() for t in self.carried]
-        return {"version": 1, "net": self.net.state_dict(), "optimizer": self.opt.state_dict(),
-                "stream": self.stream.state_dict(), "rng": self.rng.getstate(), "torch_rng": self.torch_rng,
-                "step": self.step, "elapsed": self.elapsed, "carried": carried, "losses": self.losses[-100:],
-                "trained": self.trained,
-                "scored": [{k: (list(v) if k == "choices" else v) for k, v in r.items()} for r in self.scored]}
-
-    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
-        """Go on from ``state_dict``'s contents (KeyError/TypeError/ValueError/RuntimeError if they do not fit)."""
-        if ckpt["version"] != 1:
-            raise ValueError(f"unknown version {ckpt['version']!r}")
-        self.net.load_state_dict(ckpt["net"])
-        self.opt.load_state_dict(ckpt["optimizer"])
-        self.stream.load_state_dict(ckpt["stream"])
-        version, internal, gauss = ckpt["rng"]
-        self.rng.setstate((int(version), tuple(int(v) for v in internal), gauss))
-        self.torch_rng = ckpt["torch_rng"]
-        self.step, self.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
-        carried = ckpt["carried"]
-        self.carried = None if carried is None else tuple(t.to(self.device) for t in carried)
-        self.losses = [float(v) for v in ckpt["losses"]]
-        self.trained = bool(ckpt["trained"])
-        self.scored = [dict(r, choices=tuple(int(c) for c in r["choices"])) for r in ckpt["scored"]]
-
-    def save(self) -> None:
-        """Write the checkpoint (whole or not at all)."""
-        if self.checkpoint is not None:
-            state = self.state_dict()
-            atomic_write(self.checkpoint, lambda f: torch.save(state, f))
-
-    # ------------------------------------------------------------------ the search
-    def run(self) -> None:
-        """Train the shared weights to the budget, then score the cells (from wherever it stands)."""
-        if not self.trained:
-            self.train()
-            self.trained = True
-            self.save()
-        self.score()
-
-    def _budget_left(self, start: float) -> bool:
-        tc = self.tc
-        if tc.steps is not None and self.step >= tc.steps:
-            return False
-        return tc.seconds is None or self.elapsed + time.perf_counter() - start < tc.seconds
-
-    def train(self) -> None:
-        """Train the shared weights, a random cell per batch, to ``tc.steps`` steps and/or ``tc.seconds``."""
-        tc, net, task = self.tc, self.net, self.task
-        params = list(net.parameters())
-        total = tc.steps
-        every = max(1, total // 20) if total else 0
-        report = max(1, (total or 100) // 10)
-        start = last_save = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
-            torch.set_rng_state(self.torch_rng)
-            while self._budget_left(start):
-                model = net.model_for(draw(self.space, self.rng)[0])
-                model.train()
-                batch = next(self.stream).to(self.device)
-                begin = self.carried if batch.carry_state and self.carried is not None else model.start(batch)
-                logits, new_state = model(batch.inputs, begin)
-                model.take_outputs()
-                nll, n = task.masked_nll(logits, batch.targets, batch.mask)
-                loss = nll / max(n, 1)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if tc.clip:
-                    torch.nn.utils.clip_grad_norm_(params, tc.clip)
-                self.opt.step()
-                self.carried = None if model.is_seq2seq else model.detach_state(new_state)
-                self.step += 1
-                value = float(loss.detach())
-                self.losses.append(value)
-                self.torch_rng = torch.get_rng_state()
-                now = time.perf_counter()
-                if (every and self.step % every == 0) or (not every and now - last_save >= CHECKPOINT_SECONDS):
-                    self.elapsed += now - start
-                    start = last_save = now
-                    self.save()
-                if self.on_progress is not None and (self.step % report == 0 or self.step == total):
-                    self.on_progress({"phase": "train", "done": self.step, "total": total, "loss": value})
-            self.elapsed += time.perf_counter() - start
-
-    def score(self) -> None:
-        """Score distinct random cells (by canonical hash) with the shared weights on the validation
-        data until ``count`` are scored, or the space runs out (``MISSES`` draws in a row without a new cell)."""
-        metric = primary_metric(self.tc.task)
-        seen = {r["hash"] for r in self.scored}
-        every = max(1, self.count // 20)
-        misses = 0
-        while len(self.scored) < self.count and misses < MISSES:
-            choices, graph = draw(self.space, self.rng)
-            cell_hash = canonical_hash(graph)
-            if cell_hash in seen:
-                misses += 1
-                continue
-            misses = 0
-            seen.add(cell_hash)
-            model = self.net.model_for(choices)
-            model.eval()
-            with torch.no_grad():
-                metrics = self.task.evaluate(model, "valid", self.tc.eval_batch_size)
-            clean = {k: (float(v) if v is not None and math.isfinite(v) else None) for k, v in metrics.items()}
-            self.scored.append({"choices": choices, "hash": cell_hash, "score": clean.get(metric),
-                                "metrics": clean, "params": self.net.cell_parameter_count(choices)})
-            if len(self.scored) % every == 0:
-                self.save()
-            if self.on_progress is not None:
-                self.on_progress({"phase": "score", "done": len(self.scored), "total": self.count,
-                                  "score": clean.get(metric)})
-
-    def ranked(self) -> list[dict[str, Any]]:
-        """The scored cells, best first (cells without a score last; ties in the order scored)."""
-        return sorted(self.scored, key=lambda r: -math.inf if r["score"] is None else r["score"], reverse=True)
-
-
-def _prepare(cfg: SearchConfig, space: Space) -> tuple[SearchConfig, TrainConfig, Task, int]:
-    count = check_rsws_config(cfg, space)
-    cfg = cfg.resolved(space)
-    tc = cfg.train_config(cfg.tasks[0])
-    if tc.task == "ptb":
-        from cellsearch.tasks.data import verify
-
-        verify("ptb", cfg.data_dir)
-    return cfg, tc, make_task(tc.task, seed=tc.seed, data_dir=tc.data_dir, **tc.task_options), count
+    return check_oneshot_config(cfg, space, RSWS)
 
 
 def run_rsws(cfg: SearchConfig, runs_dir: str | Path = "runs", *, space: Space | None = None,
              on_progress: ProgressHandler | None = None) -> dict[str, Any]:
-    """RS-WS end to end (module docstring): train, score, record the top ``cfg.trials``; returns a
-    summary (run_dir, trials, scored, steps, seconds, best_hash, best_score)."""
-    from cellsearch.spaces import load_space
-
-    space = space if space is not None else load_space(cfg.space)
-    cfg = replace(cfg, strategy=STRATEGY)
-    cfg, tc, task, count = _prepare(cfg, space)
-    run_dir = Path(runs_dir) / cfg.name
-    _check_new(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise write_error(run_dir, exc) from None
-    with WriterLock(run_dir, "cellsearch search"):
-        _check_new(run_dir)  # (again, under the lock: another search may have won the race)
-        atomic_write(run_dir / rundir.CONFIG, json.dumps(asdict(cfg), indent=2))
-        with Store(run_dir / rundir.RESULTS) as store:  # (a run from here on: `resume` finds it)
-            store.set_meta("config", asdict(cfg))
-        search = RSWS(space, task, tc, count, cfg.seed, run_dir / CHECKPOINT, on_progress)
-        return _finish(search, cfg, run_dir)
-
-
-def _check_new(run_dir: Path) -> None:
-    """A new run may go to ``run_dir``: it is not a file and holds no run (ConfigError otherwise)."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"{run_dir} is a file, not a run directory: choose another --name or --runs",
-                          field="SearchConfig.name")
-    if (run_dir / rundir.CONFIG).exists() or (run_dir / rundir.RESULTS).exists():
-        raise ConfigError(f"{run_dir} already holds a run: resume it (`cellsearch resume {run_dir}`) or choose "
-                          "another --name", field="SearchConfig.name")
+    """RS-WS end to end: train, score, record the top ``cfg.trials``; returns the run's summary."""
+    return run_oneshot(RSWS, cfg, runs_dir, space=space, on_progress=on_progress)
 
 
 def resume_rsws(run_dir: str | Path, *, on_progress: ProgressHandler | None = None) -> dict[str, Any]:
     """Continue an interrupted RS-WS run from its checkpoint (a finished one: its summary again)."""
-    from cellsearch.spaces import load_space
-    from cellsearch.training.checkpoint import read_checkpoint_data, restore_error
-
-    run_dir = rundir.require_run(run_dir)
-    cfg = SearchConfig.from_dict(rundir.read_run_config(run_dir))
-    space = load_space(cfg.space)
-    cfg, tc, task, count = _prepare(cfg, space)
-    with WriterLock(run_dir, "cellsearch resume"):
-        with Store(run_dir / rundir.RESULTS, readonly=True) as store:
-            summary = store.get_meta("last_summary")
-        if summary is not None:
-            return dict(summary)
-        search = RSWS(space, task, tc, count, cfg.seed, run_dir / CHECKPOINT, on_progress)
-        path = run_dir / CHECKPOINT
-        if path.exists():
-            ckpt = read_checkpoint_data(path)
-            try:
-                search.load_state_dict(ckpt)
-            except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-                raise restore_error(path, exc) from None
-        return _finish(search, cfg, run_dir)
-
-
-def _finish(search: RSWS, cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
-    """Run the search to its end, then record the best ``cfg.trials`` cells and ``best.yaml``."""
-    start = time.perf_counter()
-    search.run()
-    top = search.ranked()[:cfg.trials]
-    task_name = search.tc.task
-    with Store(run_dir / rundir.RESULTS) as store:
-        store.set_meta("config", asdict(cfg))
-        store.set_meta("oneshot", {"strategy": STRATEGY, "scored": len(search.scored), "steps": search.step,
-                                   "train_seconds": search.elapsed})
-        recorded = {row["trial_id"] for row in store.rows()}  # (by a session killed while recording)
-        for k, r in enumerate(top):
-            if f"{STRATEGY}_{k:05d}" in recorded:
-                continue
-            graph = search.space.decode(r["choices"])
-            store.add_trial(hash=r["hash"], cell_yaml=dumps_cell(graph), strategy=STRATEGY, status="ok",
-                            score=r["score"], metrics={task_name: r["metrics"]}, cell_name=graph.name,
-                            trial_id=f"{STRATEGY}_{k:05d}", origin=ORIGIN, decisions=r["choices"], stage=STAGE,
-                            params=r["params"], node="local")
-        summary = {"run_dir": str(run_dir), "trials": len(top), "scored": len(search.scored), "steps": search.step,
-                   "seconds": search.elapsed + time.perf_counter() - start,
-                   "best_hash": top[0]["hash"] if top and top[0]["score"] is not None else None,
-                   "best_score": top[0]["score"] if top else None}
-        store.set_meta("last_summary", summary)
-    if summary["best_hash"]:
-        atomic_write(run_dir / rundir.BEST, dumps_cell(search.space.decode(top[0]["choices"])))
-    return summary
+    return resume_oneshot(RSWS, run_dir, on_progress=on_progress)

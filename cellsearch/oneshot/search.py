@@ -1,0 +1,419 @@
+"""The one-shot search's machinery, shared by its strategies (RS-WS, ENAS): train a supernet's
+shared weights, score cells with them, record the best K in ``results.db``, checkpoint and resume.
+
+``OneShotSearch`` holds one search in progress: the supernet, its optimizer and data, the random
+generators, how far it has come. A strategy subclasses it and says which cell trains on each batch
+(``train_cell``), what else happens after a training step (``after_step``, e.g. ENAS's controller
+training), which cell is scored next (``score_cell``), and what else its checkpoint holds
+(``extra_state``/``load_extra_state``). ``run_oneshot``/``resume_oneshot`` run a strategy end to end:
+(1) train the shared weights on the task's training data for the search's budget (``steps`` and/or
+``minutes``); (2) score ``candidates`` distinct cells (strategy option ``candidates``, default 10 ×
+``trials``) with the shared weights on the validation data (the task's primary metric, higher is
+better); (3) record the best ``trials`` of them in ``runs/NAME/results.db`` as candidates with their
+one-shot scores (status ``ok``, stage ``one-shot``, origin ``oneshot``, the strategy's name), and
+write ``config.json`` and ``best.yaml``, so that ``leaderboard``, ``export`` and ``evaluate`` read the
+run as any other search's.
+
+The run checkpoints to ``runs/NAME/oneshot.pt`` (the shared weights, the optimizer, the data stream,
+the carried state, every random generator, the strategy's own state, the cells scored so far) every
+twentieth of its step budget (every 30 seconds under a time budget) and every twentieth of the cells
+scored; ``resume_oneshot`` (``cellsearch resume``) continues from there, and with a step budget gives
+exactly what the uninterrupted run gives.
+
+What is not here yet: Ray (it runs in-process: ``backend`` must be ``local``), several tasks (one
+supernet trains on one task).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import torch
+
+from cellsearch.dsl.graph import CellGraph
+from cellsearch.dsl.hashing import canonical_hash
+from cellsearch.dsl.io import dumps_cell
+from cellsearch.errors import ConfigError
+from cellsearch.fileio import atomic_write, write_error
+from cellsearch.limits import MAX_TRIALS, check_number
+from cellsearch.nn.model import ModelConfig
+from cellsearch.oneshot.supernet import DagSupernet, check_oneshot_space
+from cellsearch.spaces.base import InvalidCandidate, Space
+from cellsearch.storage import rundir
+from cellsearch.storage.settings import SearchConfig
+from cellsearch.storage.store import Store
+from cellsearch.storage.writer_lock import WriterLock
+from cellsearch.tasks import make_task, primary_metric
+from cellsearch.tasks.base import Task
+from cellsearch.training.config import TrainConfig
+
+CHECKPOINT = "oneshot.pt"
+CHECKPOINT_SECONDS = 30.0  # under a time budget, the training checkpoints this often
+MISSES = 1000  # draws in a row without a new cell after which scoring takes the space as exhausted
+STAGE = "one-shot"
+ORIGIN = "oneshot"
+# Progress events: a dict with "phase" ("train" or "score"), "done" and "total" (and "loss" or "score")
+ProgressHandler = Callable[[dict[str, Any]], None]
+
+
+def check_oneshot_config(cfg: SearchConfig, space: Space, strategy: type["OneShotSearch"]) -> int:
+    """Refuse settings the one-shot ``strategy`` cannot run (ConfigError, one line); return the number
+    of cells to score."""
+    name = strategy.name
+    check_oneshot_space(space)
+    cfg.validate()
+    if cfg.backend != "local":
+        raise ConfigError(f"strategy {name} runs in-process for now: use --backend local", field="SearchConfig.backend")
+    if len(cfg.tasks) != 1:
+        raise ConfigError(f"strategy {name} trains one supernet on one task, not {len(cfg.tasks)}: give one task",
+                          field="SearchConfig.tasks")
+    if cfg.benchmark:
+        raise ConfigError(f"strategy {name} trains a supernet: it cannot replay a benchmark table",
+                          field="SearchConfig.benchmark")
+    if list(cfg.objectives) != ["score"]:
+        raise ConfigError(f"strategy {name} ranks cells by their one-shot score alone, not by "
+                          f"{','.join(cfg.objectives)}: drop --objectives or use random, regularized-evolution, "
+                          f"tpe or nsga2", field="SearchConfig.objectives")
+    known = ("candidates", *strategy.option_defaults)
+    unknown = sorted(set(cfg.strategy_options) - set(known))
+    if unknown:
+        raise ConfigError(f"strategy {name} has no option '{unknown[0]}' (options: {', '.join(known)})",
+                          field="SearchConfig.strategy_options")
+    candidates = cfg.strategy_options.get("candidates", 10 * cfg.trials)
+    check_number("candidates", candidates, 1, "trials", MAX_TRIALS)
+    if candidates < cfg.trials:
+        raise ConfigError(f"candidates ({candidates}) must be at least trials ({cfg.trials}): the best trials of "
+                          "the scored cells are recorded", field="SearchConfig.strategy_options")
+    strategy.check_options({k: v for k, v in cfg.strategy_options.items() if k != "candidates"})
+    return int(candidates)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda requested but CUDA is not available")
+    return torch.device(name)
+
+
+def build_supernet(space: Space, task: Task, tc: TrainConfig) -> DagSupernet:
+    """The supernet of ``space`` at the training settings' sizes, initialised from ``tc.seed``."""
+    config = ModelConfig(vocab_size=len(task.vocab), hidden_size=tc.hidden_size, embed_size=tc.embed_size,
+                         dropout=tc.dropout, state_limit=tc.state_limit)
+    with torch.random.fork_rng(devices=[]):
+        net = DagSupernet(space, config)
+    net.reset_parameters(tc.init_scale, torch.Generator().manual_seed(tc.seed))
+    return net.to(_device(tc.device))
+
+
+def draw(space: Space, rng: random.Random) -> tuple[tuple[int, ...], CellGraph]:
+    """A uniformly random decision tuple of ``space`` and the cell it decodes to (invalid draws drawn again)."""
+    for _ in range(100):
+        choices = space.random_decisions(rng)
+        try:
+            return choices, space.decode(choices)
+        except InvalidCandidate:  # pragma: no cover - every cell of a dag space is valid
+            continue
+    raise InvalidCandidate(f"space '{space.name}': no valid cell in 100 random draws")  # pragma: no cover
+
+
+class OneShotSearch:
+    """One one-shot search in progress: the supernet, its optimizer and data, the random generators, how
+    far it has come; ``run()`` goes on from there to the end, checkpointing to ``checkpoint`` (if set).
+    A strategy subclasses it (module docstring); ``options`` are its strategy options (``-o``), checked."""
+
+    name: ClassVar[str] = ""  # the strategy's name (--strategy), recorded with every cell
+    option_defaults: ClassVar[dict[str, Any]] = {}  # the strategy's own options (besides candidates)
+
+    def __init__(self, space: Space, task: Task, tc: TrainConfig, count: int, seed: int,
+                 checkpoint: Path | None = None, on_progress: ProgressHandler | None = None,
+                 options: dict[str, Any] | None = None):
+        self.space, self.task, self.tc, self.count = space, task, tc, count
+        self.seed = seed
+        self.options = {**self.option_defaults, **self.check_options(dict(options or {}))}
+        self.checkpoint, self.on_progress = checkpoint, on_progress
+        self.net = build_supernet(space, task, tc)
+        self.device = next(self.net.parameters()).device
+        params = list(self.net.parameters())
+        self.opt: torch.optim.Optimizer
+        if tc.optimizer == "adam":
+            self.opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+        else:
+            self.opt = torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+        self.stream = task.train_stream(tc.batch_size, tc.seed)
+        self.rng = random.Random(seed * 1_000_003 + 29)  # the cells drawn, in training and in scoring
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(tc.seed)
+            self.torch_rng = torch.get_rng_state()  # the training's own (dropout), kept apart from the caller's
+        self.step = 0
+        self.elapsed = 0.0  # seconds of training, over sessions
+        self.carried: Any = None  # the state carried between batches (truncated BPTT)
+        self.losses: list[float] = []
+        self.trained = False
+        self.scored: list[dict[str, Any]] = []  # choices, hash, score, metrics, params
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything ``run`` needs to go on exactly: tensors and plain data only."""
+        carried = None if self.carried is None else [t.cpu() for t in self.carried]
+        return {"version": 1, "strategy": self.name, "extra": self.extra_state(),
+                "net": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                "stream": self.stream.state_dict(), "rng": self.rng.getstate(), "torch_rng": self.torch_rng,
+                "step": self.step, "elapsed": self.elapsed, "carried": carried, "losses": self.losses[-100:],
+                "trained": self.trained,
+                "scored": [{k: (list(v) if k == "choices" else v) for k, v in r.items()} for r in self.scored]}
+
+    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
+        """Go on from ``state_dict``'s contents (KeyError/TypeError/ValueError/RuntimeError if they do not fit)."""
+        if ckpt["version"] != 1:
+            raise ValueError(f"unknown version {ckpt['version']!r}")
+        if ckpt.get("strategy", "rsws") != self.name:
+            raise ValueError(f"it was written by strategy {ckpt.get('strategy')!r}, not {self.name!r}")
+        self.net.load_state_dict(ckpt["net"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.stream.load_state_dict(ckpt["stream"])
+        version, internal, gauss = ckpt["rng"]
+        self.rng.setstate((int(version), tuple(int(v) for v in internal), gauss))
+        self.torch_rng = ckpt["torch_rng"]
+        self.step, self.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
+        carried = ckpt["carried"]
+        self.carried = None if carried is None else tuple(t.to(self.device) for t in carried)
+        self.losses = [float(v) for v in ckpt["losses"]]
+        self.trained = bool(ckpt["trained"])
+        self.scored = [dict(r, choices=tuple(int(c) for c in r["choices"])) for r in ckpt["scored"]]
+        self.load_extra_state(ckpt.get("extra"))
+
+    # ------------------------------------------------------------------ what a strategy says
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """The strategy's own options checked (ConfigError, one line); none by default."""
+        return options
+
+    def train_cell(self) -> tuple[int, ...]:
+        """The decisions of the cell that trains on the next batch."""
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Whatever the strategy does after each training step of the shared weights (nothing by default)."""
+
+    def score_cell(self) -> tuple[tuple[int, ...], CellGraph]:
+        """The next cell to score (its decisions and graph); it may repeat one already scored."""
+        raise NotImplementedError
+
+    def extra_state(self) -> Any:
+        """The strategy's own state for the checkpoint (tensors and plain data; None by default)."""
+        return None
+
+    def load_extra_state(self, state: Any) -> None:
+        """Go on from ``extra_state``'s contents (nothing to do by default)."""
+
+    def save(self) -> None:
+        """Write the checkpoint (whole or not at all)."""
+        if self.checkpoint is not None:
+            state = self.state_dict()
+            atomic_write(self.checkpoint, lambda f: torch.save(state, f))
+
+    # ------------------------------------------------------------------ the search
+    def run(self) -> None:
+        """Train the shared weights to the budget, then score the cells (from wherever it stands)."""
+        if not self.trained:
+            self.train()
+            self.trained = True
+            self.save()
+        self.score()
+
+    def _budget_left(self, start: float) -> bool:
+        tc = self.tc
+        if tc.steps is not None and self.step >= tc.steps:
+            return False
+        return tc.seconds is None or self.elapsed + time.perf_counter() - start < tc.seconds
+
+    def train(self) -> None:
+        """Train the shared weights, a random cell per batch, to ``tc.steps`` steps and/or ``tc.seconds``."""
+        tc, net, task = self.tc, self.net, self.task
+        params = list(net.parameters())
+        total = tc.steps
+        every = max(1, total // 20) if total else 0
+        report = max(1, (total or 100) // 10)
+        start = last_save = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.torch_rng)
+            while self._budget_left(start):
+                model = net.model_for(self.train_cell())
+                model.train()
+                batch = next(self.stream).to(self.device)
+                begin = self.carried if batch.carry_state and self.carried is not None else model.start(batch)
+                logits, new_state = model(batch.inputs, begin)
+                model.take_outputs()
+                nll, n = task.masked_nll(logits, batch.targets, batch.mask)
+                loss = nll / max(n, 1)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if tc.clip:
+                    torch.nn.utils.clip_grad_norm_(params, tc.clip)
+                self.opt.step()
+                self.carried = None if model.is_seq2seq else model.detach_state(new_state)
+                self.step += 1
+                value = float(loss.detach())
+                self.losses.append(value)
+                self.after_step()
+                self.torch_rng = torch.get_rng_state()
+                now = time.perf_counter()
+                if (every and self.step % every == 0) or (not every and now - last_save >= CHECKPOINT_SECONDS):
+                    self.elapsed += now - start
+                    start = last_save = now
+                    self.save()
+                if self.on_progress is not None and (self.step % report == 0 or self.step == total):
+                    self.on_progress({"phase": "train", "done": self.step, "total": total, "loss": value})
+            self.elapsed += time.perf_counter() - start
+
+    def evaluate(self, choices: tuple[int, ...]) -> dict[str, float | None]:
+        """The cell ``choices``'s metrics on the validation data with the shared weights (non-finite: None)."""
+        model = self.net.model_for(choices)
+        model.eval()
+        with torch.no_grad():
+            metrics = self.task.evaluate(model, "valid", self.tc.eval_batch_size)
+        return {k: (float(v) if v is not None and math.isfinite(v) else None) for k, v in metrics.items()}
+
+    def score(self) -> None:
+        """Score distinct cells (by canonical hash; ``score_cell`` draws them) with the shared weights on the
+        validation data until ``count`` are scored, or the space runs out (``MISSES`` draws in a row without a
+        new cell)."""
+        metric = primary_metric(self.tc.task)
+        seen = {r["hash"] for r in self.scored}
+        every = max(1, self.count // 20)
+        misses = 0
+        while len(self.scored) < self.count and misses < MISSES:
+            choices, graph = self.score_cell()
+            cell_hash = canonical_hash(graph)
+            if cell_hash in seen:
+                misses += 1
+                continue
+            misses = 0
+            seen.add(cell_hash)
+            clean = self.evaluate(choices)
+            self.scored.append({"choices": choices, "hash": cell_hash, "score": clean.get(metric),
+                                "metrics": clean, "params": self.net.cell_parameter_count(choices)})
+            if len(self.scored) % every == 0:
+                self.save()
+            if self.on_progress is not None:
+                self.on_progress({"phase": "score", "done": len(self.scored), "total": self.count,
+                                  "score": clean.get(metric)})
+
+    def ranked(self) -> list[dict[str, Any]]:
+        """The scored cells, best first (cells without a score last; ties in the order scored)."""
+        return sorted(self.scored, key=lambda r: -math.inf if r["score"] is None else r["score"], reverse=True)
+
+
+def _prepare(cfg: SearchConfig, space: Space,
+             strategy: type[OneShotSearch]) -> tuple[SearchConfig, TrainConfig, Task, int]:
+    count = check_oneshot_config(cfg, space, strategy)
+    cfg = cfg.resolved(space)
+    tc = cfg.train_config(cfg.tasks[0])
+    if tc.task == "ptb":
+        from cellsearch.tasks.data import verify
+
+        verify("ptb", cfg.data_dir)
+    return cfg, tc, make_task(tc.task, seed=tc.seed, data_dir=tc.data_dir, **tc.task_options), count
+
+
+def run_oneshot(strategy: type[OneShotSearch], cfg: SearchConfig, runs_dir: str | Path = "runs", *,
+                space: Space | None = None, on_progress: ProgressHandler | None = None) -> dict[str, Any]:
+    """A one-shot ``strategy`` end to end (module docstring): train, score, record the top ``cfg.trials``;
+    returns a summary (run_dir, trials, scored, steps, seconds, best_hash, best_score)."""
+    from cellsearch.spaces import load_space
+
+    space = space if space is not None else load_space(cfg.space)
+    cfg = replace(cfg, strategy=strategy.name)
+    cfg, tc, task, count = _prepare(cfg, space, strategy)
+    run_dir = Path(runs_dir) / cfg.name
+    _check_new(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(run_dir, exc) from None
+    with WriterLock(run_dir, "cellsearch search"):
+        _check_new(run_dir)  # (again, under the lock: another search may have won the race)
+        atomic_write(run_dir / rundir.CONFIG, json.dumps(asdict(cfg), indent=2))
+        with Store(run_dir / rundir.RESULTS) as store:  # (a run from here on: `resume` finds it)
+            store.set_meta("config", asdict(cfg))
+        search = _make(strategy, cfg, space, task, tc, count, run_dir, on_progress)
+        return _finish(search, cfg, run_dir)
+
+
+def _make(strategy: type[OneShotSearch], cfg: SearchConfig, space: Space, task: Task, tc: TrainConfig, count: int,
+          run_dir: Path, on_progress: ProgressHandler | None) -> OneShotSearch:
+    options = {k: v for k, v in cfg.strategy_options.items() if k != "candidates"}
+    return strategy(space, task, tc, count, cfg.seed, run_dir / CHECKPOINT, on_progress, options)
+
+
+def _check_new(run_dir: Path) -> None:
+    """A new run may go to ``run_dir``: it is not a file and holds no run (ConfigError otherwise)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is a file, not a run directory: choose another --name or --runs",
+                          field="SearchConfig.name")
+    if (run_dir / rundir.CONFIG).exists() or (run_dir / rundir.RESULTS).exists():
+        raise ConfigError(f"{run_dir} already holds a run: resume it (`cellsearch resume {run_dir}`) or choose "
+                          "another --name", field="SearchConfig.name")
+
+
+def resume_oneshot(strategy: type[OneShotSearch], run_dir: str | Path, *,
+                   on_progress: ProgressHandler | None = None) -> dict[str, Any]:
+    """Continue an interrupted one-shot run of ``strategy`` from its checkpoint (a finished one: its
+    summary again)."""
+    from cellsearch.spaces import load_space
+    from cellsearch.training.checkpoint import read_checkpoint_data, restore_error
+
+    run_dir = rundir.require_run(run_dir)
+    cfg = SearchConfig.from_dict(rundir.read_run_config(run_dir))
+    space = load_space(cfg.space)
+    cfg, tc, task, count = _prepare(cfg, space, strategy)
+    with WriterLock(run_dir, "cellsearch resume"):
+        with Store(run_dir / rundir.RESULTS, readonly=True) as store:
+            summary = store.get_meta("last_summary")
+        if summary is not None:
+            return dict(summary)
+        search = _make(strategy, cfg, space, task, tc, count, run_dir, on_progress)
+        path = run_dir / CHECKPOINT
+        if path.exists():
+            ckpt = read_checkpoint_data(path)
+            try:
+                search.load_state_dict(ckpt)
+            except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+                raise restore_error(path, exc) from None
+        return _finish(search, cfg, run_dir)
+
+
+def _finish(search: OneShotSearch, cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
+    """Run the search to its end, then record the best ``cfg.trials`` cells and ``best.yaml``."""
+    start = time.perf_counter()
+    search.run()
+    top = search.ranked()[:cfg.trials]
+    task_name, name = search.tc.task, search.name
+    with Store(run_dir / rundir.RESULTS) as store:
+        store.set_meta("config", asdict(cfg))
+        store.set_meta("oneshot", {"strategy": name, "scored": len(search.scored), "steps": search.step,
+                                   "train_seconds": search.elapsed})
+        recorded = {row["trial_id"] for row in store.rows()}  # (by a session killed while recording)
+        for k, r in enumerate(top):
+            if f"{name}_{k:05d}" in recorded:
+                continue
+            graph = search.space.decode(r["choices"])
+            store.add_trial(hash=r["hash"], cell_yaml=dumps_cell(graph), strategy=name, status="ok",
+                            score=r["score"], metrics={task_name: r["metrics"]}, cell_name=graph.name,
+                            trial_id=f"{name}_{k:05d}", origin=ORIGIN, decisions=r["choices"], stage=STAGE,
+                            params=r["params"], node="local")
+        summary = {"run_dir": str(run_dir), "trials": len(top), "scored": len(search.scored), "steps": search.step,
+                   "seconds": search.elapsed + time.perf_counter() - start,
+                   "best_hash": top[0]["hash"] if top and top[0]["score"] is not None else None,
+                   "best_score": top[0]["score"] if top else None}
+        store.set_meta("last_summary", summary)
+    if summary["best_hash"]:
+        atomic_write(run_dir / rundir.BEST, dumps_cell(search.space.decode(top[0]["choices"])))
+    return summary
