@@ -91,8 +91,11 @@ def register(app: typer.Typer) -> None:
                                                 "nasbench_nlp, greff) "
                                                 "or a YAML file.")] = _default("space"),
         strategy: Annotated[str, typer.Option(help="random | evolution | regularized-evolution | rl | tpe | nsga2 | rsws "
-                                                   "(random search with weight sharing: dag spaces, --backend local; "
-                                                   "-o candidates=N cells scored, default 10 x --trials)")]
+                                                   "(random search with weight sharing) | enas (the RL controller "
+                                                   "picks the cells: -o controller_every=10, controller_steps=1, "
+                                                   "controller_batch=4, controller_lr=3.5e-4, entropy_weight=1e-4, "
+                                                   "baseline_decay=0.95); rsws and enas: dag spaces, --backend "
+                                                   "local, -o candidates=N cells scored, default 10 x --trials")]
         = _default("strategy"),
         tasks: Annotated[str, typer.Option(help="Comma-separated tasks: arith, xml, ptb (memorize), copy, reverse, sort, addition, recall.")] = "arith",
         trials: Annotated[int, typer.Option(min=1, help="Candidates to evaluate.")] = _default("trials"),
@@ -159,8 +162,8 @@ def register(app: typer.Typer) -> None:
                            data_dir=str(data_dir.resolve()) if data_dir else None, backend=backend,
                            benchmark=str(benchmark) if benchmark else None, missing=missing,
                            objectives=[o.strip() for o in objectives.split(",") if o.strip()])
-        if strategy == "rsws":
-            _run_rsws(cfg, runs, progress, top, dry_run)
+        if strategy in ONESHOT:
+            _run_oneshot(cfg, runs, progress, top, dry_run)
             return
         if dry_run:
             print(json.dumps(asdict(SearchRun.resolve(cfg)), indent=2))
@@ -180,12 +183,15 @@ def register(app: typer.Typer) -> None:
         from cellsearch.runner.search import SearchRun
         from cellsearch.storage.rundir import read_run_config
 
-        if read_run_config(rundir_checked(run_dir)).get("strategy") == "rsws":
-            from cellsearch.oneshot.rsws import resume_rsws
+        oneshot = read_run_config(rundir_checked(run_dir)).get("strategy")
+        if oneshot in ONESHOT:
+            from cellsearch.oneshot.search import resume_oneshot
 
             if trials is not None or address is not None:
-                raise ConfigError("a one-shot (rsws) search resumes as it was started: drop --trials and --address")
-            summary = resume_rsws(run_dir, on_progress=_rsws_progress(progress))
+                raise ConfigError(f"a one-shot ({oneshot}) search resumes as it was started: drop --trials and "
+                                  "--address")
+            summary = resume_oneshot(_oneshot_strategy(oneshot), run_dir,
+                                     on_progress=_oneshot_progress(oneshot, progress))
             _finish(Path(summary["run_dir"]), summary, top)
             return
         run = SearchRun.resume(run_dir, trials=trials, address=address)
@@ -218,35 +224,50 @@ def rundir_checked(run_dir: Path) -> Path:
     return require_run(run_dir)
 
 
-def _run_rsws(cfg: SearchConfig, runs: Path, progress: bool, top: int, dry_run: bool) -> None:
-    """``search --strategy rsws``: the one-shot search (cellsearch.oneshot.rsws), progress on stderr."""
+ONESHOT = ("rsws", "enas")  # the one-shot strategies (cellsearch.oneshot), run in-process
+
+
+def _oneshot_strategy(name: str):
+    """The one-shot strategy class of ``name`` (one of ``ONESHOT``)."""
+    if name == "enas":
+        from cellsearch.oneshot.enas import ENAS
+
+        return ENAS
+    from cellsearch.oneshot.rsws import RSWS
+
+    return RSWS
+
+
+def _run_oneshot(cfg: SearchConfig, runs: Path, progress: bool, top: int, dry_run: bool) -> None:
+    """``search --strategy rsws|enas``: a one-shot search (cellsearch.oneshot), progress on stderr."""
     from dataclasses import asdict, replace
 
-    from cellsearch.oneshot.rsws import check_rsws_config, run_rsws
+    from cellsearch.oneshot.search import check_oneshot_config, run_oneshot
     from cellsearch.spaces import load_space
 
+    strategy = _oneshot_strategy(cfg.strategy)
     space = load_space(cfg.space)
     if dry_run:
-        check_rsws_config(cfg, space)
-        print(json.dumps(asdict(replace(cfg, strategy="rsws").resolved(space)), indent=2))
+        check_oneshot_config(cfg, space, strategy)
+        print(json.dumps(asdict(replace(cfg, strategy=strategy.name).resolved(space)), indent=2))
         return
 
-    summary = run_rsws(cfg, runs, space=space, on_progress=_rsws_progress(progress))
+    summary = run_oneshot(strategy, cfg, runs, space=space, on_progress=_oneshot_progress(strategy.name, progress))
     _finish(Path(summary["run_dir"]), summary, top)
 
 
-def _rsws_progress(progress: bool):
-    """RS-WS's progress events as lines on stderr (none with ``--no-progress``)."""
+def _oneshot_progress(name: str, progress: bool):
+    """A one-shot search's progress events as lines on stderr (none with ``--no-progress``)."""
     def on_progress(event: dict) -> None:
         if not progress:
             return
         done, total = event["done"], event["total"]
         of = f"/{total}" if total else ""
         if event["phase"] == "train":
-            err_console.print(f"rsws: supernet step {done}{of}, loss {event['loss']:.4f}", highlight=False)
+            err_console.print(f"{name}: supernet step {done}{of}, loss {event['loss']:.4f}", highlight=False)
         elif done == total or done % max(1, total // 10) == 0:
             score = "–" if event["score"] is None else f"{event['score']:.4f}"
-            err_console.print(f"rsws: scored cell {done}{of}, score {score}", highlight=False)
+            err_console.print(f"{name}: scored cell {done}{of}, score {score}", highlight=False)
 
     return on_progress
 

@@ -1,0 +1,115 @@
+"""ENAS from the command line: the controller samples the cells that train the shared weights and learns
+from their validation reward; the top K sampled cells are recorded as candidates that ``leaderboard`` and
+``export`` read; an interrupted run resumes exactly; bad inputs are refused in one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cellsearch.oneshot.enas import ENAS, run_enas
+from cellsearch.spaces import load_space
+from cellsearch.storage.settings import SearchConfig
+from cellsearch.storage.store import Store
+from cellsearch.tasks import make_task, primary_metric
+from tests.support.hostile import cli, refused
+
+TINY = ("--space", "dag4", "--tasks", "arith", "--budget", "12", "--trials", "3", "-o", "candidates=6",
+        "-o", "controller_every=4", "-o", "controller_batch=2", "--hidden", "16", "--backend", "local")
+OPTIONS = {"candidates": 6, "controller_every": 4, "controller_batch": 2}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    out = cli("search", "--strategy", "enas", *TINY, "--no-progress", "--runs", str(runs), "--name", "r")
+    assert out.exit_code == 0 and out.exception is None, (out.stdout, out.stderr, out.exception)
+    return runs / "r"
+
+
+def test_records_the_top_k_sampled_cells_and_leaderboard_and_export_read_them(run, tmp_path):
+    assert json.loads((run / "config.json").read_text())["strategy"] == "enas"
+    with Store(run / "results.db", readonly=True) as store:
+        rows = list(store.rows())
+        meta = store.get_meta("oneshot")
+    assert len(rows) == 3 and meta == {**meta, "strategy": "enas", "scored": 6, "steps": 12}
+    assert {(r["status"], r["stage"], r["origin"], r["strategy"]) for r in rows} == {("ok", "one-shot", "oneshot",
+                                                                                      "enas")}
+    scores = [r["score"] for r in rows]
+    assert scores == sorted(scores, reverse=True) and len({r["hash"] for r in rows}) == 3
+    space = load_space("dag4")
+    assert all(space.decode(json.loads(r["decisions"])).name == r["cell_name"] for r in rows)
+    # the controller was trained: 12 steps / every 4 = 3 phases of one REINFORCE step on 2 cells
+    ckpt = torch.load(run / "oneshot.pt", weights_only=True)
+    assert ckpt["strategy"] == "enas" and ckpt["extra"]["controller"]["updates"] == 3
+    assert len(ckpt["extra"]["rewards"]) == 6
+    out = cli("leaderboard", str(run), "--json")
+    assert out.exit_code == 0, out.stderr
+    board = json.loads(out.stdout)
+    assert [r["stage"] for r in board] == ["one-shot"] * 3
+    assert board[0]["metrics"]["arith"][primary_metric("arith")] == board[0]["score"]
+    out = cli("export", str(run), "--format", "py", "-o", str(tmp_path / "cell.py"))
+    assert out.exit_code == 0, out.stderr
+    assert board[0]["cell"] in (tmp_path / "cell.py").read_text()
+
+
+def test_the_controller_moves_towards_the_rewarded_choice_and_then_trains_it():
+    """A synthetic reward (1 when the first decision takes choice 0, else 0): REINFORCE must raise that
+    choice's probability, and the cells that train the shared weights follow the controller."""
+    cfg = SearchConfig(space="dag4", tasks=["arith"], steps=1, train={"hidden_size": 8}).resolved()
+    tc = cfg.train_config("arith")
+    task = make_task("arith", seed=0, **tc.task_options)
+    metric = primary_metric("arith")
+    search = ENAS(load_space("dag4"), task, tc, 5, seed=0,
+                  options={"controller_every": 1, "controller_batch": 4, "controller_lr": 0.05,
+                           "entropy_weight": 0.0})
+    search.evaluate = lambda choices: {metric: 1.0 if choices[0] == 0 else 0.0}  # type: ignore[method-assign]
+    before = search.probabilities()[0]
+    for _ in range(30):
+        search.after_step()
+    after = search.probabilities()[0]
+    assert before < 0.6 and after > 0.9, (before, after)
+    assert sum(search.train_cell()[0] == 0 for _ in range(50)) >= 40
+
+
+class Killed(Exception):
+    """Stands for a kill: the process state is lost, what the run wrote to disk stays."""
+
+
+def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_result(run, tmp_path):
+    cfg = SearchConfig(name="k", space="dag4", strategy="enas", tasks=["arith"], steps=12, trials=3,
+                       strategy_options=OPTIONS, train={"hidden_size": 16}, backend="local")
+
+    def kill(event):
+        if event["phase"] == "train" and event["done"] == 7:  # after one controller phase, before the next
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_enas(cfg, tmp_path, on_progress=kill)
+    assert not list(Store(tmp_path / "k" / "results.db").rows())
+    out = cli("resume", str(tmp_path / "k"), "--no-progress")
+    assert out.exit_code == 0, (out.stdout, out.stderr, out.exception)
+    rows = [[(r["hash"], r["score"], r["decisions"]) for r in Store(d / "results.db", readonly=True).rows()]
+            for d in (run, tmp_path / "k")]
+    assert rows[0] == rows[1]
+    a, b = (torch.load(d / "oneshot.pt", weights_only=True) for d in (run, tmp_path / "k"))
+    assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
+    assert a["extra"] == b["extra"]  # the controller's weights, Adam state, generator, baseline, rewards
+
+
+@pytest.mark.parametrize("args, says", [
+    (("-o", "controller_every=0"), "controller_every must be at least 1"),
+    (("-o", "controller_batch=100000000"), "controller_batch"),
+    (("-o", "controller_lr=0"), "controller_lr must be a positive number"),
+    (("-o", "entropy_weight=-1"), "entropy_weight must be a number >= 0"),
+    (("-o", "baseline_decay=2"), "baseline_decay must be at most 1"),
+    (("-o", "temperature=5"), "no option 'temperature'"),
+    (("--space", "mutation"), "dag, dag4"),
+    (("--backend", "ray"), "--backend local"),
+])
+def test_bad_inputs_are_refused_in_one_line(tmp_path, args, says):
+    refused("search", "--strategy", "enas", *TINY, "--no-progress", *args, "--runs", str(tmp_path), "--name", "x",
+            says=says)
+    assert not (tmp_path / "x").exists()
