@@ -39,6 +39,8 @@ from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.storage.settings import SearchConfig
 from cellsearch.strategies.rl import RLController
 from cellsearch.tasks import primary_metric
+from cellsearch.tasks.base import Task
+from cellsearch.training.config import TrainConfig
 
 STRATEGY = "enas"
 DEFAULTS: dict[str, Any] = {
@@ -57,7 +59,7 @@ class ENAS(OneShotSearch):
     name = STRATEGY
     option_defaults = DEFAULTS
 
-    def __init__(self, space: Space, task: Any, tc: Any, count: int, seed: int, checkpoint: Path | None = None,
+    def __init__(self, space: Space, task: Task, tc: TrainConfig, count: int, seed: int, checkpoint: Path | None = None,
                  on_progress: ProgressHandler | None = None, options: dict[str, Any] | None = None):
         super().__init__(space, task, tc, count, seed, checkpoint, on_progress, options)
         o = self.options
