@@ -76,7 +76,7 @@ class ENAS(OneShotSearch):
             if key in options:
                 check_number(key, options[key], 1, "steps", MAX_STEPS)
         if "controller_batch" in options:
-            check_number("controller_batch", options["controller_batch"], 1, "batch_size", MAX_BATCH_SIZE)
+            check_number("controller_batch", options["controller_batch"], 1, "batch size", MAX_BATCH_SIZE)
         if "controller_lr" in options:
             check_number("controller_lr", options["controller_lr"], 0, integer=False, low_open=True)
         if "entropy_weight" in options:

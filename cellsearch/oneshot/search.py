@@ -52,6 +52,7 @@ from cellsearch.storage.writer_lock import WriterLock
 from cellsearch.tasks import make_task, primary_metric
 from cellsearch.tasks.base import Task
 from cellsearch.training.config import TrainConfig
+from cellsearch.training.trainer import resolve_device
 
 CHECKPOINT = "oneshot.pt"
 CHECKPOINT_SECONDS = 30.0  # under a time budget, the training checkpoints this often
@@ -94,14 +95,6 @@ def check_oneshot_config(cfg: SearchConfig, space: Space, strategy: type["OneSho
     return int(candidates)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but CUDA is not available")
-    return torch.device(name)
-
-
 def build_supernet(space: Space, task: Task, tc: TrainConfig) -> DagSupernet:
     """The supernet of ``space`` at the training settings' sizes, initialised from ``tc.seed``."""
     config = ModelConfig(vocab_size=len(task.vocab), hidden_size=tc.hidden_size, embed_size=tc.embed_size,
@@ -109,7 +102,7 @@ def build_supernet(space: Space, task: Task, tc: TrainConfig) -> DagSupernet:
     with torch.random.fork_rng(devices=[]):
         net = DagSupernet(space, config)
     net.reset_parameters(tc.init_scale, torch.Generator().manual_seed(tc.seed))
-    return net.to(_device(tc.device))
+    return net.to(resolve_device(tc.device))
 
 
 def draw(space: Space, rng: random.Random) -> tuple[tuple[int, ...], CellGraph]:

@@ -56,7 +56,9 @@ from cellsearch.training.saved_model import CHECKPOINT_FILE, OUTPUT_FILES, check
 from cellsearch.training.schedules import lr_factor, teacher_forcing_probability
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
+    """The torch device a ``TrainConfig.device`` names: ``auto`` is CUDA where available, else the CPU;
+    ConfigError (one line) for ``cuda`` on a machine without it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -92,7 +94,7 @@ class Trainer:
 
         cfg.validate()
         self.cfg = cfg
-        self.device = _device(cfg.device)
+        self.device = resolve_device(cfg.device)
         self.graph = graph if graph is not None else resolve_cell(cfg.cell)
         check_training_memory(cfg, self.graph)  # (validate guessed the cell's size; this counts its linears)
         self.task = task if task is not None else make_task(cfg.task, seed=cfg.seed, data_dir=cfg.data_dir,

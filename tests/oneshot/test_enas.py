@@ -5,12 +5,6 @@ from their validation reward; the top K sampled cells are recorded as candidates
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +15,7 @@ from cellsearch.storage.settings import SearchConfig
 from cellsearch.storage.store import Store
 from cellsearch.tasks import make_task, primary_metric
 from tests.support.hostile import cli, refused
+from tests.support.oneshot import kill_resume_and_rerun
 
 TINY = ("--space", "dag4", "--tasks", "arith", "--budget", "12", "--trials", "3", "-o", "candidates=6",
         "-o", "controller_every=4", "-o", "controller_batch=2", "--hidden", "16", "--backend", "local")
@@ -108,24 +103,7 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_result(run, tmp
 @pytest.mark.slow
 def test_kill_9_during_training_then_resume_gives_the_uninterrupted_result(tmp_path):
     flags = [a if a != "12" else "60" for a in TINY]  # a budget long enough to be killed in
-    cmd = [sys.executable, "-m", "cellsearch", "search", "--strategy", "enas", *flags, "--no-progress",
-           "--runs", str(tmp_path)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
-                                                                    os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen([*cmd, "--name", "k"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = tmp_path / "k" / "oneshot.pt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the search ended before it could be killed"
-    out = cli("resume", str(tmp_path / "k"), "--no-progress")
-    assert out.exit_code == 0, (out.stdout, out.stderr, out.exception)
-    subprocess.run([*cmd, "--name", "u"], env=env, check=True, stdout=subprocess.DEVNULL)
-    rows = [[(r["hash"], r["score"]) for r in Store(tmp_path / d / "results.db", readonly=True).rows()]
-            for d in ("k", "u")]
-    assert rows[0] == rows[1] and len(rows[0]) == 3
-    a, b = (torch.load(tmp_path / d / "oneshot.pt", weights_only=True) for d in ("k", "u"))
+    a, b = kill_resume_and_rerun(tmp_path, "enas", flags)
     assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"]) and a["extra"] == b["extra"]
 
 
