@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import signal
@@ -202,22 +201,10 @@ def start_ray(out: Path) -> str:
     return ray.get_runtime_context().gcs_address
 
 
-def ci95(values: list[float]) -> float:
-    """Half-width of the 95% t-interval of the mean."""
-    from scipy.stats import t
-
-    n = len(values)
-    if n < 2:
-        return float("nan")
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return float(t.ppf(0.975, n - 1) * sd / math.sqrt(n))
-
-
 def summarise(args: argparse.Namespace, units: dict[tuple[str, int], dict[str, Any]],
               retrained: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Per method: best retrained score per search, compute, anytime curve; Welch p against random."""
-    from scipy.stats import ttest_ind
+    from cellsearch.analysis.stats import mean_ci, welch
 
     grid = [args.budget * k / 20 for k in range(21)]
     methods: dict[str, Any] = {}
@@ -238,14 +225,15 @@ def summarise(args: argparse.Namespace, units: dict[tuple[str, int], dict[str, A
                                                     for c in unit["top"]) / 60,
                              "cells": cells, "curve": curve})
         bests = [s["best"] for s in searches if s["best"] is not None]
-        methods[method] = {"searches": searches, "best": bests,
-                           "mean": sum(bests) / len(bests) if bests else None, "ci95": ci95(bests),
+        ci = mean_ci(bests)
+        methods[method] = {"searches": searches, "best": bests, "mean": ci.mean if bests else None,
+                           "ci95": ci.half_width, "text": ci.text(),
                            "search_minutes": sum(s["search_minutes"] for s in searches) / max(1, len(searches)),
                            "retrain_minutes": sum(s["retrain_minutes"] for s in searches) / max(1, len(searches)),
                            "evaluated": sum(s["evaluated"] for s in searches) / max(1, len(searches))}
     base = methods.get("random", {}).get("best", [])
     for method, m in methods.items():
-        m["p_vs_random"] = (float(ttest_ind(m["best"], base, equal_var=False).pvalue)
+        m["p_vs_random"] = (welch(m["best"], base)[1]
                             if method != "random" and len(m["best"]) > 1 and len(base) > 1 else None)
     return {"budget_core_minutes": args.budget, "seeds": args.seeds, "steps": args.steps,
             "retrain_steps": args.retrain_steps, "retrain_seeds": args.retrain_seeds,
@@ -282,12 +270,12 @@ def write_report(summary: dict[str, Any], prefix: Path, command: str, wall: floa
              f"Budget per search: {summary['budget_core_minutes']} core-minutes; {summary['seeds']} search seeds; "
              f"sampling strategies train {summary['steps']} steps per trial; top {TOP} cells of each search "
              f"retrained {summary['retrain_steps']} steps × {summary['retrain_seeds']} seeds.", "",
-             "| method | best retrained (mean ± 95% CI) | p vs random (Welch) | cells evaluated | "
-             "search core-min | retrain core-min |", "|---|---|---|---|---|---|"]
+             "| method | searches | best retrained (mean ± 95% CI) | p vs random (Welch) | cells evaluated | "
+             "search core-min | retrain core-min |", "|---|---|---|---|---|---|---|"]
     for method, m in summary["methods"].items():
-        mean = "–" if m["mean"] is None else f"{m['mean']:.4f} ± {m['ci95']:.4f}"
+        mean = m["text"]
         p = "–" if m["p_vs_random"] is None else f"{m['p_vs_random']:.2g}"
-        lines.append(f"| {method} | {mean} (n={len(m['best'])}) | {p} | {m['evaluated']:.0f} | "
+        lines.append(f"| {method} | {len(m['best'])} | {mean} | {p} | {m['evaluated']:.0f} | "
                      f"{m['search_minutes']:.2f} | {m['retrain_minutes']:.2f} |")
     prefix.with_name(prefix.name + "-table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
