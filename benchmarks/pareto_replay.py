@@ -36,6 +36,9 @@ def main() -> None:
     args = ap.parse_args()
     df = read_table(args.table)
     df = df[df["score"].notna()]
+    if df["params"].nunique() < 2:  # e.g. the dag tables: every cell of a dag space has the same maps
+        raise SystemExit(f"{args.table}: every cell has {int(df['params'].iloc[0])} parameters, so score vs params "
+                         "has a one-cell front and no hypervolume to compare; use a table whose cells differ in size")
     ref = (float(df["score"].min()), -float(df["params"].max()))
     best = hypervolume_2d([(float(s), -float(p)) for s, p in zip(df["score"], df["params"])], ref)
     hv: dict[str, list[float]] = {}
