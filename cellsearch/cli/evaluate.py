@@ -105,7 +105,7 @@ GpusPerTrial = Annotated[float, typer.Option(help="GPUs per training.")]
 DataDir = Annotated[Optional[Path], typer.Option(help="Data root for PTB.")]
 Progress = Annotated[bool, typer.Option(help="Live progress on the terminal.")]
 Recipe = Annotated[Optional[str], typer.Option(
-    help="Training recipe for the retrainings (default, nasbench-nlp or a YAML file), all but its budget; "
+    help="Training recipe for the retrainings (default, nasbench-nlp, darts-search, darts-final or a YAML file), all but its budget; "
          "without it, the search's own settings.")]
 Population = Annotated[bool, typer.Option(help="Train a cell's learning rates and seeds as one population "
                                                "(batched; each member equals its solo training).")]

@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         cell: Annotated[str, typer.Argument(help="Built-in cell name or YAML file.")],
         recipe: Annotated[Optional[str], typer.Option(
-            help="Training recipe: a shipped name (default, nasbench-nlp) or a YAML file; the options "
+            help="Training recipe: a shipped name (default, nasbench-nlp, darts-search, darts-final) or a YAML file; the options "
                  "given explicitly override its settings.")] = None,
         task: Annotated[str, typer.Option(help="arith | xml | memorize | ptb | copy | reverse | sort | addition | recall")] = "arith",
         steps: Annotated[Optional[int], typer.Option(help="Budget in optimizer steps.")] = None,

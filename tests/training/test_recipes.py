@@ -102,3 +102,16 @@ def test_without_a_recipe_training_is_as_with_the_default_recipe(tmp_path):
 def test_a_resumed_training_takes_no_recipe(tmp_path):
     refused("train", "lstm", "--recipe", "default", "--resume", str(tmp_path / "checkpoint.pt"), "--no-progress",
             says="leave out --recipe")
+
+
+@pytest.mark.parametrize("name, hidden, batch, weight_decay", [("darts-search", 300, 256, 5e-7),
+                                                                ("darts-final", 850, 64, 8e-7)])
+def test_the_darts_recipes_are_their_protocol(name, hidden, batch, weight_decay):
+    from cellsearch.training.recipes import load_recipe
+
+    recipe = load_recipe(name)
+    expected = {"num_layers": 1, "embed_size": hidden, "hidden_size": hidden, "batch_size": batch, "optimizer": "sgd",
+                "lr": 20.0, "weight_decay": weight_decay, "clip": 0.25}
+    assert {k: recipe.train[k] for k in expected} == expected
+    assert recipe.settings("ptb")["task_options"] == {"bptt": 35}
+    TrainConfig(**{**recipe.settings("ptb"), "task": "ptb"}).validate()
