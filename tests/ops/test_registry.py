@@ -142,11 +142,36 @@ def test_every_fusable_op_fused_matches_interpreter(op, monkeypatch):
     check()
 
 
-def test_the_ops_without_triton_rules_are_the_memory_ops():
+def test_the_ops_without_triton_rules_are_the_memory_ops_and_mixed():
     """Fused kernels are pointwise: an op without Triton rules must be one the fused runtime
-    never sees (it runs memory cells eagerly), or linear/const, which the kernels handle apart."""
+    never sees (it runs memory cells eagerly, and cells with such an op in the loop: mixed, whose
+    α gradient is a reduction), or linear/const, which the kernels handle apart."""
     for name, spec in OPS.items():
-        assert spec.triton or spec.signature or spec.is_matmul or spec.is_literal, name
+        assert spec.triton or spec.signature or spec.is_matmul or spec.is_literal or name == "mixed", name
+
+
+@pytest.mark.skipif(not triton_available(), reason="Triton is not installed")
+@pytest.mark.parametrize("op", [name for name, spec in OPS.items()
+                                if not (spec.triton or spec.signature or spec.is_matmul or spec.is_literal)])
+def test_an_op_without_triton_rules_runs_eagerly(op, monkeypatch):
+    """pointwise='fused' refuses a cell with such an op in its loop in one line; 'auto' runs it eagerly."""
+    from cellsearch.compile.pointwise import runtime_program
+    from cellsearch.errors import CellsearchError
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+    @EXAMPLES
+    @given(graph=_cells_using(op))
+    def check(graph):
+        cell = CompiledCell(graph, 4, 4, 4 if graph.static else None)
+        in_loop = any(graph.node_map[n].op == op for n in cell.program.schedule.loop_nodes)
+        assume(in_loop)
+        assert runtime_program(cell.program, torch.device("cpu")) is cell.program  # auto: eager on CPU
+        cell.program.pointwise = "fused"
+        with pytest.raises(CellsearchError, match=f"does not support .*{op}"):
+            runtime_program(cell.program, torch.device("cpu"))
+
+    check()
 
 
 @pytest.mark.parametrize("op", list(OPS))
