@@ -12,7 +12,8 @@ steps): Kendall's τ and Spearman's ρ over the cells both score, and where the 
 best cell ranks in the table. Prints one JSON line per run. ENAS scores the cells its trained
 controller samples (with its default options), so it may find fewer of them. DARTS scores the
 derived cells by decreasing probability under its learned α (default options), every cell of the
-table within ``candidates`` distinct ones.
+table within ``candidates`` distinct ones; its line adds where DARTS's derived cell (the argmax of
+every node) ranks in the table.
 """
 
 from __future__ import annotations
@@ -60,13 +61,24 @@ def main() -> None:
             common = [h for h in oneshot if h in table.index]
             a, b = [oneshot[h] for h in common], [table[h] for h in common]
             best = max(common, key=lambda h: oneshot[h])
+            extra = {}
+            if args.strategy == "darts":  # DARTS's own answer: the derived cell (argmax of every node)
+                import torch
+
+                from cellsearch.dsl.hashing import canonical_hash
+                from cellsearch.spaces import load_space
+
+                ckpt = torch.load(Path(args.out) / name / "oneshot.pt", weights_only=True)
+                derived = canonical_hash(load_space(args.space).decode(ckpt["extra"]["derived"]))
+                extra = {"derived_cell_standalone": round(float(table[derived]), 4),
+                         "derived_rank_in_table": int((table > table[derived]).sum()) + 1}
             print(json.dumps({
                 "strategy": args.strategy, "steps": steps, "seed": seed, "cells": len(common), "seconds": round(time.time() - start, 1),
                 "kendall_tau": round(float(kendalltau(a, b).statistic), 3),
                 "kendall_p": float(kendalltau(a, b).pvalue), "spearman": round(float(spearmanr(a, b).statistic), 3),
                 "best_oneshot_cell_standalone": round(float(table[best]), 4),
                 "its_rank_in_table": int((table > table[best]).sum()) + 1, "table_best": round(float(table.max()), 4),
-                "table_mean": round(float(table.mean()), 4)}), flush=True)
+                "table_mean": round(float(table.mean()), 4), **extra}), flush=True)
 
 
 if __name__ == "__main__":
