@@ -2,7 +2,7 @@
 
     python benchmarks/oneshot_ranking.py [--table benchmarks/tables/dag4-arith.parquet] [--space dag4]
                                          [--steps 400 2000] [--seeds 0 1] [--out runs/oneshot-ranking]
-                                         [--strategy rsws|enas]
+                                         [--strategy rsws|enas|darts]
 
 For each supernet budget (``--steps``) and search seed, trains the space's RS-WS (or ENAS) supernet with the
 table's training settings (``benchmarks/make_table.py``: hidden 32, lr 0.01, Arithmetic with
@@ -10,7 +10,10 @@ table's training settings (``benchmarks/make_table.py``: hidden 32, lr 0.01, Ari
 table's size), and compares those scores with the table's (each cell trained alone for 400
 steps): Kendall's τ and Spearman's ρ over the cells both score, and where the one-shot search's
 best cell ranks in the table. Prints one JSON line per run. ENAS scores the cells its trained
-controller samples (with its default options), so it may find fewer of them.
+controller samples (with its default options), so it may find fewer of them. DARTS scores the
+derived cells by decreasing probability under its learned α (default options), every cell of the
+table within ``candidates`` distinct ones; its line adds where DARTS's derived cell (the argmax of
+every node) ranks in the table.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def main() -> None:
     import pandas as pd
     from scipy.stats import kendalltau, spearmanr
 
+    from cellsearch.oneshot.darts import DARTS
     from cellsearch.oneshot.enas import ENAS
     from cellsearch.oneshot.rsws import RSWS
     from cellsearch.oneshot.search import run_oneshot
@@ -40,7 +44,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, nargs="+", default=[400, 2000])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--out", default="runs/oneshot-ranking")
-    ap.add_argument("--strategy", choices=["rsws", "enas"], default="rsws")
+    ap.add_argument("--strategy", choices=["rsws", "enas", "darts"], default="rsws")
     args = ap.parse_args()
     table = pd.read_parquet(args.table).set_index("hash")["score"]
     for steps in args.steps:
@@ -51,19 +55,30 @@ def main() -> None:
                                backend="local", train={"hidden_size": 32, "lr": 0.01},
                                task_options={"arith": {"max_digits": 2}})
             start = time.time()
-            run_oneshot(ENAS if args.strategy == "enas" else RSWS, cfg, args.out)
+            run_oneshot({"enas": ENAS, "darts": DARTS}.get(args.strategy, RSWS), cfg, args.out)
             with Store(Path(args.out) / name / "results.db", readonly=True) as store:
                 oneshot = {r["hash"]: r["score"] for r in store.rows() if r["score"] is not None}
             common = [h for h in oneshot if h in table.index]
             a, b = [oneshot[h] for h in common], [table[h] for h in common]
             best = max(common, key=lambda h: oneshot[h])
+            extra = {}
+            if args.strategy == "darts":  # DARTS's own answer: the derived cell (argmax of every node)
+                import torch
+
+                from cellsearch.dsl.hashing import canonical_hash
+                from cellsearch.spaces import load_space
+
+                ckpt = torch.load(Path(args.out) / name / "oneshot.pt", weights_only=True)
+                derived = canonical_hash(load_space(args.space).decode(ckpt["extra"]["derived"]))
+                extra = {"derived_cell_standalone": round(float(table[derived]), 4),
+                         "derived_rank_in_table": int((table > table[derived]).sum()) + 1}
             print(json.dumps({
                 "strategy": args.strategy, "steps": steps, "seed": seed, "cells": len(common), "seconds": round(time.time() - start, 1),
                 "kendall_tau": round(float(kendalltau(a, b).statistic), 3),
                 "kendall_p": float(kendalltau(a, b).pvalue), "spearman": round(float(spearmanr(a, b).statistic), 3),
                 "best_oneshot_cell_standalone": round(float(table[best]), 4),
                 "its_rank_in_table": int((table > table[best]).sum()) + 1, "table_best": round(float(table.max()), 4),
-                "table_mean": round(float(table.mean()), 4)}), flush=True)
+                "table_mean": round(float(table.mean()), 4), **extra}), flush=True)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,9 @@ def register(app: typer.Typer) -> None:
                                                    "(random search with weight sharing) | enas (the RL controller "
                                                    "picks the cells: -o controller_every=10, controller_steps=1, "
                                                    "controller_batch=4, controller_lr=3.5e-4, entropy_weight=1e-4, "
-                                                   "baseline_decay=0.95); rsws and enas: dag spaces, --backend "
+                                                   "baseline_decay=0.95) | darts (softmax-relaxed choices "
+                                                   "learned by gradient: -o arch_lr=3e-3, arch_weight_decay=1e-3); "
+                                                   "rsws, enas and darts: dag spaces, --backend "
                                                    "local, -o candidates=N cells scored, default 10 x --trials")]
         = _default("strategy"),
         tasks: Annotated[str, typer.Option(help="Comma-separated tasks: arith, xml, ptb (memorize), copy, reverse, sort, addition, recall.")] = "arith",
@@ -224,7 +226,7 @@ def rundir_checked(run_dir: Path) -> Path:
     return require_run(run_dir)
 
 
-ONESHOT = ("rsws", "enas")  # the one-shot strategies (cellsearch.oneshot), run in-process
+ONESHOT = ("rsws", "enas", "darts")  # the one-shot strategies (cellsearch.oneshot), run in-process
 
 
 def _oneshot_strategy(name: str):
@@ -233,13 +235,17 @@ def _oneshot_strategy(name: str):
         from cellsearch.oneshot.enas import ENAS
 
         return ENAS
+    if name == "darts":
+        from cellsearch.oneshot.darts import DARTS
+
+        return DARTS
     from cellsearch.oneshot.rsws import RSWS
 
     return RSWS
 
 
 def _run_oneshot(cfg: SearchConfig, runs: Path, progress: bool, top: int, dry_run: bool) -> None:
-    """``search --strategy rsws|enas``: a one-shot search (cellsearch.oneshot), progress on stderr."""
+    """``search --strategy rsws|enas|darts``: a one-shot search (cellsearch.oneshot), progress on stderr."""
     from dataclasses import asdict, replace
 
     from cellsearch.oneshot.search import check_oneshot_config, run_oneshot

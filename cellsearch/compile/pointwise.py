@@ -3,7 +3,8 @@
 ``CompiledCell(pointwise=...)``: "auto" (the fused kernels on CUDA where Triton is installed,
 the eager code elsewhere), "fused" (always; on CPU only under ``TRITON_INTERPRET=1``) or
 "eager". A program whose fused kernels Triton cannot build runs its eager steps from then on
-(with "auto").
+(with "auto"). Cells that read a memory, or run an op without Triton rules (``mixed``) in
+their time loop, run eagerly ("fused" refuses them in one line).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from cellsearch.compile.codegen import CellProgram
 from cellsearch.compile.fused import FusedProgram, can_fuse
 from cellsearch.errors import CellsearchError
+from cellsearch.ops.registry import OPS
 
 
 POINTWISE_CHOICES = ("auto", "eager", "fused")
@@ -30,6 +32,13 @@ def runtime_program(program: CellProgram, device: torch.device, mode: str = "fus
     if program.graph.memory or program.graph.memory_states:  # the fused kernels are pointwise: memory ops are eager
         if choice == "fused":
             raise CellsearchError(f"pointwise='fused' does not support attend() or memory states "
+                                  f"(cell '{program.graph.name}'); use 'auto' or 'eager'")
+        return program
+    eager_only = sorted({op.name for op in (OPS[program.graph.node_map[n].op] for n in program.schedule.loop_nodes)
+                         if not (op.triton or op.is_matmul or op.is_literal)})
+    if eager_only:  # an op without Triton rules in the loop (mixed: its α gradient is a reduction)
+        if choice == "fused":
+            raise CellsearchError(f"pointwise='fused' does not support {', '.join(eager_only)}() in the time loop "
                                   f"(cell '{program.graph.name}'); use 'auto' or 'eager'")
         return program
     if choice == "auto" and device.type != "cuda":

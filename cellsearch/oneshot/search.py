@@ -1,10 +1,10 @@
-"""The one-shot search's machinery, shared by its strategies (RS-WS, ENAS): train a supernet's
+"""The one-shot search's machinery, shared by its strategies (RS-WS, ENAS, DARTS): train a supernet's
 shared weights, score cells with them, record the best K in ``results.db``, checkpoint and resume.
 
 ``OneShotSearch`` holds one search in progress: the supernet, its optimizer and data, the random
 generators, how far it has come. A strategy subclasses it and says which cell trains on each batch
-(``train_cell``), what else happens after a training step (``after_step``, e.g. ENAS's controller
-training), which cell is scored next (``score_cell``), and what else its checkpoint holds
+(``train_cell``; or which model, ``train_model``: DARTS's relaxed cell), what else happens after a
+training step (``after_step``, e.g. ENAS's controller training), which cell is scored next (``score_cell``), and what else its checkpoint holds
 (``extra_state``/``load_extra_state``). ``run_oneshot``/``resume_oneshot`` run a strategy end to end:
 (1) train the shared weights on the task's training data for the search's budget (``steps`` and/or
 ``minutes``); (2) score ``candidates`` distinct cells (strategy option ``candidates``, default 10 ×
@@ -42,7 +42,7 @@ from cellsearch.dsl.io import dumps_cell
 from cellsearch.errors import ConfigError
 from cellsearch.fileio import atomic_write, write_error
 from cellsearch.limits import MAX_TRIALS, check_number
-from cellsearch.nn.model import ModelConfig
+from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.oneshot.supernet import DagSupernet, check_oneshot_space
 from cellsearch.spaces.base import InvalidCandidate, Space
 from cellsearch.storage import rundir
@@ -192,6 +192,10 @@ class OneShotSearch:
         """The decisions of the cell that trains on the next batch."""
         raise NotImplementedError
 
+    def train_model(self) -> SeqModel:
+        """The model that trains on the next batch: by default the bound model of ``train_cell``'s cell."""
+        return self.net.model_for(self.train_cell())
+
     def after_step(self) -> None:
         """Whatever the strategy does after each training step of the shared weights (nothing by default)."""
 
@@ -238,7 +242,7 @@ class OneShotSearch:
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self.torch_rng)
             while self._budget_left(start):
-                model = net.model_for(self.train_cell())
+                model = self.train_model()
                 model.train()
                 batch = next(self.stream).to(self.device)
                 begin = self.carried if batch.carry_state and self.carried is not None else model.start(batch)

@@ -90,12 +90,14 @@ def test_the_scan_finds_an_op_name():
 
 
 # ---------------------------------------------------------------------- every op through the differential tests
-def _cells_using(op: str, static: bool | None = None):
-    """Random cells in which ``op`` is live (memory cells for the ops over memories)."""
+def _cells_using(op: str, static: bool | None = None, fusable: bool = False):
+    """Random cells in which ``op`` is live (memory cells for the ops over memories); ``fusable``: of
+    the ops the fused kernels compute only."""
     spec = OPS[op]
     memory = spec.reads_given_memory
     memory_state = bool(spec.signature) and not memory
-    strategy = cells(memory=memory, memory_state=memory_state, favour=op, max_nodes=8, static=static)
+    ops = [name for name, o in OPS.items() if o.triton or o.is_matmul or o.is_literal] if fusable else None
+    strategy = cells(memory=memory, memory_state=memory_state, favour=op, max_nodes=8, static=static, ops=ops)
 
     def uses(g) -> bool:
         return any(n.op == op and n.name in g.live for n in g.nodes)
@@ -134,7 +136,7 @@ def test_every_fusable_op_fused_matches_interpreter(op, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
 
     @EXAMPLES
-    @given(graph=_cells_using(op), seed=st.integers(0, 3))
+    @given(graph=_cells_using(op, fusable=True), seed=st.integers(0, 3))
     def check(graph, seed):
         _stable(graph, 4)
         assert_same(graph, 4, 4, T=2, B=2, static_size=4, seed=seed, stable_only=True, pointwise="fused")
@@ -142,11 +144,36 @@ def test_every_fusable_op_fused_matches_interpreter(op, monkeypatch):
     check()
 
 
-def test_the_ops_without_triton_rules_are_the_memory_ops():
+def test_the_ops_without_triton_rules_are_the_memory_ops_and_mixed():
     """Fused kernels are pointwise: an op without Triton rules must be one the fused runtime
-    never sees (it runs memory cells eagerly), or linear/const, which the kernels handle apart."""
+    never sees (it runs memory cells eagerly, and cells with such an op in the loop: mixed, whose
+    α gradient is a reduction), or linear/const, which the kernels handle apart."""
     for name, spec in OPS.items():
-        assert spec.triton or spec.signature or spec.is_matmul or spec.is_literal, name
+        assert spec.triton or spec.signature or spec.is_matmul or spec.is_literal or name == "mixed", name
+
+
+@pytest.mark.skipif(not triton_available(), reason="Triton is not installed")
+@pytest.mark.parametrize("op", [name for name, spec in OPS.items()
+                                if not (spec.triton or spec.signature or spec.is_matmul or spec.is_literal)])
+def test_an_op_without_triton_rules_runs_eagerly(op, monkeypatch):
+    """pointwise='fused' refuses a cell with such an op in its loop in one line; 'auto' runs it eagerly."""
+    from cellsearch.compile.pointwise import runtime_program
+    from cellsearch.errors import CellsearchError
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+    @EXAMPLES
+    @given(graph=_cells_using(op))
+    def check(graph):
+        cell = CompiledCell(graph, 4, 4, 4 if graph.static else None)
+        in_loop = any(graph.node_map[n].op == op for n in cell.program.schedule.loop_nodes)
+        assume(in_loop)
+        assert runtime_program(cell.program, torch.device("cpu")) is cell.program  # auto: eager on CPU
+        cell.program.pointwise = "fused"
+        with pytest.raises(CellsearchError, match=f"does not support .*{op}"):
+            runtime_program(cell.program, torch.device("cpu"))
+
+    check()
 
 
 @pytest.mark.parametrize("op", list(OPS))

@@ -182,6 +182,8 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
                 attrs["diag_init"] = draw(_numbers(), label="diag_init")
         else:
             arity = OPS[op].min_args
+            if OPS[op].max_args is None:  # any number of arguments (mixed): a few
+                arity = draw(st.integers(arity, arity + 2), label=f"{op}_arity")
             vectors = candidates(allow_const=False, elementwise=True)
             anything = candidates(allow_const=True, elementwise=True)
             want = OPS[op].domain
