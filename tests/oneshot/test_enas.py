@@ -115,7 +115,6 @@ def test_kill_9_during_training_then_resume_gives_the_uninterrupted_result(tmp_p
     (("-o", "baseline_decay=2"), "baseline_decay must be at most 1"),
     (("-o", "temperature=5"), "no option 'temperature'"),
     (("--space", "mutation"), "dag, dag4"),
-    (("--backend", "ray"), "--backend local"),
 ])
 def test_bad_inputs_are_refused_in_one_line(tmp_path, args, says):
     refused("search", "--strategy", "enas", *TINY, "--no-progress", *args, "--runs", str(tmp_path), "--name", "x",

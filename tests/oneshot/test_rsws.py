@@ -85,7 +85,6 @@ def test_training_moves_the_shared_weights_and_scoring_stops_when_the_space_runs
 @pytest.mark.parametrize("args, says", [
     (("--space", "mutation"), "dag, dag4"),
     (("--space", "attention"), "dag, dag4"),
-    (("--backend", "ray"), "--backend local"),
     (("--tasks", "arith,copy"), "one task"),
     (("-o", "bogus=1"), "no option 'bogus'"),
     (("-o", "candidates=2"), "at least trials"),
