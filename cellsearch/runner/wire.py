@@ -1,4 +1,4 @@
-"""The process boundary: a search trial's ``TrialSpec`` and ``TrialOutcome``, and a training job's ``TrainingOutcome``, as plain data and back.
+"""The process boundary: a search trial's ``TrialSpec`` and ``TrialOutcome``, a training job's ``TrainingOutcome`` and a one-shot search seed's job and outcome, as plain data and back.
 
 The one place where a trial is serialised. The driver sends ``spec_to_wire(spec)`` as a Ray
 Tune trial's config (plain JSON-able data: Tune shows it in the trial's ``params.json``); the

@@ -38,8 +38,10 @@ def kill_resume_and_rerun(runs: Path, strategy: str, flags: list[str], cells: in
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the search ended before it could be killed"
-    out = cli("resume", str(runs / "k"), "--no-progress")
-    assert out.exit_code == 0, (out.stdout, out.stderr, out.exception)
+    # (a process of its own, as the search's: a Ray it starts must not inherit ``cli``'s memory cap)
+    resume = subprocess.run([sys.executable, "-m", "cellsearch", "resume", str(runs / "k"), "--no-progress"], env=env,
+                            capture_output=True, text=True)
+    assert resume.returncode == 0, (resume.stdout, resume.stderr)
     subprocess.run([*cmd, "--name", "u"], env=env, check=True, stdout=subprocess.DEVNULL)
     rows = [[(r["hash"], r["score"]) for r in Store(runs / d / "results.db", readonly=True).rows()]
             for d in ("k", "u")]
