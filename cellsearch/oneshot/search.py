@@ -318,6 +318,8 @@ def prepare(cfg: SearchConfig, space: Space, strategy: type[OneShotSearch], *,
     count = check_oneshot_config(cfg, space, strategy)
     cfg = cfg.resolved(space)
     tc = cfg.train_config(cfg.tasks[0])
+    if cfg.data_dir is not None:
+        tc = replace(tc, data_dir=cfg.data_dir)
     if cfg.gpus_per_trial:
         tc = replace(tc, device="cuda")
     if check_device:
