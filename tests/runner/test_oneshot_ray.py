@@ -5,6 +5,12 @@ multi-objective search on Ray and its Pareto front."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -16,7 +22,7 @@ from cellsearch.storage.settings import SearchConfig
 from cellsearch.storage.store import Store
 from tests.support.hostile import Outcome
 from tests.support.oneshot import kill_resume_and_rerun
-from tests.support.paths import SHARED
+from tests.support.paths import REPO, SHARED
 
 pytestmark = pytest.mark.ray  # starts local Rays
 
@@ -102,3 +108,51 @@ def test_multi_objective_search_on_ray_and_its_front(tmp_path, strategy):
         if r["score"] is not None:
             p = (r["score"], -r["params"])
             assert p in points or any(dominates(q, p) for q in points)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The live processes below ``pid`` (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _title(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_worker_is_retried_from_its_checkpoint_to_the_uninterrupted_cells(tmp_path):
+    flags = [a if a != "12" else "300" for a in SMALL] + ["--backend", "ray", "--no-progress", "--runs", str(tmp_path)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    cmd = [sys.executable, "-m", "cellsearch", "search", *flags]
+    proc = subprocess.Popen([*cmd, "--name", "k"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 180
+    while not (tmp_path / "k" / "oneshot.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # the Tune trials' worker processes, the search's own descendants (Ray titles them ray::<actor>.train)
+    workers = [p for p in _descendants(proc.pid) if "ImplicitFunc" in _title(p) or "_trainable" in _title(p)]
+    assert workers, [_title(p) for p in _descendants(proc.pid)]
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    # the killed trial failed once (Tune keeps its error) and was run again, from the seed's checkpoint
+    assert list((tmp_path / "k" / "tune-oneshot").rglob("error.txt"))
+    subprocess.run([*cmd, "--name", "u"], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert [r[:4] for r in _rows(tmp_path / "k")] == [r[:4] for r in _rows(tmp_path / "u")]
