@@ -449,10 +449,14 @@ def record(run_dir: Path, cfg: SearchConfig, space: Space, results: list[dict[st
 
 def run_here(strategy: type[OneShotSearch], cfg: SearchConfig, space: Space, tc: TrainConfig, task: Task,
              count: int, run_dir: Path, on_progress: ProgressHandler | None = None) -> dict[str, Any]:
-    """Every seed of the run in this process, one after the other, then ``record``; returns the summary."""
+    """Every seed of the run in this process, one after the other (on ``cfg.cpus_per_trial`` torch threads
+    when given), then ``record``; returns the summary."""
+    from cellsearch.training.parallelism import torch_threads
+
     start = time.perf_counter()
-    results = [seed_result(run_seed(strategy, cfg, space, task, tc, count, seed, run_dir, on_progress), cfg.trials)
-               for seed in search_seeds(cfg)]
+    with torch_threads(cfg.cpus_per_trial):
+        results = [seed_result(run_seed(strategy, cfg, space, task, tc, count, seed, run_dir, on_progress),
+                               cfg.trials) for seed in search_seeds(cfg)]
     return record(run_dir, cfg, space, results, time.perf_counter() - start)
 
 
