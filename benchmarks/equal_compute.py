@@ -72,7 +72,7 @@ def child_search(args: argparse.Namespace) -> None:
         minutes = args.budget * (1 - ONESHOT_SCORING)
         cfg = SearchConfig(strategy=args.method, trials=TOP, minutes=minutes, backend="local",
                            strategy_options={"candidates": args.candidates}, **common)
-        summary = run_oneshot_search(cfg, out.parent)
+        summary = SearchRun(cfg, runs_dir=out.parent).run()
     else:
         cfg = SearchConfig(strategy=args.method, trials=100_000, steps=args.steps, parallel=1, cpus_per_trial=1,
                            address=args.address, **common)
@@ -92,28 +92,6 @@ def child_search(args: argparse.Namespace) -> None:
             "top": [{"hash": r.hash, "yaml": r.cell_yaml, "search_score": float(r.score),
                      "found_at": float(min(r.created - start, end - start))} for r in top.itertuples()]}
     (out / "unit.json").write_text(json.dumps(unit, indent=1))
-
-
-def run_oneshot_search(cfg: Any, runs_dir: Path) -> dict[str, Any]:
-    """A one-shot search end to end, in process."""
-    from cellsearch.oneshot.search import run_oneshot
-
-    return run_oneshot(oneshot_class(cfg.strategy), cfg, runs_dir)
-
-
-def oneshot_class(name: str) -> Any:
-    """The one-shot strategy class of ``name``."""
-    if name == "enas":
-        from cellsearch.oneshot.enas import ENAS
-
-        return ENAS
-    if name == "darts":
-        from cellsearch.oneshot.darts import DARTS
-
-        return DARTS
-    from cellsearch.oneshot.rsws import RSWS
-
-    return RSWS
 
 
 def child_retrain(args: argparse.Namespace) -> None:

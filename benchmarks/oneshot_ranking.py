@@ -31,10 +31,8 @@ def main() -> None:
     import pandas as pd
     from scipy.stats import kendalltau, spearmanr
 
-    from cellsearch.oneshot.darts import DARTS
-    from cellsearch.oneshot.enas import ENAS
-    from cellsearch.oneshot.rsws import RSWS
     from cellsearch.oneshot.search import run_oneshot
+    from cellsearch.oneshot.strategies import ONESHOT_STRATEGIES, oneshot_strategy
     from cellsearch.storage.settings import SearchConfig
     from cellsearch.storage.store import Store
 
@@ -44,7 +42,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, nargs="+", default=[400, 2000])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--out", default="runs/oneshot-ranking")
-    ap.add_argument("--strategy", choices=["rsws", "enas", "darts"], default="rsws")
+    ap.add_argument("--strategy", choices=list(ONESHOT_STRATEGIES), default="rsws")
     args = ap.parse_args()
     table = pd.read_parquet(args.table).set_index("hash")["score"]
     for steps in args.steps:
@@ -55,7 +53,7 @@ def main() -> None:
                                backend="local", train={"hidden_size": 32, "lr": 0.01},
                                task_options={"arith": {"max_digits": 2}})
             start = time.time()
-            run_oneshot({"enas": ENAS, "darts": DARTS}.get(args.strategy, RSWS), cfg, args.out)
+            run_oneshot(oneshot_strategy(args.strategy), cfg, args.out)
             with Store(Path(args.out) / name / "results.db", readonly=True) as store:
                 oneshot = {r["hash"]: r["score"] for r in store.rows() if r["score"] is not None}
             common = [h for h in oneshot if h in table.index]

@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from cellsearch.cli import cli_errors, console, err_console
-from cellsearch.errors import ConfigError
 from cellsearch.storage.settings import DEFAULT_STEPS, SEARCH_TRAIN, SearchConfig
 
 
@@ -96,8 +95,9 @@ def register(app: typer.Typer) -> None:
                                                    "controller_batch=4, controller_lr=3.5e-4, entropy_weight=1e-4, "
                                                    "baseline_decay=0.95) | darts (softmax-relaxed choices "
                                                    "learned by gradient: -o arch_lr=3e-3, arch_weight_decay=1e-3); "
-                                                   "rsws, enas and darts: dag spaces, --backend "
-                                                   "local, -o candidates=N cells scored, default 10 x --trials")]
+                                                   "one-shot (rsws, enas, darts): dag spaces, "
+                                                   "one task, --budget trains the supernet, -o candidates=N cells "
+                                                   "scored (default 10 x --trials), the best --trials recorded")]
         = _default("strategy"),
         tasks: Annotated[str, typer.Option(help="Comma-separated tasks: arith, xml, ptb (memorize), copy, reverse, sort, addition, recall.")] = "arith",
         trials: Annotated[int, typer.Option(min=1, help="Candidates to evaluate.")] = _default("trials"),
@@ -109,7 +109,10 @@ def register(app: typer.Typer) -> None:
         address: Annotated[Optional[str], typer.Option(help="Join a Ray cluster at HOST:PORT.")] = None,
         seed: Annotated[int, typer.Option(help="Search seed.")] = _default("seed"),
         seeds: Annotated[int, typer.Option(help="Trainings (seeds) per candidate, as one population; the score is "
-                                                "their mean, the leaderboard shows mean ± std.")] = _default("seeds"),
+                                                "their mean, the leaderboard shows mean ± std. One-shot "
+                                                "strategies: N supernets (search seeds seed..seed+N-1), trained "
+                                                "in parallel as N Ray trials (--parallel at once), each seed's "
+                                                "best --trials cells recorded.")] = _default("seeds"),
         scheduler: Annotated[str, typer.Option(help="asha (early stopping) | fifo")] = _default("scheduler"),
         gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial.")] = _default("gpus_per_trial"),
         cpus_per_trial: Annotated[Optional[int], typer.Option(help="CPUs (= torch threads) per trial.")] = None,
@@ -164,9 +167,6 @@ def register(app: typer.Typer) -> None:
                            data_dir=str(data_dir.resolve()) if data_dir else None, backend=backend,
                            benchmark=str(benchmark) if benchmark else None, missing=missing,
                            objectives=[o.strip() for o in objectives.split(",") if o.strip()])
-        if strategy in ONESHOT:
-            _run_oneshot(cfg, runs, progress, top, dry_run)
-            return
         if dry_run:
             print(json.dumps(asdict(SearchRun.resolve(cfg)), indent=2))
             return
@@ -183,19 +183,7 @@ def register(app: typer.Typer) -> None:
                    progress: Annotated[bool, typer.Option(help="Live progress.")] = True) -> None:
         """Continue an interrupted search: finished cells are not trained again, the strategy state is restored."""
         from cellsearch.runner.search import SearchRun
-        from cellsearch.storage.rundir import read_run_config
 
-        oneshot = read_run_config(rundir_checked(run_dir)).get("strategy")
-        if oneshot in ONESHOT:
-            from cellsearch.oneshot.search import resume_oneshot
-
-            if trials is not None or address is not None:
-                raise ConfigError(f"a one-shot ({oneshot}) search resumes as it was started: drop --trials and "
-                                  "--address")
-            summary = resume_oneshot(_oneshot_strategy(oneshot), run_dir,
-                                     on_progress=_oneshot_progress(oneshot, progress))
-            _finish(Path(summary["run_dir"]), summary, top)
-            return
         run = SearchRun.resume(run_dir, trials=trials, address=address)
         summary = _run(run, progress)
         _finish(run.run_dir, summary, top)
@@ -226,62 +214,33 @@ def rundir_checked(run_dir: Path) -> Path:
     return require_run(run_dir)
 
 
-ONESHOT = ("rsws", "enas", "darts")  # the one-shot strategies (cellsearch.oneshot), run in-process
+def _oneshot_lines(name: str, progress: bool):
+    """A one-shot search's progress (``OneShotProgress``) as lines on stderr, per search seed (none with
+    ``--no-progress``)."""
+    def on_event(event: object) -> None:
+        from cellsearch.runner.events import OneShotProgress
 
-
-def _oneshot_strategy(name: str):
-    """The one-shot strategy class of ``name`` (one of ``ONESHOT``)."""
-    if name == "enas":
-        from cellsearch.oneshot.enas import ENAS
-
-        return ENAS
-    if name == "darts":
-        from cellsearch.oneshot.darts import DARTS
-
-        return DARTS
-    from cellsearch.oneshot.rsws import RSWS
-
-    return RSWS
-
-
-def _run_oneshot(cfg: SearchConfig, runs: Path, progress: bool, top: int, dry_run: bool) -> None:
-    """``search --strategy rsws|enas|darts``: a one-shot search (cellsearch.oneshot), progress on stderr."""
-    from dataclasses import asdict, replace
-
-    from cellsearch.oneshot.search import check_oneshot_config, run_oneshot
-    from cellsearch.spaces import load_space
-
-    strategy = _oneshot_strategy(cfg.strategy)
-    space = load_space(cfg.space)
-    if dry_run:
-        check_oneshot_config(cfg, space, strategy)
-        print(json.dumps(asdict(replace(cfg, strategy=strategy.name).resolved(space)), indent=2))
-        return
-
-    summary = run_oneshot(strategy, cfg, runs, space=space, on_progress=_oneshot_progress(strategy.name, progress))
-    _finish(Path(summary["run_dir"]), summary, top)
-
-
-def _oneshot_progress(name: str, progress: bool):
-    """A one-shot search's progress events as lines on stderr (none with ``--no-progress``)."""
-    def on_progress(event: dict) -> None:
-        if not progress:
+        if not progress or not isinstance(event, OneShotProgress):
             return
-        done, total = event["done"], event["total"]
+        done, total = event.done, event.total
         of = f"/{total}" if total else ""
-        if event["phase"] == "train":
-            err_console.print(f"{name}: supernet step {done}{of}, loss {event['loss']:.4f}", highlight=False)
-        elif done == total or done % max(1, total // 10) == 0:
-            score = "–" if event["score"] is None else f"{event['score']:.4f}"
-            err_console.print(f"{name}: scored cell {done}{of}, score {score}", highlight=False)
+        if event.phase == "train":
+            loss = "–" if event.value is None else f"{event.value:.4f}"
+            err_console.print(f"{name} seed {event.seed}: supernet step {done}{of}, loss {loss}", highlight=False)
+        elif done == total or done % max(1, (total or 10) // 10) == 0:
+            score = "–" if event.value is None else f"{event.value:.4f}"
+            err_console.print(f"{name} seed {event.seed}: scored cell {done}{of}, score {score}", highlight=False)
 
-    return on_progress
+    return on_event
 
 
 def _run(run, progress: bool) -> dict:
     """Run a search, drawing its progress on stderr unless ``--no-progress``."""
     from cellsearch.cli.progress import progress_bars
     from cellsearch.runner.events import StageRejectedAll
+
+    if run.oneshot is not None:
+        return run.run(on_event=_oneshot_lines(run.cfg.strategy, progress))
 
     def quiet(event: object) -> None:  # --no-progress: no bars, but a warning still gets its line
         if isinstance(event, StageRejectedAll):

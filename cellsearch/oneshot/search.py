@@ -3,25 +3,26 @@ shared weights, score cells with them, record the best K in ``results.db``, chec
 
 ``OneShotSearch`` holds one search in progress: the supernet, its optimizer and data, the random
 generators, how far it has come. A strategy subclasses it and says which cell trains on each batch
-(``train_cell``; or which model, ``train_model``: DARTS's relaxed cell), what else happens after a
-training step (``after_step``, e.g. ENAS's controller training), which cell is scored next (``score_cell``), and what else its checkpoint holds
-(``extra_state``/``load_extra_state``). ``run_oneshot``/``resume_oneshot`` run a strategy end to end:
-(1) train the shared weights on the task's training data for the search's budget (``steps`` and/or
-``minutes``); (2) score ``candidates`` distinct cells (strategy option ``candidates``, default 10 ×
-``trials``) with the shared weights on the validation data (the task's primary metric, higher is
-better); (3) record the best ``trials`` of them in ``runs/NAME/results.db`` as candidates with their
-one-shot scores (status ``ok``, stage ``one-shot``, origin ``oneshot``, the strategy's name), and
-write ``config.json`` and ``best.yaml``, so that ``leaderboard``, ``export`` and ``evaluate`` read the
-run as any other search's.
+(``train_cell``; or which model, ``train_model``: DARTS's relaxed cell), what else happens after a training step (``after_step``, e.g. ENAS's controller
+training), which cell is scored next (``score_cell``), and what else its checkpoint holds
+(``extra_state``/``load_extra_state``). A run (``run_oneshot``/``resume_oneshot`` in this process,
+``cellsearch.runner.oneshot`` on Ray) trains one supernet per search seed (``cfg.seed`` ..
+``cfg.seed + cfg.seeds - 1``; ``run_seed``), each on its own: (1) train the shared weights on the
+task's training data for the search's budget (``steps`` and/or ``minutes``); (2) score ``candidates``
+distinct cells (strategy option ``candidates``, default 10 × ``trials``) with the shared weights on the
+validation data (the task's primary metric, higher is better). Then the run's one writer (``record``)
+records each seed's best ``trials`` cells in ``runs/NAME/results.db`` as candidates with their one-shot
+scores (status ``ok``, stage ``one-shot``, origin ``oneshot``, the strategy's name, the seed in the
+row's metrics), and writes ``config.json`` and ``best.yaml`` (the best of all seeds), so that
+``leaderboard`` (which ranks the union), ``export`` and ``evaluate`` read the run as any other search's.
 
-The run checkpoints to ``runs/NAME/oneshot.pt`` (the shared weights, the optimizer, the data stream,
-the carried state, every random generator, the strategy's own state, the cells scored so far) every
-twentieth of its step budget (every 30 seconds under a time budget) and every twentieth of the cells
-scored; ``resume_oneshot`` (``cellsearch resume``) continues from there, and with a step budget gives
-exactly what the uninterrupted run gives.
+Each seed checkpoints to ``runs/NAME/oneshot.pt`` (the first seed; ``oneshot-seed{S}.pt`` the others:
+the shared weights, the optimizer, the data stream, the carried state, every random generator, the
+strategy's own state, the cells scored so far) every twentieth of its step budget (every 30 seconds
+under a time budget) and every twentieth of the cells scored; a resumed run (``cellsearch resume``)
+continues every seed from there, and with a step budget gives exactly what the uninterrupted run gives.
 
-What is not here yet: Ray (it runs in-process: ``backend`` must be ``local``), several tasks (one
-supernet trains on one task).
+What is not here: several tasks (one supernet trains on one task).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell
 from cellsearch.errors import ConfigError
 from cellsearch.fileio import atomic_write, write_error
-from cellsearch.limits import MAX_TRIALS, check_number
+from cellsearch.limits import MAX_SEED, MAX_TRIALS, check_number
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.oneshot.supernet import DagSupernet, check_oneshot_space
 from cellsearch.spaces.base import InvalidCandidate, Space
@@ -59,7 +60,8 @@ CHECKPOINT_SECONDS = 30.0  # under a time budget, the training checkpoints this 
 MISSES = 1000  # draws in a row without a new cell after which scoring takes the space as exhausted
 STAGE = "one-shot"
 ORIGIN = "oneshot"
-# Progress events: a dict with "phase" ("train" or "score"), "done" and "total" (and "loss" or "score")
+# Progress events: a dict with "seed" (the search seed), "phase" ("train" or "score"), "done" and "total"
+# (and "loss" or "score")
 ProgressHandler = Callable[[dict[str, Any]], None]
 
 
@@ -69,8 +71,9 @@ def check_oneshot_config(cfg: SearchConfig, space: Space, strategy: type["OneSho
     name = strategy.name
     check_oneshot_space(space)
     cfg.validate()
-    if cfg.backend != "local":
-        raise ConfigError(f"strategy {name} runs in-process for now: use --backend local", field="SearchConfig.backend")
+    if cfg.seed + cfg.seeds - 1 > MAX_SEED:
+        raise ConfigError(f"seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1} pass the largest seed ({MAX_SEED}): "
+                          "lower --seed or --seeds", field="SearchConfig.seeds")
     if len(cfg.tasks) != 1:
         raise ConfigError(f"strategy {name} trains one supernet on one task, not {len(cfg.tasks)}: give one task",
                           field="SearchConfig.tasks")
@@ -267,7 +270,7 @@ class OneShotSearch:
                     start = last_save = now
                     self.save()
                 if self.on_progress is not None and (self.step % report == 0 or self.step == total):
-                    self.on_progress({"phase": "train", "done": self.step, "total": total, "loss": value})
+                    self.on_progress({"seed": self.seed, "phase": "train", "done": self.step, "total": total, "loss": value})
             self.elapsed += time.perf_counter() - start
 
     def evaluate(self, choices: tuple[int, ...]) -> dict[str, float | None]:
@@ -300,7 +303,7 @@ class OneShotSearch:
             if len(self.scored) % every == 0:
                 self.save()
             if self.on_progress is not None:
-                self.on_progress({"phase": "score", "done": len(self.scored), "total": self.count,
+                self.on_progress({"seed": self.seed, "phase": "score", "done": len(self.scored), "total": self.count,
                                   "score": clean.get(metric)})
 
     def ranked(self) -> list[dict[str, Any]]:
@@ -308,11 +311,23 @@ class OneShotSearch:
         return sorted(self.scored, key=lambda r: -math.inf if r["score"] is None else r["score"], reverse=True)
 
 
-def _prepare(cfg: SearchConfig, space: Space,
-             strategy: type[OneShotSearch]) -> tuple[SearchConfig, TrainConfig, Task, int]:
+
+
+# ---------------------------------------------------------------------- a run of one or several seeds
+def prepare(cfg: SearchConfig, space: Space, strategy: type[OneShotSearch], *,
+            check_device: bool = True) -> tuple[SearchConfig, TrainConfig, Task, int]:
+    """The settings checked (``check_oneshot_config``) and resolved, the supernet's training settings (on
+    CUDA with ``gpus_per_trial``; ``check_device``: ConfigError, one line, for CUDA where there is none),
+    the task, and the number of cells to score."""
     count = check_oneshot_config(cfg, space, strategy)
     cfg = cfg.resolved(space)
     tc = cfg.train_config(cfg.tasks[0])
+    if cfg.data_dir is not None:
+        tc = replace(tc, data_dir=cfg.data_dir)
+    if cfg.gpus_per_trial:
+        tc = replace(tc, device="cuda")
+    if check_device:
+        resolve_device(tc.device)
     if tc.task == "ptb":
         from cellsearch.tasks.data import verify
 
@@ -320,37 +335,45 @@ def _prepare(cfg: SearchConfig, space: Space,
     return cfg, tc, make_task(tc.task, seed=tc.seed, data_dir=tc.data_dir, **tc.task_options), count
 
 
-def run_oneshot(strategy: type[OneShotSearch], cfg: SearchConfig, runs_dir: str | Path = "runs", *,
-                space: Space | None = None, on_progress: ProgressHandler | None = None) -> dict[str, Any]:
-    """A one-shot ``strategy`` end to end (module docstring): train, score, record the top ``cfg.trials``;
-    returns a summary (run_dir, trials, scored, steps, seconds, best_hash, best_score)."""
-    from cellsearch.spaces import load_space
-
-    space = space if space is not None else load_space(cfg.space)
-    cfg = replace(cfg, strategy=strategy.name)
-    cfg, tc, task, count = _prepare(cfg, space, strategy)
-    run_dir = Path(runs_dir) / cfg.name
-    _check_new(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise write_error(run_dir, exc) from None
-    with WriterLock(run_dir, "cellsearch search"):
-        _check_new(run_dir)  # (again, under the lock: another search may have won the race)
-        atomic_write(run_dir / rundir.CONFIG, json.dumps(asdict(cfg), indent=2))
-        with Store(run_dir / rundir.RESULTS) as store:  # (a run from here on: `resume` finds it)
-            store.set_meta("config", asdict(cfg))
-        search = _make(strategy, cfg, space, task, tc, count, run_dir, on_progress)
-        return _finish(search, cfg, run_dir)
+def search_seeds(cfg: SearchConfig) -> list[int]:
+    """The search seeds of a run: ``cfg.seed`` .. ``cfg.seed + cfg.seeds - 1``, one supernet each."""
+    return [cfg.seed + i for i in range(cfg.seeds)]
 
 
-def _make(strategy: type[OneShotSearch], cfg: SearchConfig, space: Space, task: Task, tc: TrainConfig, count: int,
-          run_dir: Path, on_progress: ProgressHandler | None) -> OneShotSearch:
+def seed_checkpoint(run_dir: Path, cfg: SearchConfig, seed: int) -> Path:
+    """Where search seed ``seed`` checkpoints: ``oneshot.pt`` for the first, ``oneshot-seed{S}.pt`` for the others."""
+    return run_dir / (CHECKPOINT if seed == cfg.seed else f"oneshot-seed{seed}.pt")
+
+
+def run_seed(strategy: type[OneShotSearch], cfg: SearchConfig, space: Space, task: Task, tc: TrainConfig,
+             count: int, seed: int, run_dir: Path, on_progress: ProgressHandler | None = None) -> OneShotSearch:
+    """Search seed ``seed`` of the run in ``run_dir`` to its end, from its checkpoint when it has one; its
+    supernet is initialised and fed from ``tc.seed`` + (``seed`` - ``cfg.seed``)."""
+    from cellsearch.training.checkpoint import read_checkpoint_data, restore_error
+
     options = {k: v for k, v in cfg.strategy_options.items() if k != "candidates"}
-    return strategy(space, task, tc, count, cfg.seed, run_dir / CHECKPOINT, on_progress, options)
+    tc = replace(tc, seed=tc.seed + seed - cfg.seed)
+    path = seed_checkpoint(run_dir, cfg, seed)
+    search = strategy(space, task, tc, count, seed, path, on_progress, options)
+    if path.exists():
+        ckpt = read_checkpoint_data(path)
+        try:
+            search.load_state_dict(ckpt)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise restore_error(path, exc) from None
+    search.run()
+    return search
 
 
-def _check_new(run_dir: Path) -> None:
+def seed_result(search: OneShotSearch, trials: int) -> dict[str, Any]:
+    """What a finished seed hands to the run's one writer: its seed, its best ``trials`` cells (choices,
+    hash, score, metrics, params), how many cells it scored, its steps and seconds of training."""
+    top = [dict(r, choices=list(r["choices"])) for r in search.ranked()[:trials]]
+    return {"seed": search.seed, "top": top, "scored": len(search.scored), "steps": search.step,
+            "train_seconds": search.elapsed}
+
+
+def check_new_run(run_dir: Path) -> None:
     """A new run may go to ``run_dir``: it is not a file and holds no run (ConfigError otherwise)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir} is a file, not a run directory: choose another --name or --runs",
@@ -360,57 +383,117 @@ def _check_new(run_dir: Path) -> None:
                           "another --name", field="SearchConfig.name")
 
 
+def open_run(cfg: SearchConfig, run_dir: Path, *, resume: bool) -> WriterLock:
+    """Lock ``run_dir`` for this writer and return the lock (held); a new run (``resume`` False) is checked
+    new, created, and its ``config.json`` and ``results.db`` written (a run from then on: ``resume`` finds it)."""
+    if not resume:
+        check_new_run(run_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(run_dir, exc) from None
+    lock = WriterLock(run_dir, "cellsearch resume" if resume else "cellsearch search")
+    lock.acquire()
+    try:
+        if not resume:
+            check_new_run(run_dir)  # (again, under the lock: another search may have won the race)
+            atomic_write(run_dir / rundir.CONFIG, json.dumps(asdict(cfg), indent=2))
+            with Store(run_dir / rundir.RESULTS) as store:
+                store.set_meta("config", asdict(cfg))
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def finished_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The summary of a run that has recorded its cells already (None while it has not)."""
+    with Store(run_dir / rundir.RESULTS, readonly=True) as store:
+        summary = store.get_meta("last_summary")
+    return dict(summary) if summary is not None else None
+
+
+def record(run_dir: Path, cfg: SearchConfig, space: Space, results: list[dict[str, Any]],
+           seconds: float) -> dict[str, Any]:
+    """Record each seed's best ``cfg.trials`` cells (``seed_result``s, in seed order) in ``results.db`` (trial
+    ids ``STRATEGY_seedS_K``; each row's metrics carry its ``seed``), then ``best.yaml`` (the best score of
+    any seed) and the run's summary. A row already there (a writer killed while recording) is kept."""
+    name, task = cfg.strategy, cfg.tasks[0]
+    results = sorted(results, key=lambda r: r["seed"])
+    rows = [(res["seed"], k, r) for res in results for k, r in enumerate(res["top"])]
+    with Store(run_dir / rundir.RESULTS) as store:
+        store.set_meta("config", asdict(cfg))
+        recorded = {row["trial_id"] for row in store.rows()}
+        for seed, k, r in rows:
+            trial_id = f"{name}_seed{seed}_{k:05d}"
+            if trial_id in recorded:
+                continue
+            graph = space.decode(tuple(r["choices"]))
+            if canonical_hash(graph) != r["hash"]:
+                raise ConfigError(f"seed {seed}: cell {k}'s hash {r['hash']} is not its decisions' cell's: refused")
+            store.add_trial(hash=r["hash"], cell_yaml=dumps_cell(graph), strategy=name, status="ok",
+                            score=r["score"], metrics={task: {**r["metrics"], "seed": seed}}, cell_name=graph.name,
+                            trial_id=trial_id, origin=ORIGIN, decisions=r["choices"], stage=STAGE,
+                            params=r["params"], node=r.get("node") or "local")
+        store.set_meta("oneshot", {"strategy": name, "scored": sum(r["scored"] for r in results),
+                                   "steps": sum(r["steps"] for r in results),
+                                   "train_seconds": sum(r["train_seconds"] for r in results),
+                                   "seeds": [{k: v for k, v in r.items() if k != "top"} for r in results]})
+        scored = [(seed, r) for seed, _, r in rows if r["score"] is not None]
+        best = max(scored, key=lambda x: x[1]["score"], default=None)
+        summary = {"run_dir": str(run_dir), "trials": len(rows), "seeds": len(results),
+                   "scored": sum(r["scored"] for r in results), "steps": sum(r["steps"] for r in results),
+                   "seconds": seconds, "best_hash": best[1]["hash"] if best else None,
+                   "best_score": best[1]["score"] if best else None, "best_seed": best[0] if best else None}
+        store.set_meta("last_summary", summary)
+    if best is not None:
+        atomic_write(run_dir / rundir.BEST, dumps_cell(space.decode(tuple(best[1]["choices"]))))
+    return summary
+
+
+def run_here(strategy: type[OneShotSearch], cfg: SearchConfig, space: Space, tc: TrainConfig, task: Task,
+             count: int, run_dir: Path, on_progress: ProgressHandler | None = None) -> dict[str, Any]:
+    """Every seed of the run in this process, one after the other (on ``cfg.cpus_per_trial`` torch threads
+    when given), then ``record``; returns the summary."""
+    from cellsearch.training.parallelism import torch_threads
+
+    start = time.perf_counter()
+    with torch_threads(cfg.cpus_per_trial):
+        results = [seed_result(run_seed(strategy, cfg, space, task, tc, count, seed, run_dir, on_progress),
+                               cfg.trials) for seed in search_seeds(cfg)]
+    return record(run_dir, cfg, space, results, time.perf_counter() - start)
+
+
+def run_oneshot(strategy: type[OneShotSearch], cfg: SearchConfig, runs_dir: str | Path = "runs", *,
+                space: Space | None = None, on_progress: ProgressHandler | None = None) -> dict[str, Any]:
+    """A one-shot ``strategy`` end to end in this process (module docstring; every seed in turn, whatever
+    ``cfg.backend`` says: ``SearchRun`` runs the seeds on Ray): train, score, record the top ``cfg.trials``
+    of each seed; returns a summary (run_dir, trials, seeds, scored, steps, seconds, best_hash, best_score)."""
+    from cellsearch.spaces import load_space
+
+    space = space if space is not None else load_space(cfg.space)
+    cfg = replace(cfg, strategy=strategy.name)
+    cfg, tc, task, count = prepare(cfg, space, strategy)
+    run_dir = Path(runs_dir) / cfg.name
+    lock = open_run(cfg, run_dir, resume=False)
+    try:
+        return run_here(strategy, cfg, space, tc, task, count, run_dir, on_progress)
+    finally:
+        lock.release()
+
+
 def resume_oneshot(strategy: type[OneShotSearch], run_dir: str | Path, *,
                    on_progress: ProgressHandler | None = None) -> dict[str, Any]:
-    """Continue an interrupted one-shot run of ``strategy`` from its checkpoint (a finished one: its
-    summary again)."""
+    """Continue an interrupted one-shot run of ``strategy`` in this process, each seed from its checkpoint
+    (a finished run: its summary again)."""
     from cellsearch.spaces import load_space
-    from cellsearch.training.checkpoint import read_checkpoint_data, restore_error
 
     run_dir = rundir.require_run(run_dir)
     cfg = SearchConfig.from_dict(rundir.read_run_config(run_dir))
     space = load_space(cfg.space)
-    cfg, tc, task, count = _prepare(cfg, space, strategy)
-    with WriterLock(run_dir, "cellsearch resume"):
-        with Store(run_dir / rundir.RESULTS, readonly=True) as store:
-            summary = store.get_meta("last_summary")
-        if summary is not None:
-            return dict(summary)
-        search = _make(strategy, cfg, space, task, tc, count, run_dir, on_progress)
-        path = run_dir / CHECKPOINT
-        if path.exists():
-            ckpt = read_checkpoint_data(path)
-            try:
-                search.load_state_dict(ckpt)
-            except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-                raise restore_error(path, exc) from None
-        return _finish(search, cfg, run_dir)
-
-
-def _finish(search: OneShotSearch, cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
-    """Run the search to its end, then record the best ``cfg.trials`` cells and ``best.yaml``."""
-    start = time.perf_counter()
-    search.run()
-    top = search.ranked()[:cfg.trials]
-    task_name, name = search.tc.task, search.name
-    with Store(run_dir / rundir.RESULTS) as store:
-        store.set_meta("config", asdict(cfg))
-        store.set_meta("oneshot", {"strategy": name, "scored": len(search.scored), "steps": search.step,
-                                   "train_seconds": search.elapsed})
-        recorded = {row["trial_id"] for row in store.rows()}  # (by a session killed while recording)
-        for k, r in enumerate(top):
-            if f"{name}_{k:05d}" in recorded:
-                continue
-            graph = search.space.decode(r["choices"])
-            store.add_trial(hash=r["hash"], cell_yaml=dumps_cell(graph), strategy=name, status="ok",
-                            score=r["score"], metrics={task_name: r["metrics"]}, cell_name=graph.name,
-                            trial_id=f"{name}_{k:05d}", origin=ORIGIN, decisions=r["choices"], stage=STAGE,
-                            params=r["params"], node="local")
-        summary = {"run_dir": str(run_dir), "trials": len(top), "scored": len(search.scored), "steps": search.step,
-                   "seconds": search.elapsed + time.perf_counter() - start,
-                   "best_hash": top[0]["hash"] if top and top[0]["score"] is not None else None,
-                   "best_score": top[0]["score"] if top else None}
-        store.set_meta("last_summary", summary)
-    if summary["best_hash"]:
-        atomic_write(run_dir / rundir.BEST, dumps_cell(search.space.decode(top[0]["choices"])))
-    return summary
+    cfg, tc, task, count = prepare(cfg, space, strategy)
+    lock = open_run(cfg, run_dir, resume=True)
+    try:
+        return finished_summary(run_dir) or run_here(strategy, cfg, space, tc, task, count, run_dir, on_progress)
+    finally:
+        lock.release()

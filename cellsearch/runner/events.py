@@ -80,5 +80,18 @@ class JobsEnded:
     label: str
 
 
-Event = Union[SearchStarted, TrialFinished, StageRejectedAll, SearchEnded, JobsStarted, JobFinished, JobsEnded]
+@dataclass(frozen=True)
+class OneShotProgress:
+    """A one-shot search goes on: search seed ``seed``'s supernet trained ``done`` of ``total`` steps
+    (``phase`` train, ``value`` the last loss; ``total`` None under a time budget) or scored ``done`` of
+    ``total`` cells (``phase`` score, ``value`` the last cell's one-shot score)."""
+
+    seed: int
+    phase: str
+    done: int
+    total: int | None
+    value: float | None
+
+
+Event = Union[SearchStarted, OneShotProgress, TrialFinished, StageRejectedAll, SearchEnded, JobsStarted, JobFinished, JobsEnded]
 EventHandler = Callable[[object], None]

@@ -9,7 +9,9 @@ strategy, skipping (and still reporting) cells this run has already evaluated. T
 ``Searcher`` (``runner.tune``) and the in-process loop both drive it through
 ``next_trial``/``complete``. The settings are ``cellsearch.storage.settings.SearchConfig``; reading a
 run (leaderboard, outcome counts) is ``cellsearch.storage.results``'s. ``SearchRun.run(on_event=...)``
-tells the caller how the search goes (``runner.events``) and prints nothing itself.
+tells the caller how the search goes (``runner.events``) and prints nothing itself. A one-shot
+strategy (``oneshot.strategies``: rsws, enas, ...) trains supernets instead of trials: ``SearchRun``
+hands such a search to ``runner.oneshot.OneShotRun`` (same settings, same run directory, ``resume``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sqlite3
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from cellsearch.runner.source import FINISHED, threads_per_trial
 from cellsearch.dsl.io import loads_cell
@@ -36,6 +38,9 @@ from cellsearch.runner.trial import TrialSpec, evaluate_candidate, reference_sco
 from cellsearch.runner.events import EventHandler, SearchEnded, SearchStarted, StageRejectedAll, TrialFinished
 from cellsearch.storage.settings import SearchConfig
 from cellsearch.spaces.base import Candidate, Space
+
+if TYPE_CHECKING:
+    from cellsearch.runner.oneshot import OneShotRun
 from cellsearch.storage.store import Store, decode_json
 from cellsearch.strategies.base import Stage, Strategy, default_plan, save_state, stage_threshold
 from cellsearch.tasks import primary_metric
@@ -48,8 +53,11 @@ def check_search_config(cfg: SearchConfig) -> None:
     that needs the strategies' names), then ``SearchConfig.validate``."""
     from cellsearch.strategies import STRATEGY_NAMES
 
+    from cellsearch.oneshot.strategies import ONESHOT_STRATEGIES
+
     if cfg.strategy not in STRATEGY_NAMES:
-        raise ConfigError(f"strategy: unknown strategy '{cfg.strategy}' (known: {', '.join(STRATEGY_NAMES)})",
+        known = ", ".join([*STRATEGY_NAMES, *ONESHOT_STRATEGIES])
+        raise ConfigError(f"strategy: unknown strategy '{cfg.strategy}' (known: {known})",
                           field="SearchConfig.strategy")
     cfg.validate()
     if len(cfg.objectives) > 1:
@@ -406,6 +414,16 @@ class SearchRun:
         from cellsearch.storage.writer_lock import WriterLock
 
         self.run_dir = Path(run_dir) if run_dir else Path(runs_dir) / cfg.name
+        self.oneshot: OneShotRun | None = None
+        if _is_oneshot(cfg, strategy):  # a supernet per search seed: cellsearch.runner.oneshot
+            from cellsearch.runner.oneshot import OneShotRun
+
+            cfg = replace(cfg, strategy=strategy) if isinstance(strategy, str) else cfg
+            cfg = replace(cfg, space=space) if isinstance(space, str) else cfg
+            self.oneshot = OneShotRun(cfg, space=space if isinstance(space, Space) else None, resume=resume,
+                                      run_dir=self.run_dir)
+            self.cfg = self.oneshot.cfg
+            return
         snapshot = self.run_dir / rundir.SPACE_SNAPSHOT / SPACE_FILE
         named = space if isinstance(space, str) else cfg.space if space is None else None
         space_file = named if named is not None and is_space_file(named) else None  # (snapshotted: see below)
@@ -460,6 +478,12 @@ class SearchRun:
                 strategy: Strategy | str | None = None) -> SearchConfig:
         """The settings ``SearchRun(cfg, space=..., strategy=...)`` would record in ``config.json``,
         checked as it checks them, without a file written (``cellsearch search --dry-run``)."""
+        if _is_oneshot(cfg, strategy):
+            from cellsearch.runner.oneshot import OneShotRun
+
+            cfg = replace(cfg, strategy=strategy) if isinstance(strategy, str) else cfg
+            cfg = replace(cfg, space=space) if isinstance(space, str) else cfg
+            return OneShotRun.resolve(cfg, space if isinstance(space, Space) else None)
         return resolve_search(cfg, space=space, strategy=strategy)[0]
 
     @classmethod
@@ -477,7 +501,10 @@ class SearchRun:
         """Run the search to its number of trials (or until interrupted) and return a summary (its
         ``warnings``: the lines of ``StageRejectedAll``); ``on_event(event)`` hears ``SearchStarted``, a
         ``TrialFinished`` per trial, ``StageRejectedAll`` when a filter stage rejects every candidate
-        and ``SearchEnded``."""
+        and ``SearchEnded``; a one-shot search (``runner.oneshot``) tells an ``OneShotProgress`` as each
+        search seed goes on instead."""
+        if self.oneshot is not None:
+            return self.oneshot.run(on_event)
         try:
             return self._run(on_event)
         except BaseException as exc:
@@ -589,6 +616,13 @@ class SearchRun:
                               f"table {table.path} ({len(table)} cells); replay with missing set to skip to "
                               f"record such cells as missing and go on", field="SearchConfig.missing")
         return TrialOutcome(status="missing", score=None, error=f"not in the benchmark table {table.path}")
+
+
+def _is_oneshot(cfg: SearchConfig, strategy: "Strategy | str | None") -> bool:
+    """Whether the search trains a supernet (a one-shot strategy, by name: ``oneshot.strategies``)."""
+    from cellsearch.oneshot.strategies import is_oneshot
+
+    return is_oneshot(strategy if isinstance(strategy, str) else cfg.strategy if strategy is None else None)
 
 
 def _check_new_run_dir(run_dir: Path) -> None:

@@ -1,9 +1,10 @@
 """Ray Tune glue: each trial a ``TrialSource`` serves is one Tune trial; the source is wrapped as a Searcher.
 
-Two sources feed trials: the search's ``runner.search.Controller`` (candidates, run by
-``runner.trial.evaluate_candidate``: ``search_trials()``) and the final evaluation protocol's
+Three sources feed trials: the search's ``runner.search.Controller`` (candidates, run by
+``runner.trial.evaluate_candidate``: ``search_trials()``), the final evaluation protocol's
 ``runner.jobs.JobQueue`` (training jobs, run by the function given to ``run_jobs``:
-``job_trials(fn)``). A ``TrialKind`` says what a trial runs in its worker and how its spec
+``job_trials(fn)``) and a one-shot search's seeds (``runner.oneshot``: ``oneshot_trials()``, whose
+running trials' reports reach the source's ``progress``). A ``TrialKind`` says what a trial runs in its worker and how its spec
 crosses to the worker (Tune's trial config) and its outcome back (Tune's result dict, as text):
 for a search trial, ``runner.wire``. The worker runs exactly the function it names, so the
 Ray backend and the in-process one run the same code. Imported lazily (only when Ray is used).
@@ -189,6 +190,17 @@ class SourceSearcher(Searcher, Generic[S, O]):
         if nxt is None:
             return None
         return {self.trials.key: self.trials.send(cast(S, nxt))}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """A running trial's report: handed to the source's ``progress(trial_id, partial)`` when it has one
+        (``runner.oneshot.SeedQueue``: a seed's progress); other sources hear only ended trials."""
+        progress = getattr(self.source, "progress", None)
+        if progress is None or self.failure is not None or not result.get("partial"):
+            return
+        try:
+            progress(trial_id, self.trials.decode(result["partial"]))
+        except Exception as exc:
+            self.failure = exc
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if self.failure is not None:  # stopped: the trials still running end unrecorded (resume runs them again)

@@ -1,4 +1,4 @@
-"""The process boundary: a search trial's ``TrialSpec`` and ``TrialOutcome``, and a training job's ``TrainingOutcome``, as plain data and back.
+"""The process boundary: a search trial's ``TrialSpec`` and ``TrialOutcome``, a training job's ``TrainingOutcome`` and a one-shot search seed's job and outcome, as plain data and back.
 
 The one place where a trial is serialised. The driver sends ``spec_to_wire(spec)`` as a Ray
 Tune trial's config (plain JSON-able data: Tune shows it in the trial's ``params.json``); the
@@ -6,7 +6,9 @@ worker rebuilds the spec with ``spec_from_wire``, sends its outcomes as ``outcom
 text, and the driver reads them with ``outcome_from_wire``. In-process trials never come here:
 they hand the objects over as they are. A training job of the final protocol (``runner.jobs``)
 is plain data already; its outcome (one ``TrainingOutcome``, or a list of them for a
-population) crosses back as ``training_to_wire``/``training_from_wire`` text.
+population) crosses back as ``training_to_wire``/``training_from_wire`` text. A one-shot search
+seed (``runner.oneshot``) goes as ``seed_job_to_wire`` (its ``SeedJob``) and comes back as
+``seed_outcome_to_wire`` text (its ``SeedOutcome``: progress, then its best cells).
 
 What arrives from another process is checked as if anyone could have written it: every field's
 type (``records.record_from_dict``), the cell YAML under the loader's limits and validation
@@ -27,7 +29,7 @@ from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.limits import shown
-from cellsearch.storage.outcome import TRAINING_STATUSES, TrainingOutcome, TrialOutcome
+from cellsearch.storage.outcome import TRAINING_STATUSES, SeedOutcome, TrainingOutcome, TrialOutcome
 from cellsearch.records import record_from_dict
 from cellsearch.runner.trial import TrialSpec
 from cellsearch.storage.store import FINAL_STATUSES
@@ -100,6 +102,63 @@ def training_from_wire(text: Any) -> TrainingOutcome | list[TrainingOutcome]:
     return _record(TrainingOutcome, data, "training outcome", TRAINING_STATUSES)
 
 
+@dataclass(frozen=True)
+class SeedJob:
+    """One search seed of a one-shot search, as its worker receives it: the run's resolved settings
+    (``SearchConfig`` fields), the seed, the run directory (where its checkpoint is) and its threads."""
+
+    config: dict[str, Any]
+    seed: int
+    run_dir: str
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class _ScoredCell:
+    choices: list[int]
+    hash: str
+    score: float | None
+    metrics: dict[str, float | None]
+    params: int | None = None
+
+
+@dataclass(frozen=True)
+class _SeedResult:
+    seed: int
+    top: list[_ScoredCell]
+    scored: int
+    steps: int
+    train_seconds: float
+
+
+SEED_STATUSES = ("running", "ok", "failed")
+
+
+def seed_job_to_wire(config: dict[str, Any], seed: int, run_dir: str) -> dict[str, Any]:
+    """A one-shot search seed's job as plain data (Tune's trial config)."""
+    return asdict(SeedJob(config=config, seed=seed, run_dir=run_dir))
+
+
+def seed_job_from_wire(data: Any) -> SeedJob:
+    """The ``SeedJob`` that ``seed_job_to_wire`` sent (with the thread count the job queue added), checked."""
+    return record_from_dict(SeedJob, data, "one-shot seed job")
+
+
+def seed_outcome_to_wire(outcome: SeedOutcome) -> str:
+    """A seed's progress or outcome as JSON text."""
+    return json.dumps(asdict(outcome))
+
+
+def seed_outcome_from_wire(text: Any) -> SeedOutcome:
+    """The ``SeedOutcome`` that ``seed_outcome_to_wire`` sent, checked: field types, a known status, and
+    its result's every cell (decisions, hash, score, metrics, parameter count)."""
+    outcome = _record(SeedOutcome, _json(text, "seed outcome"), "seed outcome", SEED_STATUSES)
+    if outcome.result is not None:
+        result = record_from_dict(_SeedResult, outcome.result, "seed outcome's result")
+        outcome = SeedOutcome(**{**asdict(outcome), "result": asdict(result)})
+    return outcome
+
+
 def _json(text: Any, what: str) -> Any:
     if not isinstance(text, str):
         raise ConfigError(f"{what}: expected JSON text, got {type(text).__name__}")
@@ -116,5 +175,6 @@ def _record(cls, data: Any, what: str, statuses: tuple[str, ...]):
     return record
 
 
-__all__ = ["outcome_from_wire", "outcome_to_wire", "spec_from_wire", "spec_to_wire", "training_from_wire",
+__all__ = ["SeedJob", "outcome_from_wire", "outcome_to_wire", "seed_job_from_wire", "seed_job_to_wire",
+           "seed_outcome_from_wire", "seed_outcome_to_wire", "spec_from_wire", "spec_to_wire", "training_from_wire",
            "training_to_wire"]

@@ -1,4 +1,4 @@
-"""What a search trial or a training job came to: ``TrialOutcome`` and ``TrainingOutcome``, the records every path hands on.
+"""What a search trial or a training job came to: ``TrialOutcome``, ``TrainingOutcome`` and a one-shot search seed's ``SeedOutcome``, the records every path hands on.
 
 A trial is trained in-process or in a Ray Tune worker (``runner.trial.evaluate_candidate``),
 looked up in a replay table (``tables.TableEntry.outcome``), read back from ``results.db``
@@ -12,6 +12,9 @@ A training job of the final evaluation protocol (``runner.final``) or of a study
 (``runner.worker.train_job``): in the worker, through Ray (``runner.wire`` again) and into
 the ``retrains`` table of ``results.db``. (One training run's own record, with its history and
 losses, is ``train.TrainResult``: both outcomes are made from it.)
+
+One search seed of a one-shot search (``runner.oneshot``: a supernet trained, cells scored with
+it) comes to a ``SeedOutcome``, reported as it goes (status ``running``) and at its end.
 
 This module is a leaf (no cellsearch imports), so the layers that build outcomes (``tables``,
 below the runner), the strategies that read them and the runner can all use it.
@@ -70,3 +73,19 @@ TRAINING_STATUSES = ("ok", "diverged", "stopped", "failed")  # a TrainingOutcome
 JobOutcome = TrainingOutcome | list[TrainingOutcome]  # a training job's, or a population job's (one per member)
 
 __all__ = ["TRAINING_STATUSES", "JobOutcome", "TrainingOutcome", "TrialOutcome"]
+
+
+@dataclass(frozen=True)
+class SeedOutcome:
+    """One search seed of a one-shot search: how far it has come (status ``running``: ``phase`` train or
+    score, ``done`` of ``total``, ``value`` the last loss or score) or what it came to (``ok``: ``result``,
+    the seed's best cells and its costs, as ``oneshot.search.seed_result`` gives them; ``failed``: ``error``)."""
+
+    status: str  # running | ok | failed
+    seed: int
+    phase: str | None = None
+    done: int = 0
+    total: int | None = None
+    value: float | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None

@@ -18,7 +18,7 @@ from cellsearch.storage.settings import SearchConfig
 from cellsearch.storage.store import Store
 from cellsearch.tasks import make_task, primary_metric
 from tests.support.hostile import cli, refused
-from tests.support.oneshot import kill_resume_and_rerun
+from tests.support.oneshot import OneShotSuite, kill_resume_and_rerun
 
 TINY = ("--space", "dag4", "--tasks", "arith", "--budget", "12", "--trials", "3", "-o", "candidates=6",
         "--hidden", "16", "--backend", "local")
@@ -194,3 +194,9 @@ def test_bad_inputs_are_refused_in_one_line(tmp_path, args, says):
     refused("search", "--strategy", "darts", *TINY, "--no-progress", *args, "--runs", str(tmp_path), "--name", "x",
             says=says)
     assert not (tmp_path / "x").exists()
+
+
+class TestDARTSSuite(OneShotSuite):
+    """The one-shot strategies' shared tests, for darts."""
+
+    strategy = "darts"

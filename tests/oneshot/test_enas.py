@@ -15,7 +15,7 @@ from cellsearch.storage.settings import SearchConfig
 from cellsearch.storage.store import Store
 from cellsearch.tasks import make_task, primary_metric
 from tests.support.hostile import cli, refused
-from tests.support.oneshot import kill_resume_and_rerun
+from tests.support.oneshot import OneShotSuite, kill_resume_and_rerun
 
 TINY = ("--space", "dag4", "--tasks", "arith", "--budget", "12", "--trials", "3", "-o", "candidates=6",
         "-o", "controller_every=4", "-o", "controller_batch=2", "--hidden", "16", "--backend", "local")
@@ -115,9 +115,15 @@ def test_kill_9_during_training_then_resume_gives_the_uninterrupted_result(tmp_p
     (("-o", "baseline_decay=2"), "baseline_decay must be at most 1"),
     (("-o", "temperature=5"), "no option 'temperature'"),
     (("--space", "mutation"), "dag, dag4"),
-    (("--backend", "ray"), "--backend local"),
 ])
 def test_bad_inputs_are_refused_in_one_line(tmp_path, args, says):
     refused("search", "--strategy", "enas", *TINY, "--no-progress", *args, "--runs", str(tmp_path), "--name", "x",
             says=says)
     assert not (tmp_path / "x").exists()
+
+
+class TestENASSuite(OneShotSuite):
+    """The one-shot strategies' shared tests, for enas."""
+
+    strategy = "enas"
+    options = ("-o", "controller_every=4", "-o", "controller_batch=2")

@@ -15,7 +15,7 @@ from cellsearch.storage.settings import SearchConfig
 from cellsearch.storage.store import Store
 from cellsearch.tasks import make_task, primary_metric
 from tests.support.hostile import cli, refused, unchanged
-from tests.support.oneshot import kill_resume_and_rerun
+from tests.support.oneshot import OneShotSuite, kill_resume_and_rerun
 
 TINY = ("--space", "dag4", "--tasks", "arith", "--budget", "12", "--trials", "3", "-o", "candidates=6",
         "--hidden", "16", "--backend", "local", "--no-progress")
@@ -85,7 +85,6 @@ def test_training_moves_the_shared_weights_and_scoring_stops_when_the_space_runs
 @pytest.mark.parametrize("args, says", [
     (("--space", "mutation"), "dag, dag4"),
     (("--space", "attention"), "dag, dag4"),
-    (("--backend", "ray"), "--backend local"),
     (("--tasks", "arith,copy"), "one task"),
     (("-o", "bogus=1"), "no option 'bogus'"),
     (("-o", "candidates=2"), "at least trials"),
@@ -182,3 +181,9 @@ def test_a_second_search_to_the_same_run_is_refused(run):
     with unchanged(run):
         refused("search", "--strategy", "rsws", *TINY, "--runs", str(run.parent), "--name", run.name,
                 says="already holds a run")
+
+
+class TestRSWSSuite(OneShotSuite):
+    """The one-shot strategies' shared tests, for rsws."""
+
+    strategy = "rsws"

@@ -14,7 +14,7 @@ from cellsearch.dsl.hashing import canonical_hash
 from cellsearch.dsl.io import dumps_cell, loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.library import builtin_names, resolve_cell
-from cellsearch.storage.outcome import TRAINING_STATUSES, TrainingOutcome, TrialOutcome
+from cellsearch.storage.outcome import TRAINING_STATUSES, SeedOutcome, TrainingOutcome, TrialOutcome
 from cellsearch.runner import wire
 from cellsearch.runner.trial import TrialSpec, trial_spec
 from cellsearch.spaces.base import Candidate
@@ -204,3 +204,39 @@ def test_a_training_jobs_outcome_crosses_the_boundary_unchanged(outcome):
 def test_the_driver_refuses_a_damaged_training_outcome(text, says):
     with pytest.raises(ConfigError, match=says):
         wire.training_from_wire(text)
+
+
+SEED_RESULT = {"seed": 3, "top": [{"choices": [0, 1, 2], "hash": "ab" * 8, "score": 0.25,
+                                   "metrics": {"char_accuracy": 0.25, "loss": None}, "params": 120}],
+               "scored": 6, "steps": 12, "train_seconds": 1.5}
+
+
+@pytest.mark.parametrize("outcome", [
+    SeedOutcome("running", 3, "train", 4, 12, 3.5),
+    SeedOutcome("running", 3, "score", 2, 6, None),
+    SeedOutcome("ok", 3, result=SEED_RESULT),
+    SeedOutcome("failed", 3, error="device cuda requested but CUDA is not available"),
+])
+def test_a_one_shot_seeds_outcome_crosses_the_boundary_unchanged(outcome):
+    assert wire.seed_outcome_from_wire(wire.seed_outcome_to_wire(outcome)) == outcome
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"status": "done"}, "unknown status"),
+    ({"seed": "three"}, "seed"),
+    ({"result": {**SEED_RESULT, "top": [{"choices": ["x"], "hash": "h", "score": 1.0, "metrics": {}}]}}, "choices"),
+    ({"result": {**SEED_RESULT, "extra": 1}}, "unknown setting"),
+])
+def test_the_driver_refuses_a_damaged_seed_outcome(change, says):
+    from dataclasses import asdict
+
+    text = json.dumps({**asdict(SeedOutcome("ok", 3, result=SEED_RESULT)), **change})
+    with pytest.raises(ConfigError, match=says):
+        wire.seed_outcome_from_wire(text)
+
+
+def test_a_seed_job_crosses_and_a_damaged_one_is_refused():
+    data = dict(wire.seed_job_to_wire({"name": "x"}, 4, "/runs/x"), threads=2)
+    assert wire.seed_job_from_wire(data) == wire.SeedJob({"name": "x"}, 4, "/runs/x", 2)
+    with pytest.raises(ConfigError, match="seed"):
+        wire.seed_job_from_wire({**data, "seed": [4]})
