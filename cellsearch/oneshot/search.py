@@ -348,11 +348,12 @@ def seed_checkpoint(run_dir: Path, cfg: SearchConfig, seed: int) -> Path:
 def run_seed(strategy: type[OneShotSearch], cfg: SearchConfig, space: Space, task: Task, tc: TrainConfig,
              count: int, seed: int, run_dir: Path, on_progress: ProgressHandler | None = None) -> OneShotSearch:
     """Search seed ``seed`` of the run in ``run_dir`` to its end, from its checkpoint when it has one; its
-    supernet is initialised and fed from ``tc.seed`` + (``seed`` - ``cfg.seed``)."""
+    supernet is initialised and fed from ``tc.seed`` + ``seed``: the search seed alone decides it, so seed S
+    of a run with several seeds is the run ``--seed S`` (and two searches with other seeds never share one)."""
     from cellsearch.training.checkpoint import read_checkpoint_data, restore_error
 
     options = {k: v for k, v in cfg.strategy_options.items() if k != "candidates"}
-    tc = replace(tc, seed=tc.seed + seed - cfg.seed)
+    tc = replace(tc, seed=tc.seed + seed)
     path = seed_checkpoint(run_dir, cfg, seed)
     search = strategy(space, task, tc, count, seed, path, on_progress, options)
     if path.exists():
