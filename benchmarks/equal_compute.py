@@ -16,17 +16,19 @@ by 0.30–0.49 char-accuracy after 400 steps).
   stops as a user's Ctrl-C stops it. Its cells are those finished by then.
 - One-shot strategies (ENAS, DARTS, RS-WS) train their supernet for the budget less an allowance for
   scoring (``ONESHOT_SCORING``), then score ``--candidates`` cells with the shared weights and record
-  their top 3.
+  their top 3. They are not stopped (their cells are recorded at the end); the compute each spent is
+  reported, and a search more than 10% over the budget is named under the table.
 - Each search's top 3 cells (by its own score) are retrained with the final protocol: ``--retrain-steps``
   steps, ``--retrain-seeds`` seeds, score = mean validation char-accuracy. A cell found by several
   searches is retrained once (its cost is charged to each search that found it).
 
-Reported (``--report``.md/.png/.json): the best retrained score per search (mean ± 95% CI over search
+Reported (printed as a Markdown table; ``--report``.json and .png): the best retrained score per search (mean ± 95% CI over search
 seeds), Welch's p against random search, the compute spent searching (measured wall × 1 core) and
 retraining, the anytime curve (mean over seeds of the best retrained score among the search's top-3
 cells found by t core-minutes). Every finished unit (a search, a retraining) is stored under ``--out``
 as it ends; a rerun skips what is done, so the benchmark resumes after an interruption (an interrupted
-search is rerun from its start).
+search is rerun from its start). A rerun into the same ``--out`` with another budget, steps, candidates
+or retraining steps is refused.
 """
 
 from __future__ import annotations
@@ -45,12 +47,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cellsearch.fileio import atomic_write, save_figure  # noqa: E402  (no torch: cheap in the parent)
+
 SAMPLING = ("random", "regularized-evolution", "tpe", "rl")
 ONESHOT = ("enas", "darts", "rsws")
 TRAIN = {"hidden_size": 32, "lr": 0.01}
 TASK_OPTIONS = {"arith": {"max_digits": 2}}
 ONESHOT_SCORING = 0.25  # share of a one-shot search's budget kept for scoring cells with the shared weights
-GRACE = 90.0  # seconds a search may take to stop after SIGINT (or a one-shot search past its budget)
+GRACE = 90.0  # seconds a sampling search may take to stop after SIGINT before it is killed
 TOP = 3
 
 
@@ -91,7 +95,7 @@ def child_search(args: argparse.Namespace) -> None:
             "evaluated": int(evaluated), "supernet_steps": summary.get("steps"), "interrupted": bool(summary.get("interrupted")),
             "top": [{"hash": r.hash, "yaml": r.cell_yaml, "search_score": float(r.score),
                      "found_at": float(min(r.created - start, end - start))} for r in top.itertuples()]}
-    (out / "unit.json").write_text(json.dumps(unit, indent=1))
+    atomic_write(out / "unit.json", json.dumps(unit, indent=1))
 
 
 def child_retrain(args: argparse.Namespace) -> None:
@@ -108,8 +112,8 @@ def child_retrain(args: argparse.Namespace) -> None:
     result = train(TrainConfig(task="arith", steps=args.retrain_steps, seed=args.seed, threads=1,
                                task_options=dict(TASK_OPTIONS["arith"]), **TRAIN), graph=graph)
     score = result.metrics.get("char_accuracy")
-    Path(args.result).write_text(json.dumps({"score": score, "status": result.status,
-                                             "seconds": time.time() - start}))
+    atomic_write(args.result, json.dumps({"score": score, "status": result.status, "seconds": time.time() - start,
+                                          "steps": args.retrain_steps}))
 
 
 # ---------------------------------------------------------------------------------------------- parent
@@ -157,6 +161,14 @@ def search_unit(args: argparse.Namespace, method: str, seed: int, address: str |
     return unit
 
 
+def write_cells(args: argparse.Namespace, cells: dict[str, str]) -> None:
+    """Each cell to retrain as ``retrain/HASH.yaml``, once (its seeds' retrainings run side by side)."""
+    folder = Path(args.out) / "retrain"
+    folder.mkdir(parents=True, exist_ok=True)
+    for cell_hash, yaml_text in cells.items():
+        atomic_write(folder / f"{cell_hash}.yaml", yaml_text)
+
+
 def retrain_unit(args: argparse.Namespace, cell_hash: str, yaml_text: str, seed: int) -> dict[str, Any] | None:
     """One retraining of one cell with one seed (run, or read back if done)."""
     folder = Path(args.out) / "retrain"
@@ -164,11 +176,27 @@ def retrain_unit(args: argparse.Namespace, cell_hash: str, yaml_text: str, seed:
     result = folder / f"{cell_hash}-{seed}.json"
     if result.exists():
         return json.loads(result.read_text())
-    cell = folder / f"{cell_hash}.yaml"
-    cell.write_text(yaml_text)
+    cell = folder / f"{cell_hash}.yaml"  # (written once, before the retrainings start: write_cells)
     run_child(["_retrain", "--yaml", str(cell), "--seed", str(seed), "--retrain-steps", str(args.retrain_steps),
                "--result", str(result)], None, folder / f"{cell_hash}-{seed}.log")
     return json.loads(result.read_text()) if result.exists() else None
+
+
+SETTINGS = ("budget", "steps", "candidates", "retrain_steps")  # what a stored unit's result depends on
+
+
+def check_settings(args: argparse.Namespace, out: Path) -> None:
+    """Refuse (one line) to resume into ``out`` with settings its stored units were not measured with."""
+    path = out / "settings.json"
+    mine = {k: getattr(args, k) for k in SETTINGS}
+    if path.exists():
+        stored = json.loads(path.read_text())
+        changed = [k for k in SETTINGS if stored.get(k) != mine[k]]
+        if changed:
+            sys.exit(f"{out} holds results measured with --{changed[0].replace('_', '-')} {stored.get(changed[0])}, "
+                     f"not {mine[changed[0]]}: use another --out or the same settings")
+    else:
+        atomic_write(path, json.dumps(mine))
 
 
 def start_ray(out: Path) -> str:
@@ -184,7 +212,8 @@ def summarise(args: argparse.Namespace, units: dict[tuple[str, int], dict[str, A
     """Per method: best retrained score per search, compute, anytime curve; Welch p against random."""
     from cellsearch.analysis.stats import mean_ci, welch
 
-    grid = [args.budget * k / 20 for k in range(21)]
+    horizon = max([args.budget] + [u["seconds"] / 60 for u in units.values()])  # (a one-shot search may run over)
+    grid = [horizon * k / 20 for k in range(21)]
     methods: dict[str, Any] = {}
     for method in args.methods:
         searches = []
@@ -226,7 +255,7 @@ def write_report(summary: dict[str, Any], prefix: Path, command: str, wall: floa
     import matplotlib.pyplot as plt
 
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    prefix.with_suffix(".json").write_text(json.dumps(summary, indent=1))
+    atomic_write(prefix.with_suffix(".json"), json.dumps(summary, indent=1))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     grid = summary["grid_minutes"]
     for method, m in summary["methods"].items():
@@ -243,7 +272,7 @@ def write_report(summary: dict[str, Any], prefix: Path, command: str, wall: floa
     ax.set_title("equal compute: dag space, Arithmetic (2 digits)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(prefix.with_suffix(".png"), dpi=110)
+    save_figure(fig, prefix.with_suffix(".png"), dpi=110)
     lines = [f"`{command}` ({wall / 60:.0f} min wall for the part run last; results resume from `--out`).", "",
              f"Budget per search: {summary['budget_core_minutes']} core-minutes; {summary['seeds']} search seeds; "
              f"sampling strategies train {summary['steps']} steps per trial; top {TOP} cells of each search "
@@ -255,7 +284,10 @@ def write_report(summary: dict[str, Any], prefix: Path, command: str, wall: floa
         p = "–" if m["p_vs_random"] is None else f"{m['p_vs_random']:.2g}"
         lines.append(f"| {method} | {len(m['best'])} | {mean} | {p} | {m['evaluated']:.0f} | "
                      f"{m['search_minutes']:.2f} | {m['retrain_minutes']:.2f} |")
-    prefix.with_name(prefix.name + "-table.md").write_text("\n".join(lines) + "\n")
+    over = [f"{m} seed {s['seed']}" for m, v in summary["methods"].items() for s in v["searches"]
+            if s["search_minutes"] > 1.1 * summary["budget_core_minutes"]]
+    if over:
+        lines += ["", f"Over the budget by more than 10%: {', '.join(over)}."]
     print("\n".join(lines))
 
 
@@ -289,6 +321,7 @@ def main() -> None:
         sys.exit(f"unknown method {unknown[0]} (known: {', '.join(SAMPLING + ONESHOT)})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    check_settings(args, out)
     begin = time.time()
     address = start_ray(out) if any(m in SAMPLING for m in args.methods) else None
     jobs = [(m, s) for s in range(args.seeds) for m in args.methods]
@@ -296,6 +329,7 @@ def main() -> None:
         results = list(pool.map(lambda job: search_unit(args, job[0], job[1], address), jobs))
         units = {job: unit for job, unit in zip(jobs, results) if unit is not None}
         cells = {c["hash"]: c["yaml"] for unit in units.values() for c in unit["top"]}
+        write_cells(args, cells)
         work = [(h, y, s) for h, y in cells.items() for s in range(args.retrain_seeds)]
         print(f"retraining {len(cells)} distinct cells × {args.retrain_seeds} seeds", flush=True)
         runs = list(pool.map(lambda w: retrain_unit(args, *w), work))
