@@ -19,7 +19,7 @@ Then the derived cells are scored: DARTS's cell (the argmax of every node's soft
 the next most probable ones by the product of their choices' softmax weights, until
 ``candidates`` distinct cells are scored with the shared weights (``model_for``); the best
 ``trials`` are recorded (strategy ``darts``). α and its optimizer, the validation stream and its
-carried state are in the checkpoint, so resume is exact.
+carried state, and how many ranked cells scoring has drawn are in the checkpoint, so resume is exact.
 
 Options (``-o KEY=VALUE``) and defaults: ``arch_lr`` 3e-3 and ``arch_weight_decay`` 1e-3
 (DARTS's), ``candidates`` 10 × ``trials``. Not here: the second-order (unrolled) gradient.
@@ -226,6 +226,7 @@ class DARTS(OneShotSearch):
         self.val_carried: Any = None
         self.arch_losses: list[float] = []  # validation losses of α's steps, latest last
         self._ranking: Iterator[tuple[int, ...]] | None = None  # the cells to score, most probable first
+        self._ranked = 0  # how many cells the ranking has given (kept in the checkpoint: a resumed run skips them)
         self._last: tuple[int, ...] = ()
 
     @classmethod
@@ -279,15 +280,19 @@ class DARTS(OneShotSearch):
         """The next most probable cell (the argmax first); the least probable again once all are given."""
         if self._ranking is None:
             self._ranking = ranked_choices(self.dag, self.weights())
+            for _ in range(self._ranked):  # (resumed: the cells given before the checkpoint, skipped)
+                self._last = next(self._ranking, self._last)
         self._last = next(self._ranking, self._last)
+        self._ranked += 1
         return self._last, self.space.decode(self._last)
 
     def extra_state(self) -> Any:
-        """α, its optimizer, the validation stream and its carried state, α's recent losses, the derived cell."""
+        """α, its optimizer, the validation stream and its carried state, α's recent losses, the derived cell,
+        how many ranked cells scoring has drawn."""
         carried = None if self.val_carried is None else [t.cpu() for t in self.val_carried]
         return {"alphas": [a.detach().cpu().clone() for a in self.alphas], "arch_opt": self.arch_opt.state_dict(),
                 "val_stream": self.val_stream.state_dict(), "val_carried": carried,
-                "arch_losses": list(self.arch_losses), "derived": list(self.derived())}
+                "arch_losses": list(self.arch_losses), "derived": list(self.derived()), "ranked": self._ranked}
 
     def load_extra_state(self, state: Any) -> None:
         """Restore α and the rest exactly."""
@@ -299,6 +304,7 @@ class DARTS(OneShotSearch):
         carried = state["val_carried"]
         self.val_carried = None if carried is None else tuple(t.to(self.device) for t in carried)
         self.arch_losses = [float(v) for v in state["arch_losses"]]
+        self._ranking, self._ranked = None, int(state.get("ranked", 0))
 
 
 def check_darts_config(cfg: SearchConfig, space: Space) -> int:

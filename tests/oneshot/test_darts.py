@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from cellsearch.oneshot.darts import DARTS, choice_pairs, ranked_choices, relaxed_cell, run_darts
+from cellsearch.oneshot.darts import DARTS, choice_pairs, ranked_choices, relaxed_cell, resume_darts, run_darts
 from cellsearch.spaces import load_space
 from cellsearch.storage.settings import SearchConfig
 from cellsearch.storage.store import Store
@@ -168,6 +168,28 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_result(run, tmp
             for d in (run, tmp_path / "k")]
     assert rows[0] == rows[1]
     _same_checkpoints(*(torch.load(d / "oneshot.pt", weights_only=True) for d in (run, tmp_path / "k")))
+
+
+def test_a_run_resumed_while_scoring_goes_on_down_the_ranking(run, tmp_path, monkeypatch):
+    """The cells already drawn are not drawn again (each would count as a miss: with MISSES of them the
+    resumed run would stop scoring at once)."""
+    import cellsearch.oneshot.search as oneshot_search
+
+    monkeypatch.setattr(oneshot_search, "MISSES", 2)
+    cfg = SearchConfig(name="k", space="dag4", strategy="darts", tasks=["arith"], steps=12, trials=3,
+                       strategy_options={"candidates": 6}, train={"hidden_size": 16}, backend="local")
+
+    def kill(event):
+        if event["phase"] == "score" and event["done"] == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_darts(cfg, tmp_path, on_progress=kill)
+    assert torch.load(tmp_path / "k" / "oneshot.pt", weights_only=True)["extra"]["ranked"] == 4
+    resume_darts(tmp_path / "k")
+    scored = [[r["hash"] for r in torch.load(d / "oneshot.pt", weights_only=True)["scored"]]
+              for d in (run, tmp_path / "k")]
+    assert scored[0] == scored[1] and len(scored[1]) == 6
 
 
 @pytest.mark.slow
