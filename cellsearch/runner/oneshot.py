@@ -10,7 +10,8 @@ and ``gpus_per_trial`` GPUs (the supernet then trains on CUDA), on the local mac
 checkpoint in the run directory (a cluster's nodes must share it) and reports its progress as it goes
 (``OneShotProgress`` events in the driver). A worker that dies is retried by Tune from its checkpoint
 (``max_failures``). Once every seed has ended, the driver records each seed's best ``cfg.trials`` cells
-in ``results.db`` (``oneshot.search.record``). A seed that failed fails the run in one line; the
+in ``results.db`` (``oneshot.search.record``). A seed that failed fails the run in one line (a crashed
+worker's traceback goes to the run directory's ``oneshot-seed{S}-error.log``, which the line names); the
 checkpoints stay, and ``resume`` (after a kill -9 of the driver too) continues every seed from its own.
 """
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, cast
 
 from cellsearch.errors import ConfigError
+from cellsearch.fileio import FileRefusedError, WriteError, atomic_write
 from cellsearch.oneshot.search import (finished_summary, open_run, prepare, record, run_here, run_seed,
                                        search_seeds, seed_result)
 from cellsearch.oneshot.strategies import oneshot_strategy
@@ -165,10 +167,27 @@ def run_seed_job(spec: wire.SeedJob, report: Callable[[SeedOutcome], None] | Non
         finally:
             use_threads(before)
         return SeedOutcome("ok", job.seed, result=seed_result(search, cfg.trials))
-    except Exception as exc:  # a failing seed must not take the driver down: it reports why
-        error = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
-        return SeedOutcome("failed", job.seed, error=error + ("" if isinstance(exc, ConfigError)
-                                                             else "\n" + traceback.format_exc(limit=5)))
+    except Exception as exc:  # a failing seed must not take the driver down: it reports why, in one line
+        if isinstance(exc, ConfigError):
+            return SeedOutcome("failed", job.seed, error=str(exc))
+        error = f"{type(exc).__name__}: {exc}"
+        log = _write_traceback(Path(job.run_dir), job.seed, traceback.format_exc())
+        return SeedOutcome("failed", job.seed, error=error if log is None else f"{error} (its traceback: {log})")
+
+
+def traceback_log(run_dir: Path, seed: int) -> Path:
+    """Where a failed search seed's worker writes its traceback: ``oneshot-seed{S}-error.log`` in ``run_dir``."""
+    return run_dir / f"oneshot-seed{seed}-error.log"
+
+
+def _write_traceback(run_dir: Path, seed: int, text: str) -> Path | None:
+    """``text`` written to the seed's ``traceback_log``; None when it cannot be (the one-line error stays)."""
+    path = traceback_log(run_dir, seed)
+    try:
+        atomic_write(path, text)
+    except (WriteError, FileRefusedError):  # (a full disk, no folder there: the error line says why the seed failed all the same)
+        return None
+    return path
 
 
 def _no_score(outcome: SeedOutcome) -> float | None:

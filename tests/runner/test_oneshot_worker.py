@@ -1,0 +1,43 @@
+"""A one-shot search seed's worker (``runner.oneshot.run_seed_job``) without Ray: a crash comes back as one
+line naming the file its traceback went to."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import cellsearch.runner.oneshot as oneshot_runner
+from cellsearch.runner.oneshot import run_seed_job, traceback_log
+from cellsearch.runner.wire import SeedJob
+from cellsearch.storage.settings import SearchConfig
+
+
+def _job(run_dir, seed: int = 0) -> SeedJob:
+    cfg = SearchConfig(name="k", space="dag4", strategy="rsws", tasks=["arith"], steps=2, trials=1,
+                       strategy_options={"candidates": 1}, train={"hidden_size": 8}, backend="local")
+    return SeedJob(config=asdict(cfg), seed=seed, run_dir=str(run_dir))
+
+
+def _crash(*args, **kwargs):
+    def deep(n):
+        if n == 0:
+            raise RuntimeError("boom")
+        deep(n - 1)
+
+    deep(3)
+
+
+def test_a_crashed_seed_reports_one_line_and_writes_its_traceback_to_a_log(tmp_path, monkeypatch):
+    monkeypatch.setattr(oneshot_runner, "run_seed", _crash)
+    outcome = run_seed_job(_job(tmp_path, seed=3))
+    log = traceback_log(tmp_path, 3)
+    assert outcome.status == "failed" and outcome.seed == 3
+    assert outcome.error == f"RuntimeError: boom (its traceback: {log})"
+    text = log.read_text()
+    assert text.startswith("Traceback") and "in deep" in text and text.rstrip().endswith("RuntimeError: boom")
+
+
+def test_the_error_line_stays_when_the_traceback_cannot_be_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(oneshot_runner, "run_seed", _crash)
+    (tmp_path / "file").write_text("")  # (no folder can be made there)
+    outcome = run_seed_job(_job(tmp_path / "file", seed=0))
+    assert outcome.error == "RuntimeError: boom"
