@@ -108,14 +108,7 @@ class OneShotRun:
         errors: list[str] = []
 
         def on_done(job: dict[str, Any], outcome: Any, node: str | None) -> None:
-            assert isinstance(outcome, SeedOutcome)
-            if outcome.status == "ok" and outcome.result is not None:
-                result = outcome.result
-                for cell in result["top"]:
-                    cell["node"] = node
-                results[job["seed"]] = result
-            else:
-                errors.append(f"seed {job['seed']}: {outcome.error or outcome.status}")
+            take_outcome(job, outcome, node, results, errors)
 
         queue = SeedQueue(jobs, settings, on_done, progress)
         # (the queue serves the jobs as plain data, which the kind's receive turns into SeedJobs)
@@ -125,6 +118,23 @@ class OneShotRun:
             raise ConfigError(f"{len(jobs) - len(results)} of {len(jobs)} search seed(s) failed ({first}); every "
                               f"seed's checkpoint is kept: fix that and run `cellsearch resume {self.run_dir}`")
         return [results[s] for s in sorted(results)]
+
+
+def take_outcome(job: dict[str, Any], outcome: Any, node: str | None, results: dict[int, dict[str, Any]],
+                 errors: list[str]) -> None:
+    """A seed's final outcome into ``results`` (its result, its cells' ``node`` set, under the job's seed)
+    or ``errors`` (one line: a failure, or a result of another seed than the job's, refused)."""
+    assert isinstance(outcome, SeedOutcome)
+    seed = job["seed"]
+    if outcome.status != "ok" or outcome.result is None:
+        errors.append(f"seed {seed}: {outcome.error or outcome.status}")
+    elif outcome.result["seed"] != seed:  # (``record`` files the rows under the result's seed)
+        errors.append(f"seed {seed}: its result is seed {outcome.result['seed']}'s: refused")
+    else:
+        result = outcome.result
+        for cell in result["top"]:
+            cell["node"] = node
+        results[seed] = result
 
 
 class SeedQueue(JobQueue):

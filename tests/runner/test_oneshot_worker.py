@@ -1,13 +1,14 @@
 """A one-shot search seed's worker (``runner.oneshot.run_seed_job``) without Ray: a crash comes back as one
-line naming the file its traceback went to."""
+line naming the file its traceback went to; the driver files each seed's result under the seed it ran."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
 import cellsearch.runner.oneshot as oneshot_runner
-from cellsearch.runner.oneshot import run_seed_job, traceback_log
+from cellsearch.runner.oneshot import run_seed_job, take_outcome, traceback_log
 from cellsearch.runner.wire import SeedJob
+from cellsearch.storage.outcome import SeedOutcome
 from cellsearch.storage.settings import SearchConfig
 
 
@@ -41,3 +42,18 @@ def test_the_error_line_stays_when_the_traceback_cannot_be_written(tmp_path, mon
     (tmp_path / "file").write_text("")  # (no folder can be made there)
     outcome = run_seed_job(_job(tmp_path / "file", seed=0))
     assert outcome.error == "RuntimeError: boom"
+
+
+def _result(seed: int) -> dict:
+    return {"seed": seed, "top": [{"choices": [0]}], "scored": 1, "steps": 2, "train_seconds": 0.1}
+
+
+def test_a_result_is_filed_under_its_jobs_seed_and_a_mismatch_is_refused():
+    results: dict = {}
+    errors: list = []
+    take_outcome({"seed": 1}, SeedOutcome("ok", 1, result=_result(1)), "n1", results, errors)
+    assert results == {1: {**_result(1), "top": [{"choices": [0], "node": "n1"}]}} and errors == []
+    take_outcome({"seed": 2}, SeedOutcome("ok", 1, result=_result(1)), "n1", results, errors)
+    assert list(results) == [1] and errors == ["seed 2: its result is seed 1's: refused"]
+    take_outcome({"seed": 3}, SeedOutcome("failed", 3, error="RuntimeError: boom"), None, results, errors)
+    assert errors[-1] == "seed 3: RuntimeError: boom"
