@@ -29,7 +29,7 @@ from cellsearch.oneshot.search import (finished_summary, open_run, prepare, reco
                                        search_seeds, seed_result)
 from cellsearch.oneshot.strategies import oneshot_strategy
 from cellsearch.runner import wire
-from cellsearch.runner.events import EventHandler, OneShotProgress
+from cellsearch.runner.events import EventHandler, OneShotProgress, scoring_shown
 from cellsearch.runner.jobs import JobQueue, JobSettings
 from cellsearch.spaces.base import Space
 from cellsearch.storage import rundir
@@ -166,8 +166,8 @@ def run_seed_job(spec: wire.SeedJob, report: Callable[[SeedOutcome], None] | Non
         space = _load_space(cfg, None)
         cfg, tc, task, count = prepare(cfg, space, strategy)
 
-        def progress(event: dict[str, Any]) -> None:
-            if report is not None:
+        def progress(event: dict[str, Any]) -> None:  # (scoring: every tenth of the cells and the last)
+            if report is not None and (event["phase"] != "score" or scoring_shown(event["done"], event["total"])):
                 report(SeedOutcome("running", event["seed"], event["phase"], event["done"], event["total"],
                                    event.get("loss", event.get("score"))))
 

@@ -44,6 +44,21 @@ def test_the_error_line_stays_when_the_traceback_cannot_be_written(tmp_path, mon
     assert outcome.error == "RuntimeError: boom"
 
 
+def test_a_seed_reports_every_tenth_of_its_scored_cells_and_the_last(tmp_path, monkeypatch):
+    def run_seed(strategy, cfg, space, task, tc, count, seed, run_dir, on_progress):
+        for done in range(1, 3):
+            on_progress({"seed": seed, "phase": "train", "done": done, "total": 2, "loss": 1.0})
+        for done in range(1, 26):
+            on_progress({"seed": seed, "phase": "score", "done": done, "total": 25, "score": 0.5})
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(oneshot_runner, "run_seed", run_seed)
+    reports: list = []
+    run_seed_job(_job(tmp_path), reports.append)
+    assert [(r.phase, r.done) for r in reports] == [("train", 1), ("train", 2),
+                                                    *[("score", d) for d in (*range(2, 25, 2), 25)]]
+
+
 def _result(seed: int) -> dict:
     return {"seed": seed, "top": [{"choices": [0]}], "scored": 1, "steps": 2, "train_seconds": 0.1}
 
