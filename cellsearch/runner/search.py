@@ -503,19 +503,21 @@ class SearchRun:
         ``TrialFinished`` per trial, ``StageRejectedAll`` when a filter stage rejects every candidate
         and ``SearchEnded``; a one-shot search (``runner.oneshot``) tells an ``OneShotProgress`` as each
         search seed goes on instead."""
-        if self.oneshot is not None:
-            return self.oneshot.run(on_event)
         try:
+            if self.oneshot is not None:  # (it releases its own lock)
+                return self.oneshot.run(on_event)
             return self._run(on_event)
         except BaseException as exc:
             failed = _write_failure(exc)
             if failed is None:
                 raise
-            # Everything committed before the failed write is kept (results.db commits per trial, the
-            # other files are replaced whole or not at all): resuming goes on from there.
+            # Everything committed before the failed write is kept (results.db commits per trial, a
+            # one-shot seed's checkpoint is replaced whole or not at all, as the other files): resuming
+            # goes on from there.
             raise failed.advised(_resume_advice(failed, self.run_dir)) from None
         finally:
-            self.lock.release()
+            if self.oneshot is None:
+                self.lock.release()
 
     def _run(self, on_event: EventHandler | None) -> dict[str, Any]:
         ctl = self.controller
