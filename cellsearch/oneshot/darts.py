@@ -37,7 +37,6 @@ from typing import Any, Iterator
 
 import torch
 
-from cellsearch.compile.cell import CompiledCell
 from cellsearch.dsl.graph import CellGraph, Node
 from cellsearch.nn.model import SeqModel
 from cellsearch.oneshot.search import OneShotSearch, ProgressHandler, check_oneshot_config, resume_oneshot, run_oneshot
@@ -130,18 +129,7 @@ def relaxed_model(net: DagSupernet) -> SeqModel:
     """The ``SeqModel`` of ``net``'s relaxed cell: its linear weights, embedding and head are ``net``'s
     shared tensors; the architecture weights α (``node{i}__alpha``) are the model's own."""
     graph, bindings = relaxed_cell(net.space)
-    with torch.random.fork_rng(devices=[]):  # (its own initial weights are replaced at once)
-        model = SeqModel(graph, net.config)
-    ref = net.shared["n0_h"]
-    model.to(device=ref.device, dtype=ref.dtype)
-    model.embedding.weight = net.embedding.weight
-    model.head.weight = net.head.weight
-    model.head.bias = net.head.bias
-    cell = model.rnn.cells[0]
-    assert isinstance(cell, CompiledCell)  # (CellRNN's default backend)
-    for name, shared in bindings.items():
-        setattr(cell.params, name, net.shared[shared])
-    return model
+    return net.bound_model(graph, bindings, own={alpha_name(n.name) for n in graph.nodes if n.op == "mixed"})
 
 
 def ranked_choices(space: DagSpace, weights: list[list[float]]) -> Iterator[tuple[int, ...]]:
