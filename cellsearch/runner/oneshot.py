@@ -214,12 +214,8 @@ def _seed_stopped() -> SeedOutcome:
 
 def oneshot_trials() -> "TrialKind[wire.SeedJob, SeedOutcome]":
     """One-shot search seeds as Tune trials: ``run_seed_job`` in the worker, carried by ``runner.wire``."""
-    from cellsearch.runner.tune import TrialKind
+    from cellsearch.runner.tune import TrialKind, _same
 
     return TrialKind(key="oneshot", run=run_seed_job, send=_same, receive=wire.seed_job_from_wire,
                      encode=wire.seed_outcome_to_wire, decode=wire.seed_outcome_from_wire, score=_no_score,
                      lost=_seed_lost, stopped=_seed_stopped)
-
-
-def _same(data: Any) -> Any:
-    return data
