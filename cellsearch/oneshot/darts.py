@@ -42,6 +42,7 @@ from cellsearch.nn.model import SeqModel
 from cellsearch.oneshot.search import OneShotSearch, ProgressHandler, check_oneshot_config, resume_oneshot, run_oneshot
 from cellsearch.oneshot.supernet import DagSupernet
 from cellsearch.ops.mixed import alpha_name
+from cellsearch.records import random_state
 from cellsearch.spaces.base import Space
 from cellsearch.spaces.dag import DagSpace
 from cellsearch.storage.settings import SearchConfig
@@ -176,8 +177,7 @@ class _ExamplesStream(Stream):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state_dict``."""
-        version, internal, gauss = state["rng"]
-        self.rng.setstate((int(version), tuple(int(v) for v in internal), gauss))
+        self.rng.setstate(random_state(state["rng"]))
 
 
 def validation_stream(task: Task, batch_size: int, seed: int) -> Stream:

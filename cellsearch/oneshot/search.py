@@ -45,6 +45,7 @@ from cellsearch.fileio import atomic_write, write_error
 from cellsearch.limits import MAX_SEED, MAX_TRIALS, check_number
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.oneshot.supernet import DagSupernet, check_oneshot_space
+from cellsearch.records import random_state
 from cellsearch.spaces.base import InvalidCandidate, Space
 from cellsearch.storage import rundir
 from cellsearch.storage.settings import SearchConfig
@@ -174,8 +175,7 @@ class OneShotSearch:
         self.net.load_state_dict(ckpt["net"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.stream.load_state_dict(ckpt["stream"])
-        version, internal, gauss = ckpt["rng"]
-        self.rng.setstate((int(version), tuple(int(v) for v in internal), gauss))
+        self.rng.setstate(random_state(ckpt["rng"]))
         self.torch_rng = ckpt["torch_rng"]
         self.step, self.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
         carried = ckpt["carried"]
