@@ -372,21 +372,11 @@ def seed_result(search: OneShotSearch, trials: int) -> dict[str, Any]:
             "train_seconds": search.elapsed}
 
 
-def check_new_run(run_dir: Path) -> None:
-    """A new run may go to ``run_dir``: it is not a file and holds no run (ConfigError otherwise)."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"{run_dir} is a file, not a run directory: choose another --name or --runs",
-                          field="SearchConfig.name")
-    if (run_dir / rundir.CONFIG).exists() or (run_dir / rundir.RESULTS).exists():
-        raise ConfigError(f"{run_dir} already holds a run: resume it (`cellsearch resume {run_dir}`) or choose "
-                          "another --name", field="SearchConfig.name")
-
-
 def open_run(cfg: SearchConfig, run_dir: Path, *, resume: bool) -> WriterLock:
     """Lock ``run_dir`` for this writer and return the lock (held); a new run (``resume`` False) is checked
     new, created, and its ``config.json`` and ``results.db`` written (a run from then on: ``resume`` finds it)."""
     if not resume:
-        check_new_run(run_dir)
+        rundir.check_new_run(run_dir)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -395,7 +385,7 @@ def open_run(cfg: SearchConfig, run_dir: Path, *, resume: bool) -> WriterLock:
     lock.acquire()
     try:
         if not resume:
-            check_new_run(run_dir)  # (again, under the lock: another search may have won the race)
+            rundir.check_new_run(run_dir)  # (again, under the lock: another search may have won the race)
             atomic_write(run_dir / rundir.CONFIG, json.dumps(asdict(cfg), indent=2))
             with Store(run_dir / rundir.RESULTS) as store:
                 store.set_meta("config", asdict(cfg))
