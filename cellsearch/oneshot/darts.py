@@ -234,16 +234,30 @@ class DARTS(OneShotSearch):
         """The relaxed cell's model: every choice runs, weighed by softmax(α)."""
         return self.relaxed
 
+    def alpha_gradients(self, batch: Batch, begin: Any) -> tuple[list[torch.Tensor], torch.Tensor, Any]:
+        """α's gradient of the relaxed model's mean loss on ``batch`` from state ``begin``, the loss and the
+        final state. The supernet's weights need no gradient meanwhile: its backward computes α's alone."""
+        model = self.relaxed
+        weights = list(self.net.parameters())
+        for p in weights:
+            p.requires_grad_(False)
+        try:
+            logits, new_state = model(batch.inputs, begin)
+            model.take_outputs()
+            nll, n = self.task.masked_nll(logits, batch.targets, batch.mask)
+            loss = nll / max(n, 1)
+            grads = list(torch.autograd.grad(loss, self.alphas))
+        finally:
+            for p in weights:
+                p.requires_grad_(True)
+        return grads, loss, new_state
+
     def after_step(self) -> None:
         """A first-order step of α on a validation batch."""
-        model, task = self.relaxed, self.task
+        model = self.relaxed
         batch = next(self.val_stream).to(self.device)
         begin = self.val_carried if batch.carry_state and self.val_carried is not None else model.start(batch)
-        logits, new_state = model(batch.inputs, begin)
-        model.take_outputs()
-        nll, n = task.masked_nll(logits, batch.targets, batch.mask)
-        loss = nll / max(n, 1)
-        grads = torch.autograd.grad(loss, self.alphas)
+        grads, loss, new_state = self.alpha_gradients(batch, begin)
         self.arch_opt.zero_grad(set_to_none=True)
         for a, g in zip(self.alphas, grads):
             a.grad = g

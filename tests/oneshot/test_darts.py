@@ -93,6 +93,23 @@ def test_a_weight_step_moves_only_the_shared_weights_and_an_alpha_step_only_alph
     assert any(not torch.equal(net[k], v) for k, v in search.net.state_dict().items())
 
 
+def test_alphas_gradient_is_the_same_without_the_weights_gradients():
+    """The α step turns the supernet's weights' gradients off (only α's is computed): α's is unchanged."""
+    search = _search(arch_lr=0.1)
+    batch = next(search.val_stream)
+    model = search.relaxed
+    torch.manual_seed(0)  # (the same dropout masks in both)
+    logits, _ = model(batch.inputs, model.start(batch))
+    model.take_outputs()
+    nll, n = search.task.masked_nll(logits, batch.targets, batch.mask)
+    want = torch.autograd.grad(nll / max(n, 1), search.alphas)
+    torch.manual_seed(0)
+    got, loss, _ = search.alpha_gradients(batch, model.start(batch))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-9)
+    assert all(p.requires_grad for p in search.net.parameters()) and float(loss) > 0
+
+
 def test_the_derived_cell_follows_alpha():
     """With the validation loss replaced by one that only node 0's tanh lowers, α's steps must make tanh
     node 0's most probable choice and the derived cell take it."""
