@@ -5,11 +5,12 @@ is ``mixed`` over its activations of ``linear(x, h_prev)``, and each node i ≥ 
 every (predecessor j < i, activation) pair of the space, each the highway node
 ``blend(sigmoid(linear(n_j)), act(linear(n_j)), n_j)`` of the edge j → i — with the supernet's
 shared weights of that edge (``e{j}_{i}_w``/``_gw``/``_b``/``_gb``, bound as ``model_for`` binds
-them, so the derived cells later score with the same tensors). The new ``h`` is the mean of all ``n``
-nodes, node 0 included; DARTS's cell averages its intermediate nodes only and leaves out its s0 (the
-node of x and h_prev, our node 0), and a derived cell here, as every cell of the space, averages its
-loose ends (the nodes no other node reads). Our compiler compiles it, with its generated backward (the ``mixed`` op's
-rule gives the gradients of the architecture weights α, one (K,) vector per node).
+them, so the derived cells later score with the same tensors). The new ``h`` is the mean of all
+``n`` nodes, node 0 included; DARTS's cell averages its intermediate nodes only and leaves out its
+s0 (the node of x and h_prev, our node 0), and a derived cell here, as every cell of the space,
+averages its loose ends (the nodes no other node reads). Our compiler compiles it, with its
+generated backward (the ``mixed`` op's rule gives the gradients of the architecture weights α, one
+(K,) vector per node).
 
 Training alternates, step by step: a step of the shared weights (the search's optimizer) on a
 training batch through the relaxed cell, then a step of α (Adam, β = (0.5, 0.999) as DARTS's

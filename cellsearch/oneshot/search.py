@@ -4,8 +4,8 @@ shared weights, score cells with them, record the best K in ``results.db``, chec
 ``OneShotSearch`` holds one search in progress: the supernet, its optimizer and data, the random
 generators, how far it has come. A strategy subclasses it and says which cell trains on each batch
 (``train_cell``; or which model, ``train_model``: DARTS's relaxed cell), what else happens after a
-training step (``after_step``, e.g. ENAS's controller training), which cell is scored next (``score_cell``), and what else its checkpoint holds
-(``extra_state``/``load_extra_state``). A run (``run_oneshot``/``resume_oneshot`` in this process,
+training step (``after_step``, e.g. ENAS's controller training), which cell is scored next
+(``score_cell``), and what else its checkpoint holds (``extra_state``/``load_extra_state``). A run (``run_oneshot``/``resume_oneshot`` in this process,
 ``cellsearch.runner.oneshot`` on Ray) trains one supernet per search seed (``cfg.seed`` ..
 ``cfg.seed + cfg.seeds - 1``; ``run_seed``), each on its own: (1) train the shared weights on the
 task's training data for the search's budget (``steps`` and/or ``minutes``); (2) score ``candidates``
