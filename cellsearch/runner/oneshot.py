@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, cast
 
 from cellsearch.errors import ConfigError
-from cellsearch.fileio import FileRefusedError, WriteError, atomic_write
+from cellsearch.fileio import WriteError, atomic_write
 from cellsearch.oneshot.search import (finished_summary, open_run, prepare, record, run_here, run_seed,
                                        search_seeds, seed_result)
 from cellsearch.oneshot.strategies import oneshot_strategy
@@ -195,7 +195,7 @@ def _write_traceback(run_dir: Path, seed: int, text: str) -> Path | None:
     path = traceback_log(run_dir, seed)
     try:
         atomic_write(path, text)
-    except (WriteError, FileRefusedError):  # (a full disk, no folder there: the error line says why the seed failed all the same)
+    except (WriteError, ConfigError):  # (a full disk, a file where the folder is, a link in the way: the error line says why the seed failed all the same)
         return None
     return path
 
