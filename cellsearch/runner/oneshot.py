@@ -195,7 +195,7 @@ def _write_traceback(run_dir: Path, seed: int, text: str) -> Path | None:
     path = traceback_log(run_dir, seed)
     try:
         atomic_write(path, text)
-    except (WriteError, ConfigError):  # (a full disk, a file where the folder is, a link in the way: the error line says why the seed failed all the same)
+    except (WriteError, ConfigError):  # (a full disk, a file where its folder is, a link: the line stays)
         return None
     return path
 
