@@ -61,12 +61,11 @@ def main() -> None:
             best = max(common, key=lambda h: oneshot[h])
             extra = {}
             if args.strategy == "darts":  # DARTS's own answer: the derived cell (argmax of every node)
-                import torch
-
                 from cellsearch.dsl.hashing import canonical_hash
                 from cellsearch.spaces import load_space
+                from cellsearch.training.checkpoint import read_checkpoint_data
 
-                ckpt = torch.load(Path(args.out) / name / "oneshot.pt", weights_only=True)
+                ckpt = read_checkpoint_data(Path(args.out) / name / "oneshot.pt")
                 derived = canonical_hash(load_space(args.space).decode(ckpt["extra"]["derived"]))
                 extra = {"derived_cell_standalone": round(float(table[derived]), 4),
                          "derived_rank_in_table": int((table > table[derived]).sum()) + 1}

@@ -1,5 +1,7 @@
 """Typed records from untrusted plain data: a dataclass built from a JSON/checkpoint mapping.
 
+(And a ``random.Random``'s state as plain data and back: ``random_state_to_data``/``random_state``.)
+
 Run files (``config.json``), checkpoints and strategy states come back from disk as plain
 dicts that anyone may have edited or damaged. ``record_from_dict`` checks every field's type
 against the dataclass's annotations (pydantic's lax mode: ``5`` is a fine float, ``"abc"`` no int)
@@ -10,6 +12,7 @@ file and the field, instead of a ``TypeError`` deep inside training.
 from __future__ import annotations
 
 import functools
+import random
 from typing import Any, TypeVar
 
 from cellsearch.errors import ConfigError
@@ -44,3 +47,16 @@ def record_from_dict(cls: type[T], data: Any, what: str) -> T:
         field = ".".join(str(p) for p in err["loc"]) or "?"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(f"{what}: setting '{field}' = {shown(err.get('input'), 60)}: {err['msg']}{more}") from None
+
+
+def random_state_to_data(rng: random.Random) -> list[Any]:
+    """``rng``'s state as plain data (a list: version, the internal state's ints, the gauss value)."""
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def random_state(data: Any) -> tuple[Any, ...]:
+    """The state for ``random.Random.setstate`` from ``random_state_to_data``'s data, or from a pickled
+    ``getstate()`` (a checkpoint's), its numbers checked as numbers (TypeError/ValueError if not)."""
+    version, internal, gauss = data
+    return (int(version), tuple(int(v) for v in internal), None if gauss is None else float(gauss))

@@ -217,6 +217,22 @@ def test_a_full_disk_stops_a_search_in_one_line_and_resume_goes_on(tmp_path, out
     assert [r["hash"] for r in rows][: len(first)] == first
 
 
+def test_a_full_disk_stops_a_one_shot_search_in_one_line_with_the_resume_advice(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    args = ["--runs", str(runs), "--name", "full", "--backend", "local", "--no-progress", "--strategy", "rsws",
+            "--space", "dag4", "--tasks", "arith", "--trials", "1", "-o", "candidates=2", "--budget", "2",
+            "--hidden", "8"]
+    with disk_full(monkeypatch, runs, names=("oneshot.pt",)):  # full at the supernet's first checkpoint
+        line = refused("search", *args, says=("no space left on", "oneshot.pt", "free space and run",
+                                              f"cellsearch resume {runs / 'full'}"))
+    assert "Traceback" not in line
+    _no_temporary_files(runs / "full")
+    res = cli("resume", str(runs / "full"), "--no-progress")
+    assert res.exit_code == 0, res.stderr
+    with Store(runs / "full" / "results.db", readonly=True) as store:
+        assert len(list(store.rows())) == 1
+
+
 def test_a_full_disk_when_a_new_search_starts_leaves_nothing(tmp_path, monkeypatch):
     """Probe: a full disk under --runs before the first trial: nothing half-made is left to trip the next search."""
     runs = tmp_path / "runs"

@@ -218,7 +218,7 @@ def _oneshot_lines(name: str, progress: bool):
     """A one-shot search's progress (``OneShotProgress``) as lines on stderr, per search seed (none with
     ``--no-progress``)."""
     def on_event(event: object) -> None:
-        from cellsearch.runner.events import OneShotProgress
+        from cellsearch.runner.events import OneShotProgress, scoring_shown
 
         if not progress or not isinstance(event, OneShotProgress):
             return
@@ -227,7 +227,7 @@ def _oneshot_lines(name: str, progress: bool):
         if event.phase == "train":
             loss = "–" if event.value is None else f"{event.value:.4f}"
             err_console.print(f"{name} seed {event.seed}: supernet step {done}{of}, loss {loss}", highlight=False)
-        elif done == total or done % max(1, (total or 10) // 10) == 0:
+        elif scoring_shown(done, total):
             score = "–" if event.value is None else f"{event.value:.4f}"
             err_console.print(f"{name} seed {event.seed}: scored cell {done}{of}, score {score}", highlight=False)
 

@@ -110,6 +110,7 @@ class CellProgram:
         self.pointwise = "auto"
         self.cuda_graphs = True
         self.fused: Any = None
+        self.eager_only_ops: list[str] | None = None  # (pointwise.py: the loop's ops without Triton rules, found once)
         self.cuda_graph_cache: Any = None  # CUDA graph captures of this program (cuda_graphs.py)
 
     @property

@@ -34,8 +34,7 @@ def runtime_program(program: CellProgram, device: torch.device, mode: str = "fus
             raise CellsearchError(f"pointwise='fused' does not support attend() or memory states "
                                   f"(cell '{program.graph.name}'); use 'auto' or 'eager'")
         return program
-    eager_only = sorted({op.name for op in (OPS[program.graph.node_map[n].op] for n in program.schedule.loop_nodes)
-                         if not (op.triton or op.is_matmul or op.is_literal)})
+    eager_only = _eager_only_ops(program)
     if eager_only:  # an op without Triton rules in the loop (mixed: its α gradient is a reduction)
         if choice == "fused":
             raise CellsearchError(f"pointwise='fused' does not support {', '.join(eager_only)}() in the time loop "
@@ -51,6 +50,14 @@ def runtime_program(program: CellProgram, device: torch.device, mode: str = "fus
     if program.fused is None:
         program.fused = FusedProgram(program)
     return program.fused
+
+
+def _eager_only_ops(program: CellProgram) -> list[str]:
+    """The ops of ``program``'s time loop without Triton rules (found once per program: every forward asks)."""
+    if program.eager_only_ops is None:
+        ops = (OPS[program.graph.node_map[n].op] for n in program.schedule.loop_nodes)
+        program.eager_only_ops = sorted({op.name for op in ops if not (op.triton or op.is_matmul or op.is_literal)})
+    return program.eager_only_ops
 
 
 def unfusable(program: CellProgram, exc: Exception) -> bool:

@@ -6,8 +6,11 @@ every (predecessor j < i, activation) pair of the space, each the highway node
 ``blend(sigmoid(linear(n_j)), act(linear(n_j)), n_j)`` of the edge j → i — with the supernet's
 shared weights of that edge (``e{j}_{i}_w``/``_gw``/``_b``/``_gb``, bound as ``model_for`` binds
 them, so the derived cells later score with the same tensors). The new ``h`` is the mean of all
-nodes, as in DARTS. Our compiler compiles it, with its generated backward (the ``mixed`` op's
-rule gives the gradients of the architecture weights α, one (K,) vector per node).
+``n`` nodes, node 0 included; DARTS's cell averages its intermediate nodes only and leaves out its
+s0 (the node of x and h_prev, our node 0), and a derived cell here, as every cell of the space,
+averages its loose ends (the nodes no other node reads). Our compiler compiles it, with its
+generated backward (the ``mixed`` op's rule gives the gradients of the architecture weights α, one
+(K,) vector per node).
 
 Training alternates, step by step: a step of the shared weights (the search's optimizer) on a
 training batch through the relaxed cell, then a step of α (Adam, β = (0.5, 0.999) as DARTS's
@@ -19,7 +22,7 @@ Then the derived cells are scored: DARTS's cell (the argmax of every node's soft
 the next most probable ones by the product of their choices' softmax weights, until
 ``candidates`` distinct cells are scored with the shared weights (``model_for``); the best
 ``trials`` are recorded (strategy ``darts``). α and its optimizer, the validation stream and its
-carried state are in the checkpoint, so resume is exact.
+carried state, and how many ranked cells scoring has drawn are in the checkpoint, so resume is exact.
 
 Options (``-o KEY=VALUE``) and defaults: ``arch_lr`` 3e-3 and ``arch_weight_decay`` 1e-3
 (DARTS's), ``candidates`` 10 × ``trials``. Not here: the second-order (unrolled) gradient.
@@ -35,12 +38,12 @@ from typing import Any, Iterator
 
 import torch
 
-from cellsearch.compile.cell import CompiledCell
 from cellsearch.dsl.graph import CellGraph, Node
 from cellsearch.nn.model import SeqModel
 from cellsearch.oneshot.search import OneShotSearch, ProgressHandler, check_oneshot_config, resume_oneshot, run_oneshot
 from cellsearch.oneshot.supernet import DagSupernet
 from cellsearch.ops.mixed import alpha_name
+from cellsearch.records import random_state
 from cellsearch.spaces.base import Space
 from cellsearch.spaces.dag import DagSpace
 from cellsearch.storage.settings import SearchConfig
@@ -128,18 +131,7 @@ def relaxed_model(net: DagSupernet) -> SeqModel:
     """The ``SeqModel`` of ``net``'s relaxed cell: its linear weights, embedding and head are ``net``'s
     shared tensors; the architecture weights α (``node{i}__alpha``) are the model's own."""
     graph, bindings = relaxed_cell(net.space)
-    with torch.random.fork_rng(devices=[]):  # (its own initial weights are replaced at once)
-        model = SeqModel(graph, net.config)
-    ref = net.shared["n0_h"]
-    model.to(device=ref.device, dtype=ref.dtype)
-    model.embedding.weight = net.embedding.weight
-    model.head.weight = net.head.weight
-    model.head.bias = net.head.bias
-    cell = model.rnn.cells[0]
-    assert isinstance(cell, CompiledCell)  # (CellRNN's default backend)
-    for name, shared in bindings.items():
-        setattr(cell.params, name, net.shared[shared])
-    return model
+    return net.bound_model(graph, bindings, own={alpha_name(n.name) for n in graph.nodes if n.op == "mixed"})
 
 
 def ranked_choices(space: DagSpace, weights: list[list[float]]) -> Iterator[tuple[int, ...]]:
@@ -186,8 +178,7 @@ class _ExamplesStream(Stream):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state_dict``."""
-        version, internal, gauss = state["rng"]
-        self.rng.setstate((int(version), tuple(int(v) for v in internal), gauss))
+        self.rng.setstate(random_state(state["rng"]))
 
 
 def validation_stream(task: Task, batch_size: int, seed: int) -> Stream:
@@ -226,6 +217,7 @@ class DARTS(OneShotSearch):
         self.val_carried: Any = None
         self.arch_losses: list[float] = []  # validation losses of α's steps, latest last
         self._ranking: Iterator[tuple[int, ...]] | None = None  # the cells to score, most probable first
+        self._ranked = 0  # how many cells the ranking has given (kept in the checkpoint: a resumed run skips them)
         self._last: tuple[int, ...] = ()
 
     @classmethod
@@ -243,16 +235,30 @@ class DARTS(OneShotSearch):
         """The relaxed cell's model: every choice runs, weighed by softmax(α)."""
         return self.relaxed
 
+    def alpha_gradients(self, batch: Batch, begin: Any) -> tuple[list[torch.Tensor], torch.Tensor, Any]:
+        """α's gradient of the relaxed model's mean loss on ``batch`` from state ``begin``, the loss and the
+        final state. The supernet's weights need no gradient meanwhile: its backward computes α's alone."""
+        model = self.relaxed
+        weights = list(self.net.parameters())
+        for p in weights:
+            p.requires_grad_(False)
+        try:
+            logits, new_state = model(batch.inputs, begin)
+            model.take_outputs()
+            nll, n = self.task.masked_nll(logits, batch.targets, batch.mask)
+            loss = nll / max(n, 1)
+            grads = list(torch.autograd.grad(loss, self.alphas))
+        finally:
+            for p in weights:
+                p.requires_grad_(True)
+        return grads, loss, new_state
+
     def after_step(self) -> None:
         """A first-order step of α on a validation batch."""
-        model, task = self.relaxed, self.task
+        model = self.relaxed
         batch = next(self.val_stream).to(self.device)
         begin = self.val_carried if batch.carry_state and self.val_carried is not None else model.start(batch)
-        logits, new_state = model(batch.inputs, begin)
-        model.take_outputs()
-        nll, n = task.masked_nll(logits, batch.targets, batch.mask)
-        loss = nll / max(n, 1)
-        grads = torch.autograd.grad(loss, self.alphas)
+        grads, loss, new_state = self.alpha_gradients(batch, begin)
         self.arch_opt.zero_grad(set_to_none=True)
         for a, g in zip(self.alphas, grads):
             a.grad = g
@@ -279,15 +285,19 @@ class DARTS(OneShotSearch):
         """The next most probable cell (the argmax first); the least probable again once all are given."""
         if self._ranking is None:
             self._ranking = ranked_choices(self.dag, self.weights())
+            for _ in range(self._ranked):  # (resumed: the cells given before the checkpoint, skipped)
+                self._last = next(self._ranking, self._last)
         self._last = next(self._ranking, self._last)
+        self._ranked += 1
         return self._last, self.space.decode(self._last)
 
     def extra_state(self) -> Any:
-        """α, its optimizer, the validation stream and its carried state, α's recent losses, the derived cell."""
+        """α, its optimizer, the validation stream and its carried state, α's recent losses, the derived cell,
+        how many ranked cells scoring has drawn."""
         carried = None if self.val_carried is None else [t.cpu() for t in self.val_carried]
         return {"alphas": [a.detach().cpu().clone() for a in self.alphas], "arch_opt": self.arch_opt.state_dict(),
                 "val_stream": self.val_stream.state_dict(), "val_carried": carried,
-                "arch_losses": list(self.arch_losses), "derived": list(self.derived())}
+                "arch_losses": list(self.arch_losses), "derived": list(self.derived()), "ranked": self._ranked}
 
     def load_extra_state(self, state: Any) -> None:
         """Restore α and the rest exactly."""
@@ -299,6 +309,7 @@ class DARTS(OneShotSearch):
         carried = state["val_carried"]
         self.val_carried = None if carried is None else tuple(t.to(self.device) for t in carried)
         self.arch_losses = [float(v) for v in state["arch_losses"]]
+        self._ranking, self._ranked = None, int(state.get("ranked", 0))
 
 
 def check_darts_config(cfg: SearchConfig, space: Space) -> int:

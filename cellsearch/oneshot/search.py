@@ -3,9 +3,9 @@ shared weights, score cells with them, record the best K in ``results.db``, chec
 
 ``OneShotSearch`` holds one search in progress: the supernet, its optimizer and data, the random
 generators, how far it has come. A strategy subclasses it and says which cell trains on each batch
-(``train_cell``; or which model, ``train_model``: DARTS's relaxed cell), what else happens after a training step (``after_step``, e.g. ENAS's controller
-training), which cell is scored next (``score_cell``), and what else its checkpoint holds
-(``extra_state``/``load_extra_state``). A run (``run_oneshot``/``resume_oneshot`` in this process,
+(``train_cell``; or which model, ``train_model``: DARTS's relaxed cell), what else happens after a
+training step (``after_step``, e.g. ENAS's controller training), which cell is scored next
+(``score_cell``), and what else its checkpoint holds (``extra_state``/``load_extra_state``). A run (``run_oneshot``/``resume_oneshot`` in this process,
 ``cellsearch.runner.oneshot`` on Ray) trains one supernet per search seed (``cfg.seed`` ..
 ``cfg.seed + cfg.seeds - 1``; ``run_seed``), each on its own: (1) train the shared weights on the
 task's training data for the search's budget (``steps`` and/or ``minutes``); (2) score ``candidates``
@@ -45,6 +45,7 @@ from cellsearch.fileio import atomic_write, write_error
 from cellsearch.limits import MAX_SEED, MAX_TRIALS, check_number
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.oneshot.supernet import DagSupernet, check_oneshot_space
+from cellsearch.records import random_state
 from cellsearch.spaces.base import InvalidCandidate, Space
 from cellsearch.storage import rundir
 from cellsearch.storage.settings import SearchConfig
@@ -174,8 +175,7 @@ class OneShotSearch:
         self.net.load_state_dict(ckpt["net"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.stream.load_state_dict(ckpt["stream"])
-        version, internal, gauss = ckpt["rng"]
-        self.rng.setstate((int(version), tuple(int(v) for v in internal), gauss))
+        self.rng.setstate(random_state(ckpt["rng"]))
         self.torch_rng = ckpt["torch_rng"]
         self.step, self.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
         carried = ckpt["carried"]
@@ -311,8 +311,6 @@ class OneShotSearch:
         return sorted(self.scored, key=lambda r: -math.inf if r["score"] is None else r["score"], reverse=True)
 
 
-
-
 # ---------------------------------------------------------------------- a run of one or several seeds
 def prepare(cfg: SearchConfig, space: Space, strategy: type[OneShotSearch], *,
             check_device: bool = True) -> tuple[SearchConfig, TrainConfig, Task, int]:
@@ -374,21 +372,11 @@ def seed_result(search: OneShotSearch, trials: int) -> dict[str, Any]:
             "train_seconds": search.elapsed}
 
 
-def check_new_run(run_dir: Path) -> None:
-    """A new run may go to ``run_dir``: it is not a file and holds no run (ConfigError otherwise)."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"{run_dir} is a file, not a run directory: choose another --name or --runs",
-                          field="SearchConfig.name")
-    if (run_dir / rundir.CONFIG).exists() or (run_dir / rundir.RESULTS).exists():
-        raise ConfigError(f"{run_dir} already holds a run: resume it (`cellsearch resume {run_dir}`) or choose "
-                          "another --name", field="SearchConfig.name")
-
-
 def open_run(cfg: SearchConfig, run_dir: Path, *, resume: bool) -> WriterLock:
     """Lock ``run_dir`` for this writer and return the lock (held); a new run (``resume`` False) is checked
     new, created, and its ``config.json`` and ``results.db`` written (a run from then on: ``resume`` finds it)."""
     if not resume:
-        check_new_run(run_dir)
+        rundir.check_new_run(run_dir)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -397,7 +385,7 @@ def open_run(cfg: SearchConfig, run_dir: Path, *, resume: bool) -> WriterLock:
     lock.acquire()
     try:
         if not resume:
-            check_new_run(run_dir)  # (again, under the lock: another search may have won the race)
+            rundir.check_new_run(run_dir)  # (again, under the lock: another search may have won the race)
             atomic_write(run_dir / rundir.CONFIG, json.dumps(asdict(cfg), indent=2))
             with Store(run_dir / rundir.RESULTS) as store:
                 store.set_meta("config", asdict(cfg))

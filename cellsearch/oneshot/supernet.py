@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Sequence
+from typing import Collection, Sequence
 
 import torch
 from torch import nn
@@ -128,6 +128,17 @@ class DagSupernet(nn.Module):
             self._models.move_to_end(key)
             return model
         graph = self.space.decode(key)
+        model = self.bound_model(graph, self.bindings(graph, key))
+        self._models[key] = model
+        if len(self._models) > CACHED_MODELS:
+            self._models.popitem(last=False)
+        return model
+
+    def bound_model(self, graph: CellGraph, bindings: dict[str, str], own: Collection[str] = ()) -> SeqModel:
+        """The ``SeqModel`` of ``graph`` whose embedding and head are the supernet's and whose cell
+        parameters are the shared tensors ``bindings`` names (cell parameter name → shared tensor name),
+        except ``own``, the model's own (DARTS's α); AssertionError unless the bindings and ``own``
+        are exactly the cell's parameters."""
         with torch.random.fork_rng(devices=[]):  # (its own initial weights are replaced at once)
             model = SeqModel(graph, self.config)
         ref = self.shared["n0_h"]
@@ -138,15 +149,12 @@ class DagSupernet(nn.Module):
         cell = model.rnn.cells[0]
         assert isinstance(cell, CompiledCell)  # (CellRNN's default backend)
         cell_params = cell.params
-        bindings = self.bindings(graph, key)
-        own = {name for name, _ in cell_params.named_parameters()}
-        if own != set(bindings):  # pragma: no cover - the decoder and the bindings disagree
-            raise AssertionError(f"supernet bindings {sorted(bindings)} do not cover the cell's {sorted(own)}")
+        names = {name for name, _ in cell_params.named_parameters()}
+        if names != set(bindings) | set(own) or set(bindings) & set(own):
+            raise AssertionError(f"supernet bindings {sorted(bindings)} and the model's own {sorted(own)} are not "
+                                 f"the cell's parameters {sorted(names)}")
         for name, shared in bindings.items():
             setattr(cell_params, name, self.shared[shared])
-        self._models[key] = model
-        if len(self._models) > CACHED_MODELS:
-            self._models.popitem(last=False)
         return model
 
     def cell_parameter_count(self, choices: Sequence[int]) -> int:

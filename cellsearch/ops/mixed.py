@@ -2,16 +2,16 @@
 
 ``mixed(a_1, ..., a_K)`` weighs its K arguments by the softmax of a learned vector α of shape
 (K,), the node's architecture weights (Liu et al. 2019); its parameter is ``<node>__alpha``,
-drawn uniformly like every weight (near 0: every argument weighed about 1/K; DARTS sets its own). Like ``diag``'s scale, α is a per-step
-constant of the time loop whose gradient the step returns (summed over the sequence by the
-runtime): for the argument gradients d a_k = s_k · g, and for α
+drawn uniformly like every weight (near 0: every argument weighed about 1/K; DARTS sets its own).
+Like ``diag``'s scale, α is a per-step constant of the time loop whose gradient the step returns
+(summed over the sequence by the runtime): for the argument gradients d a_k = s_k · g, and for α
 dα_k = s_k (⟨g, a_k⟩ − Σ_m s_m ⟨g, a_m⟩), the inner products summed over batch and hidden.
 
 The fused Triton kernels are elementwise over (batch, hidden) and α's gradient is a reduction
 over both, so the op has no Triton rules: a cell that runs it inside its time loop runs the
 eager generated step (``compile/pointwise.py`` refuses ``pointwise='fused'`` for it).
-The expressions index the last axis of α's softmax, so a population (α stacked per member,
-(K, 1, n)) runs the same generated code.
+The expressions index the last axis of α's softmax, so a population (the α of its P members
+stacked, (P, 1, K)) runs the same generated code.
 """
 
 from __future__ import annotations

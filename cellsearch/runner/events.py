@@ -93,5 +93,11 @@ class OneShotProgress:
     value: float | None
 
 
+def scoring_shown(done: int, total: int | None) -> bool:
+    """Whether the ``done``-th scored cell of ``total`` is told on (a CLI line, a Tune report): every tenth
+    of the total and the last."""
+    return done == total or done % max(1, (total or 10) // 10) == 0
+
+
 Event = Union[SearchStarted, OneShotProgress, TrialFinished, StageRejectedAll, SearchEnded, JobsStarted, JobFinished, JobsEnded]
 EventHandler = Callable[[object], None]

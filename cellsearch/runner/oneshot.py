@@ -10,7 +10,8 @@ and ``gpus_per_trial`` GPUs (the supernet then trains on CUDA), on the local mac
 checkpoint in the run directory (a cluster's nodes must share it) and reports its progress as it goes
 (``OneShotProgress`` events in the driver). A worker that dies is retried by Tune from its checkpoint
 (``max_failures``). Once every seed has ended, the driver records each seed's best ``cfg.trials`` cells
-in ``results.db`` (``oneshot.search.record``). A seed that failed fails the run in one line; the
+in ``results.db`` (``oneshot.search.record``). A seed that failed fails the run in one line (a crashed
+worker's traceback goes to the run directory's ``oneshot-seed{S}-error.log``, which the line names); the
 checkpoints stay, and ``resume`` (after a kill -9 of the driver too) continues every seed from its own.
 """
 
@@ -23,11 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, cast
 
 from cellsearch.errors import ConfigError
+from cellsearch.fileio import WriteError, atomic_write
 from cellsearch.oneshot.search import (finished_summary, open_run, prepare, record, run_here, run_seed,
                                        search_seeds, seed_result)
 from cellsearch.oneshot.strategies import oneshot_strategy
 from cellsearch.runner import wire
-from cellsearch.runner.events import EventHandler, OneShotProgress
+from cellsearch.runner.events import EventHandler, OneShotProgress, scoring_shown
 from cellsearch.runner.jobs import JobQueue, JobSettings
 from cellsearch.spaces.base import Space
 from cellsearch.storage import rundir
@@ -106,14 +108,7 @@ class OneShotRun:
         errors: list[str] = []
 
         def on_done(job: dict[str, Any], outcome: Any, node: str | None) -> None:
-            assert isinstance(outcome, SeedOutcome)
-            if outcome.status == "ok" and outcome.result is not None:
-                result = outcome.result
-                for cell in result["top"]:
-                    cell["node"] = node
-                results[job["seed"]] = result
-            else:
-                errors.append(f"seed {job['seed']}: {outcome.error or outcome.status}")
+            take_outcome(job, outcome, node, results, errors)
 
         queue = SeedQueue(jobs, settings, on_done, progress)
         # (the queue serves the jobs as plain data, which the kind's receive turns into SeedJobs)
@@ -123,6 +118,23 @@ class OneShotRun:
             raise ConfigError(f"{len(jobs) - len(results)} of {len(jobs)} search seed(s) failed ({first}); every "
                               f"seed's checkpoint is kept: fix that and run `cellsearch resume {self.run_dir}`")
         return [results[s] for s in sorted(results)]
+
+
+def take_outcome(job: dict[str, Any], outcome: Any, node: str | None, results: dict[int, dict[str, Any]],
+                 errors: list[str]) -> None:
+    """A seed's final outcome into ``results`` (its result, its cells' ``node`` set, under the job's seed)
+    or ``errors`` (one line: a failure, or a result of another seed than the job's, refused)."""
+    assert isinstance(outcome, SeedOutcome)
+    seed = job["seed"]
+    if outcome.status != "ok" or outcome.result is None:
+        errors.append(f"seed {seed}: {outcome.error or outcome.status}")
+    elif outcome.result["seed"] != seed:  # (``record`` files the rows under the result's seed)
+        errors.append(f"seed {seed}: its result is seed {outcome.result['seed']}'s: refused")
+    else:
+        result = outcome.result
+        for cell in result["top"]:
+            cell["node"] = node
+        results[seed] = result
 
 
 class SeedQueue(JobQueue):
@@ -154,8 +166,8 @@ def run_seed_job(spec: wire.SeedJob, report: Callable[[SeedOutcome], None] | Non
         space = _load_space(cfg, None)
         cfg, tc, task, count = prepare(cfg, space, strategy)
 
-        def progress(event: dict[str, Any]) -> None:
-            if report is not None:
+        def progress(event: dict[str, Any]) -> None:  # (scoring: every tenth of the cells and the last)
+            if report is not None and (event["phase"] != "score" or scoring_shown(event["done"], event["total"])):
                 report(SeedOutcome("running", event["seed"], event["phase"], event["done"], event["total"],
                                    event.get("loss", event.get("score"))))
 
@@ -165,10 +177,27 @@ def run_seed_job(spec: wire.SeedJob, report: Callable[[SeedOutcome], None] | Non
         finally:
             use_threads(before)
         return SeedOutcome("ok", job.seed, result=seed_result(search, cfg.trials))
-    except Exception as exc:  # a failing seed must not take the driver down: it reports why
-        error = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
-        return SeedOutcome("failed", job.seed, error=error + ("" if isinstance(exc, ConfigError)
-                                                             else "\n" + traceback.format_exc(limit=5)))
+    except Exception as exc:  # a failing seed must not take the driver down: it reports why, in one line
+        if isinstance(exc, ConfigError):
+            return SeedOutcome("failed", job.seed, error=str(exc))
+        error = f"{type(exc).__name__}: {exc}"
+        log = _write_traceback(Path(job.run_dir), job.seed, traceback.format_exc())
+        return SeedOutcome("failed", job.seed, error=error if log is None else f"{error} (its traceback: {log})")
+
+
+def traceback_log(run_dir: Path, seed: int) -> Path:
+    """Where a failed search seed's worker writes its traceback: ``oneshot-seed{S}-error.log`` in ``run_dir``."""
+    return run_dir / f"oneshot-seed{seed}-error.log"
+
+
+def _write_traceback(run_dir: Path, seed: int, text: str) -> Path | None:
+    """``text`` written to the seed's ``traceback_log``; None when it cannot be (the one-line error stays)."""
+    path = traceback_log(run_dir, seed)
+    try:
+        atomic_write(path, text)
+    except (WriteError, ConfigError):  # (a full disk, a file where its folder is, a link: the line stays)
+        return None
+    return path
 
 
 def _no_score(outcome: SeedOutcome) -> float | None:
@@ -185,12 +214,8 @@ def _seed_stopped() -> SeedOutcome:
 
 def oneshot_trials() -> "TrialKind[wire.SeedJob, SeedOutcome]":
     """One-shot search seeds as Tune trials: ``run_seed_job`` in the worker, carried by ``runner.wire``."""
-    from cellsearch.runner.tune import TrialKind
+    from cellsearch.runner.tune import TrialKind, _same
 
     return TrialKind(key="oneshot", run=run_seed_job, send=_same, receive=wire.seed_job_from_wire,
                      encode=wire.seed_outcome_to_wire, decode=wire.seed_outcome_from_wire, score=_no_score,
                      lost=_seed_lost, stopped=_seed_stopped)
-
-
-def _same(data: Any) -> Any:
-    return data

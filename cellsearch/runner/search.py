@@ -431,7 +431,7 @@ class SearchRun:
                                               space_source=str(snapshot) if resume and snapshot.exists() else None)
         self.cfg = cfg
         if not resume:
-            _check_new_run_dir(self.run_dir)
+            rundir.check_new_run(self.run_dir)
         self.table = None
         if cfg.benchmark:
             from cellsearch.storage.benchmark_tables import BenchmarkTable
@@ -453,7 +453,7 @@ class SearchRun:
         try:
             self.lock.acquire()
             if not resume:
-                _check_new_run_dir(self.run_dir)  # (again, under the lock: another search may have won the race)
+                rundir.check_new_run(self.run_dir)  # (again, under the lock: another search may have won the race)
                 if space_file is not None:
                     from cellsearch.spaces.snapshot import snapshot_space
 
@@ -503,19 +503,21 @@ class SearchRun:
         ``TrialFinished`` per trial, ``StageRejectedAll`` when a filter stage rejects every candidate
         and ``SearchEnded``; a one-shot search (``runner.oneshot``) tells an ``OneShotProgress`` as each
         search seed goes on instead."""
-        if self.oneshot is not None:
-            return self.oneshot.run(on_event)
         try:
+            if self.oneshot is not None:  # (it releases its own lock)
+                return self.oneshot.run(on_event)
             return self._run(on_event)
         except BaseException as exc:
             failed = _write_failure(exc)
             if failed is None:
                 raise
-            # Everything committed before the failed write is kept (results.db commits per trial, the
-            # other files are replaced whole or not at all): resuming goes on from there.
+            # Everything committed before the failed write is kept (results.db commits per trial, a
+            # one-shot seed's checkpoint is replaced whole or not at all, as the other files): resuming
+            # goes on from there.
             raise failed.advised(_resume_advice(failed, self.run_dir)) from None
         finally:
-            self.lock.release()
+            if self.oneshot is None:
+                self.lock.release()
 
     def _run(self, on_event: EventHandler | None) -> dict[str, Any]:
         ctl = self.controller
@@ -623,20 +625,6 @@ def _is_oneshot(cfg: SearchConfig, strategy: "Strategy | str | None") -> bool:
     from cellsearch.oneshot.strategies import is_oneshot
 
     return is_oneshot(strategy if isinstance(strategy, str) else cfg.strategy if strategy is None else None)
-
-
-def _check_new_run_dir(run_dir: Path) -> None:
-    """A new search may go to ``run_dir``: its parent is a folder (or can be one), and it holds no search."""
-    for parent in reversed(run_dir.parents):
-        if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"{parent} is a file, not a directory of runs: choose another runs_dir",
-                              field="SearchRun.runs_dir")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"{run_dir} is a file, not a run directory: choose another name or runs_dir",
-                          field=("SearchConfig.name", "SearchRun.runs_dir"))
-    if (run_dir / rundir.RESULTS).exists():
-        raise ConfigError(f"{run_dir} already holds a search: resume it (SearchRun.resume, `cellsearch resume "
-                          f"{run_dir}`) or choose another name", field="SearchConfig.name")
 
 
 def _resume_advice(failed: WriteError, run_dir: Path) -> str:

@@ -25,6 +25,21 @@ BEST = "best.yaml"
 SPACE_SNAPSHOT = "space"
 
 
+def check_new_run(run_dir: Path) -> None:
+    """A new search may go to ``run_dir``: its parents are folders (or can be made), it is no file, and it
+    holds no run (no results.db); ConfigError, one line, otherwise."""
+    for parent in reversed(run_dir.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{parent} is a file, not a directory of runs: choose another runs_dir (--runs)",
+                              field="SearchRun.runs_dir")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is a file, not a run directory: choose another name (--name) or runs_dir "
+                          "(--runs)", field=("SearchConfig.name", "SearchRun.runs_dir"))
+    if (run_dir / RESULTS).exists():
+        raise ConfigError(f"{run_dir} already holds a run: resume it (`cellsearch resume {run_dir}`, "
+                          "SearchRun.resume) or choose another name", field="SearchConfig.name")
+
+
 def require_run(run_dir: str | Path, what: str = "a search run") -> Path:
     """``run_dir`` as a Path, after checking that it is a directory holding config.json and results.db."""
     path = Path(run_dir)

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 from cellsearch.errors import ConfigError
 from cellsearch.fileio import atomic_write, read_regular
 from cellsearch.limits import MAX_RUN_JSON_BYTES
+from cellsearch.records import random_state, random_state_to_data
 from cellsearch.storage.objectives import DEFAULT_OBJECTIVES, check_objectives, oriented, values
 from cellsearch.storage.outcome import TrialOutcome
 from cellsearch.spaces.base import Candidate, Space
@@ -135,7 +136,7 @@ class Strategy(ABC):
     def state_dict(self) -> dict[str, Any]:
         """The strategy's state as JSON-able data (a subclass adds its own); ``load_state_dict`` resumes it exactly."""
         return {"version": STATE_VERSION, "strategy": self.name, "space": self.space.name, "seed": self.seed,
-                "rng": _rng_to_json(self.rng), "asked": self.asked, "told": self.told,
+                "rng": random_state_to_data(self.rng), "asked": self.asked, "told": self.told,
                 "objectives": list(self.objectives)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -149,18 +150,9 @@ class Strategy(ABC):
             raise ConfigError(f"state is for objectives {','.join(map(str, state.get('objectives') or []))}, "
                               f"not {','.join(self.objectives)}")
         self.seed = state["seed"]
-        self.rng.setstate(_rng_from_json(state["rng"]))
+        self.rng.setstate(random_state(state["rng"]))
         self.asked = state["asked"]
         self.told = state["told"]
-
-
-def _rng_to_json(rng: random.Random) -> list[Any]:
-    version, internal, gauss = rng.getstate()
-    return [version, list(internal), gauss]
-
-
-def _rng_from_json(data: list[Any]) -> tuple[Any, ...]:
-    return (data[0], tuple(data[1]), data[2])
 
 
 def candidate_to_json(c: Candidate) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from cellsearch.oneshot.darts import DARTS, choice_pairs, ranked_choices, relaxed_cell, run_darts
+from cellsearch.oneshot.darts import DARTS, choice_pairs, ranked_choices, relaxed_cell, resume_darts, run_darts
 from cellsearch.spaces import load_space
 from cellsearch.storage.settings import SearchConfig
 from cellsearch.storage.store import Store
@@ -93,6 +93,23 @@ def test_a_weight_step_moves_only_the_shared_weights_and_an_alpha_step_only_alph
     assert any(not torch.equal(net[k], v) for k, v in search.net.state_dict().items())
 
 
+def test_alphas_gradient_is_the_same_without_the_weights_gradients():
+    """The α step turns the supernet's weights' gradients off (only α's is computed): α's is unchanged."""
+    search = _search(arch_lr=0.1)
+    batch = next(search.val_stream)
+    model = search.relaxed
+    torch.manual_seed(0)  # (the same dropout masks in both)
+    logits, _ = model(batch.inputs, model.start(batch))
+    model.take_outputs()
+    nll, n = search.task.masked_nll(logits, batch.targets, batch.mask)
+    want = torch.autograd.grad(nll / max(n, 1), search.alphas)
+    torch.manual_seed(0)
+    got, loss, _ = search.alpha_gradients(batch, model.start(batch))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-9)
+    assert all(p.requires_grad for p in search.net.parameters()) and float(loss) > 0
+
+
 def test_the_derived_cell_follows_alpha():
     """With the validation loss replaced by one that only node 0's tanh lowers, α's steps must make tanh
     node 0's most probable choice and the derived cell take it."""
@@ -168,6 +185,28 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_result(run, tmp
             for d in (run, tmp_path / "k")]
     assert rows[0] == rows[1]
     _same_checkpoints(*(torch.load(d / "oneshot.pt", weights_only=True) for d in (run, tmp_path / "k")))
+
+
+def test_a_run_resumed_while_scoring_goes_on_down_the_ranking(run, tmp_path, monkeypatch):
+    """The cells already drawn are not drawn again (each would count as a miss: with MISSES of them the
+    resumed run would stop scoring at once)."""
+    import cellsearch.oneshot.search as oneshot_search
+
+    monkeypatch.setattr(oneshot_search, "MISSES", 2)
+    cfg = SearchConfig(name="k", space="dag4", strategy="darts", tasks=["arith"], steps=12, trials=3,
+                       strategy_options={"candidates": 6}, train={"hidden_size": 16}, backend="local")
+
+    def kill(event):
+        if event["phase"] == "score" and event["done"] == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_darts(cfg, tmp_path, on_progress=kill)
+    assert torch.load(tmp_path / "k" / "oneshot.pt", weights_only=True)["extra"]["ranked"] >= 4  # (misses too)
+    resume_darts(tmp_path / "k")
+    scored = [[r["hash"] for r in torch.load(d / "oneshot.pt", weights_only=True)["scored"]]
+              for d in (run, tmp_path / "k")]
+    assert scored[0] == scored[1] and len(scored[1]) == 6
 
 
 @pytest.mark.slow

@@ -55,6 +55,20 @@ def test_every_parameter_of_a_bound_model_is_a_shared_tensor():
         assert {id(p) for p in net.model_for(choices).parameters()} <= shared
 
 
+def test_bindings_that_do_not_cover_every_cell_parameter_are_refused():
+    """``bound_model`` (``model_for``'s and DARTS's relaxed model's) binds every cell parameter or refuses."""
+    net = supernet()
+    choices = net.space.random_decisions(random.Random(0))
+    graph = net.space.decode(choices)
+    bindings = net.bindings(graph, choices)
+    left_out = dict(list(bindings.items())[1:])
+    with pytest.raises(AssertionError, match="are not the cell's parameters"):
+        net.bound_model(graph, left_out)
+    with pytest.raises(AssertionError, match="are not the cell's parameters"):
+        net.bound_model(graph, bindings, own={"node9__alpha"})
+    assert net.bound_model(graph, left_out, own={next(iter(bindings))}) is not None  # (the model's own)
+
+
 def _dag(**kw) -> DagSpace:
     return DagSpace("d", nodes=3, activations=kw.get("activations", ["tanh", "relu"]), bias=kw.get("bias", True))
 

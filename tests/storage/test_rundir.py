@@ -149,3 +149,20 @@ def test_a_search_over_a_relative_space_resumes_from_elsewhere(tmp_path, monkeyp
     assert res.exit_code == 0, res.stderr
     with Store(run / "results.db", readonly=True) as store:
         assert store.count() >= 3
+
+
+# ---------------------------------------------------------------------- a new run's directory
+@pytest.mark.parametrize("strategy", ["random", "rsws"])
+def test_a_new_search_is_refused_where_a_file_or_a_run_is_in_the_way(tmp_path, strategy):
+    """One check for every search (``rundir.check_new_run``): a parent that is a file, a run directory
+    that is a file, one that holds a run."""
+    args = ["search", "--strategy", strategy, "--space", "dag4", "--tasks", "arith", "--budget", "2", "--trials",
+            "1", "--hidden", "8", "--backend", "local", "--no-progress"]
+    if strategy == "rsws":
+        args += ["-o", "candidates=1"]
+    (tmp_path / "file").write_text("")
+    refused(*args, "--runs", str(tmp_path / "file" / "runs"), "--name", "r", says="is a file, not a directory of runs")
+    refused(*args, "--runs", str(tmp_path), "--name", "file", says="is a file, not a run directory")
+    (tmp_path / "held").mkdir()
+    Store(tmp_path / "held" / "results.db").close()
+    refused(*args, "--runs", str(tmp_path), "--name", "held", says=("already holds a run", "cellsearch resume"))
