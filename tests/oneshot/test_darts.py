@@ -16,7 +16,7 @@ from cellsearch.oneshot.darts import DARTS, choice_pairs, ranked_choices, relaxe
 from cellsearch.spaces import load_space
 from cellsearch.storage.settings import SearchConfig
 from cellsearch.storage.store import Store
-from cellsearch.tasks import make_task, primary_metric
+from cellsearch.tasks import make_task
 from tests.support.hostile import cli, refused
 from tests.support.oneshot import OneShotSuite, kill_resume_and_rerun
 
@@ -38,7 +38,7 @@ def _search(n_steps: int = 1, **options) -> DARTS:
     return DARTS(load_space("dag4"), make_task("arith", seed=0, **tc.task_options), tc, 6, seed=0, options=options)
 
 
-def test_records_the_top_k_derived_cells_and_leaderboard_and_export_read_them(run, tmp_path):
+def test_records_the_top_k_derived_cells(run):
     assert json.loads((run / "config.json").read_text())["strategy"] == "darts"
     with Store(run / "results.db", readonly=True) as store:
         rows = list(store.rows())
@@ -55,14 +55,7 @@ def test_records_the_top_k_derived_cells_and_leaderboard_and_export_read_them(ru
     assert ckpt["strategy"] == "darts" and len(extra["arch_losses"]) == 12  # one α step per weight step
     assert [a.shape[0] for a in extra["alphas"]] == [3, 3, 6, 9]  # dag4: 3 activations, i predecessors each
     assert all(a.abs().max() > 1e-2 for a in extra["alphas"])  # α moved from its 1e-3 start
-    out = cli("leaderboard", str(run), "--json")
-    assert out.exit_code == 0, out.stderr
-    board = json.loads(out.stdout)
-    assert [r["stage"] for r in board] == ["one-shot"] * 3
-    assert board[0]["metrics"]["arith"][primary_metric("arith")] == board[0]["score"]
-    out = cli("export", str(run), "--format", "py", "-o", str(tmp_path / "cell.py"))
-    assert out.exit_code == 0, out.stderr
-    assert board[0]["cell"] in (tmp_path / "cell.py").read_text()
+    # leaderboard and export on these cells: OneShotSuite.test_leaderboard_and_export_read_the_cells
 
 
 def test_the_relaxed_cell_binds_every_linear_to_the_supernets_shared_weights():
