@@ -82,24 +82,6 @@ def test_training_moves_the_shared_weights_and_scoring_stops_when_the_space_runs
     assert scores == sorted(scores, reverse=True)
 
 
-@pytest.mark.parametrize("args, says", [
-    (("--space", "mutation"), "dag, dag4"),
-    (("--space", "attention"), "dag, dag4"),
-    (("--tasks", "arith,copy"), "one task"),
-    (("-o", "bogus=1"), "no option 'bogus'"),
-    (("-o", "candidates=2"), "at least trials"),
-    (("-o", "candidates=0"), "candidates must be at least 1"),
-    (("--objectives", "score,params"), "one-shot score alone"),
-])
-def test_bad_inputs_are_refused_in_one_line(tmp_path, args, says):
-    base = dict(zip(TINY[0::2], TINY[1::2]))
-    base.pop("--no-progress", None)
-    flags = [a for k, v in base.items() for a in (k, v)]
-    refused("search", "--strategy", "rsws", *flags, "--no-progress", *args, "--runs", str(tmp_path), "--name", "x",
-            says=says)
-    assert not (tmp_path / "x").exists()
-
-
 class Killed(Exception):
     """Stands for a kill: the process state is lost, what the run wrote to disk stays."""
 

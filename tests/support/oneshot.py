@@ -63,6 +63,7 @@ class OneShotSuite:
 
     strategy: str = ""
     options: tuple[str, ...] = ()
+    refusals: tuple[tuple[tuple[str, ...], str], ...] = ()  # the strategy's own bad inputs: (flags, what the line says)
 
     def flags(self) -> list[str]:
         """The small search's flags (3 cells recorded of 6 scored, 12 supernet steps, hidden size 16)."""
@@ -143,11 +144,21 @@ class OneShotSuite:
 
     @pytest.mark.parametrize("args, says", [
         (("--space", "mutation"), "dag, dag4"),
+        (("--space", "attention"), "dag, dag4"),
+        (("--tasks", "arith,copy"), "one task"),
         (("-o", "bogus=1"), "no option 'bogus'"),
+        (("-o", "candidates=2"), "at least trials"),
+        (("-o", "candidates=0"), "candidates must be at least 1"),
+        (("--objectives", "score,params"), "one-shot score alone"),
     ])
     def test_refuses_in_one_line(self, tmp_path, args, says):
         refused("search", *self.flags(), *args, "--runs", str(tmp_path), "--name", "x", says=says)
         assert not (tmp_path / "x").exists()
+
+    def test_refuses_its_own_bad_options_in_one_line(self, tmp_path):
+        for args, says in self.refusals:
+            refused("search", *self.flags(), *args, "--runs", str(tmp_path), "--name", "x", says=says)
+            assert not (tmp_path / "x").exists()
 
     @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
     @pytest.mark.parametrize("backend", ["local", "ray"])
