@@ -18,8 +18,19 @@ picks ``none`` or a kind, and with a kind node 0 also reads the context
 ``ctx = attend(h_prev, enc, kind=...)``: ``n0 = act0(linear(x, ctx, h_prev))`` (Bahdanau's
 decoder reads its context the same way).
 
+With ``hops`` K > 1 (and attention) the context is K hops of attention, as an end-to-end memory
+network reads its memory (Sukhbaatar et al. 2015): ``ctx_1 = attend(h_prev, enc)``, then
+``ctx_{k+1} = attend(h_prev + ctx_1 + .. + ctx_k, enc)``, and node 0 reads the last query plus
+context; the ``hops`` decision picks 1 .. K.
+
+With ``memory`` (a list of components: see ``components.py``) the cell may carry a memory state
+read and written by ops of its own (an NTM memory, a stack, location-addressed heads): the
+``memory`` decision picks ``none`` or a component, whose read node 0 reads beside the input
+(``n0 = act0(linear(x, mem_read, h_prev))``) and whose write takes the new ``h``.
+
 Decisions, in order: ``node0.activation``, then for i = 1 .. N-1 ``node{i}.input`` (i choices:
-``node0`` .. ``node{i-1}``) and ``node{i}.activation``; then ``attention`` if the space has it.
+``node0`` .. ``node{i-1}``) and ``node{i}.activation``; then ``attention`` if the space has it,
+``hops`` if it has more than one, and ``memory`` if it has components.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from typing import Any, Sequence
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.spaces.base import Decision, Space
 from cellsearch.spaces.common import NodeList, finish
+from cellsearch.spaces.components import COMPONENTS, READ
 from cellsearch.spaces.parsing import validated_options
 
 SOURCE = "ENAS (Pham et al. 2018) / DARTS (Liu et al. 2019) recurrent cell space"
@@ -44,13 +56,20 @@ class DagSpace(Space):
         self.activations: tuple[str, ...] = tuple(opts["activations"])
         self.bias: bool = opts["bias"]
         self.attention: tuple[str, ...] = tuple(opts.get("attention") or ())
+        self.hops: int = opts.get("hops", 1) if self.attention else 1
+        self.memory: tuple[str, ...] = tuple(opts.get("memory") or ())
         dims = [Decision("node0.activation", self.activations)]
         for i in range(1, self.n):
             dims.append(Decision(f"node{i}.input", tuple(f"node{j}" for j in range(i))))
             dims.append(Decision(f"node{i}.activation", self.activations))
         if self.attention:
             dims.append(Decision("attention", ("none", *self.attention)))
+        if self.hops > 1:
+            dims.append(Decision("hops", tuple(str(k) for k in range(1, self.hops + 1))))
+        if self.memory:
+            dims.append(Decision("memory", ("none", *self.memory)))
         self._decisions = dims
+        self._index = {d.name: i for i, d in enumerate(dims)}
 
     def _unpack(self, choices: Sequence[int]) -> tuple[list[str], list[int]]:
         self.check_choices(choices)
@@ -91,21 +110,43 @@ class DagSpace(Space):
         """The attention kind the choices pick (None: no attention, or a space without it)."""
         if not self.attention:
             return None
-        pick = ("none", *self.attention)[choices[2 * self.n - 1]]
+        pick = ("none", *self.attention)[choices[self._index["attention"]]]
+        return None if pick == "none" else pick
+
+    def _hops(self, choices: Sequence[int]) -> int:
+        """How many hops of attention the choices pick (1 without a ``hops`` decision)."""
+        return choices[self._index["hops"]] + 1 if self.hops > 1 else 1
+
+    def _component(self, choices: Sequence[int]) -> str | None:
+        """The memory component the choices pick (None: none, or a space without components)."""
+        if not self.memory:
+            return None
+        pick = ("none", *self.memory)[choices[self._index["memory"]]]
         return None if pick == "none" else pick
 
     def decode(self, choices: Sequence[int]) -> CellGraph:
         acts, parents = self._unpack(choices)
         attention = self._attention_kind(choices)
+        component = COMPONENTS[c] if (c := self._component(choices)) is not None else None
         loose = self._loose_ends(acts, parents)
         names = [f"node{i}" for i in range(self.n)]
         if len(loose) == 1:
             names[loose[0]] = "h"
-        nl = NodeList({"x", "h", "h_prev", "enc", "ctx", *names})
+        extra = component.states if component is not None else ()
+        nl = NodeList({"x", "h", "h_prev", "enc", "ctx", READ, *names, *extra, *(f"{s}_prev" for s in extra)})
         attrs = {} if self.bias else {"bias": False}
         first_args = ["x", "h_prev"]
         if attention is not None:
-            first_args.insert(1, nl.add("ctx", "attend", ["h_prev", "enc"], {"kind": attention}, exact=True))
+            query = "h_prev"
+            for _ in range(self._hops(choices) - 1):  # the memory network's earlier hops
+                ctx = nl.add("hop", "attend", [query, "enc"], {"kind": attention}, auto=True)
+                query = nl.add("query", "add", [query, ctx], auto=True)
+            first_args.insert(1, nl.add("ctx", "attend", [query, "enc"], {"kind": attention}, exact=True))
+            if query != "h_prev":
+                first_args.insert(1, query)
+        if component is not None:
+            component.read(nl)
+            first_args.insert(1, READ)
         for i in range(self.n):
             last = names[i]
             if i == 0:
@@ -128,26 +169,40 @@ class DagSpace(Space):
                 acc = nl.add("h_add", "add", [acc, names[i]], auto=True)
             scale = nl.add("h_const", "const", [], {"value": 1.0 / len(loose)}, auto=True)
             nl.add("h", "mul", [acc, scale], exact=True)
-        graph = CellGraph(name=self.name, inputs=("x",), states=("h",), output="h", nodes=tuple(nl.nodes),
+        if component is not None:
+            component.write(nl)
+        graph = CellGraph(name=self.name, inputs=("x",), states=("h", *extra), output="h", nodes=tuple(nl.nodes),
                           memory=("enc",) if attention is not None else (),
+                          memory_states=component.memory_states if component is not None else (),
                           source=SOURCE, description=f"Decoded from search space '{self.name}' (dag).")
         return finish(graph, self.name, source=SOURCE, description=graph.description)
 
     # ------------------------------------------------------------------ encode
     def _parse(self, graph: CellGraph) -> tuple[int, ...] | None:
-        if tuple(graph.inputs) != ("x",) or tuple(graph.states) != ("h",):
+        if tuple(graph.inputs) != ("x",) or graph.states[:1] != ("h",):
             return None
         if graph.memory and (not self.attention or len(graph.memory) != 1):
             return None
-        nm = graph.node_map
-        attention = "none"
-        first_args = ["h_prev", "x"]  # node 0's linear, sorted
-        if graph.memory:
-            ctx = [n for n in graph.nodes if n.op == "attend"]
-            if len(ctx) != 1 or ctx[0].args != ("h_prev", graph.memory[0]) or ctx[0].attr("kind") not in self.attention:
+        component = "none"
+        if len(graph.states) > 1:  # a memory component's states
+            found = [c for c in self.memory if COMPONENTS[c].states == graph.states[1:]]
+            if not found:
                 return None
-            attention = ctx[0].attr("kind")
-            first_args = sorted(["h_prev", "x", ctx[0].name])
+            component = found[0]
+        nm = graph.node_map
+        attention, hops = "none", 1
+        first_args = ["h_prev", "x"]  # node 0's linear
+        if graph.memory:
+            attends = [n for n in graph.nodes if n.op == "attend"]
+            ctx = nm.get("ctx")
+            if ctx is None or ctx.op != "attend" or ctx.args[1] != graph.memory[0] \
+                    or ctx.attr("kind") not in self.attention or len(attends) > self.hops:
+                return None
+            attention, hops = ctx.attr("kind"), len(attends)
+            first_args += ["ctx"] if ctx.args[0] == "h_prev" else ["ctx", ctx.args[0]]
+        if component != "none":
+            first_args.append(READ)
+        first_args.sort()
         acts_allowed = set(self.activations) - {"identity"}
         info: dict[str, tuple[str | None, str]] = {}  # dag node → (parent or None for node 0, activation)
 
@@ -207,4 +262,8 @@ class DagSpace(Space):
             choices += [index[parent], self.activations.index(act)]
         if self.attention:
             choices.append(("none", *self.attention).index(attention))
+        if self.hops > 1:
+            choices.append(hops - 1)
+        if self.memory:
+            choices.append(("none", *self.memory).index(component))
         return tuple(choices)

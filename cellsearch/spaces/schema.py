@@ -27,7 +27,7 @@ from cellsearch.limits import exceeds
 from cellsearch.spaces.base import InvalidCandidate
 from cellsearch.spaces.common import check_useful, prune
 from cellsearch.spaces.vocabulary import (ELEMENTWISE_OPS, MUTATION_RATES, TRANSFORMATIONS, TREE_COMBINATIONS,
-                                          Activation, AttentionKind, CellRef, Combination, ElementwiseOp, FieldProblem, GraphOp,
+                                          Activation, AttentionKind, CellRef, Combination, ElementwiseOp, FieldProblem, GraphOp, MemoryComponent,
                                           MutationActivation, Transformation, between, choice, resolve_cell_ref,
                                           unique)
 
@@ -163,6 +163,9 @@ class MutationConfig(SpaceConfigBase):
         return self
 
 
+MAX_ATTENTION_HOPS = 8  # hops of attention a dag space may offer (memory networks use 1 to 3)
+
+
 class DagConfig(SpaceConfigBase):
     """ENAS/DARTS recurrent space: node i reads one earlier node through a highway connection."""
 
@@ -171,11 +174,23 @@ class DagConfig(SpaceConfigBase):
     activations: list[Activation] = Field(default_factory=lambda: ["tanh", "relu", "sigmoid", "identity"])
     bias: StrictBool = True
     attention: list[AttentionKind] = Field(default_factory=list)
+    hops: StrictInt = 1  # with attention: at most this many hops of attention (a decision when > 1)
+    memory: list[MemoryComponent] = Field(default_factory=list)
 
     @field_validator("attention")
     @classmethod
     def _attention(cls, v: list) -> list:
         return unique(v, "attention kind") if v else v  # empty: no attention decision
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: list) -> list:
+        return unique(v, "memory component") if v else v  # empty: no memory decision
+
+    @field_validator("hops")
+    @classmethod
+    def _hops(cls, v: int) -> int:
+        return between(v, 1, MAX_ATTENTION_HOPS)
 
     @field_validator("nodes")
     @classmethod

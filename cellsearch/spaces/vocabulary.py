@@ -18,6 +18,7 @@ from pydantic import AfterValidator, ValidationInfo
 
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.dsl.ops import ACTIVATIONS, ATTENTION_KINDS, OPS
+from cellsearch.spaces.components import COMPONENT_NAMES
 from cellsearch.errors import CellError
 from cellsearch.limits import clipped, shown
 
@@ -136,6 +137,7 @@ def between(value: int, lo: int, hi: int) -> int:
 Combination = Annotated[str, AfterValidator(choice("combination", TREE_COMBINATIONS))]
 Activation = Annotated[str, AfterValidator(choice("activation", ACTIVATIONS))]
 AttentionKind = Annotated[str, AfterValidator(choice("attention kind", ATTENTION_KINDS))]
+MemoryComponent = Annotated[str, AfterValidator(choice("memory component", COMPONENT_NAMES))]
 MutationActivation = Annotated[str, AfterValidator(_mutation_activation)]
 ElementwiseOp = Annotated[str, AfterValidator(choice("elementwise op", ELEMENTWISE_OPS))]
 Transformation = Annotated[str, AfterValidator(choice("transformation", TRANSFORMATIONS))]
@@ -145,4 +147,4 @@ CellRef = Annotated[str, AfterValidator(_cell_ref)]
 __all__ = ["KINDS", "TREE_COMBINATIONS", "ELEMENTWISE_OPS", "TRANSFORMATIONS", "MUTATION_RATES", "GRAPH_OPS",
            "linear_activation_value", "activation_label", "FieldProblem", "choice", "unique", "between",
            "resolve_cell_ref", "Combination", "Activation", "MutationActivation", "ElementwiseOp",
-           "Transformation", "GraphOp", "CellRef"]
+           "Transformation", "GraphOp", "CellRef", "MemoryComponent"]
