@@ -39,6 +39,7 @@ from typing import Any, Iterator
 import torch
 
 from cellsearch.dsl.graph import CellGraph, Node
+from cellsearch.errors import ConfigError
 from cellsearch.nn.model import SeqModel
 from cellsearch.oneshot.search import OneShotSearch, ProgressHandler, check_oneshot_config, resume_oneshot, run_oneshot
 from cellsearch.oneshot.supernet import DagSupernet
@@ -196,6 +197,15 @@ class DARTS(OneShotSearch):
 
     name = STRATEGY
     option_defaults = DEFAULTS
+
+    @classmethod
+    def check_space(cls, space: DagSpace) -> None:
+        """DARTS relaxes every decision into a softmax mixture of its choices' values; a memory
+        decision changes the cell's states, which no mixture of values can hold."""
+        if space.memory:
+            raise ConfigError(f"strategy darts cannot relax the memory decision of space '{space.name}' (its "
+                              "choices give cells different states): search it with rsws or enas",
+                              field="SearchConfig.space")
 
     def __init__(self, space: Space, task: Task, tc: TrainConfig, count: int, seed: int, checkpoint: Path | None = None,
                  on_progress: ProgressHandler | None = None, options: dict[str, Any] | None = None):

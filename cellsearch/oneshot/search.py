@@ -45,6 +45,7 @@ from cellsearch.fileio import atomic_write, write_error
 from cellsearch.limits import MAX_SEED, MAX_TRIALS, check_number
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.oneshot.supernet import DagSupernet, check_oneshot_space
+from cellsearch.spaces.dag import DagSpace
 from cellsearch.records import random_state
 from cellsearch.spaces.base import InvalidCandidate, Space
 from cellsearch.storage import rundir
@@ -70,7 +71,7 @@ def check_oneshot_config(cfg: SearchConfig, space: Space, strategy: type["OneSho
     """Refuse settings the one-shot ``strategy`` cannot run (ConfigError, one line); return the number
     of cells to score."""
     name = strategy.name
-    check_oneshot_space(space)
+    strategy.check_space(check_oneshot_space(space))
     cfg.validate()
     if cfg.seed + cfg.seeds - 1 > MAX_SEED:
         raise ConfigError(f"seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1} pass the largest seed ({MAX_SEED}): "
@@ -127,6 +128,10 @@ class OneShotSearch:
 
     name: ClassVar[str] = ""  # the strategy's name (--strategy), recorded with every cell
     option_defaults: ClassVar[dict[str, Any]] = {}  # the strategy's own options (besides candidates)
+
+    @classmethod
+    def check_space(cls, space: DagSpace) -> None:
+        """Refuse (ConfigError, one line) a dag space this strategy cannot search; every one by default."""
 
     def __init__(self, space: Space, task: Task, tc: TrainConfig, count: int, seed: int,
                  checkpoint: Path | None = None, on_progress: ProgressHandler | None = None,

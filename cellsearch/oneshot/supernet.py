@@ -16,6 +16,9 @@ small cache by cell. The mixed op of DARTS (a softmax-weighted sum over the choi
 family of the registry is not here yet; this path is enough for the sampled choice of RS-WS
 (and ENAS), which runs only the sampled cell.
 
+A memory component (``spaces/components.py``) has one set of weights per component, shared by every
+cell that carries it, and node 0's map of the component's read (``n0_m``) is shared by all of them.
+
 A space qualifies when it is a ``dag`` space without attention (its decisions are the edges and
 activations of a fixed-size graph): of the shipped spaces, ``dag`` and ``dag4``.
 """
@@ -34,9 +37,10 @@ from cellsearch.dsl.graph import CellGraph
 from cellsearch.errors import ConfigError
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.spaces.base import Space
+from cellsearch.spaces.components import READ
 from cellsearch.spaces.dag import DagSpace
 
-QUALIFYING_SPACES = ("dag", "dag4")  # the shipped spaces a one-shot search runs on
+QUALIFYING_SPACES = ("dag", "dag4", "memory")  # the shipped spaces a one-shot search runs on
 CACHED_MODELS = 64  # built (compiled) models the supernet keeps, by cell
 
 
@@ -44,7 +48,8 @@ def check_oneshot_space(space: Space) -> DagSpace:
     """``space`` if a supernet can hold it (a ``dag`` space without attention), else ConfigError."""
     if not isinstance(space, DagSpace) or space.attention:
         raise ConfigError(f"one-shot search needs a space whose decisions are the edges and activations of a "
-                          f"fixed-size graph (a dag space without attention: {', '.join(QUALIFYING_SPACES)}); "
+                          f"fixed-size graph and its memory components (a dag space without attention: "
+                          f"{', '.join(QUALIFYING_SPACES)}); "
                           f"'{space.name}' is not one", field="SearchConfig.space")
     return space
 
@@ -76,6 +81,10 @@ class DagSupernet(nn.Module):
                 if self.space.bias:
                     shapes[f"e{j}_{i}_b"] = (H,)
                     shapes[f"e{j}_{i}_gb"] = (H,)
+        if self.space.memory:
+            shapes["n0_m"] = (H, H)
+            for component in self.space.memory:
+                shapes.update(self._component_shapes(component))
         self.shared = nn.ParameterDict({k: nn.Parameter(torch.empty(*s)) for k, s in shapes.items()})
         self._models: OrderedDict[tuple[int, ...], SeqModel] = OrderedDict()
         self.reset_parameters()
@@ -91,8 +100,31 @@ class DagSupernet(nn.Module):
             self.head.weight.uniform_(-0.1, 0.1, generator=generator)
             self.head.bias.zero_()
 
+    def _component_shapes(self, component: str) -> dict[str, tuple[int, ...]]:
+        """The shared tensors of a memory component: those of a cell carrying it, beside the dag's."""
+        dims = self.space.decisions()
+        choices = [0] * len(dims)
+        choices[-1] = dims[-1].choices.index(component)  # (memory is the last decision)
+        graph = self.space.decode(choices)
+        with torch.random.fork_rng(devices=[]):
+            model = SeqModel(graph, self.config)
+        dag = self._dag_bindings(graph, choices)
+        return {_component_tensor(component, name): tuple(p.shape)
+                for name, p in model.rnn.cells[0].params.named_parameters() if name not in dag}
+
     def bindings(self, graph: CellGraph, choices: Sequence[int]) -> dict[str, str]:
         """The cell's parameter names (``CellParameters``) → the shared tensors' names."""
+        out = self._dag_bindings(graph, choices)
+        component = self.space._component(choices)
+        if component is not None:  # every other parameter is the component's own
+            with torch.random.fork_rng(devices=[]):
+                params = SeqModel(graph, self.config).rnn.cells[0].params
+            out.update({name: _component_tensor(component, name)
+                        for name, _ in params.named_parameters() if name not in out})
+        return out
+
+    def _dag_bindings(self, graph: CellGraph, choices: Sequence[int]) -> dict[str, str]:
+        """The dag part's bindings: node 0's linear and every highway edge's maps."""
         space = self.space
         acts, parents = space._unpack(choices)
         loose = space._loose_ends(acts, parents)
@@ -110,7 +142,7 @@ class DagSupernet(nn.Module):
         for node in graph.nodes:
             if node.op == "linear" and "x" in node.args:  # node 0
                 for k, a in enumerate(node.args):
-                    out[f"{node.name}__w{k}"] = {"x": "n0_x", "h_prev": "n0_h"}[a]
+                    out[f"{node.name}__w{k}"] = {"x": "n0_x", "h_prev": "n0_h", READ: "n0_m"}[a]
                 if space.bias:
                     out[f"{node.name}__b"] = "n0_b"
             elif node.op == "blend":
@@ -160,3 +192,8 @@ class DagSupernet(nn.Module):
     def cell_parameter_count(self, choices: Sequence[int]) -> int:
         """The parameters of the standalone cell ``choices`` decode to (what the leaderboard shows)."""
         return sum(p.numel() for p in self.model_for(choices).rnn.parameters())
+
+
+def _component_tensor(component: str, parameter: str) -> str:
+    """The shared tensor of a memory component's parameter (``ParameterDict`` keys take no dots)."""
+    return f"m_{component.replace('-', '_')}_{parameter}"

@@ -12,6 +12,7 @@ from cellsearch.errors import ConfigError
 from cellsearch.nn.model import ModelConfig, SeqModel
 from cellsearch.oneshot.supernet import DagSupernet, check_oneshot_space
 from cellsearch.spaces import load_space
+from cellsearch.spaces.components import COMPONENT_NAMES
 from cellsearch.spaces.dag import DagSpace
 
 V, H, E = 11, 6, 5
@@ -24,7 +25,10 @@ def supernet(space="dag", dtype=torch.float64) -> DagSupernet:
     return net.to(dtype)
 
 
-@pytest.mark.parametrize("space", ["dag", "dag4"])
+MEMORY = DagSpace("mem", nodes=3, activations=["tanh", "sigmoid"], memory=list(COMPONENT_NAMES))
+
+
+@pytest.mark.parametrize("space", ["dag", "dag4", MEMORY], ids=["dag", "dag4", "memory-components"])
 def test_sampled_path_matches_standalone_cell(space):
     net = supernet(space)
     rng = random.Random(1)
@@ -145,3 +149,22 @@ def test_the_sampled_path_is_the_enas_cell_on_the_shared_edge_weights(space):
         choices = net.space.random_decisions(rng)
         logits, _ = net.model_for(choices)(tokens)
         torch.testing.assert_close(logits, _by_hand(net, choices, tokens), rtol=1e-10, atol=1e-10)
+
+
+def test_a_memory_component_is_one_set_of_weights_shared_by_every_cell_that_carries_it():
+    net = supernet(MEMORY)
+    dims = len(MEMORY.decisions())
+    rng = random.Random(5)
+    carrying = []
+    while len(carrying) < 2:
+        choices = list(MEMORY.random_decisions(rng))
+        choices[dims - 1] = 1  # the first component
+        if MEMORY.decode(choices).name not in {MEMORY.decode(c).name for c in carrying}:
+            carrying.append(choices)
+    component = MEMORY.decisions()[-1].choices[1]
+    tensors = [{id(p) for n, p in net.model_for(c).rnn.named_parameters()} for c in carrying]
+    own = {id(p) for k, p in net.shared.items() if k.startswith(f"m_{component}_")}
+    assert own and own <= tensors[0] and own <= tensors[1]
+    plain = list(carrying[0])
+    plain[dims - 1] = 0  # no component: none of its weights
+    assert not own & {id(p) for p in net.model_for(plain).parameters()}
