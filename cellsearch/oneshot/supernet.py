@@ -106,22 +106,25 @@ class DagSupernet(nn.Module):
         choices = [0] * len(dims)
         choices[-1] = dims[-1].choices.index(component)  # (memory is the last decision)
         graph = self.space.decode(choices)
-        with torch.random.fork_rng(devices=[]):
-            model = SeqModel(graph, self.config)
         dag = self._dag_bindings(graph, choices)
         return {_component_tensor(component, name): tuple(p.shape)
-                for name, p in model.rnn.cells[0].params.named_parameters() if name not in dag}
+                for name, p in self._cell_parameters(graph) if name not in dag}
 
     def bindings(self, graph: CellGraph, choices: Sequence[int]) -> dict[str, str]:
         """The cell's parameter names (``CellParameters``) → the shared tensors' names."""
         out = self._dag_bindings(graph, choices)
         component = self.space._component(choices)
         if component is not None:  # every other parameter is the component's own
-            with torch.random.fork_rng(devices=[]):
-                params = SeqModel(graph, self.config).rnn.cells[0].params
             out.update({name: _component_tensor(component, name)
-                        for name, _ in params.named_parameters() if name not in out})
+                        for name, _ in self._cell_parameters(graph) if name not in out})
         return out
+
+    def _cell_parameters(self, graph: CellGraph) -> list[tuple[str, torch.Tensor]]:
+        """(name, tensor) of every parameter of ``graph``'s cell at this supernet's sizes."""
+        with torch.random.fork_rng(devices=[]):
+            cell = SeqModel(graph, self.config).rnn.cells[0]
+        assert isinstance(cell, CompiledCell)  # (CellRNN's default backend)
+        return list(cell.params.named_parameters())
 
     def _dag_bindings(self, graph: CellGraph, choices: Sequence[int]) -> dict[str, str]:
         """The dag part's bindings: node 0's linear and every highway edge's maps."""
