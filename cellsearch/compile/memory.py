@@ -12,7 +12,8 @@ The forward functions take any leading dimensions; the backward functions are th
 (the generated ``step_backward`` calls them), by their formulas. The
 reference interpreter writes the ops out on its own (``interpreter.py``). ``initial_memory`` is
 where a memory state starts: rows that differ (small sinusoids over the row index), so that
-content addressing can tell them apart; all-equal rows would stay equal under any write.
+content addressing can tell them apart; all-equal rows would stay equal under any write. A memory
+state written by an op that ``starts_empty`` (``stack``) starts at 0 instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from cellsearch.ops.memory import DEFAULT_MEMORY_ROWS, EPS, INITIAL_SCALE
+from cellsearch.ops.registry import OPS
 
 
 def initial_memory(batch: int, rows: int, hidden: int, like: torch.Tensor) -> torch.Tensor:
@@ -34,11 +36,16 @@ def initial_memory(batch: int, rows: int, hidden: int, like: torch.Tensor) -> to
     return (INITIAL_SCALE * torch.sin(angle)).expand(batch, rows, hidden).clone()
 
 
+def starts_empty(graph, state: str) -> bool:
+    """Whether memory state ``state`` starts at 0: the op that writes it says so (a stack starts empty)."""
+    return bool(OPS[graph.node_map[state].op].starts_empty)
+
+
 def start_states(graph, batch: int, hidden: int, rows: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Where a cell's states start when none are given: zeros (B, H), and ``initial_memory`` for
-    its memory states."""
-    return tuple(initial_memory(batch, rows, hidden, like) if s in graph.memory_states
-                 else like.new_zeros(batch, hidden) for s in graph.states)
+    its memory states (zeros (B, N, H) for one whose op ``starts_empty``: a stack)."""
+    return tuple((like.new_zeros(batch, rows, hidden) if starts_empty(graph, s) else initial_memory(batch, rows, hidden, like))
+                 if s in graph.memory_states else like.new_zeros(batch, hidden) for s in graph.states)
 
 
 def address(k: torch.Tensor, memory: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -102,4 +109,4 @@ def write_backward(d_new: torch.Tensor, memory: torch.Tensor, w: torch.Tensor, e
 MEMORY_HELPERS = {f.__name__: f for f in (address, read, write, address_backward, read_backward, write_backward)}
 
 __all__ = ["DEFAULT_MEMORY_ROWS", "EPS", "INITIAL_SCALE", "MEMORY_HELPERS", "address", "address_backward",
-           "initial_memory", "read", "read_backward", "start_states", "write", "write_backward"]
+           "initial_memory", "read", "read_backward", "start_states", "starts_empty", "write", "write_backward"]

@@ -22,13 +22,14 @@ from cellsearch.compile.attention import ATTENTION_HELPERS
 from cellsearch.compile.memory import MEMORY_HELPERS
 from cellsearch.compile.matmuls import HELPERS
 from cellsearch.compile.schedule import Schedule
+from cellsearch.compile.stack import STACK_HELPERS
 from cellsearch.dsl.equations import format_number
 from cellsearch.dsl.graph import prev_name
 from cellsearch.dsl.names import PYTHON_RESERVED, Names
 from cellsearch.ops.registry import OPS
 
 # The functions the generated code calls: the matmul helpers and the memory ops' forward and backward.
-GENERATED_HELPERS = {**HELPERS, **ATTENTION_HELPERS, **MEMORY_HELPERS}
+GENERATED_HELPERS = {**HELPERS, **ATTENTION_HELPERS, **MEMORY_HELPERS, **STACK_HELPERS}
 # What the generated code itself uses: modules, sizes, function arguments and the helpers, and
 # what the fused kernels' host code adds (fused.py).
 CODEGEN_RESERVED = PYTHON_RESERVED | {"torch", "F", "aten", "H", "I", "S", "P", "T", "B", "xt", "prev", "consts",

@@ -456,7 +456,7 @@ class CellGraph:
             if n.op == "attend" and n.args[1] not in self.memory and kinds.get(n.args[1]) == "matrix":
                 raise CellError(f"attend() reads a given memory (memory: [...]); read the memory state "
                                 f"'{n.args[1]}' with read(address(key, {n.args[1]}, beta), {n.args[1]})", node=n.name)
-            if n.op in ("address", "read", "write"):
+            if n.op in ("address", "read", "write") or OPS[n.op].kind == "stack":
                 leaf = next((a for a in n.args if a in self.memory), None)
                 if leaf is not None:
                     raise CellError(f"{n.op}() works on a memory state (memory_states); '{leaf}' is a given memory "

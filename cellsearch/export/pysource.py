@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS
+from cellsearch.compile.memory import DEFAULT_MEMORY_ROWS, starts_empty
 from cellsearch.compile.params import CellParameters
 from cellsearch.dsl.equations import format_equation, format_number, inlined_nodes
 from cellsearch.dsl import literals
@@ -271,7 +271,8 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
     svars = ", ".join(state_vars)
     emit("        if state is None:")
     emit("            zeros = torch.zeros(x.shape[1], self.hidden_size, dtype=x.dtype, device=x.device)")
-    starts = ["initial_memory(x.shape[1], self.memory_rows, self.hidden_size, x)" if s in g.memory_states
+    starts = [("x.new_zeros(x.shape[1], self.memory_rows, self.hidden_size)" if starts_empty(g, s) else
+               "initial_memory(x.shape[1], self.memory_rows, self.hidden_size, x)") if s in g.memory_states
               else "zeros" for s in g.states]
     emit(f"            {svars} = {', '.join(starts)}")
     emit("        else:")

@@ -73,6 +73,7 @@ class Op:
     export_param_phase: int | None = None  # order of its parameters in the exported __init__
     export_prelude: Any = None  # a ``Prelude`` the exported module needs when a cell uses the op
     triton = False  # the fused kernels can compute it (triton_forward / triton_backward)
+    starts_empty = False  # a memory state it writes starts at 0 (a stack), not as an NTM memory's pattern
     # with reads_given_memory: the argument that is the memory (declared only: set by those ops)
     memory_arg: int
 

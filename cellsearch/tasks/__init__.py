@@ -7,13 +7,17 @@ from typing import Any, Callable
 from cellsearch.errors import ConfigError
 from cellsearch.tasks.base import Batch, Stream, Task, Vocab
 
-TASK_NAMES = ("arith", "xml", "memorize", "ptb", "copy", "reverse", "sort", "addition", "recall")
+TASK_NAMES: tuple[str, ...] = ("arith", "xml", "memorize", "ptb", "copy", "reverse", "sort", "addition", "recall")
+FORMAL_TASKS = {"anbn": "AnbnTask", "anbncn": "AnbncnTask", "anbmcnm": "AnbmcnmTask",  # Joulin & Mikolov 2015
+                "string-memorization": "StringMemorizationTask", "binary-addition": "BinaryAdditionTask"}
+TASK_NAMES += tuple(FORMAL_TASKS)
 
 
 _CLASSES = {"arith": ("cellsearch.tasks.arithmetic", "ArithmeticTask"), "xml": ("cellsearch.tasks.xml", "XMLTask"),
             "memorize": ("cellsearch.tasks.memorize", "MemorizeTask"), "ptb": ("cellsearch.tasks.ptb", "PTBTask"),
             **{name: ("cellsearch.tasks.algorithmic", f"{name.capitalize()}Task")
                for name in ("copy", "reverse", "sort", "addition", "recall")}}
+_CLASSES.update({name: ("cellsearch.tasks.formal", cls) for name, cls in FORMAL_TASKS.items()})
 
 
 def task_class(name: str) -> type[Task]:

@@ -7,7 +7,8 @@ interpreter), so the cells cover every op of ``cellsearch.dsl.ops.OPS``:
 * 1-3 states named ``h``, ``c``, ``m`` (the output is the first, ``h``), one per-step input
   ``x`` and optionally one static input ``cond``; with ``memory=True`` a memory ``enc`` that
   ``attend`` nodes read (the only op that may, and only with ``memory=True``); with
-  ``memory_state=True`` a memory state ``mem`` (an NTM's memory) with a read head whose result
+  ``memory_state=True`` a memory state ``mem``: a stack (``stack``, ``top``, ``below``; drawn, or
+  when ``favour`` is a stack op) or an NTM's memory with a read head whose result
   joins a random linear and a write head (``address``, ``read``, ``write``), keys, strengths,
   erase and add vectors made from random vectors of the cell;
 * 1-12 nodes built bottom-up, so the node list is a valid evaluation order before the
@@ -43,6 +44,7 @@ from hypothesis import strategies as st
 from cellsearch.dsl.graph import CellGraph, Node, prev_name
 from cellsearch.dsl.ops import OPS
 from cellsearch.ops.base import satisfies
+from cellsearch.ops.stack import STACK_OPS
 
 STATE_NAMES = ("h", "c", "m")
 INPUT = "x"
@@ -56,7 +58,7 @@ _FIRST_OPS = ("tanh", "linear", "add", "mul", "sub", "sigmoid", "identity", "rel
 ALL_OPS = tuple(o for o in _FIRST_OPS if o in OPS) + tuple(o for o in OPS if o not in _FIRST_OPS)
 MEMORY_STATE = "mem"
 # Ops with their own rule below (and in _memory_head); every other op reads min_args vectors.
-SPECIAL_OPS = ("linear", "const", "attend", "address", "read", "write")
+SPECIAL_OPS = ("linear", "const", "attend", "address", "read", "write", *STACK_OPS)
 assert all(not OPS[o].signature for o in ALL_OPS if o not in SPECIAL_OPS), \
     "an op over memories needs a rule in tests/generators.py"
 
@@ -98,7 +100,7 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
     argument) reads values known to be in it, made with e.g. sigmoid(...) where there is none.
     """
     ops = tuple(o for o in ALL_OPS if (ops is None or o in set(ops)) and (memory or o != "attend")
-                and o not in ("address", "read", "write"))  # (those: the memory-state head below)
+                and o not in ("address", "read", "write", *STACK_OPS))  # (those: the memory-state head below)
     if memory and "attend" in ops:
         ops = (*ops, *["attend"] * 4)
     if favour is not None and favour in ops:
@@ -218,7 +220,10 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
 
     all_states = states
     if memory_state:
-        nodes += _memory_head(draw, [n for n in constant if not constant[n]], nodes)
+        vectors = [n for n in constant if not constant[n]]
+        as_stack = favour in STACK_OPS or (favour not in ("address", "read", "write")
+                                           and draw(st.booleans(), label="stack_state"))
+        nodes += _stack_head(draw, vectors, nodes, favour) if as_stack else _memory_head(draw, vectors, nodes)
         all_states = (*states, MEMORY_STATE)
     graph = CellGraph(name=name, inputs=(INPUT,), states=all_states, output=states[0], nodes=tuple(nodes),
                       static=static_leaves, memory=(MEMORY,) if memory else (),
@@ -279,6 +284,34 @@ def _memory_head(draw, vectors: list[str], nodes: list[Node]) -> list[Node]:
     else:
         add_arg = draw(st.sampled_from([v for v in vectors if v not in (INPUT, STATIC)] or ["me"]), label="add")
     head.append(Node.make(MEMORY_STATE, "write", [prev, weights, "me", add_arg]))
+    return head
+
+
+def _stack_head(draw, vectors: list[str], nodes: list[Node], favour: str | None) -> list[Node]:
+    """A stack on the memory state ``mem`` (Joulin & Mikolov): ``top`` (and ``below``) of the
+    previous stack join linear nodes of the cell as extra arguments (``nodes`` is changed in
+    place), the action scores are linear maps of random vectors, the pushed value a sigmoid of
+    one or a vector of the cell."""
+    prev = prev_name(MEMORY_STATE)
+
+    def lin(name: str) -> Node:
+        return Node.make(name, "linear", [draw(st.sampled_from(vectors), label=f"{name}_src")])
+
+    head = [Node.make("st", "top", [prev])]
+    if favour == "below" or draw(st.booleans(), label="read_below"):
+        head.append(Node.make("sb", "below", [prev]))
+    linears = [i for i, n in enumerate(nodes) if n.op == "linear"]
+    for read in [n.name for n in head]:
+        if linears:
+            i = draw(st.sampled_from(linears), label=f"{read}_joins")
+            nodes[i] = Node.make(nodes[i].name, "linear", [*nodes[i].args, read], nodes[i].attr_dict)
+    head += [lin("s_push"), lin("s_pop"), lin("s_noop")]
+    if draw(st.booleans(), label="push_sigmoid"):
+        head += [lin("sv_lin"), Node.make("sv", "sigmoid", ["sv_lin"])]
+        value = "sv"
+    else:
+        value = draw(st.sampled_from([v for v in vectors if v not in (INPUT, STATIC)] or ["s_push"]), label="push")
+    head.append(Node.make(MEMORY_STATE, "stack", [prev, "s_push", "s_pop", "s_noop", value]))
     return head
 
 
