@@ -13,6 +13,8 @@ The forward functions take any leading dimensions; the backward functions are th
 reference interpreter writes the ops out on its own (``interpreter.py``). ``initial_memory`` is
 where a memory state starts: rows that differ (small sinusoids over the row index), so that
 content addressing can tell them apart; all-equal rows would stay equal under any write.
+``initial_weights`` is where a weights state (``weight_states``) starts: all weight on row 0, as
+the usual NTM implementations start a head.
 """
 
 from __future__ import annotations
@@ -34,10 +36,18 @@ def initial_memory(batch: int, rows: int, hidden: int, like: torch.Tensor) -> to
     return (INITIAL_SCALE * torch.sin(angle)).expand(batch, rows, hidden).clone()
 
 
+def initial_weights(batch: int, rows: int, like: torch.Tensor) -> torch.Tensor:
+    """The start value of a weights state (B, N): all weight on row 0."""
+    w = like.new_zeros(batch, rows)
+    w[:, 0] = 1.0
+    return w
+
+
 def start_states(graph, batch: int, hidden: int, rows: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Where a cell's states start when none are given: zeros (B, H), and ``initial_memory`` for
-    its memory states."""
+    """Where a cell's states start when none are given: zeros (B, H), ``initial_memory`` for
+    its memory states and ``initial_weights`` for its weights states."""
     return tuple(initial_memory(batch, rows, hidden, like) if s in graph.memory_states
+                 else initial_weights(batch, rows, like) if s in graph.weight_states
                  else like.new_zeros(batch, hidden) for s in graph.states)
 
 
@@ -102,4 +112,4 @@ def write_backward(d_new: torch.Tensor, memory: torch.Tensor, w: torch.Tensor, e
 MEMORY_HELPERS = {f.__name__: f for f in (address, read, write, address_backward, read_backward, write_backward)}
 
 __all__ = ["DEFAULT_MEMORY_ROWS", "EPS", "INITIAL_SCALE", "MEMORY_HELPERS", "address", "address_backward",
-           "initial_memory", "read", "read_backward", "start_states", "write", "write_backward"]
+           "initial_memory", "initial_weights", "read", "read_backward", "start_states", "write", "write_backward"]

@@ -73,6 +73,7 @@ class Op:
     export_param_phase: int | None = None  # order of its parameters in the exported __init__
     export_prelude: Any = None  # a ``Prelude`` the exported module needs when a cell uses the op
     triton = False  # the fused kernels can compute it (triton_forward / triton_backward)
+    min_hidden = 1  # the hidden size it needs at least (shift reads three features of a vector)
     # with reads_given_memory: the argument that is the memory (declared only: set by those ops)
     memory_arg: int
 
