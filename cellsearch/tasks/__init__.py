@@ -8,12 +8,14 @@ from cellsearch.errors import ConfigError
 from cellsearch.tasks.base import Batch, Stream, Task, Vocab
 
 TASK_NAMES = ("arith", "xml", "memorize", "ptb", "copy", "reverse", "sort", "addition", "recall")
+TASK_NAMES += ("repeat-copy",)
 
 
 _CLASSES = {"arith": ("cellsearch.tasks.arithmetic", "ArithmeticTask"), "xml": ("cellsearch.tasks.xml", "XMLTask"),
             "memorize": ("cellsearch.tasks.memorize", "MemorizeTask"), "ptb": ("cellsearch.tasks.ptb", "PTBTask"),
             **{name: ("cellsearch.tasks.algorithmic", f"{name.capitalize()}Task")
                for name in ("copy", "reverse", "sort", "addition", "recall")}}
+_CLASSES["repeat-copy"] = ("cellsearch.tasks.algorithmic", "RepeatCopyTask")
 
 
 def task_class(name: str) -> type[Task]:
