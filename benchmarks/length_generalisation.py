@@ -66,14 +66,18 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=8)
     ap.add_argument("--symbols", type=int, default=8)
     ap.add_argument("--eval-examples", type=int, default=256)
+    ap.add_argument("--memory-rows", type=int, default=None, help="rows of an NTM cell's memory (default: 16)")
+    ap.add_argument("--repeats", type=int, default=None, help="repeat-copy's largest number of repeats")
     ap.add_argument("--workers", type=int, default=1, help="pairs trained side by side (1 torch thread each)")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
     from cellsearch.training.parallelism import map_in_workers
 
     options = {"max_length": args.max_length, "symbols": args.symbols, "eval_examples": args.eval_examples}
+    train = {"memory_rows": args.memory_rows} if args.memory_rows is not None else {}
     jobs = [{"cell": c, "task": t, "hidden": args.hidden, "steps": args.steps, "lr": args.lr,
-             "seeds": [int(s) for s in args.seeds.split(",")], "task_options": options, "threads": 1}
+             "seeds": [int(s) for s in args.seeds.split(",")], "threads": 1, "train": train,
+             "task_options": options | ({"max_repeats": args.repeats} if args.repeats and t == "repeat-copy" else {})}
             for t in args.tasks.split(",") for c in args.cells.split(",")]
 
     def done(i: int, n: int, result: dict) -> None:

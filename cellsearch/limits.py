@@ -93,6 +93,7 @@ MAX_ARITH_DIGITS = 64  # arith max_digits (the paper: 8)
 MAX_DISTRACTORS = 64  # arith max_distractors between two characters
 MAX_XML_STEPS = 1000  # xml max_steps (tags opened or closed in one document)
 MAX_RECALL_ITEM_LENGTH = 32  # recall item_length
+MAX_REPEATS = 9  # repeat-copy min_repeats/max_repeats (one digit in the prompt)
 MAX_EVAL_EXAMPLES = 100_000  # eval_examples of a task of examples
 MAX_EVAL_TOKENS = 2_000_000  # xml eval_chars, ptb eval_tokens (PTB's test split has 82,430)
 

@@ -14,6 +14,8 @@ reference interpreter writes the ops out on its own (``interpreter.py``). ``init
 where a memory state starts: rows that differ (small sinusoids over the row index), so that
 content addressing can tell them apart; all-equal rows would stay equal under any write. A memory
 state written by an op that ``starts_empty`` (``stack``) starts at 0 instead.
+``initial_weights`` is where a weights state (``weight_states``) starts: all weight on row 0, as
+the usual NTM implementations start a head.
 """
 
 from __future__ import annotations
@@ -41,11 +43,26 @@ def starts_empty(graph, state: str) -> bool:
     return bool(OPS[graph.node_map[state].op].starts_empty)
 
 
+def initial_weights(batch: int, rows: int, like: torch.Tensor) -> torch.Tensor:
+    """The start value of a weights state (B, N): all weight on row 0."""
+    w = like.new_zeros(batch, rows)
+    w[:, 0] = 1.0
+    return w
+
+
 def start_states(graph, batch: int, hidden: int, rows: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Where a cell's states start when none are given: zeros (B, H), and ``initial_memory`` for
-    its memory states (zeros (B, N, H) for one whose op ``starts_empty``: a stack)."""
-    return tuple((like.new_zeros(batch, rows, hidden) if starts_empty(graph, s) else initial_memory(batch, rows, hidden, like))
-                 if s in graph.memory_states else like.new_zeros(batch, hidden) for s in graph.states)
+    """Where a cell's states start when none are given: zeros (B, H), ``initial_memory`` for
+    its memory states (zeros (B, N, H) for one whose op ``starts_empty``: a stack) and
+    ``initial_weights`` for its weights states."""
+    def start(s: str) -> torch.Tensor:
+        if s in graph.memory_states:
+            return like.new_zeros(batch, rows, hidden) if starts_empty(graph, s) \
+                else initial_memory(batch, rows, hidden, like)
+        if s in graph.weight_states:
+            return initial_weights(batch, rows, like)
+        return like.new_zeros(batch, hidden)
+
+    return tuple(start(s) for s in graph.states)
 
 
 def address(k: torch.Tensor, memory: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -109,4 +126,5 @@ def write_backward(d_new: torch.Tensor, memory: torch.Tensor, w: torch.Tensor, e
 MEMORY_HELPERS = {f.__name__: f for f in (address, read, write, address_backward, read_backward, write_backward)}
 
 __all__ = ["DEFAULT_MEMORY_ROWS", "EPS", "INITIAL_SCALE", "MEMORY_HELPERS", "address", "address_backward",
-           "initial_memory", "read", "read_backward", "start_states", "starts_empty", "write", "write_backward"]
+           "initial_memory", "initial_weights", "read", "read_backward", "start_states", "starts_empty", "write",
+           "write_backward"]

@@ -19,6 +19,7 @@ emitter, which decides what it reads.
 from __future__ import annotations
 
 from cellsearch.compile.attention import ATTENTION_HELPERS
+from cellsearch.compile.location import LOCATION_HELPERS
 from cellsearch.compile.memory import MEMORY_HELPERS
 from cellsearch.compile.matmuls import HELPERS
 from cellsearch.compile.schedule import Schedule
@@ -29,7 +30,7 @@ from cellsearch.dsl.names import PYTHON_RESERVED, Names
 from cellsearch.ops.registry import OPS
 
 # The functions the generated code calls: the matmul helpers and the memory ops' forward and backward.
-GENERATED_HELPERS = {**HELPERS, **ATTENTION_HELPERS, **MEMORY_HELPERS, **STACK_HELPERS}
+GENERATED_HELPERS = {**HELPERS, **ATTENTION_HELPERS, **MEMORY_HELPERS, **STACK_HELPERS, **LOCATION_HELPERS}
 # What the generated code itself uses: modules, sizes, function arguments and the helpers, and
 # what the fused kernels' host code adds (fused.py).
 CODEGEN_RESERVED = PYTHON_RESERVED | {"torch", "F", "aten", "H", "I", "S", "P", "T", "B", "xt", "prev", "consts",

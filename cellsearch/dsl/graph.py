@@ -8,7 +8,10 @@ A cell is a small dataflow graph evaluated once per time step. Its leaves are
   them padding), read through ``attend(q, M)``, ``address(k, M, beta)`` and ``read(w, M)``;
 * the previous value of every state, spelled ``<state>_prev`` (size ``hidden_size``; a memory
   state, listed in ``memory_states``, is a (B, N, hidden) matrix the cell updates with
-  ``write``, the memory of a Neural Turing Machine).
+  ``write``, the memory of a Neural Turing Machine; a weights state, listed in
+  ``weight_states``, holds (B, N) weights over a memory state's rows, e.g. a head's weights at
+  the last step, which location addressing interpolates with and shifts, and starts with all
+  weight on row 0).
 
 Every node is hidden-sized, except the results of the memory ops: ``address`` gives weights over
 the N rows and ``write`` a matrix (``value_kinds``; ``dsl.ops.SIGNATURES`` says what each reads). The node named like a state is that state's new value, so
@@ -106,6 +109,7 @@ class CellGraph:
     static: tuple[str, ...] = ()
     memory: tuple[str, ...] = ()  # memory leaves, read by attend(), address(), read()
     memory_states: tuple[str, ...] = ()  # states that are (B, N, H) matrices, updated with write()
+    weight_states: tuple[str, ...] = ()  # states that are (B, N) weights over a memory state's rows
     description: str = ""
     source: str = ""  # the paper or origin of the cell
     # The file the cell was loaded from, for error messages only (not part of the cell: not
@@ -347,6 +351,14 @@ class CellGraph:
                 raise CellError(f"memory state '{s}' is not a state: list it in states too", node=s)
             if s in self.memory_states[:i]:
                 raise CellError(f"memory state '{s}' is listed twice", node=s)
+        for i, s in enumerate(self.weight_states):
+            if s not in self.states:
+                raise CellError(f"weights state '{s}' is not a state: list it in states too", node=s)
+            if s in self.weight_states[:i] or s in self.memory_states:
+                raise CellError(f"weights state '{s}' is listed twice (in weight_states or memory_states)", node=s)
+            if not self.memory_states:
+                raise CellError(f"weights state '{s}' holds weights over a memory state's rows, but the cell has "
+                                "none: declare one, e.g. memory_states: [M]", node=s)
         order = self.order  # raises on cycles
         self.check_kinds()
         self.check_ranges()
@@ -384,6 +396,11 @@ class CellGraph:
                 warnings.warn(f"{self.name}: {msg}", CellWarning, stacklevel=2)
         return soft
 
+    def state_kind(self, state: str) -> str:
+        """What ``state`` holds: "matrix" (a memory state, (B, N, H)), "weights" (a weights state,
+        (B, N)) or "vector" (B, H)."""
+        return "matrix" if state in self.memory_states else "weights" if state in self.weight_states else "vector"
+
     @cached_property
     def value_kinds(self) -> dict[str, str]:
         """Name → "vector" | "weights" | "matrix" for every leaf and node (see the module docstring);
@@ -391,6 +408,7 @@ class CellGraph:
         kinds = {leaf: "vector" for leaf in self.leaf_kinds}
         kinds.update({m: "matrix" for m in self.memory})
         kinds.update({prev_name(s): "matrix" for s in self.memory_states})
+        kinds.update({prev_name(s): "weights" for s in self.weight_states})
         for n in self.nodes:
             kinds[n.name] = OPS[n.op].result_kind()
         return kinds
@@ -462,12 +480,21 @@ class CellGraph:
                     raise CellError(f"{n.op}() works on a memory state (memory_states); '{leaf}' is a given memory "
                                     f"(with padding rows): read it with attend(query, {leaf})", node=n.name)
         for s in self.states:
-            want = "matrix" if s in self.memory_states else "vector"
+            want = self.state_kind(s)
             if kinds[s] != want:
-                what = "a memory state (memory_states)" if want == "matrix" else "a vector state"
-                hint = f": update it with write({prev_name(s)}, ...)" if want == "matrix" else \
-                    f" (a memory state is listed in memory_states: [{s}])"
+                what = {"matrix": "a memory state (memory_states)", "weights": "a weights state (weight_states)",
+                        "vector": "a vector state"}[want]
+                hint = {"matrix": f": update it with write({prev_name(s)}, ...)",
+                        "weights": " (weights come from address() and the location ops)",
+                        "vector": f" (a memory state is listed in memory_states: [{s}], weights over its rows "
+                                  f"in weight_states: [{s}])"}[want]
                 raise CellError(f"state '{s}' is {what} but its node gives {described[kinds[s]]}{hint}", node=s)
+        for s in self.weight_states:
+            if s == self.output:
+                raise CellError(f"the output '{s}' is a weights state: the output must be a vector state", node=s)
+            if not self.depends_on(s, {prev_name(s)}):
+                raise CellError(f"weights state '{s}' must be computed from its previous value, e.g. "
+                                f"{s}: interpolate(address(...), {prev_name(s)}, gate)", node=s)
         for s in self.memory_states:
             if s == self.output:
                 raise CellError(f"the output '{s}' is a memory state: the output must be a vector state", node=s)
@@ -476,9 +503,13 @@ class CellGraph:
                                 f"{s}: write({prev_name(s)}, ...)", node=s)
 
     def check_sizes(self, input_size: int, hidden_size: int, static_size: int | None = None) -> None:
-        """Raise SizeError where an input of the wrong size is used elementwise."""
+        """Raise SizeError where an input of the wrong size is used elementwise, or the hidden size is
+        smaller than an op needs (``Op.min_hidden``)."""
         sizes = self.leaf_sizes(input_size, hidden_size, static_size)
         for n in self.nodes:
+            if hidden_size < OPS[n.op].min_hidden:
+                raise SizeError(f"{n.op}() needs a hidden size of at least {OPS[n.op].min_hidden}, got {hidden_size}",
+                                node=self.written_node(n.name), source=self.file or f"cell '{self.name}'")
             if n.op == "linear":
                 continue
             for a in n.args:

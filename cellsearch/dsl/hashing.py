@@ -38,7 +38,7 @@ def node_hashes(graph: CellGraph) -> dict[str, str]:
     labels.update({f: f"static{i}" for i, f in enumerate(graph.static)})
     labels.update({f: f"memory{i}" for i, f in enumerate(graph.memory)})
     state_label = {s: ("output-state" if s == graph.output else "memory-state" if s in graph.memory_states
-                       else "state") for s in graph.states}
+                       else "weights-state" if s in graph.weight_states else "state") for s in graph.states}
     live = graph.live
     # How often live nodes read each node: sharing one set of weights is not the same cell
     # as two separate ones (see the module docstring).
@@ -70,5 +70,6 @@ def canonical_hash(graph: CellGraph) -> str:
     states = sorted(_h("state", s == graph.output, hashes[s]) for s in graph.states)
     out = _h("output", hashes[graph.output])
     leaves = (len(graph.inputs), len(graph.static)) + ((len(graph.memory),) if graph.memory else ()) \
-        + (("memory-states", len(graph.memory_states)) if graph.memory_states else ())
+        + (("memory-states", len(graph.memory_states)) if graph.memory_states else ()) \
+        + (("weight-states", len(graph.weight_states)) if graph.weight_states else ())
     return _h("cell", *leaves, tuple(states), out)[:HASH_LENGTH]

@@ -35,8 +35,8 @@ from cellsearch.errors import CellError
 from cellsearch.fileio import FileRefusedError, FileTooLargeError, atomic_write, read_regular
 from cellsearch.limits import MAX_QUOTED_CHARS, clipped, exceeds, shown
 
-CELL_FIELDS = ("name", "description", "source", "inputs", "static", "memory", "states", "memory_states", "output",
-               "nodes")
+CELL_FIELDS = ("name", "description", "source", "inputs", "static", "memory", "states", "memory_states",
+               "weight_states", "output", "nodes")
 NODE_FIELDS = ("op", "inputs", "attrs")
 
 
@@ -243,7 +243,7 @@ def dump_yaml(data: Any) -> str:
 
 # ---------------------------------------------------------------------- dict ↔ graph
 _NAME_KINDS = {"inputs": "input", "static": "static input", "memory": "memory", "states": "state",
-               "memory_states": "memory state"}
+               "memory_states": "memory state", "weight_states": "weights state"}
 
 
 def _names(value: Any, field: str, source: str | None, line: int | None, required: bool) -> tuple[str, ...]:
@@ -302,6 +302,7 @@ def cell_from_dict(data: Any, source: str | None = None, lines: dict[int, dict[A
     memory = _names(data.get("memory"), "memory", source, top_lines.get("memory"), False)
     states = _names(data.get("states"), "states", source, top_lines.get("states"), True)
     memory_states = _names(data.get("memory_states"), "memory_states", source, top_lines.get("memory_states"), False)
+    weight_states = _names(data.get("weight_states"), "weight_states", source, top_lines.get("weight_states"), False)
     output = data.get("output")
     if output is None:
         if len(states) == 1:
@@ -354,7 +355,8 @@ def cell_from_dict(data: Any, source: str | None = None, lines: dict[int, dict[A
                             line=top_lines.get(field))
         text[field] = str(value if value is not None else "").strip()
     graph = CellGraph(name=name, inputs=inputs, states=states, output=output, nodes=tuple(nodes),
-                      static=static, memory=memory, memory_states=memory_states, file=source or "", **text)
+                      static=static, memory=memory, memory_states=memory_states,
+                      weight_states=weight_states, file=source or "", **text)
     try:
         graph.validate(warn=warn)
     except CellError as exc:
@@ -414,6 +416,8 @@ def cell_to_dict(graph: CellGraph, form: str = "equations") -> dict[str, Any]:
     out["states"] = list(graph.states)
     if graph.memory_states:
         out["memory_states"] = list(graph.memory_states)
+    if graph.weight_states:
+        out["weight_states"] = list(graph.weight_states)
     out["output"] = graph.output
     nodes: dict[str, Any] = {}
     if form == "equations":

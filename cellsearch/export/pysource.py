@@ -273,6 +273,7 @@ def python_source(graph: CellGraph, input_size: int, hidden_size: int, static_si
     emit("            zeros = torch.zeros(x.shape[1], self.hidden_size, dtype=x.dtype, device=x.device)")
     starts = [("x.new_zeros(x.shape[1], self.memory_rows, self.hidden_size)" if starts_empty(g, s) else
                "initial_memory(x.shape[1], self.memory_rows, self.hidden_size, x)") if s in g.memory_states
+              else "initial_weights(x.shape[1], self.memory_rows, x)" if s in g.weight_states
               else "zeros" for s in g.states]
     emit(f"            {svars} = {', '.join(starts)}")
     emit("        else:")

@@ -25,8 +25,9 @@ def example(g: CellGraph, params: CellParameters, T: int, B: int, seed: int = 12
     """A random input, initial states and static inputs (T steps, batch B), the same for a seed."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(T, B, params.input_size, generator=gen)
-    states = tuple(torch.randn(*((B, 4) if s in g.memory_states else (B,)), params.hidden_size, generator=gen) * 0.5
-                   for s in g.states)  # (a memory state: 4 rows)
+    states = tuple(torch.rand(B, 4, generator=gen) if s in g.weight_states else
+                   torch.randn(*((B, 4) if s in g.memory_states else (B,)), params.hidden_size, generator=gen) * 0.5
+                   for s in g.states)  # (a memory state: 4 rows; weights over them in [0, 1))
     statics = tuple(torch.randn(B, params.static_size, generator=gen) for _ in g.static)
     return x, states, statics
 

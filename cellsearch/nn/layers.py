@@ -108,10 +108,13 @@ class CellRNN(nn.Module):
                      for s in start_states(self.graph, batch_size, self.hidden_size, self.memory_rows, ref))
 
     def state_shape(self, state: str, batch_size: int) -> tuple[int, ...]:
-        """The shape of ``state`` in the state tuple: (layers·directions, B, H), or (…, B, N, H) for a memory state."""
+        """The shape of ``state`` in the state tuple: (layers·directions, B, H), or (…, B, N, H) for a memory
+        state, (…, B, N) for a weights state."""
         n = self.num_layers * self.num_directions
         if state in self.graph.memory_states:
             return (n, batch_size, self.memory_rows, self.hidden_size)
+        if state in self.graph.weight_states:
+            return (n, batch_size, self.memory_rows)
         return (n, batch_size, self.hidden_size)
 
     def forward(self, x: torch.Tensor | Sequence[torch.Tensor] | TokenInputs,

@@ -74,6 +74,7 @@ class Op:
     export_prelude: Any = None  # a ``Prelude`` the exported module needs when a cell uses the op
     triton = False  # the fused kernels can compute it (triton_forward / triton_backward)
     starts_empty = False  # a memory state it writes starts at 0 (a stack), not as an NTM memory's pattern
+    min_hidden = 1  # the hidden size it needs at least (shift reads three features of a vector)
     # with reads_given_memory: the argument that is the memory (declared only: set by those ops)
     memory_arg: int
 

@@ -20,7 +20,14 @@ EPS = 1e-6  # in the cosine's denominator
 DEFAULT_MEMORY_ROWS = 16  # rows N of a memory state unless a layer is given another number
 INITIAL_SCALE = 0.1  # amplitude of the initial memory pattern
 
-PRELUDE = Prelude({"address", "read", "write", "initial_memory"}, f'''def initial_memory(batch: int, rows: int, hidden: int, like: Tensor) -> Tensor:
+PRELUDE = Prelude({"address", "read", "write", "initial_memory", "initial_weights"}, f'''def initial_weights(batch: int, rows: int, like: Tensor) -> Tensor:
+    """Where a weights state starts: all weight on row 0, (B, N)."""
+    w = torch.zeros(batch, rows, dtype=like.dtype, device=like.device)
+    w[:, 0] = 1.0
+    return w
+
+
+def initial_memory(batch: int, rows: int, hidden: int, like: Tensor) -> Tensor:
     """Where a memory state starts: row n is {INITIAL_SCALE} * sin/cos(n * frequency_h), rows distinct."""
     n = torch.arange(rows, dtype=like.dtype, device=like.device).unsqueeze(1)
     h = torch.arange(hidden, dtype=like.dtype, device=like.device)

@@ -11,6 +11,7 @@ TASK_NAMES: tuple[str, ...] = ("arith", "xml", "memorize", "ptb", "copy", "rever
 FORMAL_TASKS = {"anbn": "AnbnTask", "anbncn": "AnbncnTask", "anbmcnm": "AnbmcnmTask",  # Joulin & Mikolov 2015
                 "string-memorization": "StringMemorizationTask", "binary-addition": "BinaryAdditionTask"}
 TASK_NAMES += tuple(FORMAL_TASKS)
+TASK_NAMES += ("repeat-copy",)
 
 
 _CLASSES = {"arith": ("cellsearch.tasks.arithmetic", "ArithmeticTask"), "xml": ("cellsearch.tasks.xml", "XMLTask"),
@@ -18,6 +19,7 @@ _CLASSES = {"arith": ("cellsearch.tasks.arithmetic", "ArithmeticTask"), "xml": (
             **{name: ("cellsearch.tasks.algorithmic", f"{name.capitalize()}Task")
                for name in ("copy", "reverse", "sort", "addition", "recall")}}
 _CLASSES.update({name: ("cellsearch.tasks.formal", cls) for name, cls in FORMAL_TASKS.items()})
+_CLASSES["repeat-copy"] = ("cellsearch.tasks.algorithmic", "RepeatCopyTask")
 
 
 def task_class(name: str) -> type[Task]:

@@ -1,10 +1,12 @@
-"""Algorithmic sequence tasks (copy, reverse, sort, reversed-digit addition, associative recall) scored at training length and beyond it.
+"""Algorithmic sequence tasks (copy, repeat-copy, reverse, sort, reversed-digit addition, associative recall) scored at training length and beyond it.
 
 Each example is a random sequence whose length is drawn from ``min_length``..``max_length``, read
 in full, then the answer, as in every ``ExampleTask``:
 
 * **copy** ``dacb=`` → ``dacb``; **reverse** ``dacb=`` → ``bcad``; **sort** ``dacb=`` → ``abcd``
   (``symbols`` letters; length = symbols read);
+* **repeat-copy** (Graves et al. 2014): the sequence, ``#`` and the number of repeats (one digit,
+  ``min_repeats``..``max_repeats``), then the sequence that many times (``dac#2=`` → ``dacdac``);
 * **addition** with the digits least significant first, the order in which carries flow
   (``21+93=`` is 12 + 39 → ``15``, i.e. 51; length = digits per operand);
 * **recall**, the associative recall of the Neural Turing Machine paper (Graves et al. 2014):
@@ -27,7 +29,7 @@ from abc import abstractmethod
 from typing import Any
 
 from cellsearch.errors import ConfigError
-from cellsearch.limits import MAX_RECALL_ITEM_LENGTH, MAX_TASK_LENGTH, check_limit
+from cellsearch.limits import MAX_RECALL_ITEM_LENGTH, MAX_REPEATS, MAX_TASK_LENGTH, check_limit
 from cellsearch.tasks.synthetic import ExampleTask
 
 MAX_LENGTH = MAX_TASK_LENGTH  # longest sequence a task may be asked for (training or the long evaluation)
@@ -129,6 +131,51 @@ class CopyTask(AlgorithmicTask):
     def example_of_length(self, rng: random.Random, length: int) -> tuple[str, str]:
         seq = _letters(rng, self.letters, length)
         return seq + "=", seq
+
+
+class RepeatCopyTask(AlgorithmicTask):
+    """The sequence, ``#``, the number of repeats (a digit), ``=``; the answer is the sequence repeated."""
+
+    name = "repeat-copy"
+    separators = "".join(str(k) for k in range(1, MAX_REPEATS + 1)) + "#="
+
+    def __init__(self, seed: int = 0, min_length: int = 1, max_length: int = 10, symbols: int = 8,
+                 min_repeats: int = 1, max_repeats: int = 3, long_factor: float = 2.0,
+                 eval_examples: int | None = None):
+        self.check_repeats({"min_repeats": min_repeats, "max_repeats": max_repeats, "max_length": max_length,
+                            "long_factor": long_factor})
+        self.min_repeats, self.max_repeats = min_repeats, max_repeats
+        super().__init__(seed, min_length, max_length, symbols, long_factor, eval_examples)
+
+    @classmethod
+    def check_repeats(cls, values: dict[str, Any]) -> None:
+        """The repeats in 1..``MAX_REPEATS`` (one digit), and the longest answer at most ``MAX_LENGTH``."""
+        _check("min_repeats", values["min_repeats"], 1, MAX_REPEATS, limit="repeat-copy repeats")
+        _check("max_repeats", values["max_repeats"], values["min_repeats"], MAX_REPEATS, limit="repeat-copy repeats")
+        length, factor = values["max_length"], values["long_factor"]
+        if isinstance(length, int) and isinstance(factor, (int, float)) and math.isfinite(factor) \
+                and int(factor * length) * values["max_repeats"] > MAX_LENGTH:
+            raise ConfigError(f"task option max_repeats: the longest answer (long_factor × max_length × max_repeats "
+                              f"= {int(factor * length) * values['max_repeats']} symbols) must be at most {MAX_LENGTH}")
+
+    @classmethod
+    def check_values(cls, values: dict[str, Any]) -> None:
+        super().check_values(values)  # (lengths first: the answer's bound reads them)
+        if "min_repeats" in values:  # (absent when __init__ checked them already, before the base class's check)
+            cls.check_repeats(values)
+
+    @classmethod
+    def longest_sequence(cls, values: dict[str, Any]) -> int:
+        # <bos>, the sequence, "#", the digit, "=", the answer, <eos>
+        return values["max_length"] * (1 + values["max_repeats"]) + 5
+
+    def example_of_length(self, rng: random.Random, length: int) -> tuple[str, str]:
+        seq = _letters(rng, self.letters, length)
+        repeats = rng.randint(self.min_repeats, self.max_repeats)
+        return f"{seq}#{repeats}=", seq * repeats
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "min_repeats": self.min_repeats, "max_repeats": self.max_repeats}
 
 
 class ReverseTask(AlgorithmicTask):

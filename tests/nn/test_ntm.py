@@ -78,7 +78,7 @@ def test_memory_state_rules():
 
 
 def test_layers_carry_the_memory_and_start_it_with_distinct_rows():
-    rnn = CellRNN("ntm", 4, 6, num_layers=2, memory_rows=5)
+    rnn = CellRNN("ntm-content", 4, 6, num_layers=2, memory_rows=5)
     h, c, M = rnn.initial_state(3)
     assert M.shape == (2, 3, 5, 6) and h.shape == (2, 3, 6)
     assert torch.equal(M[0, 0], initial_memory(1, 5, 6, M)[0])
@@ -94,7 +94,7 @@ def test_layers_carry_the_memory_and_start_it_with_distinct_rows():
 def test_the_memory_matters():
     """The same input with another start of the memory gives other outputs."""
     torch.manual_seed(0)
-    cell_ = CompiledCell(get_cell("ntm"), 4, 6, memory_rows=5)
+    cell_ = CompiledCell(get_cell("ntm-content"), 4, 6, memory_rows=5)
     x = torch.randn(5, 2, 4)
     out, _ = cell_(x)
     h0 = torch.zeros(2, 6)

@@ -29,7 +29,7 @@ from cellsearch.export.pysource import imported, instance, python_source
 from cellsearch.export.verify import run_module
 from cellsearch.ops.registry import OPS
 
-from tests.support.differential import assert_same
+from tests.support.differential import assert_same, random_states
 from tests.support.generators import cells
 
 PACKAGE = Path(cellsearch.__file__).parent
@@ -97,7 +97,10 @@ def _cells_using(op: str, static: bool | None = None, fusable: bool = False):
     memory = spec.reads_given_memory
     memory_state = bool(spec.signature) and not memory
     ops = [name for name, o in OPS.items() if o.triton or o.is_matmul or o.is_literal] if fusable else None
-    strategy = cells(memory=memory, memory_state=memory_state, favour=op, max_nodes=8, static=static, ops=ops)
+    location = True if spec.signature and spec.signature[0][0] == "weights" and spec.result_kind() == "weights" \
+        else None if memory_state else False  # (the location ops: weights to weights)
+    strategy = cells(memory=memory, memory_state=memory_state, favour=op, max_nodes=8, static=static, ops=ops,
+                     location=location)
 
     def uses(g) -> bool:
         return any(n.op == op and n.name in g.live for n in g.nodes)
@@ -110,8 +113,7 @@ def _stable(graph, size: int) -> None:
     torch.manual_seed(0)
     cell = CompiledCell(graph, size, size, size if graph.static else None).double()
     x = torch.randn(3, 2, size, dtype=torch.float64)
-    states = tuple(torch.randn(*((2, 3) if s in graph.memory_states else (2,)), size, dtype=torch.float64)
-                   for s in graph.states)
+    states = random_states(graph, 2, size)
     statics = tuple(torch.randn(2, size, dtype=torch.float64) for _ in graph.static)
     memory = tuple(torch.randn(2, 4, size, dtype=torch.float64) for _ in graph.memory)
     with torch.no_grad():
@@ -189,8 +191,7 @@ def test_every_op_exported_module_matches_compiled(op, tmp_path):
         state = compiled.params.state_dict()
         gen = torch.Generator().manual_seed(1)
         x = torch.randn(3, 2, 4, generator=gen, dtype=torch.float64)
-        states = tuple(torch.randn(*((2, 3) if s in graph.memory_states else (2,)), 4, generator=gen,
-                                   dtype=torch.float64) for s in graph.states)
+        states = random_states(graph, 2, 4, generator=gen)
         statics = tuple(torch.randn(2, 4, generator=gen, dtype=torch.float64) for _ in graph.static)
         from cellsearch.compile.attention import Memory
 
@@ -221,8 +222,7 @@ def test_every_op_population_member_matches_solo(op):
         torch.manual_seed(0)
         members = [CompiledCell(graph, 4, 4, pointwise="eager").double() for _ in range(3)]
         xs = [torch.randn(3, 2, 4, dtype=torch.float64) for _ in members]
-        states = [tuple(torch.randn(*((2, 3) if s in graph.memory_states else (2,)), 4, dtype=torch.float64)
-                        for s in graph.states) for _ in members]
+        states = [random_states(graph, 2, 4) for _ in members]
         together = population_forward(members, xs, states)
         params = [p for m in members for p in m.params.parameters()]
         loss = sum((out * out).sum() for out, _ in together)

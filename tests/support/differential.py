@@ -13,6 +13,19 @@ from cellsearch.compile import CompiledCell, InterpretedCell
 from cellsearch.compile.attention import Memory
 
 
+def random_states(graph, B, hidden_size, *, rows=3, generator=None, dtype=torch.float64, requires_grad=False):
+    """A random state tuple: (B, H) normal vectors, (B, rows, H) normal memory states and (B, rows)
+    weights states uniform in [0, 1) (weights are never negative: sharpen raises them to a power)."""
+    def one(s):
+        kind = graph.state_kind(s)
+        if kind == "weights":
+            return torch.rand(B, rows, generator=generator, dtype=dtype, requires_grad=requires_grad)
+        shape = (B, rows, hidden_size) if kind == "matrix" else (B, hidden_size)
+        return torch.randn(*shape, generator=generator, dtype=dtype, requires_grad=requires_grad)
+
+    return tuple(one(s) for s in graph.states)
+
+
 def assert_same(graph, input_size, hidden_size, *, T=5, B=3, static_size=None, mode="fused", seed=0, tol=1e-5,
                 stable_only=False, pointwise="auto"):
     """Compiled and interpreted modules agree on outputs, final states and all gradients.
@@ -26,8 +39,7 @@ def assert_same(graph, input_size, hidden_size, *, T=5, B=3, static_size=None, m
     interp = InterpretedCell(graph, input_size, hidden_size, static_size, params=compiled.params)
     x = torch.randn(T, B, input_size, dtype=torch.float64, requires_grad=True)
     compiled.double()
-    states = tuple(torch.randn(*((B, 3) if s in graph.memory_states else (B,)), hidden_size, dtype=torch.float64,
-                               requires_grad=True) for s in graph.states)  # (memory states: 3 rows)
+    states = random_states(graph, B, hidden_size, requires_grad=True)  # (memory states: 3 rows)
     statics = tuple(torch.randn(B, static_size or hidden_size, dtype=torch.float64, requires_grad=True)
                     for _ in graph.static)
     # memories: 4 rows, the last sequence's last row padding

@@ -10,7 +10,9 @@ interpreter), so the cells cover every op of ``cellsearch.dsl.ops.OPS``:
   ``memory_state=True`` a memory state ``mem``: a stack (``stack``, ``top``, ``below``; drawn, or
   when ``favour`` is a stack op) or an NTM's memory with a read head whose result
   joins a random linear and a write head (``address``, ``read``, ``write``), keys, strengths,
-  erase and add vectors made from random vectors of the cell;
+  erase and add vectors made from random vectors of the cell; with ``location`` (True, or None:
+  drawn) the read head adds location addressing: a weights state ``mloc`` interpolated with the
+  content weights, then optionally shifted and sharpened (``interpolate``, ``shift``, ``sharpen``);
 * 1-12 nodes built bottom-up, so the node list is a valid evaluation order before the
   optional shuffle; every non-``const`` node reads (transitively) an input or a state, so no
   node "only combines constants" and ``linear`` never reads a constant;
@@ -57,8 +59,10 @@ _FIRST_OPS = ("tanh", "linear", "add", "mul", "sub", "sigmoid", "identity", "rel
               "neg", "one_minus", "blend", "diag", "const", "attend", "address", "read", "write")
 ALL_OPS = tuple(o for o in _FIRST_OPS if o in OPS) + tuple(o for o in OPS if o not in _FIRST_OPS)
 MEMORY_STATE = "mem"
+WEIGHTS_STATE = "mloc"
+LOCATION_OPS = ("interpolate", "shift", "sharpen")  # (in _memory_head's location chain, in this order)
 # Ops with their own rule below (and in _memory_head); every other op reads min_args vectors.
-SPECIAL_OPS = ("linear", "const", "attend", "address", "read", "write", *STACK_OPS)
+SPECIAL_OPS = ("linear", "const", "attend", "address", "read", "write", *STACK_OPS, *LOCATION_OPS)
 assert all(not OPS[o].signature for o in ALL_OPS if o not in SPECIAL_OPS), \
     "an op over memories needs a rule in tests/generators.py"
 
@@ -85,7 +89,7 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
           static: bool | None = None, elementwise_inputs: bool = True, dead: bool = True,
           ops: Iterable[str] | None = None, auto: bool = False, shuffle: bool = True,
           name: str = "random", memory: bool = False, memory_state: bool = False,
-          favour: str | None = None) -> CellGraph:
+          favour: str | None = None, location: bool | None = False) -> CellGraph:
     """A random valid cell (see the module docstring).
 
     ``static``: None draws whether there is a static input ``cond``, True/False forces it.
@@ -100,7 +104,7 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
     argument) reads values known to be in it, made with e.g. sigmoid(...) where there is none.
     """
     ops = tuple(o for o in ALL_OPS if (ops is None or o in set(ops)) and (memory or o != "attend")
-                and o not in ("address", "read", "write", *STACK_OPS))  # (those: the memory-state head below)
+                and o not in ("address", "read", "write", *STACK_OPS, *LOCATION_OPS))  # (those: the memory-state head below)
     if memory and "attend" in ops:
         ops = (*ops, *["attend"] * 4)
     if favour is not None and favour in ops:
@@ -219,15 +223,23 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
         readers[node_name] = 0
 
     all_states = states
+    weight_states: tuple[str, ...] = ()
     if memory_state:
         vectors = [n for n in constant if not constant[n]]
-        as_stack = favour in STACK_OPS or (favour not in ("address", "read", "write")
-                                           and draw(st.booleans(), label="stack_state"))
-        nodes += _stack_head(draw, vectors, nodes, favour) if as_stack else _memory_head(draw, vectors, nodes)
+        as_stack = location is not True and (favour in STACK_OPS or (
+            favour not in ("address", "read", "write", *LOCATION_OPS) and draw(st.booleans(), label="stack_state")))
+        with_location = False
+        if as_stack:
+            nodes += _stack_head(draw, vectors, nodes, favour)
+        else:
+            with_location = draw(st.booleans(), label="location") if location is None else location
+            nodes += _memory_head(draw, vectors, nodes, favour if with_location else None, with_location)
         all_states = (*states, MEMORY_STATE)
+        if with_location:
+            all_states, weight_states = (*all_states, WEIGHTS_STATE), (WEIGHTS_STATE,)
     graph = CellGraph(name=name, inputs=(INPUT,), states=all_states, output=states[0], nodes=tuple(nodes),
                       static=static_leaves, memory=(MEMORY,) if memory else (),
-                      memory_states=(MEMORY_STATE,) if memory_state else ())
+                      memory_states=(MEMORY_STATE,) if memory_state else (), weight_states=weight_states)
     keep_dead = dead and draw(st.integers(0, 3), label="keep_dead") == 0
     if not keep_dead:
         live = graph.live
@@ -247,10 +259,13 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
     return graph
 
 
-def _memory_head(draw, vectors: list[str], nodes: list[Node]) -> list[Node]:
+def _memory_head(draw, vectors: list[str], nodes: list[Node], favour: str | None = None,
+                 location: bool = False) -> list[Node]:
     """An NTM read head and write head on the memory state ``mem``: the read joins one of the
     cell's linear nodes as an extra argument (``nodes`` is changed in place), keys and strengths
-    are linear maps of random vectors of the cell."""
+    are linear maps of random vectors of the cell. With ``location`` the read head's weights are
+    the weights state ``mloc``: the content weights interpolated with ``mloc_prev``, then shift and
+    sharpen, each drawn (``favour``, a location op, always in the chain)."""
     prev = prev_name(MEMORY_STATE)
 
     def vec(label: str) -> str:
@@ -265,8 +280,24 @@ def _memory_head(draw, vectors: list[str], nodes: list[Node]) -> list[Node]:
     def leaf_lin(name: str) -> Node:
         return Node.make(name, "linear", [draw(st.sampled_from(leaves), label=f"{name}_src")])
 
-    head = [leaf_lin("mk_r"), leaf_lin("mb_r"), Node.make("mw_r", "address", ["mk_r", prev, "mb_r"]),
-            Node.make("mr", "read", ["mw_r", prev])]
+    head = [leaf_lin("mk_r"), leaf_lin("mb_r"), Node.make("mw_r", "address", ["mk_r", prev, "mb_r"])]
+    read_weights = "mw_r"
+    if location:
+        pair = ["mw_r", prev_name(WEIGHTS_STATE)]
+        if draw(st.booleans(), label="interpolate_order"):
+            pair.reverse()
+        chain = [("interpolate", [*pair, "ml_g"])]
+        for op, gate in (("shift", "ml_s"), ("sharpen", "ml_gamma")):
+            if op == favour or draw(st.booleans(), label=f"{op}_in_chain"):
+                chain.append((op, [None, gate]))
+        last = None
+        for k, (op, args) in enumerate(chain):
+            name = WEIGHTS_STATE if k == len(chain) - 1 else f"ml_{op}"
+            head.append(leaf_lin(args[-1]))
+            head.append(Node.make(name, op, [a if a is not None else last for a in args]))
+            last = name
+        read_weights = WEIGHTS_STATE
+    head.append(Node.make("mr", "read", [read_weights, prev]))
     linears = [i for i, n in enumerate(nodes) if n.op == "linear"]
     if linears:
         i = draw(st.sampled_from(linears), label="read_joins")
@@ -355,6 +386,7 @@ def rename_nodes(graph: CellGraph, mapping: Mapping[str, str]) -> CellGraph:
     nodes = tuple(replace(n, name=r(n.name), args=tuple(r(a) for a in n.args)) for n in graph.nodes)
     return replace(graph, inputs=tuple(map(r, graph.inputs)), static=tuple(map(r, graph.static)),
                    memory=tuple(map(r, graph.memory)), memory_states=tuple(map(r, graph.memory_states)),
+                   weight_states=tuple(map(r, graph.weight_states)),
                    states=tuple(map(r, graph.states)), output=r(graph.output), nodes=nodes)
 
 
