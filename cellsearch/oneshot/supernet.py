@@ -199,4 +199,4 @@ class DagSupernet(nn.Module):
 
 def _component_tensor(component: str, parameter: str) -> str:
     """The shared tensor of a memory component's parameter (``ParameterDict`` keys take no dots)."""
-    return f"m_{component.replace('-', '_')}_{parameter}"
+    return f"m_{component.replace('-', '_')}__{parameter}"

@@ -174,6 +174,7 @@ class DagSpace(Space):
         graph = CellGraph(name=self.name, inputs=("x",), states=("h", *extra), output="h", nodes=tuple(nl.nodes),
                           memory=("enc",) if attention is not None else (),
                           memory_states=component.memory_states if component is not None else (),
+                          weight_states=component.weight_states if component is not None else (),
                           source=SOURCE, description=f"Decoded from search space '{self.name}' (dag).")
         return finish(graph, self.name, source=SOURCE, description=graph.description)
 

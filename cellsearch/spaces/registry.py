@@ -30,7 +30,8 @@ from cellsearch.spaces.schema import SpaceConfigBase
 from cellsearch.spaces.tree import TreeSpace
 
 # Shipped spaces, in display order: name → search_spaces/<name>.yaml.
-SPACE_NAMES: tuple[str, ...] = ("nas_rl", "mutation", "mutation1", "dag", "dag4", "attention", "nasbench_nlp", "greff")
+SPACE_NAMES: tuple[str, ...] = ("nas_rl", "mutation", "mutation1", "dag", "dag4", "attention", "memory", "memory_attention",
+                                  "nasbench_nlp", "greff")
 SHIPPED_PACKAGE = "cellsearch.spaces.builtin"  # search_spaces/, installed as a package (see pyproject.toml)
 
 SPACE_CLASSES: dict[str, type[Space]] = {"tree": TreeSpace, "mutation": MutationSpace, "dag": DagSpace,

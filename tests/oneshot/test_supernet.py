@@ -163,7 +163,7 @@ def test_a_memory_component_is_one_set_of_weights_shared_by_every_cell_that_carr
             carrying.append(choices)
     component = MEMORY.decisions()[-1].choices[1]
     tensors = [{id(p) for n, p in net.model_for(c).rnn.named_parameters()} for c in carrying]
-    own = {id(p) for k, p in net.shared.items() if k.startswith(f"m_{component}_")}
+    own = {id(p) for k, p in net.shared.items() if k.startswith(f"m_{component.replace('-', '_')}__")}
     assert own and own <= tensors[0] and own <= tensors[1]
     plain = list(carrying[0])
     plain[dims - 1] = 0  # no component: none of its weights

@@ -28,11 +28,11 @@ I, H = 6, 4  # input size != hidden size
 
 # Samples per shipped space (the greff space has nine cells; its samples repeat them).
 SAMPLES = {"nas_rl": 1000, "mutation": 1500, "mutation1": 300, "dag": 1000, "dag4": 300, "attention": 300,
-           "nasbench_nlp": 1500, "greff": 300}
+           "memory": 300, "memory_attention": 300, "nasbench_nlp": 1500, "greff": 300}
 # Fraction of distinct cells expected among the samples (graph cells are small after pruning).
 # (dag4 has only 246 cells, so its samples repeat them)
 DISTINCT = {"nas_rl": 0.99, "mutation": 0.8, "mutation1": 0.2, "dag": 0.99, "dag4": 0.4, "attention": 0.5,
-            "nasbench_nlp": 0.7, "greff": 0.0}
+            "memory": 0.5, "memory_attention": 0.6, "nasbench_nlp": 0.7, "greff": 0.0}
 RUN_SUBSET = 50
 
 # Decision layouts of the shipped spaces: (count, first names, last names).
@@ -49,6 +49,10 @@ LAYOUTS = {
              ["node3.input", "node3.activation"]),
     "attention": (8, ["node0.activation", "node1.input", "node1.activation", "node2.input"],
                   ["node3.input", "node3.activation", "attention"]),
+    "memory": (8, ["node0.activation", "node1.input", "node1.activation", "node2.input"],
+               ["node3.input", "node3.activation", "memory"]),
+    "memory_attention": (10, ["node0.activation", "node1.input", "node1.activation", "node2.input"],
+                         ["node3.activation", "attention", "hops", "memory"]),
     "nasbench_nlp": (64, ["states", "nodes", "node0.op", "node0.linear_inputs", "node0.input0",
                           "node0.input1", "node0.input2", "node1.op"],
                      ["node11.input2", "state1.node", "state2.node"]),
