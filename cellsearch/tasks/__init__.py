@@ -7,13 +7,15 @@ from typing import Any, Callable
 from cellsearch.errors import ConfigError
 from cellsearch.tasks.base import Batch, Stream, Task, Vocab
 
-TASK_NAMES = ("arith", "xml", "memorize", "ptb", "copy", "reverse", "sort", "addition", "recall")
+TASK_NAMES: tuple[str, ...] = ("arith", "xml", "memorize", "ptb", "copy", "reverse", "sort", "addition", "recall")
+TASK_NAMES += ("babi",)
 
 
 _CLASSES = {"arith": ("cellsearch.tasks.arithmetic", "ArithmeticTask"), "xml": ("cellsearch.tasks.xml", "XMLTask"),
             "memorize": ("cellsearch.tasks.memorize", "MemorizeTask"), "ptb": ("cellsearch.tasks.ptb", "PTBTask"),
             **{name: ("cellsearch.tasks.algorithmic", f"{name.capitalize()}Task")
-               for name in ("copy", "reverse", "sort", "addition", "recall")}}
+               for name in ("copy", "reverse", "sort", "addition", "recall")},
+            "babi": ("cellsearch.tasks.babi", "BabiTask")}
 
 
 def task_class(name: str) -> type[Task]:
