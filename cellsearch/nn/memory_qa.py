@@ -78,7 +78,8 @@ class MemoryQAModel(nn.Module):
         """Word ids (…, L) → bag-of-words with position encoding (…, d) through E_k."""
         lengths = (ids != self.pad).sum(-1)
         pe = position_encoding(lengths, ids.shape[-1], self.config.hidden_size)
-        return (self.embeddings[k](ids) * pe).sum(-2)
+        table: nn.Embedding = self.embeddings[k]  # type: ignore[assignment]  # (ModuleList indexing is untyped)
+        return (table(ids) * pe).sum(-2)
 
     def start(self, batch: Any) -> Story:
         """The story of ``batch`` (``Batch.story``, (B, N, L)) as the cell's memories."""
@@ -103,7 +104,8 @@ class MemoryQAModel(nn.Module):
         memory = tuple(Memory(m, state.mask) for m in state.memories)
         out, _ = self.rnn(u, None, memory=memory)
         self.last_outputs = None  # (no activation penalties: one step, no recurrence)
-        return torch.nn.functional.linear(out, self.embeddings[-1].weight, self.head_bias), state  # W^T = C^K
+        answer: nn.Embedding = self.embeddings[-1]  # type: ignore[assignment]  # (ModuleList indexing is untyped)
+        return torch.nn.functional.linear(out, answer.weight, self.head_bias), state  # W^T = C^K
 
     @torch.no_grad()
     def hop_weights(self, batch: Any) -> torch.Tensor:
@@ -113,7 +115,7 @@ class MemoryQAModel(nn.Module):
         from cellsearch.compile.interpreter import InterpretedCell
 
         state = self.start(batch)
-        cell = self.rnn.cells[0]
+        cell: Any = self.rnn.cells[0]
         oracle = InterpretedCell(self.graph, cell.input_size, cell.hidden_size, params=cell.params)
         trace: dict[str, list[torch.Tensor]] = {}
         u = self.embed_sentences(batch.inputs.t(), 0).unsqueeze(0)
@@ -122,8 +124,8 @@ class MemoryQAModel(nn.Module):
         order = [n.name for n in self.graph.nodes if n.op == "attend"]
         return torch.stack([trace[n][0] for n in order])
 
-    def take_outputs(self) -> None:
-        """No activation penalties for a memory network (the trainer asks every model)."""
+    def take_outputs(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """No activation penalties for a memory network (the trainer asks every model): None."""
         self.last_outputs = None
         return None
 
@@ -136,7 +138,7 @@ class MemoryQAModel(nn.Module):
         """Embeddings and temporal encodings N(0, 0.1²) as the paper; the cell's own init."""
         self.rnn.reset_parameters(init_scale, generator)
         with torch.no_grad():
-            for e in self.embeddings:
-                e.weight.normal_(0, 0.1, generator=generator)
+            for table in self.embeddings.parameters():
+                table.normal_(0, 0.1, generator=generator)
             self.temporal.normal_(0, 0.1, generator=generator)
             self.head_bias.zero_()

@@ -319,7 +319,7 @@ class Trainer:
         of the outputs the forward that made ``logits`` left in ``SeqModel.last_outputs``."""
         nll, n = self.task.masked_nll(logits, batch.targets, batch.mask)
         loss = nll / max(n, 1)
-        outputs = self.model.take_outputs()
+        outputs: tuple[torch.Tensor, torch.Tensor] | None = self.model.take_outputs()
         if (self.cfg.ar or self.cfg.tar) and outputs is not None:
             penalty = activation_penalty(*outputs, batch.mask, self.cfg.ar, self.cfg.tar)
             # penalty - penalty.detach() is 0 in value and the penalty in gradient: the loss recorded
