@@ -87,3 +87,10 @@ def test_cli_bad_input_is_one_line(args, message):
     res = runner.invoke(app, ["train", "memn2n", "--task", "babi", "--steps", "1", "--json", *args])
     assert res.exit_code == 2, res.output
     assert message in res.stderr and res.stderr.strip().count("\n") == 0
+
+
+def test_a_population_of_memory_networks_is_refused_in_one_line(tmp_path):
+    res = runner.invoke(app, ["train", "memn2n", "--task", "babi", "-t", "train_examples=100", "--seeds", "0,1",
+                              "--steps", "1", "--hidden", "8", "--json", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    assert "trains one model at a time" in res.stderr and res.stderr.strip().count("\n") == 0
