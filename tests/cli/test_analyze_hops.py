@@ -52,3 +52,9 @@ def test_bad_output_and_a_model_that_is_no_memory_network_are_refused(trained, t
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["analyze", "hops", str(lm), "-o", str(tmp_path / "h.png")])
     assert res.exit_code == 2 and "not a memory network on babi" in res.stderr
+
+
+def test_generate_points_a_memory_network_to_analyze_hops(trained):
+    res = runner.invoke(app, ["generate", str(trained)])
+    assert res.exit_code == 2, res.output
+    assert "cellsearch analyze hops" in res.stderr and res.stderr.strip().count("\n") == 0
