@@ -454,10 +454,11 @@ def memory_qa_model(graph: CellGraph, task: Task, cfg: TrainConfig) -> Any:
     """The memory network of a cell that reads memories on a task of stories (the qa layout)."""
     from cellsearch.nn.memory_qa import MemoryQAModel
 
-    if cfg.num_layers != 1 or cfg.dropout:
+    if cfg.num_layers != 1 or cfg.dropout or cfg.scheduled_sampling:
         raise ConfigError(f"cell '{graph.name}' answers questions as a memory network (the {task.name} task's qa "
-                          "layout): one layer, no dropout (its hops are the depth)",
-                          field=("TrainConfig.num_layers", "TrainConfig.dropout"))
+                          "layout): one layer, no dropout, no scheduled sampling (its hops are the depth; it "
+                          "reads no answer tokens)",
+                          field=("TrainConfig.num_layers", "TrainConfig.dropout", "TrainConfig.scheduled_sampling"))
     with torch.random.fork_rng(devices=[]):
         return MemoryQAModel(graph, ModelConfig(vocab_size=len(task.vocab), hidden_size=cfg.hidden_size,
                                                 embed_size=cfg.embed_size),

@@ -82,6 +82,8 @@ def test_cli_trains_memn2n_on_babi_with_json(tmp_path):
     (["-t", "task=4"], "task must be one of 1, 2, 3, 15, 16"),
     (["-t", "train_examples=1000000"], "bAbI training questions"),
     (["--layers", "2"], "answers questions as a memory network"),
+    (["--dropout", "0.1"], "answers questions as a memory network"),
+    (["--scheduled-sampling", "linear"], "answers questions as a memory network"),
 ])
 def test_cli_bad_input_is_one_line(args, message):
     res = runner.invoke(app, ["train", "memn2n", "--task", "babi", "--steps", "1", "--json", *args])
