@@ -95,6 +95,8 @@ MAX_XML_STEPS = 1000  # xml max_steps (tags opened or closed in one document)
 MAX_RECALL_ITEM_LENGTH = 32  # recall item_length
 MAX_REPEATS = 9  # repeat-copy min_repeats/max_repeats (one digit in the prompt)
 MAX_EVAL_EXAMPLES = 100_000  # eval_examples of a task of examples
+MAX_BABI_TRAIN_EXAMPLES = 100_000  # babi train_examples (the paper: 1,000 and 10,000)
+MAX_BABI_MEMORY = 200  # babi memory_size: sentences a question sees (the paper: 50)
 MAX_EVAL_TOKENS = 2_000_000  # xml eval_chars, ptb eval_tokens (PTB's test split has 82,430)
 
 # ---------------------------------------------------------------------- generation (cellsearch generate)

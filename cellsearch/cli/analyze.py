@@ -125,3 +125,55 @@ def _report(run_dirs: list[Path], out: Path, top: int) -> None:
         for name in ("compare_best_so_far.png", "compare_best_so_far.csv", "compare_scores.csv", "compare_scores.md"):
             written[name] = out / name
     _files(written)
+
+
+@app.command("hops")
+@cli_errors
+def hops_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint.pt (or its directory) of a memory network "
+                                                    "trained on babi (`cellsearch train memn2n --task babi`).")],
+    out: Annotated[Path, typer.Option("--output", "-o", help="The picture to write (.png, .pdf or .svg).")],
+    question: Annotated[int, typer.Option(help="Which question of the split (0: the first).")] = 0,
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the weights as JSON.")] = False,
+) -> None:
+    """A memory network's attention over one story, hop by hop (rows: the sentences; columns: the hops)."""
+    import json
+
+    from cellsearch.analysis.hops import plot_hops
+    from cellsearch.errors import ConfigError
+    from cellsearch.fileio import check_target
+    from cellsearch.limits import check_new_path, check_number
+    from cellsearch.nn.memory_qa import MemoryQAModel
+    from cellsearch.training.trainer import Trainer
+
+    if split not in ("valid", "test"):
+        raise ConfigError(f"--split must be valid or test, not {split!r:.40}")
+    check_number("--question", question, 0)
+    check_new_path("--output", out)
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise ConfigError(f"--output: {out} should end in .png, .pdf or .svg")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--output: no directory {out.parent}")
+    check_target(out, "--output")
+    trainer = Trainer.from_checkpoint(checkpoint)
+    model, task = trainer.model, trainer.task
+    if not isinstance(model, MemoryQAModel):
+        raise ConfigError(f"{checkpoint}: not a memory network on babi (train e.g. memn2n --task babi)")
+    questions = task.split(split)  # type: ignore[attr-defined]  # (a memory network trains on babi only)
+    if question >= len(questions):
+        raise ConfigError(f"--question {question} is out of range: the {split} split has {len(questions)} questions")
+    q = questions[question]
+    batch = task.encode([q])  # type: ignore[attr-defined]
+    model.eval()
+    weights = model.hop_weights(batch)[:, 0]  # (hops, N)
+    logits, _ = model(batch.inputs, model.start(batch))
+    predicted = task.vocab.itos[int(logits[0, 0].argmax())]
+    sentences = [" ".join(s) for s in q.story]
+    path = plot_hops(weights, sentences, " ".join(q.question), q.answer, predicted, out, q.supports)
+    if as_json:
+        print(json.dumps({"question": " ".join(q.question), "answer": q.answer, "predicted": predicted,
+                          "story": sentences, "supports": list(q.supports),
+                          "weights": [[round(float(w), 4) for w in hop] for hop in weights], "output": str(path)}))
+    else:
+        console.print(f"{' '.join(q.question)}? {q.answer} (model: {predicted}); wrote {path}", markup=False)

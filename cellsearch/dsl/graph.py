@@ -471,9 +471,10 @@ class CellGraph:
                                 f"{described[got]}" + (" (made by address())" if got == "weights" else ""),
                                 node=n.name)
         for n in self.nodes:
-            if n.op == "attend" and n.args[1] not in self.memory and kinds.get(n.args[1]) == "matrix":
-                raise CellError(f"attend() reads a given memory (memory: [...]); read the memory state "
-                                f"'{n.args[1]}' with read(address(key, {n.args[1]}, beta), {n.args[1]})", node=n.name)
+            for m in n.args[1:] if n.op == "attend" else ():
+                if m not in self.memory and kinds.get(m) == "matrix":
+                    raise CellError(f"attend() reads a given memory (memory: [...]); read the memory state "
+                                    f"'{m}' with read(address(key, {m}, beta), {m})", node=n.name)
             if n.op in ("address", "read", "write") or OPS[n.op].kind == "stack":
                 leaf = next((a for a in n.args if a in self.memory), None)
                 if leaf is not None:

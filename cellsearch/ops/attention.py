@@ -1,7 +1,9 @@
 """The attend op: attention of a query over a given memory (dot, general or additive scores).
 
 ``attend(q, M)`` is the softmax(score(q, M_n))-weighted sum of the rows of a memory M (an
-encoder's outputs, with a padding mask). The generated code calls the helpers of
+encoder's outputs, with a padding mask). ``attend(q, K, V)`` scores the rows of the keys memory K
+and sums the rows of the values memory V (same rows; K's padding mask): the separate input and
+output memories of an end-to-end memory network (Sukhbaatar et al. 2015, ``library/memn2n.yaml``). The generated code calls the helpers of
 ``compile/attention.py`` (``attend_dot``, ``attend_additive`` and their backward); the
 interpreter writes the math out plainly as their oracle; the exported module carries its own
 two TorchScript-clean helpers (``PRELUDE``).
@@ -60,17 +62,18 @@ class Attend(Op):
 
     # ---- the interpreter: the math written out (the oracle of compile/attention.py)
     def interpret(self, node, args, params, trace):
-        q, (values, mask) = args  # a given Memory: (B, N, H), (B, N) bool or None
+        q, (memory, mask) = args[:2]  # a given Memory: (B, N, H), (B, N) bool or None
+        values = args[2][0] if len(args) == 3 else memory  # attend(q, K, V): V's rows are summed
         kind = node.attr("kind")
         if kind == "dot":
-            scores = torch.einsum("bh,bnh->bn", q, values)
+            scores = torch.einsum("bh,bnh->bn", q, memory)
         elif kind == "general":
-            keys = torch.einsum("kh,bnh->bnk", getattr(params, attention_name(node.name, "wk")), values)
+            keys = torch.einsum("kh,bnh->bnk", getattr(params, attention_name(node.name, "wk")), memory)
             scores = torch.einsum("bk,bnk->bn", q, keys)
         else:
             wq, wk, v = (getattr(params, attention_name(node.name, r)) for r in ("wq", "wk", "v"))
             hidden = torch.tanh(torch.einsum("kh,bh->bk", wq, q).unsqueeze(1)
-                                + torch.einsum("kh,bnh->bnk", wk, values))
+                                + torch.einsum("kh,bnh->bnk", wk, memory))
             scores = torch.einsum("bnk,k->bn", hidden, v)
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
@@ -101,6 +104,7 @@ class Attend(Op):
         parameters are read from ``P`` directly, in the step from the step's constants."""
         name = node.name
         memory = v.ref(node.args[1])
+        values = v.ref(node.args[2]) if len(node.args) == 3 else memory
         bias = v.ref(v.memory_bias[node.args[1]])
         kind = node.attr("kind")
 
@@ -110,10 +114,10 @@ class Attend(Op):
             return v.ref(v.attend_aux[name][role])
 
         if kind == "dot":
-            return f"attend_dot({query}, {memory}, {memory}, {bias})"
+            return f"attend_dot({query}, {memory}, {values}, {bias})"
         if kind == "general":
-            return f"attend_dot({query}, {part('keys')}, {memory}, {bias})"
-        return f"attend_additive({query}, {part('wq')}, {part('keys')}, {part('v')}, {memory}, {bias})"
+            return f"attend_dot({query}, {part('keys')}, {values}, {bias})"
+        return f"attend_additive({query}, {part('wq')}, {part('keys')}, {part('v')}, {values}, {bias})"
 
     def forward_expr(self, v, node, a, param=None):  # hoisted: for all steps at once
         return self.call(v, node, a[0], hoisted=True) + "[0]"
@@ -122,25 +126,31 @@ class Attend(Op):
         """Gradients of the query, the memory and (through the aux values) of the keys and
         parameters, from the weights the step saved (compile/attention.py)."""
         v, n = bw.v, node.name
-        q, memory = node.args
+        q, memory = node.args[:2]
+        values = node.args[2] if len(node.args) == 3 else memory  # attend(q, K, V): the rows summed
         kind = node.attr("kind")
         aux = v.attend_aux[n]
         saved = [bw.use_var(o) for o in v.attend_out[n]]
         fresh = bw.fresh
-        if kind == "dot":
+        if kind == "dot" and values == memory:
             outs = {"q": fresh(f"d_{n}_q"), "memory": fresh(f"d_{n}_m")}
             call = f"attend_dot_backward({d}, {bw.use(q)}, {v.ref(memory)}, {saved[0]})"
+        elif kind == "dot":  # the keys are K itself: a general attention's backward without W
+            outs = {"q": fresh(f"d_{n}_q"), "key_memory": fresh(f"d_{n}_k"), "memory": fresh(f"d_{n}_m")}
+            call = f"attend_general_backward({d}, {bw.use(q)}, {v.ref(memory)}, {v.ref(values)}, {saved[0]})"
         elif kind == "general":
             outs = {"q": fresh(f"d_{n}_q"), "keys": fresh(f"d_{n}_k"), "memory": fresh(f"d_{n}_m")}
-            call = f"attend_general_backward({d}, {bw.use(q)}, {v.ref(aux['keys'])}, {v.ref(memory)}, {saved[0]})"
+            call = f"attend_general_backward({d}, {bw.use(q)}, {v.ref(aux['keys'])}, {v.ref(values)}, {saved[0]})"
         else:
             outs = {"q": fresh(f"d_{n}_q"), "wq": fresh(f"d_{n}_wq"), "keys": fresh(f"d_{n}_k"),
                     "v": fresh(f"d_{n}_v"), "memory": fresh(f"d_{n}_m")}
             call = (f"attend_additive_backward({d}, {bw.use(q)}, {v.ref(aux['wq'])}, {v.ref(aux['v'])}, "
-                    f"{v.ref(memory)}, {saved[0]}, {saved[1]})")
+                    f"{v.ref(values)}, {saved[0]}, {saved[1]})")
         bw.line(f"{', '.join(outs.values())} = {call}")
         bw.grad(q, outs.pop("q"), simple=True)
-        bw.grad(memory, outs.pop("memory"), simple=True)
+        bw.grad(values, outs.pop("memory"), simple=True)  # (the values' gradient; K's where K = V)
+        if "key_memory" in outs:
+            bw.grad(memory, outs.pop("key_memory"), simple=True)
         for role, var in outs.items():
             bw.grad(aux[role], var, simple=True)
 
@@ -148,15 +158,16 @@ class Attend(Op):
     def export_expr(self, w, node, args):
         name = node.name
         q, memory = args[0][0], w.names.bind(node.args[1])
+        values = w.names.bind(node.args[2]) if len(node.args) == 3 else memory
         bias = w.bias_var[node.args[1]]
         kind = node.attr("kind")
         if kind == "dot":
-            return f"attend({q}, {memory}, {memory}, {bias})", 9
+            return f"attend({q}, {memory}, {values}, {bias})", 9
         keys = f"F.linear({memory}, self.{attention_name(name, 'wk')})"
         if kind == "general":
-            return f"attend({q}, {keys}, {memory}, {bias})", 9
+            return f"attend({q}, {keys}, {values}, {bias})", 9
         return (f"attend_additive({q}, self.{attention_name(name, 'wq')}, {keys}, "
-                f"self.{attention_name(name, 'v')}, {memory}, {bias})"), 9
+                f"self.{attention_name(name, 'v')}, {values}, {bias})"), 9
 
     # ---- parameters
     def parameters(self, node, sizes, hidden):
@@ -171,11 +182,13 @@ class Attend(Op):
         return lines
 
 
-ATTEND = Attend("attend", "attention", 2, 2, attrs={
+ATTEND = Attend("attend", "attention", 2, 3, attrs={
     "kind": AttrSpec(str, "dot", "the score of a memory row m given the query q: dot (q·m, Luong), "
                      "general (q·W m, Luong) or additive (v·tanh(W q + U m), Bahdanau)",
                      choices=ATTENTION_KINDS),
 }, doc="attend(q, M): the softmax(score(q, M_n))-weighted sum of the rows of memory M "
-       "(padding rows masked out), a hidden-sized context vector", signature=(("vector", "matrix"), "vector"))
+       "(padding rows masked out), a hidden-sized context vector; attend(q, K, V) scores the rows of K and "
+       "sums those of V (a memory network's input and output memories; same rows, K's padding)",
+   signature=(("vector", "matrix", "matrix"), "vector"))
 
 OPS = (ATTEND,)

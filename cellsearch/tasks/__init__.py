@@ -7,19 +7,17 @@ from typing import Any, Callable
 from cellsearch.errors import ConfigError
 from cellsearch.tasks.base import Batch, Stream, Task, Vocab
 
-TASK_NAMES: tuple[str, ...] = ("arith", "xml", "memorize", "ptb", "copy", "reverse", "sort", "addition", "recall")
 FORMAL_TASKS = {"anbn": "AnbnTask", "anbncn": "AnbncnTask", "anbmcnm": "AnbmcnmTask",  # Joulin & Mikolov 2015
                 "string-memorization": "StringMemorizationTask", "binary-addition": "BinaryAdditionTask"}
-TASK_NAMES += tuple(FORMAL_TASKS)
-TASK_NAMES += ("repeat-copy",)
-
+ALGORITHMIC_TASKS = {"copy": "CopyTask", "repeat-copy": "RepeatCopyTask", "reverse": "ReverseTask",
+                     "sort": "SortTask", "addition": "AdditionTask", "recall": "RecallTask"}
+TASK_NAMES: tuple[str, ...] = ("arith", "xml", "memorize", "ptb", *ALGORITHMIC_TASKS, *FORMAL_TASKS, "babi")
 
 _CLASSES = {"arith": ("cellsearch.tasks.arithmetic", "ArithmeticTask"), "xml": ("cellsearch.tasks.xml", "XMLTask"),
             "memorize": ("cellsearch.tasks.memorize", "MemorizeTask"), "ptb": ("cellsearch.tasks.ptb", "PTBTask"),
-            **{name: ("cellsearch.tasks.algorithmic", f"{name.capitalize()}Task")
-               for name in ("copy", "reverse", "sort", "addition", "recall")}}
-_CLASSES.update({name: ("cellsearch.tasks.formal", cls) for name, cls in FORMAL_TASKS.items()})
-_CLASSES["repeat-copy"] = ("cellsearch.tasks.algorithmic", "RepeatCopyTask")
+            **{name: ("cellsearch.tasks.algorithmic", cls) for name, cls in ALGORITHMIC_TASKS.items()},
+            **{name: ("cellsearch.tasks.formal", cls) for name, cls in FORMAL_TASKS.items()},
+            "babi": ("cellsearch.tasks.babi", "BabiTask")}
 
 
 def task_class(name: str) -> type[Task]:

@@ -29,6 +29,8 @@ class Batch:
     # the seq2seq layout (an encoder-decoder model): the source the encoder reads, padded
     source: torch.Tensor | None = None  # (S, B) token ids
     source_mask: torch.Tensor | None = None  # (S, B) bool: real source tokens
+    # the qa layout (a memory network, tasks/babi.py): the story's sentences as word ids
+    story: torch.Tensor | None = None  # (B, N, L) token ids, <pad> after each sentence and after the story
 
     def to(self, device: torch.device | str) -> "Batch":
         """The batch with every tensor on ``device``."""
@@ -36,7 +38,7 @@ class Batch:
             return None if t is None else t.to(device)
 
         return Batch(self.inputs.to(device), self.targets.to(device), self.mask.to(device), self.carry_state,
-                     move(self.source), move(self.source_mask))
+                     move(self.source), move(self.source_mask), move(self.story))
 
 
 class Vocab:

@@ -33,6 +33,7 @@ from cellsearch.dsl.io import loads_cell
 from cellsearch.errors import ConfigError
 from cellsearch.fileio import atomic_write, check_output_dir
 from cellsearch.limits import MAX_POPULATION, check_limit, check_new_path, shown
+from cellsearch.nn.model import SeqModel
 from cellsearch.nn.population import population_forward
 from cellsearch.training.optim_groups import clip_together, finite_together, step_together
 from cellsearch.records import record_from_dict
@@ -125,6 +126,9 @@ class PopulationTrainer:
         for c in configs:
             member_task = task if task is not None else _task_for(c, tasks)
             self.trainers.append(Trainer(c, task=member_task, graph=graph))
+            if not isinstance(self.trainers[-1].model, SeqModel):  # (a memory network: nn/memory_qa.py)
+                raise ConfigError(f"cell '{graph.name}' answers {c.task} questions as a memory network, which trains "
+                                  "one model at a time: train each seed on its own (no --seeds/--lrs population)")
         self.members = list(members)
 
     @property

@@ -49,6 +49,9 @@ def load_model(path: str | Path) -> tuple[SeqModel, Any, dict]:
     graph = loads_cell(ckpt["cell_yaml"], source=f"{path}:cell")
     config = record_from_dict(ModelConfig, ckpt["model_config"], f"{path}: model settings")
     encoder = checkpoint_encoder(ckpt, path)
+    if config.encoder is None and encoder is None and graph.memory:  # (the trainer's qa layout: nn/memory_qa.py)
+        raise ConfigError(f"{path} holds a memory network that answers {ckpt.get('task', {}).get('name')} questions; "
+                          "it generates no text: draw its attention with `cellsearch analyze hops`")
     if config.encoder is not None and encoder is None:
         raise ConfigError(f"{path}: damaged checkpoint: an encoder-decoder model without its encoder cell")
     try:

@@ -104,16 +104,23 @@ class Trainer:
         gen = torch.Generator().manual_seed(cfg.seed)  # the initial weights
         # (torch's modules draw default weights from the global RNG as they are built; those are
         # replaced below, and the caller's global RNG is left as it was)
-        encoder = cfg.encoder or (DEFAULT_ENCODER if self.graph.memory else None)
+        # a cell that reads memories, on a task with stories (babi): a memory network (nn/memory_qa.py)
+        qa = bool(self.graph.memory) and cfg.encoder is None and "qa" in self.task.layouts
+        encoder = cfg.encoder or (DEFAULT_ENCODER if self.graph.memory and not qa else None)
         if encoder is not None:
             self.task.use_layout("seq2seq")
-        with torch.random.fork_rng(devices=[]):
-            self.model = SeqModel(self.graph, ModelConfig(vocab_size=len(self.task.vocab),
-                                                          hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-                                                          embed_size=cfg.embed_size, dropout=cfg.dropout,
-                                                          state_limit=cfg.state_limit, encoder=encoder,
-                                                          memory_rows=cfg.memory_rows),
-                                  encoder=encoder_graph)
+        self.model: Any
+        if qa:
+            self.task.use_layout("qa")
+            self.model = memory_qa_model(self.graph, self.task, cfg)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                self.model = SeqModel(self.graph, ModelConfig(vocab_size=len(self.task.vocab),
+                                                              hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+                                                              embed_size=cfg.embed_size, dropout=cfg.dropout,
+                                                              state_limit=cfg.state_limit, encoder=encoder,
+                                                              memory_rows=cfg.memory_rows),
+                                      encoder=encoder_graph)
         if cfg.objective != "xent" and not self.model.is_seq2seq:
             raise ConfigError(f"objective {cfg.objective} trains an encoder-decoder model: set encoder "
                               "(e.g. gru) or train a cell that attends (attn-gru), on a task of prompts and answers",
@@ -312,7 +319,7 @@ class Trainer:
         of the outputs the forward that made ``logits`` left in ``SeqModel.last_outputs``."""
         nll, n = self.task.masked_nll(logits, batch.targets, batch.mask)
         loss = nll / max(n, 1)
-        outputs = self.model.take_outputs()
+        outputs: tuple[torch.Tensor, torch.Tensor] | None = self.model.take_outputs()
         if (self.cfg.ar or self.cfg.tar) and outputs is not None:
             penalty = activation_penalty(*outputs, batch.mask, self.cfg.ar, self.cfg.tar)
             # penalty - penalty.detach() is 0 in value and the penalty in gradient: the loss recorded
@@ -441,6 +448,21 @@ class Trainer:
                            history=self.history, params=self.cell_parameter_count(),
                            cell=self.graph.name, hash=canonical_hash(self.graph), task=self.task.name,
                            losses=self.losses, checkpoint=str(checkpoint) if checkpoint else None)
+
+
+def memory_qa_model(graph: CellGraph, task: Task, cfg: TrainConfig) -> Any:
+    """The memory network of a cell that reads memories on a task of stories (the qa layout)."""
+    from cellsearch.nn.memory_qa import MemoryQAModel
+
+    if cfg.num_layers != 1 or cfg.dropout or cfg.scheduled_sampling:
+        raise ConfigError(f"cell '{graph.name}' answers questions as a memory network (the {task.name} task's qa "
+                          "layout): one layer, no dropout, no scheduled sampling (its hops are the depth; it "
+                          "reads no answer tokens)",
+                          field=("TrainConfig.num_layers", "TrainConfig.dropout", "TrainConfig.scheduled_sampling"))
+    with torch.random.fork_rng(devices=[]):
+        return MemoryQAModel(graph, ModelConfig(vocab_size=len(task.vocab), hidden_size=cfg.hidden_size,
+                                                embed_size=cfg.embed_size),
+                             slots=getattr(task, "memory_size"), pad=task.vocab.pad)
 
 
 def train(cfg: TrainConfig, *, callback: Callable[[int, dict[str, Any]], bool | None] | None = None,

@@ -44,6 +44,16 @@ def test_random_cells_with_attention_match_interpreter(graph, T, seed, mode):
     assert_same(graph, 5, 5, T=T, B=2, static_size=5, seed=seed, mode=mode, stable_only=True)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph=cells(memory=True, values_memory=True, max_nodes=8, favour="attend"), T=st.integers(1, 3), seed=st.integers(0, 3),
+       mode=st.sampled_from(["fused", "autograd"]))
+def test_random_cells_with_key_value_attention_match_interpreter(graph, T, seed, mode):
+    """attend(q, K, V) of every kind, keys and values from two memories (or one twice), in the loop
+    or hoisted: generated forward and backward against the interpreter, float64."""
+    assert len(graph.memory) == 2
+    assert_same(graph, 5, 5, T=T, B=2, static_size=5, seed=seed, mode=mode, stable_only=True)
+
+
 @pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graph=cells(memory_state=True, max_nodes=8, location=None), T=st.integers(1, 4), seed=st.integers(0, 3),

@@ -411,13 +411,15 @@ def test_export_of_memory_cells(name, tmp_path, no_drawing):
     if get_cell(name).memory:
         script = ("import torch, attn\n"
                   f"m = attn.load(); s = torch.jit.load({str(ts)!r})\n"
-                  f"x, mem = torch.randn(5, 2, {I}), torch.randn(2, 3, {H})\n"
+                  f"x, mems = torch.randn(5, 2, {I}), [torch.randn(2, 3, {H}) for _ in range({len(get_cell(name).memory)})]\n"
                   "mask = torch.tensor([[True, False, False], [True, True, True]])\n"
-                  "a, _ = m(x, memory=(mem,), memory_mask=(mask,))\n"
-                  "b, _ = s(x, None, (mem,), (mask,))\n"
+                  "masks = tuple(mask for _ in mems)\n"
+                  "a, _ = m(x, memory=tuple(mems), memory_mask=masks)\n"
+                  "b, _ = s(x, None, tuple(mems), masks)\n"
                   "assert torch.allclose(a, b, atol=1e-5)\n"
-                  "mem2 = mem.clone(); mem2[0, 1:] = 99.0  # padding rows: no influence\n"
-                  "c, _ = m(x, memory=(mem2,), memory_mask=(mask,))\n"
+                  "mems2 = [mem.clone() for mem in mems]\n"
+                  "for mem in mems2: mem[0, 1:] = 99.0  # padding rows: no influence\n"
+                  "c, _ = m(x, memory=tuple(mems2), memory_mask=masks)\n"
                   "assert torch.allclose(a, c)\n"
                   "print('ok')\n")
     else:  # a memory state (the NTM): it starts from the module's own initial memory

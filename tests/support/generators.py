@@ -52,6 +52,7 @@ STATE_NAMES = ("h", "c", "m")
 INPUT = "x"
 STATIC = "cond"
 MEMORY = "enc"
+VALUES = "val"  # the second memory of cells(values_memory=True): attend(q, K, V)
 
 # Simplest first: hypothesis shrinks a sampled_from towards the front of the list. Ops of the
 # registry not listed here (added since) follow; they are drawn by their arity and domain.
@@ -89,7 +90,7 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
           static: bool | None = None, elementwise_inputs: bool = True, dead: bool = True,
           ops: Iterable[str] | None = None, auto: bool = False, shuffle: bool = True,
           name: str = "random", memory: bool = False, memory_state: bool = False,
-          favour: str | None = None, location: bool | None = False) -> CellGraph:
+          favour: str | None = None, location: bool | None = False, values_memory: bool = False) -> CellGraph:
     """A random valid cell (see the module docstring).
 
     ``static``: None draws whether there is a static input ``cond``, True/False forces it.
@@ -102,6 +103,8 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
     ``attend`` is among the ops (drawn more often, so most such cells use it). ``favour``: an op
     drawn much more often (the registry's per-op tests). An op with a domain (log: a positive
     argument) reads values known to be in it, made with e.g. sigmoid(...) where there is none.
+    ``values_memory`` (with ``memory``): a second memory ``val``, and attend nodes draw their keys
+    memory from both and a third argument, the values memory (``attend(q, K, V)``), most times.
     """
     ops = tuple(o for o in ALL_OPS if (ops is None or o in set(ops)) and (memory or o != "attend")
                 and o not in ("address", "read", "write", *STACK_OPS, *LOCATION_OPS))  # (those: the memory-state head below)
@@ -176,6 +179,10 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
                 attrs["value"] = draw(_numbers(), label="value")
         elif op == "attend":
             args = [pick(candidates(allow_const=False, elementwise=True), "query"), MEMORY]
+            if values_memory:
+                args[1] = draw(st.sampled_from([MEMORY, VALUES]), label="keys")
+                if draw(st.integers(0, 3), label="values?") > 0:
+                    args.append(draw(st.sampled_from([MEMORY, VALUES]), label="values"))
             attrs["kind"] = draw(st.sampled_from(OPS["attend"].attrs["kind"].choices), label="kind")
         elif op == "linear":
             k = draw(st.integers(1, 3), label="linear_arity")
@@ -216,7 +223,7 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
         node = Node.make(node_name, op, args, attrs)
         nodes.append(node)
         for a in args:
-            if a != MEMORY:
+            if a not in (MEMORY, VALUES):
                 readers[a] += 1
         ranges[node_name] = OPS[op].result_range(node, [ranges.get(a) for a in args])
         constant[node_name] = op == "const" or (bool(args) and all(constant.get(a, False) for a in args))
@@ -238,7 +245,7 @@ def cells(draw, *, max_nodes: int = 12, min_states: int = 1, max_states: int = 3
         if with_location:
             all_states, weight_states = (*all_states, WEIGHTS_STATE), (WEIGHTS_STATE,)
     graph = CellGraph(name=name, inputs=(INPUT,), states=all_states, output=states[0], nodes=tuple(nodes),
-                      static=static_leaves, memory=(MEMORY,) if memory else (),
+                      static=static_leaves, memory=((MEMORY, VALUES) if values_memory else (MEMORY,)) if memory else (),
                       memory_states=(MEMORY_STATE,) if memory_state else (), weight_states=weight_states)
     keep_dead = dead and draw(st.integers(0, 3), label="keep_dead") == 0
     if not keep_dead:
