@@ -44,8 +44,14 @@ def starts_empty(graph, state: str) -> bool:
 def start_states(graph, batch: int, hidden: int, rows: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Where a cell's states start when none are given: zeros (B, H), and ``initial_memory`` for
     its memory states (zeros (B, N, H) for one whose op ``starts_empty``: a stack)."""
-    return tuple((like.new_zeros(batch, rows, hidden) if starts_empty(graph, s) else initial_memory(batch, rows, hidden, like))
-                 if s in graph.memory_states else like.new_zeros(batch, hidden) for s in graph.states)
+    def start(s: str) -> torch.Tensor:
+        if s not in graph.memory_states:
+            return like.new_zeros(batch, hidden)
+        if starts_empty(graph, s):
+            return like.new_zeros(batch, rows, hidden)
+        return initial_memory(batch, rows, hidden, like)
+
+    return tuple(start(s) for s in graph.states)
 
 
 def address(k: torch.Tensor, memory: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
