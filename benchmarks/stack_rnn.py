@@ -8,7 +8,10 @@ fraction of sequences with every deterministic prediction right, at training len
 and beyond them (max_n < n ≤ long_factor × max_n):
 
     nice -n 5 python benchmarks/stack_rnn.py --tasks anbn,anbncn --cells stack-rnn,lstm,gru --seeds 0,1,2 \
-        --steps 600 --hidden 32 --memory-rows 32 --out docs/results/stack-rnn.jsonl
+        --steps 1000 --hidden 32 --memory-rows 64 --long-factor 3 [--ar 0 --tar 0] --out docs/results/stack-rnn.jsonl
+
+(``--ar``/``--tar`` other than the trainer's defaults label the rows, e.g. "stack-rnn (AR 0, TAR 0)";
+docs/results/stack-rnn.md has the exact commands of its tables.)
 """
 
 from __future__ import annotations
@@ -29,11 +32,16 @@ def run(task: str, cell: str, seed: int, args: argparse.Namespace) -> dict:
     options = {"max_n": args.max_n, "long_factor": args.long_factor, "eval_examples": args.eval_examples}
     cfg = TrainConfig(cell=cell, task=task, hidden_size=args.hidden, steps=args.steps, lr=args.lr, seed=seed,
                       batch_size=args.batch_size, memory_rows=args.memory_rows, task_options=options,
-                      threads=args.threads)
+                      threads=args.threads, ar=args.ar, tar=args.tar)
     start = time.perf_counter()
     result = train(cfg)
-    return {"task": task, "cell": cell, "seed": seed, "status": result.status,
+    return {"task": task, "cell": label(cell, args), "seed": seed, "status": result.status,
             "seconds": round(time.perf_counter() - start, 1), **{k: result.metrics.get(k) for k in METRICS}}
+
+
+def label(cell: str, args: argparse.Namespace) -> str:
+    """The cell's name in the table, with the activation penalties where they are not the defaults."""
+    return cell if (args.ar, args.tar) == (2.0, 1.0) else f"{cell} (AR {args.ar:g}, TAR {args.tar:g})"
 
 
 def _stat(rows: list[dict], key: str) -> str:
@@ -72,6 +80,8 @@ def main() -> None:
     ap.add_argument("--long-factor", type=float, default=2.0)
     ap.add_argument("--eval-examples", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ar", type=float, default=2.0, help="activation penalty (the trainer's default 2)")
+    ap.add_argument("--tar", type=float, default=1.0, help="temporal activation penalty (default 1)")
     ap.add_argument("--out", type=Path, default=Path("docs/results/stack-rnn.jsonl"))
     ap.add_argument("--table-only", action="store_true", help="print the table of the rows in --out")
     args = ap.parse_args()
@@ -81,7 +91,7 @@ def main() -> None:
         for task in args.tasks.split(","):
             for cell in args.cells.split(","):
                 for seed in (int(s) for s in args.seeds.split(",")):
-                    if (task, cell, seed) in have:
+                    if (task, label(cell, args), seed) in have:
                         continue
                     row = run(task, cell, seed, args)
                     print(json.dumps(row), flush=True)

@@ -83,7 +83,8 @@ class Op:
                  infix: str | None = None, call: bool = True, space_activation: bool = False,
                  domain: str | None = None):
         self.name = name
-        self.kind = kind  # "linear" | "elementwise" | "activation" | "const" | "scale" | "attention" | "memory"
+        # "linear" | "elementwise" | "activation" | "const" | "scale" | "attention" | "memory" | "stack"
+        self.kind = kind
         self.min_args = min_args
         self.max_args = max_args  # None: any number >= min_args
         self.commutative = commutative  # argument order does not change the value (hashing sorts them)

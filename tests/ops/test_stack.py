@@ -122,3 +122,25 @@ def test_stack_ops_refuse_the_wrong_kinds_in_one_line(read, update, extra, messa
     with pytest.raises(CellError) as exc:
         loads_cell(HEAD.format(read=read, update=update, extra=extra), warn=False)
     assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_stack_rnn_exports_as_torchscript_that_starts_empty(tmp_path):
+    """The TorchScript module runs from its own start (an empty stack) like the Python module, and a
+    stack given to it is the one it pushes on."""
+    from cellsearch.export import export_cell
+
+    ts, py = tmp_path / "cell.torchscript", tmp_path / "cell.py"
+    export_cell("stack-rnn", "torchscript", ts, input_size=3, hidden_size=4, seed=1)
+    export_cell("stack-rnn", "py", py, input_size=3, hidden_size=4, seed=1)
+    scripted = torch.jit.load(str(ts))
+    x = torch.randn(5, 2, 3)
+    with torch.no_grad():
+        out, state = scripted(x)
+        h0 = torch.zeros(2, 4)
+        same, _ = scripted(x, (h0, torch.zeros(2, 16, 4)))
+        other, _ = scripted(x, (h0, torch.ones(2, 16, 4)))
+    assert state[1].shape == (2, 16, 4) and torch.allclose(out, same) and not torch.allclose(out, other)
+    with imported(py) as module:
+        with torch.no_grad():
+            want, _ = module.load()(x)
+    torch.testing.assert_close(out, want, atol=1e-6, rtol=1e-6)
