@@ -1,4 +1,4 @@
-"""Evaluation tasks: Arithmetic, XML, Memorization, the algorithmic tasks (synthetic, from a seed) and Penn Treebank."""
+"""Evaluation tasks: Arithmetic, XML, Memorization, the algorithmic tasks (synthetic, from a seed), Penn Treebank and the digits images."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from cellsearch.errors import ConfigError
 from cellsearch.tasks.base import Batch, Stream, Task, Vocab
 
 TASK_NAMES = ("arith", "xml", "memorize", "ptb", "copy", "reverse", "sort", "addition", "recall")
+TASK_NAMES += ("digits", "digits-caption")
 
 
 _CLASSES = {"arith": ("cellsearch.tasks.arithmetic", "ArithmeticTask"), "xml": ("cellsearch.tasks.xml", "XMLTask"),
             "memorize": ("cellsearch.tasks.memorize", "MemorizeTask"), "ptb": ("cellsearch.tasks.ptb", "PTBTask"),
             **{name: ("cellsearch.tasks.algorithmic", f"{name.capitalize()}Task")
                for name in ("copy", "reverse", "sort", "addition", "recall")}}
+_CLASSES.update({"digits": ("cellsearch.tasks.digits", "DigitsTask"),
+                 "digits-caption": ("cellsearch.tasks.digits_caption", "DigitsCaptionTask")})
 
 
 def task_class(name: str) -> type[Task]:

@@ -29,6 +29,8 @@ class Batch:
     # the seq2seq layout (an encoder-decoder model): the source the encoder reads, padded
     source: torch.Tensor | None = None  # (S, B) token ids
     source_mask: torch.Tensor | None = None  # (S, B) bool: real source tokens
+    # a class-conditioned language model (``SeqModel.condition``): each sequence's class, read at every step
+    condition: torch.Tensor | None = None  # (B,) long class ids
 
     def to(self, device: torch.device | str) -> "Batch":
         """The batch with every tensor on ``device``."""
@@ -36,7 +38,7 @@ class Batch:
             return None if t is None else t.to(device)
 
         return Batch(self.inputs.to(device), self.targets.to(device), self.mask.to(device), self.carry_state,
-                     move(self.source), move(self.source_mask))
+                     move(self.source), move(self.source_mask), move(self.condition))
 
 
 class Vocab:
@@ -178,6 +180,10 @@ class Task(ABC):
     def longest_sequence(cls, values: dict[str, Any]) -> int:
         """The most time steps a training sequence has with the options ``values``."""
         raise NotImplementedError
+
+    # classes of the per-sequence condition the task's batches carry (``Batch.condition``; a model built
+    # for the task reads it as a static input, ``ModelConfig.condition_classes``); 0: none
+    condition_classes: int = 0
 
     layout: str = "lm"  # "lm": one sequence a model reads and continues; "seq2seq": source → target
     layouts: tuple[str, ...] = ("lm",)  # the layouts this task can make
