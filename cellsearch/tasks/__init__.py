@@ -7,7 +7,7 @@ from typing import Any, Callable
 from cellsearch.errors import ConfigError
 from cellsearch.tasks.base import Batch, Stream, Task, Vocab
 
-TASK_NAMES = ("arith", "xml", "memorize", "ptb", "copy", "reverse", "sort", "addition", "recall")
+TASK_NAMES: tuple[str, ...] = ("arith", "xml", "memorize", "ptb", "copy", "reverse", "sort", "addition", "recall")
 TASK_NAMES += ("digits", "digits-caption")
 
 

@@ -1,0 +1,105 @@
+"""The digits results: bits per pixel on the test images (unconditional and given the class) and captions' exact match.
+
+Trains every (cell, task) row for each seed, scores the trained model on the 250 test images, keeps
+each checkpoint under ``--runs`` (for ``cellsearch generate --image`` / ``--test-image``), and writes
+every row to ``--out`` as it finishes (rows already there are skipped: the script resumes), then
+prints the markdown tables of mean ± std over the seeds:
+
+    python benchmarks/digits.py --steps 400 --caption-steps 300 --seeds 0,1,2 \
+        --out docs/results/digits.json --runs runs/digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+ROWS = [  # (label, cell, task, task options)
+    ("lstm", "lstm", "digits", {}),
+    ("gru", "gru", "digits", {}),
+    ("lstm, given the class", "lstm", "digits", {"conditional": True}),
+    ("gru, given the class", "gru", "digits", {"conditional": True}),
+    ("attn-gru (encoder gru)", "attn-gru", "digits-caption", {}),
+    ("lstm (reads pixels, then writes)", "lstm", "digits-caption", {}),
+]
+
+
+def run_one(label: str, cell: str, task: str, options: dict, seed: int, steps: int, hidden: int,
+            runs: Path) -> dict:
+    from cellsearch.training.config import TrainConfig
+    from cellsearch.training.trainer import Trainer
+
+    cfg = TrainConfig(cell=cell, task=task, task_options=options, steps=steps, hidden_size=hidden, seed=seed,
+                      threads=1)
+    out = runs / f"{task}-{cell}{'-cond' if options.get('conditional') else ''}-s{seed}"
+    trainer = Trainer(cfg)
+    start = time.perf_counter()
+    result = trainer.run(out_dir=out)
+    test = trainer.evaluate("test")
+    return {"label": label, "cell": cell, "task": task, "options": options, "seed": seed, "steps": steps,
+            "hidden": hidden, "status": result.status, "seconds": round(time.perf_counter() - start, 1),
+            "valid": result.metrics, "test": test, "checkpoint": str(out / "checkpoint.pt")}
+
+
+def _stat(rows: list[dict], key: str, fmt: str = ".3f") -> str:
+    values = [r["test"][key] for r in rows if r["test"].get(key) is not None]
+    if not values:
+        return "–"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):{fmt}} ± {sd:{fmt}}"
+
+
+def tables(done: list[dict]) -> str:
+    groups: dict[str, list[dict]] = {}
+    for r in done:
+        groups.setdefault(r["label"], []).append(r)
+    lines = ["| model | bits per pixel (test) | pixel_prob | seeds | steps | seconds per run |", "|---|---|---|---|---|---|"]
+    for label, *_ in ROWS:
+        rows = [r for r in groups.get(label, []) if r["task"] == "digits"]
+        if rows:
+            lines.append(f"| {label} | **{_stat(rows, 'bits_per_pixel')}** | {_stat(rows, 'pixel_prob')} | "
+                         f"{len(rows)} | {rows[0]['steps']} | {statistics.mean(r['seconds'] for r in rows):.0f} |")
+    lines += ["", "| model | exact match (test) | per-character accuracy | seeds | steps | seconds per run |",
+              "|---|---|---|---|---|---|"]
+    for label, *_ in ROWS:
+        rows = [r for r in groups.get(label, []) if r["task"] == "digits-caption"]
+        if rows:
+            lines.append(f"| {label} | **{_stat(rows, 'exact_match')}** | {_stat(rows, 'accuracy')} | {len(rows)} | "
+                         f"{rows[0]['steps']} | {statistics.mean(r['seconds'] for r in rows):.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=400, help="training steps of the bits-per-pixel rows")
+    ap.add_argument("--caption-steps", type=int, default=300, help="training steps of the caption rows")
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--only", default=None, help="comma-separated labels to run (default: all rows)")
+    ap.add_argument("--out", type=Path, default=Path("docs/results/digits.json"))
+    ap.add_argument("--runs", type=Path, default=Path("runs/digits"))
+    args = ap.parse_args()
+    from cellsearch.fileio import atomic_write
+
+    done: list[dict] = json.loads(args.out.read_text()) if args.out.is_file() else []
+    have = {(r["label"], r["seed"]) for r in done}
+    only = set(args.only.split(",")) if args.only else None
+    for label, cell, task, options in ROWS:
+        if only is not None and label not in only:
+            continue
+        for seed in (int(s) for s in args.seeds.split(",")):
+            if (label, seed) in have:
+                continue
+            steps = args.caption_steps if task == "digits-caption" else args.steps
+            row = run_one(label, cell, task, options, seed, steps, args.hidden, args.runs)
+            print(f"{label} seed {seed}: {row['test']} ({row['seconds']} s)", flush=True)
+            done.append(row)
+            atomic_write(args.out, json.dumps(done, indent=1) + "\n")
+    print(tables(done))
+
+
+if __name__ == "__main__":
+    main()
