@@ -67,6 +67,8 @@ def test_test_image_captions_and_draws_attention_over_the_image(checkpoints, tmp
     ("cap", ["--test-image", "-1"], "--test-image must be at least 0, not -1"),
     ("cap", ["--test-image", "2", "--prompt", "AB"], "use either --prompt or --test-image, not both"),
     ("cond", ["--attention-map", "{tmp}/a.png"], "--attention-map needs an encoder-decoder model"),
+    ("cond", ["--image", "{tmp}/" + "名" * 100 + ".png"], "exceeds limit 'file name length'"),
+    ("cap", ["--test-image", str(10 ** 20)], "--test-image must be at most 249"),
 ])
 def test_refusals_are_one_line(checkpoints, tmp_path, model, args, message):
     args = [a.format(tmp=tmp_path) for a in args]
