@@ -167,3 +167,14 @@ def test_without_scikit_learn_one_line_says_what_to_install(monkeypatch):
             make_task("digits")
     finally:
         digits_module.digit_splits.cache_clear()
+
+
+def test_a_conditional_training_resumes_exactly(tmp_path):
+    cfg = TrainConfig(cell="lstm", task="digits", task_options={"conditional": True}, steps=6, hidden_size=16,
+                      batch_size=8, threads=1)
+    straight = Trainer(cfg).run()
+    first = Trainer(TrainConfig(**{**cfg.__dict__, "steps": 3})).run(out_dir=tmp_path / "run")
+    assert first.steps == 3
+    resumed = Trainer.from_checkpoint(tmp_path / "run" / "checkpoint.pt", steps=6).run()
+    assert resumed.losses == straight.losses
+    assert resumed.metrics == straight.metrics
