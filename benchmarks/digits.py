@@ -1,12 +1,14 @@
 """The digits results: bits per pixel on the test images (unconditional and given the class) and captions' exact match.
 
-Trains every (cell, task) row for each seed, scores the trained model on the 250 test images, keeps
-each checkpoint under ``--runs`` (for ``cellsearch generate --image`` / ``--test-image``), and writes
+Trains every (cell, task) row for each seed (a cell ``A+E``: cell A decoding from encoder E),
+scores the trained model on the 250 test images, keeps each checkpoint under ``--runs`` (for ``cellsearch generate --image`` / ``--test-image``), and writes
 every row to ``--out`` as it finishes (rows already there are skipped: the script resumes), then
 prints the markdown tables of mean ± std over the seeds:
 
-    python benchmarks/digits.py --steps 400 --caption-steps 300 --seeds 0,1,2 \
+    python benchmarks/digits.py --steps 1000 --caption-steps 300 --seeds 0,1,2 \
         --out docs/results/digits.json --runs runs/digits
+
+``--attention CHECKPOINT`` prints how spread a digits-caption decoder's attention is over the pixels.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ ROWS = [  # (label, cell, task, task options)
     ("gru, given the class", "gru", "digits", {"conditional": True}),
     ("attn-gru (encoder gru)", "attn-gru", "digits-caption", {}),
     ("lstm (reads pixels, then writes)", "lstm", "digits-caption", {}),
+    ("gru+gru (encoder gru, no attention)", "gru+gru", "digits-caption", {}),
 ]
 
 
@@ -32,9 +35,10 @@ def run_one(label: str, cell: str, task: str, options: dict, seed: int, steps: i
     from cellsearch.training.config import TrainConfig
     from cellsearch.training.trainer import Trainer
 
-    cfg = TrainConfig(cell=cell, task=task, task_options=options, steps=steps, hidden_size=hidden, seed=seed,
-                      threads=1)
-    out = runs / f"{task}-{cell}{'-cond' if options.get('conditional') else ''}-s{seed}"
+    decoder, _, encoder = cell.partition("+")  # A+E: cell A decoding from encoder E
+    cfg = TrainConfig(cell=decoder, encoder=encoder or None, task=task, task_options=options, steps=steps,
+                      hidden_size=hidden, seed=seed, threads=1)
+    out = runs / f"{task}-{cell.replace('+', '-')}{'-cond' if options.get('conditional') else ''}-s{seed}"
     trainer = Trainer(cfg)
     start = time.perf_counter()
     result = trainer.run(out_dir=out)
@@ -68,6 +72,27 @@ def independent_pixels(conditional: bool) -> float:
         test = test_pixels[pick(test_classes)]  # (n, 64)
         nll -= float(logp.gather(1, test.t().contiguous()).sum())
     return nll / test_pixels.numel() / math.log(2)
+
+
+def attention_spread(checkpoint: str) -> str:
+    """How spread a digits-caption decoder's attention is over the 64 pixels, on the 250 test images:
+    the perplexity of its weights (64: uniform, 1: one pixel) and the largest weight, averaged over
+    every character it reads with teacher forcing; and the model's test metrics."""
+    from cellsearch.tasks import make_task
+    from cellsearch.tasks.base import start_state
+    from cellsearch.training.saved_model import load_model
+
+    model, _, ckpt = load_model(checkpoint)
+    task = make_task("digits-caption")
+    task.use_layout("seq2seq")
+    batch = task.encode(task.split("test"))
+    maps = model.attention_maps(batch.inputs, start_state(model, batch))
+    lines = []
+    for name, w in maps.items():  # (T, B, 64)
+        perplexity = (-(w.clamp_min(1e-12).log() * w).sum(-1)).exp()[batch.mask]
+        lines.append(f"{name}: attention perplexity {float(perplexity.mean()):.1f} pixels of 64 (median "
+                     f"{float(perplexity.median()):.1f}), largest weight {float(w.max(-1).values[batch.mask].mean()):.3f}")
+    return "\n".join(lines + [f"test: {task.evaluate(model, 'test')}"])
 
 
 def _stat(rows: list[dict], key: str, fmt: str = ".3f") -> str:
@@ -111,7 +136,11 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="labels to run, separated by semicolons (default: all rows)")
     ap.add_argument("--out", type=Path, default=Path("docs/results/digits.json"))
     ap.add_argument("--runs", type=Path, default=Path("runs/digits"))
+    ap.add_argument("--attention", default=None, help="a digits-caption checkpoint: print how spread its attention is")
     args = ap.parse_args()
+    if args.attention:
+        print(attention_spread(args.attention))
+        return
     from cellsearch.fileio import atomic_write
 
     done: list[dict] = json.loads(args.out.read_text()) if args.out.is_file() else []
