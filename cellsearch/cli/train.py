@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         recipe: Annotated[Optional[str], typer.Option(
             help="Training recipe: a shipped name (default, nasbench-nlp, darts-search, darts-final) or a YAML file; the options "
                  "given explicitly override its settings.")] = None,
-        task: Annotated[str, typer.Option(help="arith | xml | memorize | ptb | copy | reverse | sort | addition | recall")] = "arith",
+        task: Annotated[str, typer.Option(help="arith | xml | memorize | ptb | copy | reverse | sort | addition | recall | digits | digits-caption")] = "arith",
         steps: Annotated[Optional[int], typer.Option(help="Budget in optimizer steps.")] = None,
         minutes: Annotated[Optional[float], typer.Option(help="Budget in minutes (with --steps: first to end).")] = None,
         hidden: Annotated[int, typer.Option(help="Hidden size.")] = 128,

@@ -207,7 +207,7 @@ class Task(ABC):
 def no_layout(task: str, layout: str) -> str:
     """The one-line error of a task asked for a layout it cannot make."""
     return (f"task {task} has no {layout} layout (an encoder-decoder model needs a task of prompts and answers: "
-            "copy, reverse, sort, addition, recall, arith, memorize)")
+            "copy, reverse, sort, addition, recall, arith, memorize, digits-caption)")
 
 
 def start_state(model: Any, batch: Batch) -> Any:
