@@ -182,3 +182,13 @@ def test_a_conditional_training_resumes_exactly(tmp_path):
     resumed = Trainer.from_checkpoint(tmp_path / "run" / "checkpoint.pt", steps=6).run()
     assert resumed.losses == straight.losses
     assert resumed.metrics == straight.metrics
+
+
+def test_a_conditional_population_member_trains_as_alone():
+    from cellsearch.training.population import Member, PopulationTrainer
+
+    cfg = TrainConfig(cell="gru", task="digits", task_options={"conditional": True}, steps=4, hidden_size=8,
+                      batch_size=8, threads=1)
+    together = PopulationTrainer(cfg, [Member(seed=0), Member(seed=1)]).run()
+    alone = Trainer(TrainConfig(**{**cfg.__dict__, "seed": 1})).run()
+    assert together[1].losses == alone.losses and together[1].metrics == alone.metrics
