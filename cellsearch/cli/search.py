@@ -99,7 +99,9 @@ def register(app: typer.Typer) -> None:
                                                    "one task, --budget trains the supernet, -o candidates=N cells "
                                                    "scored (default 10 x --trials), the best --trials recorded")]
         = _default("strategy"),
-        tasks: Annotated[str, typer.Option(help="Comma-separated tasks: arith, xml, ptb (memorize), copy, reverse, sort, addition, recall.")] = "arith",
+        tasks: Annotated[str, typer.Option(help="Comma-separated tasks: arith, xml, ptb (memorize), copy, repeat-copy, reverse, sort, addition, "
+                                                       "recall, anbn, anbncn, anbmcnm, string-memorization, binary-addition, "
+                                                       "babi, digits, digits-caption.")] = "arith",
         trials: Annotated[int, typer.Option(min=1, help="Candidates to evaluate.")] = _default("trials"),
         parallel: Annotated[int, typer.Option(min=1, help="Concurrent trials.")] = _default("parallel"),
         budget: Annotated[Optional[int], typer.Option(

@@ -86,8 +86,9 @@ def register(app: typer.Typer) -> None:
         recipe: Annotated[Optional[str], typer.Option(
             help="Training recipe: a shipped name (default, nasbench-nlp, darts-search, darts-final) or a YAML file; the options "
                  "given explicitly override its settings.")] = None,
-        task: Annotated[str, typer.Option(help="arith | xml | memorize | ptb | copy | repeat-copy | reverse | sort | addition | recall | "
-                                                      "anbn | anbncn | anbmcnm | string-memorization | binary-addition")] = "arith",
+        task: Annotated[str, typer.Option(help="arith | xml | memorize | ptb | copy | repeat-copy | reverse | sort | addition | "
+                                                      "recall | anbn | anbncn | anbmcnm | string-memorization | "
+                                                      "binary-addition | babi | digits | digits-caption")] = "arith",
         steps: Annotated[Optional[int], typer.Option(help="Budget in optimizer steps.")] = None,
         minutes: Annotated[Optional[float], typer.Option(help="Budget in minutes (with --steps: first to end).")] = None,
         hidden: Annotated[int, typer.Option(help="Hidden size.")] = 128,
@@ -259,6 +260,11 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
         attention_map: Annotated[Optional[Path], typer.Option(
             help="An encoder-decoder model: draw where its decoder attended while answering (PNG).")] = None,
+        image: Annotated[Optional[Path], typer.Option(
+            help="A digits model: write a grid of sampled images (PNG; a conditional model: a row per class).")] = None,
+        test_image: Annotated[Optional[int], typer.Option(
+            help="A digits-caption model: caption test image N (0..249) instead of a prompt; "
+                 "--attention-map then draws over the image.")] = None,
     ) -> None:
         """Continue a prompt with a trained model: greedy by default, --temperature samples, --beam searches."""
         import torch
@@ -274,18 +280,30 @@ def register(app: typer.Typer) -> None:
         check_number("--seed", seed, 0, "seed", MAX_SEED)
         if attention_map is not None:
             check_new_path("--attention-map", attention_map)
+        check_image_options(image, test_image, prompt, beam, attention_map)
         model, vocab, ckpt = load_model(checkpoint)
+        task_name = ckpt["task"].get("name")
         if attention_map is not None:
             if not (model.is_seq2seq and model.graph.memory):
                 raise ConfigError("--attention-map needs an encoder-decoder model whose decoder attends (e.g. attn-gru)")
-            if attention_map.suffix.lower() not in (".png", ".pdf", ".svg"):
-                raise ConfigError(f"--attention-map: {attention_map} should end in .png, .pdf or .svg")
-            if not attention_map.parent.is_dir():
-                raise ConfigError(f"--attention-map: no directory {attention_map.parent}")
-            from cellsearch.fileio import check_target
+            check_picture(attention_map, "--attention-map")
+        if image is not None:
+            if task_name != "digits":
+                raise ConfigError(f"--image needs a model trained on the digits task (this one: {task_name})")
+            check_picture(image, "--image")
+            path = sample_grid(model, bool(ckpt["task"].get("conditional")), image, temperature, top_k, seed)
+            err_console.print(f"image: {path}")
+            return
+        shown_image = None
+        if test_image is not None:
+            from cellsearch.tasks.digits import digit_splits
+            from cellsearch.tasks.digits_caption import image_text
 
-            check_target(attention_map, "--attention-map")  # (not /dev/full, a link, an unwritable folder)
-        word_level = ckpt["task"].get("name") == "ptb"
+            if task_name != "digits-caption":
+                raise ConfigError(f"--test-image needs a model trained on the digits-caption task (this one: {task_name})")
+            shown_image = digit_splits()["test"][0][test_image].reshape(8, 8)
+            prompt = image_text(shown_image)
+        word_level = task_name == "ptb"
         tokens = prompt.split() if word_level else list(prompt)
         unknown = [t for t in tokens if t not in vocab.stoi and "<unk>" not in vocab.stoi]
         if unknown:
@@ -316,7 +334,7 @@ def register(app: typer.Typer) -> None:
                 toks = toks[: toks.index(eos)]
             words = vocab.decode(toks)
             text = " ".join(w if w != "<eos>" else "\n" for w in words) if word_level else "".join(words)
-            line = prompt + (" " if word_level and prompt else "") + text
+            line = prompt + (" " if word_level and prompt else "") + text if shown_image is None else text
             print(f"{line}" if score is None else f"{score:.4f}\t{line}")
         if attention_map is not None:
             from cellsearch.analysis.attention import plot_attention
@@ -326,8 +344,14 @@ def register(app: typer.Typer) -> None:
             read = torch.tensor([vocab.bos, *answer[:-1]] if answer else [vocab.bos], dtype=torch.long)[:, None]
             maps = model.attention_maps(read, state)
             shown = [vocab.itos[t] for t in answer] or ["<none>"]
-            path = plot_attention(maps, list(tokens), shown, attention_map, title=f"{ckpt['task'].get('name')}: "
-                                  f"{model.graph.name}")
+            title = f"{task_name}: {model.graph.name}"
+            if shown_image is not None:  # the attention over the memory's 64 rows drawn on the image's grid
+                from cellsearch.analysis.images import plot_image_attention
+
+                path = plot_image_attention(shown_image, maps, shown, attention_map,
+                                            title=f"{title}, test image {test_image}")
+            else:
+                path = plot_attention(maps, list(tokens), shown, attention_map, title=title)
             err_console.print(f"attention map: {path}")
 
     @data_app.command("download")
@@ -354,6 +378,61 @@ def register(app: typer.Typer) -> None:
 
         folder = verify(name, data_dir)
         console.print(f"{name}: ok ({folder})")
+
+
+def check_image_options(image: Path | None, test_image: int | None, prompt: str, beam: int | None,
+                        attention_map: Path | None) -> None:
+    """Refuse ``generate``'s image options where they cannot apply (one-line ConfigErrors), before the model loads."""
+    from cellsearch.limits import check_new_path, check_number
+
+    if image is not None:
+        check_new_path("--image", image)
+        if beam is not None:
+            raise ConfigError("--image samples images: use --temperature (default 1), not --beam")
+        if prompt:
+            raise ConfigError("--image samples whole images: leave out --prompt")
+        if test_image is not None or attention_map is not None:
+            raise ConfigError("--image samples from a digits model; --test-image and --attention-map "
+                              "caption with a digits-caption model: use one or the other")
+    if test_image is not None:
+        from cellsearch.tasks.digits import SPLIT_SIZES
+
+        check_number("--test-image", test_image, 0)
+        if test_image >= SPLIT_SIZES["test"]:
+            raise ConfigError(f"--test-image must be at most {SPLIT_SIZES['test'] - 1} "
+                              f"(the digits test set has {SPLIT_SIZES['test']} images), not {test_image}")
+        if prompt:
+            raise ConfigError("use either --prompt or --test-image, not both")
+
+
+def check_picture(path: Path, option: str) -> None:
+    """A picture ``option`` may write: a .png/.pdf/.svg in a folder that exists (one-line ConfigError)."""
+    from cellsearch.fileio import check_target
+
+    if path.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise ConfigError(f"{option}: {path} should end in .png, .pdf or .svg")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{option}: no directory {path.parent}")
+    check_target(path, option)  # (not /dev/full, a link, an unwritable folder)
+
+
+def sample_grid(model: Any, conditional: bool, path: Path, temperature: float | None, top_k: int | None,
+                seed: int) -> Path:
+    """Sample digits from a digits model into a PNG grid: a conditional model 10 of each class,
+    a row per class; an unconditional one 40 images, 10 a row."""
+    import torch
+
+    from cellsearch.analysis.images import plot_image_grid
+    from cellsearch.tasks.digits import CLASSES, NAMES, DigitsTask
+
+    task = DigitsTask(conditional=conditional)
+    gen = torch.Generator().manual_seed(seed)
+    classes = torch.arange(CLASSES).repeat_interleave(10) if conditional else None
+    count = len(classes) if classes is not None else 40
+    images = task.sample_images(model, count, classes, 1.0 if temperature is None else temperature, gen,
+                                top_k=top_k)
+    return plot_image_grid(images, path, row_labels=list(NAMES) if conditional else None,
+                           title=f"{model.graph.name} on digits{' given the class' if conditional else ''}")
 
 
 __all__ = ["register", "parse_options", "err_console"]

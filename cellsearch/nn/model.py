@@ -8,6 +8,14 @@ last source token (the others from 0), and the encoder's outputs as the memory (
 decoder cell with a memory reads through ``attend`` at every step (Bahdanau et al. 2015). The
 decoder (``forward``/``step``, decoding) then runs from that state like a language model.
 
+With ``ModelConfig.condition_classes`` (C > 0), a language model is conditioned on a class per
+sequence (conditional generation: a digit's image given its class): ``start(batch)`` (or
+``condition(classes)``) returns a ``Conditioned`` state holding the class ids, and every step reads
+the class's learnt vector, a static input: a cell that declares static inputs reads it through
+them (each of its static leaves the same (B, hidden_size) vector), any other cell (lstm, gru) reads
+it added to its input at every step (E[token] + C[class], so the class enters every step through
+the cell's input weights).
+
 ``ModelConfig.state_limit`` keeps any cell's recurrence finite. Each layer runs its ordinary
 fused loop; when an output of that call leaves ±limit (or is not finite), the layer is computed
 again one step at a time from the same inputs and state, every state and output value outside
@@ -57,6 +65,7 @@ class ModelConfig:
     state_limit: float | None = None  # bound on a runaway layer (see module docstring; None: no bound)
     encoder: str | None = None  # encoder cell (built-in name or YAML path): an encoder-decoder model
     memory_rows: int = DEFAULT_MEMORY_ROWS  # rows of a memory state (an NTM cell's memory), if the cell has one
+    condition_classes: int = 0  # classes of a per-sequence condition (a static input; 0: none)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (for checkpoints and JSON)."""
@@ -69,6 +78,13 @@ class Encoded(NamedTuple):
     states: tuple[torch.Tensor, ...]  # one (layers, B, H) tensor per decoder cell state
     memory: torch.Tensor  # (B, S, H): the encoder's outputs
     mask: torch.Tensor  # (B, S) bool: real source tokens (not padding)
+
+
+class Conditioned(NamedTuple):
+    """The state of a class-conditioned language model: the cell's states and each sequence's class."""
+
+    states: tuple[torch.Tensor, ...] | None  # one (layers, B, H) tensor per cell state (None: the initial state)
+    classes: torch.Tensor  # (B,) long: the class every step of the sequence reads
 
 
 def check_encoder(graph: CellGraph) -> CellGraph:
@@ -109,6 +125,19 @@ class SeqModel(nn.Module):
         elif self.graph.memory:
             raise ConfigError(f"cell '{self.graph.name}' reads a memory ({self.graph.memory[0]}): it decodes "
                               "from an encoder; set encoder (e.g. gru)", field="ModelConfig.encoder")
+        self.conditioning: nn.Embedding | None = None
+        if config.condition_classes:
+            if self.encoder is not None:
+                raise ConfigError("a class condition is for a language model, not an encoder-decoder model",
+                                  field="ModelConfig.condition_classes")
+            # a cell with static inputs reads the class's vector there (their size: hidden_size), any other
+            # cell added to its input embedding
+            self.conditioning = nn.Embedding(config.condition_classes,
+                                             config.hidden_size if self.graph.static else embed)
+        elif self.graph.static:
+            raise ConfigError(f"cell '{self.graph.name}' has static inputs ({', '.join(self.graph.static)}): "
+                              "train it on a task with a class condition (e.g. digits with conditional=true)",
+                              field="ModelConfig.condition_classes")
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
         if config.tie_weights:
@@ -120,6 +149,8 @@ class SeqModel(nn.Module):
         """tokens (T, B) → logits (T, B, V) and the state to carry on (an ``Encoded`` for a seq2seq model)."""
         if self.encoder is not None:
             return self._decode(tokens, state)
+        if self.conditioning is not None:
+            return self._conditioned(tokens, state)
         if self.config.state_limit is None:
             out, state = self.rnn(self.cell_inputs(tokens), state)  # (T, B, H)
         else:
@@ -132,9 +163,20 @@ class SeqModel(nn.Module):
         """Whether this is an encoder-decoder model (``ModelConfig.encoder``)."""
         return self.encoder is not None
 
-    def start(self, batch: Any) -> Encoded | None:
+    @property
+    def is_conditioned(self) -> bool:
+        """Whether this language model reads a class condition (``ModelConfig.condition_classes``)."""
+        return self.conditioning is not None
+
+    def start(self, batch: Any) -> Encoded | Conditioned | None:
         """The state a batch starts from: None for a language model; an encoder-decoder's
-        encoded source (``batch.source``, ``batch.source_mask``)."""
+        encoded source (``batch.source``, ``batch.source_mask``); a conditioned model's classes
+        (``batch.condition``)."""
+        if self.conditioning is not None:
+            if getattr(batch, "condition", None) is None:
+                raise ConfigError("a class-conditioned model needs batches with a condition (a task with "
+                                  "conditional=true)")
+            return self.condition(batch.condition)
         if self.encoder is None:
             return None
         if getattr(batch, "source", None) is None:
@@ -192,6 +234,32 @@ class SeqModel(nn.Module):
         finally:
             self.train(was_training)
 
+    def condition(self, classes: torch.Tensor) -> Conditioned:
+        """The start state of sequences of class ``classes`` (B,) long (a conditioned model)."""
+        if self.conditioning is None:
+            raise ConfigError("condition() needs a class-conditioned model (ModelConfig.condition_classes)")
+        n = self.conditioning.num_embeddings
+        if classes.dim() != 1 or classes.dtype != torch.long or bool(((classes < 0) | (classes >= n)).any()):
+            raise ConfigError(f"the condition must be a 1-d tensor of class ids in 0..{n - 1}")
+        return Conditioned(None, classes)
+
+    def _conditioned(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Conditioned]:
+        if not isinstance(state, Conditioned):
+            raise ConfigError("a class-conditioned model reads from model.start(batch) or model.condition(classes)")
+        assert self.conditioning is not None
+        vector = self.conditioning(state.classes)  # (B, E) or (B, H)
+        x = self.embed(tokens)
+        static: tuple[torch.Tensor, ...] | None = None
+        if self.graph.static:
+            static = (vector,) * len(self.graph.static)
+        else:
+            x = x + vector.unsqueeze(0)
+        if self.config.state_limit is None:
+            out, states = self.rnn(x, state.states, static=static)
+        else:
+            out, states = self.bounded_rnn(x, state.states, static=static)
+        return self.readout(out), Conditioned(states, state.classes)
+
     def _memory(self, state: Encoded) -> tuple[Memory, ...] | None:
         """What the decoder cell attends to: the encoded source, if the cell reads a memory."""
         return (Memory(state.memory, state.mask),) if self.graph.memory else None
@@ -226,7 +294,7 @@ class SeqModel(nn.Module):
         return TokenInputs(self.embedding.weight, tokens)
 
     def bounded_rnn(self, x: torch.Tensor | TokenInputs, state: Any = None, memory: Sequence[Memory] | None = None,
-                    rnn: CellRNN | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+                    rnn: CellRNN | None = None, static: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """``self.rnn(x, state)`` under ``state_limit`` (see module docstring): the same calls, in
         the same order, as ``CellRNN.forward`` (so exactly its result while no output leaves the
         bound), then ``bounded_layer`` on each layer's result."""
@@ -237,7 +305,8 @@ class SeqModel(nn.Module):
         finals: list[list[torch.Tensor]] = [[] for _ in state]
         for layer, cell in enumerate(rnn.cells):
             layer_state = tuple(s[layer] for s in state)
-            run: Callable[..., Any] = cell if memory is None else partial(cell, static=None, memory=memory)
+            run: Callable[..., Any] = cell if memory is None and static is None \
+                else partial(cell, static=static, memory=memory)
             out, final = bounded_layer(run, x, layer_state, run(x, layer_state), self.config.state_limit)
             for i, f in enumerate(final):
                 finals[i].append(f)
@@ -278,6 +347,9 @@ class SeqModel(nn.Module):
         if isinstance(state, Encoded):
             return Encoded(tuple(s.index_select(1, index) for s in state.states),
                            state.memory.index_select(0, index), state.mask.index_select(0, index))
+        if isinstance(state, Conditioned):
+            return Conditioned(None if state.states is None else tuple(s.index_select(1, index) for s in state.states),
+                               state.classes.index_select(0, index))
         return tuple(s.index_select(1, index) for s in state)
 
     @staticmethod
@@ -285,12 +357,17 @@ class SeqModel(nn.Module):
         """The state cut off from the autograd graph (truncated BPTT carries it into the next batch)."""
         if isinstance(state, Encoded):  # (never carried to another batch: a new source starts anew)
             return Encoded(tuple(s.detach() for s in state.states), state.memory.detach(), state.mask)
+        if isinstance(state, Conditioned):
+            return Conditioned(None if state.states is None else tuple(s.detach() for s in state.states), state.classes)
         return tuple(s.detach() for s in state) if state is not None else None
 
     def reset_parameters(self, init_scale: float = 1.0, generator: torch.Generator | None = None) -> None:
         """Cell weights uniform(±init_scale/√H) (then the cell's own init attributes); embedding and
         head uniform(±0.1), head bias zero."""
         self.rnn.reset_parameters(init_scale, generator)
+        if self.conditioning is not None:
+            with torch.no_grad():
+                self.conditioning.weight.uniform_(-0.1, 0.1, generator=generator)
         if self.encoder is not None:
             self.encoder.reset_parameters(init_scale, generator)
         with torch.no_grad():

@@ -44,7 +44,7 @@ def population_forward(models: Sequence[SeqModel], tokens: Sequence[torch.Tensor
     if not K:
         return []
     scopes = scopes or [nullcontext] * K
-    if models[0].is_seq2seq:  # encoder-decoder members run one by one, each exactly as alone
+    if models[0].is_seq2seq or models[0].is_conditioned:  # (these members run one by one, each exactly as alone)
         results = []
         for model, tok, state, scope in zip(models, tokens, states, scopes):
             with scope():

@@ -1,4 +1,4 @@
-"""Evaluation tasks: Arithmetic, XML, Memorization, the algorithmic tasks (synthetic, from a seed) and Penn Treebank."""
+"""Evaluation tasks: Arithmetic, XML, Memorization, the algorithmic tasks (synthetic, from a seed), Penn Treebank and the digits images."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ FORMAL_TASKS = {"anbn": "AnbnTask", "anbncn": "AnbncnTask", "anbmcnm": "AnbmcnmT
                 "string-memorization": "StringMemorizationTask", "binary-addition": "BinaryAdditionTask"}
 ALGORITHMIC_TASKS = {"copy": "CopyTask", "repeat-copy": "RepeatCopyTask", "reverse": "ReverseTask",
                      "sort": "SortTask", "addition": "AdditionTask", "recall": "RecallTask"}
-TASK_NAMES: tuple[str, ...] = ("arith", "xml", "memorize", "ptb", *ALGORITHMIC_TASKS, *FORMAL_TASKS, "babi")
+TASK_NAMES: tuple[str, ...] = ("arith", "xml", "memorize", "ptb", *ALGORITHMIC_TASKS, *FORMAL_TASKS, "babi",
+                                "digits", "digits-caption")
 
 _CLASSES = {"arith": ("cellsearch.tasks.arithmetic", "ArithmeticTask"), "xml": ("cellsearch.tasks.xml", "XMLTask"),
             "memorize": ("cellsearch.tasks.memorize", "MemorizeTask"), "ptb": ("cellsearch.tasks.ptb", "PTBTask"),
             **{name: ("cellsearch.tasks.algorithmic", cls) for name, cls in ALGORITHMIC_TASKS.items()},
             **{name: ("cellsearch.tasks.formal", cls) for name, cls in FORMAL_TASKS.items()},
-            "babi": ("cellsearch.tasks.babi", "BabiTask")}
+            "babi": ("cellsearch.tasks.babi", "BabiTask"), "digits": ("cellsearch.tasks.digits", "DigitsTask"),
+            "digits-caption": ("cellsearch.tasks.digits_caption", "DigitsCaptionTask")}
 
 
 def task_class(name: str) -> type[Task]:

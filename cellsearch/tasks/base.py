@@ -31,6 +31,8 @@ class Batch:
     source_mask: torch.Tensor | None = None  # (S, B) bool: real source tokens
     # the qa layout (a memory network, tasks/babi.py): the story's sentences as word ids
     story: torch.Tensor | None = None  # (B, N, L) token ids, <pad> after each sentence and after the story
+    # a class-conditioned language model (``SeqModel.condition``): each sequence's class, read at every step
+    condition: torch.Tensor | None = None  # (B,) long class ids
 
     def to(self, device: torch.device | str) -> "Batch":
         """The batch with every tensor on ``device``."""
@@ -38,7 +40,8 @@ class Batch:
             return None if t is None else t.to(device)
 
         return Batch(self.inputs.to(device), self.targets.to(device), self.mask.to(device), self.carry_state,
-                     move(self.source), move(self.source_mask), move(self.story))
+                     move(self.source), move(self.source_mask), story=move(self.story),
+                     condition=move(self.condition))
 
 
 class Vocab:
@@ -181,6 +184,10 @@ class Task(ABC):
         """The most time steps a training sequence has with the options ``values``."""
         raise NotImplementedError
 
+    # classes of the per-sequence condition the task's batches carry (``Batch.condition``; a model built
+    # for the task reads it as a static input, ``ModelConfig.condition_classes``); 0: none
+    condition_classes: int = 0
+
     layout: str = "lm"  # "lm": one sequence a model reads and continues; "seq2seq": source → target
     layouts: tuple[str, ...] = ("lm",)  # the layouts this task can make
 
@@ -203,7 +210,7 @@ class Task(ABC):
 def no_layout(task: str, layout: str) -> str:
     """The one-line error of a task asked for a layout it cannot make."""
     return (f"task {task} has no {layout} layout (an encoder-decoder model needs a task of prompts and answers: "
-            "copy, reverse, sort, addition, recall, arith, memorize)")
+            "copy, reverse, sort, addition, recall, arith, memorize, digits-caption)")
 
 
 def start_state(model: Any, batch: Batch) -> Any:

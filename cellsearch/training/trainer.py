@@ -119,7 +119,8 @@ class Trainer:
                                                               hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
                                                               embed_size=cfg.embed_size, dropout=cfg.dropout,
                                                               state_limit=cfg.state_limit, encoder=encoder,
-                                                              memory_rows=cfg.memory_rows),
+                                                              memory_rows=cfg.memory_rows,
+                                                              condition_classes=self.task.condition_classes),
                                       encoder=encoder_graph)
         if cfg.objective != "xent" and not self.model.is_seq2seq:
             raise ConfigError(f"objective {cfg.objective} trains an encoder-decoder model: set encoder "
@@ -337,8 +338,10 @@ class Trainer:
 
     def keep_state(self, new_state: Any) -> None:
         """Carry the state the step ended in on to the next batch (truncated BPTT)."""
-        # (an encoder-decoder's state is its batch's source: it is never carried to the next batch)
-        self.state = None if self.model.is_seq2seq else self.model.detach_state(new_state)
+        # (an encoder-decoder's state is its batch's source, a conditioned model's its batch's classes:
+        # never carried to the next batch)
+        self.state = None if self.model.is_seq2seq or self.model.is_conditioned \
+            else self.model.detach_state(new_state)
 
     def evaluate(self, split: str = "valid") -> dict[str, float | None]:
         """The task's metrics of the model on ``split`` ("valid" or "test"); None for a value that is not finite."""

@@ -146,3 +146,15 @@ def test_commands_print_their_warnings_and_end():
     res = runner.invoke(local, ["noisy"])
     assert res.exit_code == 0
     assert "precision loss" in res.stderr and "warning: node 'a' is never used" in res.stderr
+
+
+@pytest.mark.parametrize("command, option", [("train", "--task"), ("search", "--tasks")])
+def test_the_help_names_every_task(command, option):
+    from cellsearch.tasks import TASK_NAMES
+
+    res = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400"})
+    assert res.exit_code == 0
+    line = next(l for l in res.output.splitlines() if option in l)
+    block = res.output[res.output.index(line):]
+    missing = [t for t in TASK_NAMES if t not in block]
+    assert not missing, f"{command} --help does not name {missing}"
