@@ -72,7 +72,8 @@ class MemoryQAModel(nn.Module):
         self.encoder = None  # (the trainer's checkpoint and parameter count look for one)
         self.head_bias = nn.Parameter(torch.zeros(config.vocab_size))
 
-    is_seq2seq = False
+    is_seq2seq = False  # (the trainer asks a model both: a memory network reads no source and no class)
+    is_conditioned = False
 
     def embed_sentences(self, ids: torch.Tensor, k: int) -> torch.Tensor:
         """Word ids (…, L) → bag-of-words with position encoding (…, d) through E_k."""
