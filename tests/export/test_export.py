@@ -422,13 +422,15 @@ def test_export_of_memory_cells(name, tmp_path, no_drawing):
                   "c, _ = m(x, memory=tuple(mems2), memory_mask=masks)\n"
                   "assert torch.allclose(a, c)\n"
                   "print('ok')\n")
-    else:  # a memory state (the NTM): it starts from the module's own initial memory
+    else:  # a memory state (the NTM, a stack): it starts from the module's own initial memory
+        graph = get_cell(name)
+        memory = graph.states.index(graph.memory_states[0])
         script = ("import torch, attn\n"
                   f"m = attn.load(); s = torch.jit.load({str(ts)!r})\n"
                   f"x = torch.randn(5, 2, {I})\n"
                   "a, state = m(x)\n"
                   "b, _ = s(x)\n"
-                  "assert torch.allclose(a, b, atol=1e-5) and state[-1].shape == (2, 16, a.shape[-1])\n"
+                  f"assert torch.allclose(a, b, atol=1e-5) and state[{memory}].shape == (2, 16, a.shape[-1])\n"
                   "print('ok')\n")
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
