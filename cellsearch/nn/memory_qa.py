@@ -74,6 +74,7 @@ class MemoryQAModel(nn.Module):
 
     is_seq2seq = False  # (the trainer asks a model both: a memory network reads no source and no class)
     is_conditioned = False
+    carries_state = False  # (every question starts from its own story)
 
     def embed_sentences(self, ids: torch.Tensor, k: int) -> torch.Tensor:
         """Word ids (…, L) → bag-of-words with position encoding (…, d) through E_k."""

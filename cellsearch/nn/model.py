@@ -44,6 +44,7 @@ from cellsearch.compile.tokens import TokenInputs, as_tensor, reference
 from cellsearch.dsl.graph import CellGraph
 from cellsearch.errors import ConfigError
 from cellsearch.nn.layers import CellRNN
+from cellsearch.ops.registry import OPS
 
 
 # A language model's first layer reads its inputs as embedding-table rows (``SeqModel.cell_inputs``)
@@ -168,6 +169,13 @@ class SeqModel(nn.Module):
         """Whether this language model reads a class condition (``ModelConfig.condition_classes``)."""
         return self.conditioning is not None
 
+    @property
+    def carries_state(self) -> bool:
+        """Whether the state a batch ends in goes on to the next batch (truncated BPTT): a plain
+        language model's does; an encoder-decoder's state is its batch's source and a conditioned
+        model's its batch's classes, never the next batch's."""
+        return not (self.is_seq2seq or self.is_conditioned)
+
     def start(self, batch: Any) -> Encoded | Conditioned | None:
         """The state a batch starts from: None for a language model; an encoder-decoder's
         encoded source (``batch.source``, ``batch.source_mask``); a conditioned model's classes
@@ -209,8 +217,8 @@ class SeqModel(nn.Module):
 
     @torch.no_grad()
     def attention_maps(self, tokens: torch.Tensor, state: Any) -> dict[str, torch.Tensor]:
-        """The decoder's weights over memory rows while it reads ``tokens`` (T, B) from ``state``:
-        name of each attend (or address) node → (T, B, N), N the source length (``layerK.`` before
+        """The decoder's weights over the encoded source while it reads ``tokens`` (T, B) from ``state``:
+        name of each attend node → (T, B, N), N the source length (``layerK.`` before
         the name for layers after the first). Runs the decoder's cells in the reference
         interpreter, with this model's weights, in eval mode (no dropout)."""
         from cellsearch.compile.interpreter import InterpretedCell
@@ -229,7 +237,9 @@ class SeqModel(nn.Module):
                                          memory_rows=self.config.memory_rows)
                 trace: dict[str, torch.Tensor] = {}
                 x, _ = oracle(x, tuple(s[layer] for s in state.states), None, memory, trace=trace)
-                maps.update({(f"layer{layer}." if layer else "") + k: v for k, v in trace.items()})
+                # (only weights over the source: a memory state's address/location nodes trace too)
+                maps.update({(f"layer{layer}." if layer else "") + k: v for k, v in trace.items()
+                             if OPS[self.graph.node_map[k].op].reads_given_memory})
             return maps
         finally:
             self.train(was_training)

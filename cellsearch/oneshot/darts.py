@@ -273,7 +273,7 @@ class DARTS(OneShotSearch):
         for a, g in zip(self.alphas, grads):
             a.grad = g
         self.arch_opt.step()
-        self.val_carried = None if model.is_seq2seq else model.detach_state(new_state)
+        self.val_carried = model.detach_state(new_state) if model.carries_state else None
         self.arch_losses = [*self.arch_losses[-999:], float(loss.detach())]
 
     def weights(self) -> list[list[float]]:

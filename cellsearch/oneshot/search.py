@@ -102,8 +102,11 @@ def check_oneshot_config(cfg: SearchConfig, space: Space, strategy: type["OneSho
 
 def build_supernet(space: Space, task: Task, tc: TrainConfig) -> DagSupernet:
     """The supernet of ``space`` at the training settings' sizes, initialised from ``tc.seed``."""
+    if task.condition_classes:  # (the class embedding would be each cell's own, not the supernet's)
+        raise ConfigError(f"one-shot search trains unconditioned supernets: task {task.name} is conditioned on its "
+                          "class (drop its conditional option)", field="SearchConfig.task_options")
     config = ModelConfig(vocab_size=len(task.vocab), hidden_size=tc.hidden_size, embed_size=tc.embed_size,
-                         dropout=tc.dropout, state_limit=tc.state_limit)
+                         dropout=tc.dropout, state_limit=tc.state_limit, memory_rows=tc.memory_rows)
     with torch.random.fork_rng(devices=[]):
         net = DagSupernet(space, config)
     net.reset_parameters(tc.init_scale, torch.Generator().manual_seed(tc.seed))
@@ -263,7 +266,7 @@ class OneShotSearch:
                 if tc.clip:
                     torch.nn.utils.clip_grad_norm_(params, tc.clip)
                 self.opt.step()
-                self.carried = None if model.is_seq2seq else model.detach_state(new_state)
+                self.carried = model.detach_state(new_state) if model.carries_state else None
                 self.step += 1
                 value = float(loss.detach())
                 self.losses.append(value)

@@ -20,7 +20,8 @@ A memory component (``spaces/components.py``) has one set of weights per compone
 cell that carries it, and node 0's map of the component's read (``n0_m``) is shared by all of them.
 
 A space qualifies when it is a ``dag`` space without attention (its decisions are the edges and
-activations of a fixed-size graph): of the shipped spaces, ``dag`` and ``dag4``.
+activations of a fixed-size graph, and its memory components): of the shipped spaces, ``dag``,
+``dag4`` and ``memory``.
 """
 
 from __future__ import annotations

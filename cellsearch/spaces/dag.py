@@ -18,10 +18,11 @@ picks ``none`` or a kind, and with a kind node 0 also reads the context
 ``ctx = attend(h_prev, enc, kind=...)``: ``n0 = act0(linear(x, ctx, h_prev))`` (Bahdanau's
 decoder reads its context the same way).
 
-With ``hops`` K > 1 (and attention) the context is K hops of attention, as an end-to-end memory
+With ``hops`` K > 1 (and attention) the context is k ≤ K hops of attention, as an end-to-end memory
 network reads its memory (Sukhbaatar et al. 2015): ``ctx_1 = attend(h_prev, enc)``, then
 ``ctx_{k+1} = attend(h_prev + ctx_1 + .. + ctx_k, enc)``, and node 0 reads the last query plus
-context; the ``hops`` decision picks 1 .. K.
+context; the ``attention`` decision then picks the kind and the number of hops together
+(``none``, ``dot``, ``dot*2``, .., ``general*K``, ...), so no two choices give one cell.
 
 With ``memory`` (a list of components: see ``components.py``) the cell may carry a memory state
 read and written by ops of its own (an NTM memory, a stack, location-addressed heads): the
@@ -30,7 +31,7 @@ read and written by ops of its own (an NTM memory, a stack, location-addressed h
 
 Decisions, in order: ``node0.activation``, then for i = 1 .. N-1 ``node{i}.input`` (i choices:
 ``node0`` .. ``node{i-1}``) and ``node{i}.activation``; then ``attention`` if the space has it,
-``hops`` if it has more than one, and ``memory`` if it has components.
+and ``memory`` if it has components.
 """
 
 from __future__ import annotations
@@ -62,10 +63,11 @@ class DagSpace(Space):
         for i in range(1, self.n):
             dims.append(Decision(f"node{i}.input", tuple(f"node{j}" for j in range(i))))
             dims.append(Decision(f"node{i}.activation", self.activations))
+        # the attention choices: none, or a kind read in 1 .. hops hops ("dot", "dot*2", ...)
+        self._readings = [(kind, k) for kind in self.attention for k in range(1, self.hops + 1)]
         if self.attention:
-            dims.append(Decision("attention", ("none", *self.attention)))
-        if self.hops > 1:
-            dims.append(Decision("hops", tuple(str(k) for k in range(1, self.hops + 1))))
+            dims.append(Decision("attention", ("none", *(kind if k == 1 else f"{kind}*{k}"
+                                                         for kind, k in self._readings))))
         if self.memory:
             dims.append(Decision("memory", ("none", *self.memory)))
         self._decisions = dims
@@ -106,16 +108,13 @@ class DagSpace(Space):
     def reads_memory(self) -> bool:
         return bool(self.attention)
 
-    def _attention_kind(self, choices: Sequence[int]) -> str | None:
-        """The attention kind the choices pick (None: no attention, or a space without it)."""
+    def _reading(self, choices: Sequence[int]) -> tuple[str, int] | None:
+        """The attention kind and number of hops the choices pick (None: no attention, or a space
+        without it)."""
         if not self.attention:
             return None
-        pick = ("none", *self.attention)[choices[self._index["attention"]]]
-        return None if pick == "none" else pick
-
-    def _hops(self, choices: Sequence[int]) -> int:
-        """How many hops of attention the choices pick (1 without a ``hops`` decision)."""
-        return choices[self._index["hops"]] + 1 if self.hops > 1 else 1
+        pick = choices[self._index["attention"]]
+        return None if pick == 0 else self._readings[pick - 1]
 
     def _component(self, choices: Sequence[int]) -> str | None:
         """The memory component the choices pick (None: none, or a space without components)."""
@@ -126,7 +125,7 @@ class DagSpace(Space):
 
     def decode(self, choices: Sequence[int]) -> CellGraph:
         acts, parents = self._unpack(choices)
-        attention = self._attention_kind(choices)
+        attention, hops = self._reading(choices) or (None, 1)
         component = COMPONENTS[c] if (c := self._component(choices)) is not None else None
         loose = self._loose_ends(acts, parents)
         names = [f"node{i}" for i in range(self.n)]
@@ -138,7 +137,7 @@ class DagSpace(Space):
         first_args = ["x", "h_prev"]
         if attention is not None:
             query = "h_prev"
-            for _ in range(self._hops(choices) - 1):  # the memory network's earlier hops
+            for _ in range(hops - 1):  # the memory network's earlier hops
                 ctx = nl.add("hop", "attend", [query, "enc"], {"kind": attention}, auto=True)
                 query = nl.add("query", "add", [query, ctx], auto=True)
             first_args.insert(1, nl.add("ctx", "attend", [query, "enc"], {"kind": attention}, exact=True))
@@ -262,9 +261,7 @@ class DagSpace(Space):
             assert parent is not None  # only the root, order[0], has none
             choices += [index[parent], self.activations.index(act)]
         if self.attention:
-            choices.append(("none", *self.attention).index(attention))
-        if self.hops > 1:
-            choices.append(hops - 1)
+            choices.append(0 if attention == "none" else 1 + self._readings.index((attention, hops)))
         if self.memory:
             choices.append(("none", *self.memory).index(component))
         return tuple(choices)

@@ -192,6 +192,12 @@ class DagConfig(SpaceConfigBase):
     def _hops(cls, v: int) -> int:
         return between(v, 1, MAX_ATTENTION_HOPS)
 
+    @model_validator(mode="after")
+    def _hops_need_attention(self) -> "DagConfig":
+        if self.hops > 1 and not self.attention:
+            raise FieldProblem("hops", "needs attention kinds (hops are readings of the encoder's outputs)")
+        return self
+
     @field_validator("nodes")
     @classmethod
     def _nodes(cls, v: int) -> int:

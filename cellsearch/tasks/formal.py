@@ -174,6 +174,11 @@ class BinaryAdditionTask(FormalTask):
     alphabet = "01+="
     symbols_per_n = 3
 
+    @classmethod
+    def longest_sequence(cls, values: dict[str, Any]) -> int:
+        # <bos>, two n-bit operands with "+" and "=", a sum of up to n + 1 bits, <eos>: 3n + 5 tokens
+        return 3 * values["max_n"] + 4
+
     def example(self, rng: random.Random, lengths: range) -> tuple[str, str]:
         n = rng.choice(lengths)
         a, b = ("".join(rng.choice("01") for _ in range(n)) for _ in range(2))

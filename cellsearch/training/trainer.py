@@ -338,10 +338,7 @@ class Trainer:
 
     def keep_state(self, new_state: Any) -> None:
         """Carry the state the step ended in on to the next batch (truncated BPTT)."""
-        # (an encoder-decoder's state is its batch's source, a conditioned model's its batch's classes:
-        # never carried to the next batch)
-        self.state = None if self.model.is_seq2seq or self.model.is_conditioned \
-            else self.model.detach_state(new_state)
+        self.state = self.model.detach_state(new_state) if self.model.carries_state else None
 
     def evaluate(self, split: str = "valid") -> dict[str, float | None]:
         """The task's metrics of the model on ``split`` ("valid" or "test"); None for a value that is not finite."""

@@ -270,6 +270,26 @@ def test_attention_maps_are_distributions_over_the_real_source_rows():
     assert not weights[:, 1, 3:].any()  # the second source has 3 real tokens: padding gets no weight
 
 
+def test_attention_maps_hold_only_weights_over_the_source_for_a_decoder_with_its_own_memory():
+    """A decoder that also carries an NTM memory with location-addressed heads traces weights over
+    its memory rows too (address, interpolate, shift, sharpen): the maps keep the attend nodes only."""
+    from cellsearch.spaces import load_space
+
+    space = load_space("memory_attention")
+    names = [d.name for d in space.decisions()]
+    choices = [0] * len(names)
+    choices[names.index("attention")] = space.decisions()[names.index("attention")].choices.index("dot*2")
+    choices[names.index("memory")] = space.decisions()[names.index("memory")].choices.index("ntm-location")
+    graph = space.decode(choices)
+    torch.manual_seed(0)
+    model = SeqModel(graph, ModelConfig(vocab_size=14, hidden_size=8, encoder="gru")).double().eval()
+    batch = _task().encode([("abcdef=", "fedcba"), ("ab=", "ba")])
+    maps = model.attention_maps(batch.inputs, model.start(batch))
+    assert len(maps) == 2  # two hops of attention
+    for weights in maps.values():
+        assert weights.shape == (batch.inputs.shape[0], 2, batch.source.shape[0])
+
+
 def test_cli_draws_an_attention_map(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["train", "attn-lstm", "--task", "copy", "--steps", "2", "--hidden", "8", "--json",

@@ -168,3 +168,15 @@ def test_a_memory_component_is_one_set_of_weights_shared_by_every_cell_that_carr
     plain = list(carrying[0])
     plain[dims - 1] = 0  # no component: none of its weights
     assert not own & {id(p) for p in net.model_for(plain).parameters()}
+
+
+def test_a_class_conditioned_task_is_refused_and_memory_rows_reach_the_supernet():
+    from cellsearch.oneshot.search import build_supernet
+    from cellsearch.tasks import make_task
+    from cellsearch.training.config import TrainConfig
+
+    tc = TrainConfig(cell="lstm", task="digits", hidden_size=8, memory_rows=7)
+    with pytest.raises(ConfigError, match="conditioned on its class"):
+        build_supernet(load_space("dag4"), make_task("digits", conditional=True), tc)
+    net = build_supernet(load_space("memory"), make_task("anbn"), tc)
+    assert net.config.memory_rows == 7

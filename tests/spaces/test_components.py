@@ -27,11 +27,12 @@ FULL = dict(attention=["dot", "additive"], hops=3, memory=list(COMPONENT_NAMES))
 
 def test_decisions_follow_the_dag_ones_in_order():
     names = [d.name for d in _space(**FULL).decisions()]
-    assert names[-3:] == ["attention", "hops", "memory"]
+    assert names[-2:] == ["attention", "memory"]
+    assert _space(**FULL).decisions()[-2].choices == ("none", "dot", "dot*2", "dot*3", "additive", "additive*2",
+                                                      "additive*3")
     assert _space(**FULL).decisions()[-1].choices == ("none", *COMPONENT_NAMES)
     assert [d.name for d in _space(memory=["ntm"]).decisions()][-1] == "memory"
-    assert "hops" not in [d.name for d in _space(attention=["dot"]).decisions()]  # hops 1: no decision
-    assert "hops" not in [d.name for d in _space(hops=3).decisions()]  # no attention: no hops
+    assert _space(attention=["dot"]).decisions()[-1].choices == ("none", "dot")  # hops 1: one reading
 
 
 @pytest.mark.parametrize("component", COMPONENT_NAMES)
@@ -50,7 +51,7 @@ def test_a_component_adds_its_states_and_node0_reads_it(component):
 @pytest.mark.parametrize("hops", [1, 2, 3])
 def test_hops_read_the_memory_that_many_times(hops):
     space = _space(attention=["general"], hops=3)
-    graph = space.decode((0, 0, 0, 0, 0, 1, hops - 1))
+    graph = space.decode((0, 0, 0, 0, 0, hops))  # ("none", "general", "general*2", "general*3")
     attends = [n for n in graph.nodes if n.op == "attend"]
     assert len(attends) == hops
     # each later hop's query is the previous query plus the previous hop's context
@@ -83,16 +84,16 @@ def test_every_choice_decodes_encodes_back_and_matches_the_interpreter(data):
         torch.testing.assert_close(s, r)
 
 
-def test_choices_that_differ_only_in_an_unused_hops_decision_give_one_cell():
-    space = _space(attention=["dot"], hops=3, memory=["ntm"])
-    cells = {space.decode((0, 0, 0, 0, 0, 0, h, 1)).name for h in range(3)}  # attention none: hops unused
-    assert len(cells) == 1
+def test_every_attention_choice_gives_another_cell():
+    space = _space(attention=["dot", "general"], hops=3, memory=["ntm"])
+    cells = {space.decode((0, 0, 0, 0, 0, a, 1)).name for a in range(len(space.decisions()[-2]))}
+    assert len(cells) == 1 + 2 * 3  # no attention, or one of two kinds in 1, 2 or 3 hops
 
 
 def test_encode_refuses_cells_of_other_spaces():
     with_memory = _space(memory=list(COMPONENT_NAMES)).decode((0, 0, 0, 0, 0, 1))
     assert _space().encode(with_memory) is None  # a space without components cannot hold it
-    deep = _space(attention=["dot"], hops=3).decode((0, 0, 0, 0, 0, 1, 2))
+    deep = _space(attention=["dot"], hops=3).decode((0, 0, 0, 0, 0, 3))
     assert _space(attention=["dot"], hops=2).encode(deep) is None  # three hops, at most two offered
     assert _space(attention=["dot"], hops=3).encode(deep) is not None
 
@@ -112,6 +113,14 @@ def test_bad_fields_get_one_line(tmp_path, field, value, message):
         load_space(str(path))
     text = str(err.value)
     assert "\n" not in text and field in text and message in text
+
+
+def test_hops_without_attention_are_refused_in_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("kind: dag\nnodes: 3\nhops: 2\n")
+    with pytest.raises(ConfigError, match="field 'hops': needs attention kinds") as err:
+        load_space(str(path))
+    assert "\n" not in str(err.value)
 
 
 def test_component_spaces_enumerate_distinct_cells():
