@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from cellsearch.ops.base import AttrSpec, Op
+from cellsearch.ops.base import AttrSpec, Op, Prelude
 
 ATTENTION_KINDS = ("dot", "general", "additive")
 # The parameters of each kind: wk (W of general, U of additive), wq and v (additive)
@@ -23,16 +23,6 @@ ATTENTION_ROLES = {"dot": (), "general": ("wk",), "additive": ("wq", "wk", "v")}
 def attention_name(node: str, role: str) -> str:
     """An attend() node's parameter: ``wk`` (W of general, U of additive), ``wq`` and ``v`` (additive)."""
     return f"{node}__{role}"
-
-
-class Prelude:
-    """Module-level helper functions an exported module needs when a cell uses an op family:
-    their source, the names they take, and when they are needed."""
-
-    def __init__(self, names: set[str], source: str, needed):
-        self.names = names
-        self.source = source
-        self.needed = needed  # graph -> bool
 
 
 PRELUDE = Prelude({"attend", "attend_additive"}, '''def attend(q: Tensor, keys: Tensor, values: Tensor, bias: Tensor) -> Tensor:

@@ -58,6 +58,16 @@ def paren(text: str, needed: bool) -> str:
     return f"({text})" if needed else text
 
 
+class Prelude:
+    """Module-level helper functions an exported module needs when a cell uses an op family:
+    their source, the names they take, and when they are needed."""
+
+    def __init__(self, names: set[str], source: str, needed):
+        self.names = names
+        self.source = source
+        self.needed = needed  # graph -> bool
+
+
 class Op:
     """One op (see the module docstring). Subclasses are op families; an instance is one op."""
 
@@ -250,4 +260,4 @@ class _Lazy:
         return self.bw.use(self.value)
 
 
-__all__ = ["AttrSpec", "Elementwise", "NONNEGATIVE", "Op", "POSITIVE", "paren", "range_text", "satisfies"]
+__all__ = ["AttrSpec", "Elementwise", "NONNEGATIVE", "Op", "POSITIVE", "Prelude", "paren", "range_text", "satisfies"]

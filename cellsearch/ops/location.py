@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cellsearch.ops.attention import Prelude
+from cellsearch.ops.base import Prelude
 from cellsearch.ops.memory import MemoryOp
 
 EPS = 1e-6  # added to the weights before sharpening, so 0^γ has a finite gradient

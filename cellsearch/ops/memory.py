@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cellsearch.ops.attention import Prelude
-from cellsearch.ops.base import Op
+from cellsearch.ops.base import Op, Prelude
 
 EPS = 1e-6  # in the cosine's denominator
 DEFAULT_MEMORY_ROWS = 16  # rows N of a memory state unless a layer is given another number

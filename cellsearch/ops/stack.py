@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from cellsearch.ops.attention import Prelude
-from cellsearch.ops.base import Op
+from cellsearch.ops.base import Op, Prelude
 
 STACK_OPS = ("stack", "top", "below")
 
@@ -47,7 +46,7 @@ def below(s: Tensor) -> Tensor:
     """The element under the top of every stack (B, H); 0 for a stack of depth 1."""
     if s.shape[-2] < 2:
         return torch.zeros_like(s[..., 0, :])
-    return s[..., 1, :]''', lambda g: any(n.op in STACK_OPS for n in g.nodes))
+    return s[..., 1, :]''', lambda g: any(n.op in STACK_OPS for n in g.nodes if n.name in g.live))
 
 
 class StackOp(Op):
