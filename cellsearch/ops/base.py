@@ -249,6 +249,25 @@ class Elementwise(Op):
         return self._export(*args)
 
 
+class HelperOp(Op):
+    """An op the generated code computes by calling helper functions: ``<name>(args)`` forward and
+    ``<name>_backward(d, args)`` backward, which returns the gradients of the arguments in order; the
+    exported module calls ``<name>(args)``, defined by the op family's ``export_prelude``."""
+
+    def forward_expr(self, v, node, a, param=None):
+        return f"{self.name}({', '.join(a)})"
+
+    def backward(self, bw, node, d):
+        grads = [bw.fresh(f"d_{node.name}_{k}") for k in range(len(node.args))]
+        # (the trailing comma unpacks the one gradient of a one-argument op too)
+        bw.line(f"{', '.join(grads)}, = {self.name}_backward({d}, {', '.join(bw.use(a) for a in node.args)})")
+        for a, g in zip(node.args, grads):
+            bw.grad(a, g, simple=True)
+
+    def export_expr(self, w, node, args):
+        return f"{self.name}({', '.join(t for t, _ in args)})", 9
+
+
 class _Lazy:
     """An argument of a backward expression: ``bw.use``d (saved by the step) only if the
     expression reads it, in the order the expression reads it."""
@@ -260,4 +279,4 @@ class _Lazy:
         return self.bw.use(self.value)
 
 
-__all__ = ["AttrSpec", "Elementwise", "NONNEGATIVE", "Op", "POSITIVE", "Prelude", "paren", "range_text", "satisfies"]
+__all__ = ["AttrSpec", "Elementwise", "HelperOp", "NONNEGATIVE", "Op", "POSITIVE", "Prelude", "paren", "range_text", "satisfies"]

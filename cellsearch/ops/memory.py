@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cellsearch.ops.base import Op, Prelude
+from cellsearch.ops.base import HelperOp, Prelude
 
 EPS = 1e-6  # in the cosine's denominator
 DEFAULT_MEMORY_ROWS = 16  # rows N of a memory state unless a layer is given another number
@@ -53,7 +53,7 @@ def write(memory: Tensor, w: Tensor, erase: Tensor, add: Tensor) -> Tensor:
     return memory * (1 - wt * erase.unsqueeze(-2)) + wt * add.unsqueeze(-2)''', lambda g: bool(g.memory_states))
 
 
-class MemoryOp(Op):
+class MemoryOp(HelperOp):
     """A memory op: the generated code calls ``<name>(args)`` and ``<name>_backward(d, args)``."""
 
     export_prelude = PRELUDE
@@ -67,18 +67,6 @@ class MemoryOp(Op):
         if trace is not None and self.signature[1] == "weights":
             trace.setdefault(node.name, []).append(out)
         return out
-
-    def forward_expr(self, v, node, a, param=None):
-        return f"{self.name}({', '.join(a)})"
-
-    def backward(self, bw, node, d):
-        grads = [bw.fresh(f"d_{node.name}_{k}") for k in range(len(node.args))]
-        bw.line(f"{', '.join(grads)} = {self.name}_backward({d}, {', '.join(bw.use(a) for a in node.args)})")
-        for a, g in zip(node.args, grads):
-            bw.grad(a, g, simple=True)
-
-    def export_expr(self, w, node, args):
-        return f"{self.name}({', '.join(t for t, _ in args)})", 9
 
 
 def _address(k, memory, beta):  # (the helpers work on memory states: plain matrices, no mask)

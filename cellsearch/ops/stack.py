@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from cellsearch.ops.base import Op, Prelude
+from cellsearch.ops.base import HelperOp, Prelude
 
 STACK_OPS = ("stack", "top", "below")
 
@@ -49,7 +49,7 @@ def below(s: Tensor) -> Tensor:
     return s[..., 1, :]''', lambda g: any(n.op in STACK_OPS for n in g.nodes if n.name in g.live))
 
 
-class StackOp(Op):
+class StackOp(HelperOp):
     """A stack op: the generated code calls ``<name>(args)`` and ``<name>_backward(d, args)``."""
 
     export_prelude = PRELUDE
@@ -62,18 +62,6 @@ class StackOp(Op):
 
     def interpret(self, node, args, params, trace):
         return self._interpret(*args)
-
-    def forward_expr(self, v, node, a, param=None):
-        return f"{self.name}({', '.join(a)})"
-
-    def backward(self, bw, node, d):
-        grads = [bw.fresh(f"d_{node.name}_{k}") for k in range(len(node.args))]
-        bw.line(f"{', '.join(grads)}, = {self.name}_backward({d}, {', '.join(bw.use(a) for a in node.args)})")
-        for a, g in zip(node.args, grads):
-            bw.grad(a, g, simple=True)
-
-    def export_expr(self, w, node, args):
-        return f"{self.name}({', '.join(t for t, _ in args)})", 9
 
 
 def _stack(s, a_push, a_pop, a_noop, v):  # the oracle: the update written out row by row
