@@ -250,12 +250,31 @@ def _induction_story(rng: random.Random) -> list[Question]:
     return [Question(tuple(sentences), ("what", "color", "is", asked), color[target], tuple(supports))]
 
 
+# the fewest sentences a question's memory must hold for the task to ask anything: its supporting facts
+MIN_MEMORY = {1: 1, 2: 2, 3: 3}
+STORIES_PER_QUESTION = 100  # generate gives up when fewer than one question in this many stories fits the memory
+
+
+def min_memory(task: int) -> int:
+    """The smallest ``memory_size`` with which task ``task`` can ask questions (see ``MIN_MEMORY``)."""
+    return MIN_MEMORY.get(task, 1)
+
+
 def generate(task: int, rng: random.Random, count: int, memory: int = 50) -> list[Question]:
     """``count`` questions of bAbI task ``task`` drawn from ``rng`` (stories in order, every
     question of a story kept, the last story cut at ``count``); a story shows at most the
-    ``memory`` latest sentences."""
+    ``memory`` latest sentences. ConfigError for a memory below ``min_memory(task)``, or when the
+    questions that fit the memory come too rarely (fewer than one in ``STORIES_PER_QUESTION``
+    stories, after the first 1,000)."""
+    if memory < min_memory(task):
+        raise ConfigError(f"bAbI task {task} needs a memory of at least {min_memory(task)} sentences, not {memory}")
     out: list[Question] = []
+    stories = 0
     while len(out) < count:
+        if stories > 1000 + STORIES_PER_QUESTION * len(out):
+            raise ConfigError(f"bAbI task {task}: only {len(out)} questions in {stories} stories fit a memory of "
+                              f"{memory} sentences; use a larger memory_size")
+        stories += 1
         if task in (1, 2, 3):
             out += _world_story(rng, task, memory)
         elif task == 15:
@@ -299,6 +318,10 @@ class BabiTask(Task):
         check_number(cls.option("train_examples"), values.get("train_examples"), 10, "bAbI training questions",
                      MAX_BABI_TRAIN_EXAMPLES)
         check_number(cls.option("memory_size"), values.get("memory_size"), 1, "bAbI memory size", MAX_BABI_MEMORY)
+        memory = values["memory_size"]
+        if memory < min_memory(task):
+            raise ConfigError(f"{cls.option('memory_size')} must be at least {min_memory(task)} for task {task} "
+                              f"(the sentences a question needs), not {memory}")
         check_number(cls.option("test_examples"), values.get("test_examples"), 1, "evaluation examples",
                      MAX_EVAL_EXAMPLES)
 

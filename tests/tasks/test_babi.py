@@ -159,3 +159,25 @@ def test_bad_options_are_refused_in_one_line(options, message):
 def test_a_question_is_plain_data():
     q = generate(15, random.Random(0), 1)[0]
     assert isinstance(q, Question) and q.answer in SPECIES
+
+
+@pytest.mark.parametrize("task,memory", [(2, 1), (3, 1), (3, 2)])
+def test_a_memory_too_small_for_the_supporting_facts_is_refused_not_looped_on(task, memory):
+    with pytest.raises(ConfigError) as info:
+        generate(task, random.Random(0), 3, memory=memory)
+    assert f"needs a memory of at least {task} sentences" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        make_task("babi", task=task, memory_size=memory)
+    assert f"memory_size must be at least {task} for task {task}" in str(info.value)
+    assert "\n" not in str(info.value)
+    assert len(generate(task, random.Random(0), 3, memory=task)) == 3  # the smallest memory that works
+
+
+def test_generate_gives_up_when_questions_stop_fitting_the_memory(monkeypatch):
+    import cellsearch.tasks.babi as babi
+
+    monkeypatch.setitem(babi.MIN_MEMORY, 2, 1)  # (as before the check: no question of task 2 fits one sentence)
+    with pytest.raises(ConfigError) as info:
+        generate(2, random.Random(0), 3, memory=1)
+    assert "only 0 questions in 1001 stories fit a memory of 1 sentences" in str(info.value)
+    assert "\n" not in str(info.value)
