@@ -32,7 +32,8 @@ The protocol of Sukhbaatar et al. (2015): a FIXED training set of ``train_exampl
 (1,000 or 10,000 in the paper), of which 10% are held out for validation; training goes through
 the rest in epochs, each shuffled from the seed (the stream's state, epoch and position, resumes
 exactly); the test set is 1,000 further questions. A question sees the ``memory_size`` most
-recent sentences of its story (50 in the paper).
+recent sentences of its story (50 in the paper; at least its supporting facts for tasks 1-3,
+the whole story, 8 and 9 sentences, for tasks 15 and 16: ``min_memory``).
 
 Layouts: ``lm`` (the whole story then the question as one word sequence, ``<bos> s1 . s2 . q ?
 answer``; only the answer is scored: the plain-LSTM baseline), and ``qa`` (the story's sentences
@@ -250,8 +251,10 @@ def _induction_story(rng: random.Random) -> list[Question]:
     return [Question(tuple(sentences), ("what", "color", "is", asked), color[target], tuple(supports))]
 
 
-# the fewest sentences a question's memory must hold for the task to ask anything: its supporting facts
-MIN_MEMORY = {1: 1, 2: 2, 3: 3}
+# the fewest sentences a question's memory must hold: tasks 1-3 their supporting facts (else no question fits),
+# tasks 15 and 16 their whole stories (always this long: four fears and four names; four people of two facts
+# each and the one asked about)
+MIN_MEMORY = {1: 1, 2: 2, 3: 3, 15: len(SPECIES) + len(NAMES_15), 16: 2 * (len(NAMES_16) - 1) + 1}
 STORIES_PER_QUESTION = 100  # generate gives up when fewer than one question in this many stories fits the memory
 
 
@@ -321,7 +324,8 @@ class BabiTask(Task):
         memory = values["memory_size"]
         if memory < min_memory(task):
             raise ConfigError(f"{cls.option('memory_size')} must be at least {min_memory(task)} for task {task} "
-                              f"(the sentences a question needs), not {memory}")
+                              f"(the sentences a question needs{', its whole story' if task >= 15 else ''}), "
+                              f"not {memory}")
         check_number(cls.option("test_examples"), values.get("test_examples"), 1, "evaluation examples",
                      MAX_EVAL_EXAMPLES)
 

@@ -181,3 +181,15 @@ def test_generate_gives_up_when_questions_stop_fitting_the_memory(monkeypatch):
         generate(2, random.Random(0), 3, memory=1)
     assert "only 0 questions in 1001 stories fit a memory of 1 sentences" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("task", [15, 16])
+def test_tasks_15_and_16_need_a_memory_of_their_whole_story(task):
+    least = {len(q.story) for q in generate(task, random.Random(0), 50)}
+    assert len(least) == 1
+    (length,) = least
+    BabiTask(task=task, train_examples=10, memory_size=length, test_examples=1)
+    with pytest.raises(ConfigError) as info:
+        BabiTask(task=task, train_examples=10, memory_size=length - 1)
+    assert f"memory_size must be at least {length} for task {task}" in str(info.value)
+    assert "\n" not in str(info.value)
