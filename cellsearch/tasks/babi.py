@@ -451,9 +451,26 @@ class _EpochStream(Stream):
         return self.task.encode([self.task.train_set[i] for i in picked])
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "position": self.position, "batch_size": self.batch_size, "seed": self.seed}
+        """The stream's epoch and position and the settings it was made with, for a checkpoint."""
+        return {"epoch": self.epoch, "position": self.position, "batch_size": self.batch_size, "seed": self.seed,
+                "examples": len(self.task.train_set)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        self.batch_size, self.seed = int(state["batch_size"]), int(state["seed"])
+        """Resume at the epoch and position ``state_dict`` saved; ConfigError if the stream's settings
+        (batch size, seed, training questions) differ from the saved ones or the position lies outside
+        the training set."""
+        mine = {"batch_size": self.batch_size, "seed": self.seed, "examples": len(self.task.train_set)}
+        for key, value in mine.items():
+            if key in state and state[key] != value:
+                raise ConfigError(f"cannot resume the bAbI stream: it was saved with {key}={state[key]!r:.40}, "
+                                  f"this one has {key}={value}; use the same settings")
+        epoch, position = state.get("epoch"), state.get("position")
+        for name, count in (("epoch", epoch), ("position", position)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ConfigError(f"cannot resume the bAbI stream: its {name} {count!r:.40} is not a count")
+        assert isinstance(epoch, int) and isinstance(position, int)
+        if position > len(self.task.train_set):
+            raise ConfigError(f"cannot resume the bAbI stream: position {position} is out of range "
+                              f"(the training set has {len(self.task.train_set)} questions)")
+        self.epoch, self.position = epoch, position
         self._order = self._shuffled()
