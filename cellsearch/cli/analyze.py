@@ -156,7 +156,9 @@ def hops_cmd(
     if not out.parent.is_dir():
         raise ConfigError(f"--output: no directory {out.parent}")
     check_target(out, "--output")
-    trainer = Trainer.from_checkpoint(checkpoint)
+    # one story needs no GPU: the model on the CPU, where the batch is made ("auto" would put it on
+    # CUDA where available); the batch follows the model's device all the same
+    trainer = Trainer.from_checkpoint(checkpoint, device="cpu")
     model, task = trainer.model, trainer.task
     if not isinstance(model, MemoryQAModel):
         raise ConfigError(f"{checkpoint}: not a memory network on babi (train e.g. memn2n --task babi)")
@@ -164,7 +166,7 @@ def hops_cmd(
     if question >= len(questions):
         raise ConfigError(f"--question {question} is out of range: the {split} split has {len(questions)} questions")
     q = questions[question]
-    batch = task.encode([q])  # type: ignore[attr-defined]
+    batch = task.encode([q]).to(trainer.device)  # type: ignore[attr-defined]
     model.eval()
     weights = model.hop_weights(batch)[:, 0]  # (hops, N)
     logits, _ = model(batch.inputs, model.start(batch))
