@@ -8,7 +8,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from cellsearch.cli import cli_errors, console, err_console
+from cellsearch.cli import check_picture, cli_errors, console, err_console
 from cellsearch.fileio import atomic_write, write_csv
 
 app = typer.Typer(help="Analyse cells and searches: gate importance (Greff et al.), search reports.",
@@ -142,7 +142,6 @@ def hops_cmd(
 
     from cellsearch.analysis.hops import plot_hops
     from cellsearch.errors import ConfigError
-    from cellsearch.fileio import check_target
     from cellsearch.limits import check_new_path, check_number
     from cellsearch.nn.memory_qa import MemoryQAModel
     from cellsearch.training.trainer import Trainer
@@ -151,11 +150,7 @@ def hops_cmd(
         raise ConfigError(f"--split must be valid or test, not {split!r:.40}")
     check_number("--question", question, 0)
     check_new_path("--output", out)
-    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise ConfigError(f"--output: {out} should end in .png, .pdf or .svg")
-    if not out.parent.is_dir():
-        raise ConfigError(f"--output: no directory {out.parent}")
-    check_target(out, "--output")
+    check_picture(out, "--output")
     # one story needs no GPU: the model on the CPU, where the batch is made ("auto" would put it on
     # CUDA where available); the batch follows the model's device all the same
     trainer = Trainer.from_checkpoint(checkpoint, device="cpu")

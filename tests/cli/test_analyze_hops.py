@@ -70,3 +70,20 @@ def test_hops_runs_where_cuda_is_available(trained, tmp_path, monkeypatch):
     res = runner.invoke(app, ["analyze", "hops", str(trained), "-o", str(png), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["output"] == str(png) and png.exists()
+
+
+def test_one_picture_check_serves_analyze_and_generate(trained, tmp_path, monkeypatch):
+    import cellsearch.cli as cli
+    import cellsearch.cli.analyze as analyze
+    import cellsearch.cli.train as train
+    from cellsearch.errors import ConfigError
+
+    assert analyze.check_picture is cli.check_picture and train.check_picture is cli.check_picture
+
+    def refuse(path, option):
+        raise ConfigError(f"{option}: refused by the shared check")
+
+    monkeypatch.setattr(analyze, "check_picture", refuse)
+    res = runner.invoke(app, ["analyze", "hops", str(trained), "-o", str(tmp_path / "h.png")])
+    assert res.exit_code == 2 and "--output: refused by the shared check" in res.stderr
+    assert not (tmp_path / "h.png").exists()
