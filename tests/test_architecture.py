@@ -97,3 +97,16 @@ def test_the_contract_covers_every_module():
     present = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
                if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())}
     assert present <= named, f"not in any layer: {sorted(present - named)}"
+
+
+def test_figures_are_saved_only_through_fileio_save_figure():
+    """One way to write a picture (whole or not at all, in the format its suffix names): no module
+    but fileio calls a figure's ``savefig`` itself."""
+    callers = []
+    for path in PACKAGE.rglob("*.py"):
+        if path == PACKAGE / "fileio.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr == "savefig":
+                callers.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert callers == []

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from cellsearch.analysis.plots import pyplot
-from cellsearch.fileio import atomic_write
+from cellsearch.fileio import save_figure
 
 
 def plot_attention(maps: dict[str, torch.Tensor], source: list[str], output: list[str], path: str | Path,
@@ -29,12 +29,10 @@ def plot_attention(maps: dict[str, torch.Tensor], source: list[str], output: lis
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
     try:  # (whole or not at all: a full disk leaves no broken picture)
-        atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".").lower() or "png", dpi=120))
+        return save_figure(fig, path, dpi=120)
     finally:
         plt.close(fig)
-    return path
 
 
 __all__ = ["plot_attention"]

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 
 from cellsearch.analysis.plots import pyplot
-from cellsearch.fileio import atomic_write
+from cellsearch.fileio import save_figure
 
 
 def plot_hops(weights: torch.Tensor, sentences: Sequence[str], question: str, answer: str, predicted: str,
@@ -34,12 +34,10 @@ def plot_hops(weights: torch.Tensor, sentences: Sequence[str], question: str, an
     ax.xaxis.tick_top()
     ax.set_title(f"{question}?  answer: {answer}  (model: {predicted})", fontsize=9, pad=22)
     fig.tight_layout()
-    path = Path(path)
     try:  # (whole or not at all: a full disk leaves no broken picture)
-        atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".").lower() or "png", dpi=120))
+        return save_figure(fig, path, dpi=120)
     finally:
         plt.close(fig)
-    return path
 
 
 __all__ = ["plot_hops"]

@@ -8,17 +8,15 @@ from typing import Sequence
 import torch
 
 from cellsearch.analysis.plots import pyplot
-from cellsearch.fileio import atomic_write
+from cellsearch.fileio import save_figure
 
 
 def _save(fig, path: str | Path) -> Path:
     plt = pyplot()
-    path = Path(path)
     try:  # (whole or not at all: a full disk leaves no broken picture)
-        atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".").lower() or "png", dpi=120))
+        return save_figure(fig, path, dpi=120)
     finally:
         plt.close(fig)
-    return path
 
 
 def plot_image_grid(images: torch.Tensor, path: str | Path, row_labels: Sequence[str] | None = None,

@@ -12,6 +12,7 @@ import functools
 import os
 import sys
 import warnings
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -49,6 +50,19 @@ def check_files(files, load, describe) -> None:
         console.print(f"ok {f}: {describe(loaded)}", markup=False, highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(2)
+
+
+def check_picture(path: Path, option: str) -> None:
+    """A picture ``option`` may write: a .png/.pdf/.svg in a folder that exists, a target that can be
+    written (one-line ConfigError; ``generate --image``/``--attention-map``, ``analyze hops``)."""
+    from cellsearch.errors import ConfigError
+    from cellsearch.fileio import check_target
+
+    if path.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise ConfigError(f"{option}: {path} should end in .png, .pdf or .svg")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{option}: no directory {path.parent}")
+    check_target(path, option)  # (not /dev/full, a link, an unwritable folder)
 
 
 def cli_errors(fn):

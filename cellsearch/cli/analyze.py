@@ -8,7 +8,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from cellsearch.cli import cli_errors, console, err_console
+from cellsearch.cli import check_picture, cli_errors, console, err_console
 from cellsearch.fileio import atomic_write, write_csv
 
 app = typer.Typer(help="Analyse cells and searches: gate importance (Greff et al.), search reports.",
@@ -142,7 +142,6 @@ def hops_cmd(
 
     from cellsearch.analysis.hops import plot_hops
     from cellsearch.errors import ConfigError
-    from cellsearch.fileio import check_target
     from cellsearch.limits import check_new_path, check_number
     from cellsearch.nn.memory_qa import MemoryQAModel
     from cellsearch.training.trainer import Trainer
@@ -151,12 +150,10 @@ def hops_cmd(
         raise ConfigError(f"--split must be valid or test, not {split!r:.40}")
     check_number("--question", question, 0)
     check_new_path("--output", out)
-    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise ConfigError(f"--output: {out} should end in .png, .pdf or .svg")
-    if not out.parent.is_dir():
-        raise ConfigError(f"--output: no directory {out.parent}")
-    check_target(out, "--output")
-    trainer = Trainer.from_checkpoint(checkpoint)
+    check_picture(out, "--output")
+    # one story needs no GPU: the model on the CPU, where the batch is made ("auto" would put it on
+    # CUDA where available); the batch follows the model's device all the same
+    trainer = Trainer.from_checkpoint(checkpoint, device="cpu")
     model, task = trainer.model, trainer.task
     if not isinstance(model, MemoryQAModel):
         raise ConfigError(f"{checkpoint}: not a memory network on babi (train e.g. memn2n --task babi)")
@@ -164,7 +161,7 @@ def hops_cmd(
     if question >= len(questions):
         raise ConfigError(f"--question {question} is out of range: the {split} split has {len(questions)} questions")
     q = questions[question]
-    batch = task.encode([q])  # type: ignore[attr-defined]
+    batch = task.encode([q]).to(trainer.device)  # type: ignore[attr-defined]
     model.eval()
     weights = model.hop_weights(batch)[:, 0]  # (hops, N)
     logits, _ = model(batch.inputs, model.start(batch))

@@ -8,7 +8,7 @@ from typing import Annotated, Any, List, Optional
 
 import typer
 
-from cellsearch.cli import cli_errors, console, err_console
+from cellsearch.cli import check_picture, cli_errors, console, err_console
 from cellsearch.errors import ConfigError
 
 data_app = typer.Typer(help="Data sets: download (with SHA-256 checks) and verify.", no_args_is_help=True)
@@ -403,17 +403,6 @@ def check_image_options(image: Path | None, test_image: int | None, prompt: str,
                               f"(the digits test set has {SPLIT_SIZES['test']} images), not {test_image}")
         if prompt:
             raise ConfigError("use either --prompt or --test-image, not both")
-
-
-def check_picture(path: Path, option: str) -> None:
-    """A picture ``option`` may write: a .png/.pdf/.svg in a folder that exists (one-line ConfigError)."""
-    from cellsearch.fileio import check_target
-
-    if path.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise ConfigError(f"{option}: {path} should end in .png, .pdf or .svg")
-    if not path.parent.is_dir():
-        raise ConfigError(f"{option}: no directory {path.parent}")
-    check_target(path, option)  # (not /dev/full, a link, an unwritable folder)
 
 
 def sample_grid(model: Any, conditional: bool, path: Path, temperature: float | None, top_k: int | None,

@@ -32,7 +32,8 @@ The protocol of Sukhbaatar et al. (2015): a FIXED training set of ``train_exampl
 (1,000 or 10,000 in the paper), of which 10% are held out for validation; training goes through
 the rest in epochs, each shuffled from the seed (the stream's state, epoch and position, resumes
 exactly); the test set is 1,000 further questions. A question sees the ``memory_size`` most
-recent sentences of its story (50 in the paper).
+recent sentences of its story (50 in the paper; at least its supporting facts for tasks 1-3,
+the whole story, 8 and 9 sentences, for tasks 15 and 16: ``min_memory``).
 
 Layouts: ``lm`` (the whole story then the question as one word sequence, ``<bos> s1 . s2 . q ?
 answer``; only the answer is scored: the plain-LSTM baseline), and ``qa`` (the story's sentences
@@ -250,12 +251,33 @@ def _induction_story(rng: random.Random) -> list[Question]:
     return [Question(tuple(sentences), ("what", "color", "is", asked), color[target], tuple(supports))]
 
 
+# the fewest sentences a question's memory must hold: tasks 1-3 their supporting facts (else no question fits),
+# tasks 15 and 16 their whole stories (always this long: four fears and four names; four people of two facts
+# each and the one asked about)
+MIN_MEMORY = {1: 1, 2: 2, 3: 3, 15: len(SPECIES) + len(NAMES_15), 16: 2 * (len(NAMES_16) - 1) + 1}
+STORIES_PER_QUESTION = 100  # generate gives up when fewer than one question in this many stories fits the memory
+
+
+def min_memory(task: int) -> int:
+    """The smallest ``memory_size`` with which task ``task`` can ask questions (see ``MIN_MEMORY``)."""
+    return MIN_MEMORY.get(task, 1)
+
+
 def generate(task: int, rng: random.Random, count: int, memory: int = 50) -> list[Question]:
     """``count`` questions of bAbI task ``task`` drawn from ``rng`` (stories in order, every
     question of a story kept, the last story cut at ``count``); a story shows at most the
-    ``memory`` latest sentences."""
+    ``memory`` latest sentences. ConfigError for a memory below ``min_memory(task)``, or when the
+    questions that fit the memory come too rarely (fewer than one in ``STORIES_PER_QUESTION``
+    stories, after the first 1,000)."""
+    if memory < min_memory(task):
+        raise ConfigError(f"bAbI task {task} needs a memory of at least {min_memory(task)} sentences, not {memory}")
     out: list[Question] = []
+    stories = 0
     while len(out) < count:
+        if stories > 1000 + STORIES_PER_QUESTION * len(out):
+            raise ConfigError(f"bAbI task {task}: only {len(out)} questions in {stories} stories fit a memory of "
+                              f"{memory} sentences; use a larger memory_size")
+        stories += 1
         if task in (1, 2, 3):
             out += _world_story(rng, task, memory)
         elif task == 15:
@@ -299,6 +321,11 @@ class BabiTask(Task):
         check_number(cls.option("train_examples"), values.get("train_examples"), 10, "bAbI training questions",
                      MAX_BABI_TRAIN_EXAMPLES)
         check_number(cls.option("memory_size"), values.get("memory_size"), 1, "bAbI memory size", MAX_BABI_MEMORY)
+        memory = values["memory_size"]
+        if memory < min_memory(task):
+            raise ConfigError(f"{cls.option('memory_size')} must be at least {min_memory(task)} for task {task} "
+                              f"(the sentences a question needs{', its whole story' if task >= 15 else ''}), "
+                              f"not {memory}")
         check_number(cls.option("test_examples"), values.get("test_examples"), 1, "evaluation examples",
                      MAX_EVAL_EXAMPLES)
 
@@ -424,9 +451,26 @@ class _EpochStream(Stream):
         return self.task.encode([self.task.train_set[i] for i in picked])
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "position": self.position, "batch_size": self.batch_size, "seed": self.seed}
+        """The stream's epoch and position and the settings it was made with, for a checkpoint."""
+        return {"epoch": self.epoch, "position": self.position, "batch_size": self.batch_size, "seed": self.seed,
+                "examples": len(self.task.train_set)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        self.batch_size, self.seed = int(state["batch_size"]), int(state["seed"])
+        """Resume at the epoch and position ``state_dict`` saved; ConfigError if the stream's settings
+        (batch size, seed, training questions) differ from the saved ones or the position lies outside
+        the training set."""
+        mine = {"batch_size": self.batch_size, "seed": self.seed, "examples": len(self.task.train_set)}
+        for key, value in mine.items():
+            if key in state and state[key] != value:
+                raise ConfigError(f"cannot resume the bAbI stream: it was saved with {key}={state[key]!r:.40}, "
+                                  f"this one has {key}={value}; use the same settings")
+        epoch, position = state.get("epoch"), state.get("position")
+        for name, count in (("epoch", epoch), ("position", position)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ConfigError(f"cannot resume the bAbI stream: its {name} {count!r:.40} is not a count")
+        assert isinstance(epoch, int) and isinstance(position, int)
+        if position > len(self.task.train_set):
+            raise ConfigError(f"cannot resume the bAbI stream: position {position} is out of range "
+                              f"(the training set has {len(self.task.train_set)} questions)")
+        self.epoch, self.position = epoch, position
         self._order = self._shuffled()

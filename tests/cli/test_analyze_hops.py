@@ -58,3 +58,32 @@ def test_generate_points_a_memory_network_to_analyze_hops(trained):
     res = runner.invoke(app, ["generate", str(trained)])
     assert res.exit_code == 2, res.output
     assert "cellsearch analyze hops" in res.stderr and res.stderr.strip().count("\n") == 0
+
+
+def test_hops_runs_where_cuda_is_available(trained, tmp_path, monkeypatch):
+    """On a CUDA machine the model must not land on the GPU while the story's batch stays on the CPU:
+    CUDA is made to look available (this machine has none, so anything that goes there fails)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    png = tmp_path / "hops.png"
+    res = runner.invoke(app, ["analyze", "hops", str(trained), "-o", str(png), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["output"] == str(png) and png.exists()
+
+
+def test_one_picture_check_serves_analyze_and_generate(trained, tmp_path, monkeypatch):
+    import cellsearch.cli as cli
+    import cellsearch.cli.analyze as analyze
+    import cellsearch.cli.train as train
+    from cellsearch.errors import ConfigError
+
+    assert analyze.check_picture is cli.check_picture and train.check_picture is cli.check_picture
+
+    def refuse(path, option):
+        raise ConfigError(f"{option}: refused by the shared check")
+
+    monkeypatch.setattr(analyze, "check_picture", refuse)
+    res = runner.invoke(app, ["analyze", "hops", str(trained), "-o", str(tmp_path / "h.png")])
+    assert res.exit_code == 2 and "--output: refused by the shared check" in res.stderr
+    assert not (tmp_path / "h.png").exists()

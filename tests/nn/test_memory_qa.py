@@ -96,3 +96,15 @@ def test_a_population_of_memory_networks_is_refused_in_one_line(tmp_path):
                               "--steps", "1", "--hidden", "8", "--json", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2, res.output
     assert "trains one model at a time" in res.stderr and res.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("cell", ["memn2n", "lstm"])  # the qa layout and the lm one
+@pytest.mark.parametrize("task,memory,least", [(15, 5, 8), (16, 8, 9)])
+def test_a_memory_shorter_than_the_story_is_refused_at_setup(tmp_path, cell, task, memory, least):
+    res = runner.invoke(app, ["train", cell, "--task", "babi", "-t", f"task={task}", "-t", f"memory_size={memory}",
+                              "-t", "train_examples=100", "--steps", "1", "--hidden", "8", "--threads", "1", "--json",
+                              "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    assert f"memory_size must be at least {least} for task {task}" in res.stderr
+    assert res.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "o").exists()  # (before any training)

@@ -106,7 +106,7 @@ def test_the_stream_goes_through_the_fixed_set_in_shuffled_epochs_and_resumes_ex
     assert sorted(sum(seen, ())) == answers
     state = stream.state_dict()
     ahead = [next(stream).inputs for _ in range(4)]
-    again = task.train_stream(30, seed=99)
+    again = task.train_stream(30, seed=5)
     again.load_state_dict(state)
     assert all(torch.equal(x, next(again).inputs) for x in ahead)
     assert not torch.equal(ahead[0], task.train_stream(30, seed=5).__next__().inputs)  # epoch 2 is reshuffled
@@ -159,3 +159,59 @@ def test_bad_options_are_refused_in_one_line(options, message):
 def test_a_question_is_plain_data():
     q = generate(15, random.Random(0), 1)[0]
     assert isinstance(q, Question) and q.answer in SPECIES
+
+
+@pytest.mark.parametrize("task,memory", [(2, 1), (3, 1), (3, 2)])
+def test_a_memory_too_small_for_the_supporting_facts_is_refused_not_looped_on(task, memory):
+    with pytest.raises(ConfigError) as info:
+        generate(task, random.Random(0), 3, memory=memory)
+    assert f"needs a memory of at least {task} sentences" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        make_task("babi", task=task, memory_size=memory)
+    assert f"memory_size must be at least {task} for task {task}" in str(info.value)
+    assert "\n" not in str(info.value)
+    assert len(generate(task, random.Random(0), 3, memory=task)) == 3  # the smallest memory that works
+
+
+def test_generate_gives_up_when_questions_stop_fitting_the_memory(monkeypatch):
+    import cellsearch.tasks.babi as babi
+
+    monkeypatch.setitem(babi.MIN_MEMORY, 2, 1)  # (as before the check: no question of task 2 fits one sentence)
+    with pytest.raises(ConfigError) as info:
+        generate(2, random.Random(0), 3, memory=1)
+    assert "only 0 questions in 1001 stories fit a memory of 1 sentences" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("task", [15, 16])
+def test_tasks_15_and_16_need_a_memory_of_their_whole_story(task):
+    least = {len(q.story) for q in generate(task, random.Random(0), 50)}
+    assert len(least) == 1
+    (length,) = least
+    BabiTask(task=task, train_examples=10, memory_size=length, test_examples=1)
+    with pytest.raises(ConfigError) as info:
+        BabiTask(task=task, train_examples=10, memory_size=length - 1)
+    assert f"memory_size must be at least {length} for task {task}" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"batch_size": 20}, "it was saved with batch_size=20, this one has batch_size=30"),
+    ({"seed": 99}, "it was saved with seed=99, this one has seed=5"),
+    ({"examples": 900}, "it was saved with examples=900, this one has examples=90"),
+    ({"position": 91}, "position 91 is out of range (the training set has 90 questions)"),
+    ({"position": -1}, "its position -1 is not a count"),
+    ({"epoch": "2"}, "its epoch '2' is not a count"),
+])
+def test_the_stream_refuses_a_saved_state_that_does_not_fit_it(change, message):
+    task = BabiTask(task=16, train_examples=100, test_examples=1)
+    stream = task.train_stream(30, seed=5)
+    next(stream)
+    state = {**stream.state_dict(), **change}
+    with pytest.raises(ConfigError) as info:
+        task.train_stream(30, seed=5).load_state_dict(state)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    resumed = task.train_stream(30, seed=5)
+    resumed.load_state_dict({**stream.state_dict(), "position": 90})  # the end of an epoch: the next one starts
+    next(resumed)
+    assert (resumed.epoch, resumed.position) == (1, 30)
