@@ -33,7 +33,6 @@ from cellsearch.limits import MAX_RECALL_ITEM_LENGTH, MAX_REPEATS, MAX_TASK_LENG
 from cellsearch.tasks.synthetic import ExampleTask
 
 MAX_LENGTH = MAX_TASK_LENGTH  # longest sequence a task may be asked for (training or the long evaluation)
-LONG_OFFSETS = {"valid": 3_000_017, "test": 4_000_037}
 
 
 def _check(name: str, value: Any, low: float, high: float, integer: bool = True, limit: str | None = None) -> None:
@@ -62,7 +61,6 @@ class AlgorithmicTask(ExampleTask):
         self.long_factor = float(long_factor)
         self.letters = self.symbol_alphabet()
         self.alphabet = self.letters + self.separators
-        self._long: dict[str, list[tuple[str, str]]] = {}
         super().__init__(seed, eval_examples)
 
     @classmethod
@@ -98,16 +96,13 @@ class AlgorithmicTask(ExampleTask):
         """The lengths of the long evaluation: beyond training, up to ``long_factor`` × ``max_length``."""
         return range(self.max_length + 1, int(self.long_factor * self.max_length) + 1)
 
-    def long_split(self, name: str) -> list[tuple[str, str]]:
-        """The split ``name``'s long examples (fixed per seed; empty when ``long_factor`` is 1)."""
-        if name not in LONG_OFFSETS:
-            raise ValueError(f"unknown split {name!r} (valid or test)")
-        if name not in self._long:
-            rng = random.Random(self.seed * 7919 + LONG_OFFSETS[name])
-            lengths = self.long_lengths
-            n = min(self.eval_examples, self.exact_match_examples)
-            self._long[name] = [self.example_of_length(rng, rng.choice(lengths)) for _ in range(n)] if lengths else []
-        return self._long[name]
+    def long_example(self, rng: random.Random) -> tuple[str, str]:
+        return self.example_of_length(rng, rng.choice(self.long_lengths))
+
+    @property
+    def long_examples(self) -> int:  # type: ignore[override]  # (greedy decoding: a prefix's worth)
+        """As many long examples as exact match scores."""
+        return min(self.eval_examples, self.exact_match_examples)
 
     def decoding_metrics(self, model, split: str) -> dict[str, float]:
         long = self.long_split(split)

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from cellsearch.tasks.algorithmic import LONG_OFFSETS, MAX_LENGTH, _check
+from cellsearch.tasks.algorithmic import MAX_LENGTH, _check
 from cellsearch.tasks.base import Batch, start_state
 from cellsearch.tasks.synthetic import ExampleTask
 
@@ -54,7 +54,6 @@ class FormalTask(ExampleTask):
         self.check_values({"min_n": min_n, "max_n": max_n, "long_factor": long_factor,
                            "eval_examples": eval_examples})
         self.min_n, self.max_n, self.long_factor = min_n, max_n, float(long_factor)
-        self._long: dict[str, list[tuple[str, str]]] = {}
         super().__init__(seed, eval_examples)
 
     @classmethod
@@ -82,15 +81,13 @@ class FormalTask(ExampleTask):
         """The n of the long evaluation: beyond training, up to ``long_factor`` × ``max_n``."""
         return range(self.max_n + 1, int(self.long_factor * self.max_n) + 1)
 
-    def long_split(self, name: str) -> list[tuple[str, str]]:
-        """The split ``name``'s long examples (fixed per seed; empty when ``long_factor`` is 1)."""
-        if name not in LONG_OFFSETS:
-            raise ValueError(f"unknown split {name!r} (valid or test)")
-        if name not in self._long:
-            rng = random.Random(self.seed * 7919 + LONG_OFFSETS[name])
-            lengths = self.long_lengths
-            self._long[name] = [self.example(rng, lengths) for _ in range(self.eval_examples)] if lengths else []
-        return self._long[name]
+    def long_example(self, rng: random.Random) -> tuple[str, str]:
+        return self.example(rng, self.long_lengths)
+
+    @property
+    def long_examples(self) -> int:  # type: ignore[override]  # (every evaluation example's worth)
+        """As many long examples as the evaluation has."""
+        return self.eval_examples
 
     def extra_metrics(self, examples, batch: Batch, predictions: torch.Tensor, correct: torch.Tensor) -> dict:
         whole = (correct | ~batch.mask).all(0)  # (B,): every scored prediction right

@@ -22,6 +22,7 @@ from cellsearch.limits import MAX_EVAL_EXAMPLES, check_number
 from cellsearch.tasks.base import Batch, Stream, Task, Vocab, bits, start_state
 
 SPLIT_OFFSETS = {"valid": 1_000_003, "test": 2_000_003}
+LONG_OFFSETS = {"valid": 3_000_017, "test": 4_000_037}  # the long evaluation's examples (``long_split``)
 
 
 class ExampleTask(Task):
@@ -40,6 +41,30 @@ class ExampleTask(Task):
             self.eval_examples = eval_examples
         self.vocab = Vocab(list(self.alphabet))
         self._splits: dict[str, list[tuple[str, str]]] = {}
+        self._long: dict[str, list[tuple[str, str]]] = {}
+
+    # ------------------------------------------------------------------ the long evaluation
+    # A task scored beyond its training lengths (algorithmic.py, formal.py) gives the lengths of its
+    # long evaluation and draws one of its examples; ``long_split`` keeps a fixed list per split.
+    @property
+    def long_lengths(self) -> range:
+        """The lengths of the long evaluation, all beyond training (none by default)."""
+        return range(0)
+
+    def long_example(self, rng: random.Random) -> tuple[str, str]:
+        """One (prompt, answer) pair of the long evaluation, from ``rng``."""
+        raise NotImplementedError(self.name)
+
+    long_examples = 0  # the examples of each split's long evaluation (a task's own number)
+
+    def long_split(self, name: str) -> list[tuple[str, str]]:
+        """The split ``name``'s long examples (fixed per seed; empty when there are no longer lengths)."""
+        if name not in LONG_OFFSETS:
+            raise ValueError(f"unknown split {name!r} (valid or test)")
+        if name not in self._long:
+            rng = random.Random(self.seed * 7919 + LONG_OFFSETS[name])
+            self._long[name] = [self.long_example(rng) for _ in range(self.long_examples)] if self.long_lengths else []
+        return self._long[name]
 
     @abstractmethod
     def make_example(self, rng: random.Random) -> tuple[str, str]:
