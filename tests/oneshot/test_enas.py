@@ -4,7 +4,6 @@ from their validation reward; the top K sampled cells are recorded as candidates
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
@@ -15,33 +14,21 @@ from cellsearch.storage.settings import SearchConfig
 from cellsearch.storage.store import Store
 from cellsearch.tasks import make_task, primary_metric
 from tests.support.hostile import cli
-from tests.support.oneshot import OneShotSuite, kill_resume_and_rerun
+from tests.support.oneshot import OneShotSuite, finished_run, kill_resume_and_rerun
 
 TINY = ("--space", "dag4", "--tasks", "arith", "--budget", "12", "--trials", "3", "-o", "candidates=6",
         "-o", "controller_every=4", "-o", "controller_batch=2", "--hidden", "16", "--backend", "local")
 OPTIONS = {"candidates": 6, "controller_every": 4, "controller_batch": 2}
+SUITE_OPTIONS = ("-o", "controller_every=4", "-o", "controller_batch=2")  # (TINY's own, as flags)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    out = cli("search", "--strategy", "enas", *TINY, "--no-progress", "--runs", str(runs), "--name", "r")
-    assert out.exit_code == 0 and out.exception is None, (out.stdout, out.stderr, out.exception)
-    return runs / "r"
+    return finished_run("enas", SUITE_OPTIONS, tmp_path_factory)  # (the small search TestENASSuite reads too)
 
 
-def test_records_the_top_k_sampled_cells(run):
-    assert json.loads((run / "config.json").read_text())["strategy"] == "enas"
-    with Store(run / "results.db", readonly=True) as store:
-        rows = list(store.rows())
-        meta = store.get_meta("oneshot")
-    assert len(rows) == 3 and meta == {**meta, "strategy": "enas", "scored": 6, "steps": 12}
-    assert {(r["status"], r["stage"], r["origin"], r["strategy"]) for r in rows} == {("ok", "one-shot", "oneshot",
-                                                                                      "enas")}
-    scores = [r["score"] for r in rows]
-    assert scores == sorted(scores, reverse=True) and len({r["hash"] for r in rows}) == 3
-    space = load_space("dag4")
-    assert all(space.decode(json.loads(r["decisions"])).name == r["cell_name"] for r in rows)
+def test_the_controller_was_trained(run):
+    # (the recorded cells themselves: OneShotSuite.test_records_trials_cells_with_one_shot_scores)
     # the controller was trained: 12 steps / every 4 = 3 phases of one REINFORCE step on 2 cells
     ckpt = torch.load(run / "oneshot.pt", weights_only=True)
     assert ckpt["strategy"] == "enas" and ckpt["extra"]["controller"]["updates"] == 3
@@ -104,7 +91,7 @@ class TestENASSuite(OneShotSuite):
     """The one-shot strategies' shared tests, for enas."""
 
     strategy = "enas"
-    options = ("-o", "controller_every=4", "-o", "controller_batch=2")
+    options = SUITE_OPTIONS
     refusals = ((("-o", "controller_every=0"), "controller_every must be at least 1"),
                 (("-o", "controller_batch=100000000"), "controller_batch"),
                 (("-o", "controller_lr=0"), "controller_lr must be a positive number"),

@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from cellsearch.oneshot.rsws import RSWS, run_rsws
-from cellsearch.spaces import load_space
 from cellsearch.spaces.dag import DagSpace
 from cellsearch.storage.settings import SearchConfig
 from cellsearch.storage.store import Store
-from cellsearch.tasks import make_task, primary_metric
+from cellsearch.tasks import make_task
 from tests.support.hostile import cli, refused, unchanged
-from tests.support.oneshot import OneShotSuite, kill_resume_and_rerun
+from tests.support.oneshot import OneShotSuite, finished_run, kill_resume_and_rerun
 
 TINY = ("--space", "dag4", "--tasks", "arith", "--budget", "12", "--trials", "3", "-o", "candidates=6",
         "--hidden", "16", "--backend", "local", "--no-progress")
@@ -29,36 +28,10 @@ def _search(runs, name="r", *extra):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    return _search(tmp_path_factory.mktemp("runs"))
+    return finished_run("rsws", (), tmp_path_factory)  # (the small search TestRSWSSuite reads too)
 
 
-def test_records_the_top_k_as_one_shot_candidates(run):
-    cfg = json.loads((run / "config.json").read_text())
-    assert cfg["strategy"] == "rsws" and cfg["space"] == "dag4"
-    with Store(run / "results.db", readonly=True) as store:
-        rows = list(store.rows())
-        meta = store.get_meta("oneshot")
-    assert len(rows) == 3 and meta["scored"] == 6 and meta["steps"] == 12
-    assert {r["status"] for r in rows} == {"ok"}
-    assert {r["stage"] for r in rows} == {"one-shot"} and {r["origin"] for r in rows} == {"oneshot"}
-    scores = [r["score"] for r in rows]
-    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
-    assert len({r["hash"] for r in rows}) == 3
-    space = load_space("dag4")
-    for r in rows:  # the recorded decisions decode to the recorded cell
-        assert space.decode(json.loads(r["decisions"])).name == r["cell_name"]
-    assert (run / "best.yaml").read_text().count(rows[0]["cell_name"])
-
-
-def test_leaderboard_and_export_read_the_run(run, tmp_path):
-    out = cli("leaderboard", str(run), "--json")
-    assert out.exit_code == 0, out.stderr
-    board = json.loads(out.stdout)
-    assert [r["stage"] for r in board] == ["one-shot"] * 3 and board[0]["metrics"]["arith"][primary_metric("arith")] == board[0]["score"]
-    out = cli("export", str(run), "--format", "py", "-o", str(tmp_path / "cell.py"))
-    assert out.exit_code == 0, out.stderr
-    source = (tmp_path / "cell.py").read_text()
-    assert "class " in source and board[0]["cell"] in source
+# (the recorded cells, leaderboard, export and evaluate on them: OneShotSuite's tests)
 
 
 def test_the_same_seed_gives_the_same_cells_and_scores(run, tmp_path):
@@ -124,15 +97,6 @@ def test_resume_refuses_a_damaged_checkpoint_in_one_line(tmp_path):
     (tmp_path / "k" / "oneshot.pt").write_bytes(b"not a checkpoint")
     refused("resume", str(tmp_path / "k"), says="oneshot.pt")
     refused("resume", str(tmp_path / "k"), "--trials", "3", says="resumes as it was started")
-
-
-@pytest.mark.slow
-def test_evaluate_retrains_the_top_one_shot_cell(tmp_path):
-    run = _search(tmp_path)
-    out = cli("evaluate", str(run), "--top", "1", "--seeds", "1", "--budget", "10", "--baselines", "gru",
-              "--lrs", "1", "--backend", "local", "--no-progress", "--json")
-    assert out.exit_code == 0, (out.stdout, out.stderr, out.exception)
-    assert (run / "evaluation" / "results.md").exists()
 
 
 @pytest.mark.slow

@@ -50,6 +50,27 @@ def kill_resume_and_rerun(runs: Path, strategy: str, flags: list[str], cells: in
     return killed, uninterrupted
 
 
+def small_search_flags(strategy: str, options: tuple[str, ...] = ()) -> list[str]:
+    """The small one-shot search's flags (3 cells recorded of 6 scored, 12 supernet steps, hidden size 16)."""
+    return ["--strategy", strategy, "--space", "dag4", "--tasks", "arith", "--budget", "12", "--trials", "3",
+            "-o", "candidates=6", *options, "--hidden", "16", "--backend", "local", "--no-progress"]
+
+
+_FINISHED: dict[tuple[str, tuple[str, ...]], Path] = {}
+
+
+def finished_run(strategy: str, options: tuple[str, ...], tmp_path_factory: Any) -> Path:
+    """The small search of ``strategy`` run once per test process (its tests only read it): the run
+    folder that ``OneShotSuite`` and the strategy's own test module share."""
+    key = (strategy, tuple(options))
+    if key not in _FINISHED:
+        runs = tmp_path_factory.mktemp("runs")
+        out = cli("search", *small_search_flags(strategy, options), "--runs", str(runs), "--name", "r")
+        assert out.exit_code == 0 and out.exception is None, (out.stdout, out.stderr, out.exception)
+        _FINISHED[key] = runs / "r"
+    return _FINISHED[key]
+
+
 class OneShotSuite:
     """The tests every one-shot strategy passes (``cellsearch.oneshot.strategies``): subclass it in a test
     module and set ``strategy`` (its ``--strategy`` name) and ``options`` (``-o`` flags for a small run).
@@ -66,9 +87,8 @@ class OneShotSuite:
     refusals: tuple[tuple[tuple[str, ...], str], ...] = ()  # the strategy's own bad inputs: (flags, what the line says)
 
     def flags(self) -> list[str]:
-        """The small search's flags (3 cells recorded of 6 scored, 12 supernet steps, hidden size 16)."""
-        return ["--strategy", self.strategy, "--space", "dag4", "--tasks", "arith", "--budget", "12", "--trials",
-                "3", "-o", "candidates=6", *self.options, "--hidden", "16", "--backend", "local", "--no-progress"]
+        """The small search's flags (``small_search_flags``)."""
+        return small_search_flags(self.strategy, self.options)
 
     def settings(self, name: str) -> "SearchConfig":
         """The small search's settings, as the library takes them."""
@@ -80,22 +100,16 @@ class OneShotSuite:
 
     @pytest.fixture
     def run(self, tmp_path_factory) -> Path:
-        """A finished small search (run once for the class: the tests only read it)."""
-        cls = type(self)
-        if "finished_run" not in cls.__dict__:
-            runs = tmp_path_factory.mktemp("runs")
-            out = cli("search", *self.flags(), "--runs", str(runs), "--name", "r")
-            assert out.exit_code == 0 and out.exception is None, (out.stdout, out.stderr, out.exception)
-            cls.finished_run = runs / "r"
-        return cls.__dict__["finished_run"]
+        """A finished small search (``finished_run``: once per process, shared with the strategy's module)."""
+        return finished_run(self.strategy, self.options, tmp_path_factory)
 
     def test_records_trials_cells_with_one_shot_scores(self, run):
         cfg = json.loads((run / "config.json").read_text())
-        assert cfg["strategy"] == self.strategy
+        assert cfg["strategy"] == self.strategy and cfg["space"] == "dag4"
         with Store(run / "results.db", readonly=True) as store:
             rows = list(store.rows())
             meta = store.get_meta("oneshot")
-        assert len(rows) == 3 and meta["scored"] == 6 and meta["strategy"] == self.strategy
+        assert len(rows) == 3 and meta["scored"] == 6 and meta["steps"] == 12 and meta["strategy"] == self.strategy
         assert {(r["status"], r["stage"], r["origin"], r["strategy"]) for r in rows} == {
             ("ok", "one-shot", "oneshot", self.strategy)}
         scores = [r["score"] for r in rows]
