@@ -82,10 +82,15 @@ class DagSupernet(nn.Module):
                 if self.space.bias:
                     shapes[f"e{j}_{i}_b"] = (H,)
                     shapes[f"e{j}_{i}_gb"] = (H,)
+        # a component's parameters: the same names in every cell that carries it (its templates are
+        # fixed), found once from one such cell
+        self._component_parameters: dict[str, list[str]] = {}
         if self.space.memory:
             shapes["n0_m"] = (H, H)
             for component in self.space.memory:
-                shapes.update(self._component_shapes(component))
+                found = self._component_shapes(component)
+                self._component_parameters[component] = list(found)
+                shapes.update({_component_tensor(component, name): shape for name, shape in found.items()})
         self.shared = nn.ParameterDict({k: nn.Parameter(torch.empty(*s)) for k, s in shapes.items()})
         self._models: OrderedDict[tuple[int, ...], SeqModel] = OrderedDict()
         self.reset_parameters()
@@ -102,30 +107,26 @@ class DagSupernet(nn.Module):
             self.head.bias.zero_()
 
     def _component_shapes(self, component: str) -> dict[str, tuple[int, ...]]:
-        """The shared tensors of a memory component: those of a cell carrying it, beside the dag's."""
+        """The cell parameters of a memory component (name → shape): those of a cell carrying it, beside
+        the dag's."""
         dims = self.space.decisions()
         choices = [0] * len(dims)
         choices[-1] = dims[-1].choices.index(component)  # (memory is the last decision)
         graph = self.space.decode(choices)
         dag = self._dag_bindings(graph, choices)
-        return {_component_tensor(component, name): tuple(p.shape)
-                for name, p in self._cell_parameters(graph) if name not in dag}
-
-    def bindings(self, graph: CellGraph, choices: Sequence[int]) -> dict[str, str]:
-        """The cell's parameter names (``CellParameters``) → the shared tensors' names."""
-        out = self._dag_bindings(graph, choices)
-        component = self.space._component(choices)
-        if component is not None:  # every other parameter is the component's own
-            out.update({name: _component_tensor(component, name)
-                        for name, _ in self._cell_parameters(graph) if name not in out})
-        return out
-
-    def _cell_parameters(self, graph: CellGraph) -> list[tuple[str, torch.Tensor]]:
-        """(name, tensor) of every parameter of ``graph``'s cell at this supernet's sizes."""
         with torch.random.fork_rng(devices=[]):
             cell = SeqModel(graph, self.config).rnn.cells[0]
         assert isinstance(cell, CompiledCell)  # (CellRNN's default backend)
-        return list(cell.params.named_parameters())
+        return {name: tuple(p.shape) for name, p in cell.params.named_parameters() if name not in dag}
+
+    def bindings(self, graph: CellGraph, choices: Sequence[int]) -> dict[str, str]:
+        """The cell's parameter names (``CellParameters``) → the shared tensors' names (``bound_model``
+        refuses bindings that are not exactly the cell's parameters)."""
+        out = self._dag_bindings(graph, choices)
+        component = self.space._component(choices)
+        if component is not None:
+            out.update({name: _component_tensor(component, name) for name in self._component_parameters[component]})
+        return out
 
     def _dag_bindings(self, graph: CellGraph, choices: Sequence[int]) -> dict[str, str]:
         """The dag part's bindings: node 0's linear and every highway edge's maps."""
